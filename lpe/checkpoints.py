@@ -1,0 +1,59 @@
+"""Trained checkpoints: FP32 weights plus what is needed to rebuild and account for the model.
+
+A checkpoint is a safetensors file (loaded without code execution) whose metadata records the
+model name, number of classes, input shape, training seed and the backward passes spent on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lpe.artifacts import ArtifactError, load_tensors, read_metadata, save_tensors
+from lpe.models import create_model
+
+CHECKPOINT_KIND = "lpe-checkpoint"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    model: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    backward_passes: int
+    sha256: str
+
+    def build(self) -> torch.nn.Module:
+        """A fresh instance of the architecture (weights to be loaded by the caller)."""
+        return create_model(self.model, self.num_classes, self.input_shape)
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, info: dict) -> None:
+    metadata = {"lpe_kind": CHECKPOINT_KIND, **{k: json.dumps(v) for k, v in info.items()}}
+    save_tensors(path, model.state_dict(), metadata)
+
+
+def _info(path: str | Path, meta: dict[str, str]) -> CheckpointInfo:
+    if meta.get("lpe_kind") != CHECKPOINT_KIND:
+        raise ArtifactError(f"{path} is not an LPE checkpoint (kind {meta.get('lpe_kind')!r}).")
+    return CheckpointInfo(
+        model=json.loads(meta["model"]),
+        num_classes=json.loads(meta["num_classes"]),
+        input_shape=tuple(json.loads(meta["input_shape"])),
+        backward_passes=json.loads(meta["backward_passes"]),
+        sha256=meta["lpe_sha256"],
+    )
+
+
+def checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """The checkpoint's description, read from its header only (no tensors loaded)."""
+    return _info(path, read_metadata(path, "checkpoint"))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """The checkpoint's state dict (checksum verified) and its description."""
+    state, meta = load_tensors(path, "checkpoint")
+    return state, _info(path, meta)

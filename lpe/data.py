@@ -1,0 +1,118 @@
+"""Data sets: a registry of builders, and the ``data`` stage that writes one split file.
+
+A builder returns float32 inputs shaped like images ``(N, 1, H, W)`` and int64 labels ``(N,)``
+for the train, validation and test splits. The mini profile's MNIST-1D is generated locally by
+the ``mnist1d`` package (no download): 40-sample signals become ``1 x 40`` images.
+
+Usage: ``python -m lpe.data --dataset mnist1d --train 12000 --val 2000 --test 6000 --seed 0
+--out work/mini/data/mnist1d.npz``
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lpe.artifacts import ArtifactError, write_with
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Inputs ``(N, 1, H, W)`` float32 and labels ``(N,)`` int64 per split."""
+
+    x: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x["train"].shape[1:])
+
+
+DATASETS: dict[str, Callable[..., Splits]] = {}
+
+
+def register_dataset(fn: Callable[..., Splits]) -> Callable[..., Splits]:
+    DATASETS[fn.__name__] = fn
+    return fn
+
+
+@register_dataset
+def mnist1d(train: int, val: int, test: int, seed: int) -> Splits:
+    """MNIST-1D (Greydanus 2020) with the package's default transforms, generated from ``seed``.
+
+    ``mnist1d.data.make_dataset`` seeds numpy's and Python's global generators itself (it has no
+    generator argument); this stage runs in its own process, so nothing else depends on them.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    total = train + val + test
+    args = get_dataset_args()
+    # make_dataset draws num_samples // 10 examples per class: round up to a multiple of 10
+    args.num_samples = -(-total // 10) * 10
+    args.train_split = 1.0  # we split ourselves below
+    args.seed = seed
+    data = make_dataset(args)
+    x = torch.from_numpy(np.asarray(data["x"], dtype=np.float32))[:total]  # (N, 40)
+    y = torch.from_numpy(np.asarray(data["y"], dtype=np.int64))[:total]
+    x = x[:, None, None, :]  # (N, 40) -> (N, 1, 1, 40): a one-pixel-high grey image
+    bounds = np.cumsum([0, train, val, test])
+    return Splits(
+        x={s: x[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS)},
+        y={s: y[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS)},
+        num_classes=10,
+    )
+
+
+def build(name: str, **sizes) -> Splits:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](**sizes)
+
+
+def save_splits(path: str | Path, splits: Splits) -> None:
+    arrays = {f"x_{s}": splits.x[s].numpy() for s in SPLITS}
+    arrays.update({f"y_{s}": splits.y[s].numpy() for s in SPLITS})
+    arrays["num_classes"] = np.asarray(splits.num_classes)
+    write_with(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+
+
+def load_splits(path: str | Path) -> Splits:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"data file not found: {path}. Run the workflow's data rule.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x = {s: torch.from_numpy(f[f"x_{s}"]) for s in SPLITS}
+            y = {s: torch.from_numpy(f[f"y_{s}"]) for s in SPLITS}
+            num_classes = int(f["num_classes"])
+    except Exception as err:
+        raise ArtifactError(
+            f"data file {path} is truncated or corrupted ({err}); delete it and rerun."
+        ) from err
+    return Splits(x=x, y=y, num_classes=num_classes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    for split in SPLITS:
+        parser.add_argument(f"--{split}", type=int, required=True, help=f"{split} examples")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    splits = build(args.dataset, train=args.train, val=args.val, test=args.test, seed=args.seed)
+    save_splits(args.out, splits)
+    sizes = ", ".join(f"{s} {len(splits.y[s])}" for s in SPLITS)
+    print(f"{args.dataset}: {sizes}; input {splits.input_shape}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The ``generate`` stage: low precision members of a checkpoint, written as real files.
+
+For ``--method bsr`` it draws ``--members`` members by Bernoulli stochastic rounding, member ``k``
+seeded by ``member_seed(seed, k)``; for ``--method rtn`` it writes the single rounding-to-nearest
+member. The output folder holds ``member00.safetensors, ...`` and ``manifest.json`` (format,
+seeds, policy counts, bits); it appears under its final name only when complete.
+
+Usage: ``python -m lpe.generate --checkpoint CKPT --method bsr --bits 4 --seed 0 --members 10
+--out work/mini/members/vit_mini_s/bsr-int4-seed0``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lpe.artifacts import ArtifactError, atomic_dir
+from lpe.checkpoints import load_checkpoint
+from lpe.members import METHODS, member_seed, quantize, save_member
+from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
+
+MANIFEST = "manifest.json"
+
+
+def generate(checkpoint, out, fmt: IntFormat, method: str, seed: int, members: int,
+             policy: QuantPolicy) -> dict:
+    """Write the members and their manifest into ``out``; return the manifest."""
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    if method == "rtn" and members != 1:
+        raise ValueError("rounding-to-nearest is deterministic: use --members 1 with --method rtn")
+    state, info = load_checkpoint(checkpoint)
+    split = policy.split(state)
+    print(f"{info.model} {fmt.name} {method}: {split.describe()}")
+    files, seeds, bits = [], [], []
+    with atomic_dir(out) as tmp:
+        for k in tqdm(range(members), desc=f"generate {Path(out).name}", mininterval=5):
+            s = member_seed(seed, k) if method == "bsr" else 0
+            member = quantize(state, fmt, method, seed=s, policy=policy)
+            name = f"member{k:02d}.safetensors"
+            provenance = {"checkpoint_sha256": info.sha256, "model": info.model}
+            bits.append(save_member(tmp / name, member, provenance))
+            files.append(name)
+            seeds.append(s)
+        manifest = {
+            "model": info.model,
+            "checkpoint_sha256": info.sha256,
+            "method": method,
+            "bits": fmt.bits,
+            "per_channel": fmt.per_channel,
+            "seed": seed,
+            "member_seeds": seeds,
+            "files": files,
+            "member_bits": bits,
+            "policy": {"exclude": list(policy.exclude), "min_ndim": policy.min_ndim},
+            "quantized_params": split.quantized_params,
+            "kept_params": split.kept_params,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"no {MANIFEST} in {folder}: the member folder is incomplete; rerun.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path} is corrupted ({err}); delete {folder} and rerun.") from err
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--bits", type=int, required=True, choices=range(MIN_BITS, MAX_BITS + 1),
+                        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}")
+    parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
+    parser.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE),
+                        help="name patterns kept in FP32")
+    parser.add_argument("--min-ndim", type=int, default=2)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+    policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+    manifest = generate(args.checkpoint, args.out, fmt, args.method, args.seed, args.members,
+                        policy)
+    print(f"wrote {len(manifest['files'])} members to {args.out}; "
+          f"{manifest['member_bits'][0]:,} bits each")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Low precision ensemble members: rounding a full-precision state dict, and members as files.
+
+A member is reproducible from (checkpoint, format, method, seed). Each quantized tensor draws its
+randomness from its own generator, seeded from the member seed and the tensor's name, so a member
+does not depend on the order in which tensors are visited or on which other tensors are quantized.
+
+On disk (safetensors, see ``lpe.artifacts``), a member holds exactly what it needs:
+``codes/<name>`` bit-packed integer codes (uint8 stream, ``lpe.packing``), ``scales/<name>`` FP32
+scales, ``fp32/<name>`` the tensors kept in full precision; the metadata records the format,
+method, seeds, shapes and the checkpoint it came from. Its memory bits are counted from those
+tensors, so they agree with the file size up to the safetensors header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lpe.artifacts import ArtifactError, load_tensors, save_tensors
+from lpe.numbers import IntFormat, compute_scales, dequantize, round_nearest, round_stochastic
+from lpe.packing import pack_codes, packed_nbytes, unpack_codes
+from lpe.policy import QuantPolicy
+
+METHODS = ("rtn", "bsr")
+MEMBER_KIND = "lpe-member"
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from any tuple of ints/strings (stable across runs, platforms and Pythons)."""
+    text = "/".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
+
+
+def member_seed(ensemble_seed: int, index: int) -> int:
+    """Seed of member ``index`` of the BSR ensemble drawn with ``ensemble_seed``."""
+    return derive_seed("member", ensemble_seed, index)
+
+
+def _generator(seed: int, name: str, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed("tensor", seed, name))
+    return gen
+
+
+@dataclass
+class Member:
+    """One low precision member: codes and scales of the quantized tensors, plus the rest."""
+
+    fmt: IntFormat
+    method: str
+    seed: int
+    codes: dict[str, torch.Tensor]  # name -> int32 codes, the tensor's shape
+    scales: dict[str, torch.Tensor]  # name -> FP32 scales, broadcastable to the tensor
+    kept: dict[str, torch.Tensor]  # name -> tensor kept in full precision
+
+    @property
+    def quantized_params(self) -> int:
+        return sum(c.numel() for c in self.codes.values())
+
+    @property
+    def kept_params(self) -> int:
+        return sum(t.numel() for t in self.kept.values())
+
+    @property
+    def bits(self) -> int:
+        """Storage: b bits per code (packed per tensor), 32 per scale, dtype bits per kept value."""
+        code_bits = sum(8 * packed_nbytes(c.numel(), self.fmt.bits) for c in self.codes.values())
+        scale_bits = sum(32 * s.numel() for s in self.scales.values())
+        kept_bits = sum(8 * t.element_size() * t.numel() for t in self.kept.values())
+        return code_bits + scale_bits + kept_bits
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The FP32 weights the member runs with (dequantized codes plus kept tensors)."""
+        state = {n: dequantize(q, self.scales[n]) for n, q in self.codes.items()}
+        state.update(self.kept)
+        return state
+
+
+def quantize(
+    state: Mapping[str, torch.Tensor],
+    fmt: IntFormat,
+    method: str,
+    seed: int = 0,
+    policy: QuantPolicy | None = None,
+) -> Member:
+    """Round ``state`` to ``fmt`` with ``method`` ('rtn' or 'bsr'); ``seed`` drives BSR only.
+
+    Scales come from the full-precision weights, so all members of one format share them.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown rounding method {method!r}; allowed: {', '.join(METHODS)}")
+    policy = policy or QuantPolicy()
+    codes, scales, kept = {}, {}, {}
+    for name, tensor in state.items():
+        if not policy.quantizes(name, tensor):
+            kept[name] = tensor.detach().clone()
+            continue
+        s = compute_scales(tensor, fmt)
+        if method == "rtn":
+            q = round_nearest(tensor, s, fmt)
+        else:
+            q = round_stochastic(tensor, s, fmt, _generator(seed, name, tensor.device))
+        codes[name], scales[name] = q, s
+    return Member(fmt=fmt, method=method, seed=seed, codes=codes, scales=scales, kept=kept)
+
+
+def save_member(path: str | Path, member: Member, provenance: Mapping[str, str]) -> int:
+    """Write ``member`` atomically; return its memory bits. ``provenance``: e.g. checkpoint hash."""
+    tensors: dict[str, torch.Tensor] = {}
+    shapes = {}
+    for name, q in member.codes.items():
+        tensors[f"codes/{name}"] = pack_codes(q, member.fmt.bits)
+        tensors[f"scales/{name}"] = member.scales[name].float()
+        shapes[name] = list(q.shape)
+    for name, t in member.kept.items():
+        tensors[f"fp32/{name}"] = t
+    metadata = {
+        "lpe_kind": MEMBER_KIND,
+        "bits": str(member.fmt.bits),
+        "per_channel": str(member.fmt.per_channel),
+        "method": member.method,
+        "seed": str(member.seed),
+        "shapes": json.dumps(shapes, sort_keys=True),
+        "memory_bits": str(member.bits),
+        **provenance,
+    }
+    save_tensors(path, tensors, metadata)
+    return member.bits
+
+
+def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
+    """Read a member file (checksum verified); return the member and its metadata."""
+    tensors, meta = load_tensors(path, "member file")
+    if meta.get("lpe_kind") != MEMBER_KIND:
+        raise ArtifactError(f"{path} is not an LPE member file (kind {meta.get('lpe_kind')!r}).")
+    fmt = IntFormat(bits=int(meta["bits"]), per_channel=meta["per_channel"] == "True")
+    shapes = json.loads(meta["shapes"])
+    codes = {n: unpack_codes(tensors[f"codes/{n}"], fmt.bits, tuple(s)) for n, s in shapes.items()}
+    scales = {n: tensors[f"scales/{n}"] for n in shapes}
+    kept = {k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")}
+    member = Member(fmt, meta["method"], int(meta["seed"]), codes, scales, kept)
+    if member.bits != int(meta["memory_bits"]):
+        raise ArtifactError(f"member file {path}: stored bits disagree with its tensors")
+    return member, meta

@@ -1,0 +1,70 @@
+"""Model registry: the mini profile's family of timm VisionTransformers.
+
+The four models are T/S/B/L analogues of the paper's ViT-T/16 ... ViT-L/16, shrunk to fit a
+2-core CPU. They take MNIST-1D as ``1 x 40`` images cut into ``1 x 4`` patches (10 tokens plus a
+class token), and use the same timm module types (attention, MLP, LayerNorm) as the paper's ViTs,
+so quantization follows the same code path and the same tensor names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
+    MODELS[fn.__name__] = fn
+    return fn
+
+
+def _mini_vit(embed_dim: int, depth: int, num_heads: int, num_classes: int, input_shape):
+    channels, height, width = input_shape
+    return VisionTransformer(
+        img_size=(height, width),
+        patch_size=(1, 4),
+        in_chans=channels,
+        num_classes=num_classes,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=4.0,
+        global_pool="token",
+    )
+
+
+@register_model
+def vit_mini_t(num_classes: int = 10, input_shape=(1, 1, 40)) -> torch.nn.Module:
+    """ViT-T analogue: width 24, depth 2, 2 heads (~15k parameters)."""
+    return _mini_vit(24, 2, 2, num_classes, input_shape)
+
+
+@register_model
+def vit_mini_s(num_classes: int = 10, input_shape=(1, 1, 40)) -> torch.nn.Module:
+    """ViT-S analogue: width 48, depth 3, 3 heads (~86k parameters)."""
+    return _mini_vit(48, 3, 3, num_classes, input_shape)
+
+
+@register_model
+def vit_mini_b(num_classes: int = 10, input_shape=(1, 1, 40)) -> torch.nn.Module:
+    """ViT-B analogue: width 80, depth 4, 4 heads (~0.3M parameters)."""
+    return _mini_vit(80, 4, 4, num_classes, input_shape)
+
+
+@register_model
+def vit_mini_l(num_classes: int = 10, input_shape=(1, 1, 40)) -> torch.nn.Module:
+    """ViT-L analogue: width 96, depth 6, 4 heads (~0.68M parameters)."""
+    return _mini_vit(96, 6, 4, num_classes, input_shape)
+
+
+def create_model(name: str, num_classes: int, input_shape) -> torch.nn.Module:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
