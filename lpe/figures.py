@@ -1,0 +1,75 @@
+"""Figures from ``scores.csv``: NLL vs ensemble size per model and precision (Table 1's figure).
+
+One panel per precision (rows) and model (columns): LPE-BSR's NLL against the number of members,
+mean over seeds with a +-1 std band; RTN (dashed) and FP32 (dotted) as horizontal reference
+lines. Written as png and pdf; the pdf carries no creation date, so reruns give the same file.
+
+Usage: ``python -m lpe.figures --scores results/mini/scores.csv --out figures/mini/nll_vs_ensemble_size``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from lpe.artifacts import write_with  # noqa: E402
+from lpe.tables import precision_rank  # noqa: E402
+
+
+def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
+    models = scores.sort_values("params")["model"].unique().tolist()
+    precisions = sorted(
+        (p for p in scores["precision"].unique() if p != "fp32"), key=precision_rank
+    )
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(
+        len(precisions), len(models), figsize=(3.0 * len(models), 2.6 * len(precisions)),
+        squeeze=False, sharex=True,
+    )
+    for i, precision in enumerate(precisions):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            here = scores[(scores["model"] == model) & (scores["precision"] == precision)]
+            bsr = here[here["method"] == "lpe-bsr"]
+            sns.lineplot(data=bsr, x="members", y="nll", errorbar="sd", marker="o",
+                         markersize=3, ax=ax, label="LPE-BSR (mean ± sd)")
+            for method, style, color in (("rtn", "--", "C3"), ("fp32", ":", "k")):
+                ref = scores[(scores["model"] == model) & (scores["method"] == method)]
+                ref = ref[ref["precision"] == (precision if method == "rtn" else "fp32")]
+                if len(ref):
+                    label = "RTN" if method == "rtn" else "FP32"
+                    ax.axhline(ref["nll"].mean(), ls=style, color=color, label=label)
+            params = int(here["params"].iloc[0]) if len(here) else 0
+            ax.set_title(f"{model} ({params / 1e3:.0f}k), INT-{precision.removeprefix('int')}")
+            ax.set_xlabel("ensemble size (members)")
+            ax.set_ylabel("test NLL")
+            handles, labels = ax.get_legend_handles_labels()
+            ax.get_legend().remove()
+    # one legend for the figure, with the reference lines included
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scores", required=True)
+    parser.add_argument("--out", required=True, help="path prefix; .png and .pdf are added")
+    args = parser.parse_args(argv)
+    fig = nll_vs_ensemble_size(pd.read_csv(args.scores))
+    write_with(f"{args.out}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    write_with(
+        f"{args.out}.pdf",
+        lambda tmp: fig.savefig(tmp, format="pdf", metadata={"CreationDate": None}),
+    )
+    print(f"wrote {args.out}.png and .pdf")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The ``score`` stage: predictions files -> one tidy ``scores.csv``.
+
+One row per run (model x precision x method x seed) x ensemble size. An ensemble of size ``m`` is
+the first ``m`` members of a run, so sizes 1..M of one run share members (as in the paper's
+"NLL vs ensemble size" curves). Columns (fixed names, see ``lpe.metrics``):
+
+``model, params, precision, method, seed, members, nll, err, ece, brier, avg_loss, ambiguity,
+ens_loss, memory_bits, backward_passes, forward_passes``
+
+``memory_bits`` is the summed storage of the ``m`` members; ``backward_passes`` is the training
+budget (LPE-BSR adds none); ``forward_passes`` counts model evaluations per input (= members).
+
+Usage: ``python -m lpe.score --preds work/mini/preds/*.npz --out results/mini/scores.csv``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lpe import metrics
+from lpe.artifacts import ArtifactError, write_with
+
+METHOD_LABELS = {"fp32": "fp32", "rtn": "rtn", "bsr": "lpe-bsr"}
+COLUMNS = [
+    "model", "params", "precision", "method", "seed", "members",
+    "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
+    "memory_bits", "backward_passes", "forward_passes",
+]  # fmt: skip
+
+
+def load_predictions(path: str | Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            run = {k: f[k] for k in f.files}
+    except Exception as err:
+        raise ArtifactError(
+            f"predictions file {path} is truncated or corrupted ({err}); delete it and rerun."
+        ) from err
+    lp = run["log_probs"]
+    if lp.ndim != 3 or not np.isfinite(lp).all():
+        raise ArtifactError(f"predictions file {path} holds non-finite or misshapen log-probs")
+    return run
+
+
+def score_run(run: dict) -> list[dict]:
+    """Rows for ensemble sizes 1..M of one predictions file."""
+    log_probs = torch.from_numpy(run["log_probs"])  # (M, N, C)
+    labels = torch.from_numpy(run["labels"])  # (N,)
+    bits = int(run["bits"])
+    common = {
+        "model": str(run["model"]),
+        "params": int(run["params"]),
+        "precision": f"int{bits}" if bits else "fp32",
+        "method": METHOD_LABELS[str(run["method"])],
+        "seed": int(run["seed"]),
+        "backward_passes": int(run["backward_passes"]),
+    }
+    rows = []
+    for m in range(1, log_probs.shape[0] + 1):
+        row = {**common, "members": m, **metrics.score(log_probs[:m], labels)}
+        row["memory_bits"] = int(run["member_bits"][:m].sum())
+        row["forward_passes"] = m
+        rows.append(row)
+    return rows
+
+
+def score_files(paths: list[str | Path]) -> pd.DataFrame:
+    rows = [row for path in paths for row in score_run(load_predictions(path))]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["model", "precision", "method", "seed", "members"], kind="stable")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preds", nargs="+", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    frame = score_files(args.preds)
+    write_with(args.out, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f"))
+    print(f"wrote {args.out}: {len(frame)} rows from {len(args.preds)} predictions files")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Tables from ``scores.csv``: Table 1 (RTN vs LPE-BSR across model sizes and precisions).
+
+Rows: model (smallest first) x precision (FP32 reference row, then highest precision first) x
+method. Columns: ensemble size M, memory budget, NLL, ERR and AMB as mean +- std over seeds (LPE-BSR
+at the largest ensemble size in the scores; RTN and FP32 are deterministic given the checkpoint,
+so they have one value and no spread). Written as csv (numbers), md and tex (formatted).
+
+Usage: ``python -m lpe.tables --scores results/mini/scores.csv --out results/mini/tables/table1``
+(writes ``table1.csv``, ``table1.md``, ``table1.tex``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from lpe.artifacts import write_text, write_with
+
+METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
+METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
+METHOD_NAMES = {"fp32": "FP32", "rtn": "RTN", "lpe-bsr": "LPE-BSR"}
+
+
+def precision_rank(precision: str) -> int:
+    """FP32 first, then INT-b from the most to the fewest bits."""
+    return -99 if precision == "fp32" else -int(precision.removeprefix("int"))
+
+
+def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:
+    """Each run at its largest ensemble size."""
+    largest = scores.groupby(["model", "precision", "method", "seed"])["members"].transform("max")
+    return scores[scores["members"] == largest]
+
+
+def table1(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB."""
+    runs = final_ensembles(scores)
+    keys = ["model", "params", "precision", "method", "members"]
+    grouped = runs.groupby(keys)
+    table = grouped[list(METRICS)].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
+    table["seeds"] = grouped["seed"].nunique()
+    table = table.reset_index()
+    table = table.assign(
+        _p=table["precision"].map(precision_rank), _m=table["method"].map(METHOD_ORDER)
+    )
+    table = table.sort_values(["params", "_p", "_m"]).drop(columns=["_p", "_m"])
+    return table.reset_index(drop=True)
+
+
+def _cell(row: pd.Series, metric: str, digits: int, pm: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if row["seeds"] > 1:
+        return f"{mean:.{digits}f} {pm} {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
+    digits = {"nll": 4, "err": 2, "ambiguity": 4}
+    return pd.DataFrame(
+        {
+            "Model": table["model"],
+            "Params": table["params"].map(lambda p: f"{p / 1e3:.0f}k"),
+            "Precision": table["precision"].str.upper().str.replace("INT", "INT-"),
+            "Method": table["method"].map(METHOD_NAMES),
+            "M": table["members"],
+            "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
+            **{
+                label: table.apply(_cell, axis=1, metric=m, digits=digits[m], pm=pm)
+                for m, label in METRICS.items()
+            },
+            "Seeds": table["seeds"],
+        }
+    )
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    shown = formatted(table, "±")
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(False)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    shown = formatted(table, r"$\pm$")
+    escape = {"%": r"\%", "_": r"\_"}
+    def tex(value) -> str:  # noqa: E306
+        text = str(value)
+        for char, repl in escape.items():
+            text = text.replace(char, repl)
+        return text
+    lines = [
+        r"\begin{tabular}{" + "l" * 4 + "r" * (len(shown.columns) - 4) + "}",
+        r"\toprule",
+        " & ".join(tex(c) for c in shown.columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(tex(v) for v in row) + r" \\" for row in shown.itertuples(False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scores", required=True)
+    parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
+    args = parser.parse_args(argv)
+    table = table1(pd.read_csv(args.scores))
+    write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    write_text(f"{args.out}.md", to_markdown(table))
+    write_text(f"{args.out}.tex", to_latex(table))
+    print(f"wrote {args.out}.csv/.md/.tex: {len(table)} rows")
+
+
+if __name__ == "__main__":
+    main()
