@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from lpe.artifacts import ArtifactError, load_tensors, read_metadata, save_tensors
-from lpe.models import create_model
 
 CHECKPOINT_KIND = "lpe-checkpoint"
 
@@ -28,6 +27,9 @@ class CheckpointInfo:
 
     def build(self) -> torch.nn.Module:
         """A fresh instance of the architecture (weights to be loaded by the caller)."""
+        # imported here: timm costs seconds to import, and the generate stage never needs it
+        from lpe.models import create_model
+
         return create_model(self.model, self.num_classes, self.input_shape)
 
 

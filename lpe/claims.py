@@ -62,19 +62,21 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
             rtn, bsr = at[at["method"] == "rtn"], at[at["method"] == "lpe-bsr"]
             if rtn.empty or bsr.empty:
                 continue
-            rows.append({
-                "model": model,
-                "params": int(mine["params"].iloc[0]),
-                "precision": precision,
-                "fp32": fp32,
-                "rtn": rtn["nll"].mean(),
-                "bsr": bsr["nll"].mean(),
-                "bsr_std": bsr["nll"].std(ddof=1) if len(bsr) > 1 else 0.0,
-                "bsr_avg_loss": bsr["avg_loss"].mean(),
-                "bsr_amb": bsr["ambiguity"].mean(),
-                "members": int(bsr["members"].iloc[0]),
-                "seeds": sorted(bsr["seed"].unique().tolist()),
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "params": int(mine["params"].iloc[0]),
+                    "precision": precision,
+                    "fp32": fp32,
+                    "rtn": rtn["nll"].mean(),
+                    "bsr": bsr["nll"].mean(),
+                    "bsr_std": bsr["nll"].std(ddof=1) if len(bsr) > 1 else 0.0,
+                    "bsr_avg_loss": bsr["avg_loss"].mean(),
+                    "bsr_amb": bsr["ambiguity"].mean(),
+                    "members": int(bsr["members"].iloc[0]),
+                    "seeds": sorted(bsr["seed"].unique().tolist()),
+                }
+            )
     table = pd.DataFrame(rows)
     table["gain"] = table["rtn"] - table["bsr"]
     return table
@@ -83,15 +85,14 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
 def claim1(s: pd.DataFrame) -> Claim:
     checks = [
         (
-            f"{r.model} {r.precision.upper()}: LPE-BSR (M={r.members}) NLL {r.bsr:.4f} ± "
-            f"{r.bsr_std:.4f} vs RTN {r.rtn:.4f} (gain {r.gain:+.4f}, "
+            f"{r.model} {r.precision.upper()}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} ± "
+            f"{r.bsr_std:.5f} vs RTN {r.rtn:.5f} (gain {r.gain:+.5f}, "
             f"{_in_sd(r.gain, r.bsr_std)})",
             r.gain > 0,
         )
         for r in s.itertuples()
     ]
-    return Claim(1, "LPE-BSR beats RTN in NLL at the same precision, for every model size.",
-                 checks)
+    return Claim(1, "LPE-BSR beats RTN in NLL at the same precision, for every model size.", checks)
 
 
 def claim2(s: pd.DataFrame) -> Claim:
@@ -99,36 +100,45 @@ def claim2(s: pd.DataFrame) -> Claim:
     for precision, at in s.groupby("precision", sort=False):
         at = at.sort_values("params")
         gains = at["gain"].tolist()
-        listed = ", ".join(f"{m} {g:+.4f}" for m, g in zip(at["model"], gains, strict=True))
+        listed = ", ".join(f"{m} {g:+.5f}" for m, g in zip(at["model"], gains, strict=True))
         increasing = all(b > a for a, b in zip(gains, gains[1:], strict=False))
         checks.append((f"{precision.upper()}: gain grows with model size ({listed})", increasing))
     ordered = sorted(s["precision"].unique(), key=precision_rank)
     high, low = ordered[0], ordered[-1]
     for model, mine in s.groupby("model", sort=False):
         g = mine.set_index("precision")["gain"]
-        checks.append((
-            f"{model}: gain at {low.upper()} {g[low]:+.4f} > at {high.upper()} {g[high]:+.4f}",
-            bool(g[low] > g[high]),
-        ))
-    note = ("Gain = NLL(RTN) - NLL(LPE-BSR), absolute. Size checks need a strictly increasing gain "
-            "from the smallest to the largest model.")
-    return Claim(2, "The LPE-BSR gain over RTN grows with model size and as precision drops.",
-                 checks, note)
+        checks.append(
+            (
+                f"{model}: gain at {low.upper()} {g[low]:+.5f} > at {high.upper()} {g[high]:+.5f}",
+                bool(g[low] > g[high]),
+            )
+        )
+    note = (
+        "Gain = NLL(RTN) - NLL(LPE-BSR), absolute. Size checks need a strictly increasing gain "
+        "from the smallest to the largest model."
+    )
+    return Claim(
+        2, "The LPE-BSR gain over RTN grows with model size and as precision drops.", checks, note
+    )
 
 
 def claim3(s: pd.DataFrame) -> Claim:
     checks = [
         (
-            f"{r.model} {r.precision.upper()}: LPE-BSR (M={r.members}) NLL {r.bsr:.4f} vs FP32 "
-            f"{r.fp32:.4f} ({'better' if r.bsr < r.fp32 else 'not better'}); average member "
-            f"loss {r.bsr_avg_loss:.4f} ({'worse' if r.bsr_avg_loss > r.fp32 else 'not worse'} "
-            f"than FP32), ambiguity {r.bsr_amb:.4f}",
+            f"{r.model} {r.precision.upper()}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs FP32 "
+            f"{r.fp32:.5f} ({'better' if r.bsr < r.fp32 else 'not better'}); average member "
+            f"loss {r.bsr_avg_loss:.5f} ({'worse' if r.bsr_avg_loss > r.fp32 else 'not worse'} "
+            f"than FP32), ambiguity {r.bsr_amb:.5f}",
             bool(r.bsr < r.fp32 and r.bsr_avg_loss > r.fp32),
         )
         for r in s.itertuples()
     ]
-    return Claim(3, "A large enough LPE-BSR ensemble beats the FP32 model in NLL although each "
-                    "member is worse.", checks)
+    return Claim(
+        3,
+        "A large enough LPE-BSR ensemble beats the FP32 model in NLL although each "
+        "member is worse.",
+        checks,
+    )
 
 
 def _in_sd(gain: float, sd: float) -> str:

@@ -4,7 +4,8 @@ One panel per precision (rows) and model (columns): LPE-BSR's NLL against the nu
 mean over seeds with a +-1 std band; RTN (dashed) and FP32 (dotted) as horizontal reference
 lines. Written as png and pdf; the pdf carries no creation date, so reruns give the same file.
 
-Usage: ``python -m lpe.figures --scores results/mini/scores.csv --out figures/mini/nll_vs_ensemble_size``
+Usage: ``python -m lpe.figures --scores results/mini/scores.csv
+--out figures/mini/nll_vs_ensemble_size``
 """
 
 from __future__ import annotations
@@ -29,16 +30,27 @@ def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
     )
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(
-        len(precisions), len(models), figsize=(3.0 * len(models), 2.6 * len(precisions)),
-        squeeze=False, sharex=True,
+        len(precisions),
+        len(models),
+        figsize=(3.0 * len(models), 2.6 * len(precisions)),
+        squeeze=False,
+        sharex=True,
     )
     for i, precision in enumerate(precisions):
         for j, model in enumerate(models):
             ax = axes[i][j]
             here = scores[(scores["model"] == model) & (scores["precision"] == precision)]
             bsr = here[here["method"] == "lpe-bsr"]
-            sns.lineplot(data=bsr, x="members", y="nll", errorbar="sd", marker="o",
-                         markersize=3, ax=ax, label="LPE-BSR (mean ± sd)")
+            sns.lineplot(
+                data=bsr,
+                x="members",
+                y="nll",
+                errorbar="sd",
+                marker="o",
+                markersize=3,
+                ax=ax,
+                label="LPE-BSR (mean ± sd)",
+            )
             for method, style, color in (("rtn", "--", "C3"), ("fp32", ":", "k")):
                 ref = scores[(scores["model"] == model) & (scores["method"] == method)]
                 ref = ref[ref["precision"] == (precision if method == "rtn" else "fp32")]

@@ -26,8 +26,9 @@ from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 MANIFEST = "manifest.json"
 
 
-def generate(checkpoint, out, fmt: IntFormat, method: str, seed: int, members: int,
-             policy: QuantPolicy) -> dict:
+def generate(
+    checkpoint, out, fmt: IntFormat, method: str, seed: int, members: int, policy: QuantPolicy
+) -> dict:
     """Write the members and their manifest into ``out``; return the manifest."""
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
@@ -78,13 +79,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--bits", type=int, required=True, choices=range(MIN_BITS, MAX_BITS + 1),
-                        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        required=True,
+        choices=range(MIN_BITS, MAX_BITS + 1),
+        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
+    )
     parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
-    parser.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE),
-                        help="name patterns kept in FP32")
+    parser.add_argument(
+        "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"
+    )
     parser.add_argument("--min-ndim", type=int, default=2)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -92,10 +99,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
     policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
-    manifest = generate(args.checkpoint, args.out, fmt, args.method, args.seed, args.members,
-                        policy)
-    print(f"wrote {len(manifest['files'])} members to {args.out}; "
-          f"{manifest['member_bits'][0]:,} bits each")
+    manifest = generate(
+        args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy
+    )
+    print(
+        f"wrote {len(manifest['files'])} members to {args.out}; "
+        f"{manifest['member_bits'][0]:,} bits each"
+    )
 
 
 if __name__ == "__main__":

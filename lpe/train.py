@@ -90,7 +90,9 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
                 schedule.step()
                 bar.update(1)
             val = _evaluate(model, splits, "val", device)
-            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%")
+            bar.write(
+                f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%"
+            )
     summary = {
         "model": model_name,
         "params": count_params(model),
@@ -124,8 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     splits = load_splits(args.data)
     model, summary = train(args.model, splits, cfg, resolve_device(args.device))
     save_checkpoint(args.out, model.cpu(), summary)
-    print(f"saved {args.out}: val nll {summary['val']['nll']:.4f}, "
-          f"err {summary['val']['err']:.2f}%, {summary['backward_passes']} backward passes")
+    print(
+        f"saved {args.out}: val nll {summary['val']['nll']:.4f}, "
+        f"err {summary['val']['err']:.2f}%, {summary['backward_passes']} backward passes"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""Validation of the experiment config against the workflow's JSON schema.
+
+Every problem is reported at once, each naming the key and the allowed values, before any job
+runs. Missing keys get the schema's defaults (objects default to ``{}`` so nested defaults fill).
+This module imports no torch, so the Snakefile parses quickly.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """The config does not match the schema; the message lists every problem."""
+
+
+def load_schema(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """A copy of ``config`` with the schema's defaults filled in, recursively."""
+    config = copy.deepcopy(config)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if sub.get("type") == "object" and isinstance(config.get(key), dict):
+            config[key] = fill_defaults(config[key], sub)
+    return config
+
+
+def _key(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    key, schema, value = _key(error.absolute_path), error.schema, error.instance
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = ", ".join(sorted(schema.get("properties", {})))
+        extra = sorted(set(value) - set(schema.get("properties", {})))
+        where = f" in '{key}'" if error.absolute_path else ""
+        return f"unknown key(s) {', '.join(map(repr, extra))}{where}; allowed keys: {allowed}"
+    if kind == "enum":
+        allowed = ", ".join(map(str, schema["enum"]))
+        return f"'{key}' = {value!r} is not allowed; allowed values: {allowed}"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        strict = "exclusiveMinimum" in schema
+        bounds = (f"> {low}" if strict else f">= {low}") if high is None else f"{low}..{high}"
+        return f"'{key}' = {value!r} is out of range; allowed: {schema.get('type')} {bounds}"
+    if kind in ("minItems", "uniqueItems"):
+        return f"'{key}' = {value!r}: {error.message}"
+    return f"'{key}': {error.message}"
+
+
+def validate(config: dict, schema: dict) -> dict:
+    """Return ``config`` with defaults filled; raise :class:`ConfigError` naming every problem."""
+    filled = fill_defaults(config, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_explain(e)}" for e in errors)
+        raise ConfigError(f"invalid config ({len(errors)} problem(s)):\n{lines}")
+    return filled

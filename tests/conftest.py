@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from lpe.checkpoints import save_checkpoint
+from lpe.models import count_params, create_model
+
+
+@pytest.fixture
+def vit_state():
+    """A small, deterministic timm ViT state dict (the mini family's T model)."""
+    torch.manual_seed(0)
+    return create_model("vit_mini_t", 10, (1, 1, 40)).state_dict()
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A checkpoint file of an untrained vit_mini_t, as the train stage writes it."""
+    torch.manual_seed(0)
+    model = create_model("vit_mini_t", 10, (1, 1, 40))
+    path = tmp_path / "vit_mini_t.safetensors"
+    save_checkpoint(
+        path,
+        model,
+        {
+            "model": "vit_mini_t",
+            "num_classes": 10,
+            "input_shape": [1, 1, 40],
+            "backward_passes": 7,
+            "params": count_params(model),
+        },
+    )
+    return path

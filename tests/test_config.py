@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lpe.config import ConfigError, fill_defaults, load_schema, validate
+from lpe.data import DATASETS
+from lpe.models import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def mini():
+    return yaml.safe_load((ROOT / "config/mini.yaml").read_text())
+
+
+def test_mini_config_is_valid_and_explicit():
+    config = mini()
+    assert validate(config, SCHEMA) == config  # every key written out, no default needed
+
+
+def test_defaults_fill_an_empty_config():
+    filled = validate({}, SCHEMA)
+    assert filled["quant"]["bits"] == [6, 4]
+    assert filled["lpe"]["ensemble_size"] == 10
+    assert filled["dataset"]["test"] >= 5000
+
+
+def test_every_key_has_a_description_and_default():
+    def walk(schema, path):
+        for key, sub in schema.get("properties", {}).items():
+            assert "description" in sub, f"{path}{key} has no description"
+            assert "default" in sub, f"{path}{key} has no default"
+            walk(sub, f"{path}{key}.")
+
+    walk(SCHEMA, "")
+
+
+def test_schema_enums_match_the_registries():
+    assert set(SCHEMA["properties"]["models"]["items"]["enum"]) == set(MODELS)
+    assert set(SCHEMA["properties"]["dataset"]["properties"]["name"]["enum"]) == set(DATASETS)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["quant"].update(bits=[6, 17]),
+            "'quant.bits[1]' = 17 is out of range; allowed: integer 2..16",
+        ),
+        (lambda c: c["quant"].update(bits=[1]), "'quant.bits[0]' = 1 is out of range"),
+        (lambda c: c["lpe"].update(ensemble_size=0), "'lpe.ensemble_size' = 0 is out of range"),
+        (
+            lambda c: c.update(models=["vit_mini_t", "resnet"]),
+            "'models[1]' = 'resnet' is not allowed; allowed values: vit_mini_t",
+        ),
+        (
+            lambda c: c["dataset"].update(name="mnist"),
+            "'dataset.name' = 'mnist' is not allowed; allowed values: mnist1d",
+        ),
+        (lambda c: c.update(colour="red"), "unknown key(s) 'colour'; allowed keys:"),
+        (lambda c: c["train"].update(epoch=3), "unknown key(s) 'epoch' in 'train'"),
+        (lambda c: c["lpe"].update(seeds=[0, -1]), "'lpe.seeds[1]' = -1 is out of range"),
+        (lambda c: c["train"].update(seed=-2), "'train.seed' = -2 is out of range"),
+        (lambda c: c["train"].update(lr=0), "'train.lr' = 0 is out of range; allowed: number > 0"),
+        (lambda c: c["lpe"].update(seeds=[]), "'lpe.seeds' = []"),
+    ],
+)
+def test_bad_values_are_named_with_allowed_values(change, message):
+    config = mini()
+    change(config)
+    with pytest.raises(ConfigError) as info:
+        validate(config, SCHEMA)
+    assert message in str(info.value)
+
+
+def test_all_problems_are_reported_at_once():
+    config = mini()
+    config["quant"]["bits"] = [20]
+    config["lpe"]["ensemble_size"] = 0
+    with pytest.raises(ConfigError, match=r"2 problem\(s\)"):
+        validate(config, SCHEMA)
+
+
+def test_fill_defaults_does_not_modify_its_input():
+    config = {"quant": {"bits": [4]}}
+    filled = fill_defaults(config, SCHEMA)
+    assert config == {"quant": {"bits": [4]}}
+    assert filled["quant"]["per_channel"] is True
+
+
+def test_readme_documents_every_config_key():
+    readme = (ROOT / "README.md").read_text()
+
+    def leaves(schema, prefix=""):
+        for key, sub in schema.get("properties", {}).items():
+            if sub.get("type") == "object":
+                yield from leaves(sub, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    missing = [key for key in leaves(SCHEMA) if f"`{key}`" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from lpe.models import MODELS, count_params, create_model
+from lpe.policy import QuantPolicy
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_classifies_mnist1d_shaped_inputs(name):
+    model = create_model(name, 10, (1, 1, 40))
+    out = model(torch.zeros(3, 1, 1, 40))
+    assert out.shape == (3, 10)
+    assert model.patch_embed.num_patches == 10  # 1x40 cut into 1x4 patches
+    assert QuantPolicy().split(model.state_dict()).quantized  # same code path as the paper
+
+
+def test_family_spans_at_least_30x_in_parameters():
+    sizes = [
+        count_params(create_model(n, 10, (1, 1, 40)))
+        for n in ("vit_mini_t", "vit_mini_s", "vit_mini_b", "vit_mini_l")
+    ]
+    assert sizes == sorted(sizes)
+    assert sizes[-1] / sizes[0] >= 30
+
+
+def test_unknown_model_names_the_registered_ones():
+    with pytest.raises(ValueError, match="registered: vit_mini_b"):
+        create_model("vit_huge", 10, (1, 1, 40))

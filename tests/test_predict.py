@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+
+from lpe.checkpoints import load_checkpoint, save_checkpoint
+from lpe.data import build, save_splits
+from lpe.generate import main as generate
+from lpe.members import load_member
+from lpe.models import create_model
+from lpe.predict import main as predict
+from lpe.predict import predict_log_probs
+from lpe.score import score_files
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "d.npz"
+    save_splits(path, build("mnist1d", train=20, val=10, test=30, seed=0))
+    return path
+
+
+def test_fp32_predictions_match_the_model(tmp_path, checkpoint, data):
+    out = tmp_path / "fp32.npz"
+    predict(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--batch-size",
+            "7",
+            "--device",
+            "cpu",
+        ]
+    )
+    with np.load(out) as f:
+        log_probs, labels, bits = f["log_probs"], f["labels"], f["member_bits"]
+        assert str(f["method"]) == "fp32" and int(f["backward_passes"]) == 7
+    state, info = load_checkpoint(checkpoint)
+    model = info.build()
+    model.load_state_dict(state)
+    x = build("mnist1d", train=20, val=10, test=30, seed=0).x["test"]
+    with torch.no_grad():
+        expected = torch.log_softmax(model.eval()(x), dim=-1)
+    assert log_probs.shape == (1, 30, 10) and labels.shape == (30,)
+    np.testing.assert_allclose(log_probs[0], expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert bits[0] == 32 * sum(t.numel() for t in state.values())
+
+
+def test_member_predictions_use_each_members_weights(tmp_path, checkpoint, data):
+    members = tmp_path / "members"
+    generate(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--method",
+            "bsr",
+            "--bits",
+            "3",
+            "--seed",
+            "1",
+            "--members",
+            "3",
+            "--out",
+            str(members),
+        ]
+    )
+    out = tmp_path / "bsr.npz"
+    predict(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--members",
+            str(members),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    with np.load(out) as f:
+        log_probs = f["log_probs"]
+        assert log_probs.shape == (3, 30, 10) and int(f["bits"]) == 3
+    _, info = load_checkpoint(checkpoint)
+    x = build("mnist1d", train=20, val=10, test=30, seed=0).x["test"]
+    for k in range(3):
+        member, _ = load_member(members / f"member{k:02d}.safetensors")
+        model = info.build()
+        model.load_state_dict(member.state_dict())
+        expected = predict_log_probs(model, x, 100, torch.device("cpu"))
+        np.testing.assert_allclose(log_probs[k], expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(log_probs[0], log_probs[1])
+    scores = score_files([out])
+    assert scores["members"].tolist() == [1, 2, 3]
+    assert scores["method"].unique().tolist() == ["lpe-bsr"]
+    assert scores["memory_bits"].tolist()[2] == 3 * scores["memory_bits"].tolist()[0]
+    assert (scores["backward_passes"] == 7).all()  # LPE-BSR adds no training
+
+
+def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data):
+    members = tmp_path / "members"
+    generate(
+        ["--checkpoint", str(checkpoint), "--method", "rtn", "--bits", "4", "--out", str(members)]
+    )
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(1)  # other weights than the checkpoint fixture's
+    model = create_model("vit_mini_t", 10, (1, 1, 40))
+    save_checkpoint(
+        other,
+        model,
+        {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40], "backward_passes": 1},
+    )
+    with pytest.raises(ValueError, match="another checkpoint"):
+        predict(
+            [
+                "--checkpoint",
+                str(other),
+                "--data",
+                str(data),
+                "--members",
+                str(members),
+                "--out",
+                str(tmp_path / "p.npz"),
+            ]
+        )
+    assert not (tmp_path / "p.npz").exists()

@@ -1,0 +1,137 @@
+"""Tables, figure and claims from a hand-made scores table (no training involved)."""
+
+import pandas as pd
+import pytest
+
+from lpe.claims import claim1, claim2, claim3, report, summary
+from lpe.figures import nll_vs_ensemble_size
+from lpe.score import COLUMNS
+from lpe.tables import table1, to_latex, to_markdown
+
+
+def rows(model, params, fp32, per_precision):
+    """per_precision: {precision: (rtn_nll, [bsr nll per seed at M=2], bsr avg_loss)}."""
+    base = {
+        "model": model,
+        "params": params,
+        "err": 10.0,
+        "ece": 0.01,
+        "brier": 0.1,
+        "backward_passes": 100,
+    }
+    out = [
+        {
+            **base,
+            "precision": "fp32",
+            "method": "fp32",
+            "seed": 0,
+            "members": 1,
+            "nll": fp32,
+            "avg_loss": fp32,
+            "ambiguity": 0.0,
+            "memory_bits": 32 * params,
+        }
+    ]
+    for precision, (rtn, bsr, avg) in per_precision.items():
+        b = int(precision[3:])
+        out.append(
+            {
+                **base,
+                "precision": precision,
+                "method": "rtn",
+                "seed": 0,
+                "members": 1,
+                "nll": rtn,
+                "avg_loss": rtn,
+                "ambiguity": 0.0,
+                "memory_bits": b * params,
+            }
+        )
+        for seed, nll in enumerate(bsr):
+            for m, value in ((1, avg), (2, nll)):
+                out.append(
+                    {
+                        **base,
+                        "precision": precision,
+                        "method": "lpe-bsr",
+                        "seed": seed,
+                        "members": m,
+                        "nll": value,
+                        "avg_loss": avg,
+                        "ambiguity": avg - value,
+                        "memory_bits": m * b * params,
+                    }
+                )
+    return out
+
+
+@pytest.fixture
+def scores():
+    data = rows(
+        "small",
+        1000,
+        0.50,
+        {"int6": (0.51, [0.505, 0.507], 0.52), "int4": (0.60, [0.55, 0.56], 0.62)},
+    )
+    data += rows(
+        "large",
+        9000,
+        0.30,
+        {"int6": (0.31, [0.30, 0.302], 0.33), "int4": (0.40, [0.29, 0.295], 0.45)},
+    )
+    frame = pd.DataFrame(data)
+    frame["ens_loss"] = frame["nll"]
+    frame["forward_passes"] = frame["members"]
+    return frame[COLUMNS]
+
+
+def test_table1_rows_and_seed_statistics(scores):
+    t = table1(scores)
+    assert t["model"].tolist() == ["small"] * 5 + ["large"] * 5  # smallest model first
+    assert t["precision"].tolist()[:5] == ["fp32", "int6", "int6", "int4", "int4"]
+    assert t["method"].tolist()[:3] == ["fp32", "rtn", "lpe-bsr"]
+    bsr = t[(t["model"] == "large") & (t["precision"] == "int4") & (t["method"] == "lpe-bsr")]
+    assert bsr["members"].item() == 2 and bsr["seeds"].item() == 2
+    assert bsr["nll_mean"].item() == pytest.approx(0.2925)
+    assert bsr["nll_std"].item() == pytest.approx(pd.Series([0.29, 0.295]).std())
+    assert bsr["memory_mbit"].item() == pytest.approx(2 * 4 * 9000 / 1e6)
+    md, tex = to_markdown(t), to_latex(t)
+    assert "0.2925 ± 0.0035" in md and r"0.2925 $\pm$ 0.0035" in tex
+    assert md.count("\n") == 2 + len(t)
+
+
+def test_claims_verdicts_follow_the_numbers(scores):
+    s = summary(scores)
+    assert claim1(s).verdict == "reproduced"  # every LPE-BSR beats its RTN
+    # gains: int6 small 0.004 -> large 0.009; int4 small 0.045 -> large 0.1075
+    assert claim2(s).verdict == "reproduced"
+    c3 = claim3(s)  # only large int4 (0.2925 < 0.30, avg 0.45 > 0.30) and large int6? no
+    assert [ok for _, ok in c3.checks] == [False, False, False, True]
+    assert c3.verdict == "partially reproduced"
+    text = report(scores)
+    assert "| 3 | partially reproduced |" in text and "0.29250" in text
+
+
+def test_claim2_fails_when_the_gain_shrinks_with_size(scores):
+    shrunk = scores.copy()
+    large_bsr = (shrunk["model"] == "large") & (shrunk["method"] == "lpe-bsr")
+    shrunk.loc[large_bsr & (shrunk["members"] == 2), "nll"] += 0.0085  # int6 gain 0.0005
+    verdicts = [ok for _, ok in claim2(summary(shrunk)).checks]
+    assert verdicts[0] is False  # INT-6 no longer grows with size
+    assert claim2(summary(shrunk)).verdict == "partially reproduced"
+
+
+def test_claim1_not_reproduced_when_rtn_wins(scores):
+    worse = scores.copy()
+    worse.loc[worse["method"] == "lpe-bsr", "nll"] += 1.0
+    assert claim1(summary(worse)).verdict == "not reproduced"
+
+
+def test_figure_has_a_panel_per_model_and_precision(scores):
+    fig = nll_vs_ensemble_size(scores)
+    titles = sorted(ax.get_title() for ax in fig.axes)
+    assert titles == sorted(
+        ["small (1k), INT-6", "small (1k), INT-4", "large (9k), INT-6", "large (9k), INT-4"]
+    )
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["LPE-BSR (mean ± sd)", "RTN", "FP32"]

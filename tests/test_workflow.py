@@ -1,0 +1,126 @@
+"""End-to-end runs of the Snakemake workflow on the tiny config (a minute or two)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests/config/tiny.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+
+def snakemake(workdir, *args, check=True):
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(TINY), *args],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def planned_jobs(workdir) -> dict[str, int]:
+    """Rule -> job count of what a dry run would execute."""
+    out = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules").stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_workflow_produces_every_artifact(tiny_run):
+    for path in [
+        "results/tiny/scores.csv",
+        "results/tiny/claims.md",
+        *[f"results/tiny/tables/table1.{e}" for e in ("csv", "md", "tex")],
+        *[f"figures/tiny/nll_vs_ensemble_size.{e}" for e in ("png", "pdf")],
+    ]:
+        assert (tiny_run / path).stat().st_size > 0, path
+    scores = pd.read_csv(tiny_run / "results/tiny/scores.csv")
+    # 2 models x (FP32 + 2 precisions x (RTN + 2 seeds x 3 sizes))
+    assert len(scores) == 2 * (1 + 2 * (1 + 2 * 3))
+    assert set(scores["method"]) == {"fp32", "rtn", "lpe-bsr"}
+    assert scores[["nll", "err", "ece", "brier"]].notna().all().all()
+    for ext in ("csv", "md", "tex"):
+        assert (tiny_run / f"results/tiny/tables/table1.{ext}").read_text().strip()
+    claims = (tiny_run / "results/tiny/claims.md").read_text()
+    assert all(f"## Claim {n}" in claims for n in (1, 2, 3))
+    assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_run(tiny_run):
+    assert planned_jobs(tiny_run) == {}
+
+
+@pytest.mark.slow
+def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
+    (tiny_run / "work/tiny/preds/vit_mini_s/bsr-int3-seed1.npz").unlink()
+    assert planned_jobs(tiny_run) == {
+        "predict_members": 1,
+        "score": 1,
+        "table1": 1,
+        "figure_nll_vs_ensemble_size": 1,
+        "claims": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.slow
+def test_two_runs_from_clean_give_identical_scores(tiny_run, tmp_path):
+    snakemake(tmp_path, "--cores", "2")
+    for path in (
+        "results/tiny/scores.csv",
+        "results/tiny/tables/table1.md",
+        "results/tiny/claims.md",
+    ):
+        assert (tmp_path / path).read_bytes() == (tiny_run / path).read_bytes(), path
+    # and the regeneration check agrees
+    from lpe.compare import main as compare
+
+    assert compare([str(tiny_run), str(tmp_path), "--paths", "results/tiny", "figures/tiny"]) == 0
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("quant:\n  bits: [6, 40]\nlpe:\n  ensemble_size: 0\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "'quant.bits[1]' = 40 is out of range; allowed: integer 2..16" in message
+    assert "'lpe.ensemble_size' = 0 is out of range" in message
+    assert not (tmp_path / "work").exists()
+
+
+def test_workflow_lints_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_snakemake_files_are_formatted():
+    if shutil.which("snakefmt") is None:
+        pytest.skip("snakefmt is not installed (pip install -e .[test])")
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
+    result = subprocess.run(
+        ["snakefmt", "--check", *map(str, files)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,14 @@
+rule data:
+    output:
+        DATA,
+    log:
+        work("logs/data.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        dataset=config["dataset"],
+    shell:
+        "python -m lpe.data --dataset {params.dataset[name]} --train {params.dataset[train]}"
+        " --val {params.dataset[val]} --test {params.dataset[test]}"
+        " --seed {params.dataset[seed]} --out {output} > {log} 2>&1"

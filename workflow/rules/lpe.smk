@@ -1,0 +1,68 @@
+# Low precision members as files, and the predictions of every run.
+
+
+rule generate:
+    input:
+        work("checkpoints/{model}.safetensors"),
+    output:
+        directory(work("members/{model}/{method}-int{bits}-seed{seed}")),
+    log:
+        work("logs/generate/{model}/{method}-int{bits}-seed{seed}.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        members=lambda w: 1 if w.method == "rtn" else config["lpe"]["ensemble_size"],
+        per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
+        exclude=shlex.join(config["quant"]["exclude"]),
+        min_ndim=config["quant"]["min_ndim"],
+    shell:
+        "python -m lpe.generate --checkpoint {input} --method {wildcards.method}"
+        " --bits {wildcards.bits} --seed {wildcards.seed} --members {params.members}"
+        " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
+        " --out {output} > {log} 2>&1"
+
+
+rule predict_fp32:
+    input:
+        checkpoint=work("checkpoints/{model}.safetensors"),
+        data=DATA,
+    output:
+        work("preds/{model}/fp32.npz"),
+    log:
+        work("logs/predict/{model}/fp32.log"),
+    benchmark:
+        work("benchmarks/predict/{model}/fp32.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        split=config["predict"]["split"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.predict --checkpoint {input.checkpoint} --data {input.data}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule predict_members:
+    input:
+        checkpoint=work("checkpoints/{model}.safetensors"),
+        data=DATA,
+        members=work("members/{model}/{method}-int{bits}-seed{seed}"),
+    output:
+        work("preds/{model}/{method}-int{bits}-seed{seed}.npz"),
+    log:
+        work("logs/predict/{model}/{method}-int{bits}-seed{seed}.log"),
+    benchmark:
+        work("benchmarks/predict/{model}/{method}-int{bits}-seed{seed}.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        split=config["predict"]["split"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.predict --checkpoint {input.checkpoint} --data {input.data}"
+        " --members {input.members} --split {params.split}"
+        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"

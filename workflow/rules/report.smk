@@ -1,0 +1,65 @@
+# Scores, tables, figures and the claims report: read predictions only, never retrain.
+
+
+rule score:
+    input:
+        predictions(),
+    output:
+        results("scores.csv"),
+    log:
+        work("logs/score.log"),
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        results("scores.csv"),
+    output:
+        multiext(results("tables/table1"), ".csv", ".md", ".tex"),
+    log:
+        work("logs/table1.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.tables --scores {input} --out {params.prefix} > {log} 2>&1"
+
+
+rule figure_nll_vs_ensemble_size:
+    input:
+        results("scores.csv"),
+    output:
+        report(
+            multiext(figures("nll_vs_ensemble_size"), ".png", ".pdf"),
+            caption="../report/nll_vs_ensemble_size.rst",
+            category="Table 1",
+        ),
+    log:
+        work("logs/figure_nll_vs_ensemble_size.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.figures --scores {input} --out {params.prefix} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        results("scores.csv"),
+    output:
+        results("claims.md"),
+    log:
+        work("logs/claims.log"),
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.claims --scores {input} --out {output} > {log} 2>&1"

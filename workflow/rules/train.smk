@@ -1,0 +1,20 @@
+rule train:
+    input:
+        data=DATA,
+    output:
+        work("checkpoints/{model}.safetensors"),
+    log:
+        work("logs/train/{model}.log"),
+    benchmark:
+        work("benchmarks/train/{model}.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        cfg=config["train"],
+    shell:
+        "python -m lpe.train --data {input.data} --model {wildcards.model}"
+        " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"
+        " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
+        " --warmup-epochs {params.cfg[warmup_epochs]} --seed {params.cfg[seed]}"
+        " --threads {threads} --out {output} > {log} 2>&1"
