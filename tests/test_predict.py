@@ -128,3 +128,31 @@ def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data)
             ]
         )
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, data, monkeypatch):
+    """Members are loaded one at a time: when member k is read, members < k are freed."""
+    import gc
+    import weakref
+
+    import lpe.predict
+
+    members = tmp_path / "members"
+    generate(["--checkpoint", str(checkpoint), "--method", "bsr", "--bits", "4",
+              "--members", "4", "--out", str(members)])  # fmt: skip
+    alive = []
+    real_load = lpe.predict.load_member
+
+    def tracking_load(path):
+        gc.collect()
+        assert sum(ref() is not None for ref in alive) == 0, "an earlier member is still alive"
+        member, meta = real_load(path)
+        alive.append(weakref.ref(member))
+        return member, meta
+
+    monkeypatch.setattr(lpe.predict, "load_member", tracking_load)
+    x = build("mnist1d", train=20, val=10, test=30, seed=0).x["test"]
+    log_probs, bits, _, _ = lpe.predict.predict_members(
+        checkpoint, members, x, 100, torch.device("cpu")
+    )
+    assert len(alive) == 4 and log_probs.shape == (4, 30, 10)
