@@ -60,10 +60,17 @@ def vit_mini_l(num_classes: int = 10, input_shape=(1, 1, 40)) -> torch.nn.Module
     return _mini_vit(96, 6, 4, num_classes, input_shape)
 
 
-def create_model(name: str, num_classes: int, input_shape) -> torch.nn.Module:
+def create_model(name: str, num_classes: int, input_shape, seed: int = 0) -> torch.nn.Module:
+    """A freshly initialised model; the initialisation is drawn from ``seed``.
+
+    timm's initialisers draw from torch's global generator (they take no generator argument), so
+    the draw happens inside ``fork_rng``: seeded, and the caller's global state left untouched.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
 
 
 def count_params(model: torch.nn.Module) -> int:

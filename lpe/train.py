@@ -58,8 +58,8 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=sys.stderr):
     """Train ``model_name`` on ``splits``; return the model and a summary dict."""
-    torch.manual_seed(cfg.seed)  # timm's initialisers use the default generator
-    model = create_model(model_name, splits.num_classes, splits.input_shape).to(device)
+    model = create_model(model_name, splits.num_classes, splits.input_shape, seed=cfg.seed)
+    model = model.to(device)
     x, y = splits.x["train"], splits.y["train"]
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch

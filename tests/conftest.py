@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from lpe.checkpoints import save_checkpoint
 from lpe.models import count_params, create_model
@@ -8,15 +7,13 @@ from lpe.models import count_params, create_model
 @pytest.fixture
 def vit_state():
     """A small, deterministic timm ViT state dict (the mini family's T model)."""
-    torch.manual_seed(0)
-    return create_model("vit_mini_t", 10, (1, 1, 40)).state_dict()
+    return create_model("vit_mini_t", 10, (1, 1, 40), seed=0).state_dict()
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
     """A checkpoint file of an untrained vit_mini_t, as the train stage writes it."""
-    torch.manual_seed(0)
-    model = create_model("vit_mini_t", 10, (1, 1, 40))
+    model = create_model("vit_mini_t", 10, (1, 1, 40), seed=0)
     path = tmp_path / "vit_mini_t.safetensors"
     save_checkpoint(
         path,

@@ -26,3 +26,13 @@ def test_family_spans_at_least_30x_in_parameters():
 def test_unknown_model_names_the_registered_ones():
     with pytest.raises(ValueError, match="registered: vit_mini_b"):
         create_model("vit_huge", 10, (1, 1, 40))
+
+
+def test_initialisation_is_seeded_and_leaves_the_global_generator_alone():
+    before = torch.random.get_rng_state()
+    a = create_model("vit_mini_t", 10, (1, 1, 40), seed=3).state_dict()
+    b = create_model("vit_mini_t", 10, (1, 1, 40), seed=3).state_dict()
+    c = create_model("vit_mini_t", 10, (1, 1, 40), seed=4).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -107,8 +107,7 @@ def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data)
         ["--checkpoint", str(checkpoint), "--method", "rtn", "--bits", "4", "--out", str(members)]
     )
     other = tmp_path / "other.safetensors"
-    torch.manual_seed(1)  # other weights than the checkpoint fixture's
-    model = create_model("vit_mini_t", 10, (1, 1, 40))
+    model = create_model("vit_mini_t", 10, (1, 1, 40), seed=1)  # not the fixture's weights
     save_checkpoint(
         other,
         model,
