@@ -46,8 +46,10 @@ def predict_log_probs(
 
 
 def predict_members(checkpoint, members_dir, x, batch_size, device):
-    """Evaluate each member file of ``members_dir`` in turn; return log-probs ``(M, N, C)``,
-    member bits ``(M,)`` and the manifest."""
+    """Evaluate each member file of ``members_dir`` in turn.
+
+    Returns log-probs ``(M, N, C)``, member bits ``(M,)``, the manifest and the checkpoint info.
+    """
     info = checkpoint_info(checkpoint)
     manifest = read_manifest(members_dir)
     if manifest["checkpoint_sha256"] != info.sha256:
