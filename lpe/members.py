@@ -1,8 +1,9 @@
 """Low precision ensemble members: rounding a full-precision state dict, and members as files.
 
 A member is reproducible from (checkpoint, format, method, seed). Each quantized tensor draws its
-randomness from its own generator, seeded from the member seed and the tensor's name, so a member
-does not depend on the order in which tensors are visited or on which other tensors are quantized.
+randomness from its own counter-based stream (``lpe.kernels``), keyed by the member seed and the
+tensor's name, so a member does not depend on the order in which tensors are visited, on which
+other tensors are quantized, on the thread count or on the device.
 
 On disk (safetensors, see ``lpe.artifacts``), a member holds exactly what it needs:
 ``codes/<name>`` bit-packed integer codes (uint8 stream, ``lpe.packing``), ``scales/<name>`` FP32
@@ -22,7 +23,8 @@ from pathlib import Path
 import torch
 
 from lpe.artifacts import ArtifactError, load_tensors, save_tensors
-from lpe.numbers import IntFormat, compute_scales, dequantize, round_nearest, round_stochastic
+from lpe.kernels import bsr_codes
+from lpe.numbers import IntFormat, compute_scales, dequantize, round_nearest
 from lpe.packing import pack_codes, packed_nbytes, unpack_codes
 from lpe.policy import QuantPolicy
 
@@ -41,10 +43,9 @@ def member_seed(ensemble_seed: int, index: int) -> int:
     return derive_seed("member", ensemble_seed, index)
 
 
-def _generator(seed: int, name: str, device: torch.device) -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(derive_seed("tensor", seed, name))
-    return gen
+def tensor_key(seed: int, name: str) -> int:
+    """Key of the random stream that rounds tensor ``name`` of the member with ``seed``."""
+    return derive_seed("tensor", seed, name)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Member:
     fmt: IntFormat
     method: str
     seed: int
-    codes: dict[str, torch.Tensor]  # name -> int32 codes, the tensor's shape
+    codes: dict[str, torch.Tensor]  # name -> integer codes, the tensor's shape
     scales: dict[str, torch.Tensor]  # name -> FP32 scales, broadcastable to the tensor
     kept: dict[str, torch.Tensor]  # name -> tensor kept in full precision
 
@@ -104,7 +105,7 @@ def quantize(
         if method == "rtn":
             q = round_nearest(tensor, s, fmt)
         else:
-            q = round_stochastic(tensor, s, fmt, _generator(seed, name, tensor.device))
+            q = bsr_codes(tensor, s, fmt.qmax, tensor_key(seed, name))
         codes[name], scales[name] = q, s
     return Member(fmt=fmt, method=method, seed=seed, codes=codes, scales=scales, kept=kept)
 

@@ -1,7 +1,9 @@
 """Low precision number systems and the two rounding rules of the paper.
 
 A format is a small frozen value object; rounding functions are pure and take an explicit
-``torch.Generator`` for any randomness (never the global RNG).
+``torch.Generator`` for any randomness (never the global RNG). ``round_stochastic`` is the
+reference expression of BSR; members are drawn by the fast counter-based kernel of
+``lpe.kernels``, which follows the same rule and is tested to agree with it in distribution.
 
 Number system (ASSUMED from the first author's public quantization code, see PAPER.md):
 symmetric uniform INT-b, integer codes ``q`` in ``{-qmax, ..., qmax}`` with ``qmax = 2**(b-1) - 1``,

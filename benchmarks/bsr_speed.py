@@ -1,0 +1,137 @@
+"""Benchmark: Bernoulli stochastic rounding of a ViT-B/16-sized weight set to INT-b codes.
+
+Prints one table. The weight set is the quantized tensors of timm's ``vit_base_patch16_224``
+(``pretrained=False``, no download), per-output-channel scales. Every row rounds the same weights
+to codes in the same run: the torch reference expression (floor + rand + compare), the same under
+``torch.compile`` (optional, slow to compile), QPyTorch's stochastic fixed-point quantizer (when
+installed), and this suite's counter-based kernel (``lpe.kernels``). The limit row is a plain
+memory copy into a preallocated buffer, converted to params/s for the 4 bytes read + 1 byte
+written that rounding needs.
+Bit-packing and unpacking of the codes are timed too.
+
+Usage: ``python benchmarks/bsr_speed.py [--bits 5] [--repeats 3] [--compile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numba
+import timm
+import torch
+
+from lpe import kernels
+from lpe.members import tensor_key
+from lpe.numbers import IntFormat, compute_scales, round_stochastic
+from lpe.policy import QuantPolicy
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bits", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    args = parser.parse_args()
+    fmt = IntFormat(args.bits)
+
+    model = timm.create_model("vit_base_patch16_224", pretrained=False)
+    state = model.state_dict()
+    names = QuantPolicy().split(state).quantized
+    tensors = {n: state[n].contiguous() for n in names}
+    scales = {n: compute_scales(t, fmt) for n, t in tensors.items()}
+    params = sum(t.numel() for t in tensors.values())
+
+    def torch_expression():
+        g = torch.Generator().manual_seed(0)
+        return [round_stochastic(t, scales[n], fmt, g) for n, t in tensors.items()]
+
+    def lpe_kernel():
+        return [kernels.bsr_codes(t, scales[n], fmt.qmax, tensor_key(0, n))
+                for n, t in tensors.items()]  # fmt: skip
+
+    rows = [
+        ("torch expression (floor + rand + compare)", best_time(torch_expression, args.repeats))
+    ]
+    if args.compile:
+        compiled = torch.compile(round_stochastic)
+
+        def torch_compiled():
+            g = torch.Generator().manual_seed(0)
+            return [compiled(t, scales[n], fmt, g) for n, t in tensors.items()]
+
+        rows.append(("torch.compile of the expression", best_time(torch_compiled, args.repeats)))
+    try:
+        from qtorch.quant import fixed_point_quantize
+
+        def qpytorch():
+            return [fixed_point_quantize(t / scales[n], args.bits, 0, rounding="stochastic")
+                    for n, t in tensors.items()]  # fmt: skip
+
+        rows.append(
+            ("QPyTorch fixed_point_quantize (stochastic)", best_time(qpytorch, args.repeats))
+        )
+    except ImportError:
+        rows.append(("QPyTorch fixed_point_quantize (not installed)", float("nan")))
+    rows.append(
+        ("lpe.kernels.bsr_codes (counter-based, numba)", best_time(lpe_kernel, args.repeats))
+    )
+
+    flat = torch.cat([t.reshape(-1) for t in tensors.values()])
+    destination = torch.empty_like(flat).fill_(0)  # touched once: no page faults while timed
+    copy_s = best_time(lambda: destination.copy_(flat), args.repeats)
+    copy_bytes_per_s = 2 * 4 * params / copy_s  # read + write of FP32
+    limit = copy_bytes_per_s / 5  # rounding reads 4 bytes and writes 1 per parameter
+
+    codes = torch.cat([c.reshape(-1) for c in lpe_kernel()]).numpy()
+    pack_s = best_time(lambda: kernels.pack(codes, args.bits, fmt.qmax), args.repeats)
+    packed = kernels.pack(codes, args.bits, fmt.qmax)
+    unpack_s = best_time(lambda: kernels.unpack(packed, args.bits, fmt.qmax, params),
+                         args.repeats)  # fmt: skip
+
+    qpy = next((t for name, t in rows if name.startswith("QPyTorch") and t == t), None)
+    print(
+        f"# BSR to INT-{args.bits}, {params / 1e6:.1f} M params ({len(tensors)} tensors of "
+        f"vit_base_patch16_224), per-channel scales; best of {args.repeats}"
+    )
+    print(
+        f"# {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads), numba {numba.__version__} ({numba.get_num_threads()} threads), "
+        f"timm {timm.__version__}, Python {platform.python_version()}"
+    )
+    print(f"# memory copy: {copy_bytes_per_s / 1e9:.1f} GB/s -> limit {limit / 1e6:.0f} M params/s")
+    print()
+    print(
+        f"| {'method':<46} | {'seconds':>8} | {'M params/s':>10} | {'x QPyTorch':>10} | "
+        f"{'% of copy limit':>15} |"
+    )
+    print(f"|{'-' * 48}|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|{'-' * 16}:|")
+    for name, seconds in rows:
+        rate = params / seconds
+        ratio = f"{qpy / seconds:.1f}" if qpy else "-"
+        print(
+            f"| {name:<46} | {seconds:8.3f} | {rate / 1e6:10.0f} | {ratio:>10} | "
+            f"{100 * rate / limit:14.0f}% |"
+        )
+    for name, seconds in (("pack codes (lpe.kernels.pack)", pack_s),
+                          ("unpack codes (lpe.kernels.unpack)", unpack_s)):  # fmt: skip
+        print(
+            f"| {name:<46} | {seconds:8.3f} | {params / seconds / 1e6:10.0f} | {'-':>10} | "
+            f"{'-':>15} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
