@@ -22,6 +22,7 @@ from lpe.checkpoints import load_checkpoint
 from lpe.members import METHODS, member_seed, quantize, save_member
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
+from lpe.runtime import set_threads
 
 MANIFEST = "manifest.json"
 
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--min-ndim", type=int, default=2)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     fmt = IntFormat(args.bits, per_channel=not args.per_tensor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import torch
 
 
@@ -16,11 +17,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def set_threads(threads: int) -> None:
-    """Fix torch's intra-op threads: the reduction order, hence the numbers, depend on it.
+    """Fix the threads of torch and of the numba kernels to the job's share of the machine.
 
-    Snakemake passes the rule's ``threads`` here; the workflow declares one thread per job so
-    that results do not depend on how many jobs run side by side.
+    torch's reduction order, hence its numbers, depend on its thread count; the numba kernels give
+    the same numbers for any count, but a parallel region wider than the job's share makes its
+    idle OpenMP workers spin on cores that other jobs are using (seen here: 7x slower predicts).
+    Snakemake passes the rule's ``threads``; the workflow declares one thread per job so that
+    results do not depend on how many jobs run side by side.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

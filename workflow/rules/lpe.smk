@@ -20,7 +20,7 @@ rule generate:
         "python -m lpe.generate --checkpoint {input} --method {wildcards.method}"
         " --bits {wildcards.bits} --seed {wildcards.seed} --members {params.members}"
         " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
-        " --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule predict_fp32:
