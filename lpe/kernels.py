@@ -65,7 +65,7 @@ def bsr_codes(weight: torch.Tensor, scales: torch.Tensor, qmax: int, key: int) -
 
     Returns int8 (b <= 8) or int16 codes of ``weight``'s shape, on ``weight``'s device.
     """
-    bits = int(qmax + 1).bit_length()
+    bits = int(qmax + 1).bit_length()  # qmax + 1 = 2**(bits - 1)
     w = weight.detach().float()
     rows = w.shape[0] if w.dim() >= 1 else 1
     w2 = w.reshape(rows, -1)  # (out, in * kh * kw): one row per output channel

@@ -85,13 +85,9 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def to_latex(table: pd.DataFrame) -> str:
     shown = formatted(table, r"$\pm$")
-    escape = {"%": r"\%", "_": r"\_"}
 
-    def tex(value) -> str:  # noqa: E306
-        text = str(value)
-        for char, repl in escape.items():
-            text = text.replace(char, repl)
-        return text
+    def tex(value) -> str:
+        return str(value).replace("%", r"\%").replace("_", r"\_")
 
     lines = [
         r"\begin{tabular}{" + "l" * 4 + "r" * (len(shown.columns) - 4) + "}",

@@ -1,49 +1,56 @@
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
 
+import lpe.predict
 from lpe.checkpoints import load_checkpoint, save_checkpoint
 from lpe.data import build, save_splits
 from lpe.generate import main as generate
 from lpe.members import load_member
 from lpe.models import create_model
-from lpe.predict import main as predict
 from lpe.predict import predict_log_probs
 from lpe.score import score_files
+
+SIZES = {"train": 20, "val": 10, "test": 30, "seed": 0}
+
+
+def test_inputs() -> torch.Tensor:
+    return build("mnist1d", **SIZES).x["test"]
+
+
+test_inputs.__test__ = False  # a helper, not a test
+
+
+def run_generate(checkpoint, out, *args):
+    generate(["--checkpoint", str(checkpoint), "--out", str(out), *map(str, args)])
+
+
+def run_predict(checkpoint, data, out, *args):
+    lpe.predict.main(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
+                      "--device", "cpu", *map(str, args)])  # fmt: skip
 
 
 @pytest.fixture
 def data(tmp_path):
     path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", train=20, val=10, test=30, seed=0))
+    save_splits(path, build("mnist1d", **SIZES))
     return path
 
 
 def test_fp32_predictions_match_the_model(tmp_path, checkpoint, data):
     out = tmp_path / "fp32.npz"
-    predict(
-        [
-            "--checkpoint",
-            str(checkpoint),
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--batch-size",
-            "7",
-            "--device",
-            "cpu",
-        ]
-    )
+    run_predict(checkpoint, data, out, "--batch-size", 7)
     with np.load(out) as f:
         log_probs, labels, bits = f["log_probs"], f["labels"], f["member_bits"]
         assert str(f["method"]) == "fp32" and int(f["backward_passes"]) == 7
     state, info = load_checkpoint(checkpoint)
     model = info.build()
     model.load_state_dict(state)
-    x = build("mnist1d", train=20, val=10, test=30, seed=0).x["test"]
     with torch.no_grad():
-        expected = torch.log_softmax(model.eval()(x), dim=-1)
+        expected = torch.log_softmax(model.eval()(test_inputs()), dim=-1)
     assert log_probs.shape == (1, 30, 10) and labels.shape == (30,)
     np.testing.assert_allclose(log_probs[0], expected.numpy(), rtol=1e-5, atol=1e-6)
     assert bits[0] == 32 * sum(t.numel() for t in state.values())
@@ -51,47 +58,18 @@ def test_fp32_predictions_match_the_model(tmp_path, checkpoint, data):
 
 def test_member_predictions_use_each_members_weights(tmp_path, checkpoint, data):
     members = tmp_path / "members"
-    generate(
-        [
-            "--checkpoint",
-            str(checkpoint),
-            "--method",
-            "bsr",
-            "--bits",
-            "3",
-            "--seed",
-            "1",
-            "--members",
-            "3",
-            "--out",
-            str(members),
-        ]
-    )
+    run_generate(checkpoint, members, "--method", "bsr", "--bits", 3, "--seed", 1, "--members", 3)
     out = tmp_path / "bsr.npz"
-    predict(
-        [
-            "--checkpoint",
-            str(checkpoint),
-            "--data",
-            str(data),
-            "--members",
-            str(members),
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-        ]
-    )
+    run_predict(checkpoint, data, out, "--members", members)
     with np.load(out) as f:
         log_probs = f["log_probs"]
         assert log_probs.shape == (3, 30, 10) and int(f["bits"]) == 3
     _, info = load_checkpoint(checkpoint)
-    x = build("mnist1d", train=20, val=10, test=30, seed=0).x["test"]
     for k in range(3):
         member, _ = load_member(members / f"member{k:02d}.safetensors")
         model = info.build()
         model.load_state_dict(member.state_dict())
-        expected = predict_log_probs(model, x, 100, torch.device("cpu"))
+        expected = predict_log_probs(model, test_inputs(), 100, torch.device("cpu"))
         np.testing.assert_allclose(log_probs[k], expected.numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(log_probs[0], log_probs[1])
     scores = score_files([out])
@@ -103,42 +81,21 @@ def test_member_predictions_use_each_members_weights(tmp_path, checkpoint, data)
 
 def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data):
     members = tmp_path / "members"
-    generate(
-        ["--checkpoint", str(checkpoint), "--method", "rtn", "--bits", "4", "--out", str(members)]
-    )
+    run_generate(checkpoint, members, "--method", "rtn", "--bits", 4)
     other = tmp_path / "other.safetensors"
     model = create_model("vit_mini_t", 10, (1, 1, 40), seed=1)  # not the fixture's weights
-    save_checkpoint(
-        other,
-        model,
-        {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40], "backward_passes": 1},
-    )
+    info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
+            "backward_passes": 1}  # fmt: skip
+    save_checkpoint(other, model, info)
     with pytest.raises(ValueError, match="another checkpoint"):
-        predict(
-            [
-                "--checkpoint",
-                str(other),
-                "--data",
-                str(data),
-                "--members",
-                str(members),
-                "--out",
-                str(tmp_path / "p.npz"),
-            ]
-        )
+        run_predict(other, data, tmp_path / "p.npz", "--members", members)
     assert not (tmp_path / "p.npz").exists()
 
 
-def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, data, monkeypatch):
+def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, monkeypatch):
     """Members are loaded one at a time: when member k is read, members < k are freed."""
-    import gc
-    import weakref
-
-    import lpe.predict
-
     members = tmp_path / "members"
-    generate(["--checkpoint", str(checkpoint), "--method", "bsr", "--bits", "4",
-              "--members", "4", "--out", str(members)])  # fmt: skip
+    run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4)
     alive = []
     real_load = lpe.predict.load_member
 
@@ -150,8 +107,7 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, dat
         return member, meta
 
     monkeypatch.setattr(lpe.predict, "load_member", tracking_load)
-    x = build("mnist1d", train=20, val=10, test=30, seed=0).x["test"]
-    log_probs, bits, _, _ = lpe.predict.predict_members(
-        checkpoint, members, x, 100, torch.device("cpu")
+    log_probs, _, _, _ = lpe.predict.predict_members(
+        checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )
     assert len(alive) == 4 and log_probs.shape == (4, 30, 10)
