@@ -10,6 +10,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/lpe.smk"
+include: "workflow/rules/bma.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -24,6 +24,7 @@ class CheckpointInfo:
     input_shape: tuple[int, ...]
     backward_passes: int
     sha256: str
+    optimizer: str = "adamw"  # how the weights were obtained: adamw (training), sgd, swag, ivon
 
     def build(self) -> torch.nn.Module:
         """A fresh instance of the architecture (weights to be loaded by the caller)."""
@@ -47,6 +48,7 @@ def _info(path: str | Path, meta: dict[str, str]) -> CheckpointInfo:
         input_shape=tuple(json.loads(meta["input_shape"])),
         backward_passes=json.loads(meta["backward_passes"]),
         sha256=meta["lpe_sha256"],
+        optimizer=json.loads(meta.get("optimizer", '"adamw"')),
     )
 
 

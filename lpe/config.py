@@ -70,4 +70,32 @@ def validate(config: dict, schema: dict) -> dict:
     if errors:
         lines = "\n".join(f"  - {_explain(e)}" for e in errors)
         raise ConfigError(f"invalid config ({len(errors)} problem(s)):\n{lines}")
+    problems = cross_field_problems(filled)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"invalid config ({len(problems)} problem(s)):\n{lines}")
     return filled
+
+
+def cross_field_problems(config: dict) -> list[str]:
+    """Problems a per-key schema cannot see: settings that contradict each other."""
+    problems = []
+    bma = config["bma"]
+    if bma["model"] not in config["models"]:
+        problems.append(f"'bma.model' = {bma['model']!r} is not trained: add it to 'models'")
+    if bma["swag"]["start_epoch"] >= bma["epochs"]:
+        problems.append(
+            f"'bma.swag.start_epoch' = {bma['swag']['start_epoch']} leaves no epoch to collect "
+            f"snapshots in; it must be < 'bma.epochs' = {bma['epochs']}"
+        )
+    else:
+        steps = -(-config["dataset"]["train"] // bma["batch_size"])  # steps per epoch
+        snapshots = (bma["epochs"] - bma["swag"]["start_epoch"]) * steps
+        snapshots //= bma["swag"]["collect_every"]
+        if bma["swag"]["rank"] > snapshots:
+            problems.append(
+                f"'bma.swag.rank' = {bma['swag']['rank']} is larger than the {snapshots} "
+                "snapshots the schedule collects; lower it or collect more often "
+                "('bma.swag.collect_every') or for longer"
+            )
+    return problems

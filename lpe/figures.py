@@ -69,18 +69,23 @@ def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def save_figure(fig: plt.Figure, prefix: str) -> None:
+    """``prefix.png`` and ``prefix.pdf``, atomically; the pdf without a creation date."""
+    write_with(f"{prefix}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    write_with(
+        f"{prefix}.pdf",
+        lambda tmp: fig.savefig(tmp, format="pdf", metadata={"CreationDate": None}),
+    )
+    plt.close(fig)
+    print(f"wrote {prefix}.png and .pdf")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
     parser.add_argument("--out", required=True, help="path prefix; .png and .pdf are added")
     args = parser.parse_args(argv)
-    fig = nll_vs_ensemble_size(pd.read_csv(args.scores))
-    write_with(f"{args.out}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-    write_with(
-        f"{args.out}.pdf",
-        lambda tmp: fig.savefig(tmp, format="pdf", metadata={"CreationDate": None}),
-    )
-    print(f"wrote {args.out}.png and .pdf")
+    save_figure(nll_vs_ensemble_size(pd.read_csv(args.scores)), args.out)
 
 
 if __name__ == "__main__":

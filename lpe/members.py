@@ -75,6 +75,27 @@ class Member:
         kept_bits = sum(8 * t.element_size() * t.numel() for t in self.kept.values())
         return code_bits + scale_bits + kept_bits
 
+    @torch.no_grad()
+    def load_into(self, model: torch.nn.Module) -> None:
+        """Write the member's weights into ``model`` in place, one tensor at a time.
+
+        Unlike ``model.load_state_dict(member.state_dict())`` this never holds a second full set
+        of FP32 weights: the extra memory is one dequantized tensor. Every tensor of the model's
+        state must be covered by the member (a mismatch is an error, as with ``strict=True``).
+        """
+        target = model.state_dict(keep_vars=True)
+        names = set(self.codes) | set(self.kept)
+        if names != set(target):
+            missing, unexpected = sorted(set(target) - names), sorted(names - set(target))
+            raise ValueError(
+                f"member does not match the model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        for name, q in self.codes.items():
+            target[name].copy_(dequantize(q, self.scales[name]))
+        for name, t in self.kept.items():
+            target[name].copy_(t)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The FP32 weights the member runs with (dequantized codes plus kept tensors)."""
         state = {n: dequantize(q, self.scales[n]) for n, q in self.codes.items()}

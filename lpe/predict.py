@@ -6,7 +6,8 @@ alive at once besides that instance. The output ``.npz`` holds, members first:
 - ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
 - ``labels``: int64 ``(N,)``;
 - ``member_bits``: int64 ``(M,)`` storage of each member;
-- scalars ``backward_passes``, ``params``, ``bits`` (0 for FP32), ``method``, ``seed``.
+- scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
+  obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``.
 
 Usage (FP32 model): ``python -m lpe.predict --checkpoint CKPT --data DATA --out OUT.npz``;
 (low precision members): add ``--members DIR`` written by ``python -m lpe.generate``.
@@ -15,6 +16,7 @@ Usage (FP32 model): ``python -m lpe.predict --checkpoint CKPT --data DATA --out 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,9 @@ from lpe.artifacts import write_with
 from lpe.checkpoints import checkpoint_info, load_checkpoint
 from lpe.data import SPLITS, load_splits
 from lpe.generate import read_manifest
-from lpe.members import load_member
+from lpe.members import Member, load_member
 from lpe.models import count_params
-from lpe.runtime import resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 
 
 @torch.inference_mode()
@@ -45,8 +47,95 @@ def predict_log_probs(
     return torch.cat(out)
 
 
-def predict_members(checkpoint, members_dir, x, batch_size, device):
-    """Evaluate each member file of ``members_dir`` in turn.
+# Members per batched call ("auto"): measured with benchmarks/ensemble_eval.py on a 2-core CPU,
+# batching members with torch.func was slower than one at a time for every mini model (the forward
+# is compute-bound there, and stacking multiplies the activations), so the CPU evaluates one at a
+# time. On CUDA small models are launch-bound and batching is the usual win; that choice is not
+# measured on this project's machine.
+CUDA_BATCH_MAX_PARAMS = 2_000_000
+CUDA_BATCH_MEMBERS = 8
+
+
+def auto_members_per_call(model: torch.nn.Module, device: torch.device) -> int:
+    if device.type == "cuda" and count_params(model) <= CUDA_BATCH_MAX_PARAMS:
+        return CUDA_BATCH_MEMBERS
+    return 1
+
+
+def _unfuse_attention(model: torch.nn.Module) -> None:
+    # timm's fused attention calls scaled_dot_product_attention, which has no vmap batching rule
+    # (torch falls back to a per-member loop and warns); the explicit softmax(q k^T) v batches.
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+
+
+@torch.inference_mode()
+def predict_log_probs_batched(
+    model: torch.nn.Module,
+    states: list[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """``(K, N, C)`` log-softmax of K weight sets in one vmapped call per input batch.
+
+    ``model`` only supplies the architecture (``torch.func.functional_call``); it is not modified
+    apart from switching its attention to the explicit form.
+    """
+    _unfuse_attention(model)
+    model.eval()
+    stacked = {n: torch.stack([s[n] for s in states]).to(device) for n in states[0]}
+
+    def forward(params, xb):
+        return torch.func.functional_call(model, params, (xb,))
+
+    batched = torch.vmap(forward, in_dims=(0, None))
+    out = [
+        torch.log_softmax(batched(stacked, x[i : i + batch_size].to(device)).float(), -1).cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out, dim=1)
+
+
+def evaluate_members(
+    model: torch.nn.Module,
+    members: Iterable[Member],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    members_per_call: int | str = "auto",
+) -> tuple[torch.Tensor, list[int]]:
+    """Stream ``members`` through ``model``: ``(M, N, C)`` log-probs and each member's bits.
+
+    With one member per call (the CPU default) each member is written into ``model`` in place
+    (``Member.load_into``), so memory holds one model plus one member's codes, never M models.
+    With K > 1, K members are dequantized and evaluated in one batched call.
+    """
+    if members_per_call == "auto":
+        members_per_call = auto_members_per_call(model, device)
+    if not isinstance(members_per_call, int) or members_per_call < 1:
+        raise ValueError(f"members_per_call must be 'auto' or >= 1, got {members_per_call!r}")
+    log_probs, bits, pending = [], [], []
+    for member in members:
+        bits.append(member.bits)
+        if members_per_call == 1:
+            member.load_into(model)
+        else:
+            pending.append(member.state_dict())
+        del member  # freed before the next one is read: at most one member's codes alive
+        if members_per_call == 1:
+            log_probs.append(predict_log_probs(model, x, batch_size, device)[None])
+        elif len(pending) == members_per_call:
+            log_probs.append(predict_log_probs_batched(model, pending, x, batch_size, device))
+            pending = []
+    if pending:
+        log_probs.append(predict_log_probs_batched(model, pending, x, batch_size, device))
+    return torch.cat(log_probs), bits
+
+
+def predict_members(checkpoint, members_dir, x, batch_size, device, members_per_call="auto"):
+    """Evaluate each member file of ``members_dir`` in turn (read lazily, one at a time).
 
     Returns log-probs ``(M, N, C)``, member bits ``(M,)``, the manifest and the checkpoint info.
     """
@@ -58,14 +147,10 @@ def predict_members(checkpoint, members_dir, x, batch_size, device):
             "delete the folder and rerun the workflow"
         )
     model = info.build().to(device)  # the one instance every member is loaded into
-    log_probs, bits = [], []
-    for name in tqdm(manifest["files"], desc=f"predict {Path(members_dir).name}", mininterval=5):
-        member, meta = load_member(Path(members_dir) / name)
-        model.load_state_dict(member.state_dict(), strict=True)
-        del member  # keep at most one member's tensors alive
-        log_probs.append(predict_log_probs(model, x, batch_size, device))
-        bits.append(int(meta["memory_bits"]))
-    return torch.stack(log_probs), np.asarray(bits, dtype=np.int64), manifest, info
+    files = tqdm(manifest["files"], desc=f"predict {Path(members_dir).name}", mininterval=5)
+    members = (load_member(Path(members_dir) / name)[0] for name in files)
+    log_probs, bits = evaluate_members(model, members, x, batch_size, device, members_per_call)
+    return log_probs, np.asarray(bits, dtype=np.int64), manifest, info
 
 
 def predict_fp32(checkpoint, x, batch_size, device):
@@ -84,8 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    add_runtime_arguments(parser)
+    parser.add_argument(
+        "--members-per-call",
+        default="auto",
+        type=lambda v: v if v == "auto" else int(v),
+        help="members evaluated in one batched call: auto (1 on CPU) or a count",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -93,23 +183,29 @@ def main(argv: list[str] | None = None) -> None:
     x, labels = splits.x[args.split], splits.y[args.split]
     if args.members:
         log_probs, bits, manifest, info = predict_members(
-            args.checkpoint, args.members, x, args.batch_size, device
+            args.checkpoint, args.members, x, args.batch_size, device, args.members_per_call
         )
         run = {"method": manifest["method"], "bits": manifest["bits"], "seed": manifest["seed"]}
     else:
         log_probs, bits, info = predict_fp32(args.checkpoint, x, args.batch_size, device)
         run = {"method": "fp32", "bits": 0, "seed": 0}
+    write_predictions(args.out, log_probs, labels, bits, info, run)
+
+
+def write_predictions(out, log_probs, labels, member_bits, info, run: dict) -> None:
+    """The predictions file every ensemble method ends in (see the module docstring)."""
     arrays = {
         "log_probs": log_probs.numpy().astype(np.float32),  # (M, N, C)
         "labels": labels.numpy(),  # (N,)
-        "member_bits": bits,  # (M,)
+        "member_bits": np.asarray(member_bits, dtype=np.int64),  # (M,)
         "backward_passes": np.asarray(info.backward_passes),
         "params": np.asarray(count_params(info.build())),
         "model": np.asarray(info.model),
+        "optimizer": np.asarray(info.optimizer),
         **{k: np.asarray(v) for k, v in run.items()},
     }
-    write_with(args.out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
-    print(f"wrote {args.out}: {log_probs.shape[0]} members x {log_probs.shape[1]} points")
+    write_with(out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+    print(f"wrote {out}: {log_probs.shape[0]} members x {log_probs.shape[1]} points")
 
 
 if __name__ == "__main__":

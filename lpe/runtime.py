@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numba
 import torch
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--device``: how a stage runs, never what it computes."""
+    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -1,11 +1,13 @@
 """The ``score`` stage: predictions files -> one tidy ``scores.csv``.
 
-One row per run (model x precision x method x seed) x ensemble size. An ensemble of size ``m`` is
-the first ``m`` members of a run, so sizes 1..M of one run share members (as in the paper's
-"NLL vs ensemble size" curves). Columns (fixed names, see ``lpe.metrics``):
+One row per run (model x optimizer x precision x method x seed) x ensemble size; ``optimizer``
+says how the weights were obtained (``adamw`` training, or ``sgd``/``swag``/``ivon``
+fine-tuning). An ensemble of size ``m`` is the first ``m`` members of a run, so sizes 1..M of one
+run share members (as in the paper's "NLL vs ensemble size" curves). Columns (fixed names, see
+``lpe.metrics``):
 
-``model, params, precision, method, seed, members, nll, err, ece, brier, avg_loss, ambiguity,
-ens_loss, memory_bits, backward_passes, forward_passes``
+``model, optimizer, params, precision, method, seed, members, nll, err, ece, brier, avg_loss,
+ambiguity, ens_loss, memory_bits, backward_passes, forward_passes``
 
 ``memory_bits`` is the summed storage of the ``m`` members; ``backward_passes`` is the training
 budget (LPE-BSR adds none); ``forward_passes`` counts model evaluations per input (= members).
@@ -25,9 +27,15 @@ import torch
 from lpe import metrics
 from lpe.artifacts import ArtifactError, write_with
 
-METHOD_LABELS = {"fp32": "fp32", "rtn": "rtn", "bsr": "lpe-bsr"}
+METHOD_LABELS = {
+    "fp32": "fp32",
+    "rtn": "rtn",
+    "bsr": "lpe-bsr",
+    "swag-bma": "swag-bma",
+    "ivon-bma": "ivon-bma",
+}
 COLUMNS = [
-    "model", "params", "precision", "method", "seed", "members",
+    "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
     "memory_bits", "backward_passes", "forward_passes",
 ]  # fmt: skip
@@ -54,6 +62,7 @@ def score_run(run: dict) -> list[dict]:
     bits = int(run["bits"])
     common = {
         "model": str(run["model"]),
+        "optimizer": str(run["optimizer"]) if "optimizer" in run else "adamw",
         "params": int(run["params"]),
         "precision": f"int{bits}" if bits else "fp32",
         "method": METHOD_LABELS[str(run["method"])],
@@ -72,7 +81,9 @@ def score_run(run: dict) -> list[dict]:
 def score_files(paths: list[str | Path]) -> pd.DataFrame:
     rows = [row for path in paths for row in score_run(load_predictions(path))]
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.sort_values(["model", "precision", "method", "seed", "members"], kind="stable")
+    return frame.sort_values(
+        ["model", "optimizer", "precision", "method", "seed", "members"], kind="stable"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

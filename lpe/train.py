@@ -24,7 +24,7 @@ from lpe.checkpoints import save_checkpoint
 from lpe.data import load_splits
 from lpe.models import MODELS, count_params, create_model
 from lpe.predict import predict_log_probs
-from lpe.runtime import resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
                 optimizer.step()
                 schedule.step()
                 bar.update(1)
-            val = _evaluate(model, splits, "val", device)
+            val = evaluate(model, splits, "val", device)
             bar.write(
                 f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%"
             )
@@ -98,14 +98,15 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
         "params": count_params(model),
         "num_classes": splits.num_classes,
         "input_shape": list(splits.input_shape),
+        "optimizer": "adamw",
         "backward_passes": backward_passes,
         "train": asdict(cfg),
-        "val": _evaluate(model, splits, "val", device),
+        "val": evaluate(model, splits, "val", device),
     }
     return model, summary
 
 
-def _evaluate(model, splits, split: str, device) -> dict[str, float]:
+def evaluate(model, splits, split: str, device) -> dict[str, float]:
     lp = predict_log_probs(model, splits.x[split], batch_size=1000, device=device)  # (N, C)
     return metrics.score(lp.unsqueeze(0), splits.y[split])  # (1, N, C): one member
 
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in asdict(defaults).items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     set_threads(args.threads)

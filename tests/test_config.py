@@ -102,3 +102,30 @@ def test_readme_documents_every_config_key():
 
     missing = [key for key in leaves(SCHEMA) if f"`{key}`" not in readme]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["bma"].update(model="vit_mini_l") or c.update(models=["vit_mini_t"]),
+            "'bma.model' = 'vit_mini_l' is not trained: add it to 'models'",
+        ),
+        (
+            lambda c: c["bma"]["swag"].update(start_epoch=3),
+            "'bma.swag.start_epoch' = 3 leaves no epoch to collect snapshots in",
+        ),
+        (
+            lambda c: c["bma"]["swag"].update(rank=40),
+            "'bma.swag.rank' = 40 is larger than the 37 snapshots",  # (3 - 1) x 94 steps / 5
+        ),
+        (lambda c: c["bma"]["ivon"].update(ess=0), "'bma.ivon.ess' = 0 is out of range"),
+        (lambda c: c["landscape"].update(grid=2), "'landscape.grid' = 2 is out of range"),
+    ],
+)
+def test_contradicting_bma_settings_are_named(change, message):
+    config = mini()
+    change(config)
+    with pytest.raises(ConfigError) as info:
+        validate(config, SCHEMA)
+    assert message in str(info.value)

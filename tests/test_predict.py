@@ -9,9 +9,10 @@ import lpe.predict
 from lpe.checkpoints import load_checkpoint, save_checkpoint
 from lpe.data import build, save_splits
 from lpe.generate import main as generate
-from lpe.members import load_member
+from lpe.members import load_member, member_seed, quantize
 from lpe.models import create_model
-from lpe.predict import predict_log_probs
+from lpe.numbers import IntFormat
+from lpe.predict import evaluate_members, predict_log_probs
 from lpe.score import score_files
 
 SIZES = {"train": 20, "val": 10, "test": 30, "seed": 0}
@@ -111,3 +112,45 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
         checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )
     assert len(alive) == 4 and log_probs.shape == (4, 30, 10)
+
+
+@pytest.mark.parametrize("members_per_call", [2, 3, 5])
+def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call):
+    state, info = load_checkpoint(checkpoint)
+    fmt = IntFormat(4)
+    members = [quantize(state, fmt, "bsr", member_seed(3, k)) for k in range(5)]
+    x, cpu = test_inputs(), torch.device("cpu")
+    one, bits_one = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call=1)
+    batched, bits = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call)
+    assert one.shape == batched.shape == (5, 30, 10) and bits == bits_one
+    torch.testing.assert_close(batched, one, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(one[0], one[1])  # distinct members, so a mix-up would show
+
+
+def test_auto_evaluates_one_member_at_a_time_on_cpu(checkpoint):
+    _, info = load_checkpoint(checkpoint)
+    assert lpe.predict.auto_members_per_call(info.build(), torch.device("cpu")) == 1
+
+
+def test_bad_members_per_call_is_refused(checkpoint):
+    state, info = load_checkpoint(checkpoint)
+    with pytest.raises(ValueError, match="members_per_call"):
+        evaluate_members(info.build(), iter([]), test_inputs(), 7, torch.device("cpu"), 0)
+
+
+def test_load_into_writes_the_members_weights_in_place(checkpoint):
+    state, info = load_checkpoint(checkpoint)
+    member = quantize(state, IntFormat(3), "bsr", seed=5)
+    model = info.build()
+    params_before = {n: p.data_ptr() for n, p in model.named_parameters()}
+    member.load_into(model)
+    for name, tensor in member.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert params_before == {n: p.data_ptr() for n, p in model.named_parameters()}  # no realloc
+
+
+def test_load_into_refuses_a_member_of_another_architecture(checkpoint):
+    state, _ = load_checkpoint(checkpoint)
+    member = quantize(state, IntFormat(3), "bsr", seed=5)
+    with pytest.raises(ValueError, match="does not match the model"):
+        member.load_into(create_model("vit_mini_s", 10, (1, 1, 40)))

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from lpe.claims import claim1, claim2, claim3, report, summary
+from lpe.claims import claim1, claim2, claim3, claim4, report, summary
 from lpe.figures import nll_vs_ensemble_size
 from lpe.score import COLUMNS
 from lpe.tables import table1, to_latex, to_markdown
@@ -13,6 +13,7 @@ def rows(model, params, fp32, per_precision):
     """per_precision: {precision: (rtn_nll, [bsr nll per seed at M=2], bsr avg_loss)}."""
     base = {
         "model": model,
+        "optimizer": "adamw",
         "params": params,
         "err": 10.0,
         "ece": 0.01,
@@ -135,3 +136,46 @@ def test_figure_has_a_panel_per_model_and_precision(scores):
     )
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["LPE-BSR (mean ± sd)", "RTN", "FP32"]
+
+
+def bma_scores(lpe_nll: float, bma_nll: float) -> pd.DataFrame:
+    """LPE-BSR INT-5 and BMA ensembles of 4 members per seed (2 seeds), params 1000.
+
+    An LPE-BSR member costs 5 bits per parameter, a BMA member 32: the LPE-BSR ensemble of 4
+    (20000 bits) affords at most a BMA ensemble of 1 (32000 > 20000, so 1 as the floor).
+    """
+    out = []
+    for optimizer in ("swag", "ivon"):
+        for seed in (0, 1):
+            for m in range(1, 5):
+                for method, nll, bits in (
+                    ("lpe-bsr", lpe_nll, 5),
+                    (f"{optimizer}-bma", bma_nll, 0),
+                ):
+                    out.append({
+                        "model": "m", "optimizer": optimizer, "params": 1000,
+                        "precision": f"int{bits}" if bits else "fp32", "method": method,
+                        "seed": seed, "members": m,
+                        "nll": nll + 0.1 / m + 0.001 * seed,  # larger ensembles are better
+                        "memory_bits": m * (bits or 32) * 1000,
+                    })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def test_claim4_compares_at_equal_size_and_at_equal_memory():
+    better = claim4(bma_scores(lpe_nll=0.50, bma_nll=0.51), bits=5)
+    assert better.verdict == "reproduced" and len(better.checks) == 4
+    texts = [text for text, _ in better.checks]
+    assert "equal size M=4" in texts[0] and "LPE-BSR INT-5 M=4" in texts[1]
+    assert "vs BMA M=1" in texts[1]  # the most BMA members that fit in 20000 bits, at least 1
+    # 0.5% worse at equal size is still competitive; at equal memory it is compared with BMA M=1
+    close = claim4(bma_scores(lpe_nll=0.5125, bma_nll=0.51), bits=5)
+    assert [ok for _, ok in close.checks] == [True, True, True, True]
+    worse = claim4(bma_scores(lpe_nll=0.60, bma_nll=0.51), bits=5)
+    assert worse.verdict == "not reproduced"
+
+
+def test_claim4_is_not_reproduced_without_scores_at_the_precision():
+    claim = claim4(bma_scores(0.5, 0.5), bits=4)
+    assert claim.verdict == "not reproduced"
+    assert "no LPE-BSR INT-4 or BMA scores" in claim.checks[0][0]

@@ -52,6 +52,18 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
         "results/tiny/claims.md",
         *[f"results/tiny/tables/table1.{e}" for e in ("csv", "md", "tex")],
         *[f"figures/tiny/nll_vs_ensemble_size.{e}" for e in ("png", "pdf")],
+        "results/tiny/bma/scores.csv",
+        *[f"results/tiny/bma/{f}.csv" for f in ("fig3_landscape_swag", "fig6_landscape_ivon")],
+        *[
+            f"figures/tiny/{f}.{e}"
+            for f in (
+                "fig2_nll_vs_ensemble_size_bma",
+                "fig8_nll_vs_memory_bma",
+                "fig3_landscape_swag",
+                "fig6_landscape_ivon",
+            )
+            for e in ("png", "pdf")
+        ],
     ]:
         assert (tiny_run / path).stat().st_size > 0, path
     scores = pd.read_csv(tiny_run / "results/tiny/scores.csv")
@@ -61,8 +73,17 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     assert scores[["nll", "err", "ece", "brier"]].notna().all().all()
     for ext in ("csv", "md", "tex"):
         assert (tiny_run / f"results/tiny/tables/table1.{ext}").read_text().strip()
+    bma = pd.read_csv(tiny_run / "results/tiny/bma/scores.csv")
+    # 3 runs x (FP32 + 1 precision x 2 seeds x 3 sizes) + 2 posteriors x 2 seeds x 3 sizes
+    assert len(bma) == 3 * (1 + 2 * 3) + 2 * 2 * 3
+    assert set(bma["optimizer"]) == {"sgd", "swag", "ivon"}
+    assert set(bma["method"]) == {"fp32", "lpe-bsr", "swag-bma", "ivon-bma"}
+    assert bma[["nll", "err", "ece"]].notna().all().all()
+    finetuned = bma[bma["method"] == "fp32"].set_index("optimizer")["backward_passes"]
+    pretrained = scores[scores["model"] == "vit_mini_t"]["backward_passes"].iloc[0]
+    assert (finetuned == pretrained + 2 * 10).all()  # 2 epochs of 600 / 64 -> 10 steps
     claims = (tiny_run / "results/tiny/claims.md").read_text()
-    assert all(f"## Claim {n}" in claims for n in (1, 2, 3))
+    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4))
     assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
 
 
@@ -97,6 +118,15 @@ def test_two_runs_from_clean_give_identical_scores(tiny_run, tmp_path):
     from lpe.compare import main as compare
 
     assert compare([str(tiny_run), str(tmp_path), "--paths", "results/tiny", "figures/tiny"]) == 0
+
+
+@pytest.mark.slow
+def test_a_swag_rank_above_the_snapshots_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bma:\n  swag:\n    rank: 99\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "'bma.swag.rank' = 99 is larger than the 5 snapshots" in result.stdout + result.stderr
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

@@ -43,6 +43,83 @@ def predictions():
     return [work(f"preds/{m}/{run}.npz") for m in config["models"] for run in runs()]
 
 
+def ensemble_size(model):
+    """Members per LPE-BSR seed: Table 1's size for trained models, bma's for fine-tuned ones."""
+    return (
+        config["bma"]["ensemble_size"]
+        if "-" in model
+        else config["lpe"]["ensemble_size"]
+    )
+
+
+BMA_MODEL = config["bma"]["model"]
+LANDSCAPE_FIGURES = {"fig3_landscape_swag": "swag", "fig6_landscape_ivon": "ivon"}
+LANDSCAPE_TITLES = {
+    "fig3_landscape_swag": "Figure 3: SWAG",
+    "fig6_landscape_ivon": "Figure 6: IVON",
+}
+
+
+def bma_runs():
+    """Per fine-tuning run: FP32 solution, LPE-BSR per precision x seed, BMA per seed."""
+    runs = {}
+    for optimizer in ("sgd", "swag", "ivon"):
+        names = ["fp32"]
+        for bits in config["bma"]["bits"]:
+            names += [f"bsr-int{bits}-seed{seed}" for seed in config["bma"]["seeds"]]
+        if optimizer != "sgd":
+            names += [f"bma-seed{seed}" for seed in config["bma"]["seeds"]]
+        runs[f"{BMA_MODEL}-{optimizer}"] = names
+    return runs
+
+
+def bma_predictions():
+    return [
+        work(f"preds/{m}/{run}.npz") for m, names in bma_runs().items() for run in names
+    ]
+
+
+def landscape_file(optimizer):
+    bits, seed = config["bma"]["bits"][0], config["landscape"]["seed"]
+    return work(f"landscape/{BMA_MODEL}-{optimizer}-int{bits}-seed{seed}.npz")
+
+
+def bma_intermediates():
+    members = [
+        work(f"members/{m}/{run}")
+        for m, names in bma_runs().items()
+        for run in names
+        if run.startswith("bsr")
+    ]
+    solutions = [
+        work(f"checkpoints/{BMA_MODEL}-{o}.safetensors")
+        for o in ("sgd", "swag", "ivon")
+    ]
+    posteriors = [
+        work(f"posteriors/{BMA_MODEL}-{o}.safetensors") for o in ("swag", "ivon")
+    ]
+    landscapes = [landscape_file(o) for o in ("swag", "ivon")]
+    return solutions + posteriors + members + bma_predictions() + landscapes
+
+
+def finetune_flags():
+    """The fine-tuning settings of the config as lpe.finetune flags (one run per optimizer)."""
+    bma = config["bma"]
+    flags = {
+        "epochs": bma["epochs"],
+        "batch-size": bma["batch_size"],
+        "seed": bma["seed"],
+        **{k.replace("_", "-"): v for k, v in bma["sgd"].items()},
+        **{
+            f"swag-{k.replace('_', '-')}": v
+            for k, v in bma["swag"].items()
+            if k != "scale"
+        },
+        **{f"ivon-{k.replace('_', '-')}": v for k, v in bma["ivon"].items()},
+    }
+    return " ".join(f"--{k} {v}" for k, v in flags.items())
+
+
 def intermediates():
     """Checkpoints, member folders and predictions.
 
@@ -57,7 +134,7 @@ def intermediates():
         if run != "fp32"
     ]
     checkpoints = [work(f"checkpoints/{m}.safetensors") for m in config["models"]]
-    return checkpoints + members + predictions()
+    return checkpoints + members + predictions() + bma_intermediates()
 
 
 def all_targets():
@@ -67,11 +144,27 @@ def all_targets():
         *[results(f"tables/table1.{ext}") for ext in ("csv", "md", "tex")],
         *[figures(f"nll_vs_ensemble_size.{ext}") for ext in ("png", "pdf")],
         results("claims.md"),
+        results("bma/scores.csv"),
+        *[
+            figures(f"{name}.{ext}")
+            for name in ("fig2_nll_vs_ensemble_size_bma", "fig8_nll_vs_memory_bma")
+            for ext in ("png", "pdf")
+        ],
+        *[
+            figures(f"{name}.{ext}")
+            for name in LANDSCAPE_FIGURES
+            for ext in ("png", "pdf")
+        ],
+        *[results(f"bma/{name}.csv") for name in LANDSCAPE_FIGURES],
     ]
 
 
+TRAINED = "|".join(config["models"])
+
+
 wildcard_constraints:
-    model="|".join(config["models"]),
+    # a trained model, or one fine-tuned from it (vit_mini_s-swag)
+    model=f"({TRAINED})(-(sgd|swag|ivon))?",
     method="rtn|bsr",
     bits=r"\d+",
     seed=r"\d+",

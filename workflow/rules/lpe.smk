@@ -12,7 +12,7 @@ rule generate:
         ENV
     threads: 1
     params:
-        members=lambda w: 1 if w.method == "rtn" else config["lpe"]["ensemble_size"],
+        members=lambda w: 1 if w.method == "rtn" else ensemble_size(w.model),
         per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
         exclude=shlex.join(config["quant"]["exclude"]),
         min_ndim=config["quant"]["min_ndim"],

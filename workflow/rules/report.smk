@@ -53,7 +53,8 @@ rule figure_nll_vs_ensemble_size:
 
 rule claims:
     input:
-        results("scores.csv"),
+        scores=results("scores.csv"),
+        bma=results("bma/scores.csv"),
     output:
         results("claims.md"),
     log:
@@ -61,5 +62,8 @@ rule claims:
     conda:
         ENV
     threads: 1
+    params:
+        bits=config["bma"]["bits"][0],
     shell:
-        "python -m lpe.claims --scores {input} --out {output} > {log} 2>&1"
+        "python -m lpe.claims --scores {input.scores} --bma-scores {input.bma}"
+        " --bma-bits {params.bits} --out {output} > {log} 2>&1"

@@ -7,6 +7,8 @@ rule train:
         work("logs/train/{model}.log"),
     benchmark:
         work("benchmarks/train/{model}.tsv")
+    wildcard_constraints:
+        model=TRAINED,
     conda:
         ENV
     threads: 1

@@ -1,0 +1,86 @@
+"""The ``bma`` stage: predictions of Bayesian model averaging with SWAG or IVON posterior draws.
+
+Each draw is a flat FP32 weight vector written into the one model instance
+(``torch.nn.utils.vector_to_parameters``), evaluated, then replaced by the next: no model copies.
+Draw ``k`` of ensemble seed ``s`` uses its own generator, seeded by ``member_seed(s, k)``, so
+member ``k`` is the same whatever the ensemble size. A draw is stored as FP32, so each member
+costs 32 bits per parameter in the memory budget.
+
+Usage: ``python -m lpe.bma --checkpoint SOLUTION --posterior POSTERIOR --data DATA --members 20
+--seed 0 --out PREDS.npz``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from tqdm import tqdm
+
+from lpe.checkpoints import load_checkpoint
+from lpe.data import SPLITS, load_splits
+from lpe.finetune import load_posterior
+from lpe.members import member_seed
+from lpe.models import count_params
+from lpe.predict import predict_log_probs, write_predictions
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.swag import SwagPosterior
+
+
+def draw(posterior, seed: int, index: int, swag_scale: float = 0.5) -> torch.Tensor:
+    """Member ``index`` of the BMA ensemble with seed ``seed``: one flat weight vector."""
+    generator = torch.Generator().manual_seed(member_seed(seed, index))
+    if isinstance(posterior, SwagPosterior):
+        return posterior.sample(generator, scale=swag_scale)
+    return posterior.sample(generator)
+
+
+@torch.inference_mode()
+def predict_draws(model, posterior, members, seed, x, batch_size, device, swag_scale=0.5):
+    """``(M, N, C)`` log-probs of ``members`` posterior draws, each written into ``model``."""
+    out = []
+    for k in tqdm(range(members), desc="bma", mininterval=5):
+        weights = draw(posterior, seed, k, swag_scale).to(device)
+        torch.nn.utils.vector_to_parameters(weights, model.parameters())
+        out.append(predict_log_probs(model, x, batch_size, device))
+    return torch.stack(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="the fine-tuned solution")
+    parser.add_argument("--posterior", required=True, help="its posterior file (lpe.finetune)")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--members", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--swag-scale", type=float, default=0.5)
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--out", required=True)
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.members < 1:
+        parser.error(f"--members must be >= 1, got {args.members}")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    state, info = load_checkpoint(args.checkpoint)
+    posterior, meta = load_posterior(args.posterior)
+    if meta["solution_sha256"] != info.sha256:
+        raise ValueError(
+            f"{args.posterior} belongs to another solution than {args.checkpoint}; "
+            "delete both and rerun the workflow"
+        )
+    model = info.build().to(device)
+    model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
+    splits = load_splits(args.data)
+    x, labels = splits.x[args.split], splits.y[args.split]
+    log_probs = predict_draws(
+        model, posterior, args.members, args.seed, x, args.batch_size, device, args.swag_scale
+    )
+    bits = [32 * count_params(model)] * args.members
+    run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": args.seed}
+    write_predictions(args.out, log_probs, labels, bits, info, run)
+
+
+if __name__ == "__main__":
+    main()

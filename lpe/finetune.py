@@ -1,0 +1,247 @@
+"""The ``finetune`` stage: SGD, SWAG or IVON fine-tuning of a checkpoint (Figures 2, 3, 6, 8).
+
+All three start from the same trained checkpoint and see the same minibatch order (seeded):
+
+- ``sgd``: SGD with momentum, cosine decay of the learning rate to 0. The solution is the final
+  weights: the LPE-BSR centre of Figure 2's first panel.
+- ``swag``: SGD with momentum at a constant learning rate; from ``swag_start_epoch`` on, a
+  snapshot every ``swag_collect_every`` steps feeds SWAG's moments (``lpe.swag``). The solution is
+  the SWA mean; the posterior file holds the mean, diagonal variance and deviations.
+- ``ivon``: the IVON optimizer of the ``ivon-opt`` package, cosine decay. The solution is the
+  IVON mean; the posterior file holds the Hessian estimate (``lpe.ivon_posterior``).
+
+Outputs: the solution as a checkpoint (``lpe.checkpoints``; its backward passes are the
+pre-training's plus the fine-tuning's) and, for SWAG and IVON, a posterior file. Every random draw
+comes from ``--seed``: the minibatch order from an explicit generator, IVON's weight noise
+(drawn by ``ivon-opt`` from torch's global generator) inside ``torch.random.fork_rng``.
+
+Usage: ``python -m lpe.finetune --checkpoint CKPT --data DATA --optimizer swag --out SOL
+--posterior POST [settings]``; ``--help`` lists the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from lpe.artifacts import ArtifactError, load_tensors, save_tensors
+from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
+from lpe.data import load_splits
+from lpe.ivon_posterior import IvonPosterior
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.swag import SwagCollector, SwagError, SwagPosterior
+from lpe.train import DivergenceError, evaluate, lr_factor
+
+OPTIMIZERS = ("sgd", "swag", "ivon")
+POSTERIOR_KIND = "lpe-posterior"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    optimizer: str = "sgd"
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    swag_rank: int = 20
+    swag_start_epoch: int = 1
+    swag_collect_every: int = 5
+    ivon_lr: float = 3e-4
+    ivon_ess: float = 12000.0
+    ivon_hess_init: float = 10.0
+    ivon_beta2: float = 0.99999
+    ivon_weight_decay: float = 1e-4
+    ivon_mc_samples: int = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for key in ("epochs", "batch_size", "swag_collect_every", "ivon_mc_samples"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0 or self.ivon_lr <= 0:
+            problems.append(f"learning rates must be > 0, got lr={self.lr}, ivon_lr={self.ivon_lr}")
+        if not self.ivon_ess > 0:
+            problems.append(f"ivon_ess (effective sample size) must be > 0, got {self.ivon_ess}")
+        if self.optimizer == "swag" and self.swag_rank < 2:
+            problems.append(f"swag_rank must be >= 2, got {self.swag_rank}")
+        if self.optimizer == "swag" and not 0 <= self.swag_start_epoch < self.epochs:
+            problems.append(
+                f"swag_start_epoch must be in [0, epochs={self.epochs}), "
+                f"got {self.swag_start_epoch}"
+            )
+        if problems:
+            raise ValueError("bad fine-tuning settings: " + "; ".join(problems))
+
+    def swag_snapshots(self, steps_per_epoch: int) -> int:
+        """How many snapshots SWAG will collect (known before training starts)."""
+        collecting = (self.epochs - self.swag_start_epoch) * steps_per_epoch
+        return collecting // self.swag_collect_every
+
+
+def _optimizer(cfg: FinetuneConfig, model: torch.nn.Module):
+    if cfg.optimizer == "ivon":
+        import ivon  # the IVON authors' optimizer (package ivon-opt)
+
+        return ivon.IVON(
+            model.parameters(),
+            lr=cfg.ivon_lr,
+            ess=cfg.ivon_ess,
+            hess_init=cfg.ivon_hess_init,
+            beta2=cfg.ivon_beta2,
+            weight_decay=cfg.ivon_weight_decay,
+            mc_samples=cfg.ivon_mc_samples,
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+
+
+def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sys.stderr):
+    """Fine-tune ``model`` in place. Returns (backward passes, posterior or None)."""
+    x, y = splits.x["train"], splits.y["train"]
+    steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    collector = None
+    if cfg.optimizer == "swag":
+        snapshots = cfg.swag_snapshots(steps_per_epoch)
+        if cfg.swag_rank > snapshots:
+            raise SwagError(
+                f"swag.rank = {cfg.swag_rank} is larger than the {snapshots} snapshots the "
+                f"schedule collects ({cfg.epochs - cfg.swag_start_epoch} epochs x "
+                f"{steps_per_epoch} steps / every {cfg.swag_collect_every}); lower swag.rank "
+                "or collect more often"
+            )
+        collector = SwagCollector(cfg.swag_rank)
+    model = model.to(device)
+    optimizer = _optimizer(cfg, model)
+    scheduler = None  # SWAG collects at a constant learning rate; the others decay to 0
+    if cfg.optimizer != "swag":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
+    order = torch.Generator().manual_seed(cfg.seed + 1)
+    backward_passes = step = 0
+    with tqdm(total=total, desc=f"finetune {cfg.optimizer}", file=log, mininterval=5) as bar:
+        for epoch in range(cfg.epochs):
+            model.train()
+            permutation = torch.randperm(len(y), generator=order)
+            for start in range(0, len(y), cfg.batch_size):
+                idx = permutation[start : start + cfg.batch_size]
+                xb, yb = x[idx].to(device), y[idx].to(device)
+                if cfg.optimizer == "ivon":
+                    for _ in range(cfg.ivon_mc_samples):
+                        with optimizer.sampled_params(train=True):
+                            optimizer.zero_grad(set_to_none=True)
+                            loss = _loss(model, xb, yb, cfg, epoch)
+                            loss.backward()
+                        backward_passes += 1
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = _loss(model, xb, yb, cfg, epoch)
+                    loss.backward()
+                    backward_passes += 1
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                step += 1
+                since = step - cfg.swag_start_epoch * steps_per_epoch  # steps into collection
+                if collector is not None and since > 0 and since % cfg.swag_collect_every == 0:
+                    collector.collect(torch.nn.utils.parameters_to_vector(model.parameters()))
+                bar.update(1)
+            val = evaluate(model, splits, "val", device)
+            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f}")
+    posterior = None
+    if collector is not None:
+        posterior = collector.posterior()
+        torch.nn.utils.vector_to_parameters(posterior.mean.to(device), model.parameters())
+    elif cfg.optimizer == "ivon":
+        posterior = IvonPosterior.from_optimizer(optimizer, model)
+        if not torch.isfinite(posterior.hess).all():
+            raise DivergenceError("ivon: the Hessian estimate is not finite; lower ivon.lr")
+    return backward_passes, posterior
+
+
+def _loss(model, xb, yb, cfg: FinetuneConfig, epoch: int) -> torch.Tensor:
+    loss = torch.nn.functional.cross_entropy(model(xb), yb)
+    if not torch.isfinite(loss):
+        lr = cfg.ivon_lr if cfg.optimizer == "ivon" else cfg.lr
+        raise DivergenceError(
+            f"{cfg.optimizer} fine-tuning diverged: loss {loss.item()} at epoch {epoch}; "
+            f"lower the {'ivon.lr' if cfg.optimizer == 'ivon' else cfg.optimizer + '.lr'} "
+            f"(now {lr})"
+        )
+    return loss
+
+
+def save_posterior(path, posterior, solution_sha256: str) -> None:
+    if isinstance(posterior, SwagPosterior):
+        meta = {"type": "swag", "snapshots": posterior.snapshots}
+    else:
+        meta = {"type": "ivon", "ess": posterior.ess, "weight_decay": posterior.weight_decay}
+    metadata = {"lpe_kind": POSTERIOR_KIND, "solution_sha256": solution_sha256}
+    metadata.update({k: json.dumps(v) for k, v in meta.items()})
+    save_tensors(path, posterior.tensors(), metadata)
+
+
+def load_posterior(path) -> tuple[SwagPosterior | IvonPosterior, dict[str, str]]:
+    tensors, meta = load_tensors(path, "posterior file")
+    if meta.get("lpe_kind") != POSTERIOR_KIND:
+        raise ArtifactError(f"{path} is not an LPE posterior file")
+    kind = json.loads(meta["type"])
+    if kind == "swag":
+        return SwagPosterior.from_tensors(tensors, json.loads(meta["snapshots"])), meta
+    ess, wd = json.loads(meta["ess"]), json.loads(meta["weight_decay"])
+    return IvonPosterior(tensors["mean"], tensors["hess"], ess, wd), meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
+    parser.add_argument("--data", required=True)
+    for field in fields(FinetuneConfig):
+        flag = f"--{field.name.replace('_', '-')}"
+        parser.add_argument(flag, type=type(field.default), default=field.default)
+    parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
+    parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
+    if cfg.optimizer != "sgd" and not args.posterior:
+        parser.error(f"--posterior is required for {cfg.optimizer}")
+    set_threads(args.threads)
+    state, info = load_checkpoint(args.checkpoint)
+    splits = load_splits(args.data)
+    model = info.build()
+    model.load_state_dict(state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # IVON draws its weight noise from the global generator
+        backward_passes, posterior = finetune(model, splits, cfg, resolve_device(args.device))
+    val = evaluate(model, splits, "val", resolve_device(args.device))
+    summary = {
+        "model": info.model,
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        "optimizer": cfg.optimizer,
+        "backward_passes": info.backward_passes + backward_passes,
+        "finetune": asdict(cfg),
+        "val": val,
+    }
+    save_checkpoint(args.out, model.cpu(), summary)
+    if posterior is not None:
+        save_posterior(args.posterior, posterior, checkpoint_info(args.out).sha256)
+    print(f"saved {args.out}: val nll {val['nll']:.4f}, err {val['err']:.2f}%")
+    if posterior is not None:
+        print(f"saved {Path(args.posterior)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""SWAG (Maddox et al., 2019): a Gaussian posterior from the SGD iterates, and draws from it.
+
+During SGD with a constant learning rate, snapshots of the flattened weights are collected. SWAG
+keeps their first moment (the SWA mean), their second moment (for the diagonal variance) and the
+last ``rank`` deviations of each snapshot from the running mean (the low-rank part). A draw is
+
+    theta = mean + sqrt(scale) * (diag^(1/2) z1 + D z2 / sqrt(rank - 1)),  z1, z2 ~ N(0, I)
+
+with the usual ``scale = 0.5`` (the 1/sqrt(2) of the paper's sampling formula), as in the authors'
+reference code. Written here rather than taken from a library: the reference implementation is a
+research repository, not a package, and it wraps a model instead of flat weight vectors.
+
+The mini models are timm ViTs with LayerNorm only, so SWA means and draws need no refit of
+normalisation statistics; a BatchNorm model would need one (``torch.optim.swa_utils.update_bn``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class SwagError(ValueError):
+    """A SWAG setting that cannot work (for example a rank above the snapshot count)."""
+
+
+@dataclass
+class SwagPosterior:
+    mean: torch.Tensor  # (P,)
+    variance: torch.Tensor  # (P,) diagonal: second moment minus squared mean, clamped above 0
+    deviations: torch.Tensor  # (K, P): the last K snapshots minus the running mean at that time
+    snapshots: int
+
+    @property
+    def rank(self) -> int:
+        return self.deviations.shape[0]
+
+    def sample(self, generator: torch.Generator, scale: float = 0.5) -> torch.Tensor:
+        """One flat weight vector drawn from the SWAG Gaussian."""
+        if self.rank < 2:
+            raise SwagError(f"SWAG sampling needs rank >= 2 deviations, have {self.rank}")
+        z1 = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
+        z2 = torch.randn(self.rank, generator=generator, dtype=self.mean.dtype)
+        low_rank = self.deviations.T @ z2 / (self.rank - 1) ** 0.5
+        return self.mean + scale**0.5 * (self.variance.sqrt() * z1 + low_rank)
+
+    def covariance(self, scale: float = 0.5) -> torch.Tensor:
+        """The dense covariance the draws follow (for tests on small vectors only)."""
+        low_rank = self.deviations.T @ self.deviations / (self.rank - 1)
+        return scale * (torch.diag(self.variance) + low_rank)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "variance": self.variance, "deviations": self.deviations}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], snapshots: int) -> SwagPosterior:
+        return cls(tensors["mean"], tensors["variance"], tensors["deviations"], snapshots)
+
+
+class SwagCollector:
+    """Running moments and the last ``rank`` deviations of the collected weight vectors."""
+
+    def __init__(self, rank: int) -> None:
+        if rank < 2:
+            raise SwagError(f"swag.rank must be >= 2, got {rank}")
+        self.rank = rank
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.sq_mean: torch.Tensor | None = None
+        self.deviations: list[torch.Tensor] = []
+
+    def collect(self, weights: torch.Tensor) -> None:
+        w = weights.detach().double()  # moments in float64: P-sized sums of small differences
+        self.count += 1
+        if self.mean is None:
+            self.mean, self.sq_mean = w.clone(), w.square()
+        else:
+            self.mean += (w - self.mean) / self.count
+            self.sq_mean += (w.square() - self.sq_mean) / self.count
+        self.deviations = [*self.deviations, w - self.mean][-self.rank :]
+
+    def posterior(self) -> SwagPosterior:
+        if self.count < self.rank:
+            raise SwagError(
+                f"swag.rank = {self.rank} but only {self.count} snapshots were collected; "
+                "lower swag.rank or collect more often (swag.collect_every) or for longer"
+            )
+        # clamped: the second moment minus the squared mean can round below zero for weights
+        # that barely move
+        variance = (self.sq_mean - self.mean.square()).clamp_min(1e-30)
+        return SwagPosterior(
+            mean=self.mean.float(),
+            variance=variance.float(),
+            deviations=torch.stack(self.deviations).float(),
+            snapshots=self.count,
+        )

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from lpe.bma import draw, predict_draws
+from lpe.data import build
+from lpe.ivon_posterior import IvonPosterior
+from lpe.models import create_model
+from lpe.predict import predict_log_probs
+from lpe.swag import SwagPosterior
+
+
+def test_member_k_does_not_depend_on_the_ensemble_or_other_seeds():
+    post = IvonPosterior(torch.zeros(10), torch.ones(10), ess=100, weight_decay=0.0)
+    assert torch.equal(draw(post, seed=0, index=3), draw(post, seed=0, index=3))
+    assert not torch.equal(draw(post, seed=0, index=3), draw(post, seed=1, index=3))
+    assert not torch.equal(draw(post, seed=0, index=3), draw(post, seed=0, index=4))
+
+
+def test_swag_scale_reaches_the_draw():
+    post = SwagPosterior(torch.zeros(200), torch.ones(200), torch.zeros(3, 200), snapshots=3)
+    wide, narrow = draw(post, 0, 0, swag_scale=1.0), draw(post, 0, 0, swag_scale=0.25)
+    torch.testing.assert_close(narrow, wide / 2)
+
+
+def test_each_draw_is_written_into_the_one_model_and_evaluated():
+    model = create_model("vit_mini_t", 10, (1, 1, 40), seed=0)
+    mean = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    post = IvonPosterior(mean, torch.full_like(mean, 100.0), ess=100, weight_decay=0.0)
+    x = build("mnist1d", train=10, val=10, test=20, seed=0).x["test"]
+    cpu = torch.device("cpu")
+    log_probs = predict_draws(model, post, 3, 7, x, 8, cpu)
+    assert log_probs.shape == (3, 20, 10)
+    for k in range(3):
+        other = create_model("vit_mini_t", 10, (1, 1, 40), seed=5)
+        torch.nn.utils.vector_to_parameters(draw(post, 7, k), other.parameters())
+        expected = predict_log_probs(other, x, 8, cpu)
+        np.testing.assert_allclose(log_probs[k], expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(log_probs[0], log_probs[1])
+
+
+def test_a_posterior_of_another_solution_is_refused(tmp_path, checkpoint):
+    from lpe.bma import main
+    from lpe.finetune import save_posterior
+
+    posterior = tmp_path / "p.safetensors"
+    save_posterior(posterior, IvonPosterior(torch.zeros(3), torch.ones(3), 10, 0.0), "0" * 64)
+    with pytest.raises(ValueError, match="belongs to another solution"):
+        main(["--checkpoint", str(checkpoint), "--posterior", str(posterior), "--data", "d",
+              "--members", "2", "--seed", "0", "--out", str(tmp_path / "o.npz")])  # fmt: skip
+    assert not (tmp_path / "o.npz").exists()

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from lpe.checkpoints import checkpoint_info, load_checkpoint
+from lpe.data import build, save_splits
+from lpe.finetune import FinetuneConfig, load_posterior
+from lpe.finetune import main as finetune
+from lpe.ivon_posterior import IvonPosterior
+from lpe.swag import SwagError, SwagPosterior
+from lpe.train import DivergenceError
+
+SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "d.npz"
+    save_splits(path, build("mnist1d", **SIZES))
+    return path
+
+
+def run(checkpoint, data, out, *args):
+    common = ["--device", "cpu", "--epochs", "2", "--batch-size", "16"]
+    finetune(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
+              *common, *map(str, args)])  # fmt: skip
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "swag", "ivon"])
+def test_each_run_saves_its_solution_and_counts_backward_passes(tmp_path, checkpoint, data,
+                                                                 optimizer):  # fmt: skip
+    out, post = tmp_path / "sol.safetensors", tmp_path / "post.safetensors"
+    args = ["--optimizer", optimizer, "--swag-rank", 3, "--swag-collect-every", 1]
+    if optimizer != "sgd":
+        args += ["--posterior", post]
+    run(checkpoint, data, out, *args)
+    info = checkpoint_info(out)
+    assert info.optimizer == optimizer and info.model == "vit_mini_t"
+    assert info.backward_passes == 7 + 2 * 4  # the fixture's 7 plus 2 epochs x 4 steps
+    state, _ = load_checkpoint(out)
+    start, _ = load_checkpoint(checkpoint)
+    assert not torch.equal(state["blocks.0.mlp.fc1.weight"], start["blocks.0.mlp.fc1.weight"])
+    if optimizer == "sgd":
+        assert not post.exists()
+        return
+    posterior, meta = load_posterior(post)
+    assert meta["solution_sha256"] == info.sha256
+    model = info.build()
+    model.load_state_dict(state)
+    solution = torch.nn.utils.parameters_to_vector(model.parameters())
+    torch.testing.assert_close(posterior.mean, solution)  # the solution is the posterior mean
+    if optimizer == "swag":
+        assert isinstance(posterior, SwagPosterior) and posterior.snapshots == 4  # epoch 2
+        assert posterior.rank == 3
+    else:
+        assert isinstance(posterior, IvonPosterior) and posterior.ess == 12000.0
+
+
+def test_the_same_seed_gives_the_same_ivon_run(tmp_path, checkpoint, data):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for out in (a, b):
+        run(checkpoint, data, out, "--optimizer", "ivon", "--posterior", f"{out}.post")
+    assert load_posterior(f"{a}.post")[0].hess.equal(load_posterior(f"{b}.post")[0].hess)
+    assert checkpoint_info(a).sha256 == checkpoint_info(b).sha256
+
+
+def test_a_swag_rank_above_the_snapshots_stops_before_training(tmp_path, checkpoint, data):
+    with pytest.raises(SwagError, match=r"swag.rank = 20 is larger than the 4 snapshots"):
+        run(checkpoint, data, tmp_path / "s.safetensors", "--optimizer", "swag",
+            "--posterior", tmp_path / "p.safetensors", "--swag-collect-every", 1)  # fmt: skip
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_divergence_stops_the_run_naming_the_setting(tmp_path, checkpoint, data):
+    with pytest.raises(DivergenceError, match=r"lower the sgd.lr \(now 1e\+30\)"):
+        run(checkpoint, data, tmp_path / "s.safetensors", "--optimizer", "sgd", "--lr", 1e30)
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"ivon_ess": 0.0}, "ivon_ess (effective sample size) must be > 0"),
+        ({"optimizer": "adam"}, "optimizer must be one of"),
+        ({"optimizer": "swag", "swag_start_epoch": 3}, "swag_start_epoch must be in [0, epochs"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+    ],
+)
+def test_bad_settings_are_named(settings, message):
+    with pytest.raises(ValueError, match="bad fine-tuning settings") as info:
+        FinetuneConfig(**settings)
+    assert message in str(info.value)

@@ -1,0 +1,173 @@
+# LPE-BSR against Bayesian model averaging: fine-tuning runs, posterior draws, landscapes.
+
+
+rule finetune:
+    input:
+        checkpoint=work("checkpoints/{model}.safetensors"),
+        data=DATA,
+    output:
+        work("checkpoints/{model}-sgd.safetensors"),
+    log:
+        work("logs/finetune/{model}-sgd.log"),
+    benchmark:
+        work("benchmarks/finetune/{model}-sgd.tsv")
+    wildcard_constraints:
+        model=TRAINED,
+    conda:
+        ENV
+    threads: 1
+    params:
+        flags=finetune_flags(),
+    shell:
+        "python -m lpe.finetune --checkpoint {input.checkpoint} --data {input.data}"
+        " --optimizer sgd {params.flags} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule finetune_posterior:
+    input:
+        checkpoint=work("checkpoints/{model}.safetensors"),
+        data=DATA,
+    output:
+        solution=work("checkpoints/{model}-{optimizer}.safetensors"),
+        posterior=work("posteriors/{model}-{optimizer}.safetensors"),
+    log:
+        work("logs/finetune/{model}-{optimizer}.log"),
+    benchmark:
+        work("benchmarks/finetune/{model}-{optimizer}.tsv")
+    wildcard_constraints:
+        model=TRAINED,
+        optimizer="swag|ivon",
+    conda:
+        ENV
+    threads: 1
+    params:
+        flags=finetune_flags(),
+    shell:
+        "python -m lpe.finetune --checkpoint {input.checkpoint} --data {input.data}"
+        " --optimizer {wildcards.optimizer} {params.flags} --threads {threads}"
+        " --out {output.solution} --posterior {output.posterior} > {log} 2>&1"
+
+
+rule predict_bma:
+    input:
+        checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
+        posterior=work("posteriors/{model}-{optimizer}.safetensors"),
+        data=DATA,
+    output:
+        work("preds/{model}-{optimizer}/bma-seed{seed}.npz"),
+    log:
+        work("logs/predict/{model}-{optimizer}/bma-seed{seed}.log"),
+    benchmark:
+        work("benchmarks/predict/{model}-{optimizer}/bma-seed{seed}.tsv")
+    wildcard_constraints:
+        model=TRAINED,
+        optimizer="swag|ivon",
+    conda:
+        ENV
+    threads: 1
+    params:
+        members=config["bma"]["ensemble_size"],
+        scale=config["bma"]["swag"]["scale"],
+        split=config["predict"]["split"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
+        " --data {input.data} --members {params.members} --seed {wildcards.seed}"
+        " --swag-scale {params.scale} --split {params.split} --batch-size {params.batch_size}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule landscape:
+    input:
+        checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
+        posterior=work("posteriors/{model}-{optimizer}.safetensors"),
+        members=work("members/{model}-{optimizer}/bsr-int{bits}-seed{seed}"),
+        data=DATA,
+    output:
+        work("landscape/{model}-{optimizer}-int{bits}-seed{seed}.npz"),
+    log:
+        work("logs/landscape/{model}-{optimizer}-int{bits}-seed{seed}.log"),
+    benchmark:
+        work("benchmarks/landscape/{model}-{optimizer}-int{bits}-seed{seed}.tsv")
+    wildcard_constraints:
+        model=TRAINED,
+        optimizer="swag|ivon",
+    conda:
+        ENV
+    threads: 1
+    params:
+        cfg=config["landscape"],
+        split=config["predict"]["split"],
+    shell:
+        "python -m lpe.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
+        " --member {input.members}/member00.safetensors --data {input.data}"
+        " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
+        " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule score_bma:
+    input:
+        bma_predictions(),
+    output:
+        results("bma/scores.csv"),
+    log:
+        work("logs/score_bma.log"),
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+
+
+rule figures_bma:
+    input:
+        results("bma/scores.csv"),
+    output:
+        report(
+            multiext(figures("fig2_nll_vs_ensemble_size_bma"), ".png", ".pdf"),
+            caption="../report/fig2.rst",
+            category="Figures 2 and 8",
+        ),
+        report(
+            multiext(figures("fig8_nll_vs_memory_bma"), ".png", ".pdf"),
+            caption="../report/fig8.rst",
+            category="Figures 2 and 8",
+        ),
+    log:
+        work("logs/figures_bma.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        bits=config["bma"]["bits"][0],
+        out_dir=lambda w, output: os.path.dirname(output[0]) + "/",
+    shell:
+        "python -m lpe.bma_figures curves --scores {input} --bits {params.bits}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule figure_landscape:
+    input:
+        lambda w: landscape_file(LANDSCAPE_FIGURES[w.figure]),
+    output:
+        png=report(
+            figures("{figure}.png"),
+            caption="../report/landscape.rst",
+            category="Figures 3 and 6",
+        ),
+        pdf=figures("{figure}.pdf"),
+        csv=results("bma/{figure}.csv"),
+    log:
+        work("logs/{figure}.log"),
+    wildcard_constraints:
+        figure="|".join(LANDSCAPE_FIGURES),
+    conda:
+        ENV
+    threads: 1
+    params:
+        prefix=lambda w, output: os.path.splitext(output.png)[0],
+        title=lambda w: LANDSCAPE_TITLES[w.figure],
+    shell:
+        "python -m lpe.bma_figures landscape --plane {input} --title {params.title:q}"
+        " --out {params.prefix} --csv {output.csv} > {log} 2>&1"
