@@ -1,6 +1,6 @@
 """Benchmark: evaluating a low precision ensemble, the suite's streaming path against a naive loop.
 
-Prints two tables.
+Prints three tables.
 
 1. Throughput. An ensemble of M BSR members (default 10, INT-4) of the mini ViT-B analogue
    (``vit_mini_b``, seeded initialisation; speed does not depend on training) on the mini
@@ -9,7 +9,8 @@ Prints two tables.
      (floor + rand + compare), load it, forward;
    - the suite, one member at a time: ``lpe.members.quantize`` (the counter-based kernel),
      ``Member.load_into`` the one model instance, forward (``lpe.predict.evaluate_members``);
-   - the suite with K members per batched call (``torch.func.functional_call`` under ``vmap``).
+   - the suite with K members per batched call (``torch.func.functional_call`` under ``vmap``);
+   and, in a second table, the member preparation alone (rounding and loading, no forward pass).
 2. Peak memory. Each row is a fresh process evaluating timm's ``vit_base_patch16_224``
    (``pretrained=False``, 86 M params) on a batch of random 224 x 224 images: the FP32 model
    alone, then M INT-b members streamed from member files (as the workflow's predict stage does).
@@ -43,27 +44,37 @@ CPU = torch.device("cpu")
 IMAGE_BATCH = 16
 
 
-def naive_loop(model, fmt: IntFormat, members: int, x: torch.Tensor, batch_size: int):
+def naive_member(model, fmt: IntFormat, generator: torch.Generator, policy: QuantPolicy):
     """What one writes without the suite: a deep copy per member, rounded with torch ops."""
-    generator = torch.Generator().manual_seed(0)
-    policy = QuantPolicy()
+    member = copy.deepcopy(model)
+    state = member.state_dict()
+    for name, tensor in state.items():
+        if policy.quantizes(name, tensor):
+            scales = compute_scales(tensor, fmt)
+            codes = round_stochastic(tensor, scales, fmt, generator)
+            state[name] = dequantize(codes, scales)
+    member.load_state_dict(state)
+    return member
+
+
+def naive_loop(model, fmt: IntFormat, members: int, x, batch_size: int, forward: bool = True):
+    generator, policy = torch.Generator().manual_seed(0), QuantPolicy()
     out = []
     for _ in range(members):
-        member = copy.deepcopy(model)
-        state = member.state_dict()
-        for name, tensor in state.items():
-            if policy.quantizes(name, tensor):
-                scales = compute_scales(tensor, fmt)
-                codes = round_stochastic(tensor, scales, fmt, generator)
-                state[name] = dequantize(codes, scales)
-        member.load_state_dict(state)
-        out.append(predict_log_probs(member, x, batch_size, CPU))
-    return torch.stack(out)
+        member = naive_member(model, fmt, generator, policy)
+        if forward:
+            out.append(predict_log_probs(member, x, batch_size, CPU))
+    return out
 
 
 def suite(model, state, fmt: IntFormat, members: int, x, batch_size: int, per_call: int):
     stream = (quantize(state, fmt, "bsr", member_seed(0, k)) for k in range(members))
     return evaluate_members(model, stream, x, batch_size, CPU, per_call)[0]
+
+
+def suite_preparation(model, state, fmt: IntFormat, members: int) -> None:
+    for k in range(members):
+        quantize(state, fmt, "bsr", member_seed(0, k)).load_into(model)
 
 
 def throughput_table(args) -> list[str]:
@@ -85,6 +96,13 @@ def throughput_table(args) -> list[str]:
             name = f"suite, {per_call} members per batched call (vmap)"
         rows.append((name, best_time(run, args.repeats)))
     forward = best_time(lambda: predict_log_probs(model, x, batch, CPU), args.repeats)
+    instance = create_model("vit_mini_b", 10, (1, 1, 40), seed=0)
+    preparation = [
+        ("naive: deepcopy + torch rounding + load_state_dict",
+         best_time(lambda: naive_loop(model, fmt, args.members, x, batch, False), args.repeats)),
+        ("suite: kernel rounding + load_into",
+         best_time(lambda: suite_preparation(instance, state, fmt, args.members), args.repeats)),
+    ]  # fmt: skip
     lines = [
         f"Throughput: {args.members} INT-{args.bits} BSR members of vit_mini_b "
         f"({count_params(model) / 1e3:.0f} k params) on {len(x)} test points, batch {batch}; "
@@ -98,6 +116,19 @@ def throughput_table(args) -> list[str]:
         lines.append(
             f"| {name:<52} | {seconds:8.2f} | {args.members / seconds:9.2f} | "
             f"{naive / seconds:7.2f} |"
+        )
+    naive_prep = preparation[0][1]
+    lines += [
+        "",
+        f"Member preparation alone (the same {args.members} members, no forward pass):",
+        "",
+        f"| {'preparation':<52} | {'seconds':>8} | {'members/s':>9} | {'x naive':>7} |",
+        f"|{'-' * 54}|{'-' * 9}:|{'-' * 10}:|{'-' * 8}:|",
+    ]
+    for name, seconds in preparation:
+        lines.append(
+            f"| {name:<52} | {seconds:8.3f} | {args.members / seconds:9.0f} | "
+            f"{naive_prep / seconds:7.1f} |"
         )
     return lines
 

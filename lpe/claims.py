@@ -194,6 +194,13 @@ def claim4(bma_scores: pd.DataFrame, bits: int) -> Claim:
         "fits in the LPE-BSR ensemble's memory. Mean ± sd over the seeds of the draws; one "
         "fine-tuning run per optimizer."
     )
+    solutions = bma_scores[bma_scores["method"] == "fp32"].set_index("optimizer")["nll"]
+    if len(solutions):
+        listed = ", ".join(f"{o.upper()} {v:.5f}" for o, v in solutions.items())
+        note += (
+            f" For context, the FP32 solutions themselves (one model each) have NLL {listed}: "
+            "an ensemble above its solution's NLL has not improved on the single model."
+        )
     return Claim(
         4,
         "LPE-BSR around a solution is competitive with SWAG and IVON BMA at equal ensemble "
