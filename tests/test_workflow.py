@@ -54,6 +54,8 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
         *[f"results/tiny/tables/table1.{e}" for e in ("csv", "md", "tex")],
         *[f"figures/tiny/nll_vs_ensemble_size.{e}" for e in ("png", "pdf")],
         "results/tiny/bma/scores.csv",
+        "results/tiny/fig1_concept.csv",
+        *[f"figures/tiny/fig1_concept.{e}" for e in ("png", "pdf")],
         *[f"results/tiny/bma/{f}.csv" for f in ("fig3_landscape_swag", "fig6_landscape_ivon")],
         *[
             f"figures/tiny/{f}.{e}"

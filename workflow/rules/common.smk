@@ -156,6 +156,8 @@ def all_targets():
             for ext in ("png", "pdf")
         ],
         *[results(f"bma/{name}.csv") for name in LANDSCAPE_FIGURES],
+        *[figures(f"fig1_concept.{ext}") for ext in ("png", "pdf")],
+        results("fig1_concept.csv"),
     ]
 
 

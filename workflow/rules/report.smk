@@ -67,3 +67,29 @@ rule claims:
     shell:
         "python -m lpe.claims --scores {input.scores} --bma-scores {input.bma}"
         " --bma-bits {params.bits} --out {output} > {log} 2>&1"
+
+
+rule figure1:
+    input:
+        DATA,
+    output:
+        png=report(
+            figures("fig1_concept.png"),
+            caption="../report/fig1.rst",
+            category="Figure 1",
+        ),
+        pdf=figures("fig1_concept.pdf"),
+        csv=results("fig1_concept.csv"),
+    log:
+        work("logs/figure1.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        cfg=config["figure1"],
+        prefix=lambda w, output: os.path.splitext(output.png)[0],
+    shell:
+        "python -m lpe.figure1 --data {input} --bits {params.cfg[bits]}"
+        " --range {params.cfg[range]} --draws {params.cfg[draws]}"
+        " --points {params.cfg[points]} --seed {params.cfg[seed]}"
+        " --out {params.prefix} --csv {output.csv} > {log} 2>&1"

@@ -1,0 +1,76 @@
+"""BatchEnsemble (Wen et al., 2020): K members sharing one weight matrix per linear layer.
+
+Member k of a linear layer ``W`` uses ``W_k = W * (s_k r_k^T)``, i.e.
+``y = ((x * r_k) @ W^T) * s_k + b_k``, with fast weights ``r_k`` (input size) and ``s_k`` (output
+size) and a bias per member. A batch holds the K members' inputs one after another: its first
+dimension is ``K x b``, chunk k going through member k. Evaluating all members on the same inputs
+is ``model(x.repeat(K, ...))``, whose output chunk k is member k's prediction.
+
+``batch_ensemble(model, k)`` replaces every ``nn.Linear`` of a model (for the timm ViT: qkv, proj,
+fc1, fc2 and the head) in place. Fast weights start at 1 (optionally with random signs, the
+paper's initialisation, from an explicit generator), so a fresh BatchEnsemble equals the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BatchEnsembleLinear(nn.Module):
+    def __init__(self, linear: nn.Linear, members: int) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"batch ensemble members must be >= 1, got {members}")
+        self.members = members
+        self.weight = linear.weight  # shared slow weight (out, in)
+        self.r = nn.Parameter(torch.ones(members, linear.in_features))
+        self.s = nn.Parameter(torch.ones(members, linear.out_features))
+        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+        self.bias = nn.Parameter(bias.detach().clone().repeat(members, 1))  # (K, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.members:
+            raise ValueError(
+                f"a BatchEnsemble batch must hold {self.members} equal chunks; got {x.shape[0]}"
+            )
+        chunks = x.reshape(self.members, x.shape[0] // self.members, *x.shape[1:])
+        # broadcast the fast weights of member k over chunk k's remaining dimensions
+        shape = (self.members,) + (1,) * (x.dim() - 1)
+        r = self.r.reshape(*shape, -1)
+        s = self.s.reshape(*shape, -1)
+        b = self.bias.reshape(*shape, -1)
+        y = nn.functional.linear(chunks * r, self.weight) * s + b
+        return y.reshape(x.shape[0], *y.shape[2:])
+
+
+def batch_ensemble(
+    model: nn.Module, members: int, generator: torch.Generator | None = None
+) -> nn.Module:
+    """Turn every ``nn.Linear`` of ``model`` into a BatchEnsemble layer, in place.
+
+    With a ``generator``, the fast weights start at random signs (+-1) as in the paper; without,
+    at 1, so that the ensemble starts as ``members`` copies of the model.
+    """
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            layer = BatchEnsembleLinear(child, members)
+            if generator is not None:
+                with torch.no_grad():
+                    for fast in (layer.r, layer.s):
+                        signs = torch.randint(0, 2, fast.shape, generator=generator) * 2 - 1
+                        fast.copy_(signs.to(fast.dtype))
+            setattr(model, name, layer)
+        else:
+            batch_ensemble(child, members, generator)
+    return model
+
+
+@torch.inference_mode()
+def member_log_probs(model: nn.Module, members: int, x: torch.Tensor) -> torch.Tensor:
+    """``(K, N, C)`` log-softmax of each member of a BatchEnsemble model on the same inputs."""
+    was_training = model.training
+    model.eval()
+    out = torch.log_softmax(model(x.repeat(members, *([1] * (x.dim() - 1)))).float(), dim=-1)
+    model.train(was_training)
+    return out.reshape(members, x.shape[0], -1)
