@@ -98,4 +98,14 @@ def cross_field_problems(config: dict) -> list[str]:
                 "snapshots the schedule collects; lower it or collect more often "
                 "('bma.swag.collect_every') or for longer"
             )
+    base = config["baselines"]
+    if base["model"] not in config["models"]:
+        problems.append(f"'baselines.model' = {base['model']!r} is not trained: add it to 'models'")
+    if base["bits"] not in config["quant"]["bits"]:
+        problems.append(
+            f"'baselines.bits' = {base['bits']} has no LPE-BSR ensembles: add it to 'quant.bits'"
+        )
+    for key in ("gaussian_scales", "dropout_rates"):
+        if not base[key]:
+            problems.append(f"'baselines.{key}' is empty: the search has no candidates")
     return problems

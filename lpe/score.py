@@ -33,6 +33,8 @@ METHOD_LABELS = {
     "bsr": "lpe-bsr",
     "swag-bma": "swag-bma",
     "ivon-bma": "ivon-bma",
+    "gaussian-noise": "gaussian-noise",
+    "mc-dropout": "mc-dropout",
 }
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",

@@ -77,20 +77,28 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = formatted(table, "±")
+    return markdown(formatted(table, "±"))
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    return latex(formatted(table, r"$\pm$"))
+
+
+def markdown(shown: pd.DataFrame) -> str:
+    """A formatted table (strings) as a markdown table."""
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(False)]
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame) -> str:
-    shown = formatted(table, r"$\pm$")
+def latex(shown: pd.DataFrame, text_columns: int = 4) -> str:
+    """A formatted table as a booktabs tabular: the first ``text_columns`` left, the rest right."""
 
     def tex(value) -> str:
         return str(value).replace("%", r"\%").replace("_", r"\_")
 
     lines = [
-        r"\begin{tabular}{" + "l" * 4 + "r" * (len(shown.columns) - 4) + "}",
+        r"\begin{tabular}{" + "l" * text_columns + "r" * (len(shown.columns) - text_columns) + "}",
         r"\toprule",
         " & ".join(tex(c) for c in shown.columns) + r" \\",
         r"\midrule",

@@ -55,6 +55,8 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
         *[f"figures/tiny/nll_vs_ensemble_size.{e}" for e in ("png", "pdf")],
         "results/tiny/bma/scores.csv",
         "results/tiny/fig1_concept.csv",
+        "results/tiny/baselines/scores.csv",
+        *[f"results/tiny/tables/table6.{e}" for e in ("csv", "md", "tex")],
         *[f"figures/tiny/fig1_concept.{e}" for e in ("png", "pdf")],
         *[f"results/tiny/bma/{f}.csv" for f in ("fig3_landscape_swag", "fig6_landscape_ivon")],
         *[
@@ -86,7 +88,12 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     pretrained = scores[scores["model"] == "vit_mini_t"]["backward_passes"].iloc[0]
     assert (finetuned == pretrained + 2 * 10).all()  # 2 epochs of 600 / 64 -> 10 steps
     claims = (tiny_run / "results/tiny/claims.md").read_text()
-    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4))
+    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 6))
+    baselines = pd.read_csv(tiny_run / "results/tiny/baselines/scores.csv")
+    assert set(baselines["method"]) == {"fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"}
+    assert set(baselines["model"]) == {"vit_mini_s"}
+    table6 = pd.read_csv(tiny_run / "results/tiny/tables/table6.csv")
+    assert table6["method"].tolist() == ["fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"]
     assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
 
 

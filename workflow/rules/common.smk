@@ -120,6 +120,23 @@ def finetune_flags():
     return " ".join(f"--{k} {v}" for k, v in flags.items())
 
 
+BASELINE_MODEL = config["baselines"]["model"]
+
+
+def baseline_predictions():
+    """Table 6's predictions: the baselines', then FP32 and LPE-BSR of Table 1's runs."""
+    seeds = config["lpe"]["seeds"]
+    own = [
+        work(f"preds/{BASELINE_MODEL}/{b}-seed{s}.npz")
+        for b in ("gaussian", "dropout")
+        for s in seeds
+    ]
+    bits = config["baselines"]["bits"]
+    shared = [work(f"preds/{BASELINE_MODEL}/fp32.npz")]
+    shared += [work(f"preds/{BASELINE_MODEL}/bsr-int{bits}-seed{s}.npz") for s in seeds]
+    return own, shared
+
+
 def intermediates():
     """Checkpoints, member folders and predictions.
 
@@ -134,7 +151,13 @@ def intermediates():
         if run != "fp32"
     ]
     checkpoints = [work(f"checkpoints/{m}.safetensors") for m in config["models"]]
-    return checkpoints + members + predictions() + bma_intermediates()
+    return (
+        checkpoints
+        + members
+        + predictions()
+        + bma_intermediates()
+        + baseline_predictions()[0]
+    )
 
 
 def all_targets():
@@ -157,6 +180,8 @@ def all_targets():
         ],
         *[results(f"bma/{name}.csv") for name in LANDSCAPE_FIGURES],
         *[figures(f"fig1_concept.{ext}") for ext in ("png", "pdf")],
+        results("baselines/scores.csv"),
+        *[results(f"tables/table6.{ext}") for ext in ("csv", "md", "tex")],
         results("fig1_concept.csv"),
     ]
 

@@ -66,3 +66,31 @@ rule predict_members:
         "python -m lpe.predict --checkpoint {input.checkpoint} --data {input.data}"
         " --members {input.members} --split {params.split}"
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule predict_baseline:
+    input:
+        checkpoint=work("checkpoints/{model}.safetensors"),
+        data=DATA,
+    output:
+        work("preds/{model}/{baseline}-seed{seed}.npz"),
+    log:
+        work("logs/predict/{model}/{baseline}-seed{seed}.log"),
+    benchmark:
+        work("benchmarks/predict/{model}/{baseline}-seed{seed}.tsv")
+    wildcard_constraints:
+        baseline="gaussian|dropout",
+    conda:
+        ENV
+    threads: 1
+    params:
+        candidates=lambda w: config["baselines"][
+            "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
+        ],
+        members=config["lpe"]["ensemble_size"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.baselines --checkpoint {input.checkpoint} --data {input.data}"
+        " --method {wildcards.baseline} --candidates {params.candidates}"
+        " --members {params.members} --seed {wildcards.seed}"
+        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"

@@ -55,6 +55,7 @@ rule claims:
     input:
         scores=results("scores.csv"),
         bma=results("bma/scores.csv"),
+        baselines=results("baselines/scores.csv"),
     output:
         results("claims.md"),
     log:
@@ -64,9 +65,11 @@ rule claims:
     threads: 1
     params:
         bits=config["bma"]["bits"][0],
+        baseline_bits=config["baselines"]["bits"],
     shell:
         "python -m lpe.claims --scores {input.scores} --bma-scores {input.bma}"
-        " --bma-bits {params.bits} --out {output} > {log} 2>&1"
+        " --bma-bits {params.bits} --baseline-scores {input.baselines}"
+        " --baseline-bits {params.baseline_bits} --out {output} > {log} 2>&1"
 
 
 rule figure1:
@@ -93,3 +96,36 @@ rule figure1:
         " --range {params.cfg[range]} --draws {params.cfg[draws]}"
         " --points {params.cfg[points]} --seed {params.cfg[seed]}"
         " --out {params.prefix} --csv {output.csv} > {log} 2>&1"
+
+
+rule score_baselines:
+    input:
+        baseline_predictions(),
+    output:
+        results("baselines/scores.csv"),
+    log:
+        work("logs/score_baselines.log"),
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+
+
+rule table6:
+    input:
+        scores=results("baselines/scores.csv"),
+        preds=baseline_predictions()[0],
+    output:
+        multiext(results("tables/table6"), ".csv", ".md", ".tex"),
+    log:
+        work("logs/table6.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        bits=config["baselines"]["bits"],
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.table6 --scores {input.scores} --bits {params.bits}"
+        " --preds {input.preds} --out {params.prefix} > {log} 2>&1"

@@ -1,0 +1,157 @@
+"""The ``baselines`` stage: training-free ensembles other than LPE-BSR (Table 6, claim 6).
+
+Both perturb one trained model, like LPE-BSR, and both have one setting, chosen on the
+validation split (never the test split) from the candidates given, by the NLL of the ensemble:
+
+- ``gaussian``: Gaussian weight noise on the tensors LPE-BSR quantizes (the same policy), with a
+  standard deviation of ``scale x max|w|`` of each output channel, i.e. in the units of the INT-b
+  grid's per-channel range (ASSUMED parameterisation; the paper's was not available). Member k
+  draws from its own generator, ``member_seed(seed, k)``.
+- ``dropout``: MC dropout at rate ``p`` on every ``nn.Dropout`` of the timm ViT except attention
+  probabilities (timm's fused attention takes its dropout flag from the attention module, not
+  the dropout module). Member k's masks come from torch's global generator seeded with
+  ``member_seed(seed, k)`` inside ``fork_rng``.
+
+Memory budget: a Gaussian-noise member is stored as FP32 weights (32 bits per parameter); MC
+dropout members are masks drawn at run time from the one stored FP32 model, so the whole
+ensemble costs one model.
+
+Output: a predictions file (``lpe.predict``) of the test split with the chosen setting in
+``setting``; the validation NLL of every candidate is printed to the log.
+
+Usage: ``python -m lpe.baselines --checkpoint CKPT --data DATA --method gaussian
+--candidates 0.01 0.02 0.05 --members 10 --seed 0 --out PREDS.npz``
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from lpe import metrics
+from lpe.checkpoints import load_checkpoint
+from lpe.data import load_splits
+from lpe.members import member_seed
+from lpe.models import count_params
+from lpe.numbers import IntFormat, compute_scales
+from lpe.policy import QuantPolicy
+from lpe.predict import predict_log_probs, write_predictions
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+
+METHODS = ("gaussian", "dropout")
+LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout"}
+
+
+def check_candidates(method: str, candidates: Sequence[float]) -> None:
+    if not candidates:
+        raise ValueError(f"baselines.{method}: the search has no candidates")
+    if method == "dropout" and not all(0 <= p < 1 for p in candidates):
+        raise ValueError(f"baselines.dropout rates must be in [0, 1), got {list(candidates)}")
+    if method == "gaussian" and not all(s >= 0 for s in candidates):
+        raise ValueError(f"baselines.gaussian scales must be >= 0, got {list(candidates)}")
+
+
+@torch.no_grad()
+def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) -> None:
+    """Write ``state`` plus Gaussian noise (std ``scale x`` channel absmax) into ``model``."""
+    generator = torch.Generator().manual_seed(seed)
+    target = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        noisy = tensor
+        if policy.quantizes(name, tensor):
+            # compute_scales with qmax 1 is the per-channel absmax
+            absmax = compute_scales(tensor, IntFormat(2, per_channel=True))
+            noise = torch.randn(tensor.shape, generator=generator)
+            noisy = tensor + scale * absmax * noise
+        target[name].copy_(noisy)
+
+
+def set_dropout(model: torch.nn.Module, rate: float) -> None:
+    """Rate ``rate`` on every dropout module but attention's, in train mode (the rest in eval)."""
+    model.eval()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout) and not name.endswith("attn_drop"):
+            module.p = rate
+            module.train()
+
+
+def ensemble(model, state, method, setting, members, seed, x, batch_size, device):
+    """``(M, N, C)`` log-probs of the ``method`` ensemble at ``setting``."""
+    policy = QuantPolicy()
+    out = []
+    if method == "dropout":
+        model.load_state_dict(state)
+    for k in range(members):
+        if method == "gaussian":
+            gaussian_member(model, state, policy, setting, member_seed(seed, k))
+            out.append(predict_log_probs(model, x, batch_size, device))
+            continue
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(member_seed(seed, k))
+            set_dropout(model, setting)
+            # predict_log_probs switches the whole model to eval; keep the dropout modules on
+            out.append(_forward_keeping_dropout(model, x, batch_size, device))
+    return torch.stack(out)
+
+
+@torch.inference_mode()
+def _forward_keeping_dropout(model, x, batch_size, device) -> torch.Tensor:
+    return torch.cat([
+        torch.log_softmax(model(x[i : i + batch_size].to(device)).float(), dim=-1).cpu()
+        for i in range(0, len(x), batch_size)
+    ])  # fmt: skip
+
+
+def choose_setting(model, state, method, candidates, members, seed, splits, batch_size, device):
+    """The candidate with the lowest validation NLL of the ensemble; all validation NLLs."""
+    x, y = splits.x["val"], splits.y["val"]
+    scores = {}
+    for setting in candidates:
+        log_probs = ensemble(model, state, method, setting, members, seed, x, batch_size, device)
+        scores[setting] = metrics.score(log_probs, y)["nll"]
+        print(f"{method} {setting}: validation NLL {scores[setting]:.5f}")
+    best = min(candidates, key=lambda s: (scores[s], s))
+    return best, scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--candidates", type=float, nargs="*", default=[])
+    parser.add_argument("--members", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--out", required=True)
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    check_candidates(args.method, args.candidates)
+    if args.members < 1:
+        parser.error(f"--members must be >= 1, got {args.members}")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    state, info = load_checkpoint(args.checkpoint)
+    splits = load_splits(args.data)
+    model = info.build().to(device)
+    setting, _ = choose_setting(model, state, args.method, args.candidates, args.members,
+                                args.seed, splits, args.batch_size, device)  # fmt: skip
+    print(f"chosen on the validation split: {args.method} {setting}")
+    log_probs = ensemble(model, state, args.method, setting, args.members, args.seed,
+                         splits.x["test"], args.batch_size, device)  # fmt: skip
+    params = count_params(model)
+    bits = (
+        [32 * params] * args.members
+        if args.method == "gaussian"
+        else [32 * params] + [0] * (args.members - 1)
+    )
+    run = {"method": LABELS[args.method], "bits": 0, "seed": args.seed,
+           "setting": np.asarray(setting)}  # fmt: skip
+    write_predictions(args.out, log_probs, splits.y["test"], bits, info, run)
+
+
+if __name__ == "__main__":
+    main()

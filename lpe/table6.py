@@ -1,0 +1,95 @@
+"""Table 6: the training-free baselines (Gaussian weight noise, MC dropout) against LPE-BSR.
+
+From ``baselines/scores.csv`` (predictions of one model: FP32, LPE-BSR at the configured INT-b,
+Gaussian noise and MC dropout, all at their largest ensemble size) and the baselines' predictions
+files (for the setting each seed chose on the validation split). Rows: FP32 (reference),
+LPE-BSR, Gaussian noise, MC dropout. Columns: M, memory budget, NLL, ERR, ECE as mean +- std over
+seeds, and the chosen setting.
+
+Usage: ``python -m lpe.table6 --scores results/mini/baselines/scores.csv --bits 6
+--preds work/mini/preds/vit_mini_l/gaussian-seed0.npz ... --out results/mini/tables/table6``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from lpe.artifacts import write_text, write_with
+from lpe.tables import _cell, final_ensembles, latex, markdown
+
+ROWS = {"fp32": "FP32", "lpe-bsr": "LPE-BSR", "gaussian-noise": "Gaussian noise",
+        "mc-dropout": "MC dropout"}  # fmt: skip
+SETTING_NAMES = {"gaussian-noise": "noise scale", "mc-dropout": "dropout rate"}
+METRICS = {"nll": ("NLL", 4), "err": ("ERR (%)", 2), "ece": ("ECE", 4)}
+
+
+def chosen_settings(paths: list[str]) -> dict[str, str]:
+    """Method -> the settings the seeds chose, e.g. ``noise scale 0.02, 0.01 (seeds 0, 1)``."""
+    by_method: dict[str, list[tuple[int, float]]] = {}
+    for path in paths:
+        with np.load(path, allow_pickle=False) as f:
+            by_method.setdefault(str(f["method"]), []).append((int(f["seed"]), float(f["setting"])))
+    text = {}
+    for method, pairs in by_method.items():
+        pairs.sort()
+        values = ", ".join(f"{v:g}" for _, v in pairs)
+        text[method] = (
+            f"{SETTING_NAMES[method]} {values} (seeds {', '.join(str(s) for s, _ in pairs)})"
+        )
+    return text
+
+
+def table6(scores: pd.DataFrame, bits: int, settings: dict[str, str]) -> pd.DataFrame:
+    runs = final_ensembles(scores)
+    runs = runs[(runs["method"] != "lpe-bsr") | (runs["precision"] == f"int{bits}")]
+    runs = runs[runs["method"].isin(ROWS)]
+    grouped = runs.groupby("method")
+    table = grouped[list(METRICS)].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table["members"] = grouped["members"].max()
+    table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
+    table["seeds"] = grouped["seed"].nunique()
+    table = table.reset_index()
+    table["precision"] = table["method"].map(lambda m: f"INT-{bits}" if m == "lpe-bsr" else "FP32")
+    table["setting"] = table["method"].map(lambda m: settings.get(m, "-"))
+    table["model"] = runs["model"].iloc[0]
+    order = list(ROWS)
+    table = table.sort_values("method", key=lambda c: c.map(order.index)).reset_index(drop=True)
+    return table
+
+
+def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Method": table["method"].map(ROWS),
+            "Precision": table["precision"],
+            "M": table["members"],
+            "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
+            **{
+                label: table.apply(_cell, axis=1, metric=m, digits=digits, pm=pm)
+                for m, (label, digits) in METRICS.items()
+            },
+            "Chosen on validation": table["setting"],
+        }
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scores", required=True)
+    parser.add_argument("--bits", type=int, required=True, help="the LPE-BSR precision shown")
+    parser.add_argument("--preds", nargs="+", required=True, help="the baselines' predictions")
+    parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
+    args = parser.parse_args(argv)
+    table = table6(pd.read_csv(args.scores), args.bits, chosen_settings(args.preds))
+    write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    write_text(f"{args.out}.md", markdown(formatted(table, "±")))
+    write_text(f"{args.out}.tex", latex(formatted(table, r"$\pm$"), text_columns=2))
+    print(f"wrote {args.out}.csv/.md/.tex: {len(table)} rows")
+
+
+if __name__ == "__main__":
+    main()

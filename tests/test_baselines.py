@@ -1,0 +1,116 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lpe import metrics
+from lpe.baselines import (
+    check_candidates,
+    choose_setting,
+    ensemble,
+    gaussian_member,
+    set_dropout,
+)
+from lpe.baselines import main as baselines
+from lpe.claims import claim6
+from lpe.data import build, save_splits
+from lpe.models import create_model
+from lpe.policy import QuantPolicy
+from lpe.table6 import chosen_settings, table6
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return build("mnist1d", train=10, val=40, test=30, seed=0)
+
+
+@pytest.fixture
+def model_and_state():
+    model = create_model("vit_mini_t", 10, (1, 1, 40), seed=0)
+    return model, {n: t.clone() for n, t in model.state_dict().items()}
+
+
+def test_gaussian_noise_has_the_configured_scale_on_quantized_tensors_only(model_and_state):
+    model, state = model_and_state
+    gaussian_member(model, state, QuantPolicy(), scale=0.1, seed=3)
+    after = model.state_dict()
+    name = "blocks.0.mlp.fc1.weight"
+    absmax = state[name].abs().amax(dim=1, keepdim=True)
+    z = (after[name] - state[name]) / (0.1 * absmax)
+    assert abs(z.std().item() - 1) < 0.05 and abs(z.mean().item()) < 0.05
+    for kept in ("pos_embed", "head.weight", "blocks.0.norm1.weight"):
+        assert torch.equal(after[kept], state[kept]), kept
+    first = after[name].clone()
+    gaussian_member(model, state, QuantPolicy(), scale=0.1, seed=3)
+    assert torch.equal(model.state_dict()[name], first)  # the same seed, the same member
+
+
+def test_dropout_at_rate_zero_is_the_model_and_above_zero_members_differ(model_and_state, splits):
+    model, state = model_and_state
+    x = splits.x["test"]
+    reference = ensemble(model, state, "dropout", 0.0, 1, 0, x, 16, CPU)[0]
+    with torch.no_grad():
+        expected = torch.log_softmax(
+            create_model("vit_mini_t", 10, (1, 1, 40), seed=0).eval()(x), -1
+        )
+    torch.testing.assert_close(reference, expected, rtol=1e-5, atol=1e-5)
+    members = ensemble(model, state, "dropout", 0.2, 2, 0, x, 16, CPU)
+    assert not torch.allclose(members[0], members[1])
+    again = ensemble(model, state, "dropout", 0.2, 2, 0, x, 16, CPU)
+    torch.testing.assert_close(members, again)  # masks seeded per member
+    set_dropout(model, 0.3)
+    assert model.blocks[0].attn.attn_drop.p == 0.0 and model.blocks[0].mlp.drop1.p == 0.3
+
+
+def test_the_setting_is_chosen_by_validation_nll(model_and_state, splits):
+    model, state = model_and_state
+    best, scores = choose_setting(model, state, "gaussian", [0.01, 0.5], 2, 0, splits, 16, CPU)
+    direct = ensemble(model, state, "gaussian", 0.5, 2, 0, splits.x["val"], 16, CPU)
+    assert scores[0.5] == pytest.approx(metrics.score(direct, splits.y["val"])["nll"])
+    assert best == min(scores, key=scores.get)
+
+
+@pytest.mark.parametrize(
+    ("method", "candidates", "message"),
+    [
+        ("gaussian", [], "the search has no candidates"),
+        ("dropout", [0.1, 1.0], r"dropout rates must be in \[0, 1\)"),
+        ("gaussian", [-0.1], "scales must be >= 0"),
+    ],
+)
+def test_bad_candidates_are_refused(method, candidates, message):
+    with pytest.raises(ValueError, match=message):
+        check_candidates(method, candidates)
+
+
+def test_the_stage_writes_test_predictions_and_the_chosen_setting(tmp_path, checkpoint, splits):
+    data = tmp_path / "d.npz"
+    save_splits(data, splits)
+    out = tmp_path / "g.npz"
+    baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--method", "gaussian",
+               "--candidates", "0.01", "0.3", "--members", "2", "--seed", "1",
+               "--out", str(out), "--device", "cpu"])  # fmt: skip
+    with np.load(out) as f:
+        assert f["log_probs"].shape == (2, 30, 10) and str(f["method"]) == "gaussian-noise"
+        assert float(f["setting"]) in (0.01, 0.3)
+    assert "noise scale" in chosen_settings([str(out)])["gaussian-noise"]
+
+
+def test_table6_and_claim6_compare_lpe_bsr_with_the_baselines():
+    rows = []
+    for method, precision, nll, bits in (("lpe-bsr", "int6", 0.40, 6), ("gaussian-noise", "fp32",
+                                         0.42, 32), ("mc-dropout", "fp32", 0.39, 32),
+                                         ("fp32", "fp32", 0.41, 32)):  # fmt: skip
+        for seed in (0, 1):
+            rows.append({"model": "m", "precision": precision, "method": method, "seed": seed,
+                         "members": 4, "nll": nll + 0.001 * seed, "err": 10.0, "ece": 0.01,
+                         "memory_bits": 4 * bits * 1000})  # fmt: skip
+    scores = pd.DataFrame(rows)
+    table = table6(scores, 6, {"mc-dropout": "dropout rate 0.05"})
+    assert table["method"].tolist() == ["fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"]
+    assert table.set_index("method").loc["mc-dropout", "setting"] == "dropout rate 0.05"
+    claim = claim6(scores, 6)
+    assert [ok for _, ok in claim.checks] == [True, False]  # beats noise, not dropout
+    assert claim.verdict == "partially reproduced"
