@@ -17,9 +17,8 @@ import argparse
 import torch
 from tqdm import tqdm
 
-from lpe.checkpoints import load_checkpoint
 from lpe.data import SPLITS, load_splits
-from lpe.finetune import load_posterior
+from lpe.finetune import load_solution
 from lpe.members import member_seed
 from lpe.models import count_params
 from lpe.predict import predict_log_probs, write_predictions
@@ -63,13 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--members must be >= 1, got {args.members}")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    state, info = load_checkpoint(args.checkpoint)
-    posterior, meta = load_posterior(args.posterior)
-    if meta["solution_sha256"] != info.sha256:
-        raise ValueError(
-            f"{args.posterior} belongs to another solution than {args.checkpoint}; "
-            "delete both and rerun the workflow"
-        )
+    state, info, posterior = load_solution(args.checkpoint, args.posterior)
     model = info.build().to(device)
     model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
     splits = load_splits(args.data)

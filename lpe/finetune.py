@@ -203,6 +203,18 @@ def load_posterior(path) -> tuple[SwagPosterior | IvonPosterior, dict[str, str]]
     return IvonPosterior(tensors["mean"], tensors["hess"], ess, wd), meta
 
 
+def load_solution(checkpoint, posterior_path):
+    """A fine-tuned solution's state, info and posterior, refusing a posterior of another one."""
+    state, info = load_checkpoint(checkpoint)
+    posterior, meta = load_posterior(posterior_path)
+    if meta["solution_sha256"] != info.sha256:
+        raise ValueError(
+            f"{posterior_path} belongs to another solution than {checkpoint}; "
+            "delete both and rerun the workflow"
+        )
+    return state, info, posterior
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")

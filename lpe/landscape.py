@@ -30,9 +30,8 @@ from tqdm import tqdm
 
 from lpe.artifacts import write_with
 from lpe.bma import draw
-from lpe.checkpoints import load_checkpoint
 from lpe.data import SPLITS, load_splits
-from lpe.finetune import load_posterior
+from lpe.finetune import load_solution
 from lpe.members import load_member
 from lpe.predict import predict_log_probs
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
@@ -133,8 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--points must be >= 1, got {args.points}")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    state, info = load_checkpoint(args.checkpoint)
-    posterior, _ = load_posterior(args.posterior)
+    state, info, posterior = load_solution(args.checkpoint, args.posterior)
     member, meta = load_member(args.member)
     model = info.build().to(device)
     member.load_into(model)
