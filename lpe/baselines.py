@@ -92,17 +92,8 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(member_seed(seed, k))
             set_dropout(model, setting)
-            # predict_log_probs switches the whole model to eval; keep the dropout modules on
-            out.append(_forward_keeping_dropout(model, x, batch_size, device))
+            out.append(predict_log_probs(model, x, batch_size, device, eval_mode=False))
     return torch.stack(out)
-
-
-@torch.inference_mode()
-def _forward_keeping_dropout(model, x, batch_size, device) -> torch.Tensor:
-    return torch.cat([
-        torch.log_softmax(model(x[i : i + batch_size].to(device)).float(), dim=-1).cpu()
-        for i in range(0, len(x), batch_size)
-    ])  # fmt: skip
 
 
 def choose_setting(model, state, method, candidates, members, seed, splits, batch_size, device):

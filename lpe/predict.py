@@ -34,16 +34,26 @@ from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 
 @torch.inference_mode()
 def predict_log_probs(
-    model: torch.nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    eval_mode: bool = True,
 ) -> torch.Tensor:
-    """``(N, ...) -> (N, C)`` float32 log-softmax of ``model`` in eval mode, on the CPU."""
+    """``(N, ...) -> (N, C)`` float32 log-softmax of ``model``, on the CPU.
+
+    In eval mode by default; ``eval_mode=False`` keeps the modules' modes as the caller set them
+    (MC dropout keeps its dropout modules in train mode).
+    """
     was_training = model.training
-    model.eval()
+    if eval_mode:
+        model.eval()
     out = [
         torch.log_softmax(model(x[i : i + batch_size].to(device)).float(), dim=-1).cpu()
         for i in range(0, len(x), batch_size)
     ]
-    model.train(was_training)
+    if eval_mode:
+        model.train(was_training)
     return torch.cat(out)
 
 
