@@ -11,6 +11,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/lpe.smk"
 include: "workflow/rules/bma.smk"
+include: "workflow/rules/fast.smk"
 include: "workflow/rules/report.smk"
 
 

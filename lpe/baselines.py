@@ -17,21 +17,27 @@ dropout members are masks drawn at run time from the one stored FP32 model, so t
 ensemble costs one model.
 
 Output: a predictions file (``lpe.predict``) of the test split with the chosen setting in
-``setting``; the validation NLL of every candidate is printed to the log.
+``setting``; the validation NLL of every candidate is printed to the log. The choice can be made
+once and shared by every seed: ``--select-out CHOICE.json`` only chooses (with ``--seed``'s
+members) and writes the choice, and ``--setting-file CHOICE.json`` uses it instead of choosing.
 
 Usage: ``python -m lpe.baselines --checkpoint CKPT --data DATA --method gaussian
---candidates 0.01 0.02 0.05 --members 10 --seed 0 --out PREDS.npz``
+--candidates 0.01 0.02 0.05 --members 10 --seed 0 --out PREDS.npz``; or ``--select-out C.json``
+(no ``--out``), then ``--setting-file C.json --seed 1 --out PREDS.npz``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lpe import metrics
+from lpe.artifacts import ArtifactError, write_json
 from lpe.checkpoints import load_checkpoint
 from lpe.data import load_splits
 from lpe.members import member_seed
@@ -108,6 +114,21 @@ def choose_setting(model, state, method, candidates, members, seed, splits, batc
     return best, scores
 
 
+def read_choice(path, method: str) -> float:
+    """The setting a ``--select-out`` run chose, refusing one made for another method."""
+    try:
+        choice = json.loads(Path(path).read_text())
+        setting = float(choice["setting"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ArtifactError(
+            f"{path} is not a baseline choice file ({err}); rerun the selection"
+        ) from err
+    if choice.get("method") != method:
+        raise ValueError(f"{path} chose a setting for {choice.get('method')!r}, not {method!r}")
+    check_candidates(method, [setting])
+    return setting
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -117,10 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--out", required=True)
+    choice = parser.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--out", help="the test predictions")
+    choice.add_argument("--select-out", help="only choose the setting; write it to this json")
+    parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    check_candidates(args.method, args.candidates)
+    chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
+    if chosen is None:
+        check_candidates(args.method, args.candidates)
+    elif args.select_out:
+        parser.error("--setting-file and --select-out exclude each other")
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
     set_threads(args.threads)
@@ -128,9 +156,21 @@ def main(argv: list[str] | None = None) -> None:
     state, info = load_checkpoint(args.checkpoint)
     splits = load_splits(args.data)
     model = info.build().to(device)
-    setting, _ = choose_setting(model, state, args.method, args.candidates, args.members,
-                                args.seed, splits, args.batch_size, device)  # fmt: skip
-    print(f"chosen on the validation split: {args.method} {setting}")
+    if chosen is None:
+        setting, validation = choose_setting(model, state, args.method, args.candidates,
+                                             args.members, args.seed, splits, args.batch_size,
+                                             device)  # fmt: skip
+        print(f"chosen on the validation split: {args.method} {setting}")
+        if args.select_out:
+            nll = {str(k): v for k, v in validation.items()}
+            write_json(args.select_out, {
+                "method": args.method, "setting": setting, "seed": args.seed,
+                "members": args.members, "validation_nll": nll,
+            })  # fmt: skip
+            return
+    else:
+        setting = chosen
+        print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
     log_probs = ensemble(model, state, args.method, setting, args.members, args.seed,
                          splits.x["test"], args.batch_size, device)  # fmt: skip
     params = count_params(model)

@@ -8,7 +8,8 @@ is ``model(x.repeat(K, ...))``, whose output chunk k is member k's prediction.
 
 ``batch_ensemble(model, k)`` replaces every ``nn.Linear`` of a model (for the timm ViT: qkv, proj,
 fc1, fc2 and the head) in place. Fast weights start at 1 (optionally with random signs, the
-paper's initialisation, from an explicit generator), so a fresh BatchEnsemble equals the model.
+paper's initialisation, or near 1 for fine-tuning, from an explicit generator), so a fresh
+BatchEnsemble with ``init="ones"`` equals the model.
 """
 
 from __future__ import annotations
@@ -44,25 +45,40 @@ class BatchEnsembleLinear(nn.Module):
         return y.reshape(x.shape[0], *y.shape[2:])
 
 
+INITS = ("ones", "signs", "gaussian")
+
+
 def batch_ensemble(
-    model: nn.Module, members: int, generator: torch.Generator | None = None
+    model: nn.Module,
+    members: int,
+    generator: torch.Generator | None = None,
+    init: str = "ones",
+    std: float = 0.1,
 ) -> nn.Module:
     """Turn every ``nn.Linear`` of ``model`` into a BatchEnsemble layer, in place.
 
-    With a ``generator``, the fast weights start at random signs (+-1) as in the paper; without,
-    at 1, so that the ensemble starts as ``members`` copies of the model.
+    ``init`` sets the fast weights: ``ones`` (the ensemble starts as ``members`` copies of the
+    model), ``signs`` (random +-1, the paper's choice when training from scratch) or ``gaussian``
+    (``N(1, std^2)``: near the pre-trained function, for fine-tuning). The random ones draw from
+    ``generator``.
     """
+    if init not in INITS:
+        raise ValueError(f"batch ensemble init must be one of {INITS}, got {init!r}")
+    if init != "ones" and generator is None:
+        raise ValueError(f"batch ensemble init {init!r} needs a generator")
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
             layer = BatchEnsembleLinear(child, members)
-            if generator is not None:
-                with torch.no_grad():
-                    for fast in (layer.r, layer.s):
+            with torch.no_grad():
+                for fast in (layer.r, layer.s):
+                    if init == "signs":
                         signs = torch.randint(0, 2, fast.shape, generator=generator) * 2 - 1
                         fast.copy_(signs.to(fast.dtype))
+                    elif init == "gaussian":
+                        fast.add_(torch.randn(fast.shape, generator=generator), alpha=std)
             setattr(model, name, layer)
         else:
-            batch_ensemble(child, members, generator)
+            batch_ensemble(child, members, generator, init, std)
     return model
 
 

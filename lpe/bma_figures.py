@@ -17,6 +17,7 @@ Usage: ``python -m lpe.bma_figures curves --scores S.csv --bits 5 --out-dir figu
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -69,35 +70,39 @@ def landscape(plane: dict, title: str) -> plt.Figure:
     a, b, anchors = plane["a"], plane["b"], plane["anchors"]
     names = [str(n) for n in plane["anchor_names"]]
     optimizer, bits = str(plane["optimizer"]), int(plane["bits"])
-    names[0] = SOLUTION_NAMES.get(optimizer, names[0])
-    names[1] = f"{optimizer.upper()} BMA draw"
-    names[2] = f"LPE-BSR INT-{bits} draw"
+    if names[1] == "BMA draw":  # Figures 3 and 6
+        names[0] = SOLUTION_NAMES.get(optimizer, names[0])
+        names[1] = f"{optimizer.upper()} BMA draw"
+        names[2] = f"LPE-BSR INT-{bits} draw"
+    else:  # Figure 4: two snapshots and a draw from the first
+        names[:2] = [f"{optimizer.upper()} {name}" for name in names[:2]]
+        names[2] = f"LPE-BSR INT-{bits} draw of snapshot 1"
     sns.set_theme(style="white", context="paper")
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     nll = plane["nll"]
     top = np.percentile(nll, 90)
-    panels = [("test NLL", nll, np.linspace(nll.min(), top, 15), "max")]
+    panels = [("test NLL", "test NLL", nll, np.linspace(nll.min(), top, 15), "max")]
     for k, name in enumerate(names):
         log_kl = np.log10(np.maximum(plane["kl"][k], 1e-6))
-        panels.append((f"log10 KL({name} ‖ point)", log_kl, 15, "neither"))
+        panels.append((f"log10 KL({name} ‖ point)", "log10 KL", log_kl, 15, "neither"))
     markers = ("o", "s", "^")
-    for ax, (label, values, levels, extend) in zip(axes, panels, strict=True):
+    for ax, (label, short, values, levels, extend) in zip(axes, panels, strict=True):
         filled = ax.contourf(a, b, values, levels=levels, cmap="viridis", extend=extend)
-        fig.colorbar(filled, ax=ax, label=label)
+        fig.colorbar(filled, ax=ax, label=short)
         for (x, y), name, marker in zip(anchors, names, markers, strict=True):
             ax.plot(x, y, marker, color="w", markeredgecolor="k", markersize=8, label=name)
-        ax.set_title(label)
-        ax.set_xlabel(f"direction 1: toward the {names[1]}")
-        ax.set_ylabel(f"direction 2: toward the {names[2]}")
+        ax.set_title(textwrap.fill(label, 45))
+        ax.set_xlabel(textwrap.fill(f"direction 1: toward the {names[1]}", 45))
+        ax.set_ylabel(textwrap.fill(f"direction 2: toward the {names[2]}", 40))
     axes[0].legend(loc="best", fontsize=7, framealpha=0.8)
-    fig.suptitle(
+    text = (
         f"{title}: the plane through three weight vectors: {names[0]} (circle), {names[1]} "
         f"(square), {names[2]} (triangle); {plane['model']}, first {int(plane['points'])} "
         "test points; NLL colours capped at the 90th percentile; the two axes have different "
-        "scales",
-        fontsize=9,
+        "scales"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.suptitle(textwrap.fill(text, 190), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
 
 

@@ -2,7 +2,9 @@
 
 Claims 1-3 of PAPER.md are checked on ``scores.csv`` (LPE-BSR at its largest ensemble size, mean
 and std over BSR seeds; RTN and FP32 are deterministic given the checkpoint), claim 4 on
-``bma/scores.csv`` (LPE-BSR vs SWAG and IVON BMA), claim 6 on ``baselines/scores.csv``. Each
+``bma/scores.csv`` (LPE-BSR vs SWAG and IVON BMA), claim 5 on ``fast/scores.csv`` (fast ensembles
+with and without LPE-BSR at equal training budget), claim 6 on ``baselines/scores.csv``, claim 7
+(ambiguity) on ``scores.csv`` and the SGD solution's LPE-BSR ensembles in ``fast/scores.csv``. Each
 claim is split into checks (one per model, precision or both); the verdict is "reproduced" when
 every check passes, "partially reproduced" when some do, "not reproduced" when none does.
 Nothing here is tuned: the thresholds are the claims' own (a difference of NLL > 0), and claim
@@ -10,7 +12,8 @@ Nothing here is tuned: the thresholds are the claims' own (a difference of NLL >
 
 Usage: ``python -m lpe.claims --scores results/mini/scores.csv [--bma-scores
 results/mini/bma/scores.csv --bma-bits 5] [--baseline-scores results/mini/baselines/scores.csv
---baseline-bits 6] --out results/mini/claims.md``
+--baseline-bits 6] [--fast-scores results/mini/fast/scores.csv --fast-bits 5]
+--out results/mini/claims.md``
 """
 
 from __future__ import annotations
@@ -232,13 +235,85 @@ def claim6(baseline_scores: pd.DataFrame, bits: int) -> Claim:
             )
         )
     note = (
-        "The baselines' noise scale and dropout rate are chosen on the validation split, per "
-        "seed, from the configured candidates; LPE-BSR has no setting to choose."
+        "The baselines' noise scale and dropout rate are chosen once on the validation split "
+        "(with the first seed's ensemble) from the configured candidates; LPE-BSR has no "
+        "setting to choose."
     )
     return Claim(
         6, "LPE-BSR is better than the training-free Gaussian-noise and MC-dropout baselines.",
         checks, note,
     )  # fmt: skip
+
+
+FAST_NAMES = {"sse": "SSE", "csgld": "CSGLD", "de": "DE", "multiivon": "MultiIVON"}
+
+
+def claim5(fast_scores: pd.DataFrame, bits: int) -> Claim:
+    """Per method and metric: does adding LPE-BSR help at every training budget?"""
+    from lpe.fast_report import budget_points  # the same points as Figures 5 and 9
+
+    checks = []
+    for method, name in FAST_NAMES.items():
+        alone = budget_points(fast_scores, method).set_index("backward_passes")
+        copies = budget_points(fast_scores, f"{method}+lpe-bsr").groupby("backward_passes")
+        if alone.empty or not len(copies):
+            continue
+        for metric in ("nll", "ece"):
+            with_lpe = copies[metric].mean()
+            sd = copies[metric].std().fillna(0.0)
+            better = with_lpe < alone[metric]
+            last = alone.index.max()
+            checks.append(
+                (
+                    f"{name} {metric.upper()}: + LPE-BSR INT-{bits} better at {int(better.sum())} "
+                    f"of {len(better)} training budgets; with all {int(alone.loc[last, 'members'])}"
+                    f" sources {alone.loc[last, metric]:.5f} alone vs {with_lpe[last]:.5f} ± "
+                    f"{sd[last]:.5f} with LPE-BSR "
+                    f"({int(copies['members'].max()[last])} members)",
+                    bool(better.all()),
+                )
+            )
+    note = (
+        "A training budget is the backward passes spent when the first c snapshots, samples or "
+        "runs exist (c = 1..K); LPE-BSR adds none. A check passes when the mean over LPE-BSR "
+        "seeds is lower at every budget. The copies cost memory: k INT-b members per source."
+    )
+    return Claim(5, "Adding LPE-BSR to SSE, CSGLD, DE or MultiIVON improves NLL/ECE at equal "
+                 "training budget.", checks, note)  # fmt: skip
+
+
+def claim7(s: pd.DataFrame, fast_scores: pd.DataFrame | None = None, bits: int = 5) -> Claim:
+    """Members differ (AMB > 0) and the average loss rises by less than AMB."""
+    rows = [
+        (f"{r.model} {r.precision.upper()} (Table 1)", r.fp32, r.bsr_avg_loss, r.bsr_amb)
+        for r in s.itertuples()
+    ]
+    if fast_scores is not None:
+        sgd = fast_scores[fast_scores["optimizer"] == "sgd"]
+        fp32 = sgd[(sgd["method"] == "fp32") & (sgd["members"] == 1)]
+        lpe = sgd[(sgd["method"] == "lpe-bsr") & (sgd["precision"] == f"int{bits}")]
+        lpe = final_ensembles(lpe)
+        if not fp32.empty and not lpe.empty:
+            model = fp32["model"].iloc[0]
+            rows.append((f"{model} SGD solution INT-{bits} (Table 5)", fp32["nll"].iloc[0],
+                         lpe["avg_loss"].mean(), lpe["ambiguity"].mean()))  # fmt: skip
+    checks = []
+    for what, fp32, avg_loss, amb in rows:
+        rise = avg_loss - fp32
+        checks.append(
+            (
+                f"{what}: AMB {amb:.5f}, average member loss rises by {rise:+.5f} over FP32 "
+                f"{fp32:.5f}; net {amb - rise:+.5f}",
+                amb > 0 and rise < amb,
+            )
+        )
+    note = (
+        "ens loss = average member loss - AMB, so LPE-BSR improves on the FP32 model exactly "
+        "when AMB exceeds the rise of the average member loss; a check passes when AMB > 0 and "
+        "the rise is smaller than AMB."
+    )
+    return Claim(7, "Ambiguity explains the gain: members differ (AMB > 0) while the average "
+                 "loss rises only a little.", checks, note)  # fmt: skip
 
 
 def _in_sd(gain: float, sd: float) -> str:
@@ -253,19 +328,25 @@ def report(
     bits: int = 5,
     baseline_scores: pd.DataFrame | None = None,
     baseline_bits: int = 6,
+    fast_scores: pd.DataFrame | None = None,
+    fast_bits: int = 5,
 ) -> str:
     s = summary(scores)
     claims = [claim1(s), claim2(s), claim3(s)]
     if bma_scores is not None:
         claims.append(claim4(bma_scores, bits))
+    if fast_scores is not None:
+        claims.append(claim5(fast_scores, fast_bits))
     if baseline_scores is not None:
         claims.append(claim6(baseline_scores, baseline_bits))
+    claims.append(claim7(s, fast_scores, fast_bits))
     seeds = sorted({seed for row in s["seeds"] for seed in row})
     head = [
         "# Claims report",
         "",
         "Generated by `python -m lpe.claims` from `scores.csv` (claims 1-3) and "
-        "`bma/scores.csv` (claim 4) and `baselines/scores.csv` (claim 6); do not edit by hand.",
+        "`bma/scores.csv` (claim 4), `fast/scores.csv` (claims 5 and 7), "
+        "`baselines/scores.csv` (claim 6); do not edit by hand.",
         f"Claims 1-3: LPE-BSR at M = {int(s['members'].max())} members, mean ± sd over BSR "
         f"seeds {seeds}; RTN and FP32 are deterministic given the checkpoint (one trained "
         "model per size).",
@@ -284,11 +365,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bma-bits", type=int, default=5, help="LPE-BSR precision of claim 4")
     parser.add_argument("--baseline-scores", help="baselines/scores.csv, for claim 6")
     parser.add_argument("--baseline-bits", type=int, default=6, help="precision of claim 6")
+    parser.add_argument("--fast-scores", help="fast/scores.csv, for claims 5 and 7")
+    parser.add_argument("--fast-bits", type=int, default=5, help="precision of claims 5 and 7")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     bma = pd.read_csv(args.bma_scores) if args.bma_scores else None
     baselines = pd.read_csv(args.baseline_scores) if args.baseline_scores else None
-    text = report(pd.read_csv(args.scores), bma, args.bma_bits, baselines, args.baseline_bits)
+    fast = pd.read_csv(args.fast_scores) if args.fast_scores else None
+    text = report(
+        pd.read_csv(args.scores), bma, args.bma_bits, baselines, args.baseline_bits,
+        fast, args.fast_bits,
+    )  # fmt: skip
     write_text(args.out, text)
     print(text)
 

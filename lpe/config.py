@@ -108,4 +108,16 @@ def cross_field_problems(config: dict) -> list[str]:
     for key in ("gaussian_scales", "dropout_rates"):
         if not base[key]:
             problems.append(f"'baselines.{key}' is empty: the search has no candidates")
+    fast = config["fast"]
+    too_big = [m for m in fast["table5_sizes"] if m > bma["ensemble_size"]]
+    if too_big:
+        problems.append(
+            f"'fast.table5_sizes' {too_big} exceed 'bma.ensemble_size' = {bma['ensemble_size']}, "
+            "the LPE-BSR members made around the SGD solution"
+        )
+    if fast["bits"] not in bma["bits"]:
+        problems.append(
+            f"'fast.bits' = {fast['bits']} has no LPE-BSR ensembles around the SGD solution "
+            "(Table 5): add it to 'bma.bits'"
+        )
     return problems

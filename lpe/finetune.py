@@ -9,6 +9,11 @@ All three start from the same trained checkpoint and see the same minibatch orde
   the SWA mean; the posterior file holds the mean, diagonal variance and deviations.
 - ``ivon``: the IVON optimizer of the ``ivon-opt`` package, cosine decay. The solution is the
   IVON mean; the posterior file holds the Hessian estimate (``lpe.ivon_posterior``).
+- ``sse`` and ``csgld`` (Figures 4, 5, 9, used by ``lpe.fast``): SGD with momentum under the
+  cyclic cosine schedule of ``lpe.cyclic`` (``cycles`` cycles, peak ``lr``); CSGLD adds the
+  Langevin noise of ``lpe.csgld`` at ``csgld_temperature`` after each step of a cycle's sampling
+  phase (the part after ``csgld_exploration``). A snapshot is taken at the end of every cycle;
+  the solution is the last one.
 
 Outputs: the solution as a checkpoint (``lpe.checkpoints``; its backward passes are the
 pre-training's plus the fine-tuning's) and, for SWAG and IVON, a posterior file. Every random draw
@@ -33,13 +38,16 @@ from tqdm import tqdm
 
 from lpe.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
+from lpe.csgld import add_langevin_noise
+from lpe.cyclic import CyclicSchedule
 from lpe.data import load_splits
 from lpe.ivon_posterior import IvonPosterior
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.swag import SwagCollector, SwagError, SwagPosterior
 from lpe.train import DivergenceError, evaluate, lr_factor
 
-OPTIMIZERS = ("sgd", "swag", "ivon")
+OPTIMIZERS = ("sgd", "swag", "ivon", "sse", "csgld")
+CYCLIC = ("sse", "csgld")
 POSTERIOR_KIND = "lpe-posterior"
 
 
@@ -61,12 +69,15 @@ class FinetuneConfig:
     ivon_beta2: float = 0.99999
     ivon_weight_decay: float = 1e-4
     ivon_mc_samples: int = 1
+    cycles: int = 1
+    csgld_temperature: float = 1.0
+    csgld_exploration: float = 0.5
 
     def __post_init__(self) -> None:
         problems = []
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for key in ("epochs", "batch_size", "swag_collect_every", "ivon_mc_samples"):
+        for key in ("epochs", "batch_size", "swag_collect_every", "ivon_mc_samples", "cycles"):
             if getattr(self, key) < 1:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0 or self.ivon_lr <= 0:
@@ -80,6 +91,10 @@ class FinetuneConfig:
                 f"swag_start_epoch must be in [0, epochs={self.epochs}), "
                 f"got {self.swag_start_epoch}"
             )
+        if self.csgld_temperature < 0:
+            problems.append(f"csgld temperature must be >= 0, got {self.csgld_temperature}")
+        if not 0 <= self.csgld_exploration <= 1:
+            problems.append(f"csgld exploration must be in [0, 1], got {self.csgld_exploration}")
         if problems:
             raise ValueError("bad fine-tuning settings: " + "; ".join(problems))
 
@@ -87,6 +102,11 @@ class FinetuneConfig:
         """How many snapshots SWAG will collect (known before training starts)."""
         collecting = (self.epochs - self.swag_start_epoch) * steps_per_epoch
         return collecting // self.swag_collect_every
+
+    def schedule(self, steps_per_epoch: int) -> CyclicSchedule:
+        """The cyclic schedule of ``sse``/``csgld`` (refuses cycles that do not divide it)."""
+        exploration = self.csgld_exploration if self.optimizer == "csgld" else 1.0
+        return CyclicSchedule(self.epochs * steps_per_epoch, self.cycles, self.lr, exploration)
 
 
 def _optimizer(cfg: FinetuneConfig, model: torch.nn.Module):
@@ -108,10 +128,15 @@ def _optimizer(cfg: FinetuneConfig, model: torch.nn.Module):
 
 
 def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sys.stderr):
-    """Fine-tune ``model`` in place. Returns (backward passes, posterior or None)."""
+    """Fine-tune ``model`` in place.
+
+    Returns (backward passes, posterior or None, snapshots); ``snapshots`` lists, for ``sse``
+    and ``csgld``, each cycle's final weights (CPU copies) with the backward passes spent so far.
+    """
     x, y = splits.x["train"], splits.y["train"]
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
+    cyclic = cfg.schedule(steps_per_epoch) if cfg.optimizer in CYCLIC else None
     collector = None
     if cfg.optimizer == "swag":
         snapshots = cfg.swag_snapshots(steps_per_epoch)
@@ -126,10 +151,14 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
     model = model.to(device)
     optimizer = _optimizer(cfg, model)
     scheduler = None  # SWAG collects at a constant learning rate; the others decay to 0
-    if cfg.optimizer != "swag":
+    if cyclic is not None:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cyclic.lr_at(s) / cfg.lr)
+    elif cfg.optimizer != "swag":
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
     order = torch.Generator().manual_seed(cfg.seed + 1)
+    langevin = torch.Generator(device=device).manual_seed(cfg.seed + 2)
     backward_passes = step = 0
+    snapshots = []
     with tqdm(total=total, desc=f"finetune {cfg.optimizer}", file=log, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
@@ -150,6 +179,17 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
                     loss.backward()
                     backward_passes += 1
                 optimizer.step()
+                if cfg.optimizer == "csgld" and cyclic.sampling(step):
+                    add_langevin_noise(
+                        model.parameters(),
+                        cyclic.lr_at(step),
+                        cfg.csgld_temperature,
+                        len(y),
+                        langevin,
+                    )
+                if cyclic is not None and cyclic.cycle_end(step):
+                    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    snapshots.append((weights, backward_passes))
                 if scheduler is not None:
                     scheduler.step()
                 step += 1
@@ -167,7 +207,7 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
         posterior = IvonPosterior.from_optimizer(optimizer, model)
         if not torch.isfinite(posterior.hess).all():
             raise DivergenceError("ivon: the Hessian estimate is not finite; lower ivon.lr")
-    return backward_passes, posterior
+    return backward_passes, posterior, snapshots
 
 
 def _loss(model, xb, yb, cfg: FinetuneConfig, epoch: int) -> torch.Tensor:
@@ -215,29 +255,28 @@ def load_solution(checkpoint, posterior_path):
     return state, info, posterior
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
-    parser.add_argument("--data", required=True)
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``FinetuneConfig`` field (``--swag-rank``, ...), defaulting to its default."""
     for field in fields(FinetuneConfig):
         flag = f"--{field.name.replace('_', '-')}"
         parser.add_argument(flag, type=type(field.default), default=field.default)
-    parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
-    parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
-    add_runtime_arguments(parser)
-    args = parser.parse_args(argv)
-    cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
-    if cfg.optimizer != "sgd" and not args.posterior:
-        parser.error(f"--posterior is required for {cfg.optimizer}")
-    set_threads(args.threads)
-    state, info = load_checkpoint(args.checkpoint)
-    splits = load_splits(args.data)
+
+
+def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
+    return FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
+
+
+def run_finetune(state, info, splits, cfg: FinetuneConfig, device):
+    """Fine-tune a fresh model from ``state`` with every random draw seeded by ``cfg.seed``.
+
+    Returns (model on the CPU, summary for its checkpoint, posterior or None, snapshots); the
+    summary's backward passes are the starting checkpoint's plus the fine-tuning's.
+    """
     model = info.build()
     model.load_state_dict(state)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # IVON draws its weight noise from the global generator
-        backward_passes, posterior = finetune(model, splits, cfg, resolve_device(args.device))
-    val = evaluate(model, splits, "val", resolve_device(args.device))
+        backward_passes, posterior, snapshots = finetune(model, splits, cfg, device)
     summary = {
         "model": info.model,
         "num_classes": info.num_classes,
@@ -245,11 +284,32 @@ def main(argv: list[str] | None = None) -> None:
         "optimizer": cfg.optimizer,
         "backward_passes": info.backward_passes + backward_passes,
         "finetune": asdict(cfg),
-        "val": val,
+        "val": evaluate(model, splits, "val", device),
     }
-    save_checkpoint(args.out, model.cpu(), summary)
+    return model.cpu(), summary, posterior, snapshots
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
+    parser.add_argument("--data", required=True)
+    add_finetune_arguments(parser)
+    parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
+    parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    cfg = finetune_config(args)
+    if cfg.optimizer in ("swag", "ivon") and not args.posterior:
+        parser.error(f"--posterior is required for {cfg.optimizer}")
+    set_threads(args.threads)
+    state, info = load_checkpoint(args.checkpoint)
+    splits = load_splits(args.data)
+    device = resolve_device(args.device)
+    model, summary, posterior, _ = run_finetune(state, info, splits, cfg, device)
+    save_checkpoint(args.out, model, summary)
     if posterior is not None:
         save_posterior(args.posterior, posterior, checkpoint_info(args.out).sha256)
+    val = summary["val"]
     print(f"saved {args.out}: val nll {val['nll']:.4f}, err {val['err']:.2f}%")
     if posterior is not None:
         print(f"saved {Path(args.posterior)}")

@@ -1,7 +1,9 @@
 """The ``landscape`` stage: the plane through three weight vectors (Figures 3, 4 and 6).
 
 The anchors are a solution ``w0``, a posterior (BMA) draw ``w1`` and an LPE-BSR member ``w2``
-made from the solution. With ``e1`` along ``w1 - w0`` and ``e2`` the part of ``w2 - w0``
+made from the solution (Figures 3 and 6); or, with ``--second`` instead of ``--posterior``, two
+snapshots ``w0``, ``w1`` of a snapshot ensemble and an LPE-BSR member ``w2`` of the first
+(Figure 4). With ``e1`` along ``w1 - w0`` and ``e2`` the part of ``w2 - w0``
 orthogonal to it (Gram-Schmidt), a point ``(a, b)`` of the plane is ``w0 + a e1 + b e2``; the
 anchors sit at ``(0, 0)``, ``(|w1 - w0|, 0)`` and ``(<w2 - w0, e1>, <w2 - w0, e2>)``. The grid
 spans the anchors plus a margin (a fraction of the anchors' extent) on every side.
@@ -16,7 +18,8 @@ Output ``.npz``: ``a (G,)``, ``b (G,)``, ``nll (G, G)`` indexed ``[b, a]``, ``kl
 weights), plus ``model``, ``optimizer``, ``bits``, ``points``.
 
 Usage: ``python -m lpe.landscape --checkpoint SOL --posterior POST --member MEMBER.safetensors
---data DATA --out PLANE.npz [--grid 11 --margin 0.25 --points 2000 --seed 0]``
+--data DATA --out PLANE.npz [--grid 11 --margin 0.25 --points 2000 --seed 0]``; Figure 4:
+``--checkpoint SNAPSHOT1 --second SNAPSHOT2 --member MEMBER_OF_SNAPSHOT1``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tqdm import tqdm
 
 from lpe.artifacts import write_with
 from lpe.bma import draw
+from lpe.checkpoints import load_checkpoint
 from lpe.data import SPLITS, load_splits
 from lpe.finetune import load_solution
 from lpe.members import load_member
@@ -37,6 +41,7 @@ from lpe.predict import predict_log_probs
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 
 ANCHOR_NAMES = ("solution", "BMA draw", "LPE-BSR draw")
+SNAPSHOT_ANCHOR_NAMES = ("snapshot 1", "snapshot 2", "LPE-BSR draw")
 
 
 @dataclass
@@ -115,7 +120,9 @@ def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, x, labels, devi
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the solution (first anchor)")
-    parser.add_argument("--posterior", required=True, help="posterior file of the BMA draw")
+    second = parser.add_mutually_exclusive_group(required=True)
+    second.add_argument("--posterior", help="posterior file of the BMA draw (second anchor)")
+    second.add_argument("--second", help="a second checkpoint as the second anchor (Figure 4)")
     parser.add_argument("--member", required=True, help="an LPE-BSR member file of the solution")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test", choices=SPLITS)
@@ -132,14 +139,25 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--points must be >= 1, got {args.points}")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    state, info, posterior = load_solution(args.checkpoint, args.posterior)
+    if args.posterior:
+        state, info, posterior = load_solution(args.checkpoint, args.posterior)
+    else:
+        state, info = load_checkpoint(args.checkpoint)
     member, meta = load_member(args.member)
+    if meta.get("checkpoint_sha256") != info.sha256:
+        parser.error(f"--member {args.member} was not made from {args.checkpoint}")
     model = info.build().to(device)
     member.load_into(model)
     lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
     model.load_state_dict(state)
     solution = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
-    anchors_w = [solution, draw(posterior, args.seed, 0), lpe_draw]
+    if args.posterior:
+        second_w = draw(posterior, args.seed, 0)
+    else:
+        second_state, _ = load_checkpoint(args.second)
+        model.load_state_dict(second_state)
+        second_w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    anchors_w = [solution, second_w, lpe_draw]
     plane = Plane.through(*anchors_w)
     anchors = np.array([plane.coordinates(w) for w in anchors_w])
     a_axis, b_axis = grid_axes(anchors, args.grid, args.margin)
@@ -152,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         "nll": nll,
         "kl": kl,
         "anchors": anchors,
-        "anchor_names": np.asarray(ANCHOR_NAMES),
+        "anchor_names": np.asarray(ANCHOR_NAMES if args.posterior else SNAPSHOT_ANCHOR_NAMES),
         "anchor_nll": anchor_nll,
         "model": np.asarray(info.model),
         "optimizer": np.asarray(info.optimizer),

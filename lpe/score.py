@@ -10,7 +10,10 @@ run share members (as in the paper's "NLL vs ensemble size" curves). Columns (fi
 ambiguity, ens_loss, memory_bits, backward_passes, forward_passes``
 
 ``memory_bits`` is the summed storage of the ``m`` members; ``backward_passes`` is the training
-budget (LPE-BSR adds none); ``forward_passes`` counts model evaluations per input (= members).
+budget (LPE-BSR adds none): a file's scalar, or, when it holds a per-member ``budget`` (the fast
+ensembles of ``lpe.fast``, whose members come from successive runs or cycles), the budget spent
+once its first ``m`` members exist; ``forward_passes`` counts model evaluations per input
+(= members).
 
 Usage: ``python -m lpe.score --preds work/mini/preds/*.npz --out results/mini/scores.csv``
 """
@@ -36,6 +39,9 @@ METHOD_LABELS = {
     "gaussian-noise": "gaussian-noise",
     "mc-dropout": "mc-dropout",
 }
+FAST_METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")  # lpe.fast
+METHOD_LABELS.update({m: m for m in FAST_METHODS})
+METHOD_LABELS.update({f"{m}+lpe-bsr": f"{m}+lpe-bsr" for m in FAST_METHODS})
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
@@ -76,6 +82,8 @@ def score_run(run: dict) -> list[dict]:
         row = {**common, "members": m, **metrics.score(log_probs[:m], labels)}
         row["memory_bits"] = int(run["member_bits"][:m].sum())
         row["forward_passes"] = m
+        if "budget" in run:
+            row["backward_passes"] = int(run["budget"][:m].max())
         rows.append(row)
     return rows
 

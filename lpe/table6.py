@@ -35,10 +35,13 @@ def chosen_settings(paths: list[str]) -> dict[str, str]:
     text = {}
     for method, pairs in by_method.items():
         pairs.sort()
-        values = ", ".join(f"{v:g}" for _, v in pairs)
-        text[method] = (
-            f"{SETTING_NAMES[method]} {values} (seeds {', '.join(str(s) for s, _ in pairs)})"
-        )
+        values = sorted({v for _, v in pairs})
+        if len(values) == 1:  # chosen once and shared by the seeds
+            text[method] = f"{SETTING_NAMES[method]} {values[0]:g}"
+            continue
+        shown = ", ".join(f"{v:g}" for _, v in pairs)
+        seeds = ", ".join(str(s) for s, _ in pairs)
+        text[method] = f"{SETTING_NAMES[method]} {shown} (seeds {seeds})"
     return text
 
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,6 +98,27 @@ def test_the_stage_writes_test_predictions_and_the_chosen_setting(tmp_path, chec
         assert f["log_probs"].shape == (2, 30, 10) and str(f["method"]) == "gaussian-noise"
         assert float(f["setting"]) in (0.01, 0.3)
     assert "noise scale" in chosen_settings([str(out)])["gaussian-noise"]
+
+
+def test_a_choice_made_once_is_shared_by_other_seeds(tmp_path, checkpoint, splits):
+    data = tmp_path / "d.npz"
+    save_splits(data, splits)
+    common = ["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
+              "--device", "cpu"]  # fmt: skip
+    choice = tmp_path / "choice.json"
+    baselines([*common, "--method", "gaussian", "--candidates", "0.01", "0.3", "--seed", "0",
+               "--select-out", str(choice)])  # fmt: skip
+    chosen = json.loads(choice.read_text())
+    best = min(chosen["validation_nll"].items(), key=lambda kv: kv[1])[0]
+    assert chosen["setting"] == float(best) and chosen["seed"] == 0
+    out = tmp_path / "g1.npz"
+    baselines([*common, "--method", "gaussian", "--setting-file", str(choice), "--seed", "1",
+               "--out", str(out)])  # fmt: skip
+    with np.load(out) as f:
+        assert float(f["setting"]) == chosen["setting"] and int(f["seed"]) == 1
+    with pytest.raises(ValueError, match="chose a setting for 'gaussian', not 'dropout'"):
+        baselines([*common, "--method", "dropout", "--setting-file", str(choice), "--seed", "1",
+                   "--out", str(tmp_path / "d1.npz")])  # fmt: skip
 
 
 def test_table6_and_claim6_compare_lpe_bsr_with_the_baselines():

@@ -77,7 +77,7 @@ def test_batch_ensemble_with_all_fast_weights_at_one_equals_the_shared_model():
 
 def test_batch_ensemble_members_differ_with_random_sign_fast_weights():
     model = create_model("vit_mini_t", 10, (1, 1, 40), seed=0)
-    ensemble = batch_ensemble(model, 2, generator=torch.Generator().manual_seed(0))
+    ensemble = batch_ensemble(model, 2, generator=torch.Generator().manual_seed(0), init="signs")
     x = build("mnist1d", train=10, val=10, test=8, seed=0).x["test"]
     out = member_log_probs(ensemble, 2, x)
     assert not torch.allclose(out[0], out[1])

@@ -1,5 +1,6 @@
 """End-to-end runs of the Snakemake workflow on the tiny config (a minute or two)."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -58,7 +59,12 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
         "results/tiny/baselines/scores.csv",
         *[f"results/tiny/tables/table6.{e}" for e in ("csv", "md", "tex")],
         *[f"figures/tiny/fig1_concept.{e}" for e in ("png", "pdf")],
-        *[f"results/tiny/bma/{f}.csv" for f in ("fig3_landscape_swag", "fig6_landscape_ivon")],
+        *[
+            f"results/tiny/landscapes/{f}.csv"
+            for f in ("fig3_landscape_swag", "fig6_landscape_ivon", "fig4_landscape_sse")
+        ],
+        "results/tiny/fast/scores.csv",
+        *[f"results/tiny/tables/table5.{e}" for e in ("csv", "md", "tex")],
         *[
             f"figures/tiny/{f}.{e}"
             for f in (
@@ -66,6 +72,9 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
                 "fig8_nll_vs_memory_bma",
                 "fig3_landscape_swag",
                 "fig6_landscape_ivon",
+                "fig4_landscape_sse",
+                "fig5_fast_sse_csgld",
+                "fig9_fast_sse_de_multiivon",
             )
             for e in ("png", "pdf")
         ],
@@ -88,12 +97,27 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     pretrained = scores[scores["model"] == "vit_mini_t"]["backward_passes"].iloc[0]
     assert (finetuned == pretrained + 2 * 10).all()  # 2 epochs of 600 / 64 -> 10 steps
     claims = (tiny_run / "results/tiny/claims.md").read_text()
-    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 6))
+    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 5, 6, 7))
     baselines = pd.read_csv(tiny_run / "results/tiny/baselines/scores.csv")
     assert set(baselines["method"]) == {"fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"}
     assert set(baselines["model"]) == {"vit_mini_s"}
     table6 = pd.read_csv(tiny_run / "results/tiny/tables/table6.csv")
     assert table6["method"].tolist() == ["fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"]
+    fast = pd.read_csv(tiny_run / "results/tiny/fast/scores.csv")
+    methods = {"sse", "csgld", "de", "multiivon"}
+    assert set(fast["method"]) == {"fp32", "lpe-bsr", "batchensemble"} | methods | {
+        f"{m}+lpe-bsr" for m in methods
+    }
+    budget = fast.set_index(["method", "seed", "members"])["backward_passes"] - pretrained
+    run = 2 * 10  # one run: 2 epochs x 10 steps
+    for method in methods - {"multiivon"}:  # 2 sources; 2 LPE-BSR copies each
+        assert budget[method, 0, 1] == run and budget[method, 0, 2] == 2 * run
+        assert budget[f"{method}+lpe-bsr", 1, 2] == run  # LPE-BSR adds no training budget
+        assert budget[f"{method}+lpe-bsr", 1, 4] == 2 * run
+    assert budget["multiivon", 0, 4] == 2 * run  # 2 runs x 2 draws
+    assert budget["batchensemble", 0, 2] == 2 * run  # 2 members x one run's steps
+    table5 = pd.read_csv(tiny_run / "results/tiny/tables/table5.csv")
+    assert table5["method"].tolist() == ["fp32", "batchensemble", "de", "lpe-bsr", "lpe-bsr"]
     assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
 
 
@@ -131,6 +155,15 @@ def test_two_runs_from_clean_give_identical_scores(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_negative_csgld_temperature_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fast:\n  csgld:\n    temperature: -1\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "fast.csgld.temperature" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
 def test_a_swag_rank_above_the_snapshots_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("bma:\n  swag:\n    rank: 99\n")
@@ -159,10 +192,11 @@ def test_workflow_lints_clean():
 
 
 def test_snakemake_files_are_formatted():
-    if shutil.which("snakefmt") is None:
+    # next to this Python first: the venv's tools work without activating it
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    snakefmt = shutil.which("snakefmt", path=search)
+    if snakefmt is None:
         pytest.skip("snakefmt is not installed (pip install -e .[test])")
     files = [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
-    result = subprocess.run(
-        ["snakefmt", "--check", *map(str, files)], capture_output=True, text=True
-    )
+    result = subprocess.run([snakefmt, "--check", *map(str, files)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

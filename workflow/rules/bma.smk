@@ -149,15 +149,19 @@ rule figures_bma:
 
 rule figure_landscape:
     input:
-        lambda w: landscape_file(LANDSCAPE_FIGURES[w.figure]),
+        lambda w: (
+            fast_landscape_file()
+            if LANDSCAPE_FIGURES[w.figure] == "sse"
+            else landscape_file(LANDSCAPE_FIGURES[w.figure])
+        ),
     output:
         png=report(
             figures("{figure}.png"),
             caption="../report/landscape.rst",
-            category="Figures 3 and 6",
+            category="Figures 3, 4 and 6",
         ),
         pdf=figures("{figure}.pdf"),
-        csv=results("bma/{figure}.csv"),
+        csv=results("landscapes/{figure}.csv"),
     log:
         work("logs/{figure}.log"),
     wildcard_constraints:

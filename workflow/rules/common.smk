@@ -53,10 +53,15 @@ def ensemble_size(model):
 
 
 BMA_MODEL = config["bma"]["model"]
-LANDSCAPE_FIGURES = {"fig3_landscape_swag": "swag", "fig6_landscape_ivon": "ivon"}
+LANDSCAPE_FIGURES = {
+    "fig3_landscape_swag": "swag",
+    "fig6_landscape_ivon": "ivon",
+    "fig4_landscape_sse": "sse",
+}
 LANDSCAPE_TITLES = {
     "fig3_landscape_swag": "Figure 3: SWAG",
     "fig6_landscape_ivon": "Figure 6: IVON",
+    "fig4_landscape_sse": "Figure 4: snapshot ensemble (SSE)",
 }
 
 
@@ -137,6 +142,69 @@ def baseline_predictions():
     return own, shared
 
 
+FAST = config["fast"]
+FAST_METHODS = ("sse", "csgld", "de", "multiivon")  # each with and without LPE-BSR
+FAST_FIGURES = {
+    "fig5_fast_sse_csgld": ["sse", "csgld"],
+    "fig9_fast_sse_de_multiivon": ["sse", "de", "multiivon"],
+}
+
+
+def fast_flags(method):
+    """lpe.fast train flags: bma's fine-tuning settings, then the method's own."""
+    flags = f"{finetune_flags()} --runs {FAST['runs']}"
+    if method in ("sse", "csgld"):
+        own = FAST[method]
+        flags += f" --lr {own['lr']} --momentum {own['momentum']}"
+    if method == "csgld":
+        own = FAST["csgld"]
+        flags += f" --csgld-temperature {own['temperature']} --csgld-exploration {own['exploration']}"
+    if method == "multiivon":
+        flags += f" --draws {FAST['multiivon']['draws']}"
+    if method == "batchensemble":
+        flags += f" --init-std {FAST['batchensemble']['init_std']}"
+    return flags
+
+
+def fast_reuse(method):
+    """Run 1 of DE and MultiIVON: the SGD and IVON runs of Figure 2."""
+    if method == "de":
+        return {"reuse": work(f"checkpoints/{BMA_MODEL}-sgd.safetensors")}
+    if method == "multiivon":
+        return {
+            "reuse": work(f"checkpoints/{BMA_MODEL}-ivon.safetensors"),
+            "reuse_posterior": work(f"posteriors/{BMA_MODEL}-ivon.safetensors"),
+        }
+    return {}
+
+
+def fast_predictions():
+    """Figures 5, 9 and Table 5's predictions: each method's FP32 and LPE-BSR files."""
+    files = [work("preds/fast/batchensemble/fp32.npz")]
+    for method in FAST_METHODS:
+        files.append(work(f"preds/fast/{method}/fp32.npz"))
+        files += [
+            work(f"preds/fast/{method}/bsr-int{FAST['bits']}-seed{s}.npz")
+            for s in FAST["seeds"]
+        ]
+    return files
+
+
+def table5_predictions():
+    """MAP and LPE-BSR of Table 5: the SGD solution of Figure 2 and its LPE-BSR ensembles."""
+    sgd = f"preds/{BMA_MODEL}-sgd"
+    files = [work(f"{sgd}/fp32.npz")]
+    return files + [
+        work(f"{sgd}/bsr-int{FAST['bits']}-seed{s}.npz") for s in FAST["seeds"]
+    ]
+
+
+def fast_landscape_file():
+    return work(
+        f"landscape/fast-sse-int{FAST['bits']}-seed{config['landscape']['seed']}.npz"
+    )
+
+
 def intermediates():
     """Checkpoints, member folders and predictions.
 
@@ -157,6 +225,12 @@ def intermediates():
         + predictions()
         + bma_intermediates()
         + baseline_predictions()[0]
+        + [
+            work(f"baselines/{BASELINE_MODEL}/{b}-choice.json")
+            for b in ("gaussian", "dropout")
+        ]
+        + fast_predictions()
+        + [fast_landscape_file()]
     )
 
 
@@ -178,11 +252,14 @@ def all_targets():
             for name in LANDSCAPE_FIGURES
             for ext in ("png", "pdf")
         ],
-        *[results(f"bma/{name}.csv") for name in LANDSCAPE_FIGURES],
+        *[results(f"landscapes/{name}.csv") for name in LANDSCAPE_FIGURES],
         *[figures(f"fig1_concept.{ext}") for ext in ("png", "pdf")],
         results("baselines/scores.csv"),
         *[results(f"tables/table6.{ext}") for ext in ("csv", "md", "tex")],
         results("fig1_concept.csv"),
+        results("fast/scores.csv"),
+        *[results(f"tables/table5.{ext}") for ext in ("csv", "md", "tex")],
+        *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
     ]
 
 

@@ -68,10 +68,41 @@ rule predict_members:
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
 
 
+rule select_baseline:
+    input:
+        checkpoint=work("checkpoints/{model}.safetensors"),
+        data=DATA,
+    output:
+        work("baselines/{model}/{baseline}-choice.json"),
+    log:
+        work("logs/baselines/{model}/{baseline}-choice.log"),
+    benchmark:
+        work("benchmarks/baselines/{model}/{baseline}-choice.tsv")
+    wildcard_constraints:
+        baseline="gaussian|dropout",
+    conda:
+        ENV
+    threads: 1
+    params:
+        candidates=lambda w: config["baselines"][
+            "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
+        ],
+        members=config["lpe"]["ensemble_size"],
+        seed=config["lpe"]["seeds"][0],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.baselines --checkpoint {input.checkpoint} --data {input.data}"
+        " --method {wildcards.baseline} --candidates {params.candidates}"
+        " --members {params.members} --seed {params.seed}"
+        " --batch-size {params.batch_size} --threads {threads} --select-out {output}"
+        " > {log} 2>&1"
+
+
 rule predict_baseline:
     input:
         checkpoint=work("checkpoints/{model}.safetensors"),
         data=DATA,
+        choice=work("baselines/{model}/{baseline}-choice.json"),
     output:
         work("preds/{model}/{baseline}-seed{seed}.npz"),
     log:
@@ -84,13 +115,10 @@ rule predict_baseline:
         ENV
     threads: 1
     params:
-        candidates=lambda w: config["baselines"][
-            "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
-        ],
         members=config["lpe"]["ensemble_size"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.baselines --checkpoint {input.checkpoint} --data {input.data}"
-        " --method {wildcards.baseline} --candidates {params.candidates}"
+        " --method {wildcards.baseline} --setting-file {input.choice}"
         " --members {params.members} --seed {wildcards.seed}"
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"

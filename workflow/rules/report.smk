@@ -56,6 +56,7 @@ rule claims:
         scores=results("scores.csv"),
         bma=results("bma/scores.csv"),
         baselines=results("baselines/scores.csv"),
+        fast=results("fast/scores.csv"),
     output:
         results("claims.md"),
     log:
@@ -66,10 +67,12 @@ rule claims:
     params:
         bits=config["bma"]["bits"][0],
         baseline_bits=config["baselines"]["bits"],
+        fast_bits=FAST["bits"],
     shell:
         "python -m lpe.claims --scores {input.scores} --bma-scores {input.bma}"
         " --bma-bits {params.bits} --baseline-scores {input.baselines}"
-        " --baseline-bits {params.baseline_bits} --out {output} > {log} 2>&1"
+        " --baseline-bits {params.baseline_bits} --fast-scores {input.fast}"
+        " --fast-bits {params.fast_bits} --out {output} > {log} 2>&1"
 
 
 rule figure1:

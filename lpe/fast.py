@@ -1,0 +1,396 @@
+"""The ``fast`` stage: fast ensembles as member sources, with and without LPE-BSR (Figures 4, 5, 9).
+
+Every method fine-tunes the same trained checkpoint with the SGD/IVON settings of the SWAG/IVON
+figures, one "run" being ``epochs`` epochs of them, and yields an ordered list of FP32 *sources*:
+
+- ``sse``: one SGD run of ``runs`` cycles x ``epochs`` epochs under a cyclic cosine learning rate
+  (peak ``--lr``); a snapshot at the end of each cycle.
+- ``csgld``: the same schedule with Langevin noise at ``--csgld-temperature`` in the sampling
+  phase of each cycle (after ``--csgld-exploration``); a sample at the end of each cycle.
+- ``de``: ``runs`` SGD runs with seeds ``seed, seed + 1, ...`` (a deep ensemble of fine-tuning
+  runs). Run 0 is the SGD solution of the SWAG/IVON figures when given as ``--reuse``.
+- ``multiivon``: ``runs`` IVON runs (run 0 reusable likewise), ``--draws`` posterior draws each.
+- ``batchensemble``: one BatchEnsemble of ``runs`` members (``lpe.batchensemble``) trained with
+  the SGD settings; a single source holding all members.
+
+Each source records the training budget spent when it exists: the cumulative backward passes,
+pre-training included. A cycle costs one run, so SSE with c snapshots, CSGLD with c samples, a DE
+of c runs and MultiIVON with c runs all cost the same. A BatchEnsemble step is counted as
+``runs`` backward passes (every member's gradient on the minibatch, in one K-times-wider pass).
+
+Subcommands:
+
+- ``train --method M --checkpoint PRE --data DATA --out DIR``: the sources as checkpoints
+  ``DIR/source00.safetensors, ...`` plus ``DIR/manifest.json``, written atomically.
+- ``predict --sources DIR --data DATA --out PREDS.npz``: the FP32 predictions of every source in
+  order. With ``--bits b --copies k --seed s --members-out MDIR`` instead: ``k`` LPE-BSR copies of
+  every source (member files under ``MDIR/sourceNN``, made by ``lpe.generate``), ordered source by
+  source. The predictions file carries each member's ``budget``: LPE-BSR adds none.
+
+``--help`` on each subcommand lists the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lpe.artifacts import ArtifactError, atomic_dir, read_metadata
+from lpe.batchensemble import batch_ensemble, member_log_probs
+from lpe.bma import draw
+from lpe.checkpoints import load_checkpoint, save_checkpoint
+from lpe.data import SPLITS, load_splits
+from lpe.finetune import (
+    FinetuneConfig,
+    add_finetune_arguments,
+    finetune_config,
+    load_solution,
+    run_finetune,
+)
+from lpe.generate import generate
+from lpe.members import derive_seed
+from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
+from lpe.predict import predict_fp32, predict_members, write_predictions
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.train import DivergenceError, evaluate, lr_factor
+
+METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
+REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
+MANIFEST = "manifest.json"
+
+
+class Sources:
+    """Writes a method's sources into a folder, tracking the cumulative budget."""
+
+    def __init__(self, folder: Path, method: str, pretrain_passes: int) -> None:
+        self.folder, self.method = folder, method
+        self.pretrain_passes = self.spent = pretrain_passes
+        self.entries: list[dict] = []
+
+    def add(self, model: torch.nn.Module, summary: dict, members: int = 1) -> None:
+        name = f"source{len(self.entries):02d}.safetensors"
+        summary = {**summary, "backward_passes": self.spent}
+        save_checkpoint(self.folder / name, model, summary)
+        self.entries.append({"file": name, "backward_passes": self.spent, "members": members})
+        print(f"{self.method} source {len(self.entries)}: {self.spent:,} backward passes")
+
+    def manifest(self, settings: dict) -> dict:
+        return {
+            "method": self.method,
+            "pretrain_backward_passes": self.pretrain_passes,
+            "sources": self.entries,
+            "settings": settings,
+        }
+
+
+def _steps_per_epoch(splits, batch_size: int) -> int:
+    return math.ceil(len(splits.y["train"]) / batch_size)
+
+
+def _cyclic(sources: Sources, state, info, splits, cfg: FinetuneConfig, device) -> None:
+    model, summary, _, snapshots = run_finetune(state, info, splits, cfg, device)
+    for weights, passes in snapshots:
+        model.load_state_dict(weights)
+        sources.spent = sources.pretrain_passes + passes
+        sources.add(model, {**summary, "val": evaluate(model, splits, "val", device)})
+
+
+def _reused_run(cfg: FinetuneConfig, pretrain, splits, checkpoint, posterior=None):
+    """Run 0 from an existing fine-tuning run, checking it is the run this method would make.
+
+    Returns (model, its checkpoint summary, its posterior or None).
+    """
+    if cfg.optimizer == "ivon":
+        state, info, post = load_solution(checkpoint, posterior)
+    else:
+        (state, info), post = load_checkpoint(checkpoint), None
+    meta = read_metadata(checkpoint, "checkpoint")
+    summary = {k: json.loads(v) for k, v in meta.items() if not k.startswith("lpe_")}
+    wanted = asdict(cfg)
+    different = {
+        k: (v, wanted[k]) for k, v in summary.get("finetune", {}).items() if wanted.get(k, v) != v
+    }
+    expected = pretrain.backward_passes + cfg.epochs * _steps_per_epoch(splits, cfg.batch_size)
+    if info.model != pretrain.model or different or info.backward_passes != expected:
+        raise ValueError(
+            f"--reuse {checkpoint} is not run 0 of this method (model {info.model}, "
+            f"{info.backward_passes} backward passes, expected {expected}; settings that differ "
+            f"(stored, wanted): {different}); rerun its fine-tuning or drop --reuse"
+        )
+    model = info.build()
+    model.load_state_dict(state)
+    return model, summary, post
+
+
+def _runs(sources, state, info, splits, cfg, runs, device, reuse=None, posterior=None, draws=1):
+    """``de`` and ``multiivon``: independent runs with seeds ``seed + r``."""
+    for r in range(runs):
+        run_cfg = replace(cfg, seed=cfg.seed + r)
+        if r == 0 and reuse:
+            model, summary, post = _reused_run(run_cfg, info, splits, reuse, posterior)
+        else:
+            model, summary, post, _ = run_finetune(state, info, splits, run_cfg, device)
+        sources.spent += summary["backward_passes"] - info.backward_passes
+        if run_cfg.optimizer != "ivon":
+            sources.add(model, summary)
+            continue
+        for d in range(draws):  # MultiIVON: posterior draws of this run, FP32 each
+            torch.nn.utils.vector_to_parameters(draw(post, run_cfg.seed, d), model.parameters())
+            sources.add(model, {**summary, "run": r, "draw": d})
+
+
+def train_batch_ensemble(state, info, splits, cfg: FinetuneConfig, members: int, init_std, device):
+    """Fine-tune a BatchEnsemble of ``members`` from ``state`` with SGD (cosine decay).
+
+    Every minibatch is repeated for the members, so each member sees the same data order as the
+    other methods' runs. Returns (model, backward passes counted as members x steps).
+    """
+    model = info.build()
+    model.load_state_dict(state)
+    batch_ensemble(model, members, torch.Generator().manual_seed(cfg.seed), "gaussian", init_std)
+    model.to(device)
+    x, y = splits.x["train"], splits.y["train"]
+    total = cfg.epochs * _steps_per_epoch(splits, cfg.batch_size)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
+    order = torch.Generator().manual_seed(cfg.seed + 1)
+    passes = 0
+    with tqdm(total=total, desc="batchensemble", file=sys.stderr, mininterval=5) as bar:
+        for epoch in range(cfg.epochs):
+            model.train()
+            permutation = torch.randperm(len(y), generator=order)
+            for start in range(0, len(y), cfg.batch_size):
+                idx = permutation[start : start + cfg.batch_size]
+                xb, yb = x[idx].to(device), y[idx].to(device)
+                xb = xb.repeat(members, *([1] * (xb.dim() - 1)))
+                loss = torch.nn.functional.cross_entropy(model(xb), yb.repeat(members))
+                if not torch.isfinite(loss):
+                    raise DivergenceError(
+                        f"batchensemble fine-tuning diverged: loss {loss.item()} at epoch "
+                        f"{epoch}; lower the sgd.lr (now {cfg.lr})"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                passes += members
+                bar.update(1)
+    return model.cpu(), passes
+
+
+def train(args) -> dict:
+    cfg = finetune_config(args)
+    state, info = load_checkpoint(args.checkpoint)
+    splits = load_splits(args.data)
+    device = resolve_device(args.device)
+    settings = {"runs": args.runs, "epochs_per_run": cfg.epochs, **asdict(cfg)}
+    with atomic_dir(args.out) as tmp:
+        sources = Sources(tmp, args.method, info.backward_passes)
+        if args.method in ("sse", "csgld"):
+            cyclic = replace(cfg, optimizer=args.method, cycles=args.runs)
+            cyclic = replace(cyclic, epochs=cfg.epochs * args.runs)
+            _cyclic(sources, state, info, splits, cyclic, device)
+        elif args.method == "de":
+            run = replace(cfg, optimizer="sgd")
+            _runs(sources, state, info, splits, run, args.runs, device, args.reuse)
+        elif args.method == "multiivon":
+            run = replace(cfg, optimizer="ivon")
+            _runs(
+                sources, state, info, splits, run, args.runs, device,
+                args.reuse, args.reuse_posterior, args.draws,
+            )  # fmt: skip
+            settings["draws"] = args.draws
+        else:
+            model, passes = train_batch_ensemble(
+                state, info, splits, replace(cfg, optimizer="sgd"), args.runs, args.init_std, device
+            )
+            sources.spent += passes
+            summary = {
+                "model": info.model,
+                "num_classes": info.num_classes,
+                "input_shape": list(info.input_shape),
+                "optimizer": "sgd",
+                "batch_ensemble": args.runs,
+            }
+            sources.add(model, summary, members=args.runs)
+            settings["init_std"] = args.init_std
+        manifest = sources.manifest(settings)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_sources(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"no {MANIFEST} in {folder}: the sources folder is incomplete; rerun.")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path} is corrupted ({err}); delete {folder} and rerun.") from err
+    if manifest.get("method") not in METHODS or not manifest.get("sources"):
+        raise ArtifactError(f"{path} is not a sources manifest of {METHODS}")
+    return manifest
+
+
+def load_batch_ensemble(path: str | Path) -> tuple[torch.nn.Module, int, object]:
+    state, info = load_checkpoint(path)
+    members = json.loads(read_metadata(path, "checkpoint")["batch_ensemble"])
+    model = batch_ensemble(info.build(), members)
+    model.load_state_dict(state, strict=True)
+    return model, members, info
+
+
+def batch_ensemble_bits(model: torch.nn.Module, members: int) -> list[int]:
+    """FP32 storage: member 1 carries the shared weights, each member its own fast weights."""
+    fast = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if n.rsplit(".", 1)[-1] in ("r", "s") or (n.endswith("bias") and p.dim() == 2)
+    )
+    total = sum(t.numel() for t in model.state_dict().values())
+    per_member = fast // members
+    return [32 * (total - fast + per_member)] + [32 * per_member] * (members - 1)
+
+
+def _predict_batch_ensemble(path, x, batch_size, device):
+    model, members, info = load_batch_ensemble(path)
+    model.to(device)
+    chunks = [
+        member_log_probs(model, members, x[i : i + batch_size].to(device)).cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(chunks, dim=1), batch_ensemble_bits(model, members), info
+
+
+def predict_fp32_sources(folder, x, batch_size, device):
+    """``(M, N, C)`` log-probs of every source in order, their bits, budgets and first info."""
+    manifest = read_sources(folder)
+    log_probs, bits, budget, first = [], [], [], None
+    for source in tqdm(manifest["sources"], desc=manifest["method"], mininterval=5):
+        path = Path(folder) / source["file"]
+        if manifest["method"] == "batchensemble":
+            lp, b, info = _predict_batch_ensemble(path, x, batch_size, device)
+        else:
+            lp, b, info = predict_fp32(path, x, batch_size, device)
+        log_probs.append(lp)
+        bits += list(b)
+        budget += [source["backward_passes"]] * len(lp)
+        first = first or info
+    return manifest, torch.cat(log_probs), bits, budget, first
+
+
+def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size, device):
+    """``copies`` LPE-BSR members of every source, written to ``members_out`` and evaluated."""
+    manifest = read_sources(folder)
+    if manifest["method"] == "batchensemble":
+        raise ValueError("LPE-BSR copies of a BatchEnsemble are not part of the paper's design")
+    log_probs, bits, budget, first = [], [], [], None
+    with atomic_dir(members_out) as tmp:
+        for c, source in enumerate(manifest["sources"]):
+            checkpoint = Path(folder) / source["file"]
+            out = tmp / f"source{c:02d}"
+            generate(checkpoint, out, fmt, "bsr", derive_seed("source", seed, c), copies, policy)
+            lp, b, _, info = predict_members(checkpoint, out, x, batch_size, device)
+            log_probs.append(lp)
+            bits += list(b)
+            budget += [source["backward_passes"]] * len(lp)
+            first = first or info
+    return manifest, torch.cat(log_probs), bits, budget, first
+
+
+def predict(args) -> None:
+    splits = load_splits(args.data)
+    x, labels = splits.x[args.split], splits.y[args.split]
+    device = resolve_device(args.device)
+    if args.bits is None:
+        manifest, lp, bits, budget, info = predict_fp32_sources(
+            args.sources, x, args.batch_size, device
+        )
+        run = {"method": manifest["method"], "bits": 0, "seed": 0}
+    else:
+        fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+        policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+        manifest, lp, bits, budget, info = predict_copies(
+            args.sources, args.members_out, fmt, args.copies, args.seed, policy, x,
+            args.batch_size, device,
+        )  # fmt: skip
+        run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": args.seed}
+    run["budget"] = np.asarray(budget, dtype=np.int64)
+    write_predictions(args.out, lp, labels, bits, info, run)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("train", help="a method's sources (checkpoints + manifest)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
+    p.add_argument("--data", required=True)
+    p.add_argument("--runs", type=_positive, default=4, help="runs, cycles or BE members (K)")
+    p.add_argument("--draws", type=_positive, default=2, help="multiivon: draws per run")
+    p.add_argument("--init-std", type=float, default=0.1, help="batchensemble: fast weight std")
+    p.add_argument("--reuse", help="de/multiivon: an existing run 0 (its checkpoint)")
+    p.add_argument("--reuse-posterior", help="multiivon: run 0's posterior file")
+    add_finetune_arguments(p)
+    p.add_argument("--out", required=True, help="the sources folder")
+    add_runtime_arguments(p)
+    q = commands.add_parser("predict", help="predictions of the sources, or of LPE-BSR copies")
+    q.add_argument("--sources", required=True)
+    q.add_argument("--data", required=True)
+    q.add_argument("--split", default="test", choices=SPLITS)
+    q.add_argument("--batch-size", type=int, default=1000)
+    q.add_argument(
+        "--bits",
+        type=int,
+        choices=range(MIN_BITS, MAX_BITS + 1),
+        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
+        help="make LPE-BSR copies at INT-b (omit for the FP32 sources)",
+    )
+    q.add_argument("--copies", type=_positive, default=5, help="LPE-BSR copies per source (k)")
+    q.add_argument("--seed", type=int, default=0, help="LPE-BSR ensemble seed")
+    q.add_argument("--members-out", help="folder for the copies' member files (with --bits)")
+    q.add_argument("--per-tensor", action="store_true")
+    q.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE))
+    q.add_argument("--min-ndim", type=int, default=2)
+    q.add_argument("--out", required=True)
+    add_runtime_arguments(q)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        if args.method in REUSABLE and args.reuse is None and args.reuse_posterior:
+            parser.error("--reuse-posterior needs --reuse")
+        if args.method == "multiivon" and args.reuse and not args.reuse_posterior:
+            parser.error("multiivon --reuse needs --reuse-posterior (run 0's posterior file)")
+        if args.reuse and args.method not in REUSABLE:
+            parser.error(f"--reuse applies to {REUSABLE}, not {args.method}")
+        set_threads(args.threads)
+        manifest = train(args)
+        print(f"wrote {len(manifest['sources'])} {args.method} sources to {args.out}")
+    else:
+        if args.bits is not None and not args.members_out:
+            parser.error("--bits needs --members-out (where the member files go)")
+        if args.seed < 0:
+            parser.error(f"--seed must be >= 0, got {args.seed}")
+        set_threads(args.threads)
+        predict(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The fast-ensemble stage: sources, budgets, LPE-BSR copies, and the Figure 4 plane."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lpe.checkpoints import checkpoint_info, load_checkpoint
+from lpe.data import build, save_splits
+from lpe.fast import batch_ensemble_bits, load_batch_ensemble, read_sources
+from lpe.fast import main as fast
+from lpe.finetune import main as finetune
+from lpe.landscape import main as landscape
+from lpe.score import score_files
+
+SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
+RUN = 2 * 4  # one run: 2 epochs x 4 steps
+PRETRAIN = 7  # the checkpoint fixture's backward passes
+COMMON = ["--device", "cpu", "--epochs", "2", "--batch-size", "16"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "d.npz"
+    save_splits(path, build("mnist1d", **SIZES))
+    return path
+
+
+def train(checkpoint, data, out, method, *args):
+    fast(["train", "--method", method, "--checkpoint", str(checkpoint), "--data", str(data),
+          "--out", str(out), *COMMON, *map(str, args)])  # fmt: skip
+    return read_sources(out)
+
+
+def predict(sources, data, out, *args):
+    fast(["predict", "--sources", str(sources), "--data", str(data), "--out", str(out),
+          "--device", "cpu", *map(str, args)])  # fmt: skip
+    with np.load(out) as f:
+        return {k: f[k] for k in f.files}
+
+
+def budgets(manifest):
+    return [s["backward_passes"] - PRETRAIN for s in manifest["sources"]]
+
+
+def weights(path):
+    return load_checkpoint(path)[0]["blocks.0.mlp.fc1.weight"]
+
+
+@pytest.mark.parametrize("method", ["sse", "csgld", "de"])
+def test_each_source_costs_one_run_and_a_de_of_k_runs_costs_k_runs(tmp_path, checkpoint, data,
+                                                                   method):  # fmt: skip
+    manifest = train(checkpoint, data, tmp_path / method, method, "--runs", 3, "--lr", 0.01)
+    assert budgets(manifest) == [RUN, 2 * RUN, 3 * RUN]  # source c exists after c runs or cycles
+    first, last = (tmp_path / method / s["file"] for s in manifest["sources"][::2])
+    assert checkpoint_info(last).backward_passes == PRETRAIN + 3 * RUN
+    assert not torch.equal(weights(first), weights(last))
+
+
+def test_multiivon_draws_share_their_run_budget(tmp_path, checkpoint, data):
+    manifest = train(checkpoint, data, tmp_path / "m", "multiivon", "--runs", 2, "--draws", 3)
+    assert budgets(manifest) == [RUN] * 3 + [2 * RUN] * 3
+    draws = [weights(tmp_path / "m" / s["file"]) for s in manifest["sources"]]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[3])
+
+
+def test_de_reuses_an_identical_run_zero_and_refuses_another(tmp_path, checkpoint, data):
+    sgd = tmp_path / "sgd.safetensors"
+    finetune(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(sgd), *COMMON])
+    made = train(checkpoint, data, tmp_path / "made", "de", "--runs", 2)
+    reused = train(checkpoint, data, tmp_path / "reused", "de", "--runs", 2, "--reuse", sgd)
+    assert budgets(made) == budgets(reused) == [RUN, 2 * RUN]
+    for a, b in zip(made["sources"], reused["sources"], strict=True):  # the same runs
+        assert torch.equal(weights(tmp_path / "made" / a["file"]),
+                           weights(tmp_path / "reused" / b["file"]))  # fmt: skip
+    with pytest.raises(ValueError, match="is not run 0 of this method.*'lr'"):
+        train(checkpoint, data, tmp_path / "x", "de", "--runs", 2, "--reuse", sgd, "--lr", 0.5)
+    assert not (tmp_path / "x").exists()  # nothing written
+
+
+def test_csgld_adds_noise_only_in_the_sampling_phase(tmp_path, checkpoint, data):
+    common = ["--runs", 2, "--lr", 0.01, "--momentum", 0.0, "--csgld-temperature", 5.0]
+    sse = train(checkpoint, data, tmp_path / "sse", "sse", *common)
+    never = train(checkpoint, data, tmp_path / "never", "csgld", *common,
+                  "--csgld-exploration", 1.0)  # fmt: skip
+    half = train(checkpoint, data, tmp_path / "half", "csgld", *common,
+                 "--csgld-exploration", 0.5)  # fmt: skip
+    for a, b, c in zip(sse["sources"], never["sources"], half["sources"], strict=True):
+        plain = weights(tmp_path / "sse" / a["file"])
+        assert torch.equal(plain, weights(tmp_path / "never" / b["file"]))  # no sampling phase
+        assert not torch.equal(plain, weights(tmp_path / "half" / c["file"]))
+
+
+def test_cycles_that_do_not_divide_the_run_stop_before_training(tmp_path, checkpoint, data):
+    out = tmp_path / "sol.safetensors"
+    with pytest.raises(ValueError, match="3 cycles do not divide the training length of 8"):
+        finetune(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
+                  *COMMON, "--optimizer", "sse", "--cycles", "3"])  # fmt: skip
+    assert not out.exists()
+
+
+def test_batch_ensemble_counts_every_members_passes_and_bits(tmp_path, checkpoint, data):
+    manifest = train(checkpoint, data, tmp_path / "be", "batchensemble", "--runs", 3)
+    assert budgets(manifest) == [3 * RUN] and manifest["sources"][0]["members"] == 3
+    model, members, _ = load_batch_ensemble(tmp_path / "be" / "source00.safetensors")
+    bits = batch_ensemble_bits(model, members)
+    total = 32 * sum(t.numel() for t in model.state_dict().values())
+    assert sum(bits) == total and bits[1] == bits[2] < bits[0]
+    preds = predict(tmp_path / "be", data, tmp_path / "be.npz")
+    assert preds["log_probs"].shape == (3, 16, 10)
+    assert not np.allclose(preds["log_probs"][0], preds["log_probs"][1])  # members differ
+    with pytest.raises(ValueError, match="BatchEnsemble"):
+        predict(tmp_path / "be", data, tmp_path / "x.npz", "--bits", 4, "--members-out",
+                tmp_path / "m")  # fmt: skip
+
+
+def test_lpe_copies_add_members_and_memory_but_no_training_budget(tmp_path, checkpoint, data):
+    train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2)
+    alone = predict(tmp_path / "sse", data, tmp_path / "fp32.npz")
+    copies = predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--bits", 4, "--copies", 3,
+                     "--seed", 1, "--members-out", tmp_path / "members")  # fmt: skip
+    assert alone["log_probs"].shape[0] == 2 and copies["log_probs"].shape[0] == 6
+    assert list(alone["budget"] - PRETRAIN) == [RUN, 2 * RUN]
+    assert list(copies["budget"] - PRETRAIN) == [RUN] * 3 + [2 * RUN] * 3
+    assert sorted(p.name for p in (tmp_path / "members").iterdir()) == ["source00", "source01"]
+    assert copies["member_bits"][0] < alone["member_bits"][0] / 4  # INT-4 vs FP32
+    scores = score_files([tmp_path / "fp32.npz", tmp_path / "bsr.npz"])
+    assert set(scores["method"]) == {"sse", "sse+lpe-bsr"}
+    at = scores.set_index(["method", "members"])["backward_passes"] - PRETRAIN
+    assert at["sse", 1] == at["sse+lpe-bsr", 3] == RUN  # equal budget, k copies per source
+    assert at["sse", 2] == at["sse+lpe-bsr", 6] == 2 * RUN
+
+
+def test_the_figure4_plane_holds_two_snapshots_and_a_draw_of_one(tmp_path, checkpoint, data):
+    train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2, "--lr", 0.01)
+    predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--bits", 4, "--copies", 1,
+            "--members-out", tmp_path / "members")  # fmt: skip
+    member = tmp_path / "members" / "source00" / "member00.safetensors"
+    args = ["--checkpoint", str(tmp_path / "sse" / "source00.safetensors"),
+            "--second", str(tmp_path / "sse" / "source01.safetensors"), "--data", str(data),
+            "--grid", "3", "--points", "8", "--device", "cpu"]  # fmt: skip
+    landscape([*args, "--member", str(member), "--out", str(tmp_path / "p.npz")])
+    with np.load(tmp_path / "p.npz") as plane:
+        assert list(plane["anchor_names"]) == ["snapshot 1", "snapshot 2", "LPE-BSR draw"]
+        assert plane["anchors"][0].tolist() == [0.0, 0.0] and plane["anchors"][1][0] > 0
+    other = tmp_path / "members" / "source01" / "member00.safetensors"
+    with pytest.raises(SystemExit):  # a draw of snapshot 2 is not a draw of snapshot 1
+        landscape([*args, "--member", str(other), "--out", str(tmp_path / "q.npz")])
+    assert not (tmp_path / "q.npz").exists()
+
+
+def test_an_incomplete_sources_folder_is_refused(tmp_path, data):
+    (tmp_path / "s").mkdir()
+    with pytest.raises(Exception, match="no manifest.json"):
+        predict(tmp_path / "s", data, tmp_path / "x.npz")
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps({"method": "nope"}))
+    with pytest.raises(Exception, match="not a sources manifest"):
+        predict(tmp_path / "s", data, tmp_path / "x.npz")

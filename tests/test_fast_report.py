@@ -1,0 +1,88 @@
+"""Table 5, Figures 5 and 9, and claims 5 and 7 on constructed fast-ensemble scores."""
+
+import pandas as pd
+import pytest
+
+from lpe.claims import claim5, claim7, summary
+from lpe.fast_report import budget_points, curves, formatted, table5
+from lpe.score import COLUMNS
+
+RUN = 100  # backward passes of one run
+
+
+def row(method, members, nll, seed=0, optimizer="sgd", precision="fp32", budget=RUN, bits=32):
+    return {
+        "model": "m", "optimizer": optimizer, "params": 1000, "precision": precision,
+        "method": method, "seed": seed, "members": members, "nll": nll, "err": 10.0,
+        "ece": nll / 10, "brier": 0.1, "avg_loss": nll + 0.02, "ambiguity": 0.02,
+        "ens_loss": nll, "memory_bits": members * bits * 1000, "backward_passes": budget,
+        "forward_passes": members,
+    }  # fmt: skip
+
+
+def fast_scores(lpe_shift: float) -> pd.DataFrame:
+    """Two sources per method (budgets 1 and 2 runs); +LPE-BSR has 2 copies per source."""
+    rows = []
+    for method in ("sse", "csgld", "de", "multiivon"):
+        for c in (1, 2):
+            rows.append(row(method, c, 0.6 - 0.1 * c, budget=c * RUN))
+            for seed in (0, 1):
+                for k in (1, 2):  # copy k of source c is member 2 (c - 1) + k
+                    rows.append(row(f"{method}+lpe-bsr", 2 * (c - 1) + k,
+                                    0.6 - 0.1 * c + lpe_shift + 0.001 * seed, seed,
+                                    precision="int5", budget=c * RUN, bits=5))  # fmt: skip
+    rows.append(row("fp32", 1, 0.5))
+    rows += [row("batchensemble", m, 0.48, budget=4 * RUN) for m in (1, 2)]
+    for seed in (0, 1):
+        rows += [row("lpe-bsr", m, 0.5 - 0.01 * m, seed, precision="int5", bits=5)
+                 for m in (1, 2, 3)]  # fmt: skip
+    return pd.DataFrame(rows)[COLUMNS]
+
+
+def test_budget_points_are_the_ensembles_complete_at_each_budget():
+    points = budget_points(fast_scores(-0.01), "sse+lpe-bsr")
+    assert sorted(points["members"].unique()) == [2, 4]  # both copies of each source
+    assert sorted(points["backward_passes"].unique()) == [RUN, 2 * RUN]
+
+
+def test_claim5_passes_only_where_lpe_bsr_helps_at_every_budget():
+    better = claim5(fast_scores(-0.01), bits=5)
+    assert better.verdict == "reproduced" and len(better.checks) == 8  # 4 methods x NLL, ECE
+    assert "better at 2 of 2 training budgets" in better.checks[0][0]
+    worse = claim5(fast_scores(+0.01), bits=5)
+    assert worse.verdict == "not reproduced"
+
+
+def test_claim7_needs_ambiguity_above_the_rise_of_the_average_loss():
+    scores = fast_scores(-0.01)
+    table1 = scores[scores["optimizer"] == "sgd"].assign(optimizer="adamw")
+    table1 = pd.concat([table1, table1[table1["method"] == "lpe-bsr"].assign(method="rtn")])
+    claim = claim7(summary(table1), scores, bits=5)
+    # LPE-BSR M=3: NLL 0.47, avg loss 0.47 + 0.02 = 0.49: a "rise" of -0.01 over FP32 0.5
+    assert [ok for _, ok in claim.checks] == [True, True]
+    assert "AMB 0.02000" in claim.checks[1][0] and "net +0.03000" in claim.checks[1][0]
+    risen = scores.copy()
+    risen.loc[risen["method"] == "lpe-bsr", "avg_loss"] += 0.04  # rise 0.03 > AMB 0.02
+    assert not claim7(summary(table1), risen, bits=5).checks[1][1]
+    flat = scores.assign(ambiguity=0.0)
+    assert claim7(summary(table1.assign(ambiguity=0.0)), flat, 5).verdict == "not reproduced"
+
+
+def test_table5_rows_and_statistics():
+    t = table5(fast_scores(-0.01), bits=5, runs=2, sizes=[1, 3])
+    assert t["method"].tolist() == ["fp32", "batchensemble", "de", "lpe-bsr", "lpe-bsr"]
+    assert t["members"].tolist() == [1, 2, 2, 1, 3]
+    lpe = t.iloc[-1]
+    assert lpe["nll_mean"] == pytest.approx(0.47) and lpe["seeds"] == 2
+    shown = formatted(t, "±")
+    assert shown["Method"].tolist()[:3] == ["MAP", "BatchEnsemble", "DE"]
+    with pytest.raises(ValueError, match="no scores for LPE-BSR"):
+        table5(fast_scores(-0.01), bits=4, runs=2, sizes=[1])
+
+
+def test_figures_have_four_panels_per_method():
+    fig = curves(fast_scores(-0.01), ["sse", "de", "multiivon"], 5, pretrain=0, title="Figure 9")
+    assert len(fig.axes) == 12
+    assert fig.axes[0].get_xlabel() == "fine-tuning budget (backward passes)"
+    assert fig.axes[2].get_xlabel() == "memory budget (Mbit)"
+    assert fig.axes[1].get_title() == "SSE: ECE vs fine-tuning budget"

@@ -1,0 +1,172 @@
+# Fast ensembles as member sources, each with and without LPE-BSR: Figures 4, 5, 9 and Table 5.
+
+
+rule fast_train:
+    input:
+        unpack(lambda w: fast_reuse(w.fast)),
+        checkpoint=work(f"checkpoints/{BMA_MODEL}.safetensors"),
+        data=DATA,
+    output:
+        directory(work("fast/{fast}")),
+    log:
+        work("logs/fast/{fast}.log"),
+    benchmark:
+        work("benchmarks/fast/{fast}.tsv")
+    wildcard_constraints:
+        fast="sse|csgld|de|multiivon|batchensemble",
+    conda:
+        ENV
+    threads: 1
+    params:
+        flags=lambda w: fast_flags(w.fast),
+        reuse=lambda w, input: (
+            f"--reuse {input.reuse}" if "reuse" in input.keys() else ""
+        ),
+        reuse_posterior=lambda w, input: (
+            f"--reuse-posterior {input.reuse_posterior}"
+            if "reuse_posterior" in input.keys()
+            else ""
+        ),
+    shell:
+        "python -m lpe.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
+        " --data {input.data} {params.flags} {params.reuse} {params.reuse_posterior}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule fast_predict_fp32:
+    input:
+        sources=work("fast/{fast}"),
+        data=DATA,
+    output:
+        work("preds/fast/{fast}/fp32.npz"),
+    log:
+        work("logs/predict/fast/{fast}/fp32.log"),
+    benchmark:
+        work("benchmarks/predict/fast/{fast}/fp32.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        split=config["predict"]["split"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.fast predict --sources {input.sources} --data {input.data}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule fast_predict_lpe:
+    input:
+        sources=work("fast/{fast}"),
+        data=DATA,
+    output:
+        preds=work("preds/fast/{fast}/bsr-int{bits}-seed{seed}.npz"),
+        members=directory(work("members/fast/{fast}/bsr-int{bits}-seed{seed}")),
+    log:
+        work("logs/predict/fast/{fast}/bsr-int{bits}-seed{seed}.log"),
+    benchmark:
+        work("benchmarks/predict/fast/{fast}/bsr-int{bits}-seed{seed}.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        copies=FAST["copies"],
+        per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
+        exclude=shlex.join(config["quant"]["exclude"]),
+        min_ndim=config["quant"]["min_ndim"],
+        split=config["predict"]["split"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.fast predict --sources {input.sources} --data {input.data}"
+        " --bits {wildcards.bits} --copies {params.copies} --seed {wildcards.seed}"
+        " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
+        " --members-out {output.members} --split {params.split}"
+        " --batch-size {params.batch_size} --threads {threads} --out {output.preds}"
+        " > {log} 2>&1"
+
+
+rule landscape_fast:
+    input:
+        sources=work("fast/sse"),
+        members=work("members/fast/sse/bsr-int{bits}-seed{seed}"),
+        data=DATA,
+    output:
+        work("landscape/fast-sse-int{bits}-seed{seed}.npz"),
+    log:
+        work("logs/landscape/fast-sse-int{bits}-seed{seed}.log"),
+    benchmark:
+        work("benchmarks/landscape/fast-sse-int{bits}-seed{seed}.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        cfg=config["landscape"],
+        split=config["predict"]["split"],
+    shell:
+        "python -m lpe.landscape --checkpoint {input.sources}/source00.safetensors"
+        " --second {input.sources}/source01.safetensors"
+        " --member {input.members}/source00/member00.safetensors --data {input.data}"
+        " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
+        " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule score_fast:
+    input:
+        fast_predictions() + table5_predictions(),
+    output:
+        results("fast/scores.csv"),
+    log:
+        work("logs/score_fast.log"),
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+
+
+rule figures_fast:
+    input:
+        scores=results("fast/scores.csv"),
+        checkpoint=work(f"checkpoints/{BMA_MODEL}.safetensors"),
+    output:
+        report(
+            multiext(figures("fig5_fast_sse_csgld"), ".png", ".pdf"),
+            caption="../report/fig5.rst",
+            category="Figures 4, 5 and 9",
+        ),
+        report(
+            multiext(figures("fig9_fast_sse_de_multiivon"), ".png", ".pdf"),
+            caption="../report/fig9.rst",
+            category="Figures 4, 5 and 9",
+        ),
+    log:
+        work("logs/figures_fast.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        bits=FAST["bits"],
+        out_dir=lambda w, output: os.path.dirname(output[0]) + "/",
+    shell:
+        "python -m lpe.fast_report figures --scores {input.scores} --bits {params.bits}"
+        " --pretrained {input.checkpoint} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule table5:
+    input:
+        results("fast/scores.csv"),
+    output:
+        multiext(results("tables/table5"), ".csv", ".md", ".tex"),
+    log:
+        work("logs/table5.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        bits=FAST["bits"],
+        runs=FAST["runs"],
+        sizes=FAST["table5_sizes"],
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.fast_report table5 --scores {input} --bits {params.bits}"
+        " --runs {params.runs} --sizes {params.sizes} --out {params.prefix} > {log} 2>&1"
