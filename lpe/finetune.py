@@ -48,6 +48,7 @@ from lpe.train import DivergenceError, evaluate, lr_factor
 
 OPTIMIZERS = ("sgd", "swag", "ivon", "sse", "csgld")
 CYCLIC = ("sse", "csgld")
+LR_SETTINGS = {"ivon": "bma.ivon.lr", "sse": "fast.sse.lr", "csgld": "fast.csgld.lr"}
 POSTERIOR_KIND = "lpe-posterior"
 
 
@@ -214,10 +215,10 @@ def _loss(model, xb, yb, cfg: FinetuneConfig, epoch: int) -> torch.Tensor:
     loss = torch.nn.functional.cross_entropy(model(xb), yb)
     if not torch.isfinite(loss):
         lr = cfg.ivon_lr if cfg.optimizer == "ivon" else cfg.lr
+        setting = LR_SETTINGS.get(cfg.optimizer, "bma.sgd.lr")
         raise DivergenceError(
             f"{cfg.optimizer} fine-tuning diverged: loss {loss.item()} at epoch {epoch}; "
-            f"lower the {'ivon.lr' if cfg.optimizer == 'ivon' else cfg.optimizer + '.lr'} "
-            f"(now {lr})"
+            f"lower {setting} (now {lr})"
         )
     return loss
 

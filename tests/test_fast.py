@@ -13,6 +13,7 @@ from lpe.fast import main as fast
 from lpe.finetune import main as finetune
 from lpe.landscape import main as landscape
 from lpe.score import score_files
+from lpe.train import DivergenceError
 
 SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
 RUN = 2 * 4  # one run: 2 epochs x 4 steps
@@ -157,3 +158,10 @@ def test_an_incomplete_sources_folder_is_refused(tmp_path, data):
     (tmp_path / "s" / "manifest.json").write_text(json.dumps({"method": "nope"}))
     with pytest.raises(Exception, match="not a sources manifest"):
         predict(tmp_path / "s", data, tmp_path / "x.npz")
+
+
+def test_a_diverging_run_stops_with_a_message_and_writes_nothing(tmp_path, checkpoint, data):
+    with pytest.raises(DivergenceError, match=r"lower fast.sse.lr \(now 1e\+30\)"):
+        train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2, "--lr", 1e30)
+    assert not (tmp_path / "sse").exists()
+    assert not list(tmp_path.glob(".sse.tmp-*"))  # no half-written sources left behind

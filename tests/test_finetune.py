@@ -71,7 +71,7 @@ def test_a_swag_rank_above_the_snapshots_stops_before_training(tmp_path, checkpo
 
 
 def test_divergence_stops_the_run_naming_the_setting(tmp_path, checkpoint, data):
-    with pytest.raises(DivergenceError, match=r"lower the sgd.lr \(now 1e\+30\)"):
+    with pytest.raises(DivergenceError, match=r"lower bma.sgd.lr \(now 1e\+30\)"):
         run(checkpoint, data, tmp_path / "s.safetensors", "--optimizer", "sgd", "--lr", 1e30)
     assert not (tmp_path / "s.safetensors").exists()
 

@@ -1,0 +1,171 @@
+"""LPE-BSR on your own timm model: FP32, RTN and LPE-BSR NLL/ERR/ECE on an image folder.
+
+One command (and ``apply_lpe``, the function behind it) takes a timm model, by name with its
+pretrained weights, or a local weights file, an image folder (``lpe.images`` layout), a precision
+INT-b and an ensemble size M, and prints one row each for the FP32 model, rounding to nearest and
+the LPE-BSR ensemble of M members, with the memory each needs::
+
+    python -m lpe.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k --images /data/imagenet/val \\
+        --bits 5 --members 10
+
+Images are read once: each batch goes through the FP32 model, the RTN member and every LPE-BSR
+member in turn, each member written into the one model instance (``Member.load_into``), so memory
+holds one model plus the members' b-bit codes. Member k is drawn with ``member_seed(seed, k)``;
+the quantization policy is the suite's default (embeddings, class token and head stay FP32).
+Pretrained weights come through timm's hub download and its cache (``HF_HOME``); offline, a name
+whose weights are not cached stops with a message saying what to download and where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from lpe import metrics
+from lpe.members import member_seed, quantize
+from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.policy import QuantPolicy
+from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+
+
+class ModelSourceError(ValueError):
+    pass
+
+
+def create_timm_model(name: str, pretrained: bool = True, weights: str | None = None):
+    """A timm model by registry name, with hub weights, a local weights file, or none."""
+    import timm
+
+    if not timm.is_model(name.split(".")[0]):
+        close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
+        raise ModelSourceError(f"timm has no model {name!r}; close names: {close}")
+    try:
+        if weights is not None:
+            overlay = {"file": str(weights)}
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+        return timm.create_model(name, pretrained=pretrained)
+    except (OSError, RuntimeError, ValueError) as err:
+        if weights is not None:
+            raise ModelSourceError(
+                f"cannot load weights file {weights} into {name}: {err}"
+            ) from err
+        raise ModelSourceError(
+            f"cannot fetch the pretrained weights of {name} ({type(err).__name__}: {err}). "
+            'Offline? On a machine with network run `python -c "import timm; '
+            f"timm.create_model('{name}', pretrained=True)\"` and copy its Hugging Face cache "
+            "(~/.cache/huggingface, or $HF_HOME) here, or pass --weights FILE"
+        ) from err
+
+
+@torch.inference_mode()
+def apply_lpe(
+    model: torch.nn.Module,
+    loader,
+    bits: int,
+    members: int,
+    seed: int = 0,
+    device: torch.device | None = None,
+    policy: QuantPolicy | None = None,
+) -> pd.DataFrame:
+    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``) scores of ``model``."""
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    device = device or torch.device("cpu")
+    policy = policy or QuantPolicy()
+    model = model.to(device).eval()
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    fmt = IntFormat(bits)
+    runs = {
+        "fp32": None,
+        "rtn": [quantize(state, fmt, "rtn", seed=0, policy=policy)],
+        "lpe-bsr": [
+            quantize(state, fmt, "bsr", seed=member_seed(seed, k), policy=policy)
+            for k in range(members)
+        ],
+    }
+    ensemble = {name: [] for name in runs}  # per batch: (B, C) ensemble log-probs
+    member_nll = {name: 0.0 for name in runs}  # summed over members and points
+    labels = []
+    for x, y in tqdm(loader, desc="apply", mininterval=5):
+        x = x.to(device)
+        labels.append(y)
+        for name, quantized in runs.items():
+            outputs = []
+            for member in quantized or [None]:
+                if member is None:
+                    model.load_state_dict(state)
+                else:
+                    member.load_into(model)
+                outputs.append(torch.log_softmax(model(x).float(), dim=-1).cpu())
+            stacked = torch.stack(outputs)  # (M, B, C)
+            member_nll[name] += float(
+                -stacked.gather(-1, y.expand(len(stacked), -1)[..., None]).sum()
+            )
+            ensemble[name].append(metrics.ensemble_log_probs(stacked).float())
+    model.load_state_dict(state)
+    labels = torch.cat(labels)
+    rows = []
+    for name, quantized in runs.items():
+        lp = torch.cat(ensemble[name])[None]  # (1, N, C): the ensemble's own prediction
+        m = len(quantized) if quantized else 1
+        memory = sum(q.bits for q in quantized) if quantized else 32 * _numel(state)
+        nll = metrics.nll(lp, labels)
+        avg = member_nll[name] / (m * len(labels))
+        rows.append({
+            "method": name, "precision": f"int{bits}" if quantized else "fp32", "members": m,
+            "memory_mbit": memory / 1e6, "nll": nll, "err": metrics.err(lp, labels),
+            "ece": metrics.ece(lp, labels), "avg_loss": avg, "ambiguity": avg - nll,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _numel(state: dict[str, torch.Tensor]) -> int:
+    return sum(math.prod(t.shape) for t in state.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="timm model name, e.g. vit_base_patch16_224.augreg_in21k_ft_in1k",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--weights", help="a local weights file (.safetensors, .pth) instead of the hub"
+    )
+    source.add_argument("--no-pretrained", action="store_true", help="random weights (for tests)")
+    parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
+    parser.add_argument("--bits", type=int, default=5, choices=range(MIN_BITS, MAX_BITS + 1),
+                        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}")  # fmt: skip
+    parser.add_argument("--members", type=int, default=10, help="LPE-BSR ensemble size M")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--limit", type=int, help="evaluate a fixed random subset of this size")
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes")
+    parser.add_argument("--out", help="also write the table as csv")
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.members < 1:
+        parser.error(f"--members must be >= 1, got {args.members}")
+    from lpe.images import image_loader
+
+    set_threads(args.threads)
+    model = create_timm_model(args.model, not args.no_pretrained, args.weights)
+    loader = image_loader(args.images, model, args.batch_size, args.limit, args.workers)
+    table = apply_lpe(
+        model, loader, args.bits, args.members, args.seed, resolve_device(args.device)
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        from lpe.artifacts import write_with
+
+        write_with(args.out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The one-command LPE-BSR tool on a timm model and an image folder, all offline."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from lpe.apply import ModelSourceError, apply_lpe, create_timm_model
+from lpe.apply import main as apply_main
+from lpe.images import ImageFolderError, check_folder, image_loader
+
+TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
+
+
+def image_folder(root, classes, per_class=2, size=40):
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / f"n{c:08d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"img{i}.png")
+    return root
+
+
+def test_apply_lpe_scores_fp32_rtn_and_an_ensemble_from_one_model(tmp_path):
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT)
+    loader = image_loader(image_folder(tmp_path / "img", 3), model, batch_size=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    table = apply_lpe(model, loader, bits=4, members=3, seed=0).set_index("method")
+    assert table["members"].tolist() == [1, 1, 3]
+    assert table.loc["lpe-bsr", "memory_mbit"] == pytest.approx(3 * table.loc["rtn", "memory_mbit"])
+    assert table.loc["rtn", "memory_mbit"] < table.loc["fp32", "memory_mbit"]
+    assert table.loc["fp32", "ambiguity"] == pytest.approx(0, abs=1e-6)
+    assert table.loc["lpe-bsr", "ambiguity"] > 0  # the members differ
+    assert table[["nll", "err", "ece"]].notna().all().all()
+    for k, v in model.state_dict().items():  # the model is left as it was given
+        assert torch.equal(v.cpu(), before[k]), k
+    again = apply_lpe(model, loader, bits=4, members=3, seed=0).set_index("method")
+    assert again.loc["lpe-bsr", "nll"] == table.loc["lpe-bsr", "nll"]  # seeded
+
+
+def test_a_local_weights_file_is_loaded_without_the_hub(tmp_path):
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    model = create_timm_model("vit_tiny_patch16_224", weights=str(path))
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_a_bad_model_name_says_which_names_exist():
+    with pytest.raises(ModelSourceError, match="timm has no model 'vit_tinny_patch16_224'"):
+        create_timm_model("vit_tinny_patch16_224")
+
+
+def test_offline_without_cached_weights_says_what_to_download(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    code = f"from lpe.apply import create_timm_model; create_timm_model({name!r})"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "cannot fetch the pretrained weights" in result.stderr
+    assert "Hugging Face cache" in result.stderr and "--weights" in result.stderr
+
+
+def test_the_command_prints_the_three_rows(tmp_path, capsys):
+    folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
+    out = tmp_path / "t.csv"
+    apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
+                "--bits", "4", "--members", "2", "--limit", "4", "--batch-size", "4",
+                "--device", "cpu", "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("fp32", "rtn", "lpe-bsr"))
+    assert out.read_text().count("\n") == 4  # header + three rows
+
+
+def test_malformed_image_folders_name_the_path_and_the_layout(tmp_path):
+    with pytest.raises(ImageFolderError, match="does not exist; expected ROOT/<class>/<image>"):
+        check_folder(tmp_path / "missing")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"")
+    with pytest.raises(ImageFolderError, match="has no class subfolders"):
+        check_folder(tmp_path / "flat")
+    (tmp_path / "hollow" / "n0").mkdir(parents=True)
+    with pytest.raises(ImageFolderError, match=r"class folders without images: \['n0'\]"):
+        check_folder(tmp_path / "hollow")
+    folder = image_folder(tmp_path / "three", 3)
+    with pytest.raises(ImageFolderError, match="has 3 class folders but the model has 1000"):
+        check_folder(folder, 1000)
