@@ -5,8 +5,8 @@ pretrained weights, or a local weights file, an image folder (``lpe.images`` lay
 INT-b and an ensemble size M, and prints one row each for the FP32 model, rounding to nearest and
 the LPE-BSR ensemble of M members, with the memory each needs::
 
-    python -m lpe.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k --images /data/imagenet/val \\
-        --bits 5 --members 10
+    python -m lpe.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k \\
+        --images /data/imagenet/val --bits 5 --members 10
 
 Images are read once: each batch goes through the FP32 model, the RTN member and every LPE-BSR
 member in turn, each member written into the one model instance (``Member.load_into``), so memory
