@@ -7,8 +7,18 @@ configfile: os.path.join(workflow.basedir, "config/mini.yaml")
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
+
+
+if IMAGES:  # the paper profile: pretrained checkpoints, an image folder
+
+    include: "workflow/rules/download.smk"
+
+else:  # the mini profile: data made and models trained by the workflow
+
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/train.smk"
+
+
 include: "workflow/rules/lpe.smk"
 include: "workflow/rules/bma.smk"
 include: "workflow/rules/fast.smk"

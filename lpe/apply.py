@@ -152,11 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
-    from lpe.images import image_loader
+    from lpe.images import image_loader, model_transform
 
     set_threads(args.threads)
     model = create_timm_model(args.model, not args.no_pretrained, args.weights)
-    loader = image_loader(args.images, model, args.batch_size, args.limit, args.workers)
+    loader = image_loader(args.images, model_transform(model), model.num_classes,
+                          args.batch_size, args.limit, args.workers)  # fmt: skip
     table = apply_lpe(
         model, loader, args.bits, args.members, args.seed, resolve_device(args.device)
     )

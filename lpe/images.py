@@ -57,31 +57,49 @@ def model_transform(model: torch.nn.Module):
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size is not None:
         config["input_size"] = (config["input_size"][0], *img_size)
-    return create_transform(**config, is_training=False), config
+    return create_transform(**config, is_training=False)
+
+
+def name_transform(name: str):
+    """The eval preprocessing of timm model ``name``'s pretrained config, without building it."""
+    from timm.data import create_transform, resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    pretrained = get_pretrained_cfg(name)
+    if pretrained is None:
+        raise ValueError(f"timm has no pretrained config for {name!r} (no data config known)")
+    return create_transform(
+        **resolve_data_config(pretrained_cfg=pretrained.to_dict()), is_training=False
+    )
 
 
 def image_loader(
     root: str | Path,
-    model: torch.nn.Module,
+    transform,
+    num_classes: int | None = None,
     batch_size: int = 64,
     limit: int | None = None,
     workers: int = 0,
 ) -> torch.utils.data.DataLoader:
-    """Batches ``(images, labels)`` of ``root`` in a fixed order, preprocessed for ``model``.
+    """Batches ``(images, labels)`` of ``root`` in a fixed order, preprocessed by ``transform``.
 
     ``limit`` keeps the first ``limit`` images of a seeded permutation (seed 0), so a quick run
-    sees every class in proportion yet is the same each time.
+    sees every class in proportion yet is the same each time. ``loader.labels`` holds the labels
+    in the loader's order.
     """
     from torchvision.datasets import ImageFolder
 
-    check_folder(root, getattr(model, "num_classes", None))
-    transform, _ = model_transform(model)
+    check_folder(root, num_classes)
     dataset = ImageFolder(str(root), transform=transform)
+    labels = torch.as_tensor(dataset.targets)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
         dataset = torch.utils.data.Subset(dataset, order[:limit].tolist())
-    return torch.utils.data.DataLoader(
+        labels = labels[order[:limit]]
+    loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers
     )
+    loader.labels = labels
+    return loader

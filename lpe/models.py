@@ -1,4 +1,4 @@
-"""Model registry: the mini profile's family of timm VisionTransformers.
+"""Model registry: the mini profile's family of timm VisionTransformers (and any timm name).
 
 The four models are T/S/B/L analogues of the paper's ViT-T/16 ... ViT-L/16, shrunk to fit a
 2-core CPU. They take MNIST-1D as ``1 x 40`` images cut into ``1 x 4`` patches (10 tokens plus a
@@ -66,11 +66,18 @@ def create_model(name: str, num_classes: int, input_shape, seed: int = 0) -> tor
     timm's initialisers draw from torch's global generator (they take no generator argument), so
     the draw happens inside ``fork_rng``: seeded, and the caller's global state left untouched.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
+        if name in MODELS:
+            return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
+        import timm  # the paper profile: a timm architecture, weights loaded by the caller
+
+        if not timm.is_model(name.split(".")[0]):
+            raise ValueError(
+                f"unknown model {name!r}: neither registered ({', '.join(sorted(MODELS))}) "
+                "nor a timm model"
+            )
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -29,7 +29,33 @@ from lpe.data import SPLITS, load_splits
 from lpe.generate import read_manifest
 from lpe.members import Member, load_member
 from lpe.models import count_params
-from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+
+
+def batches(x, batch_size: int):
+    """Input batches of a tensor (sliced) or of a loader of ``(inputs, labels)`` (image folders)."""
+    if isinstance(x, torch.Tensor):
+        for i in range(0, len(x), batch_size):
+            yield x[i : i + batch_size]
+    else:
+        for xb, _ in x:
+            yield xb
+
+
+def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
+    """``(inputs, labels)`` of ``split``: tensors of a data file, or a loader of an image folder.
+
+    An image folder (the paper profile) holds one subfolder per split (``ROOT/val/<class>/...``);
+    its images are preprocessed with the checkpoint's timm data config and streamed in batches.
+    """
+    if Path(data).is_dir() or not str(data).endswith(".npz"):
+        from lpe.images import image_loader, name_transform
+
+        loader = image_loader(Path(data) / split, name_transform(info.model), info.num_classes,
+                              batch_size, workers=workers)  # fmt: skip
+        return loader, loader.labels
+    splits = load_splits(data)
+    return splits.x[split], splits.y[split]
 
 
 @torch.inference_mode()
@@ -49,8 +75,8 @@ def predict_log_probs(
     if eval_mode:
         model.eval()
     out = [
-        torch.log_softmax(model(x[i : i + batch_size].to(device)).float(), dim=-1).cpu()
-        for i in range(0, len(x), batch_size)
+        torch.log_softmax(model(xb.to(device)).float(), dim=-1).cpu()
+        for xb in batches(x, batch_size)
     ]
     if eval_mode:
         model.train(was_training)
@@ -102,8 +128,8 @@ def predict_log_probs_batched(
 
     batched = torch.vmap(forward, in_dims=(0, None))
     out = [
-        torch.log_softmax(batched(stacked, x[i : i + batch_size].to(device)).float(), -1).cpu()
-        for i in range(0, len(x), batch_size)
+        torch.log_softmax(batched(stacked, xb.to(device)).float(), -1).cpu()
+        for xb in batches(x, batch_size)
     ]
     return torch.cat(out, dim=1)
 
@@ -186,11 +212,18 @@ def main(argv: list[str] | None = None) -> None:
         type=lambda v: v if v == "auto" else int(v),
         help="members evaluated in one batched call: auto (1 on CPU) or a count",
     )
+    parser.add_argument("--workers", type=int, default=0, help="image loading processes")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
-    splits = load_splits(args.data)
-    x, labels = splits.x[args.split], splits.y[args.split]
+    info = checkpoint_info(args.checkpoint)
+    x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
+    with autocast(device, args.dtype):
+        log_probs, bits, info, run = _predict(args, x, device)
+    write_predictions(args.out, log_probs, labels, bits, info, run)
+
+
+def _predict(args, x, device):
     if args.members:
         log_probs, bits, manifest, info = predict_members(
             args.checkpoint, args.members, x, args.batch_size, device, args.members_per_call
@@ -199,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         log_probs, bits, info = predict_fp32(args.checkpoint, x, args.batch_size, device)
         run = {"method": "fp32", "bits": 0, "seed": 0}
-    write_predictions(args.out, log_probs, labels, bits, info, run)
+    return log_probs, bits, info, run
 
 
 def write_predictions(out, log_probs, labels, member_bits, info, run: dict) -> None:

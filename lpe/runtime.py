@@ -1,8 +1,9 @@
-"""Run-time choices of a stage: device and thread count (never part of the experiment config)."""
+"""Run-time choices of a stage: device, thread count and inference precision."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import numba
 import torch
@@ -12,6 +13,26 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """``--threads`` and ``--device``: how a stage runs, never what it computes."""
     parser.add_argument("--threads", type=int, default=1, help="torch and numba threads")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=sorted(DTYPES),
+        help="inference precision of the forward passes (autocast; weights stay as stored)",
+    )
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast(device: torch.device, dtype: str = "float32"):
+    """Mixed-precision forwards at ``dtype`` (a no-op context for float32)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    if dtype == "float16" and device.type != "cuda":
+        raise ValueError("float16 inference needs a CUDA device; use bfloat16 on the CPU")
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from lpe.apply import ModelSourceError, apply_lpe, create_timm_model
 from lpe.apply import main as apply_main
-from lpe.images import ImageFolderError, check_folder, image_loader
+from lpe.images import ImageFolderError, check_folder, image_loader, model_transform
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
 
@@ -31,7 +31,9 @@ def image_folder(root, classes, per_class=2, size=40):
 
 def test_apply_lpe_scores_fp32_rtn_and_an_ensemble_from_one_model(tmp_path):
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT)
-    loader = image_loader(image_folder(tmp_path / "img", 3), model, batch_size=4)
+    folder = image_folder(tmp_path / "img", 3)
+    loader = image_loader(folder, model_transform(model), model.num_classes, batch_size=4)
+    assert loader.labels.tolist() == [0, 0, 1, 1, 2, 2]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     table = apply_lpe(model, loader, bits=4, members=3, seed=0).set_index("method")
     assert table["members"].tolist() == [1, 1, 3]

@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lpe.config import ConfigError, fill_defaults, load_schema, validate
+from lpe.config import (
+    MINI_MODELS,
+    ConfigError,
+    cross_field_problems,
+    fill_defaults,
+    load_schema,
+    validate,
+)
 from lpe.data import DATASETS
 from lpe.models import MODELS
 
@@ -38,8 +45,21 @@ def test_every_key_has_a_description_and_default():
 
 
 def test_schema_enums_match_the_registries():
-    assert set(SCHEMA["properties"]["models"]["items"]["enum"]) == set(MODELS)
-    assert set(SCHEMA["properties"]["dataset"]["properties"]["name"]["enum"]) == set(DATASETS)
+    assert set(MINI_MODELS) == set(MODELS)
+    names = set(SCHEMA["properties"]["dataset"]["properties"]["name"]["enum"])
+    assert names == set(DATASETS) | {"imagenet"}
+    assert set(SCHEMA["properties"]["bma"]["properties"]["model"]["enum"]) == set(MODELS)
+
+
+def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name():
+    config = validate({"models": ["vit_mini_x"]}, SCHEMA, check_cross_fields=False)
+    assert any("'vit_mini_x' is not a registered" in p for p in cross_field_problems(config))
+    paper = validate({"dataset": {"name": "imagenet", "path": "/data/in1k"},
+                      "models": ["vit_base_patch16_224.augreg_in21k_ft_in1k"]},
+                     SCHEMA, check_cross_fields=False)  # fmt: skip
+    assert cross_field_problems(paper) == []
+    paper["dataset"]["path"] = ""
+    assert any("'dataset.path' is empty" in p for p in cross_field_problems(paper))
 
 
 @pytest.mark.parametrize(
@@ -53,7 +73,7 @@ def test_schema_enums_match_the_registries():
         (lambda c: c["lpe"].update(ensemble_size=0), "'lpe.ensemble_size' = 0 is out of range"),
         (
             lambda c: c.update(models=["vit_mini_t", "resnet"]),
-            "'models[1]' = 'resnet' is not allowed; allowed values: vit_mini_t",
+            "'models': 'resnet' is not a registered mini model (vit_mini_t, vit_mini_s",
         ),
         (
             lambda c: c["dataset"].update(name="mnist"),

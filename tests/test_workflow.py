@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests/config/tiny.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+# the jobs' `python` is this one (its venv), activated or not
+ENV = {
+    **os.environ,
+    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+}
 
 
 def snakemake(workdir, *args, check=True):
@@ -21,6 +26,7 @@ def snakemake(workdir, *args, check=True):
         capture_output=True,
         text=True,
         cwd=workdir,
+        env=ENV,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -200,3 +206,68 @@ def test_snakemake_files_are_formatted():
     files = [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
     result = subprocess.run([snakefmt, "--check", *map(str, files)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PAPER = ROOT / "config/paper.yaml"
+
+
+@pytest.mark.slow
+def test_the_paper_profile_resolves_its_whole_dag_with_a_placeholder_path(tmp_path):
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile", str(PAPER), "-n", "--cores",
+         "1", "--quiet", "rules"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for rule, count in (("download_checkpoint", 4), ("generate", 4 * 2 * 4),
+                        ("predict_members", 4 * 2 * 4), ("table1", 1), ("claims", 1)):  # fmt: skip
+        assert re.search(rf"^{rule}\s+{count}$", out, re.M), (rule, out)
+    assert "train " not in out and "finetune" not in out  # pretrained, not trained here
+
+
+@pytest.mark.slow
+def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
+    import timm
+    import yaml
+
+    from lpe.hub import download
+    from tests.test_apply import image_folder
+
+    cache = tmp_path / "cache"
+    config = yaml.safe_load((ROOT / "tests/config/tiny_paper.yaml").read_text())
+    for name in config["models"]:  # what the download would fetch, put in the cache
+
+        def stand_in(n, c):
+            return timm.create_model(n, pretrained=False, num_classes=3)
+
+        download(name, cache, tmp_path / "x.safetensors", fetch=stand_in)
+    image_folder(tmp_path / "imagenet" / "val", 3)
+    env = {**ENV, "HF_HUB_OFFLINE": "1"}  # no network, as on CI
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile",
+         str(ROOT / "tests/config/tiny_paper.yaml"), "--cores", "2", "--config",
+         f"dataset={{path: {tmp_path / 'imagenet'}}}", f"checkpoints={{cache: {cache}}}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    scores = pd.read_csv(tmp_path / "results/tinypaper/scores.csv")
+    assert set(scores["model"]) == set(config["models"])
+    assert set(scores["method"]) == {"fp32", "rtn", "lpe-bsr"}
+    assert (scores["forward_passes"] == scores["members"]).all()
+    assert len(scores) == 2 * (1 + 1 + 2 * 2)  # models x (FP32 + RTN + 2 seeds x 2 sizes)
+    claims = (tmp_path / "results/tinypaper/claims.md").read_text()
+    assert all(f"## Claim {n}" in claims for n in (1, 2, 3)) and "## Claim 4" not in claims
+    assert (tmp_path / "figures/tinypaper/nll_vs_ensemble_size.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_paper_profile_without_an_image_folder_stops_with_the_layout(tmp_path):
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile",
+         str(ROOT / "tests/config/tiny_paper.yaml"), "--cores", "1", "--config",
+         "dataset={path: ''}", "-n"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "'dataset.path' is empty" in result.stdout + result.stderr

@@ -1,4 +1,5 @@
 # Config validation, paths and the list of runs; everything else is in lpe/.
+import re
 import shlex
 
 from lpe.config import ConfigError, load_schema, validate
@@ -15,7 +16,25 @@ except ConfigError as err:
 
 PROFILE = config["profile"]
 ENV = "../../environment.yml"
-DATA = f"work/{PROFILE}/data/{config['dataset']['name']}.npz"
+# The paper profile reads an image folder in place (checked by the stages, so that a dry run
+# resolves with a placeholder path); the mini profile's data file is made by the workflow.
+IMAGES = config["dataset"]["name"] == "imagenet"
+DATA = (
+    config["dataset"]["path"]
+    if IMAGES
+    else f"work/{PROFILE}/data/{config['dataset']['name']}.npz"
+)
+# only a non-default inference precision is passed, so the mini commands stay as they were
+DTYPE_FLAG = (
+    f" --dtype {config['predict']['dtype']}"
+    if config["predict"]["dtype"] != "float32"
+    else ""
+)
+
+
+def data_input(wildcards):
+    """The data file as a rule input (mini); an image folder is not a workflow file."""
+    return {} if IMAGES else {"data": DATA}
 
 
 def work(path):
@@ -205,8 +224,8 @@ def fast_landscape_file():
     )
 
 
-def intermediates():
-    """Checkpoints, member folders and predictions.
+def intermediates_table1():
+    """Checkpoints, member folders and predictions of Table 1.
 
     They are targets of `all` so that a missing one is remade (Snakemake does not remake a
     missing intermediate whose consumers are up to date), which also makes a fresh clone,
@@ -219,10 +238,13 @@ def intermediates():
         if run != "fp32"
     ]
     checkpoints = [work(f"checkpoints/{m}.safetensors") for m in config["models"]]
+    return checkpoints + members + predictions()
+
+
+def intermediates():
+    """Every intermediate of the mini profile (see intermediates_table1)."""
     return (
-        checkpoints
-        + members
-        + predictions()
+        intermediates_table1()
         + bma_intermediates()
         + baseline_predictions()[0]
         + [
@@ -234,7 +256,42 @@ def intermediates():
     )
 
 
+def claims_inputs(wildcards):
+    """The score files behind claims 4-7 (mini profile; the paper profile checks claims 1-3)."""
+    if IMAGES:
+        return {}
+    return {
+        "bma": results("bma/scores.csv"),
+        "baselines": results("baselines/scores.csv"),
+        "fast": results("fast/scores.csv"),
+    }
+
+
+def claims_flags(wildcards, input):
+    if IMAGES:
+        return ""
+    return (
+        f"--bma-scores {input.bma} --bma-bits {config['bma']['bits'][0]}"
+        f" --baseline-scores {input.baselines} --baseline-bits {config['baselines']['bits']}"
+        f" --fast-scores {input.fast} --fast-bits {FAST['bits']}"
+    )
+
+
+def table1_targets():
+    return [
+        *intermediates_table1(),
+        results("scores.csv"),
+        *[results(f"tables/table1.{ext}") for ext in ("csv", "md", "tex")],
+        *[figures(f"nll_vs_ensemble_size.{ext}") for ext in ("png", "pdf")],
+        results("claims.md"),
+    ]
+
+
 def all_targets():
+    if (
+        IMAGES
+    ):  # the paper profile computes Table 1 (fine-tuning figures: mini profile only)
+        return table1_targets()
     return [
         *intermediates(),
         results("scores.csv"),
@@ -263,7 +320,7 @@ def all_targets():
     ]
 
 
-TRAINED = "|".join(config["models"])
+TRAINED = "|".join(re.escape(m) for m in config["models"])
 
 
 wildcard_constraints:

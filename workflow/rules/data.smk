@@ -7,7 +7,9 @@ rule data:
         ENV
     threads: 1
     params:
-        dataset=config["dataset"],
+        dataset={
+            k: config["dataset"][k] for k in ("name", "seed", "train", "val", "test")
+        },
     shell:
         "python -m lpe.data --dataset {params.dataset[name]} --train {params.dataset[train]}"
         " --val {params.dataset[val]} --test {params.dataset[test]}"

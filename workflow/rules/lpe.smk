@@ -25,8 +25,8 @@ rule generate:
 
 rule predict_fp32:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
-        data=DATA,
     output:
         work("preds/{model}/fp32.npz"),
     log:
@@ -37,18 +37,20 @@ rule predict_fp32:
         ENV
     threads: 1
     params:
+        data=DATA,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.predict --checkpoint {input.checkpoint} --data {input.data}"
+        "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        + DTYPE_FLAG
+        + " --out {output} > {log} 2>&1"
 
 
 rule predict_members:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
-        data=DATA,
         members=work("members/{model}/{method}-int{bits}-seed{seed}"),
     output:
         work("preds/{model}/{method}-int{bits}-seed{seed}.npz"),
@@ -60,12 +62,15 @@ rule predict_members:
         ENV
     threads: 1
     params:
+        data=DATA,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.predict --checkpoint {input.checkpoint} --data {input.data}"
+        "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data}"
         " --members {input.members} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --threads {threads}"
+        + DTYPE_FLAG
+        + " --out {output} > {log} 2>&1"
 
 
 rule select_baseline:

@@ -53,10 +53,8 @@ rule figure_nll_vs_ensemble_size:
 
 rule claims:
     input:
+        unpack(claims_inputs),
         scores=results("scores.csv"),
-        bma=results("bma/scores.csv"),
-        baselines=results("baselines/scores.csv"),
-        fast=results("fast/scores.csv"),
     output:
         results("claims.md"),
     log:
@@ -65,14 +63,10 @@ rule claims:
         ENV
     threads: 1
     params:
-        bits=config["bma"]["bits"][0],
-        baseline_bits=config["baselines"]["bits"],
-        fast_bits=FAST["bits"],
+        others=claims_flags,
     shell:
-        "python -m lpe.claims --scores {input.scores} --bma-scores {input.bma}"
-        " --bma-bits {params.bits} --baseline-scores {input.baselines}"
-        " --baseline-bits {params.baseline_bits} --fast-scores {input.fast}"
-        " --fast-bits {params.fast_bits} --out {output} > {log} 2>&1"
+        "python -m lpe.claims --scores {input.scores} {params.others} --out {output}"
+        " > {log} 2>&1"
 
 
 rule figure1:
