@@ -86,6 +86,8 @@ def cross_field_problems(config: dict) -> list[str]:
     """Problems a per-key schema cannot see: settings that contradict each other."""
     if config["dataset"]["name"] == "imagenet":
         return _image_problems(config)
+    if config["large"]["models"]:
+        return ["'large.models' needs dataset.name imagenet (CLIP zero-shot on ImageNet)"]
     problems = [
         f"'models': {m!r} is not a registered mini model ({', '.join(MINI_MODELS)}); timm "
         "names need dataset.name imagenet"
@@ -103,6 +105,14 @@ def _image_problems(config: dict) -> list[str]:
             "'dataset.path' is empty: name the ImageNet folder (PATH/val/<class>/<image>), "
             "e.g. --config 'dataset={path: /data/imagenet}'"
         )
+    towers = config["checkpoints"]["openclip"]
+    for model in config["large"]["models"]:
+        tower = model.removesuffix("+zeroshot")
+        if tower not in towers:
+            problems.append(
+                f"'large.models' {model!r} needs its OpenCLIP text tower: add "
+                f"'checkpoints.openclip.{tower}' = [architecture, pretrained tag]"
+            )
     untagged = [m for m in config["models"] if "." not in m]
     if untagged:
         problems.append(

@@ -6,6 +6,9 @@ checkpoint format (``lpe.checkpoints``): the FP32 weights, the timm name, the nu
 the input shape of the model's data config, the source, and a SHA-256 of the tensors. The
 pre-training budget is unknown, so ``backward_passes`` is 0 ("not counted here").
 
+A ``NAME+zeroshot`` model (``lpe.zeroshot``) is timm's CLIP image tower ``NAME`` with a class head
+made by the text tower of ``--openclip ARCH PRETRAINED`` (OpenCLIP, downloaded likewise).
+
 The converted checkpoint is kept in ``--cache`` as ``<name>.safetensors``: when it is there (and
 its checksum holds) it is used as is, without network access, so a machine without network runs
 the paper profile after the file has been copied into the cache. Offline with an empty cache, or
@@ -20,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from lpe.artifacts import ArtifactError, atomic_path
 from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
+from lpe.zeroshot import SUFFIX, fetch_zeroshot, tower_name
 
 
 class DownloadError(RuntimeError):
@@ -50,6 +55,24 @@ def fetch_timm(name: str, cache: str | Path) -> torch.nn.Module:
             f"cannot download {name} ({type(err).__name__}: {err}). Offline? On a machine with "
             f"network run `python -m lpe.hub --name {name} --cache DIR --out /tmp/x.safetensors` "
             f"and copy DIR/{name}.safetensors to {cached_path(cache, name)}"
+        ) from err
+
+
+def fetch_zeroshot_or_explain(name: str, cache, openclip) -> torch.nn.Module:
+    """The zero-shot model of ``name`` (``lpe.zeroshot``), with a message when it cannot be had."""
+    import timm
+
+    if not timm.is_model(tower_name(name).split(".")[0]):
+        raise DownloadError(f"timm has no CLIP image tower {tower_name(name)!r}")
+    try:
+        return fetch_zeroshot(name, openclip, Path(cache).expanduser())
+    except Exception as err:
+        raise DownloadError(
+            f"cannot download {name} (the timm tower {tower_name(name)} and OpenCLIP "
+            f"{' '.join(openclip)}: {type(err).__name__}: {err}). Offline? On a machine with "
+            f"network run `python -m lpe.hub --name {name} --openclip {' '.join(openclip)} "
+            f"--cache DIR --out /tmp/x.safetensors` and copy DIR/{name}.safetensors to "
+            f"{cached_path(cache, name)}"
         ) from err
 
 
@@ -89,9 +112,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True, help="timm model name with its pretrained tag")
     parser.add_argument("--cache", required=True, help="folder of downloaded checkpoints")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--openclip",
+        nargs=2,
+        metavar=("ARCH", "PRETRAINED"),
+        help="for NAME+zeroshot: the OpenCLIP model whose text tower makes the class head",
+    )
     args = parser.parse_args(argv)
+    zeroshot = args.name.endswith(SUFFIX)
+    if zeroshot != bool(args.openclip):
+        parser.error("--openclip ARCH PRETRAINED goes with a NAME+zeroshot model, and only then")
+    fetch = partial(fetch_zeroshot_or_explain, openclip=args.openclip) if zeroshot else fetch_timm
     try:
-        download(args.name, args.cache, args.out)
+        download(args.name, args.cache, args.out, fetch)
     except DownloadError as err:
         raise SystemExit(f"error: {err}") from None
     info = checkpoint_info(args.out)

@@ -65,7 +65,9 @@ def name_transform(name: str):
     from timm.data import create_transform, resolve_data_config
     from timm.models import get_pretrained_cfg
 
-    pretrained = get_pretrained_cfg(name)
+    from lpe.zeroshot import tower_name
+
+    pretrained = get_pretrained_cfg(tower_name(name))
     if pretrained is None:
         raise ValueError(f"timm has no pretrained config for {name!r} (no data config known)")
     return create_transform(

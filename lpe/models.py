@@ -70,6 +70,10 @@ def create_model(name: str, num_classes: int, input_shape, seed: int = 0) -> tor
         torch.manual_seed(seed)
         if name in MODELS:
             return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
+        from lpe import zeroshot
+
+        if name.endswith(zeroshot.SUFFIX):  # a CLIP image tower with a zero-shot class head
+            return zeroshot.build(name, num_classes)
         import timm  # the paper profile: a timm architecture, weights loaded by the caller
 
         if not timm.is_model(name.split(".")[0]):

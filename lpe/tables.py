@@ -108,15 +108,58 @@ def latex(shown: pd.DataFrame, text_columns: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+TABLE3_METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4),
+                  "ens_loss": ("Ens loss", 4), "nll": ("NLL", 4), "err": ("ERR (%)", 2),
+                  "ece": ("ECE", 4)}  # fmt: skip
+
+
+def table3(scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 (large models): per model x method, the six metrics and the ensemble size."""
+    runs = final_ensembles(scores)
+    keys = ["model", "params", "precision", "method", "members"]
+    grouped = runs.groupby(keys)
+    table = grouped[list(TABLE3_METRICS)].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
+    table["seeds"] = grouped["seed"].nunique()
+    table = table.reset_index().assign(_m=lambda t: t["method"].map(METHOD_ORDER))
+    return table.sort_values(["params", "_m"]).drop(columns="_m").reset_index(drop=True)
+
+
+def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Model": table["model"],
+            "Params": table["params"].map(lambda p: f"{p / 1e6:.0f}M"),
+            "Method": table["method"].map(METHOD_NAMES),
+            "Precision": table["precision"].str.upper().str.replace("INT", "INT-"),
+            "M": table["members"],
+            **{
+                label: table.apply(_cell, axis=1, metric=m, digits=digits, pm=pm)
+                for m, (label, digits) in TABLE3_METRICS.items()
+            },
+            "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.1f}"),
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
     parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
+    parser.add_argument("--layout", choices=("table1", "table3"), default="table1")
     args = parser.parse_args(argv)
-    table = table1(pd.read_csv(args.scores))
+    scores = pd.read_csv(args.scores)
+    if args.layout == "table1":
+        table = table1(scores)
+        md, tex = to_markdown(table), to_latex(table)
+    else:
+        table = table3(scores)
+        md = markdown(formatted3(table, "±"))
+        tex = latex(formatted3(table, r"$\pm$"), text_columns=4)
     write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text(f"{args.out}.md", to_markdown(table))
-    write_text(f"{args.out}.tex", to_latex(table))
+    write_text(f"{args.out}.md", md)
+    write_text(f"{args.out}.tex", tex)
     print(f"wrote {args.out}.csv/.md/.tex: {len(table)} rows")
 
 

@@ -220,8 +220,10 @@ def test_the_paper_profile_resolves_its_whole_dag_with_a_placeholder_path(tmp_pa
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for rule, count in (("download_checkpoint", 4), ("generate", 4 * 2 * 4),
-                        ("predict_members", 4 * 2 * 4), ("table1", 1), ("claims", 1)):  # fmt: skip
+    # 4 ViTs x 2 precisions x (RTN + 3 seeds), then 2 CLIP models x (RTN + 3 seeds) at INT-5
+    for rule, count in (("download_checkpoint", 6), ("generate", 4 * 2 * 4 + 2 * 4),
+                        ("predict_members", 4 * 2 * 4 + 2 * 4), ("table1", 1), ("table3", 1),
+                        ("figure7", 1), ("claims", 1)):  # fmt: skip
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), (rule, out)
     assert "train " not in out and "finetune" not in out  # pretrained, not trained here
 
@@ -229,18 +231,24 @@ def test_the_paper_profile_resolves_its_whole_dag_with_a_placeholder_path(tmp_pa
 @pytest.mark.slow
 def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     import timm
+    import torch
     import yaml
 
     from lpe.hub import download
+    from lpe.zeroshot import zeroshot_model
     from tests.test_apply import image_folder
 
     cache = tmp_path / "cache"
     config = yaml.safe_load((ROOT / "tests/config/tiny_paper.yaml").read_text())
-    for name in config["models"]:  # what the download would fetch, put in the cache
 
-        def stand_in(n, c):
-            return timm.create_model(n, pretrained=False, num_classes=3)
+    def stand_in(name, cache):  # what the download would fetch, without weights
+        if name.endswith("+zeroshot"):
+            tower = timm.create_model(name.removesuffix("+zeroshot"), pretrained=False)
+            classes = torch.nn.functional.normalize(torch.randn(3, tower.num_classes), dim=-1)
+            return zeroshot_model(tower, classes, 100.0)
+        return timm.create_model(name, pretrained=False, num_classes=3)
 
+    for name in config["models"] + config["large"]["models"]:  # put in the cache
         download(name, cache, tmp_path / "x.safetensors", fetch=stand_in)
     image_folder(tmp_path / "imagenet" / "val", 3)
     env = {**ENV, "HF_HUB_OFFLINE": "1"}  # no network, as on CI
@@ -259,6 +267,13 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     claims = (tmp_path / "results/tinypaper/claims.md").read_text()
     assert all(f"## Claim {n}" in claims for n in (1, 2, 3)) and "## Claim 4" not in claims
     assert (tmp_path / "figures/tinypaper/nll_vs_ensemble_size.png").stat().st_size > 0
+    large = pd.read_csv(tmp_path / "results/tinypaper/large/scores.csv")
+    assert set(large["model"]) == set(config["large"]["models"])
+    assert set(large["precision"]) == {"fp32", "int5"}
+    table3 = pd.read_csv(tmp_path / "results/tinypaper/tables/table3.csv")
+    assert table3["method"].tolist() == ["fp32", "rtn", "lpe-bsr"]
+    assert {"avg_loss_mean", "ambiguity_mean", "ens_loss_mean", "ece_mean"} <= set(table3)
+    assert (tmp_path / "figures/tinypaper/fig7_large_models.pdf").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -62,13 +62,55 @@ def predictions():
     return [work(f"preds/{m}/{run}.npz") for m in config["models"] for run in runs()]
 
 
+LARGE = config["large"]
+
+
 def ensemble_size(model):
-    """Members per LPE-BSR seed: Table 1's size for trained models, bma's for fine-tuned ones."""
+    """Members per LPE-BSR seed: Table 1's, bma's for fine-tuned models, large's (Table 3)."""
+    if model in LARGE["models"]:
+        return LARGE["ensemble_size"]
     return (
         config["bma"]["ensemble_size"]
         if "-" in model
         else config["lpe"]["ensemble_size"]
     )
+
+
+def large_predictions():
+    """Table 3 and Figure 7: FP32, RTN and LPE-BSR per seed of each large model."""
+    bits = LARGE["bits"]
+    names = ["fp32", f"rtn-int{bits}-seed0"]
+    names.extend(f"bsr-int{bits}-seed{s}" for s in LARGE["seeds"])
+    return [work(f"preds/{m}/{n}.npz") for m in LARGE["models"] for n in names]
+
+
+def large_targets():
+    if not LARGE["models"]:
+        return []
+    bits = LARGE["bits"]
+    names = [f"rtn-int{bits}-seed0"] + [
+        f"bsr-int{bits}-seed{s}" for s in LARGE["seeds"]
+    ]
+    members = [work(f"members/{m}/{n}") for m in LARGE["models"] for n in names]
+    checkpoints = [work(f"checkpoints/{m}.safetensors") for m in LARGE["models"]]
+    return [
+        *checkpoints,
+        *members,
+        *large_predictions(),
+        results("large/scores.csv"),
+        *[results(f"tables/table3.{ext}") for ext in ("csv", "md", "tex")],
+        *[figures(f"fig7_large_models.{ext}") for ext in ("png", "pdf")],
+    ]
+
+
+def openclip_flag(wildcards):
+    """--openclip ARCH TAG for a zero-shot model's download (its text tower)."""
+    if not wildcards.model.endswith("+zeroshot"):
+        return ""
+    arch, tag = config["checkpoints"]["openclip"][
+        wildcards.model.removesuffix("+zeroshot")
+    ]
+    return f"--openclip {arch} {tag}"
 
 
 BMA_MODEL = config["bma"]["model"]
@@ -288,10 +330,9 @@ def table1_targets():
 
 
 def all_targets():
-    if (
-        IMAGES
-    ):  # the paper profile computes Table 1 (fine-tuning figures: mini profile only)
-        return table1_targets()
+    # the paper profile: Tables 1 and 3, Figure 7 (the fine-tuning figures: mini profile only)
+    if IMAGES:
+        return table1_targets() + large_targets()
     return [
         *intermediates(),
         results("scores.csv"),
@@ -320,7 +361,7 @@ def all_targets():
     ]
 
 
-TRAINED = "|".join(re.escape(m) for m in config["models"])
+TRAINED = "|".join(re.escape(m) for m in config["models"] + LARGE["models"])
 
 
 wildcard_constraints:

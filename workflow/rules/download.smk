@@ -1,4 +1,4 @@
-# The paper profile: pretrained checkpoints fetched through timm (or taken from the cache).
+# The paper profile: pretrained checkpoints (download, cache) and the large models (Table 3, Figure 7).
 
 
 rule download_checkpoint:
@@ -13,6 +13,55 @@ rule download_checkpoint:
     threads: 1
     params:
         cache=config["checkpoints"]["cache"],
+        openclip=openclip_flag,
     shell:
-        "python -m lpe.hub --name {wildcards.model} --cache {params.cache:q}"
-        " --out {output} > {log} 2>&1"
+        "python -m lpe.hub --name {wildcards.model:q} {params.openclip}"
+        " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule score_large:
+    input:
+        large_predictions(),
+    output:
+        results("large/scores.csv"),
+    log:
+        work("logs/score_large.log"),
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input:q} --out {output} > {log} 2>&1"
+
+
+rule table3:
+    input:
+        results("large/scores.csv"),
+    output:
+        multiext(results("tables/table3"), ".csv", ".md", ".tex"),
+    log:
+        work("logs/table3.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.tables --layout table3 --scores {input} --out {params.prefix}"
+        " > {log} 2>&1"
+
+
+rule figure7:
+    input:
+        results("large/scores.csv"),
+    output:
+        multiext(figures("fig7_large_models"), ".png", ".pdf"),
+    log:
+        work("logs/figure7.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.figures --layout figure7 --scores {input} --out {params.prefix}"
+        " > {log} 2>&1"
