@@ -77,6 +77,10 @@ def validate(config: dict, schema: dict, check_cross_fields: bool = True) -> dic
     return filled
 
 
+# Suffix of a CLIP image tower used as a zero-shot classifier (lpe.zeroshot), e.g.
+# vit_large_patch14_clip_224.openai+zeroshot.
+ZEROSHOT_SUFFIX = "+zeroshot"
+
 # The mini profile's registered models (lpe.models.MODELS; a test keeps the two equal). Spelled out
 # here so that validating a config, which Snakemake does at every start, does not import timm.
 MINI_MODELS = ("vit_mini_t", "vit_mini_s", "vit_mini_b", "vit_mini_l")
@@ -86,8 +90,8 @@ def cross_field_problems(config: dict) -> list[str]:
     """Problems a per-key schema cannot see: settings that contradict each other."""
     if config["dataset"]["name"] == "imagenet":
         return _image_problems(config)
-    if config["large"]["models"]:
-        return ["'large.models' needs dataset.name imagenet (CLIP zero-shot on ImageNet)"]
+    if config["large"]["models"] or config["llm"]["models"]:
+        return ["'large.models' and 'llm.models' belong to the paper profile (dataset imagenet)"]
     problems = [
         f"'models': {m!r} is not a registered mini model ({', '.join(MINI_MODELS)}); timm "
         "names need dataset.name imagenet"
@@ -107,12 +111,16 @@ def _image_problems(config: dict) -> list[str]:
         )
     towers = config["checkpoints"]["openclip"]
     for model in config["large"]["models"]:
-        tower = model.removesuffix("+zeroshot")
+        tower = model.removesuffix(ZEROSHOT_SUFFIX)
         if tower not in towers:
             problems.append(
                 f"'large.models' {model!r} needs its OpenCLIP text tower: add "
                 f"'checkpoints.openclip.{tower}' = [architecture, pretrained tag]"
             )
+    if config["llm"]["models"] and not config["llm"]["mmlu"]:
+        problems.append(
+            "'llm.mmlu' is empty: name the local MMLU copy, e.g. --config 'llm={mmlu: /data/mmlu}'"
+        )
     untagged = [m for m in config["models"] if "." not in m]
     if untagged:
         problems.append(

@@ -235,14 +235,17 @@ def _predict(args, x, device):
     return log_probs, bits, info, run
 
 
-def write_predictions(out, log_probs, labels, member_bits, info, run: dict) -> None:
-    """The predictions file every ensemble method ends in (see the module docstring)."""
+def write_predictions(out, log_probs, labels, member_bits, info, run: dict, params=None) -> None:
+    """The predictions file every ensemble method ends in (see the module docstring).
+
+    ``params`` defaults to the parameter count of ``info.build()``.
+    """
     arrays = {
         "log_probs": log_probs.numpy().astype(np.float32),  # (M, N, C)
         "labels": labels.numpy(),  # (N,)
         "member_bits": np.asarray(member_bits, dtype=np.int64),  # (M,)
         "backward_passes": np.asarray(info.backward_passes),
-        "params": np.asarray(count_params(info.build())),
+        "params": np.asarray(count_params(info.build()) if params is None else params),
         "model": np.asarray(info.model),
         "optimizer": np.asarray(info.optimizer),
         **{k: np.asarray(v) for k, v in run.items()},

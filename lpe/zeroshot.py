@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-SUFFIX = "+zeroshot"
+from lpe.config import ZEROSHOT_SUFFIX
+
+SUFFIX = ZEROSHOT_SUFFIX
 
 
 class ZeroShotHead(nn.Module):

@@ -237,6 +237,7 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     from lpe.hub import download
     from lpe.zeroshot import zeroshot_model
     from tests.test_apply import image_folder
+    from tests.test_mmlu import make_tiny_llama, write_mmlu
 
     cache = tmp_path / "cache"
     config = yaml.safe_load((ROOT / "tests/config/tiny_paper.yaml").read_text())
@@ -250,12 +251,15 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
 
     for name in config["models"] + config["large"]["models"]:  # put in the cache
         download(name, cache, tmp_path / "x.safetensors", fetch=stand_in)
+    make_tiny_llama(cache / "tiny--llama")  # the language model's cached download
+    write_mmlu(tmp_path / "mmlu")
     image_folder(tmp_path / "imagenet" / "val", 3)
     env = {**ENV, "HF_HUB_OFFLINE": "1"}  # no network, as on CI
     result = subprocess.run(
         [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile",
          str(ROOT / "tests/config/tiny_paper.yaml"), "--cores", "2", "--config",
-         f"dataset={{path: {tmp_path / 'imagenet'}}}", f"checkpoints={{cache: {cache}}}"],
+         f"dataset={{path: {tmp_path / 'imagenet'}}}", f"checkpoints={{cache: {cache}}}",
+         f"llm={{mmlu: {tmp_path / 'mmlu'}}}"],
         capture_output=True, text=True, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -268,10 +272,10 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     assert all(f"## Claim {n}" in claims for n in (1, 2, 3)) and "## Claim 4" not in claims
     assert (tmp_path / "figures/tinypaper/nll_vs_ensemble_size.png").stat().st_size > 0
     large = pd.read_csv(tmp_path / "results/tinypaper/large/scores.csv")
-    assert set(large["model"]) == set(config["large"]["models"])
+    assert set(large["model"]) == {*config["large"]["models"], "tiny/llama"}
     assert set(large["precision"]) == {"fp32", "int5"}
     table3 = pd.read_csv(tmp_path / "results/tinypaper/tables/table3.csv")
-    assert table3["method"].tolist() == ["fp32", "rtn", "lpe-bsr"]
+    assert table3["method"].tolist() == ["fp32", "rtn", "lpe-bsr"] * 2
     assert {"avg_loss_mean", "ambiguity_mean", "ens_loss_mean", "ece_mean"} <= set(table3)
     assert (tmp_path / "figures/tinypaper/fig7_large_models.pdf").stat().st_size > 0
 

@@ -2,7 +2,7 @@
 import re
 import shlex
 
-from lpe.config import ConfigError, load_schema, validate
+from lpe.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
 
 try:
     # Validate before any job: a bad key or value stops the run with a message naming it.
@@ -76,23 +76,30 @@ def ensemble_size(model):
     )
 
 
+LLM = config["llm"]
+LLMS = {
+    re.sub("[/]", "--", name): name for name in LLM["models"]
+}  # path-safe -> hub name
+
+
 def large_predictions():
-    """Table 3 and Figure 7: FP32, RTN and LPE-BSR per seed of each large model."""
+    """Table 3 and Figure 7: FP32, RTN and LPE-BSR per seed of each large model and LLM."""
     bits = LARGE["bits"]
     names = ["fp32", f"rtn-int{bits}-seed0"]
     names.extend(f"bsr-int{bits}-seed{s}" for s in LARGE["seeds"])
-    return [work(f"preds/{m}/{n}.npz") for m in LARGE["models"] for n in names]
+    models = [*LARGE["models"], *LLMS]
+    return [work(f"preds/{m}/{n}.npz") for m in models for n in names]
 
 
 def large_targets():
-    if not LARGE["models"]:
+    if not (LARGE["models"] or LLMS):
         return []
     bits = LARGE["bits"]
-    names = [f"rtn-int{bits}-seed0"] + [
-        f"bsr-int{bits}-seed{s}" for s in LARGE["seeds"]
-    ]
+    names = [f"rtn-int{bits}-seed0"]
+    names.extend(f"bsr-int{bits}-seed{s}" for s in LARGE["seeds"])
     members = [work(f"members/{m}/{n}") for m in LARGE["models"] for n in names]
     checkpoints = [work(f"checkpoints/{m}.safetensors") for m in LARGE["models"]]
+    checkpoints.extend(work(f"llm/{m}") for m in LLMS)
     return [
         *checkpoints,
         *members,
@@ -103,12 +110,21 @@ def large_targets():
     ]
 
 
+def llm_bits_flags(run):
+    """lpe.mmlu predict flags of a run name: fp32, rtn-int5-seed0, bsr-int5-seed1."""
+    if run == "fp32":
+        return ""
+    method, bits, seed = re.fullmatch(r"(rtn|bsr)-int(\d+)-seed(\d+)", run).groups()
+    members = LARGE["ensemble_size"] if method == "bsr" else 1
+    return f"--method {method} --bits {bits} --seed {seed} --members {members}"
+
+
 def openclip_flag(wildcards):
     """--openclip ARCH TAG for a zero-shot model's download (its text tower)."""
-    if not wildcards.model.endswith("+zeroshot"):
+    if not wildcards.model.endswith(ZEROSHOT_SUFFIX):
         return ""
     arch, tag = config["checkpoints"]["openclip"][
-        wildcards.model.removesuffix("+zeroshot")
+        wildcards.model.removesuffix(ZEROSHOT_SUFFIX)
     ]
     return f"--openclip {arch} {tag}"
 
@@ -253,11 +269,12 @@ def fast_predictions():
 
 def table5_predictions():
     """MAP and LPE-BSR of Table 5: the SGD solution of Figure 2 and its LPE-BSR ensembles."""
-    sgd = f"preds/{BMA_MODEL}-sgd"
-    files = [work(f"{sgd}/fp32.npz")]
-    return files + [
-        work(f"{sgd}/bsr-int{FAST['bits']}-seed{s}.npz") for s in FAST["seeds"]
-    ]
+    files = [work(f"preds/{BMA_MODEL}-sgd/fp32.npz")]
+    files.extend(
+        work(f"preds/{BMA_MODEL}-sgd/bsr-int{FAST['bits']}-seed{s}.npz")
+        for s in FAST["seeds"]
+    )
+    return files
 
 
 def fast_landscape_file():
@@ -332,7 +349,7 @@ def table1_targets():
 def all_targets():
     # the paper profile: Tables 1 and 3, Figure 7 (the fine-tuning figures: mini profile only)
     if IMAGES:
-        return table1_targets() + large_targets()
+        return [*table1_targets(), *large_targets()]
     return [
         *intermediates(),
         results("scores.csv"),
@@ -361,7 +378,7 @@ def all_targets():
     ]
 
 
-TRAINED = "|".join(re.escape(m) for m in config["models"] + LARGE["models"])
+TRAINED = "|".join(re.escape(m) for m in [*config["models"], *LARGE["models"]])
 
 
 wildcard_constraints:

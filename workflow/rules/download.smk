@@ -19,6 +19,49 @@ rule download_checkpoint:
         " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
 
 
+rule download_llm:
+    output:
+        directory(work("llm/{llm}")),
+    log:
+        work("logs/download/{llm}.log"),
+    wildcard_constraints:
+        llm="|".join(re.escape(m) for m in LLMS) or "^$",
+    conda:
+        ENV
+    threads: 1
+    params:
+        name=lambda w: LLMS[w.llm],
+        cache=config["checkpoints"]["cache"],
+    shell:
+        "python -m lpe.mmlu download --name {params.name:q} --cache {params.cache:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule predict_llm:
+    input:
+        work("llm/{llm}"),
+    output:
+        work("preds/{llm}/{run}.npz"),
+    log:
+        work("logs/predict/{llm}/{run}.log"),
+    benchmark:
+        work("benchmarks/predict/{llm}/{run}.tsv")
+    wildcard_constraints:
+        llm="|".join(re.escape(m) for m in LLMS) or "^$",
+        run=r"fp32|(rtn|bsr)-int\d+-seed\d+",
+    conda:
+        ENV
+    threads: 1
+    params:
+        cfg=LLM,
+        bits=lambda w: llm_bits_flags(w.run),
+    shell:
+        "python -m lpe.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
+        " --split {params.cfg[split]} --shots {params.cfg[shots]}"
+        " --batch-size {params.cfg[batch_size]} {params.bits} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule score_large:
     input:
         large_predictions(),

@@ -38,13 +38,13 @@ rule predict_fp32:
     threads: 1
     params:
         data=DATA,
+        dtype=DTYPE_FLAG,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
-        + DTYPE_FLAG
-        + " --out {output} > {log} 2>&1"
+        "{params.dtype} --out {output} > {log} 2>&1"
 
 
 rule predict_members:
@@ -63,14 +63,14 @@ rule predict_members:
     threads: 1
     params:
         data=DATA,
+        dtype=DTYPE_FLAG,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data}"
         " --members {input.members} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads}"
-        + DTYPE_FLAG
-        + " --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --threads {threads}{params.dtype}"
+        " --out {output} > {log} 2>&1"
 
 
 rule select_baseline:

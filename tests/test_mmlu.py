@@ -1,0 +1,111 @@
+"""The LLM path offline: a tiny random Llama, a tokenizer trained here, a few fake MMLU rows."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lpe.mmlu import (
+    MMLUError,
+    answer_log_probs,
+    answer_token_ids,
+    build_prompts,
+    load_model,
+    read_split,
+)
+from lpe.mmlu import main as mmlu
+from lpe.score import score_files
+
+ROWS = [
+    ["What is 1 + 1?", "1", "2", "3", "4", "B"],
+    ["What is 2 + 2?", "4", "5", "6", "7", "A"],
+    ["What is 3 + 3?", "5", "7", "6", "9", "C"],
+    ["What is 4 + 4?", "2", "4", "6", "8", "D"],
+]
+
+
+def write_mmlu(root, subjects=("elementary_mathematics", "abstract_algebra")):
+    for split, rows in (("dev", ROWS), ("test", ROWS[:3])):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for subject in subjects:
+            with (root / split / f"{subject}_{split}.csv").open("w", newline="") as f:
+                csv.writer(f).writerows(rows)
+    return root
+
+
+def make_tiny_llama(folder, name="tiny/llama"):
+    """A randomly initialised 2-layer Llama and a byte-level BPE tokenizer trained here, saved
+    as the download stage saves a model (with its ``lpe_source.json``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"])
+    text = [" ".join(r) + " Answer: A B C D" for r in ROWS] * 20
+    tok.train_from_iterator(text, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>")  # fmt: skip
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=2048)  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "lpe_source.json").write_text(json.dumps({"name": name, "sha256": ""}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return make_tiny_llama(tmp_path_factory.mktemp("llama"))
+
+
+def test_prompts_are_k_shot_with_the_subjects_dev_questions(tmp_path):
+    root = write_mmlu(tmp_path / "mmlu")
+    prompts, labels = build_prompts(root, "test", shots=2)
+    assert len(prompts) == 6 and labels.tolist() == [1, 0, 2] * 2
+    first = prompts[0]
+    assert first.startswith("The following are multiple choice questions (with answers) about")
+    assert first.count("Answer:") == 3 and first.endswith("D. 4\nAnswer:")
+    assert "Answer: B\n\n" in first  # a shot with its answer
+
+
+def test_members_are_scored_on_the_four_answer_letters(tmp_path, tiny_llama):
+    root = write_mmlu(tmp_path / "mmlu")
+    common = ["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
+              "--device", "cpu"]  # fmt: skip
+    mmlu([*common, "--out", str(tmp_path / "fp32.npz")])
+    mmlu([*common, "--bits", "4", "--members", "3", "--seed", "1",
+          "--out", str(tmp_path / "bsr.npz")])  # fmt: skip
+    with np.load(tmp_path / "fp32.npz") as f, np.load(tmp_path / "bsr.npz") as g:
+        assert f["log_probs"].shape == (1, 6, 4) and g["log_probs"].shape == (3, 6, 4)
+        np.testing.assert_allclose(np.exp(g["log_probs"]).sum(-1), 1.0, rtol=1e-5)
+        assert not np.allclose(g["log_probs"][0], g["log_probs"][1])  # members differ
+        assert str(g["model"]) == "tiny/llama" and int(g["bits"]) == 4
+        assert g["member_bits"][0] < f["member_bits"][0]  # embeddings and head kept FP32
+    scores = score_files([tmp_path / "fp32.npz", tmp_path / "bsr.npz"])
+    assert set(scores["method"]) == {"fp32", "lpe-bsr"} and scores["nll"].notna().all()
+
+
+def test_the_fp32_answer_log_probs_match_a_direct_forward(tmp_path, tiny_llama):
+    model, tokenizer = load_model(tiny_llama)
+    prompts, _ = build_prompts(write_mmlu(tmp_path / "mmlu"), "test", shots=1)
+    batched = answer_log_probs(model, tokenizer, prompts, "cpu", batch_size=4)
+    ids = answer_token_ids(tokenizer)
+    with torch.no_grad():
+        logits = model(**tokenizer(prompts[:1], return_tensors="pt")).logits[0, -1, ids]
+    torch.testing.assert_close(batched[0], torch.log_softmax(logits, -1), atol=1e-4, rtol=1e-4)
+
+
+def test_a_malformed_or_missing_mmlu_copy_names_the_path_and_the_layout(tmp_path):
+    with pytest.raises(MMLUError, match="does not exist; expected ROOT/dev/<subject>_dev.csv"):
+        read_split(tmp_path / "nowhere", "test")
+    root = write_mmlu(tmp_path / "mmlu")
+    with (root / "test" / "bad_test.csv").open("w", newline="") as f:
+        csv.writer(f).writerow(["Q?", "a", "b", "c", "d", "E"])
+    with pytest.raises(MMLUError, match=r"bad_test.csv row 1 is malformed"):
+        read_split(root, "test")
