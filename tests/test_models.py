@@ -24,8 +24,13 @@ def test_family_spans_at_least_30x_in_parameters():
 
 
 def test_unknown_model_names_the_registered_ones():
-    with pytest.raises(ValueError, match="registered: vit_mini_b"):
+    with pytest.raises(ValueError, match=r"neither registered \(vit_mini_b.*\) nor a timm model"):
         create_model("vit_huge", 10, (1, 1, 40))
+
+
+def test_a_timm_name_builds_that_architecture_without_weights():
+    model = create_model("vit_tiny_patch16_224.augreg_in21k_ft_in1k", 7, (3, 224, 224))
+    assert model.num_classes == 7 and model.patch_embed.img_size == (224, 224)
 
 
 def test_initialisation_is_seeded_and_leaves_the_global_generator_alone():
