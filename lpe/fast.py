@@ -55,7 +55,7 @@ from lpe.finetune import (
     load_solution,
     run_finetune,
 )
-from lpe.generate import generate
+from lpe.generate import MANIFEST, generate, read_manifest
 from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
@@ -65,7 +65,6 @@ from lpe.train import DivergenceError, evaluate, lr_factor
 
 METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
 REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
-MANIFEST = "manifest.json"
 
 
 class Sources:
@@ -231,13 +230,8 @@ def train(args) -> dict:
 
 
 def read_sources(folder: str | Path) -> dict:
+    manifest = read_manifest(folder, "sources folder")
     path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"no {MANIFEST} in {folder}: the sources folder is incomplete; rerun.")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"{path} is corrupted ({err}); delete {folder} and rerun.") from err
     if manifest.get("method") not in METHODS or not manifest.get("sources"):
         raise ArtifactError(f"{path} is not a sources manifest of {METHODS}")
     return manifest

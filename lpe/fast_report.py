@@ -32,7 +32,7 @@ import seaborn as sns  # noqa: E402
 from lpe.artifacts import write_text, write_with  # noqa: E402
 from lpe.checkpoints import checkpoint_info  # noqa: E402
 from lpe.figures import save_figure  # noqa: E402
-from lpe.tables import _cell, latex, markdown  # noqa: E402
+from lpe.tables import _cell, latex, markdown, over_seeds  # noqa: E402
 
 NAMES = {"sse": "SSE", "csgld": "CSGLD", "de": "DE", "multiivon": "MultiIVON",
          "batchensemble": "BatchEnsemble"}  # fmt: skip
@@ -114,13 +114,10 @@ def table5(scores: pd.DataFrame, bits: int, runs: int, sizes: list[int]) -> pd.D
         if pick.empty:
             raise ValueError(f"Table 5: no scores for {name} in the scores file")
     chosen = pd.concat(picks)
-    grouped = chosen.groupby(["method", "members"])
-    table = grouped[list(METRICS)].agg(["mean", "std"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
-    table["backward_passes"] = grouped["backward_passes"].max()
-    table["seeds"] = grouped["seed"].nunique()
-    table = table.reset_index()
+    table = over_seeds(chosen, ["method", "members"], METRICS)
+    budget = chosen.groupby(["method", "members"])["backward_passes"].max()
+    # the same group order as over_seeds; the column before "seeds"
+    table.insert(table.columns.get_loc("seeds"), "backward_passes", budget.to_numpy())
     table["precision"] = table["method"].map(lambda m: f"INT-{bits}" if m == "lpe-bsr" else "FP32")
     order = list(ROW_NAMES)
     table = table.sort_values(["method", "members"], key=lambda c: (

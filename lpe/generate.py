@@ -66,10 +66,11 @@ def generate(
     return manifest
 
 
-def read_manifest(folder: str | Path) -> dict:
+def read_manifest(folder: str | Path, what: str = "member folder") -> dict:
+    """``folder``'s manifest.json, refusing a missing (incomplete folder) or corrupted one."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise ArtifactError(f"no {MANIFEST} in {folder}: the member folder is incomplete; rerun.")
+        raise ArtifactError(f"no {MANIFEST} in {folder}: the {what} is incomplete; rerun.")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:

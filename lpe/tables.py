@@ -33,16 +33,22 @@ def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:
     return scores[scores["members"] == largest]
 
 
-def table1(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB."""
-    runs = final_ensembles(scores)
-    keys = ["model", "params", "precision", "method", "members"]
+def over_seeds(runs: pd.DataFrame, keys: list[str], metrics) -> pd.DataFrame:
+    """Per ``keys`` group: ``<metric>_mean``, ``<metric>_std``, ``memory_mbit`` and ``seeds``."""
     grouped = runs.groupby(keys)
-    table = grouped[list(METRICS)].agg(["mean", "std"])
+    table = grouped[list(metrics)].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
     table["seeds"] = grouped["seed"].nunique()
-    table = table.reset_index()
+    return table.reset_index()
+
+
+RUN_KEYS = ["model", "params", "precision", "method", "members"]
+
+
+def table1(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB."""
+    table = over_seeds(final_ensembles(scores), RUN_KEYS, METRICS)
     table = table.assign(
         _p=table["precision"].map(precision_rank), _m=table["method"].map(METHOD_ORDER)
     )
@@ -115,14 +121,8 @@ TABLE3_METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4),
 
 def table3(scores: pd.DataFrame) -> pd.DataFrame:
     """Table 3 (large models): per model x method, the six metrics and the ensemble size."""
-    runs = final_ensembles(scores)
-    keys = ["model", "params", "precision", "method", "members"]
-    grouped = runs.groupby(keys)
-    table = grouped[list(TABLE3_METRICS)].agg(["mean", "std"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
-    table["seeds"] = grouped["seed"].nunique()
-    table = table.reset_index().assign(_m=lambda t: t["method"].map(METHOD_ORDER))
+    table = over_seeds(final_ensembles(scores), RUN_KEYS, TABLE3_METRICS)
+    table = table.assign(_m=lambda t: t["method"].map(METHOD_ORDER))
     return table.sort_values(["params", "_m"]).drop(columns="_m").reset_index(drop=True)
 
 
