@@ -61,7 +61,7 @@ from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.predict import predict_fp32, predict_members, write_predictions
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
-from lpe.train import DivergenceError, evaluate, lr_factor
+from lpe.train import DivergenceError, evaluate, lr_factor, minibatches
 
 METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
 REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
@@ -168,16 +168,13 @@ def train_batch_ensemble(state, info, splits, cfg: FinetuneConfig, members: int,
     with tqdm(total=total, desc="batchensemble", file=sys.stderr, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
-            permutation = torch.randperm(len(y), generator=order)
-            for start in range(0, len(y), cfg.batch_size):
-                idx = permutation[start : start + cfg.batch_size]
-                xb, yb = x[idx].to(device), y[idx].to(device)
+            for xb, yb in minibatches(x, y, cfg.batch_size, order, device):
                 xb = xb.repeat(members, *([1] * (xb.dim() - 1)))
                 loss = torch.nn.functional.cross_entropy(model(xb), yb.repeat(members))
                 if not torch.isfinite(loss):
                     raise DivergenceError(
                         f"batchensemble fine-tuning diverged: loss {loss.item()} at epoch "
-                        f"{epoch}; lower the sgd.lr (now {cfg.lr})"
+                        f"{epoch}; lower bma.sgd.lr (now {cfg.lr})"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -44,7 +44,7 @@ from lpe.data import load_splits
 from lpe.ivon_posterior import IvonPosterior
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.swag import SwagCollector, SwagError, SwagPosterior
-from lpe.train import DivergenceError, evaluate, lr_factor
+from lpe.train import DivergenceError, evaluate, lr_factor, minibatches
 
 OPTIMIZERS = ("sgd", "swag", "ivon", "sse", "csgld")
 CYCLIC = ("sse", "csgld")
@@ -163,10 +163,7 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
     with tqdm(total=total, desc=f"finetune {cfg.optimizer}", file=log, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
-            permutation = torch.randperm(len(y), generator=order)
-            for start in range(0, len(y), cfg.batch_size):
-                idx = permutation[start : start + cfg.batch_size]
-                xb, yb = x[idx].to(device), y[idx].to(device)
+            for xb, yb in minibatches(x, y, cfg.batch_size, order, device):
                 if cfg.optimizer == "ivon":
                     for _ in range(cfg.ivon_mc_samples):
                         with optimizer.sampled_params(train=True):

@@ -56,6 +56,14 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def minibatches(x, y, batch_size: int, order: torch.Generator, device):
+    """One epoch of ``(inputs, labels)`` minibatches, in a permutation drawn from ``order``."""
+    permutation = torch.randperm(len(y), generator=order)
+    for start in range(0, len(y), batch_size):
+        idx = permutation[start : start + batch_size]
+        yield x[idx].to(device), y[idx].to(device)
+
+
 def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=sys.stderr):
     """Train ``model_name`` on ``splits``; return the model and a summary dict."""
     model = create_model(model_name, splits.num_classes, splits.input_shape, seed=cfg.seed)
@@ -73,11 +81,8 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
     with tqdm(total=total, desc=f"train {model_name}", file=log, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
-            permutation = torch.randperm(len(y), generator=order)
-            for start in range(0, len(y), cfg.batch_size):
-                idx = permutation[start : start + cfg.batch_size]
-                logits = model(x[idx].to(device))
-                loss = torch.nn.functional.cross_entropy(logits, y[idx].to(device))
+            for xb, yb in minibatches(x, y, cfg.batch_size, order, device):
+                loss = torch.nn.functional.cross_entropy(model(xb), yb)
                 if not torch.isfinite(loss):
                     raise DivergenceError(
                         f"{model_name}: training loss is {loss.item()} at epoch {epoch}; "
