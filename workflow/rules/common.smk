@@ -32,6 +32,12 @@ DTYPE_FLAG = (
 )
 
 
+def predict_flags(wildcards, threads):
+    """Run-time flags of the predict stages: precision, and image-loading processes (images)."""
+    workers = f" --workers {threads}" if IMAGES else ""
+    return f"{DTYPE_FLAG}{workers}"
+
+
 def data_input(wildcards):
     """The data file as a rule input (mini); an image folder is not a workflow file."""
     return {} if IMAGES else {"data": DATA}

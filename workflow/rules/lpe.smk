@@ -38,7 +38,7 @@ rule predict_fp32:
     threads: 1
     params:
         data=DATA,
-        dtype=DTYPE_FLAG,
+        dtype=predict_flags,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
@@ -63,7 +63,7 @@ rule predict_members:
     threads: 1
     params:
         data=DATA,
-        dtype=DTYPE_FLAG,
+        dtype=predict_flags,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
