@@ -4,11 +4,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import timm
 import torch
-from PIL import Image
+from helpers import image_folder
 from safetensors.torch import save_file
 
 from lpe.apply import ModelSourceError, apply_lpe, create_timm_model
@@ -16,17 +15,6 @@ from lpe.apply import main as apply_main
 from lpe.images import ImageFolderError, check_folder, image_loader, model_transform
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
-
-
-def image_folder(root, classes, per_class=2, size=40):
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        folder = root / f"n{c:08d}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / f"img{i}.png")
-    return root
 
 
 def test_apply_lpe_scores_fp32_rtn_and_an_ensemble_from_one_model(tmp_path):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import timm
 import torch
+from helpers import image_folder
 
 from lpe.checkpoints import checkpoint_info, load_checkpoint
 from lpe.generate import main as generate
 from lpe.hub import DownloadError, cached_path, describe, download, fetch_timm
 from lpe.predict import main as predict
-from tests.test_apply import image_folder
 
 NAME = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
 

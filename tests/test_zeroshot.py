@@ -7,6 +7,7 @@ import open_clip
 import pytest
 import timm
 import torch
+from helpers import image_folder
 
 from lpe.checkpoints import checkpoint_info
 from lpe.generate import main as generate
@@ -14,7 +15,6 @@ from lpe.hub import download
 from lpe.models import create_model
 from lpe.predict import main as predict
 from lpe.zeroshot import SUFFIX, ZeroShotHead, class_embeddings, zeroshot_model
-from tests.test_apply import image_folder
 
 TOWER = "vit_base_patch32_clip_224.openai"  # the smallest CLIP tower with a timm data config
 

@@ -1,0 +1,63 @@
+"""Stand-ins shared by the tests: a generated image folder, fake MMLU rows, a tiny random Llama.
+
+Imported as ``from helpers import ...`` (pytest puts this folder on ``sys.path``).
+"""
+
+import csv
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def image_folder(root, classes, per_class=2, size=40):
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / f"n{c:08d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"img{i}.png")
+    return root
+
+
+ROWS = [
+    ["What is 1 + 1?", "1", "2", "3", "4", "B"],
+    ["What is 2 + 2?", "4", "5", "6", "7", "A"],
+    ["What is 3 + 3?", "5", "7", "6", "9", "C"],
+    ["What is 4 + 4?", "2", "4", "6", "8", "D"],
+]
+
+
+def write_mmlu(root, subjects=("elementary_mathematics", "abstract_algebra")):
+    for split, rows in (("dev", ROWS), ("test", ROWS[:3])):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for subject in subjects:
+            with (root / split / f"{subject}_{split}.csv").open("w", newline="") as f:
+                csv.writer(f).writerows(rows)
+    return root
+
+
+def make_tiny_llama(folder, name="tiny/llama"):
+    """A randomly initialised 2-layer Llama and a byte-level BPE tokenizer trained here, saved
+    as the download stage saves a model (with its ``lpe_source.json``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"])
+    text = [" ".join(r) + " Answer: A B C D" for r in ROWS] * 20
+    tok.train_from_iterator(text, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>")  # fmt: skip
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=2048)  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "lpe_source.json").write_text(json.dumps({"name": name, "sha256": ""}))
+    return folder
