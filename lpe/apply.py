@@ -40,9 +40,10 @@ def create_timm_model(name: str, pretrained: bool = True, weights: str | None = 
     """A timm model by registry name, with hub weights, a local weights file, or none."""
     import timm
 
-    if not timm.is_model(name.split(".")[0]):
-        close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
-        raise ModelSourceError(f"timm has no model {name!r}; close names: {close}")
+    from lpe.hub import unknown_timm_model
+
+    if problem := unknown_timm_model(name):
+        raise ModelSourceError(problem)
     try:
         if weights is not None:
             overlay = {"file": str(weights)}

@@ -41,13 +41,23 @@ def cached_path(cache: str | Path, name: str) -> Path:
     return Path(cache).expanduser() / f"{name}.safetensors"
 
 
+def unknown_timm_model(name: str) -> str | None:
+    """A message naming close timm names when timm does not know ``name``, else None."""
+    import timm
+
+    architecture = name.split(".")[0]
+    if timm.is_model(architecture):
+        return None
+    close = timm.list_models(f"*{architecture.split('_')[0]}*")[:8]
+    return f"timm has no model {name!r}; close names: {close}"
+
+
 def fetch_timm(name: str, cache: str | Path) -> torch.nn.Module:
     """The pretrained timm model ``name``, downloaded into ``cache`` (network needed)."""
     import timm
 
-    if not timm.is_model(name.split(".")[0]):
-        close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
-        raise DownloadError(f"timm has no model {name!r}; close names: {close}")
+    if problem := unknown_timm_model(name):
+        raise DownloadError(problem)
     try:
         return timm.create_model(name, pretrained=True, cache_dir=str(Path(cache).expanduser()))
     except Exception as err:  # hub, network and file errors all end here
@@ -60,10 +70,8 @@ def fetch_timm(name: str, cache: str | Path) -> torch.nn.Module:
 
 def fetch_zeroshot_or_explain(name: str, cache, openclip) -> torch.nn.Module:
     """The zero-shot model of ``name`` (``lpe.zeroshot``), with a message when it cannot be had."""
-    import timm
-
-    if not timm.is_model(tower_name(name).split(".")[0]):
-        raise DownloadError(f"timm has no CLIP image tower {tower_name(name)!r}")
+    if problem := unknown_timm_model(tower_name(name)):
+        raise DownloadError(problem)
     try:
         return fetch_zeroshot(name, openclip, Path(cache).expanduser())
     except Exception as err:
