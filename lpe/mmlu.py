@@ -187,8 +187,10 @@ def download(name: str, cache, out) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         digest = hashlib.sha256()
-        for path in sorted(tmp.glob("*.safetensors")):
-            digest.update(path.read_bytes())
+        for path in sorted(tmp.glob("*.safetensors")):  # streamed: shards are gigabytes
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    digest.update(block)
         source = {"name": name, "source": f"transformers:{name}", "sha256": digest.hexdigest()}
         (tmp / "lpe_source.json").write_text(json.dumps(source, indent=2) + "\n")
         tmp.replace(cached)
