@@ -39,7 +39,8 @@ import torch
 from lpe import metrics
 from lpe.artifacts import ArtifactError, write_json
 from lpe.checkpoints import load_checkpoint
-from lpe.data import load_splits
+from lpe.data import SPLITS
+from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import member_seed
 from lpe.models import count_params
 from lpe.numbers import IntFormat, compute_scales
@@ -102,9 +103,12 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
     return torch.stack(out)
 
 
-def choose_setting(model, state, method, candidates, members, seed, splits, batch_size, device):
-    """The candidate with the lowest validation NLL of the ensemble; all validation NLLs."""
-    x, y = splits.x["val"], splits.y["val"]
+def choose_setting(model, state, method, candidates, members, seed, data, batch_size, device):
+    """The candidate with the lowest validation NLL of the ensemble; all validation NLLs.
+
+    Validation is the data's selection split: the val split of a data file, the holdout of an
+    image folder's training images (``lpe.inputs``)."""
+    x, y = data.inputs(data.selection_split, batch_size)
     scores = {}
     for setting in candidates:
         log_probs = ensemble(model, state, method, setting, members, seed, x, batch_size, device)
@@ -132,7 +136,8 @@ def read_choice(path, method: str) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True)
+    add_data_arguments(parser)
+    parser.add_argument("--split", default="test", choices=SPLITS, help="the evaluation split")
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--candidates", type=float, nargs="*", default=[])
     parser.add_argument("--members", type=int, required=True)
@@ -154,11 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     device = resolve_device(args.device)
     state, info = load_checkpoint(args.checkpoint)
-    splits = load_splits(args.data)
+    data = open_stage_data(args, info)
     model = info.build().to(device)
     if chosen is None:
         setting, validation = choose_setting(model, state, args.method, args.candidates,
-                                             args.members, args.seed, splits, args.batch_size,
+                                             args.members, args.seed, data, args.batch_size,
                                              device)  # fmt: skip
         print(f"chosen on the validation split: {args.method} {setting}")
         if args.select_out:
@@ -171,8 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         setting = chosen
         print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
-    log_probs = ensemble(model, state, args.method, setting, args.members, args.seed,
-                         splits.x["test"], args.batch_size, device)  # fmt: skip
+    x, labels = data.inputs(args.split, args.batch_size)
+    log_probs = ensemble(model, state, args.method, setting, args.members, args.seed, x,
+                         args.batch_size, device)  # fmt: skip
     params = count_params(model)
     bits = (
         [32 * params] * args.members
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     run = {"method": LABELS[args.method], "bits": 0, "seed": args.seed,
            "setting": np.asarray(setting)}  # fmt: skip
-    write_predictions(args.out, log_probs, splits.y["test"], bits, info, run)
+    write_predictions(args.out, log_probs, labels, bits, info, run)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ import argparse
 import torch
 from tqdm import tqdm
 
-from lpe.data import SPLITS, load_splits
+from lpe.data import SPLITS
 from lpe.finetune import load_solution
+from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import member_seed
 from lpe.models import count_params
 from lpe.predict import predict_log_probs, write_predictions
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the fine-tuned solution")
     parser.add_argument("--posterior", required=True, help="its posterior file (lpe.finetune)")
-    parser.add_argument("--data", required=True)
+    add_data_arguments(parser)
     parser.add_argument("--members", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--swag-scale", type=float, default=0.5)
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     state, info, posterior = load_solution(args.checkpoint, args.posterior)
     model = info.build().to(device)
     model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
-    splits = load_splits(args.data)
-    x, labels = splits.x[args.split], splits.y[args.split]
+    x, labels = open_stage_data(args, info).inputs(args.split, args.batch_size)
     log_probs = predict_draws(
         model, posterior, args.members, args.seed, x, args.batch_size, device, args.swag_scale
     )

@@ -89,7 +89,7 @@ MINI_MODELS = ("vit_mini_t", "vit_mini_s", "vit_mini_b", "vit_mini_l")
 def cross_field_problems(config: dict) -> list[str]:
     """Problems a per-key schema cannot see: settings that contradict each other."""
     if config["dataset"]["name"] == "imagenet":
-        return _image_problems(config)
+        return _image_problems(config) + _finetuning_problems(config)
     if config["large"]["models"] or config["llm"]["models"]:
         return ["'large.models' and 'llm.models' belong to the paper profile (dataset imagenet)"]
     problems = [
@@ -98,7 +98,7 @@ def cross_field_problems(config: dict) -> list[str]:
         for m in config["models"]
         if m not in MINI_MODELS
     ]
-    return problems + _mini_problems(config)
+    return problems + _swag_rank_problems(config) + _finetuning_problems(config)
 
 
 def _image_problems(config: dict) -> list[str]:
@@ -130,17 +130,12 @@ def _image_problems(config: dict) -> list[str]:
     return problems
 
 
-def _mini_problems(config: dict) -> list[str]:
-    problems = []
+def _swag_rank_problems(config: dict) -> list[str]:
+    """The mini profile knows its training set size, so SWAG's snapshot count (an image folder's
+    is checked by lpe.finetune before training)."""
     bma = config["bma"]
-    if bma["model"] not in config["models"]:
-        problems.append(f"'bma.model' = {bma['model']!r} is not trained: add it to 'models'")
-    if bma["swag"]["start_epoch"] >= bma["epochs"]:
-        problems.append(
-            f"'bma.swag.start_epoch' = {bma['swag']['start_epoch']} leaves no epoch to collect "
-            f"snapshots in; it must be < 'bma.epochs' = {bma['epochs']}"
-        )
-    else:
+    problems = []
+    if bma["swag"]["start_epoch"] < bma["epochs"]:
         steps = -(-config["dataset"]["train"] // bma["batch_size"])  # steps per epoch
         snapshots = (bma["epochs"] - bma["swag"]["start_epoch"]) * steps
         snapshots //= bma["swag"]["collect_every"]
@@ -150,12 +145,35 @@ def _mini_problems(config: dict) -> list[str]:
                 "snapshots the schedule collects; lower it or collect more often "
                 "('bma.swag.collect_every') or for longer"
             )
-    base = config["baselines"]
-    if base["model"] not in config["models"]:
-        problems.append(f"'baselines.model' = {base['model']!r} is not trained: add it to 'models'")
-    if base["bits"] not in config["quant"]["bits"]:
+    return problems
+
+
+def _finetuning_problems(config: dict) -> list[str]:
+    """Fine-tuning, baselines and fast ensembles (both profiles)."""
+    problems = []
+    bma = config["bma"]
+    if bma["model"] not in config["models"]:
+        problems.append(f"'bma.model' = {bma['model']!r} is not in 'models': add it there")
+    if bma["swag"]["start_epoch"] >= bma["epochs"]:
         problems.append(
-            f"'baselines.bits' = {base['bits']} has no LPE-BSR ensembles: add it to 'quant.bits'"
+            f"'bma.swag.start_epoch' = {bma['swag']['start_epoch']} leaves no epoch to collect "
+            f"snapshots in; it must be < 'bma.epochs' = {bma['epochs']}"
+        )
+    base = config["baselines"]
+    large = base["model"] in config["large"]["models"]
+    if base["model"] not in config["models"] and not large:
+        problems.append(
+            f"'baselines.model' = {base['model']!r} is in neither 'models' nor 'large.models'"
+        )
+    bits_key, bits = (
+        ("large.bits", [config["large"]["bits"]])
+        if large
+        else ("quant.bits", config["quant"]["bits"])
+    )
+    if base["bits"] not in bits:
+        problems.append(
+            f"'baselines.bits' = {base['bits']} has no LPE-BSR ensembles: it must be in "
+            f"'{bits_key}' = {bits}"
         )
     for key in ("gaussian_scales", "dropout_rates"):
         if not base[key]:

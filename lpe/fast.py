@@ -46,22 +46,24 @@ from tqdm import tqdm
 from lpe.artifacts import ArtifactError, atomic_dir, read_metadata
 from lpe.batchensemble import batch_ensemble, member_log_probs
 from lpe.bma import draw
-from lpe.checkpoints import load_checkpoint, save_checkpoint
-from lpe.data import SPLITS, load_splits
+from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
+from lpe.data import SPLITS
 from lpe.finetune import (
     FinetuneConfig,
     add_finetune_arguments,
     finetune_config,
     load_solution,
     run_finetune,
+    validate,
 )
 from lpe.generate import MANIFEST, generate, read_manifest
+from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.predict import predict_fp32, predict_members, write_predictions
+from lpe.predict import batches, predict_fp32, predict_members, write_predictions
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
-from lpe.train import DivergenceError, evaluate, lr_factor, minibatches
+from lpe.train import DivergenceError, lr_factor
 
 METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
 REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
@@ -91,19 +93,19 @@ class Sources:
         }
 
 
-def _steps_per_epoch(splits, batch_size: int) -> int:
-    return math.ceil(len(splits.y["train"]) / batch_size)
+def _steps_per_epoch(data, batch_size: int) -> int:
+    return math.ceil(data.train_size / batch_size)
 
 
-def _cyclic(sources: Sources, state, info, splits, cfg: FinetuneConfig, device) -> None:
-    model, summary, _, snapshots = run_finetune(state, info, splits, cfg, device)
+def _cyclic(sources: Sources, state, info, data, cfg: FinetuneConfig, device) -> None:
+    model, summary, _, snapshots = run_finetune(state, info, data, cfg, device)
     for weights, passes in snapshots:
         model.load_state_dict(weights)
         sources.spent = sources.pretrain_passes + passes
-        sources.add(model, {**summary, "val": evaluate(model, splits, "val", device)})
+        sources.add(model, {**summary, "val": validate(model, data, device)})
 
 
-def _reused_run(cfg: FinetuneConfig, pretrain, splits, checkpoint, posterior=None):
+def _reused_run(cfg: FinetuneConfig, pretrain, data, checkpoint, posterior=None):
     """Run 0 from an existing fine-tuning run, checking it is the run this method would make.
 
     Returns (model, its checkpoint summary, its posterior or None).
@@ -118,7 +120,7 @@ def _reused_run(cfg: FinetuneConfig, pretrain, splits, checkpoint, posterior=Non
     different = {
         k: (v, wanted[k]) for k, v in summary.get("finetune", {}).items() if wanted.get(k, v) != v
     }
-    expected = pretrain.backward_passes + cfg.epochs * _steps_per_epoch(splits, cfg.batch_size)
+    expected = pretrain.backward_passes + cfg.epochs * _steps_per_epoch(data, cfg.batch_size)
     if info.model != pretrain.model or different or info.backward_passes != expected:
         raise ValueError(
             f"--reuse {checkpoint} is not run 0 of this method (model {info.model}, "
@@ -130,14 +132,14 @@ def _reused_run(cfg: FinetuneConfig, pretrain, splits, checkpoint, posterior=Non
     return model, summary, post
 
 
-def _runs(sources, state, info, splits, cfg, runs, device, reuse=None, posterior=None, draws=1):
+def _runs(sources, state, info, data, cfg, runs, device, reuse=None, posterior=None, draws=1):
     """``de`` and ``multiivon``: independent runs with seeds ``seed + r``."""
     for r in range(runs):
         run_cfg = replace(cfg, seed=cfg.seed + r)
         if r == 0 and reuse:
-            model, summary, post = _reused_run(run_cfg, info, splits, reuse, posterior)
+            model, summary, post = _reused_run(run_cfg, info, data, reuse, posterior)
         else:
-            model, summary, post, _ = run_finetune(state, info, splits, run_cfg, device)
+            model, summary, post, _ = run_finetune(state, info, data, run_cfg, device)
         sources.spent += summary["backward_passes"] - info.backward_passes
         if run_cfg.optimizer != "ivon":
             sources.add(model, summary)
@@ -147,7 +149,7 @@ def _runs(sources, state, info, splits, cfg, runs, device, reuse=None, posterior
             sources.add(model, {**summary, "run": r, "draw": d})
 
 
-def train_batch_ensemble(state, info, splits, cfg: FinetuneConfig, members: int, init_std, device):
+def train_batch_ensemble(state, info, data, cfg: FinetuneConfig, members: int, init_std, device):
     """Fine-tune a BatchEnsemble of ``members`` from ``state`` with SGD (cosine decay).
 
     Every minibatch is repeated for the members, so each member sees the same data order as the
@@ -157,8 +159,7 @@ def train_batch_ensemble(state, info, splits, cfg: FinetuneConfig, members: int,
     model.load_state_dict(state)
     batch_ensemble(model, members, torch.Generator().manual_seed(cfg.seed), "gaussian", init_std)
     model.to(device)
-    x, y = splits.x["train"], splits.y["train"]
-    total = cfg.epochs * _steps_per_epoch(splits, cfg.batch_size)
+    total = cfg.epochs * _steps_per_epoch(data, cfg.batch_size)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -168,7 +169,7 @@ def train_batch_ensemble(state, info, splits, cfg: FinetuneConfig, members: int,
     with tqdm(total=total, desc="batchensemble", file=sys.stderr, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
-            for xb, yb in minibatches(x, y, cfg.batch_size, order, device):
+            for xb, yb in data.train_batches(cfg.batch_size, order, device):
                 xb = xb.repeat(members, *([1] * (xb.dim() - 1)))
                 loss = torch.nn.functional.cross_entropy(model(xb), yb.repeat(members))
                 if not torch.isfinite(loss):
@@ -188,7 +189,7 @@ def train_batch_ensemble(state, info, splits, cfg: FinetuneConfig, members: int,
 def train(args) -> dict:
     cfg = finetune_config(args)
     state, info = load_checkpoint(args.checkpoint)
-    splits = load_splits(args.data)
+    data = open_stage_data(args, info)
     device = resolve_device(args.device)
     settings = {"runs": args.runs, "epochs_per_run": cfg.epochs, **asdict(cfg)}
     with atomic_dir(args.out) as tmp:
@@ -196,20 +197,20 @@ def train(args) -> dict:
         if args.method in ("sse", "csgld"):
             cyclic = replace(cfg, optimizer=args.method, cycles=args.runs)
             cyclic = replace(cyclic, epochs=cfg.epochs * args.runs)
-            _cyclic(sources, state, info, splits, cyclic, device)
+            _cyclic(sources, state, info, data, cyclic, device)
         elif args.method == "de":
             run = replace(cfg, optimizer="sgd")
-            _runs(sources, state, info, splits, run, args.runs, device, args.reuse)
+            _runs(sources, state, info, data, run, args.runs, device, args.reuse)
         elif args.method == "multiivon":
             run = replace(cfg, optimizer="ivon")
             _runs(
-                sources, state, info, splits, run, args.runs, device,
+                sources, state, info, data, run, args.runs, device,
                 args.reuse, args.reuse_posterior, args.draws,
             )  # fmt: skip
             settings["draws"] = args.draws
         else:
             model, passes = train_batch_ensemble(
-                state, info, splits, replace(cfg, optimizer="sgd"), args.runs, args.init_std, device
+                state, info, data, replace(cfg, optimizer="sgd"), args.runs, args.init_std, device
             )
             sources.spent += passes
             summary = {
@@ -258,8 +259,7 @@ def _predict_batch_ensemble(path, x, batch_size, device):
     model, members, info = load_batch_ensemble(path)
     model.to(device)
     chunks = [
-        member_log_probs(model, members, x[i : i + batch_size].to(device)).cpu()
-        for i in range(0, len(x), batch_size)
+        member_log_probs(model, members, xb.to(device)).cpu() for xb in batches(x, batch_size)
     ]
     return torch.cat(chunks, dim=1), batch_ensemble_bits(model, members), info
 
@@ -301,8 +301,9 @@ def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size
 
 
 def predict(args) -> None:
-    splits = load_splits(args.data)
-    x, labels = splits.x[args.split], splits.y[args.split]
+    first = Path(args.sources) / read_sources(args.sources)["sources"][0]["file"]
+    data = open_stage_data(args, checkpoint_info(first))
+    x, labels = data.inputs(args.split, args.batch_size)
     device = resolve_device(args.device)
     if args.bits is None:
         manifest, lp, bits, budget, info = predict_fp32_sources(
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("train", help="a method's sources (checkpoints + manifest)")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
-    p.add_argument("--data", required=True)
+    add_data_arguments(p)
     p.add_argument("--runs", type=_positive, default=4, help="runs, cycles or BE members (K)")
     p.add_argument("--draws", type=_positive, default=2, help="multiivon: draws per run")
     p.add_argument("--init-std", type=float, default=0.1, help="batchensemble: fast weight std")
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     add_runtime_arguments(p)
     q = commands.add_parser("predict", help="predictions of the sources, or of LPE-BSR copies")
     q.add_argument("--sources", required=True)
-    q.add_argument("--data", required=True)
+    add_data_arguments(q)
     q.add_argument("--split", default="test", choices=SPLITS)
     q.add_argument("--batch-size", type=int, default=1000)
     q.add_argument(

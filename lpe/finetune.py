@@ -40,11 +40,11 @@ from lpe.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.csgld import add_langevin_noise
 from lpe.cyclic import CyclicSchedule
-from lpe.data import load_splits
+from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.ivon_posterior import IvonPosterior
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.swag import SwagCollector, SwagError, SwagPosterior
-from lpe.train import DivergenceError, evaluate, lr_factor, minibatches
+from lpe.train import DivergenceError, evaluate_on, lr_factor
 
 OPTIMIZERS = ("sgd", "swag", "ivon", "sse", "csgld")
 CYCLIC = ("sse", "csgld")
@@ -128,14 +128,13 @@ def _optimizer(cfg: FinetuneConfig, model: torch.nn.Module):
     )
 
 
-def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sys.stderr):
-    """Fine-tune ``model`` in place.
+def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.stderr):
+    """Fine-tune ``model`` in place on ``data`` (``lpe.inputs``).
 
     Returns (backward passes, posterior or None, snapshots); ``snapshots`` lists, for ``sse``
     and ``csgld``, each cycle's final weights (CPU copies) with the backward passes spent so far.
     """
-    x, y = splits.x["train"], splits.y["train"]
-    steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
+    steps_per_epoch = math.ceil(data.train_size / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     cyclic = cfg.schedule(steps_per_epoch) if cfg.optimizer in CYCLIC else None
     collector = None
@@ -163,7 +162,7 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
     with tqdm(total=total, desc=f"finetune {cfg.optimizer}", file=log, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
-            for xb, yb in minibatches(x, y, cfg.batch_size, order, device):
+            for xb, yb in data.train_batches(cfg.batch_size, order, device):
                 if cfg.optimizer == "ivon":
                     for _ in range(cfg.ivon_mc_samples):
                         with optimizer.sampled_params(train=True):
@@ -182,7 +181,7 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
                         model.parameters(),
                         cyclic.lr_at(step),
                         cfg.csgld_temperature,
-                        len(y),
+                        data.train_size,
                         langevin,
                     )
                 if cyclic is not None and cyclic.cycle_end(step):
@@ -195,7 +194,7 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
                 if collector is not None and since > 0 and since % cfg.swag_collect_every == 0:
                     collector.collect(torch.nn.utils.parameters_to_vector(model.parameters()))
                 bar.update(1)
-            val = evaluate(model, splits, "val", device)
+            val = validate(model, data, device)
             bar.write(f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f}")
     posterior = None
     if collector is not None:
@@ -206,6 +205,11 @@ def finetune(model: torch.nn.Module, splits, cfg: FinetuneConfig, device, log=sy
         if not torch.isfinite(posterior.hess).all():
             raise DivergenceError("ivon: the Hessian estimate is not finite; lower ivon.lr")
     return backward_passes, posterior, snapshots
+
+
+def validate(model, data, device) -> dict[str, float]:
+    """NLL, ERR, ECE on the data's selection split (validation, or an image folder's holdout)."""
+    return evaluate_on(model, *data.inputs(data.selection_split), device)
 
 
 def _loss(model, xb, yb, cfg: FinetuneConfig, epoch: int) -> torch.Tensor:
@@ -264,7 +268,7 @@ def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
     return FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
 
 
-def run_finetune(state, info, splits, cfg: FinetuneConfig, device):
+def run_finetune(state, info, data, cfg: FinetuneConfig, device):
     """Fine-tune a fresh model from ``state`` with every random draw seeded by ``cfg.seed``.
 
     Returns (model on the CPU, summary for its checkpoint, posterior or None, snapshots); the
@@ -274,7 +278,7 @@ def run_finetune(state, info, splits, cfg: FinetuneConfig, device):
     model.load_state_dict(state)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # IVON draws its weight noise from the global generator
-        backward_passes, posterior, snapshots = finetune(model, splits, cfg, device)
+        backward_passes, posterior, snapshots = finetune(model, data, cfg, device)
     summary = {
         "model": info.model,
         "num_classes": info.num_classes,
@@ -282,7 +286,7 @@ def run_finetune(state, info, splits, cfg: FinetuneConfig, device):
         "optimizer": cfg.optimizer,
         "backward_passes": info.backward_passes + backward_passes,
         "finetune": asdict(cfg),
-        "val": evaluate(model, splits, "val", device),
+        "val": validate(model, data, device),
     }
     return model.cpu(), summary, posterior, snapshots
 
@@ -290,7 +294,7 @@ def run_finetune(state, info, splits, cfg: FinetuneConfig, device):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
-    parser.add_argument("--data", required=True)
+    add_data_arguments(parser)
     add_finetune_arguments(parser)
     parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
     parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
@@ -301,9 +305,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--posterior is required for {cfg.optimizer}")
     set_threads(args.threads)
     state, info = load_checkpoint(args.checkpoint)
-    splits = load_splits(args.data)
+    data = open_stage_data(args, info)
     device = resolve_device(args.device)
-    model, summary, posterior, _ = run_finetune(state, info, splits, cfg, device)
+    model, summary, posterior, _ = run_finetune(state, info, data, cfg, device)
     save_checkpoint(args.out, model, summary)
     if posterior is not None:
         save_posterior(args.posterior, posterior, checkpoint_info(args.out).sha256)

@@ -75,6 +75,21 @@ def name_transform(name: str):
     )
 
 
+def train_transform(name: str):
+    """The fine-tuning preprocessing of timm model ``name``: timm's training transform for its
+    data config (random resized crop, horizontal flip), without colour jitter (ASSUMED)."""
+    from timm.data import create_transform, resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    from lpe.zeroshot import tower_name
+
+    pretrained = get_pretrained_cfg(tower_name(name))
+    if pretrained is None:
+        raise ValueError(f"timm has no pretrained config for {name!r} (no data config known)")
+    config = resolve_data_config(pretrained_cfg=pretrained.to_dict())
+    return create_transform(**config, is_training=True, color_jitter=None)
+
+
 def image_loader(
     root: str | Path,
     transform,

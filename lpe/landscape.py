@@ -34,8 +34,9 @@ from tqdm import tqdm
 from lpe.artifacts import write_with
 from lpe.bma import draw
 from lpe.checkpoints import load_checkpoint
-from lpe.data import SPLITS, load_splits
+from lpe.data import SPLITS
 from lpe.finetune import load_solution
+from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import load_member
 from lpe.predict import predict_log_probs
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     second.add_argument("--posterior", help="posterior file of the BMA draw (second anchor)")
     second.add_argument("--second", help="a second checkpoint as the second anchor (Figure 4)")
     parser.add_argument("--member", required=True, help="an LPE-BSR member file of the solution")
-    parser.add_argument("--data", required=True)
+    add_data_arguments(parser)
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--grid", type=int, default=11, help="points per axis (>= 3)")
     parser.add_argument("--margin", type=float, default=0.25, help="fraction of the extent")
@@ -161,8 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     plane = Plane.through(*anchors_w)
     anchors = np.array([plane.coordinates(w) for w in anchors_w])
     a_axis, b_axis = grid_axes(anchors, args.grid, args.margin)
-    splits = load_splits(args.data)
-    x, labels = splits.x[args.split][: args.points], splits.y[args.split][: args.points]
+    x, labels = open_stage_data(args, info).tensors(args.split, args.points)
     nll, kl, anchor_nll = evaluate_plane(model, plane, anchors_w, a_axis, b_axis, x, labels, device)
     arrays = {
         "a": a_axis,

@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from lpe.artifacts import write_with
 from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.data import SPLITS, load_splits
+from lpe.data import SPLITS
 from lpe.generate import read_manifest
+from lpe.inputs import open_data
 from lpe.members import Member, load_member
 from lpe.models import count_params
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
@@ -48,14 +49,8 @@ def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
     An image folder (the paper profile) holds one subfolder per split (``ROOT/val/<class>/...``);
     its images are preprocessed with the checkpoint's timm data config and streamed in batches.
     """
-    if Path(data).is_dir() or not str(data).endswith(".npz"):
-        from lpe.images import image_loader, name_transform
-
-        loader = image_loader(Path(data) / split, name_transform(info.model), info.num_classes,
-                              batch_size, workers=workers)  # fmt: skip
-        return loader, loader.labels
-    splits = load_splits(data)
-    return splits.x[split], splits.y[split]
+    data = open_data(data, info.model, info.num_classes, workers=workers)
+    return data.inputs(split, batch_size)
 
 
 @torch.inference_mode()

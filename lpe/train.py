@@ -112,8 +112,13 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
 
 
 def evaluate(model, splits, split: str, device) -> dict[str, float]:
-    lp = predict_log_probs(model, splits.x[split], batch_size=1000, device=device)  # (N, C)
-    return metrics.score(lp.unsqueeze(0), splits.y[split])  # (1, N, C): one member
+    return evaluate_on(model, splits.x[split], splits.y[split], device)
+
+
+def evaluate_on(model, x, y, device) -> dict[str, float]:
+    """NLL, ERR, ECE of one model on inputs ``x`` (a tensor or a loader of batches)."""
+    lp = predict_log_probs(model, x, batch_size=1000, device=device)  # (N, C)
+    return metrics.score(lp.unsqueeze(0), y)  # (1, N, C): one member
 
 
 def main(argv: list[str] | None = None) -> None:

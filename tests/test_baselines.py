@@ -16,6 +16,7 @@ from lpe.baselines import (
 from lpe.baselines import main as baselines
 from lpe.claims import claim6
 from lpe.data import build, save_splits
+from lpe.inputs import TensorData
 from lpe.models import create_model
 from lpe.policy import QuantPolicy
 from lpe.table6 import chosen_settings, table6
@@ -68,7 +69,8 @@ def test_dropout_at_rate_zero_is_the_model_and_above_zero_members_differ(model_a
 
 def test_the_setting_is_chosen_by_validation_nll(model_and_state, splits):
     model, state = model_and_state
-    best, scores = choose_setting(model, state, "gaussian", [0.01, 0.5], 2, 0, splits, 16, CPU)
+    data = TensorData(splits)
+    best, scores = choose_setting(model, state, "gaussian", [0.01, 0.5], 2, 0, data, 16, CPU)
     direct = ensemble(model, state, "gaussian", 0.5, 2, 0, splits.x["val"], 16, CPU)
     assert scores[0.5] == pytest.approx(metrics.score(direct, splits.y["val"])["nll"])
     assert best == min(scores, key=scores.get)

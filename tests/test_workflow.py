@@ -220,12 +220,17 @@ def test_the_paper_profile_resolves_its_whole_dag_with_a_placeholder_path(tmp_pa
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # 4 ViTs x 2 precisions x (RTN + 3 seeds), then 2 CLIP models x (RTN + 3 seeds) at INT-5
-    for rule, count in (("download_checkpoint", 6), ("generate", 4 * 2 * 4 + 2 * 4),
-                        ("predict_members", 4 * 2 * 4 + 2 * 4), ("table1", 1), ("table3", 1),
-                        ("figure7", 1), ("claims", 1)):  # fmt: skip
+    # 4 ViTs x 2 precisions x (RTN + 3 seeds), 2 CLIP models x (RTN + 3 seeds) at INT-5, then
+    # LPE-BSR around the 3 fine-tuned ViT-B/16 solutions (3 seeds at INT-5)
+    members = 4 * 2 * 4 + 2 * 4 + 3 * 3
+    for rule, count in (("download_checkpoint", 6), ("generate", members),
+                        ("predict_members", members), ("table1", 1), ("table3", 1),
+                        ("figure7", 1), ("claims", 1), ("finetune", 1), ("finetune_posterior", 2),
+                        ("fast_train", 5), ("table5", 1), ("table6", 1), ("figures_bma", 1),
+                        ("figures_fast", 1), ("figure_landscape", 3)):  # fmt: skip
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), (rule, out)
-    assert "train " not in out and "finetune" not in out  # pretrained, not trained here
+    assert not re.search(r"^train\s", out, re.M)  # pretrained, not trained here
+    assert "figure1" not in out  # the concept sketch is drawn on the mini data only
 
 
 @pytest.mark.slow
@@ -253,6 +258,7 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     make_tiny_llama(cache / "tiny--llama")  # the language model's cached download
     write_mmlu(tmp_path / "mmlu")
     image_folder(tmp_path / "imagenet" / "val", 3)
+    image_folder(tmp_path / "imagenet" / "train", 3, per_class=4)
     env = {**ENV, "HF_HUB_OFFLINE": "1"}  # no network, as on CI
     result = subprocess.run(
         [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile",
@@ -268,7 +274,7 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     assert (scores["forward_passes"] == scores["members"]).all()
     assert len(scores) == 2 * (1 + 1 + 2 * 2)  # models x (FP32 + RTN + 2 seeds x 2 sizes)
     claims = (tmp_path / "results/tinypaper/claims.md").read_text()
-    assert all(f"## Claim {n}" in claims for n in (1, 2, 3)) and "## Claim 4" not in claims
+    assert all(f"## Claim {n}" in claims for n in range(1, 8))
     assert (tmp_path / "figures/tinypaper/nll_vs_ensemble_size.png").stat().st_size > 0
     large = pd.read_csv(tmp_path / "results/tinypaper/large/scores.csv")
     assert set(large["model"]) == {*config["large"]["models"], "tiny/llama"}
@@ -277,6 +283,17 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     assert table3["method"].tolist() == ["fp32", "rtn", "lpe-bsr"] * 2
     assert {"avg_loss_mean", "ambiguity_mean", "ens_loss_mean", "ece_mean"} <= set(table3)
     assert (tmp_path / "figures/tinypaper/fig7_large_models.pdf").stat().st_size > 0
+    # the fine-tuning figures and tables: same rules as the mini profile, images as data
+    bma = pd.read_csv(tmp_path / "results/tinypaper/bma/scores.csv")
+    assert {"sgd", "swag", "ivon"} <= set(bma["optimizer"])
+    fast = pd.read_csv(tmp_path / "results/tinypaper/fast/scores.csv")
+    assert {"sse", "csgld", "de", "multiivon", "batchensemble"} <= set(fast["method"])
+    table6 = pd.read_csv(tmp_path / "results/tinypaper/tables/table6.csv")
+    assert {"gaussian-noise", "mc-dropout", "lpe-bsr"} <= set(table6["method"])
+    for name in ("fig2_nll_vs_ensemble_size_bma", "fig3_landscape_swag", "fig4_landscape_sse",
+                 "fig5_fast_sse_csgld", "fig9_fast_sse_de_multiivon"):  # fmt: skip
+        assert (tmp_path / f"figures/tinypaper/{name}.pdf").stat().st_size > 0
+    assert (tmp_path / "results/tinypaper/tables/table5.csv").stat().st_size > 0
 
 
 @pytest.mark.slow

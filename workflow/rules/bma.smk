@@ -3,8 +3,8 @@
 
 rule finetune:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
-        data=DATA,
     output:
         work("checkpoints/{model}-sgd.safetensors"),
     log:
@@ -17,16 +17,17 @@ rule finetune:
         ENV
     threads: 1
     params:
+        data=data_flags,
         flags=finetune_flags(),
     shell:
-        "python -m lpe.finetune --checkpoint {input.checkpoint} --data {input.data}"
+        "python -m lpe.finetune --checkpoint {input.checkpoint} {params.data}"
         " --optimizer sgd {params.flags} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule finetune_posterior:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
-        data=DATA,
     output:
         solution=work("checkpoints/{model}-{optimizer}.safetensors"),
         posterior=work("posteriors/{model}-{optimizer}.safetensors"),
@@ -41,18 +42,19 @@ rule finetune_posterior:
         ENV
     threads: 1
     params:
+        data=data_flags,
         flags=finetune_flags(),
     shell:
-        "python -m lpe.finetune --checkpoint {input.checkpoint} --data {input.data}"
+        "python -m lpe.finetune --checkpoint {input.checkpoint} {params.data}"
         " --optimizer {wildcards.optimizer} {params.flags} --threads {threads}"
         " --out {output.solution} --posterior {output.posterior} > {log} 2>&1"
 
 
 rule predict_bma:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
         posterior=work("posteriors/{model}-{optimizer}.safetensors"),
-        data=DATA,
     output:
         work("preds/{model}-{optimizer}/bma-seed{seed}.npz"),
     log:
@@ -66,23 +68,24 @@ rule predict_bma:
         ENV
     threads: 1
     params:
+        data=data_flags,
         members=config["bma"]["ensemble_size"],
         scale=config["bma"]["swag"]["scale"],
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
-        " --data {input.data} --members {params.members} --seed {wildcards.seed}"
+        " {params.data} --members {params.members} --seed {wildcards.seed}"
         " --swag-scale {params.scale} --split {params.split} --batch-size {params.batch_size}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule landscape:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
         posterior=work("posteriors/{model}-{optimizer}.safetensors"),
         members=work("members/{model}-{optimizer}/bsr-int{bits}-seed{seed}"),
-        data=DATA,
     output:
         work("landscape/{model}-{optimizer}-int{bits}-seed{seed}.npz"),
     log:
@@ -96,11 +99,12 @@ rule landscape:
         ENV
     threads: 1
     params:
+        data=data_flags,
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
         "python -m lpe.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
-        " --member {input.members}/member00.safetensors --data {input.data}"
+        " --member {input.members}/member00.safetensors {params.data}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"

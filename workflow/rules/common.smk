@@ -38,6 +38,14 @@ def predict_flags(wildcards, threads):
     return f"{DTYPE_FLAG}{workers}"
 
 
+def data_flags(wildcards, threads):
+    """--data of the training-side stages; an image folder adds its holdout and loaders."""
+    if not IMAGES:
+        return f"--data {shlex.quote(DATA)}"
+    holdout = config["dataset"]["holdout"]
+    return f"--data {shlex.quote(DATA)} --holdout {holdout} --workers {threads}"
+
+
 def data_input(wildcards):
     """The data file as a rule input (mini); an image folder is not a workflow file."""
     return {} if IMAGES else {"data": DATA}
@@ -211,9 +219,14 @@ def finetune_flags():
 BASELINE_MODEL = config["baselines"]["model"]
 
 
+def seeds_of(model):
+    """LPE-BSR ensemble seeds of a pretrained model: Table 3's (large) or Table 1's."""
+    return LARGE["seeds"] if model in LARGE["models"] else config["lpe"]["seeds"]
+
+
 def baseline_predictions():
-    """Table 6's predictions: the baselines', then FP32 and LPE-BSR of Table 1's runs."""
-    seeds = config["lpe"]["seeds"]
+    """Table 6's predictions: the baselines', then FP32 and LPE-BSR of Table 1's or 3's runs."""
+    seeds = seeds_of(BASELINE_MODEL)
     own = [
         work(f"preds/{BASELINE_MODEL}/{b}-seed{s}.npz")
         for b in ("gaussian", "dropout")
@@ -322,9 +335,7 @@ def intermediates():
 
 
 def claims_inputs(wildcards):
-    """The score files behind claims 4-7 (mini profile; the paper profile checks claims 1-3)."""
-    if IMAGES:
-        return {}
+    """The score files behind claims 4-7."""
     return {
         "bma": results("bma/scores.csv"),
         "baselines": results("baselines/scores.csv"),
@@ -333,8 +344,6 @@ def claims_inputs(wildcards):
 
 
 def claims_flags(wildcards, input):
-    if IMAGES:
-        return ""
     return (
         f"--bma-scores {input.bma} --bma-bits {config['bma']['bits'][0]}"
         f" --baseline-scores {input.baselines} --baseline-bits {config['baselines']['bits']}"
@@ -352,16 +361,9 @@ def table1_targets():
     ]
 
 
-def all_targets():
-    # the paper profile: Tables 1 and 3, Figure 7 (the fine-tuning figures: mini profile only)
-    if IMAGES:
-        return [*table1_targets(), *large_targets()]
+def finetuning_targets():
+    """Figures 2-6, 8, 9, Tables 5 and 6 and their scores: fine-tuning and baselines."""
     return [
-        *intermediates(),
-        results("scores.csv"),
-        *[results(f"tables/table1.{ext}") for ext in ("csv", "md", "tex")],
-        *[figures(f"nll_vs_ensemble_size.{ext}") for ext in ("png", "pdf")],
-        results("claims.md"),
         results("bma/scores.csv"),
         *[
             figures(f"{name}.{ext}")
@@ -374,13 +376,24 @@ def all_targets():
             for ext in ("png", "pdf")
         ],
         *[results(f"landscapes/{name}.csv") for name in LANDSCAPE_FIGURES],
-        *[figures(f"fig1_concept.{ext}") for ext in ("png", "pdf")],
         results("baselines/scores.csv"),
         *[results(f"tables/table6.{ext}") for ext in ("csv", "md", "tex")],
-        results("fig1_concept.csv"),
         results("fast/scores.csv"),
         *[results(f"tables/table5.{ext}") for ext in ("csv", "md", "tex")],
         *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
+    ]
+
+
+def all_targets():
+    """Everything; the paper profile adds Table 3 and Figure 7, the mini profile Figure 1 (a
+    sketch drawn on the mini data)."""
+    targets = [*intermediates(), *table1_targets(), *finetuning_targets()]
+    if IMAGES:
+        return [*targets, *large_targets()]
+    return [
+        *targets,
+        *[figures(f"fig1_concept.{ext}") for ext in ("png", "pdf")],
+        results("fig1_concept.csv"),
     ]
 
 

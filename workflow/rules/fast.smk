@@ -3,9 +3,8 @@
 
 rule fast_train:
     input:
-        unpack(lambda w: fast_reuse(w.fast)),
+        unpack(lambda w: {**fast_reuse(w.fast), **data_input(w)}),
         checkpoint=work(f"checkpoints/{BMA_MODEL}.safetensors"),
-        data=DATA,
     output:
         directory(work("fast/{fast}")),
     log:
@@ -18,6 +17,7 @@ rule fast_train:
         ENV
     threads: 1
     params:
+        data=data_flags,
         flags=lambda w: fast_flags(w.fast),
         reuse=lambda w, input: (
             f"--reuse {input.reuse}" if "reuse" in input.keys() else ""
@@ -29,14 +29,14 @@ rule fast_train:
         ),
     shell:
         "python -m lpe.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
-        " --data {input.data} {params.flags} {params.reuse} {params.reuse_posterior}"
+        " {params.data} {params.flags} {params.reuse} {params.reuse_posterior}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule fast_predict_fp32:
     input:
+        unpack(data_input),
         sources=work("fast/{fast}"),
-        data=DATA,
     output:
         work("preds/fast/{fast}/fp32.npz"),
     log:
@@ -47,18 +47,19 @@ rule fast_predict_fp32:
         ENV
     threads: 1
     params:
+        data=data_flags,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.fast predict --sources {input.sources} --data {input.data}"
+        "python -m lpe.fast predict --sources {input.sources} {params.data}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
 rule fast_predict_lpe:
     input:
+        unpack(data_input),
         sources=work("fast/{fast}"),
-        data=DATA,
     output:
         preds=work("preds/fast/{fast}/bsr-int{bits}-seed{seed}.npz"),
         members=directory(work("members/fast/{fast}/bsr-int{bits}-seed{seed}")),
@@ -70,6 +71,7 @@ rule fast_predict_lpe:
         ENV
     threads: 1
     params:
+        data=data_flags,
         copies=FAST["copies"],
         per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
         exclude=shlex.join(config["quant"]["exclude"]),
@@ -77,7 +79,7 @@ rule fast_predict_lpe:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.fast predict --sources {input.sources} --data {input.data}"
+        "python -m lpe.fast predict --sources {input.sources} {params.data}"
         " --bits {wildcards.bits} --copies {params.copies} --seed {wildcards.seed}"
         " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
         " --members-out {output.members} --split {params.split}"
@@ -87,9 +89,9 @@ rule fast_predict_lpe:
 
 rule landscape_fast:
     input:
+        unpack(data_input),
         sources=work("fast/sse"),
         members=work("members/fast/sse/bsr-int{bits}-seed{seed}"),
-        data=DATA,
     output:
         work("landscape/fast-sse-int{bits}-seed{seed}.npz"),
     log:
@@ -100,12 +102,13 @@ rule landscape_fast:
         ENV
     threads: 1
     params:
+        data=data_flags,
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
         "python -m lpe.landscape --checkpoint {input.sources}/source00.safetensors"
         " --second {input.sources}/source01.safetensors"
-        " --member {input.members}/source00/member00.safetensors --data {input.data}"
+        " --member {input.members}/source00/member00.safetensors {params.data}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
 

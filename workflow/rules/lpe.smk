@@ -75,8 +75,8 @@ rule predict_members:
 
 rule select_baseline:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
-        data=DATA,
     output:
         work("baselines/{model}/{baseline}-choice.json"),
     log:
@@ -89,14 +89,15 @@ rule select_baseline:
         ENV
     threads: 1
     params:
+        data=data_flags,
         candidates=lambda w: config["baselines"][
             "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
         ],
-        members=config["lpe"]["ensemble_size"],
-        seed=config["lpe"]["seeds"][0],
+        members=lambda w: ensemble_size(w.model),
+        seed=lambda w: seeds_of(w.model)[0],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.baselines --checkpoint {input.checkpoint} --data {input.data}"
+        "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
         " --method {wildcards.baseline} --candidates {params.candidates}"
         " --members {params.members} --seed {params.seed}"
         " --batch-size {params.batch_size} --threads {threads} --select-out {output}"
@@ -105,8 +106,8 @@ rule select_baseline:
 
 rule predict_baseline:
     input:
+        unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
-        data=DATA,
         choice=work("baselines/{model}/{baseline}-choice.json"),
     output:
         work("preds/{model}/{baseline}-seed{seed}.npz"),
@@ -120,10 +121,12 @@ rule predict_baseline:
         ENV
     threads: 1
     params:
-        members=config["lpe"]["ensemble_size"],
+        data=data_flags,
+        members=lambda w: ensemble_size(w.model),
+        split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.baselines --checkpoint {input.checkpoint} --data {input.data}"
+        "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
         " --method {wildcards.baseline} --setting-file {input.choice}"
-        " --members {params.members} --seed {wildcards.seed}"
+        " --members {params.members} --seed {wildcards.seed} --split {params.split}"
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"

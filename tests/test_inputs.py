@@ -1,0 +1,99 @@
+"""lpe.inputs: the image folder as training data (holdout, seeded order) and the stages on it."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+from helpers import image_folder
+
+from lpe.bma import main as bma
+from lpe.checkpoints import checkpoint_info
+from lpe.data import build
+from lpe.finetune import main as finetune
+from lpe.hub import download
+from lpe.images import ImageFolderError
+from lpe.inputs import ImageData, TensorData, open_data
+
+NAME = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def root(tmp_path):
+    image_folder(tmp_path / "imagenet" / "train", 3, per_class=4, size=24)
+    image_folder(tmp_path / "imagenet" / "val", 3, size=24)
+    return tmp_path / "imagenet"
+
+
+def labels_of(batches):
+    return torch.cat([yb for _, yb in batches]).tolist()
+
+
+def test_the_holdout_is_taken_out_of_training_and_the_order_is_seeded(root):
+    data = open_data(root, NAME, 3, holdout=3)
+    assert isinstance(data, ImageData) and data.selection_split == "holdout"
+    assert data.train_size == 9
+    first = list(data.train_batches(4, torch.Generator().manual_seed(1), CPU))
+    again = list(data.train_batches(4, torch.Generator().manual_seed(1), CPU))
+    assert [len(yb) for _, yb in first] == [4, 4, 1]
+    assert first[0][0].shape == (4, 3, 224, 224)  # the model's training crop
+    # the crops too are seeded
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    loaders = open_data(root, NAME, 3, holdout=3, workers=2)  # the same in loading processes
+    parallel = list(loaders.train_batches(4, torch.Generator().manual_seed(1), CPU))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, parallel, strict=True))
+    other = [labels_of(data.train_batches(4, torch.Generator().manual_seed(s), CPU))
+             for s in range(2, 6)]  # fmt: skip
+    assert any(o != labels_of(first) for o in other)
+    _, held = data.inputs("holdout")
+    # every training image is either held out or trained on, never both
+    trained = sorted(labels_of(first))
+    assert sorted(trained + held.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    x, y = data.tensors("val", 4)
+    assert x.shape == (4, 3, 224, 224) and len(y) == 4
+
+
+def test_a_holdout_that_leaves_nothing_to_train_on_is_refused(root):
+    data = open_data(root, NAME, 3, holdout=12)
+    with pytest.raises(ImageFolderError, match="set dataset.holdout"):
+        list(data.train_batches(4, torch.Generator(), CPU))
+
+
+def test_evaluation_alone_does_not_need_the_training_folder(root, tmp_path):
+    (tmp_path / "valonly").mkdir()
+    (root / "val").rename(tmp_path / "valonly" / "val")
+    data = open_data(tmp_path / "valonly", NAME, 3)
+    loader, labels = data.inputs("val", 4)
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ImageFolderError, match=r"valonly/train does not exist; expected"):
+        list(data.train_batches(4, torch.Generator(), CPU))
+
+
+def test_a_data_file_keeps_its_validation_split():
+    splits = build("mnist1d", train=30, val=20, test=10, seed=0)
+    data = TensorData(splits)
+    assert data.selection_split == "val" and data.train_size == 30
+    x, y = data.tensors("test", 4)
+    assert torch.equal(x, splits.x["test"][:4])
+
+
+def test_swag_fine_tuning_and_its_bma_run_on_an_image_folder(root, tmp_path):
+    def stand_in(name, cache):
+        return timm.create_model(name, pretrained=False, num_classes=3)
+
+    checkpoint = download(NAME, tmp_path / "cache", tmp_path / "c.safetensors", fetch=stand_in)
+    solution, posterior = tmp_path / "swag.safetensors", tmp_path / "post.safetensors"
+    finetune(["--checkpoint", str(checkpoint), "--data", str(root), "--holdout", "3",
+              "--optimizer", "swag", "--epochs", "2", "--batch-size", "4", "--swag-rank", "2",
+              "--swag-start-epoch", "1", "--swag-collect-every", "1", "--device", "cpu",
+              "--out", str(solution), "--posterior", str(posterior)])  # fmt: skip
+    info = checkpoint_info(solution)
+    assert info.model == NAME and info.backward_passes == 2 * 3  # 9 images, batch 4
+    preds = tmp_path / "bma.npz"
+    bma(["--checkpoint", str(solution), "--posterior", str(posterior), "--data", str(root),
+         "--members", "2", "--seed", "0", "--split", "val", "--batch-size", "4",
+         "--device", "cpu", "--out", str(preds)])  # fmt: skip
+    with np.load(preds) as f:
+        assert f["log_probs"].shape == (2, 6, 3)
+        assert f["labels"].tolist() == [0, 0, 1, 1, 2, 2]
+        assert np.isfinite(f["log_probs"]).all()
