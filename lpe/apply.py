@@ -29,7 +29,7 @@ from lpe import metrics
 from lpe.members import member_seed, quantize
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import QuantPolicy
-from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 
 class ModelSourceError(ValueError):
@@ -159,9 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     model = create_timm_model(args.model, not args.no_pretrained, args.weights)
     loader = image_loader(args.images, model_transform(model), model.num_classes,
                           args.batch_size, args.limit, args.workers)  # fmt: skip
-    table = apply_lpe(
-        model, loader, args.bits, args.members, args.seed, resolve_device(args.device)
-    )
+    device = resolve_device(args.device)
+    with autocast(device, args.dtype):
+        table = apply_lpe(model, loader, args.bits, args.members, args.seed, device)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         from lpe.artifacts import write_with

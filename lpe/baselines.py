@@ -46,7 +46,7 @@ from lpe.models import count_params
 from lpe.numbers import IntFormat, compute_scales
 from lpe.policy import QuantPolicy
 from lpe.predict import predict_log_probs, write_predictions
-from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 METHODS = ("gaussian", "dropout")
 LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout"}
@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     data = open_stage_data(args, info)
     model = info.build().to(device)
     if chosen is None:
-        setting, validation = choose_setting(model, state, args.method, args.candidates,
-                                             args.members, args.seed, data, args.batch_size,
-                                             device)  # fmt: skip
+        with autocast(device, args.dtype):
+            setting, validation = choose_setting(model, state, args.method, args.candidates,
+                                                 args.members, args.seed, data, args.batch_size,
+                                                 device)  # fmt: skip
         print(f"chosen on the validation split: {args.method} {setting}")
         if args.select_out:
             nll = {str(k): v for k, v in validation.items()}
@@ -177,8 +178,9 @@ def main(argv: list[str] | None = None) -> None:
         setting = chosen
         print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
     x, labels = data.inputs(args.split, args.batch_size)
-    log_probs = ensemble(model, state, args.method, setting, args.members, args.seed, x,
-                         args.batch_size, device)  # fmt: skip
+    with autocast(device, args.dtype):
+        log_probs = ensemble(model, state, args.method, setting, args.members, args.seed, x,
+                             args.batch_size, device)  # fmt: skip
     params = count_params(model)
     bits = (
         [32 * params] * args.members

@@ -23,7 +23,7 @@ from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import member_seed
 from lpe.models import count_params
 from lpe.predict import predict_log_probs, write_predictions
-from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.swag import SwagPosterior
 
 
@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     model = info.build().to(device)
     model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
     x, labels = open_stage_data(args, info).inputs(args.split, args.batch_size)
-    log_probs = predict_draws(
-        model, posterior, args.members, args.seed, x, args.batch_size, device, args.swag_scale
-    )
+    with autocast(device, args.dtype):
+        log_probs = predict_draws(
+            model, posterior, args.members, args.seed, x, args.batch_size, device, args.swag_scale
+        )
     bits = [32 * count_params(model)] * args.members
     run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": args.seed}
     write_predictions(args.out, log_probs, labels, bits, info, run)

@@ -62,7 +62,7 @@ from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.predict import batches, predict_fp32, predict_members, write_predictions
-from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.train import DivergenceError, lr_factor
 
 METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
@@ -305,19 +305,20 @@ def predict(args) -> None:
     data = open_stage_data(args, checkpoint_info(first))
     x, labels = data.inputs(args.split, args.batch_size)
     device = resolve_device(args.device)
-    if args.bits is None:
-        manifest, lp, bits, budget, info = predict_fp32_sources(
-            args.sources, x, args.batch_size, device
-        )
-        run = {"method": manifest["method"], "bits": 0, "seed": 0}
-    else:
-        fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
-        policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
-        manifest, lp, bits, budget, info = predict_copies(
-            args.sources, args.members_out, fmt, args.copies, args.seed, policy, x,
-            args.batch_size, device,
-        )  # fmt: skip
-        run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": args.seed}
+    with autocast(device, args.dtype):
+        if args.bits is None:
+            manifest, lp, bits, budget, info = predict_fp32_sources(
+                args.sources, x, args.batch_size, device
+            )
+            run = {"method": manifest["method"], "bits": 0, "seed": 0}
+        else:
+            fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+            policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+            manifest, lp, bits, budget, info = predict_copies(
+                args.sources, args.members_out, fmt, args.copies, args.seed, policy, x,
+                args.batch_size, device,
+            )  # fmt: skip
+            run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": args.seed}
     run["budget"] = np.asarray(budget, dtype=np.int64)
     write_predictions(args.out, lp, labels, bits, info, run)
 
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse-posterior", help="multiivon: run 0's posterior file")
     add_finetune_arguments(p)
     p.add_argument("--out", required=True, help="the sources folder")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, inference=False)
     q = commands.add_parser("predict", help="predictions of the sources, or of LPE-BSR copies")
     q.add_argument("--sources", required=True)
     add_data_arguments(q)

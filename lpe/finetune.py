@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     add_finetune_arguments(parser)
     parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
     parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
-    add_runtime_arguments(parser)
+    add_runtime_arguments(parser, inference=False)
     args = parser.parse_args(argv)
     cfg = finetune_config(args)
     if cfg.optimizer in ("swag", "ivon") and not args.posterior:

@@ -39,7 +39,7 @@ from lpe.finetune import load_solution
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import load_member
 from lpe.predict import predict_log_probs
-from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 ANCHOR_NAMES = ("solution", "BMA draw", "LPE-BSR draw")
 SNAPSHOT_ANCHOR_NAMES = ("snapshot 1", "snapshot 2", "LPE-BSR draw")
@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     anchors = np.array([plane.coordinates(w) for w in anchors_w])
     a_axis, b_axis = grid_axes(anchors, args.grid, args.margin)
     x, labels = open_stage_data(args, info).tensors(args.split, args.points)
-    nll, kl, anchor_nll = evaluate_plane(model, plane, anchors_w, a_axis, b_axis, x, labels, device)
+    with autocast(device, args.dtype):
+        nll, kl, anchor_nll = evaluate_plane(
+            model, plane, anchors_w, a_axis, b_axis, x, labels, device
+        )
     arrays = {
         "a": a_axis,
         "b": b_axis,

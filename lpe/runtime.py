@@ -9,10 +9,13 @@ import numba
 import torch
 
 
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--threads`` and ``--device``: how a stage runs, never what it computes."""
+def add_runtime_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
+    """``--threads``, ``--device`` and, for stages that only evaluate (``inference``),
+    ``--dtype``: how a stage runs. Training stages compute in FP32 and do not offer ``--dtype``."""
     parser.add_argument("--threads", type=int, default=1, help="torch and numba threads")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    if not inference:
+        return
     parser.add_argument(
         "--dtype",
         default="float32",

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in asdict(defaults).items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--out", required=True)
-    add_runtime_arguments(parser)
+    add_runtime_arguments(parser, inference=False)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     set_threads(args.threads)

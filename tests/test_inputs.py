@@ -89,11 +89,21 @@ def test_swag_fine_tuning_and_its_bma_run_on_an_image_folder(root, tmp_path):
               "--out", str(solution), "--posterior", str(posterior)])  # fmt: skip
     info = checkpoint_info(solution)
     assert info.model == NAME and info.backward_passes == 2 * 3  # 9 images, batch 4
-    preds = tmp_path / "bma.npz"
-    bma(["--checkpoint", str(solution), "--posterior", str(posterior), "--data", str(root),
-         "--members", "2", "--seed", "0", "--split", "val", "--batch-size", "4",
-         "--device", "cpu", "--out", str(preds)])  # fmt: skip
-    with np.load(preds) as f:
+    common = ["--checkpoint", str(solution), "--posterior", str(posterior), "--data", str(root),
+              "--members", "2", "--seed", "0", "--split", "val", "--batch-size", "4",
+              "--device", "cpu"]  # fmt: skip
+    bma([*common, "--out", str(tmp_path / "bma.npz")])
+    bma([*common, "--dtype", "bfloat16", "--out", str(tmp_path / "bf16.npz")])
+    with np.load(tmp_path / "bma.npz") as f, np.load(tmp_path / "bf16.npz") as g:
         assert f["log_probs"].shape == (2, 6, 3)
         assert f["labels"].tolist() == [0, 0, 1, 1, 2, 2]
         assert np.isfinite(f["log_probs"]).all()
+        # bfloat16 forwards: the same draws, close to FP32 but not equal (autocast is applied)
+        np.testing.assert_allclose(g["log_probs"], f["log_probs"], atol=0.1, rtol=0.1)
+        assert not np.array_equal(g["log_probs"], f["log_probs"])
+
+
+def test_training_stages_do_not_offer_a_reduced_precision(capsys):
+    with pytest.raises(SystemExit):
+        finetune(["--checkpoint", "c", "--data", "d", "--out", "o", "--dtype", "bfloat16"])
+    assert "unrecognized arguments: --dtype bfloat16" in capsys.readouterr().err

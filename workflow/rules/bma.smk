@@ -69,6 +69,7 @@ rule predict_bma:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         members=config["bma"]["ensemble_size"],
         scale=config["bma"]["swag"]["scale"],
         split=config["predict"]["split"],
@@ -77,7 +78,7 @@ rule predict_bma:
         "python -m lpe.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " {params.data} --members {params.members} --seed {wildcards.seed}"
         " --swag-scale {params.scale} --split {params.split} --batch-size {params.batch_size}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
 
 
 rule landscape:
@@ -100,13 +101,14 @@ rule landscape:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
         "python -m lpe.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --member {input.members}/member00.safetensors {params.data}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
-        " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"
+        " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}{params.dtype}"
         " --out {output} > {log} 2>&1"
 
 

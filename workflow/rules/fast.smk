@@ -48,11 +48,12 @@ rule fast_predict_fp32:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.fast predict --sources {input.sources} {params.data}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
         " --out {output} > {log} 2>&1"
 
 
@@ -72,6 +73,7 @@ rule fast_predict_lpe:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         copies=FAST["copies"],
         per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
         exclude=shlex.join(config["quant"]["exclude"]),
@@ -83,7 +85,7 @@ rule fast_predict_lpe:
         " --bits {wildcards.bits} --copies {params.copies} --seed {wildcards.seed}"
         " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
         " --members-out {output.members} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output.preds}"
+        " --batch-size {params.batch_size} --threads {threads}{params.dtype} --out {output.preds}"
         " > {log} 2>&1"
 
 
@@ -103,6 +105,7 @@ rule landscape_fast:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
@@ -110,7 +113,7 @@ rule landscape_fast:
         " --second {input.sources}/source01.safetensors"
         " --member {input.members}/source00/member00.safetensors {params.data}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
-        " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
+        " --points {params.cfg[points]} --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
 
 
 rule score_fast:

@@ -90,6 +90,7 @@ rule select_baseline:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         candidates=lambda w: config["baselines"][
             "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
         ],
@@ -100,7 +101,7 @@ rule select_baseline:
         "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
         " --method {wildcards.baseline} --candidates {params.candidates}"
         " --members {params.members} --seed {params.seed}"
-        " --batch-size {params.batch_size} --threads {threads} --select-out {output}"
+        " --batch-size {params.batch_size} --threads {threads}{params.dtype} --select-out {output}"
         " > {log} 2>&1"
 
 
@@ -122,6 +123,7 @@ rule predict_baseline:
     threads: 1
     params:
         data=data_flags,
+        dtype=DTYPE_FLAG,
         members=lambda w: ensemble_size(w.model),
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
@@ -129,4 +131,4 @@ rule predict_baseline:
         "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
         " --method {wildcards.baseline} --setting-file {input.choice}"
         " --members {params.members} --seed {wildcards.seed} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
