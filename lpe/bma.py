@@ -30,9 +30,12 @@ from lpe.swag import SwagPosterior
 def draw(posterior, seed: int, index: int, swag_scale: float = 0.5) -> torch.Tensor:
     """Member ``index`` of the BMA ensemble with seed ``seed``: one flat weight vector."""
     generator = torch.Generator().manual_seed(member_seed(seed, index))
-    if isinstance(posterior, SwagPosterior):
-        return posterior.sample(generator, scale=swag_scale)
-    return posterior.sample(generator)
+    # FP32 whatever the forwards' precision: SWAG's low-rank product would otherwise run at the
+    # autocast dtype of a CPU stage (--dtype bfloat16)
+    with torch.autocast("cpu", enabled=False):
+        if isinstance(posterior, SwagPosterior):
+            return posterior.sample(generator, scale=swag_scale)
+        return posterior.sample(generator)
 
 
 @torch.inference_mode()

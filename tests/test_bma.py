@@ -5,6 +5,7 @@ import torch
 from lpe.bma import draw, predict_draws
 from lpe.data import build
 from lpe.ivon_posterior import IvonPosterior
+from lpe.members import member_seed
 from lpe.models import create_model
 from lpe.predict import predict_log_probs
 from lpe.swag import SwagPosterior
@@ -21,6 +22,17 @@ def test_swag_scale_reaches_the_draw():
     post = SwagPosterior(torch.zeros(200), torch.ones(200), torch.zeros(3, 200), snapshots=3)
     wide, narrow = draw(post, 0, 0, swag_scale=1.0), draw(post, 0, 0, swag_scale=0.25)
     torch.testing.assert_close(narrow, wide / 2)
+
+
+def test_a_draw_stays_fp32_when_the_forwards_run_in_bfloat16():
+    g = torch.Generator().manual_seed(0)
+    post = SwagPosterior(torch.randn(300, generator=g), torch.rand(300, generator=g),
+                         torch.randn(4, 300, generator=g), snapshots=4)  # fmt: skip
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reduced = draw(post, 0, 0)
+        unprotected = post.sample(torch.Generator().manual_seed(member_seed(0, 0)))
+    assert reduced.dtype == torch.float32 and torch.equal(reduced, draw(post, 0, 0))
+    assert not torch.equal(unprotected, reduced)  # what the guard prevents
 
 
 def test_each_draw_is_written_into_the_one_model_and_evaluated():
