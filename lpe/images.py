@@ -62,23 +62,21 @@ def model_transform(model: torch.nn.Module):
 
 def name_transform(name: str):
     """The eval preprocessing of timm model ``name``'s pretrained config, without building it."""
-    from timm.data import create_transform, resolve_data_config
-    from timm.models import get_pretrained_cfg
+    from timm.data import create_transform
 
-    from lpe.zeroshot import tower_name
-
-    pretrained = get_pretrained_cfg(tower_name(name))
-    if pretrained is None:
-        raise ValueError(f"timm has no pretrained config for {name!r} (no data config known)")
-    return create_transform(
-        **resolve_data_config(pretrained_cfg=pretrained.to_dict()), is_training=False
-    )
+    return create_transform(**_name_data_config(name), is_training=False)
 
 
 def train_transform(name: str):
     """The fine-tuning preprocessing of timm model ``name``: timm's training transform for its
     data config (random resized crop, horizontal flip), without colour jitter (ASSUMED)."""
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import create_transform
+
+    return create_transform(**_name_data_config(name), is_training=True, color_jitter=None)
+
+
+def _name_data_config(name: str) -> dict:
+    from timm.data import resolve_data_config
     from timm.models import get_pretrained_cfg
 
     from lpe.zeroshot import tower_name
@@ -86,8 +84,7 @@ def train_transform(name: str):
     pretrained = get_pretrained_cfg(tower_name(name))
     if pretrained is None:
         raise ValueError(f"timm has no pretrained config for {name!r} (no data config known)")
-    config = resolve_data_config(pretrained_cfg=pretrained.to_dict())
-    return create_transform(**config, is_training=True, color_jitter=None)
+    return resolve_data_config(pretrained_cfg=pretrained.to_dict())
 
 
 def image_loader(
