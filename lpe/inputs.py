@@ -82,7 +82,7 @@ class TensorData:
         return len(self.splits.y["train"])
 
     def train_batches(self, batch_size: int, order: torch.Generator, device):
-        from lpe.train import minibatches
+        from lpe.train import minibatches  # here: lpe.train imports lpe.predict, which imports us
 
         yield from minibatches(self.splits.x["train"], self.splits.y["train"], batch_size, order,
                                device)  # fmt: skip
