@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 
 import numba
 import torch
+
+from lpe.numerics import describe
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
@@ -61,3 +64,4 @@ def set_threads(threads: int) -> None:
         raise ValueError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    print(describe(), file=sys.stderr, flush=True)  # into the job's log: which CPU path made these numbers
