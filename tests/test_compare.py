@@ -32,28 +32,65 @@ def test_identical_trees_pass(tmp_path, capsys):
     assert "identical numbers" in capsys.readouterr().out
 
 
-def test_small_drift_within_tolerance_passes(tmp_path):
+def test_exact_mode_fails_on_any_drift_and_names_the_number(tmp_path, capsys):
     make_tree(tmp_path / "a", nll="0.2276")
-    make_tree(tmp_path / "b", nll="0.2280")
-    assert compare([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
-
-
-def test_drift_beyond_tolerance_names_the_number(tmp_path, capsys):
-    make_tree(tmp_path / "a", nll="0.2276")
-    make_tree(tmp_path / "b", nll="0.2500")
+    make_tree(tmp_path / "b", nll="0.2277")
     assert compare([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert (
         "scores.csv [model=vit_mini_l, precision=int4, method=lpe-bsr, seed=0, members=10] "
-        "nll: reference 0.2276, regenerated 0.25"
+        "nll: reference 0.2276, regenerated 0.2277"
     ) in err
     assert "table1.md line 1, number 2" in err  # "4" of INT-4 is number 1
 
 
-def test_changed_verdict_fails(tmp_path, capsys):
+def test_noise_mode_judges_a_drift_in_units_of_its_printed_spread(tmp_path, capsys):
+    # table1.md prints "0.2276 ± 0.0004": a unit is max(0.0004, 0.5% x 0.2276 + 1e-4) = 0.00124
+    make_tree(tmp_path / "a", nll="0.2276")
+    make_tree(tmp_path / "b", nll="0.2290")  # 0.0014: 1.1 units in the table
+    assert compare([str(tmp_path / "a"), str(tmp_path / "b"), "--mode", "noise"]) == 0
+    out = capsys.readouterr().out
+    # scores.csv's one-row nll has no spread: the floor, 0.5% x 0.2276 + 1e-6, makes it 1.2 units
+    assert "moved by more than 1: 2, by more than 2: 0, by more than 3: 0" in out
+    make_tree(tmp_path / "c", nll="0.2330")  # 0.0054: 4.4 units
+    assert compare([str(tmp_path / "a"), str(tmp_path / "c"), "--mode", "noise"]) == 1
+    err = capsys.readouterr().err
+    assert "table1.md line 1, number 2: reference 0.2276, regenerated 0.233" in err
+    assert "4.4 noise units; unit 0.00124, measured spread 0.0004" in err
+
+
+def test_noise_mode_takes_the_spread_over_seeds_of_the_row_group(tmp_path, capsys):
+    rows = "model,method,seed,members,nll,memory_bits\n"
+    reference = rows + "m,bsr,0,10,0.300,100\nm,bsr,1,10,0.310,100\nm,fp32,0,1,0.320,400\n"
+    (tmp_path / "a/r").mkdir(parents=True)
+    (tmp_path / "a/r/scores.csv").write_text(reference)
+    # the bsr group's sd is 0.00707: 0.02 is 2.8 units, so it passes; the FP32 row (no seeds)
+    # takes the column's median group sd (the same 0.00707): 0.03 is 4.2 units
+    for case, fp32_nll, code in (("b", "0.320", 0), ("c", "0.350", 1)):
+        (tmp_path / case / "r").mkdir(parents=True)
+        (tmp_path / case / "r/scores.csv").write_text(
+            rows + f"m,bsr,0,10,0.320,100\nm,bsr,1,10,0.310,100\nm,fp32,0,1,{fp32_nll},400\n"
+        )
+        args = [str(tmp_path / "a"), str(tmp_path / case), "--paths", "r", "--mode", "noise"]
+        assert compare(args) == code
+    assert "method=fp32, seed=0, members=1] nll" in capsys.readouterr().err
+
+
+def test_noise_mode_still_wants_counts_equal(tmp_path, capsys):
+    rows = "model,method,seed,members,nll,memory_bits\n"
+    for case, bits in (("a", 100), ("b", 101)):
+        (tmp_path / case / "r").mkdir(parents=True)
+        (tmp_path / case / "r/scores.csv").write_text(rows + f"m,bsr,0,10,0.3,{bits}\n")
+    args = [str(tmp_path / "a"), str(tmp_path / "b"), "--paths", "r", "--mode", "noise"]
+    assert compare(args) == 1
+    assert "memory_bits: reference 100, regenerated 101" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["exact", "noise"])
+def test_changed_verdict_fails(tmp_path, capsys, mode):
     make_tree(tmp_path / "a", verdict="reproduced")
     make_tree(tmp_path / "b", verdict="not reproduced")
-    assert compare([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert compare([str(tmp_path / "a"), str(tmp_path / "b"), "--mode", mode]) == 1
     assert "claims.md line 1: text differs" in capsys.readouterr().err
 
 
