@@ -32,9 +32,7 @@ VARIANTS = {
 
 
 def _stage(tmp, env, *args):
-    subprocess.run(
-        [sys.executable, "-m", *args], cwd=tmp, env=env, check=True, capture_output=True
-    )
+    subprocess.run([sys.executable, "-m", *args], cwd=tmp, env=env, check=True, capture_output=True)
 
 
 def _run_variant(tmp, overrides):
@@ -102,3 +100,42 @@ def test_this_process_computes_on_the_pinned_path():
     if numerics.native_requested():
         pytest.skip("LPE_NATIVE_NUMERICS is set")
     assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT")
+
+
+KERNEL_SCRIPT = """
+import hashlib, sys
+import numba, numpy as np, torch
+from lpe.kernels import bsr_codes, pack
+numba.set_num_threads(int(sys.argv[1]))
+w = torch.randn(384, 1000, generator=torch.Generator().manual_seed(0))
+scales = w.abs().amax(dim=1) / 7
+codes = bsr_codes(w, scales, qmax=7, key=12345)
+packed = pack(codes.numpy(), bits=4, qmax=7)
+print(hashlib.sha256(codes.numpy().tobytes() + packed.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["generic", "haswell", "host"])
+def test_numba_kernels_are_exact_for_any_thread_count_and_target_cpu(cpu, tmp_path):
+    """The BSR and packing kernels are integer hashing plus one float32 division per weight
+    (IEEE-exact), so machine code generated for another CPU (NUMBA_CPU_NAME) or run on more
+    threads gives the same codes; compared with the torch integer path, which is the reference."""
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CACHE_DIR": str(tmp_path)}
+    digests = {
+        threads: subprocess.run(
+            [sys.executable, "-c", KERNEL_SCRIPT, str(threads)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()  # fmt: skip
+        for threads in (1, 2)
+    }
+    from lpe.kernels import _bsr_codes_torch, pack
+
+    w = torch.randn(384, 1000, generator=torch.Generator().manual_seed(0))
+    scales = w.abs().amax(dim=1) / 7
+    codes = _bsr_codes_torch(w, scales, 7, 12345, torch.int8).numpy()
+    expected = hashlib.sha256(codes.tobytes() + pack(codes, bits=4, qmax=7).tobytes()).hexdigest()
+    assert digests == {1: expected, 2: expected}
