@@ -160,6 +160,56 @@ def test_two_runs_from_clean_give_identical_scores(tiny_run, tmp_path):
     assert compare([str(tiny_run), str(tmp_path), "--paths", "results/tiny", "figures/tiny"]) == 0
 
 
+def slurm_cluster() -> bool:
+    """A SLURM cluster with accounting answers here (`.ci/slurm-local.sh up` makes one)."""
+    if not (shutil.which("sinfo") and shutil.which("sacct")):
+        return False
+    return all(
+        subprocess.run(cmd, capture_output=True).returncode == 0
+        for cmd in (["sinfo", "-h"], ["sacct", "-n", "-X"])
+    )
+
+
+# The account and partition that .ci/slurm-local.sh makes; another cluster names its own.
+SLURM_RESOURCES = [
+    "--default-resources",
+    f"slurm_account={os.environ.get('LPE_SLURM_ACCOUNT', 'lpe')}",
+    f"slurm_partition={os.environ.get('LPE_SLURM_PARTITION', 'cpu')}",
+    "mem_mb=2000",
+    "runtime=30",
+    "cpus_per_task=1",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not slurm_cluster(), reason="no SLURM cluster (.ci/slurm-local.sh up)")
+def test_the_tiny_workflow_through_the_slurm_profile_equals_the_local_run(tiny_run, tmp_path):
+    """The README's cluster path, for real: profiles/slurm-cpu with an account and a partition.
+
+    A job that fails under SLURM (a data file that is not one) is reported with its SLURM log;
+    after the fix, a rerun completes the workflow and its outputs equal the local run's."""
+    profile = ["--profile", str(ROOT / "profiles/slurm-cpu"), *SLURM_RESOURCES]
+    bad_data = tmp_path / "work/tiny/data/mnist1d.npz"
+    bad_data.parent.mkdir(parents=True)
+    bad_data.write_bytes(b"not a data file")
+    failed = snakemake(tmp_path, *profile, check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output
+    assert "Error in rule train" in output, output
+    slurm_logs = re.findall(r"\S*\.snakemake/slurm_logs/rule_train\S*\.log", output)
+    assert slurm_logs, output
+    for slurm_log in slurm_logs:  # kept, because the job failed, and it says what failed
+        assert "Error in rule train" in Path(slurm_log).read_text(), slurm_log
+    assert "Logfile work/tiny/logs/train/" in output  # the rule's own log is shown too
+
+    bad_data.unlink()  # the fix
+    snakemake(tmp_path, *profile)
+    from lpe.compare import main as compare
+
+    paths = ["--paths", "results/tiny", "figures/tiny", "--mode", "exact"]
+    assert compare([str(tiny_run), str(tmp_path), *paths]) == 0
+
+
 @pytest.mark.slow
 def test_a_negative_csgld_temperature_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
