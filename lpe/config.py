@@ -13,6 +13,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from lpe.clip_towers import pairing_problems
+
 
 class ConfigError(ValueError):
     """The config does not match the schema; the message lists every problem."""
@@ -78,7 +80,7 @@ def validate(config: dict, schema: dict, check_cross_fields: bool = True) -> dic
 
 
 # Suffix of a CLIP image tower used as a zero-shot classifier (lpe.zeroshot), e.g.
-# vit_large_patch14_clip_224.openai+zeroshot.
+# vit_large_patch14_clip_quickgelu_224.openai+zeroshot.
 ZEROSHOT_SUFFIX = "+zeroshot"
 
 # The mini profile's registered models (lpe.models.MODELS; a test keeps the two equal). Spelled out
@@ -117,6 +119,7 @@ def _image_problems(config: dict) -> list[str]:
                 f"'large.models' {model!r} needs its OpenCLIP text tower: add "
                 f"'checkpoints.openclip.{tower}' = [architecture, pretrained tag]"
             )
+        problems += pairing_problems(f"'large.models' {model!r}", tower, towers.get(tower))
     if config["llm"]["models"] and not config["llm"]["mmlu"]:
         problems.append(
             "'llm.mmlu' is empty: name the local MMLU copy, e.g. --config 'llm={mmlu: /data/mmlu}'"

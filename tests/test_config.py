@@ -60,12 +60,14 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
                      SCHEMA, check_cross_fields=False)  # fmt: skip
     assert cross_field_problems(paper) == []
     paper["bma"]["model"] = "vit_mini_s"  # fine-tuning and baselines need a listed model
-    paper["baselines"]["model"] = "vit_large_patch14_clip_224.openai+zeroshot"
+    paper["baselines"]["model"] = "vit_large_patch14_clip_quickgelu_224.openai+zeroshot"
     problems = cross_field_problems(paper)
     assert any("'bma.model' = 'vit_mini_s' is not in 'models'" in p for p in problems)
     assert any("is in neither 'models' nor 'large.models'" in p for p in problems)
     paper["large"]["models"] = [paper["baselines"]["model"]]  # a CLIP tower: large.bits applies
-    paper["checkpoints"]["openclip"] = {"vit_large_patch14_clip_224.openai": ["ViT-L-14", "openai"]}
+    paper["checkpoints"]["openclip"] = {
+        "vit_large_patch14_clip_quickgelu_224.openai": ["ViT-L-14-quickgelu", "openai"]
+    }
     paper["bma"]["model"] = vit
     paper["large"]["bits"] = 5
     assert cross_field_problems(paper) == [

@@ -1,6 +1,7 @@
 """CLIP zero-shot classifiers, offline: a tiny OpenCLIP text tower, timm towers without weights."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -16,7 +17,10 @@ from lpe.models import create_model
 from lpe.predict import main as predict
 from lpe.zeroshot import SUFFIX, ZeroShotHead, class_embeddings, zeroshot_model
 
-TOWER = "vit_base_patch32_clip_224.openai"  # the smallest CLIP tower with a timm data config
+ROOT = Path(__file__).resolve().parents[1]
+TOWER = (
+    "vit_base_patch32_clip_quickgelu_224.openai"  # the smallest CLIP tower with a timm data config
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +92,68 @@ def test_a_tower_of_another_width_is_refused():
     tower = timm.create_model(TOWER, pretrained=False)
     with pytest.raises(ValueError, match="width 8 do not match the tower's projection width 512"):
         zeroshot_model(tower, torch.zeros(3, 8), 100.0)
+
+
+def _configured_pairs():
+    import yaml
+
+    from lpe.config import ZEROSHOT_SUFFIX
+
+    pairs = {}
+    for path in ("config/paper.yaml", "tests/config/tiny_paper.yaml"):
+        config = yaml.safe_load((ROOT / path).read_text())
+        towers = {m.removesuffix(ZEROSHOT_SUFFIX) for m in config["large"]["models"]}
+        pairs.update({t: tuple(config["checkpoints"]["openclip"][t]) for t in towers})
+    return sorted(pairs.items())
+
+
+def _embeddings(tower: str, arch: str, tag: str, depth: int = 2):
+    """OpenCLIP's image embedding and the timm tower's, after copying random OpenCLIP weights
+    into the tower. Both models are cut to ``depth`` blocks (the blocks are all alike; the
+    activation, widths, heads, norms and projection are what must agree)."""
+    from timm.models.vision_transformer import _convert_openai_clip
+
+    cfg = open_clip.get_model_config(arch)
+    quick_gelu = cfg.pop("quick_gelu", False) or bool(
+        open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu")
+    )
+    cfg["vision_cfg"] = {**cfg["vision_cfg"], "layers": depth}
+    cfg["text_cfg"] = {**cfg["text_cfg"], "layers": 1, "width": 64, "heads": 1}
+    torch.manual_seed(0)
+    clip = open_clip.CLIP(**cfg, quick_gelu=quick_gelu).eval()
+    model = timm.create_model(tower, pretrained=False, depth=depth).eval()
+    state = {f"visual.{k}": v for k, v in clip.visual.state_dict().items()}
+    model.load_state_dict(_convert_openai_clip(state, model))
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return clip.encode_image(x), model(x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("tower", "openclip"), _configured_pairs())
+def test_each_configured_clip_tower_reproduces_its_openclip_image_embedding(tower, openclip):
+    from lpe.clip_towers import OPENCLIP_RUNS
+
+    assert OPENCLIP_RUNS[tower] == openclip  # the text tower of the image tower's own run
+    reference, ours = _embeddings(tower, *openclip)
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_gelu_tower_of_a_quickgelu_run_does_not_reproduce_it():
+    # why the quickgelu variant is configured: timm's plain OpenAI tower runs GELU
+    # (random weights and 2 blocks: the two activations differ by ~1e-2, 100x the tolerance)
+    reference, ours = _embeddings("vit_base_patch32_clip_224.openai", "ViT-B-32", "openai")
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_the_config_check_refuses_a_gelu_tower_and_a_text_tower_of_another_run():
+    from lpe.clip_towers import pairing_problems
+
+    (gelu,) = pairing_problems("'large.models'", "vit_large_patch14_clip_224.openai", None)
+    assert "use vit_large_patch14_clip_quickgelu_224.openai" in gelu
+    (other,) = pairing_problems(
+        "'large.models'", "vit_giant_patch14_clip_224.laion2b", ["ViT-g-14", "laion2b_s34b_b88k"]
+    )
+    assert "use ['ViT-g-14', 'laion2b_s12b_b42k']" in other
