@@ -177,7 +177,6 @@ SLURM_RESOURCES = [
     f"slurm_partition={os.environ.get('LPE_SLURM_PARTITION', 'cpu')}",
     "mem_mb=2000",
     "runtime=30",
-    "cpus_per_task=1",
 ]
 
 
