@@ -355,3 +355,26 @@ def test_the_paper_profile_without_an_image_folder_stops_with_the_layout(tmp_pat
     )  # fmt: skip
     assert result.returncode != 0
     assert "'dataset.path' is empty" in result.stdout + result.stderr
+
+
+def test_the_slurm_profiles_name_real_rules_and_send_gpu_rules_to_a_gpu_partition():
+    import yaml
+
+    rules = {
+        m.group(1)
+        for f in (ROOT / "workflow/rules").glob("*.smk")
+        for m in re.finditer(r"^rule (\w+):", f.read_text(), re.M)
+    }
+    for name in ("slurm", "slurm-cpu"):
+        profile = yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+        named = set(profile.get("set-resources", {})) | set(profile.get("set-threads", {}))
+        assert named <= rules, f"profiles/{name} names unknown rules {named - rules}"
+        # CPUs per job come from the rule's threads: a fixed cpus_per_task would disagree
+        assert "cpus_per_task" not in profile["default-resources"], name
+        for rule, resources in profile.get("set-resources", {}).items():
+            on_gpu = resources.get("gpu", 0) > 0
+            partition = resources.get(
+                "slurm_partition", profile["default-resources"].get("slurm_partition")
+            )
+            if partition is not None:
+                assert (partition == "gpu") == on_gpu, f"profiles/{name}: {rule} -> {partition}"
