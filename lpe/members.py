@@ -91,6 +91,12 @@ class Member:
                 f"member does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
+        self.write_into(target)
+
+    @torch.no_grad()
+    def write_into(self, target: Mapping[str, torch.Tensor]) -> None:
+        """Copy the member's tensors into ``target``'s tensors of the same names (cast to their
+        dtype and device); names the member does not hold are left alone."""
         for name, q in self.codes.items():
             target[name].copy_(dequantize(q, self.scales[name]))
         for name, t in self.kept.items():

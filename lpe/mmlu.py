@@ -15,8 +15,20 @@ Subcommands:
   tokenizer through transformers (a gated model reads its token from ``HF_TOKEN``), saved to
   ``MODEL_DIR``; a copy already in ``DIR`` is used without network access.
 - ``predict --model MODEL_DIR --mmlu ROOT --out PREDS.npz [--bits 5 --method bsr --members 20
-  --seed 0]``: the predictions file of the FP32 model or of its RTN or LPE-BSR members, which are
-  made in memory and written into the one model in turn (no member files at this scale).
+  --seed 0] [--dtype bfloat16]``: the predictions file of the FP32 model or of its RTN or LPE-BSR
+  members, which are made in memory and written into the one model in turn (no member files at
+  this scale).
+
+At 8B scale (the paper profile):
+- ``--dtype bfloat16`` holds the model's weights in bf16 (16 GB instead of 32); the output head
+  stays FP32 (it scores only the last position) and members are always rounded from the FP32
+  masters, kept on the CPU, so a member is the same whatever ``--dtype``.
+- Rounding runs on the model's device, one tensor at a time (the CUDA BSR path, bit-identical to
+  the CPU kernel), so the GPU holds the model plus one FP32 tensor.
+- The forward keeps only the last position's logits and builds no KV cache.
+- Each member's predictions are saved as it finishes (``PREDS.npz.members/``); a rerun after a
+  timeout or a kill resumes from there, so it loses one member, not twenty. The folder records
+  what made it (model, split, shots, format, seed, dtype) and is refused if any of it changed.
 """
 
 from __future__ import annotations
@@ -31,9 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from lpe.artifacts import write_json, write_with
 from lpe.members import member_seed, quantize
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import QuantPolicy
@@ -127,37 +141,64 @@ def answer_log_probs(model, tokenizer, prompts, device, batch_size: int = 4) -> 
     out = []
     for i in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[:, -1, ids]
+        # only the answer position's logits (not (batch, length, 128k)), and no KV cache
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        logits = model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, ids]
         out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
 
 
 def load_model(folder, dtype: str = "float32", device=None):
+    """The model with its weights in ``dtype`` (its output head in FP32), and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
+    head = model.get_output_embeddings()
+    if DTYPES[dtype] != torch.float32 and head is not model.get_input_embeddings():
+        # FP32 answer logits: the head (one position per prompt) runs on FP32 inputs
+        head.float().register_forward_pre_hook(lambda _, args: (args[0].float(), *args[1:]))
     return model.to(device or "cpu"), AutoTokenizer.from_pretrained(folder)
+
+
+@torch.no_grad()
+def load_rounded(model, masters, fmt, method: str, seed: int, policy, device) -> int:
+    """Round the FP32 ``masters`` (on the CPU) into ``model`` one tensor at a time on
+    ``device``; return the member's storage bits. A tensor's codes depend only on (seed, name),
+    so this is the member ``quantize(masters, ...)`` makes, without a second copy of the model."""
+    target = model.state_dict(keep_vars=True)
+    if set(masters) != set(target):
+        raise ValueError("the FP32 masters do not match the model's tensors")
+    bits = 0
+    for name, master in masters.items():
+        part = quantize({name: master.to(device)}, fmt, method, seed=seed, policy=policy)
+        part.write_into(target)
+        bits += part.bits
+    return bits
 
 
 def predict(args) -> None:
     device = resolve_device(args.device)
     model, tokenizer = load_model(args.model, args.dtype, device)
     prompts, labels = build_prompts(args.mmlu, args.split, args.shots, args.limit)
-    state = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    masters = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
     policy = QuantPolicy(exclude=LLM_EXCLUDE)
-    numel = sum(t.numel() for t in state.values())
+    numel = sum(t.numel() for t in masters.values())
     if args.bits is None:
         log_probs = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)[None]
         bits, run = [32 * numel], {"method": "fp32", "bits": 0, "seed": 0}
     else:
         fmt, members = IntFormat(args.bits), 1 if args.method == "rtn" else args.members
+        parts = MemberParts(Path(str(args.out) + ".members"), _run_record(args, len(prompts)))
         log_probs, bits = [], []
         for k in tqdm(range(members), desc=f"{args.method} members", mininterval=5):
             seed = member_seed(args.seed, k) if args.method == "bsr" else 0
-            member = quantize(state, fmt, args.method, seed=seed, policy=policy)
-            member.load_into(model)
-            bits.append(member.bits)
-            log_probs.append(answer_log_probs(model, tokenizer, prompts, device, args.batch_size))
+            if k not in parts:
+                member_bits = load_rounded(model, masters, fmt, args.method, seed, policy, device)
+                lp = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)
+                parts.save(k, lp, member_bits)
+            lp, member_bits = parts.load(k)
+            log_probs.append(lp)
+            bits.append(member_bits)
         log_probs = torch.stack(log_probs)
         run = {"method": args.method, "bits": args.bits, "seed": args.seed}
     meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
@@ -165,6 +206,52 @@ def predict(args) -> None:
     from lpe.predict import write_predictions
 
     write_predictions(args.out, log_probs, labels, bits, info, run, params=numel)
+    if args.bits is not None:
+        parts.remove()
+
+
+def _run_record(args, prompts: int) -> dict:
+    """What determines a member's predictions; saved parts of another run are not reused."""
+    source = json.loads((Path(args.model) / "lpe_source.json").read_text())
+    keys = ("split", "shots", "limit", "bits", "method", "seed", "dtype")
+    return {"model": source["sha256"], "prompts": prompts, **{k: getattr(args, k) for k in keys}}
+
+
+class MemberParts:
+    """Each finished member's ``(N, 4)`` log-probabilities and bits, saved atomically in
+    ``folder`` so that an interrupted run resumes; ``record`` says what made them."""
+
+    def __init__(self, folder: Path, record: dict) -> None:
+        self.folder, self.record = folder, record
+        manifest = folder / "run.json"
+        if manifest.is_file():
+            saved = json.loads(manifest.read_text())
+            if saved != record:
+                raise MMLUError(
+                    f"{folder} holds members of another run ({saved}, not {record}): "
+                    "delete it and rerun"
+                )
+            print(f"resuming: {len(list(folder.glob('member*.npz')))} members saved in {folder}")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(manifest, record)
+
+    def _path(self, k: int) -> Path:
+        return self.folder / f"member{k:03d}.npz"
+
+    def __contains__(self, k: int) -> bool:
+        return self._path(k).is_file()
+
+    def save(self, k: int, log_probs: torch.Tensor, bits: int) -> None:
+        arrays = {"log_probs": log_probs.numpy(), "bits": np.asarray(bits)}
+        write_with(self._path(k), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+
+    def load(self, k: int) -> tuple[torch.Tensor, int]:
+        with np.load(self._path(k)) as f:
+            return torch.from_numpy(f["log_probs"]), int(f["bits"])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder)
 
 
 def download(name: str, cache, out) -> None:

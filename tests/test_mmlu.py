@@ -69,3 +69,75 @@ def test_a_malformed_or_missing_mmlu_copy_names_the_path_and_the_layout(tmp_path
         csv.writer(f).writerow(["Q?", "a", "b", "c", "d", "E"])
     with pytest.raises(MMLUError, match=r"bad_test.csv row 1 is malformed"):
         read_split(root, "test")
+
+
+def test_members_rounded_tensor_by_tensor_equal_whole_state_members(tiny_llama):
+    from lpe.members import quantize
+    from lpe.mmlu import LLM_EXCLUDE, load_rounded
+    from lpe.numbers import IntFormat
+    from lpe.policy import QuantPolicy
+
+    model, _ = load_model(tiny_llama)
+    masters = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    policy = QuantPolicy(exclude=LLM_EXCLUDE)
+    bits = load_rounded(model, masters, IntFormat(4), "bsr", 7, policy, "cpu")
+    whole = quantize(masters, IntFormat(4), "bsr", seed=7, policy=policy)
+    assert bits == whole.bits
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_bfloat16_weights_keep_an_fp32_head_and_stay_close_to_fp32(tmp_path, tiny_llama):
+    model, tokenizer = load_model(tiny_llama, "bfloat16")
+    assert model.lm_head.weight.dtype == torch.float32
+    assert model.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    prompts, _ = build_prompts(write_mmlu(tmp_path / "mmlu"), "test", shots=1)
+    bf16 = answer_log_probs(model, tokenizer, prompts, "cpu")
+    fp32 = answer_log_probs(*load_model(tiny_llama), prompts, "cpu")
+    assert bf16.dtype == torch.float32
+    assert not torch.equal(bf16, fp32)  # the dtype is honoured ...
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0)  # ... and close to FP32
+
+
+def test_an_interrupted_member_run_resumes_from_its_saved_members(
+    tmp_path, tiny_llama, monkeypatch
+):
+    import lpe.mmlu
+
+    root = write_mmlu(tmp_path / "mmlu")
+    args = ["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
+            "--device", "cpu", "--bits", "4", "--members", "3"]  # fmt: skip
+    mmlu([*args, "--out", str(tmp_path / "clean.npz")])
+    forward = lpe.mmlu.answer_log_probs
+    calls = []
+
+    def dies_on_the_third_member(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return forward(*a, **k)
+
+    monkeypatch.setattr(lpe.mmlu, "answer_log_probs", dies_on_the_third_member)
+    out = tmp_path / "resumed.npz"
+    with pytest.raises(KeyboardInterrupt):
+        mmlu([*args, "--out", str(out)])
+    parts = tmp_path / "resumed.npz.members"
+    assert sorted(p.name for p in parts.glob("member*.npz")) == ["member000.npz", "member001.npz"]
+    calls.clear()
+
+    def counted(*a, **k):
+        calls.append(1)
+        return forward(*a, **k)
+
+    monkeypatch.setattr(lpe.mmlu, "answer_log_probs", counted)
+    mmlu([*args, "--out", str(out)])
+    assert len(calls) == 1  # only the member that was lost
+    with np.load(tmp_path / "clean.npz") as f, np.load(out) as g:
+        np.testing.assert_array_equal(f["log_probs"], g["log_probs"])
+        np.testing.assert_array_equal(f["member_bits"], g["member_bits"])
+    assert not parts.exists()
+    # saved members of another run are refused, not mixed in
+    parts.mkdir()
+    (parts / "run.json").write_text('{"seed": 99}')
+    with pytest.raises(MMLUError, match="holds members of another run"):
+        mmlu([*args, "--out", str(out)])

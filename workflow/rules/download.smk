@@ -55,10 +55,11 @@ rule predict_llm:
     params:
         cfg=LLM,
         bits=lambda w: llm_bits_flags(w.run),
+        dtype=DTYPE_FLAG,
     shell:
         "python -m lpe.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
         " --split {params.cfg[split]} --shots {params.cfg[shots]}"
-        " --batch-size {params.cfg[batch_size]} {params.bits} --threads {threads}"
+        " --batch-size {params.cfg[batch_size]} {params.bits} --threads {threads}{params.dtype}"
         " --out {output:q} > {log:q} 2>&1"
 
 
