@@ -8,10 +8,12 @@ the LPE-BSR ensemble of M members, with the memory each needs::
     python -m lpe.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k \\
         --images /data/imagenet/val --bits 5 --members 10
 
-Images are read once: each batch goes through the FP32 model, the RTN member and every LPE-BSR
-member in turn, each member written into the one model instance (``Member.load_into``), so memory
-holds one model plus the members' b-bit codes. Member k is drawn with ``member_seed(seed, k)``;
-the quantization policy is the suite's default (embeddings, class token and head stay FP32).
+Images are decoded once (``lpe.images.image_loader``, into its cache) and every member reads
+them from there: each member is rounded on the device, written into the one model instance once
+(``Member.load_into``) and evaluated on every batch, so memory holds one model plus one member's
+b-bit codes, and the ensemble is accumulated as it goes. Member k is drawn with
+``member_seed(seed, k)``; the quantization policy is the suite's default (embeddings, class token
+and head stay FP32).
 Pretrained weights come through timm's hub download and its cache (``HF_HOME``); offline, a name
 whose weights are not cached stops with a message saying what to download and where.
 """
@@ -72,56 +74,63 @@ def apply_lpe(
     device: torch.device | None = None,
     policy: QuantPolicy | None = None,
 ) -> pd.DataFrame:
-    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``) scores of ``model``."""
+    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``) scores of ``model``.
+
+    ``loader`` yields ``(images, labels)`` batches and is read once per member, so it should be
+    cheap to reread: ``lpe.images.image_loader`` decodes a folder once into its cache. Each member
+    is rounded on ``device`` from the weights there (its codes never leave the device), written
+    into the model once, and evaluated on every batch; the ensemble is accumulated as a running
+    log-sum-exp, so memory holds one model, one member and ``(N, C)`` log-probabilities.
+    """
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     device = device or torch.device("cpu")
     policy = policy or QuantPolicy()
     model = model.to(device).eval()
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # on the device
     fmt = IntFormat(bits)
-    runs = {
-        "fp32": None,
-        "rtn": [quantize(state, fmt, "rtn", seed=0, policy=policy)],
-        "lpe-bsr": [
+    draws = {
+        "fp32": lambda: [None],
+        "rtn": lambda: [quantize(state, fmt, "rtn", seed=0, policy=policy)],
+        "lpe-bsr": lambda: (
             quantize(state, fmt, "bsr", seed=member_seed(seed, k), policy=policy)
             for k in range(members)
-        ],
+        ),
     }
-    ensemble = {name: [] for name in runs}  # per batch: (B, C) ensemble log-probs
-    member_nll = {name: 0.0 for name in runs}  # summed over members and points
-    labels = []
-    for x, y in tqdm(loader, desc="apply", mininterval=5):
-        x = x.to(device)
-        labels.append(y)
-        for name, quantized in runs.items():
-            outputs = []
-            for member in quantized or [None]:
-                if member is None:
-                    model.load_state_dict(state)
-                else:
-                    member.load_into(model)
-                outputs.append(torch.log_softmax(model(x).float(), dim=-1).cpu())
-            stacked = torch.stack(outputs)  # (M, B, C)
-            member_nll[name] += float(
-                -stacked.gather(-1, y.expand(len(stacked), -1)[..., None]).sum()
-            )
-            ensemble[name].append(metrics.ensemble_log_probs(stacked).float())
-    model.load_state_dict(state)
-    labels = torch.cat(labels)
     rows = []
-    for name, quantized in runs.items():
-        lp = torch.cat(ensemble[name])[None]  # (1, N, C): the ensemble's own prediction
-        m = len(quantized) if quantized else 1
-        memory = sum(q.bits for q in quantized) if quantized else 32 * _numel(state)
-        nll = metrics.nll(lp, labels)
-        avg = member_nll[name] / (m * len(labels))
+    for name, draw in draws.items():
+        total = None  # (N, C) log of the summed member probabilities
+        member_nll, m, memory = 0.0, 0, 0
+        for member in tqdm(draw(), desc=f"apply {name}", mininterval=5):
+            if member is None:
+                model.load_state_dict(state)
+                memory += 32 * _numel(state)
+            else:
+                member.load_into(model)
+                memory += member.bits
+            lp, labels = _log_probs(model, loader, device)  # (N, C), (N,)
+            member_nll += float(-lp.gather(-1, labels[:, None]).sum())
+            total = lp if total is None else torch.logaddexp(total, lp)
+            m += 1
+        lp = (total - math.log(m))[None]  # (1, N, C): the ensemble's own prediction
+        nll, avg = metrics.nll(lp, labels), member_nll / (m * len(labels))
         rows.append({
-            "method": name, "precision": f"int{bits}" if quantized else "fp32", "members": m,
-            "memory_mbit": memory / 1e6, "nll": nll, "err": metrics.err(lp, labels),
-            "ece": metrics.ece(lp, labels), "avg_loss": avg, "ambiguity": avg - nll,
+            "method": name, "precision": f"int{bits}" if member is not None else "fp32",
+            "members": m, "memory_mbit": memory / 1e6, "nll": nll,
+            "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels), "avg_loss": avg,
+            "ambiguity": avg - nll,
         })  # fmt: skip
+    model.load_state_dict(state)
     return pd.DataFrame(rows)
+
+
+def _log_probs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, C)`` FP32 log-softmax of the model on every batch, and the ``(N,)`` labels."""
+    out, labels = [], []
+    for x, y in loader:
+        out.append(torch.log_softmax(model(x.to(device)).float(), dim=-1).cpu())
+        labels.append(y)
+    return torch.cat(out), torch.cat(labels)
 
 
 def _numel(state: dict[str, torch.Tensor]) -> int:

@@ -152,9 +152,9 @@ class ImageData:
         return torch.utils.data.Subset(evaluated, holdout.tolist()), labels
 
     def inputs(self, split: str, batch_size: int = 64, limit: int | None = None):
-        if split != HOLDOUT:
-            from lpe.images import image_loader
+        from lpe.images import decoded_images, image_loader
 
+        if split != HOLDOUT:
             loader = image_loader(self.root / split, self._eval_transform, self.num_classes,
                                   batch_size, limit=limit, workers=self.workers)  # fmt: skip
             return loader, loader.labels
@@ -162,9 +162,9 @@ class ImageData:
         if limit is not None:
             dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
             labels = labels[:limit]
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size,
-                                             num_workers=self.workers)  # fmt: skip
-        return loader, labels
+        # decoded once: fine-tuning watches the holdout every epoch, baselines per candidate
+        images = decoded_images(dataset, labels, self._eval_transform, batch_size, self.workers)
+        return images, labels
 
     def tensors(self, split: str, limit: int):
         loader, labels = self.inputs(split, limit=limit)

@@ -1,7 +1,14 @@
+import os
+import tempfile
+
 import pytest
 
 from lpe.checkpoints import save_checkpoint
 from lpe.models import count_params, create_model
+
+# Decoded image splits go to a cache of the test session's own, not the user's (the workflow
+# tests' stages inherit it through the environment).
+os.environ.setdefault("LPE_IMAGE_CACHE", tempfile.mkdtemp(prefix="lpe-image-cache-"))
 
 
 @pytest.fixture

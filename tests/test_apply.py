@@ -84,3 +84,33 @@ def test_malformed_image_folders_name_the_path_and_the_layout(tmp_path):
     folder = image_folder(tmp_path / "three", 3)
     with pytest.raises(ImageFolderError, match="has 3 class folders but the model has 1000"):
         check_folder(folder, 1000)
+
+
+def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation(
+    tmp_path, monkeypatch
+):
+    from lpe import metrics
+    from lpe.members import Member, member_seed, quantize
+    from lpe.numbers import IntFormat
+    from lpe.policy import QuantPolicy
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).eval()
+    folder = image_folder(tmp_path / "img", 3, per_class=4)
+    loader = image_loader(folder, model_transform(model), model.num_classes, batch_size=4)
+    assert len(loader) == 3  # batches
+    loads = []
+    original = Member.load_into
+    monkeypatch.setattr(Member, "load_into", lambda self, m: (loads.append(1), original(self, m)))
+    table = apply_lpe(model, loader, bits=4, members=3, seed=5).set_index("method")
+    assert len(loads) == 1 + 3  # RTN and 3 members, once each, not once per batch
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.cat([xb for xb, _ in loader])
+    outputs = []
+    for k in range(3):
+        member = quantize(state, IntFormat(4), "bsr", seed=member_seed(5, k), policy=QuantPolicy())
+        model.load_state_dict(member.state_dict())
+        with torch.no_grad():
+            outputs.append(torch.log_softmax(model(x), -1))
+    model.load_state_dict(state)
+    direct = metrics.ensemble_log_probs(torch.stack(outputs))[None]
+    assert table.loc["lpe-bsr", "nll"] == pytest.approx(metrics.nll(direct, loader.labels), 1e-6)

@@ -95,3 +95,36 @@ def test_a_missing_image_folder_names_the_path_before_any_model_runs(tmp_path):
 
 def test_describe_records_the_source():
     assert describe(stand_in(NAME, None), NAME)["source"] == f"timm:timm/{NAME}"
+
+
+def test_decoded_batches_equal_the_eval_transform_and_are_decoded_once(tmp_path, monkeypatch):
+    import timm
+    from torchvision.datasets import ImageFolder
+
+    from lpe import images
+    from lpe.images import image_loader, model_transform
+
+    folder = image_folder(tmp_path / "val", classes=3, per_class=3, size=50)
+    model = timm.create_model("vit_tiny_patch16_224.augreg_in21k_ft_in1k", pretrained=False)
+    transform = model_transform(model)
+    monkeypatch.setenv("LPE_IMAGE_CACHE", str(tmp_path / "cache"))
+    decoded = image_loader(folder, transform, 3, batch_size=4, limit=7)
+    direct = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(
+            ImageFolder(str(folder), transform=transform),
+            torch.randperm(9, generator=torch.Generator().manual_seed(0))[:7].tolist(),
+        ),
+        batch_size=4,
+    )
+    pairs = list(zip(decoded, direct, strict=True))
+    for (x, y), (x_ref, y_ref) in pairs:
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)  # bit for bit
+    (cached,) = (tmp_path / "cache").glob("*.npy")
+    monkeypatch.setattr(images, "copy_with_transform", lambda *a: 1 / 0)  # no decoding now
+    again = image_loader(folder, transform, 3, batch_size=4, limit=7)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, decoded, strict=True))
+    (tmp_path / "val" / "n00000000" / "img0.png").touch()  # a changed file: decoded anew
+    monkeypatch.undo()
+    monkeypatch.setenv("LPE_IMAGE_CACHE", str(tmp_path / "cache"))
+    image_loader(folder, transform, 3, batch_size=4, limit=7)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
