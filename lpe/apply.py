@@ -163,9 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
     from lpe.images import image_loader, model_transform
+    from lpe.models import keep_head_fp32
 
     set_threads(args.threads)
-    model = create_timm_model(args.model, not args.no_pretrained, args.weights)
+    model = keep_head_fp32(create_timm_model(args.model, not args.no_pretrained, args.weights))
     loader = image_loader(args.images, model_transform(model), model.num_classes,
                           args.batch_size, args.limit, args.workers)  # fmt: skip
     device = resolve_device(args.device)

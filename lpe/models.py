@@ -8,6 +8,7 @@ so quantization follows the same code path and the same tensor names.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 
 import torch
@@ -68,20 +69,43 @@ def create_model(name: str, num_classes: int, input_shape, seed: int = 0) -> tor
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if name in MODELS:
-            return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
-        from lpe import zeroshot
+        return keep_head_fp32(_create(name, num_classes, input_shape))
 
-        if name.endswith(zeroshot.SUFFIX):  # a CLIP image tower with a zero-shot class head
-            return zeroshot.build(name, num_classes)
-        import timm  # the paper profile: a timm architecture, weights loaded by the caller
 
-        if not timm.is_model(name.split(".")[0]):
-            raise ValueError(
-                f"unknown model {name!r}: neither registered ({', '.join(sorted(MODELS))}) "
-                "nor a timm model"
-            )
-        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+def _create(name: str, num_classes: int, input_shape) -> torch.nn.Module:
+    if name in MODELS:
+        return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape))
+    from lpe import zeroshot
+
+    if name.endswith(zeroshot.SUFFIX):  # a CLIP image tower with a zero-shot class head
+        return zeroshot.build(name, num_classes)
+    import timm  # the paper profile: a timm architecture, weights loaded by the caller
+
+    if not timm.is_model(name.split(".")[0]):
+        raise ValueError(
+            f"unknown model {name!r}: neither registered ({', '.join(sorted(MODELS))}) "
+            "nor a timm model"
+        )
+    return timm.create_model(name, pretrained=False, num_classes=num_classes)
+
+
+def keep_head_fp32(model: torch.nn.Module) -> torch.nn.Module:
+    """Run ``model``'s classifier head (timm's ``get_classifier()``) in FP32 under autocast.
+
+    bf16 forwards (``--dtype bfloat16``) would otherwise compute the logits, which the NLL reads
+    to their tail, in bf16. Outside autocast nothing changes (an FP32 input is passed as is), so
+    FP32 numbers stay bit-identical. The state dict keeps its names (the head is not wrapped).
+    """
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, torch.nn.Module) and not isinstance(head, torch.nn.Identity):
+        head.forward = types.MethodType(_fp32_forward, head)
+    return model
+
+
+def _fp32_forward(self, x, *args, **kwargs):
+    # a method bound to the head, so that deepcopy rebinds it to the copy
+    with torch.autocast(x.device.type, enabled=False):
+        return type(self).forward(self, x.float(), *args, **kwargs)
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -38,6 +38,9 @@ def autocast(device: torch.device, dtype: str = "float32"):
         return contextlib.nullcontext()
     if dtype == "float16" and device.type != "cuda":
         raise ValueError("float16 inference needs a CUDA device; use bfloat16 on the CPU")
+    if device.type == "cuda":
+        # what autocast leaves in FP32 (heads, lpe.models.keep_head_fp32) may use TF32 tensor cores
+        torch.set_float32_matmul_precision("high")
     return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
@@ -64,4 +67,4 @@ def set_threads(threads: int) -> None:
         raise ValueError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    print(describe(), file=sys.stderr, flush=True)  # into the job's log: which CPU path made these numbers
+    print(describe(), file=sys.stderr, flush=True)  # in the log: the CPU path of these numbers

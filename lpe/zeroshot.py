@@ -2,11 +2,12 @@
 
 The paper's large image models (Table 3, Figure 7, Table 6) are CLIP image towers used as
 zero-shot classifiers (ASSUMED, see PAPER.md). The model here is timm's CLIP image tower
-(``vit_large_patch14_clip_quickgelu_224.openai``, whose ``head`` is CLIP's visual projection) with that head
-replaced by :class:`ZeroShotHead`: the projection, L2 normalisation, and the similarity to each
-class's text embedding times CLIP's logit scale. The class embeddings come from OpenCLIP's text
-tower, averaged over the prompt templates of CLIP's ImageNet evaluation
-(``open_clip.OPENAI_IMAGENET_TEMPLATES``, ``open_clip.IMAGENET_CLASSNAMES``).
+(``vit_large_patch14_clip_quickgelu_224.openai``, whose ``head`` is CLIP's visual projection)
+with that head replaced by :class:`ZeroShotHead`: the projection, L2 normalisation, and the
+similarity to each class's text embedding times CLIP's logit scale. The class embeddings come
+from OpenCLIP's text tower of the same training run (``lpe.clip_towers``), averaged over the
+prompt templates of CLIP's ImageNet evaluation (``open_clip.OPENAI_IMAGENET_TEMPLATES``,
+``open_clip.IMAGENET_CLASSNAMES``).
 
 Everything under ``head.`` (projection and class embeddings) stays FP32 under the suite's
 quantization policy; the transformer blocks of the image tower are quantized. In the suite a

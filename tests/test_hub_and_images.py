@@ -84,6 +84,7 @@ def test_members_of_a_timm_checkpoint_are_predicted_on_an_image_folder(tmp_path)
         fp32 = torch.from_numpy(f["log_probs"])
     with np.load(tmp_path / "bf16.npz") as h:  # bfloat16 forwards: close to FP32, not equal
         torch.testing.assert_close(torch.from_numpy(h["log_probs"]), fp32, atol=0.1, rtol=0.1)
+        assert not np.array_equal(h["log_probs"], fp32.numpy())  # --dtype is not ignored
 
 
 def test_a_missing_image_folder_names_the_path_before_any_model_runs(tmp_path):

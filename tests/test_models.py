@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -41,3 +43,30 @@ def test_initialisation_is_seeded_and_leaves_the_global_generator_alone():
     assert torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_head_runs_in_fp32_under_bf16_autocast_and_fp32_is_unchanged():
+    import timm
+
+    from lpe.models import keep_head_fp32
+
+    kwargs = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10)
+    torch.manual_seed(0)
+    plain = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
+    kept = keep_head_fp32(copy.deepcopy(plain))
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(kept(x), plain(x))  # FP32: bit-identical
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = kept(x)
+            plain_logits = plain(x)
+    assert logits.dtype == torch.float32
+    assert plain_logits.dtype == torch.bfloat16  # what the head would do otherwise
+    fp32 = torch.log_softmax(plain(x), -1)
+    bf16 = torch.log_softmax(logits, -1)
+    # the stated tolerance of bf16 evaluation on this stand-in: 0.02 in log-probability
+    assert not torch.equal(bf16, fp32) and (bf16 - fp32).abs().max() < 0.02
+    clone = copy.deepcopy(kept)  # a copy's head is its own (the bound forward is rebound)
+    clone.get_classifier().weight.data.zero_()
+    with torch.no_grad():
+        assert not torch.equal(clone(x), kept(x))
