@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -51,6 +52,7 @@ from lpe.data import SPLITS
 from lpe.finetune import (
     FinetuneConfig,
     add_finetune_arguments,
+    add_resume_arguments,
     finetune_config,
     load_solution,
     run_finetune,
@@ -62,6 +64,7 @@ from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.predict import batches, predict_fp32, predict_members, write_predictions
+from lpe.resume import Resume
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.train import DivergenceError, lr_factor
 
@@ -97,8 +100,9 @@ def _steps_per_epoch(data, batch_size: int) -> int:
     return math.ceil(data.train_size / batch_size)
 
 
-def _cyclic(sources: Sources, state, info, data, cfg: FinetuneConfig, device) -> None:
-    model, summary, _, snapshots = run_finetune(state, info, data, cfg, device)
+def _cyclic(sources: Sources, state, info, data, cfg: FinetuneConfig, device, resume) -> None:
+    model, summary, _, snapshots = run_finetune(state, info, data, cfg, device,
+                                                resume.path("run"), resume.every)  # fmt: skip
     for weights, passes in snapshots:
         model.load_state_dict(weights)
         sources.spent = sources.pretrain_passes + passes
@@ -132,14 +136,18 @@ def _reused_run(cfg: FinetuneConfig, pretrain, data, checkpoint, posterior=None)
     return model, summary, post
 
 
-def _runs(sources, state, info, data, cfg, runs, device, reuse=None, posterior=None, draws=1):
+def _runs(sources, state, info, data, cfg, runs, device, resume, reuse=None, posterior=None,
+          draws=1):  # fmt: skip
     """``de`` and ``multiivon``: independent runs with seeds ``seed + r``."""
     for r in range(runs):
         run_cfg = replace(cfg, seed=cfg.seed + r)
         if r == 0 and reuse:
             model, summary, post = _reused_run(run_cfg, info, data, reuse, posterior)
         else:
-            model, summary, post, _ = run_finetune(state, info, data, run_cfg, device)
+            resume_path = resume.path(f"run{r}")
+            model, summary, post, _ = run_finetune(
+                state, info, data, run_cfg, device, resume_path, resume.every
+            )
         sources.spent += summary["backward_passes"] - info.backward_passes
         if run_cfg.optimizer != "ivon":
             sources.add(model, summary)
@@ -149,11 +157,15 @@ def _runs(sources, state, info, data, cfg, runs, device, reuse=None, posterior=N
             sources.add(model, {**summary, "run": r, "draw": d})
 
 
-def train_batch_ensemble(state, info, data, cfg: FinetuneConfig, members: int, init_std, device):
+def train_batch_ensemble(state, info, data, cfg: FinetuneConfig, members: int, init_std, device,
+                         resume: Resume | None = None, micro_batch: int = 0):  # fmt: skip
     """Fine-tune a BatchEnsemble of ``members`` from ``state`` with SGD (cosine decay).
 
     Every minibatch is repeated for the members, so each member sees the same data order as the
-    other methods' runs. Returns (model, backward passes counted as members x steps).
+    other methods' runs. ``micro_batch`` > 0 splits each minibatch into chunks of that many
+    examples (times the members) whose gradients are accumulated, for a GPU on which the
+    repeated batch does not fit; the gradient is the whole batch's. Returns (model, backward
+    passes counted as members x steps); resumable like ``lpe.finetune.finetune``.
     """
     model = info.build()
     model.load_state_dict(state)
@@ -165,25 +177,59 @@ def train_batch_ensemble(state, info, data, cfg: FinetuneConfig, members: int, i
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
     order = torch.Generator().manual_seed(cfg.seed + 1)
-    passes = 0
-    with tqdm(total=total, desc="batchensemble", file=sys.stderr, mininterval=5) as bar:
-        for epoch in range(cfg.epochs):
+    passes = step = first_epoch = skip = 0
+    resume = resume or Resume(None, 0, {})
+    if (saved := resume.load()) is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        order.set_state(saved["epoch_order"])
+        passes, step, first_epoch, skip = (saved[k] for k in ("passes", "step", "epoch", "batch"))
+    with tqdm(total=total, initial=step, desc="batchensemble", file=sys.stderr,
+              mininterval=5) as bar:  # fmt: skip
+        for epoch in range(first_epoch, cfg.epochs):
             model.train()
-            for xb, yb in data.train_batches(cfg.batch_size, order, device):
-                xb = xb.repeat(members, *([1] * (xb.dim() - 1)))
-                loss = torch.nn.functional.cross_entropy(model(xb), yb.repeat(members))
-                if not torch.isfinite(loss):
+            epoch_order = order.get_state()
+            start = skip if epoch == first_epoch else 0
+            batches = data.train_batches(cfg.batch_size, order, device, skip=start)
+            for batch, (xb, yb) in enumerate(batches, start=start):
+                optimizer.zero_grad(set_to_none=True)
+                loss = _batch_ensemble_backward(model, xb, yb, members, micro_batch)
+                if not math.isfinite(loss):
                     raise DivergenceError(
-                        f"batchensemble fine-tuning diverged: loss {loss.item()} at epoch "
+                        f"batchensemble fine-tuning diverged: loss {loss} at epoch "
                         f"{epoch}; lower bma.sgd.lr (now {cfg.lr})"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 optimizer.step()
                 scheduler.step()
                 passes += members
+                step += 1
                 bar.update(1)
+                if resume.due(step) or step == total:
+                    resume.save({
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch_order": epoch_order,
+                        "passes": passes, "step": step, "epoch": epoch, "batch": batch + 1,
+                    })  # fmt: skip
     return model.cpu(), passes
+
+
+def _batch_ensemble_backward(model, xb, yb, members: int, micro_batch: int) -> float:
+    """Backward of the members' mean cross-entropy on ``xb`` repeated once per member (the
+    BatchEnsemble layout: member m takes the m-th copy); the loss, as a float."""
+    if not micro_batch or micro_batch >= len(xb):
+        loss = torch.nn.functional.cross_entropy(
+            model(xb.repeat(members, *([1] * (xb.dim() - 1)))), yb.repeat(members)
+        )
+        loss.backward()
+        return loss.item()
+    total = 0.0
+    for chunk_x, chunk_y in zip(xb.split(micro_batch), yb.split(micro_batch), strict=True):
+        repeated = chunk_x.repeat(members, *([1] * (chunk_x.dim() - 1)))
+        loss = torch.nn.functional.cross_entropy(model(repeated), chunk_y.repeat(members))
+        (loss * (len(chunk_x) / len(xb))).backward()  # the chunk's share of the batch mean
+        total += loss.item() * len(chunk_x) / len(xb)
+    return total
 
 
 def train(args) -> dict:
@@ -192,26 +238,32 @@ def train(args) -> dict:
     data = open_stage_data(args, info)
     device = resolve_device(args.device)
     settings = {"runs": args.runs, "epochs_per_run": cfg.epochs, **asdict(cfg)}
+    # one resumable state per run, in the --resume folder (kept until the sources are written)
+    resume = RunResumes(args.resume, args.checkpoint_every)
     with atomic_dir(args.out) as tmp:
         sources = Sources(tmp, args.method, info.backward_passes)
         if args.method in ("sse", "csgld"):
             cyclic = replace(cfg, optimizer=args.method, cycles=args.runs)
             cyclic = replace(cyclic, epochs=cfg.epochs * args.runs)
-            _cyclic(sources, state, info, data, cyclic, device)
+            _cyclic(sources, state, info, data, cyclic, device, resume)
         elif args.method == "de":
             run = replace(cfg, optimizer="sgd")
-            _runs(sources, state, info, data, run, args.runs, device, args.reuse)
+            _runs(sources, state, info, data, run, args.runs, device, resume, args.reuse)
         elif args.method == "multiivon":
             run = replace(cfg, optimizer="ivon")
             _runs(
-                sources, state, info, data, run, args.runs, device,
+                sources, state, info, data, run, args.runs, device, resume,
                 args.reuse, args.reuse_posterior, args.draws,
             )  # fmt: skip
             settings["draws"] = args.draws
         else:
+            be_cfg = replace(cfg, optimizer="sgd")
+            fingerprint = {"batchensemble": asdict(be_cfg), "members": args.runs,
+                           "init_std": args.init_std, "start": info.sha256}  # fmt: skip
             model, passes = train_batch_ensemble(
-                state, info, data, replace(cfg, optimizer="sgd"), args.runs, args.init_std, device
-            )
+                state, info, data, be_cfg, args.runs, args.init_std, device,
+                resume.run("batchensemble", fingerprint), args.micro_batch,
+            )  # fmt: skip
             sources.spent += passes
             summary = {
                 "model": info.model,
@@ -224,7 +276,25 @@ def train(args) -> dict:
             settings["init_std"] = args.init_std
         manifest = sources.manifest(settings)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    resume.done()
     return manifest
+
+
+class RunResumes:
+    """The resumable states of a method's runs: ``FOLDER/<run>.pt`` each (``lpe.resume``)."""
+
+    def __init__(self, folder: str | None, every: int) -> None:
+        self.folder, self.every = (Path(folder) if folder else None), every
+
+    def path(self, name: str) -> Path | None:
+        return self.folder / f"{name}.pt" if self.folder else None
+
+    def run(self, name: str, fingerprint: dict) -> Resume:
+        return Resume(self.path(name), self.every, fingerprint)
+
+    def done(self) -> None:
+        if self.folder is not None and self.folder.is_dir():
+            shutil.rmtree(self.folder)
 
 
 def read_sources(folder: str | Path) -> dict:
@@ -342,7 +412,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-std", type=float, default=0.1, help="batchensemble: fast weight std")
     p.add_argument("--reuse", help="de/multiivon: an existing run 0 (its checkpoint)")
     p.add_argument("--reuse-posterior", help="multiivon: run 0's posterior file")
+    p.add_argument(
+        "--micro-batch",
+        type=int,
+        default=0,
+        help="batchensemble: examples per accumulated chunk (0: the whole batch)",
+    )
     add_finetune_arguments(p)
+    add_resume_arguments(p)
     p.add_argument("--out", required=True, help="the sources folder")
     add_runtime_arguments(p, inference=False)
     q = commands.add_parser("predict", help="predictions of the sources, or of LPE-BSR copies")

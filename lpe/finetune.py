@@ -42,6 +42,7 @@ from lpe.csgld import add_langevin_noise
 from lpe.cyclic import CyclicSchedule
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.ivon_posterior import IvonPosterior
+from lpe.resume import Resume, rng_state, set_rng_state
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.swag import SwagCollector, SwagError, SwagPosterior
 from lpe.train import DivergenceError, evaluate_on, lr_factor
@@ -128,11 +129,14 @@ def _optimizer(cfg: FinetuneConfig, model: torch.nn.Module):
     )
 
 
-def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.stderr):
+def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.stderr,
+             resume: Resume | None = None):  # fmt: skip
     """Fine-tune ``model`` in place on ``data`` (``lpe.inputs``).
 
     Returns (backward passes, posterior or None, snapshots); ``snapshots`` lists, for ``sse``
     and ``csgld``, each cycle's final weights (CPU copies) with the backward passes spent so far.
+    With ``resume``, the loop's whole state is saved every ``resume.every`` steps and a saved
+    state is continued from, giving the weights an uninterrupted run gives (tested).
     """
     steps_per_epoch = math.ceil(data.train_size / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -157,12 +161,30 @@ def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
     order = torch.Generator().manual_seed(cfg.seed + 1)
     langevin = torch.Generator(device=device).manual_seed(cfg.seed + 2)
-    backward_passes = step = 0
+    backward_passes = step = first_epoch = skip = 0
     snapshots = []
-    with tqdm(total=total, desc=f"finetune {cfg.optimizer}", file=log, mininterval=5) as bar:
-        for epoch in range(cfg.epochs):
+    resume = resume or Resume(None, 0, {})
+    saved = resume.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        _load_optimizer(optimizer, saved["optimizer"], device)
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        order.set_state(saved["epoch_order"])  # the epoch's minibatch order is drawn again
+        langevin.set_state(saved["langevin"])
+        set_rng_state(saved["rng"], device)
+        if collector is not None:
+            collector.restore(saved["collector"])
+        backward_passes, step = saved["backward_passes"], saved["step"]
+        snapshots, first_epoch, skip = saved["snapshots"], saved["epoch"], saved["batch"]
+    with tqdm(total=total, initial=step, desc=f"finetune {cfg.optimizer}", file=log,
+              mininterval=5) as bar:  # fmt: skip
+        for epoch in range(first_epoch, cfg.epochs):
             model.train()
-            for xb, yb in data.train_batches(cfg.batch_size, order, device):
+            epoch_order = order.get_state()
+            start = skip if epoch == first_epoch else 0
+            batches = data.train_batches(cfg.batch_size, order, device, skip=start)
+            for batch, (xb, yb) in enumerate(batches, start=start):
                 if cfg.optimizer == "ivon":
                     for _ in range(cfg.ivon_mc_samples):
                         with optimizer.sampled_params(train=True):
@@ -194,6 +216,15 @@ def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.
                 if collector is not None and since > 0 and since % cfg.swag_collect_every == 0:
                     collector.collect(torch.nn.utils.parameters_to_vector(model.parameters()))
                 bar.update(1)
+                if resume.due(step) or step == total:  # the end too: a finished run is kept
+                    resume.save({
+                        "model": model.state_dict(), "optimizer": _optimizer_state(optimizer),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "epoch_order": epoch_order, "langevin": langevin.get_state(),
+                        "rng": rng_state(device), "backward_passes": backward_passes,
+                        "step": step, "epoch": epoch, "batch": batch + 1, "snapshots": snapshots,
+                        "collector": collector.state() if collector is not None else None,
+                    })  # fmt: skip
             val = validate(model, data, device)
             bar.write(f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f}")
     posterior = None
@@ -205,6 +236,28 @@ def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.
         if not torch.isfinite(posterior.hess).all():
             raise DivergenceError("ivon: the Hessian estimate is not finite; lower ivon.lr")
     return backward_passes, posterior, snapshots
+
+
+# IVON counts its steps (for debiasing its momentum) outside its state_dict
+OPTIMIZER_ATTRIBUTES = ("current_step",)
+
+
+def _optimizer_state(optimizer) -> dict:
+    attributes = {a: getattr(optimizer, a) for a in OPTIMIZER_ATTRIBUTES if hasattr(optimizer, a)}
+    return {"state_dict": optimizer.state_dict(), "attributes": attributes}
+
+
+def _load_optimizer(optimizer, saved: dict, device) -> None:
+    """``optimizer.load_state_dict`` and the attributes it leaves out; then the tensors IVON
+    keeps in its parameter groups (its Hessian and momentum; torch moves only per-parameter
+    state) moved to the device."""
+    optimizer.load_state_dict(saved["state_dict"])
+    for name, value in saved["attributes"].items():
+        setattr(optimizer, name, value)
+    for group in optimizer.param_groups:
+        for key, value in group.items():
+            if isinstance(value, torch.Tensor) and key != "params":
+                group[key] = value.to(device)
 
 
 def validate(model, data, device) -> dict[str, float]:
@@ -264,21 +317,33 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=type(field.default), default=field.default)
 
 
+def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--resume PATH`` and ``--checkpoint-every N``: resumable training (``lpe.resume``)."""
+    parser.add_argument("--resume", help="file (or, for several runs, folder) of resumable state")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="save the resumable state every N steps (0: never)")  # fmt: skip
+
+
 def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
     return FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
 
 
-def run_finetune(state, info, data, cfg: FinetuneConfig, device):
+def run_finetune(state, info, data, cfg: FinetuneConfig, device, resume_path=None,
+                 checkpoint_every: int = 0):  # fmt: skip
     """Fine-tune a fresh model from ``state`` with every random draw seeded by ``cfg.seed``.
 
     Returns (model on the CPU, summary for its checkpoint, posterior or None, snapshots); the
-    summary's backward passes are the starting checkpoint's plus the fine-tuning's.
+    summary's backward passes are the starting checkpoint's plus the fine-tuning's. With
+    ``resume_path``, the run's state is saved there every ``checkpoint_every`` steps and at its
+    end, and continued from when it exists (the caller deletes it once its outputs are written).
     """
     model = info.build()
     model.load_state_dict(state)
+    fingerprint = {"finetune": asdict(cfg), "start": info.sha256, "train_size": data.train_size}
+    resume = Resume(resume_path, checkpoint_every, fingerprint)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # IVON draws its weight noise from the global generator
-        backward_passes, posterior, snapshots = finetune(model, data, cfg, device)
+        backward_passes, posterior, snapshots = finetune(model, data, cfg, device, resume=resume)
     summary = {
         "model": info.model,
         "num_classes": info.num_classes,
@@ -298,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     add_finetune_arguments(parser)
     parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
     parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
+    add_resume_arguments(parser)
     add_runtime_arguments(parser, inference=False)
     args = parser.parse_args(argv)
     cfg = finetune_config(args)
@@ -307,10 +373,12 @@ def main(argv: list[str] | None = None) -> None:
     state, info = load_checkpoint(args.checkpoint)
     data = open_stage_data(args, info)
     device = resolve_device(args.device)
-    model, summary, posterior, _ = run_finetune(state, info, data, cfg, device)
+    model, summary, posterior, _ = run_finetune(state, info, data, cfg, device, args.resume,
+                                                args.checkpoint_every)  # fmt: skip
     save_checkpoint(args.out, model, summary)
     if posterior is not None:
         save_posterior(args.posterior, posterior, checkpoint_info(args.out).sha256)
+    Resume(args.resume, args.checkpoint_every, {}).done()
     val = summary["val"]
     print(f"saved {args.out}: val nll {val['nll']:.4f}, err {val['err']:.2f}%")
     if posterior is not None:

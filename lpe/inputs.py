@@ -4,8 +4,9 @@
 that fine-tuning, posterior draws, landscapes, baselines and fast ensembles run unchanged on
 either:
 
-- ``train_size`` and ``train_batches(batch_size, order, device)``: one epoch of shuffled training
-  minibatches, the order drawn from the generator ``order``;
+- ``train_size`` and ``train_batches(batch_size, order, device, skip=0)``: one epoch of shuffled
+  training minibatches, the order drawn from the generator ``order`` (``skip``: leave out the
+  first batches, for a resumed epoch);
 - ``inputs(split, batch_size)``: ``(inputs, labels)`` of an evaluation split, the inputs a tensor
   or a loader of batches (both work with ``lpe.predict.predict_log_probs``);
 - ``tensors(split, limit)``: the first ``limit`` examples of a split as tensors (landscapes);
@@ -81,11 +82,11 @@ class TensorData:
     def train_size(self) -> int:
         return len(self.splits.y["train"])
 
-    def train_batches(self, batch_size: int, order: torch.Generator, device):
+    def train_batches(self, batch_size: int, order: torch.Generator, device, skip: int = 0):
         from lpe.train import minibatches  # here: lpe.train imports lpe.predict, which imports us
 
         yield from minibatches(self.splits.x["train"], self.splits.y["train"], batch_size, order,
-                               device)  # fmt: skip
+                               device, skip)  # fmt: skip
 
     def inputs(self, split: str, batch_size: int = 1000):
         return self.splits.x[split], self.splits.y[split]
@@ -133,12 +134,13 @@ class ImageData:
     def train_size(self) -> int:
         return len(self._train_folder[2])
 
-    def train_batches(self, batch_size: int, order: torch.Generator, device):
+    def train_batches(self, batch_size: int, order: torch.Generator, device, skip: int = 0):
         folder, _, train = self._train_folder
         epoch_seed = int(torch.randint(2**31, (), generator=order))
+        permutation = torch.randperm(len(train), generator=order)
         loader = torch.utils.data.DataLoader(
             SeededAugmentation(folder, train.tolist(), epoch_seed), batch_size=batch_size,
-            shuffle=True, generator=order, num_workers=self.workers,
+            sampler=permutation[skip * batch_size :].tolist(), num_workers=self.workers,
             pin_memory=device.type == "cuda",
         )  # fmt: skip
         for xb, yb in loader:

@@ -71,14 +71,26 @@ class SwagCollector:
         self.deviations: list[torch.Tensor] = []
 
     def collect(self, weights: torch.Tensor) -> None:
-        w = weights.detach().double()  # moments in float64: P-sized sums of small differences
+        # Moments in float64 (P-sized sums of small differences), kept on the CPU: on a GPU,
+        # 2 + rank float64 copies of a ViT-B/16 would take 15 GB. Deviations are stored as the
+        # FP32 they become in the posterior anyway.
+        w = weights.detach().to("cpu", torch.float64)
         self.count += 1
         if self.mean is None:
             self.mean, self.sq_mean = w.clone(), w.square()
         else:
             self.mean += (w - self.mean) / self.count
             self.sq_mean += (w.square() - self.sq_mean) / self.count
-        self.deviations = [*self.deviations, w - self.mean][-self.rank :]
+        self.deviations = [*self.deviations, (w - self.mean).float()][-self.rank :]
+
+    def state(self) -> dict:
+        """Everything collected so far (to resume an interrupted run)."""
+        return {"count": self.count, "mean": self.mean, "sq_mean": self.sq_mean,
+                "deviations": list(self.deviations)}  # fmt: skip
+
+    def restore(self, state: dict) -> None:
+        self.count, self.mean, self.sq_mean = state["count"], state["mean"], state["sq_mean"]
+        self.deviations = list(state["deviations"])
 
     def posterior(self) -> SwagPosterior:
         if self.count < self.rank:

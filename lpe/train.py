@@ -56,10 +56,11 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def minibatches(x, y, batch_size: int, order: torch.Generator, device):
-    """One epoch of ``(inputs, labels)`` minibatches, in a permutation drawn from ``order``."""
+def minibatches(x, y, batch_size: int, order: torch.Generator, device, skip: int = 0):
+    """One epoch of ``(inputs, labels)`` minibatches, in a permutation drawn from ``order``;
+    ``skip`` leaves out the first batches (a resumed epoch: the same draw, then the rest)."""
     permutation = torch.randperm(len(y), generator=order)
-    for start in range(0, len(y), batch_size):
+    for start in range(skip * batch_size, len(y), batch_size):
         idx = permutation[start : start + batch_size]
         yield x[idx].to(device), y[idx].to(device)
 

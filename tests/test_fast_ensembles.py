@@ -87,3 +87,20 @@ def test_batch_ensemble_refuses_a_batch_that_does_not_split_into_members():
     layer = BatchEnsembleLinear(torch.nn.Linear(4, 3), members=3)
     with pytest.raises(ValueError, match="must hold 3 equal chunks"):
         layer(torch.zeros(4, 4))
+
+
+def test_batch_ensemble_micro_batches_give_the_whole_batch_gradient():
+    from lpe.fast import _batch_ensemble_backward
+
+    splits = build("mnist1d", train=12, val=10, test=10, seed=0)
+    x, y = splits.x["train"], splits.y["train"]
+    grads = {}
+    for micro in (0, 5):  # 12 examples: chunks of 5, 5 and 2
+        model = batch_ensemble(create_model("vit_mini_t", 10, (1, 1, 40), seed=0), 3,
+                               generator=torch.Generator().manual_seed(0), init="gaussian",
+                               std=0.1)  # fmt: skip
+        loss = _batch_ensemble_backward(model, x, y, 3, micro)
+        grads[micro] = (loss, [p.grad.clone() for p in model.parameters()])
+    assert grads[5][0] == pytest.approx(grads[0][0], rel=1e-6)
+    for whole, chunked in zip(grads[0][1], grads[5][1], strict=True):
+        torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)

@@ -1,3 +1,8 @@
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -89,3 +94,62 @@ def test_bad_settings_are_named(settings, message):
     with pytest.raises(ValueError, match="bad fine-tuning settings") as info:
         FinetuneConfig(**settings)
     assert message in str(info.value)
+
+
+def _finetune_process(checkpoint, data, out, *args):
+    command = [sys.executable, "-m", "lpe.finetune", "--checkpoint", str(checkpoint), "--data",
+               str(data), "--out", str(out), "--device", "cpu", "--epochs", "2",
+               "--batch-size", "16", *map(str, args)]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "swag", "ivon", "csgld"])
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, checkpoint,
+                                                                     optimizer):  # fmt: skip
+    """SIGKILL once the first resumable state is saved, rerun: the weights (and posterior) of an
+    uninterrupted run. Each run is a fresh process, as a job is."""
+    data = tmp_path / "big.npz"  # 125 steps per epoch: the kill lands mid-run
+    save_splits(data, build("mnist1d", train=2000, val=16, test=16, seed=0))
+    args = ["--optimizer", optimizer, "--swag-rank", 3, "--swag-collect-every", 10,
+            "--cycles", 2, "--lr", 0.01]  # fmt: skip
+    if optimizer in ("swag", "ivon"):
+        args += ["--posterior", tmp_path / "post.safetensors"]
+    clean = _finetune_process(checkpoint, data, tmp_path / "clean.safetensors", *args)
+    assert clean.wait() == 0, clean.stderr.read().decode()
+    clean_post = load_posterior(tmp_path / "post.safetensors")[0] if optimizer in (
+        "swag", "ivon") else None  # fmt: skip
+    resume = ["--resume", tmp_path / "resume.pt", "--checkpoint-every", 20]
+    out = tmp_path / "sol.safetensors"
+    child = _finetune_process(checkpoint, data, out, *args, *resume)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "resume.pt").exists() and child.poll() is None:
+        assert time.monotonic() < deadline, "no resumable state was saved"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not out.exists(), "the run ended before the kill: nothing was resumed"
+    rerun = _finetune_process(checkpoint, data, out, *args, *resume)
+    assert rerun.wait() == 0, rerun.stderr.read().decode()
+    want, _ = load_checkpoint(tmp_path / "clean.safetensors")
+    got, _ = load_checkpoint(out)
+    for name, tensor in want.items():
+        assert torch.equal(got[name], tensor), name
+    if clean_post is not None:
+        resumed_post = load_posterior(tmp_path / "post.safetensors")[0].tensors()
+        for name, tensor in clean_post.tensors().items():
+            assert torch.equal(resumed_post[name], tensor), name
+    assert checkpoint_info(out).backward_passes == checkpoint_info(
+        tmp_path / "clean.safetensors").backward_passes  # fmt: skip
+    assert not (tmp_path / "resume.pt").exists()  # removed once the outputs are written
+
+
+def test_a_resumable_state_of_other_settings_is_refused(tmp_path, checkpoint, data):
+    from lpe.resume import ResumeError
+
+    resume = ["--resume", tmp_path / "resume.pt", "--checkpoint-every", 2]
+    run(checkpoint, data, tmp_path / "a.safetensors", "--lr", 0.001, *resume)
+    assert not (tmp_path / "resume.pt").exists()  # a finished run leaves none
+    torch.save({"fingerprint": {"other": 1}, "state": {"step": 2}}, tmp_path / "resume.pt")
+    with pytest.raises(ResumeError, match="saved by a run with other settings"):
+        run(checkpoint, data, tmp_path / "a.safetensors", "--lr", 0.002, *resume)

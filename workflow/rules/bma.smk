@@ -19,9 +19,11 @@ rule finetune:
     params:
         data=data_flags,
         flags=finetune_flags(),
+        resume=lambda w: resume_flags(f"{w.model}-sgd.pt"),
     shell:
         "python -m lpe.finetune --checkpoint {input.checkpoint} {params.data}"
-        " --optimizer sgd {params.flags} --threads {threads} --out {output} > {log} 2>&1"
+        " --optimizer sgd {params.flags} {params.resume} --threads {threads} --out {output}"
+        " > {log} 2>&1"
 
 
 rule finetune_posterior:
@@ -44,9 +46,10 @@ rule finetune_posterior:
     params:
         data=data_flags,
         flags=finetune_flags(),
+        resume=lambda w: resume_flags(f"{w.model}-{w.optimizer}.pt"),
     shell:
         "python -m lpe.finetune --checkpoint {input.checkpoint} {params.data}"
-        " --optimizer {wildcards.optimizer} {params.flags} --threads {threads}"
+        " --optimizer {wildcards.optimizer} {params.flags} {params.resume} --threads {threads}"
         " --out {output.solution} --posterior {output.posterior} > {log} 2>&1"
 
 

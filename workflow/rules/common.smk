@@ -258,8 +258,19 @@ def fast_flags(method):
     if method == "multiivon":
         flags += f" --draws {FAST['multiivon']['draws']}"
     if method == "batchensemble":
-        flags += f" --init-std {FAST['batchensemble']['init_std']}"
+        own = FAST["batchensemble"]
+        flags += f" --init-std {own['init_std']} --micro-batch {own['micro_batch']}"
     return flags
+
+
+def resume_flags(name):
+    """--resume/--checkpoint-every of a long training job (lpe.resume): its state goes to
+    work/<profile>/resume/<name>, which is no output, so a killed job's state survives.
+    """
+    every = config["bma"]["checkpoint_every"]
+    if not every:
+        return ""
+    return f"--resume {shlex.quote(work('resume/' + name))} --checkpoint-every {every}"
 
 
 def fast_reuse(method):

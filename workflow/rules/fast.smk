@@ -27,10 +27,11 @@ rule fast_train:
             if "reuse_posterior" in input.keys()
             else ""
         ),
+        resume=lambda w: resume_flags(f"fast-{w.fast}"),
     shell:
         "python -m lpe.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
         " {params.data} {params.flags} {params.reuse} {params.reuse_posterior}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " {params.resume} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule fast_predict_fp32:
