@@ -103,6 +103,7 @@ def _steps_per_epoch(data, batch_size: int) -> int:
 def _cyclic(sources: Sources, state, info, data, cfg: FinetuneConfig, device, resume) -> None:
     model, summary, _, snapshots = run_finetune(state, info, data, cfg, device,
                                                 resume.path("run"), resume.every)  # fmt: skip
+    model.to(device)  # run_finetune hands it back on the CPU; its snapshots are validated here
     for weights, passes in snapshots:
         model.load_state_dict(weights)
         sources.spent = sources.pretrain_passes + passes

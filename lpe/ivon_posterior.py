@@ -39,7 +39,9 @@ class IvonPosterior:
     def from_optimizer(cls, optimizer, model: torch.nn.Module) -> IvonPosterior:
         """Read the posterior of an ``ivon.IVON`` optimizer over all of ``model``'s parameters."""
         (group,) = optimizer.param_groups  # the suite builds IVON with one parameter group
-        mean = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        # on the CPU, like SWAG's: draws come from CPU generators, the same on any device
+        mean = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
         if group["hess"].shape != mean.shape:
             raise ValueError("the IVON optimizer does not cover every parameter of the model")
-        return cls(mean, group["hess"].detach().clone(), group["ess"], group["weight_decay"])
+        hess = group["hess"].detach().cpu().clone()
+        return cls(mean, hess, group["ess"], group["weight_decay"])

@@ -270,7 +270,7 @@ def resume_flags(name):
     every = config["bma"]["checkpoint_every"]
     if not every:
         return ""
-    return f"--resume {shlex.quote(work('resume/' + name))} --checkpoint-every {every}"
+    return f"--resume {shlex.quote(work(f'resume/{name}'))} --checkpoint-every {every}"
 
 
 def fast_reuse(method):
@@ -409,6 +409,9 @@ def all_targets():
 
 
 TRAINED = "|".join(re.escape(m) for m in [*config["models"], *LARGE["models"]])
+# the downloads: plain timm checkpoints, and CLIP towers whose zero-shot head is built on a GPU
+DOWNLOADED = "|".join(re.escape(m) for m in config["models"]) or "^$"
+ZEROSHOT = "|".join(re.escape(m) for m in LARGE["models"]) or "^$"
 
 
 wildcard_constraints:

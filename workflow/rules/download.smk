@@ -7,7 +7,27 @@ rule download_checkpoint:
     log:
         work("logs/download/{model}.log"),
     wildcard_constraints:
-        model=TRAINED,
+        model=DOWNLOADED,
+    conda:
+        ENV
+    threads: 1
+    params:
+        cache=config["checkpoints"]["cache"],
+    shell:
+        "python -m lpe.hub --name {wildcards.model:q}"
+        " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
+
+
+# A CLIP tower as a zero-shot classifier: its own rule, so that a cluster profile can give it a
+# GPU: the head encodes 1000 classes x 80 prompt templates with the OpenCLIP text tower, in
+# batches (an hour or more on a few CPU threads; seconds to minutes on a GPU).
+rule download_zeroshot:
+    output:
+        work("checkpoints/{model}.safetensors"),
+    log:
+        work("logs/download/{model}.log"),
+    wildcard_constraints:
+        model=ZEROSHOT,
     conda:
         ENV
     threads: 1
