@@ -40,7 +40,8 @@ def main() -> None:
     times: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        stage(["lpe.data", "--dataset", "mnist1d", "--out", "d.npz"], base, work)
+        stage(["lpe.data", "--dataset", "mnist1d", "--train", "12000", "--val", "2000",
+               "--test", "6000", "--seed", "0", "--out", "d.npz"], base, work)  # fmt: skip
         for repeat in range(args.repeats):
             for mode, env in modes.items():
                 ckpt, members = f"{mode[:6]}{repeat}.safetensors", f"m-{mode[:6]}{repeat}"
