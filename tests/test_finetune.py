@@ -109,8 +109,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, c
                                                                      optimizer):  # fmt: skip
     """SIGKILL once the first resumable state is saved, rerun: the weights (and posterior) of an
     uninterrupted run. Each run is a fresh process, as a job is."""
-    data = tmp_path / "big.npz"  # 125 steps per epoch: the kill lands mid-run
-    save_splits(data, build("mnist1d", train=2000, val=16, test=16, seed=0))
+    data = tmp_path / "big.npz"  # 63 steps per epoch: the kill lands mid-run
+    save_splits(data, build("mnist1d", train=1000, val=16, test=16, seed=0))
     args = ["--optimizer", optimizer, "--swag-rank", 3, "--swag-collect-every", 10,
             "--cycles", 2, "--lr", 0.01]  # fmt: skip
     if optimizer in ("swag", "ivon"):
