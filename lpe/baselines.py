@@ -16,14 +16,16 @@ Memory budget: a Gaussian-noise member is stored as FP32 weights (32 bits per pa
 dropout members are masks drawn at run time from the one stored FP32 model, so the whole
 ensemble costs one model.
 
-Output: a predictions file (``lpe.predict``) of the test split with the chosen setting in
-``setting``; the validation NLL of every candidate is printed to the log. The choice can be made
-once and shared by every seed: ``--select-out CHOICE.json`` only chooses (with ``--seed``'s
-members) and writes the choice, and ``--setting-file CHOICE.json`` uses it instead of choosing.
+Output: one predictions file (``lpe.predict``) of the test split per ensemble seed, with the
+chosen setting in ``setting``; the validation NLL of every candidate is printed to the log. The
+choice is made once, with the first seed's members, and shared by every seed;
+``--select-out CHOICE.json`` also writes it, and ``--setting-file CHOICE.json`` uses a choice
+made before instead of choosing.
 
 Usage: ``python -m lpe.baselines --checkpoint CKPT --data DATA --method gaussian
---candidates 0.01 0.02 0.05 --members 10 --seed 0 --out PREDS.npz``; or ``--select-out C.json``
-(no ``--out``), then ``--setting-file C.json --seed 1 --out PREDS.npz``.
+--candidates 0.01 0.02 0.05 --members 10 --seeds 0 1 --out P0.npz P1.npz --select-out C.json``;
+or ``--select-out C.json`` alone (only choose), then ``--setting-file C.json --seeds 1 --out
+P1.npz``.
 """
 
 from __future__ import annotations
@@ -141,11 +143,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--candidates", type=float, nargs="*", default=[])
     parser.add_argument("--members", type=int, required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument(
+        "--seeds", "--seed", type=int, nargs="+", required=True,
+        help="ensemble seeds; the first one's members choose the setting",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1000)
-    choice = parser.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--out", help="the test predictions")
-    choice.add_argument("--select-out", help="only choose the setting; write it to this json")
+    parser.add_argument("--out", nargs="*", default=[], help="test predictions file per seed")
+    parser.add_argument("--select-out", help="write the chosen setting to this json")
     parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
@@ -154,6 +158,10 @@ def main(argv: list[str] | None = None) -> None:
         check_candidates(args.method, args.candidates)
     elif args.select_out:
         parser.error("--setting-file and --select-out exclude each other")
+    if not args.out and not args.select_out:
+        parser.error("nothing to do: give --out (predictions) and/or --select-out (the choice)")
+    if args.out and len(args.out) != len(args.seeds):
+        parser.error(f"--seeds and --out must pair up: got {args.seeds} and {args.out}")
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
     set_threads(args.threads)
@@ -164,32 +172,34 @@ def main(argv: list[str] | None = None) -> None:
     if chosen is None:
         with autocast(device, args.dtype):
             setting, validation = choose_setting(model, state, args.method, args.candidates,
-                                                 args.members, args.seed, data, args.batch_size,
-                                                 device)  # fmt: skip
+                                                 args.members, args.seeds[0], data,
+                                                 args.batch_size, device)  # fmt: skip
         print(f"chosen on the validation split: {args.method} {setting}")
         if args.select_out:
             nll = {str(k): v for k, v in validation.items()}
             write_json(args.select_out, {
-                "method": args.method, "setting": setting, "seed": args.seed,
+                "method": args.method, "setting": setting, "seed": args.seeds[0],
                 "members": args.members, "validation_nll": nll,
             })  # fmt: skip
-            return
     else:
         setting = chosen
         print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
+    if not args.out:
+        return
     x, labels = data.inputs(args.split, args.batch_size)
-    with autocast(device, args.dtype):
-        log_probs = ensemble(model, state, args.method, setting, args.members, args.seed, x,
-                             args.batch_size, device)  # fmt: skip
     params = count_params(model)
     bits = (
         [32 * params] * args.members
         if args.method == "gaussian"
         else [32 * params] + [0] * (args.members - 1)
     )
-    run = {"method": LABELS[args.method], "bits": 0, "seed": args.seed,
-           "setting": np.asarray(setting)}  # fmt: skip
-    write_predictions(args.out, log_probs, labels, bits, info, run)
+    for seed, out in zip(args.seeds, args.out, strict=True):
+        with autocast(device, args.dtype):
+            log_probs = ensemble(model, state, args.method, setting, args.members, seed, x,
+                                 args.batch_size, device)  # fmt: skip
+        run = {"method": LABELS[args.method], "bits": 0, "seed": seed,
+               "setting": np.asarray(setting)}  # fmt: skip
+        write_predictions(out, log_probs, labels, bits, info, run)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ member ``k`` is the same whatever the ensemble size. A draw is stored as FP32, s
 costs 32 bits per parameter in the memory budget.
 
 Usage: ``python -m lpe.bma --checkpoint SOLUTION --posterior POSTERIOR --data DATA --members 20
---seed 0 --out PREDS.npz``
+--seeds 0 1 --out PREDS0.npz PREDS1.npz`` (one ensemble and one predictions file per seed).
 """
 
 from __future__ import annotations
@@ -55,28 +55,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--posterior", required=True, help="its posterior file (lpe.finetune)")
     add_data_arguments(parser)
     parser.add_argument("--members", type=int, required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument(
+        "--seeds", "--seed", type=int, nargs="+", required=True, help="one ensemble per seed"
+    )
     parser.add_argument("--swag-scale", type=float, default=0.5)
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", nargs="+", required=True, help="predictions file per seed")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
+    if len(args.seeds) != len(args.out):
+        parser.error(f"--seeds and --out must pair up: got {args.seeds} and {args.out}")
     set_threads(args.threads)
     device = resolve_device(args.device)
     state, info, posterior = load_solution(args.checkpoint, args.posterior)
     model = info.build().to(device)
     model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
     x, labels = open_stage_data(args, info).inputs(args.split, args.batch_size)
-    with autocast(device, args.dtype):
-        log_probs = predict_draws(
-            model, posterior, args.members, args.seed, x, args.batch_size, device, args.swag_scale
-        )
     bits = [32 * count_params(model)] * args.members
-    run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": args.seed}
-    write_predictions(args.out, log_probs, labels, bits, info, run)
+    for seed, out in zip(args.seeds, args.out, strict=True):
+        with autocast(device, args.dtype):
+            log_probs = predict_draws(
+                model, posterior, args.members, seed, x, args.batch_size, device, args.swag_scale
+            )
+        run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": seed}
+        write_predictions(out, log_probs, labels, bits, info, run)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ Subcommands:
 - ``train --method M --checkpoint PRE --data DATA --out DIR``: the sources as checkpoints
   ``DIR/source00.safetensors, ...`` plus ``DIR/manifest.json``, written atomically.
 - ``predict --sources DIR --data DATA --out PREDS.npz``: the FP32 predictions of every source in
-  order. With ``--bits b --copies k --seed s --members-out MDIR`` instead: ``k`` LPE-BSR copies of
-  every source (member files under ``MDIR/sourceNN``, made by ``lpe.generate``), ordered source by
-  source. The predictions file carries each member's ``budget``: LPE-BSR adds none.
+  order. With ``--bits b --copies k --seeds s... --members-out MDIR... --out PREDS...`` instead:
+  per seed, ``k`` LPE-BSR copies of every source (member files under ``MDIR/sourceNN``, made by
+  ``lpe.generate``), ordered source by source; ``--fp32-out FP32.npz`` adds the FP32 predictions
+  in the same run. A predictions file carries each member's ``budget``: LPE-BSR adds none.
 
 ``--help`` on each subcommand lists the settings.
 """
@@ -376,22 +377,31 @@ def predict(args) -> None:
     data = open_stage_data(args, checkpoint_info(first))
     x, labels = data.inputs(args.split, args.batch_size)
     device = resolve_device(args.device)
-    with autocast(device, args.dtype):
-        if args.bits is None:
+    fp32_out = args.out[0] if args.bits is None else args.fp32_out
+    if fp32_out:
+        with autocast(device, args.dtype):
             manifest, lp, bits, budget, info = predict_fp32_sources(
                 args.sources, x, args.batch_size, device
             )
-            run = {"method": manifest["method"], "bits": 0, "seed": 0}
-        else:
-            fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
-            policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+        run = {"method": manifest["method"], "bits": 0, "seed": 0}
+        _write(fp32_out, lp, labels, bits, budget, info, run)
+    if args.bits is None:
+        return
+    fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+    policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+    for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
+        with autocast(device, args.dtype):
             manifest, lp, bits, budget, info = predict_copies(
-                args.sources, args.members_out, fmt, args.copies, args.seed, policy, x,
+                args.sources, members_out, fmt, args.copies, seed, policy, x,
                 args.batch_size, device,
             )  # fmt: skip
-            run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": args.seed}
+        run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": seed}
+        _write(out, lp, labels, bits, budget, info, run)
+
+
+def _write(out, log_probs, labels, bits, budget, info, run) -> None:
     run["budget"] = np.asarray(budget, dtype=np.int64)
-    write_predictions(args.out, lp, labels, bits, info, run)
+    write_predictions(out, log_probs, labels, bits, info, run)
 
 
 def _positive(value: str) -> int:
@@ -436,12 +446,19 @@ def main(argv: list[str] | None = None) -> None:
         help="make LPE-BSR copies at INT-b (omit for the FP32 sources)",
     )
     q.add_argument("--copies", type=_positive, default=5, help="LPE-BSR copies per source (k)")
-    q.add_argument("--seed", type=int, default=0, help="LPE-BSR ensemble seed")
-    q.add_argument("--members-out", help="folder for the copies' member files (with --bits)")
+    q.add_argument(
+        "--seeds", "--seed", type=int, nargs="+", default=[0], help="LPE-BSR ensemble seeds"
+    )
+    q.add_argument(
+        "--members-out", nargs="+", default=[], help="per seed, the copies' folder (with --bits)"
+    )
     q.add_argument("--per-tensor", action="store_true")
     q.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE))
     q.add_argument("--min-ndim", type=int, default=2)
-    q.add_argument("--out", required=True)
+    q.add_argument(
+        "--out", nargs="+", required=True, help="the predictions file (per seed with --bits)"
+    )
+    q.add_argument("--fp32-out", help="with --bits: also the FP32 predictions of the sources")
     add_runtime_arguments(q)
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -457,8 +474,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.bits is not None and not args.members_out:
             parser.error("--bits needs --members-out (where the member files go)")
-        if args.seed < 0:
-            parser.error(f"--seed must be >= 0, got {args.seed}")
+        if args.bits is None and (len(args.out) != 1 or args.fp32_out or args.members_out):
+            parser.error("without --bits: one --out (the FP32 predictions), no --fp32-out")
+        if args.bits is not None and not len(args.seeds) == len(args.members_out) == len(args.out):
+            parser.error(
+                f"--seeds, --members-out and --out must pair up: got {len(args.seeds)} seeds, "
+                f"{len(args.members_out)} member folders and {len(args.out)} predictions files"
+            )
+        if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
+            parser.error(f"--seeds must be distinct and >= 0, got {args.seeds}")
         set_threads(args.threads)
         predict(args)
 

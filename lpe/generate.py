@@ -77,10 +77,8 @@ def read_manifest(folder: str | Path, what: str = "member folder") -> dict:
         raise ArtifactError(f"{path} is corrupted ({err}); delete {folder} and rerun.") from err
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--method", required=True, choices=METHODS)
+def add_member_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bits`` and the rounding policy's flags, shared by the stages that make members."""
     parser.add_argument(
         "--bits",
         type=int,
@@ -88,21 +86,33 @@ def main(argv: list[str] | None = None) -> None:
         choices=range(MIN_BITS, MAX_BITS + 1),
         metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
     )
-    parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
-    parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
     parser.add_argument(
         "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"
     )
     parser.add_argument("--min-ndim", type=int, default=2)
+
+
+def member_format(args: argparse.Namespace) -> tuple[IntFormat, QuantPolicy]:
+    """The number format and rounding policy of ``add_member_arguments``' flags."""
+    fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+    return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--method", required=True, choices=METHODS)
+    add_member_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
+    parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
-    policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+    fmt, policy = member_format(args)
     manifest = generate(
         args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy
     )

@@ -269,11 +269,11 @@ def test_the_paper_profile_resolves_its_whole_dag_with_a_placeholder_path(tmp_pa
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # 4 ViTs x 2 precisions x (RTN + 3 seeds), 2 CLIP models x (RTN + 3 seeds) at INT-5, then
-    # LPE-BSR around the 3 fine-tuned ViT-B/16 solutions (3 seeds at INT-5)
-    members = 4 * 2 * 4 + 2 * 4 + 3 * 3
-    for rule, count in (("download_checkpoint", 4), ("download_zeroshot", 2), ("generate", members),
-                        ("predict_members", members), ("table1", 1), ("table3", 1),
+    # one job per model x precision (RTN and 3 seeds): 4 ViTs x 2 precisions, 2 CLIP models at
+    # INT-5, then LPE-BSR around the 3 fine-tuned ViT-B/16 solutions at INT-5
+    for rule, count in (("download_checkpoint", 4), ("download_zeroshot", 2),
+                        ("ensembles_pretrained", 4 * 2), ("ensembles_large", 2),
+                        ("ensembles_finetuned", 3), ("table1", 1), ("table3", 1),
                         ("figure7", 1), ("claims", 1), ("finetune", 1), ("finetune_posterior", 2),
                         ("fast_train", 5), ("table5", 1), ("table6", 1), ("figures_bma", 1),
                         ("figures_fast", 1), ("figure_landscape", 3)):  # fmt: skip

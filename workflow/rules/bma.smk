@@ -59,11 +59,11 @@ rule predict_bma:
         checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
         posterior=work("posteriors/{model}-{optimizer}.safetensors"),
     output:
-        work("preds/{model}-{optimizer}/bma-seed{seed}.npz"),
+        [work(f"preds/{{model}}-{{optimizer}}/bma-seed{s}.npz") for s in BMA_SEEDS],
     log:
-        work("logs/predict/{model}-{optimizer}/bma-seed{seed}.log"),
+        work("logs/predict/{model}-{optimizer}/bma.log"),
     benchmark:
-        work("benchmarks/predict/{model}-{optimizer}/bma-seed{seed}.tsv")
+        work("benchmarks/predict/{model}-{optimizer}/bma.tsv")
     wildcard_constraints:
         model=TRAINED,
         optimizer="swag|ivon",
@@ -74,12 +74,13 @@ rule predict_bma:
         data=data_flags,
         dtype=DTYPE_FLAG,
         members=config["bma"]["ensemble_size"],
+        seeds=BMA_SEEDS,
         scale=config["bma"]["swag"]["scale"],
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
-        " {params.data} --members {params.members} --seed {wildcards.seed}"
+        " {params.data} --members {params.members} --seeds {params.seeds}"
         " --swag-scale {params.scale} --split {params.split} --batch-size {params.batch_size}"
         " --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
 

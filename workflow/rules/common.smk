@@ -1,6 +1,7 @@
 # Config validation, paths and the list of runs; everything else is in lpe/.
 import re
 import shlex
+from typing import NamedTuple
 
 from lpe.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
 
@@ -144,6 +145,7 @@ def openclip_flag(wildcards):
 
 
 BMA_MODEL = config["bma"]["model"]
+BMA_SEEDS = config["bma"]["seeds"]
 LANDSCAPE_FIGURES = {
     "fig3_landscape_swag": "swag",
     "fig6_landscape_ivon": "ivon",
@@ -311,6 +313,52 @@ def fast_landscape_file():
     return work(
         f"landscape/fast-sse-int{FAST['bits']}-seed{config['landscape']['seed']}.npz"
     )
+
+
+class MemberRuns(NamedTuple):
+    """The low precision runs of one kind of model, made per model x precision by one job."""
+
+    pattern: str  # the models' wildcard pattern
+    seeds: list  # LPE-BSR ensemble seeds
+    members: int  # members per seed
+    rtn: bool  # whether the job also makes the rounding-to-nearest member
+
+
+def member_families():
+    """Pretrained models (Table 1, Figure 1's sizes, Table 6), large ones (Table 3) and the
+    fine-tuned solutions of Figures 2-6 and Table 5; a kind without models has no rule.
+    """
+    pretrained = [m for m in config["models"] if m not in LARGE["models"]]
+    families = {
+        "pretrained": (
+            pretrained,
+            config["lpe"]["seeds"],
+            config["lpe"]["ensemble_size"],
+            True,
+        ),
+        "large": (LARGE["models"], LARGE["seeds"], LARGE["ensemble_size"], True),
+        "finetuned": (
+            [f"{BMA_MODEL}-{o}" for o in ("sgd", "swag", "ivon")],
+            config["bma"]["seeds"],
+            config["bma"]["ensemble_size"],
+            False,
+        ),
+    }
+    return {
+        name: MemberRuns("|".join(map(re.escape, models)), seeds, members, rtn)
+        for name, (models, seeds, members, rtn) in families.items()
+        if models
+    }
+
+
+# the rounding policy of every member-making stage (lpe.generate's flags)
+QUANT_FLAGS = " ".join(
+    [
+        *([] if config["quant"]["per_channel"] else ["--per-tensor"]),
+        f"--exclude {shlex.join(config['quant']['exclude'])}",
+        f"--min-ndim {config['quant']['min_ndim']}",
+    ]
+)
 
 
 def intermediates_table1():

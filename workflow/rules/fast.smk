@@ -34,6 +34,48 @@ rule fast_train:
         " {params.resume} --threads {threads} --out {output} > {log} 2>&1"
 
 
+# One job per method: the FP32 predictions of its sources and its LPE-BSR runs of every seed.
+rule fast_predict:
+    input:
+        unpack(data_input),
+        sources=work("fast/{fast}"),
+    output:
+        fp32=work("preds/fast/{fast}/fp32.npz"),
+        members=[
+            directory(work(f"members/fast/{{fast}}/bsr-int{FAST['bits']}-seed{s}"))
+            for s in FAST["seeds"]
+        ],
+        preds=[
+            work(f"preds/fast/{{fast}}/bsr-int{FAST['bits']}-seed{s}.npz")
+            for s in FAST["seeds"]
+        ],
+    log:
+        work("logs/predict/fast/{fast}.log"),
+    benchmark:
+        work("benchmarks/predict/fast/{fast}.tsv")
+    wildcard_constraints:
+        fast="|".join(FAST_METHODS),
+    conda:
+        ENV
+    threads: 1
+    params:
+        data=data_flags,
+        dtype=DTYPE_FLAG,
+        bits=FAST["bits"],
+        copies=FAST["copies"],
+        seeds=FAST["seeds"],
+        policy=QUANT_FLAGS,
+        split=config["predict"]["split"],
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.fast predict --sources {input.sources} {params.data}"
+        " --bits {params.bits} --copies {params.copies} --seeds {params.seeds} {params.policy}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
+        " --members-out {output.members} --out {output.preds} --fp32-out {output.fp32}"
+        " > {log} 2>&1"
+
+
+# BatchEnsemble has no LPE-BSR runs (its members share weights; not part of the paper's design)
 rule fast_predict_fp32:
     input:
         unpack(data_input),
@@ -44,6 +86,8 @@ rule fast_predict_fp32:
         work("logs/predict/fast/{fast}/fp32.log"),
     benchmark:
         work("benchmarks/predict/fast/{fast}/fp32.tsv")
+    wildcard_constraints:
+        fast="batchensemble",
     conda:
         ENV
     threads: 1
@@ -56,38 +100,6 @@ rule fast_predict_fp32:
         "python -m lpe.fast predict --sources {input.sources} {params.data}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
         " --out {output} > {log} 2>&1"
-
-
-rule fast_predict_lpe:
-    input:
-        unpack(data_input),
-        sources=work("fast/{fast}"),
-    output:
-        preds=work("preds/fast/{fast}/bsr-int{bits}-seed{seed}.npz"),
-        members=directory(work("members/fast/{fast}/bsr-int{bits}-seed{seed}")),
-    log:
-        work("logs/predict/fast/{fast}/bsr-int{bits}-seed{seed}.log"),
-    benchmark:
-        work("benchmarks/predict/fast/{fast}/bsr-int{bits}-seed{seed}.tsv")
-    conda:
-        ENV
-    threads: 1
-    params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
-        copies=FAST["copies"],
-        per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
-        exclude=shlex.join(config["quant"]["exclude"]),
-        min_ndim=config["quant"]["min_ndim"],
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
-    shell:
-        "python -m lpe.fast predict --sources {input.sources} {params.data}"
-        " --bits {wildcards.bits} --copies {params.copies} --seed {wildcards.seed}"
-        " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
-        " --members-out {output.members} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads}{params.dtype} --out {output.preds}"
-        " > {log} 2>&1"
 
 
 rule landscape_fast:

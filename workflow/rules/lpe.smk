@@ -1,26 +1,62 @@
 # Low precision members as files, and the predictions of every run.
 
 
-rule generate:
-    input:
-        work("checkpoints/{model}.safetensors"),
-    output:
-        directory(work("members/{model}/{method}-int{bits}-seed{seed}")),
-    log:
-        work("logs/generate/{model}/{method}-int{bits}-seed{seed}.log"),
-    conda:
-        ENV
-    threads: 1
-    params:
-        members=lambda w: 1 if w.method == "rtn" else ensemble_size(w.model),
-        per_tensor="" if config["quant"]["per_channel"] else "--per-tensor",
-        exclude=shlex.join(config["quant"]["exclude"]),
-        min_ndim=config["quant"]["min_ndim"],
-    shell:
-        "python -m lpe.generate --checkpoint {input} --method {wildcards.method}"
-        " --bits {wildcards.bits} --seed {wildcards.seed} --members {params.members}"
-        " {params.per_tensor} --exclude {params.exclude} --min-ndim {params.min_ndim}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+# One job per model x precision: it writes the members of every seed (and the RTN member) and
+# predicts them, in one process (lpe.ensembles). The seeds, ensemble size and whether RTN is made
+# depend on the kind of model (member_families), so there is one such rule per kind.
+for family, kind in member_families().items():
+
+    rule:
+        name:
+            f"ensembles_{family}"
+        input:
+            unpack(data_input),
+            checkpoint=work("checkpoints/{model}.safetensors"),
+        output:
+            members=[
+                directory(work(f"members/{{model}}/bsr-int{{bits}}-seed{s}"))
+                for s in kind.seeds
+            ],
+            preds=[
+                work(f"preds/{{model}}/bsr-int{{bits}}-seed{s}.npz")
+                for s in kind.seeds
+            ],
+            rtn=(
+                [directory(work("members/{model}/rtn-int{bits}-seed0"))]
+                if kind.rtn
+                else []
+            ),
+            rtn_preds=(
+                [work("preds/{model}/rtn-int{bits}-seed0.npz")] if kind.rtn else []
+            ),
+        log:
+            work("logs/ensembles/{model}/int{bits}.log"),
+        benchmark:
+            work("benchmarks/ensembles/{model}/int{bits}.tsv")
+        wildcard_constraints:
+            model=kind.pattern,
+        conda:
+            ENV
+        threads: 1
+        params:
+            data=DATA,
+            members=kind.members,
+            seeds=kind.seeds,
+            rtn=lambda w, output: (
+                f"--rtn-members-out {output.rtn[0]} --rtn-out {output.rtn_preds[0]}"
+                if output.rtn
+                else ""
+            ),
+            policy=QUANT_FLAGS,
+            flags=predict_flags,
+            split=config["predict"]["split"],
+            batch_size=config["predict"]["batch_size"],
+        shell:
+            "python -m lpe.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
+            " --bits {wildcards.bits} --members {params.members} --seeds {params.seeds}"
+            " --members-out {output.members} --out {output.preds} {params.rtn}"
+            " {params.policy} --split {params.split} --batch-size {params.batch_size}"
+            " --threads {threads}{params.flags} > {log} 2>&1"
 
 
 rule predict_fp32:
@@ -42,48 +78,27 @@ rule predict_fp32:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data}"
+        "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data:q}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
         "{params.dtype} --out {output} > {log} 2>&1"
 
 
-rule predict_members:
-    input:
-        unpack(data_input),
-        checkpoint=work("checkpoints/{model}.safetensors"),
-        members=work("members/{model}/{method}-int{bits}-seed{seed}"),
-    output:
-        work("preds/{model}/{method}-int{bits}-seed{seed}.npz"),
-    log:
-        work("logs/predict/{model}/{method}-int{bits}-seed{seed}.log"),
-    benchmark:
-        work("benchmarks/predict/{model}/{method}-int{bits}-seed{seed}.tsv")
-    conda:
-        ENV
-    threads: 1
-    params:
-        data=DATA,
-        dtype=predict_flags,
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
-    shell:
-        "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data}"
-        " --members {input.members} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads}{params.dtype}"
-        " --out {output} > {log} 2>&1"
-
-
-rule select_baseline:
+rule baseline:
     input:
         unpack(data_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
     output:
-        work("baselines/{model}/{baseline}-choice.json"),
+        choice=work("baselines/{model}/{baseline}-choice.json"),
+        preds=[
+            work(f"preds/{{model}}/{{baseline}}-seed{s}.npz")
+            for s in seeds_of(BASELINE_MODEL)
+        ],
     log:
-        work("logs/baselines/{model}/{baseline}-choice.log"),
+        work("logs/baselines/{model}/{baseline}.log"),
     benchmark:
-        work("benchmarks/baselines/{model}/{baseline}-choice.tsv")
+        work("benchmarks/baselines/{model}/{baseline}.tsv")
     wildcard_constraints:
+        model=re.escape(BASELINE_MODEL),
         baseline="gaussian|dropout",
     conda:
         ENV
@@ -95,40 +110,12 @@ rule select_baseline:
             "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
         ],
         members=lambda w: ensemble_size(w.model),
-        seed=lambda w: seeds_of(w.model)[0],
-        batch_size=config["predict"]["batch_size"],
-    shell:
-        "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
-        " --method {wildcards.baseline} --candidates {params.candidates}"
-        " --members {params.members} --seed {params.seed}"
-        " --batch-size {params.batch_size} --threads {threads}{params.dtype} --select-out {output}"
-        " > {log} 2>&1"
-
-
-rule predict_baseline:
-    input:
-        unpack(data_input),
-        checkpoint=work("checkpoints/{model}.safetensors"),
-        choice=work("baselines/{model}/{baseline}-choice.json"),
-    output:
-        work("preds/{model}/{baseline}-seed{seed}.npz"),
-    log:
-        work("logs/predict/{model}/{baseline}-seed{seed}.log"),
-    benchmark:
-        work("benchmarks/predict/{model}/{baseline}-seed{seed}.tsv")
-    wildcard_constraints:
-        baseline="gaussian|dropout",
-    conda:
-        ENV
-    threads: 1
-    params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
-        members=lambda w: ensemble_size(w.model),
+        seeds=seeds_of(BASELINE_MODEL),
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
-        " --method {wildcards.baseline} --setting-file {input.choice}"
-        " --members {params.members} --seed {wildcards.seed} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
+        " --method {wildcards.baseline} --candidates {params.candidates}"
+        " --members {params.members} --seeds {params.seeds} --split {params.split}"
+        " --batch-size {params.batch_size} --threads {threads}{params.dtype}"
+        " --select-out {output.choice} --out {output.preds} > {log} 2>&1"

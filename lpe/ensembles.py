@@ -1,0 +1,86 @@
+"""The ``ensembles`` stage: the low precision runs of one checkpoint at one precision, in one job.
+
+For each run it writes the member files (``lpe.generate``) and then evaluates them from those files
+(``lpe.predict``), exactly as the two stages run one after the other would, and with the same
+numbers; one process pays the start-up (torch, timm) and reads the checkpoint and the data once
+for all of them. The runs are the optional rounding-to-nearest member (``--rtn-members-out`` and
+``--rtn-out``) and one LPE-BSR ensemble of ``--members`` members per ``--seeds`` entry
+(``--members-out`` and ``--out``, one folder and one predictions file per seed, in the same order).
+
+Usage: ``python -m lpe.ensembles --checkpoint CKPT --data DATA --bits 4 --members 10 --seeds 0 1
+--members-out M/bsr-int4-seed0 M/bsr-int4-seed1 --out P/bsr-int4-seed0.npz P/bsr-int4-seed1.npz
+--rtn-members-out M/rtn-int4-seed0 --rtn-out P/rtn-int4-seed0.npz``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lpe.checkpoints import checkpoint_info
+from lpe.data import SPLITS
+from lpe.generate import add_member_arguments, generate, member_format
+from lpe.predict import eval_inputs, predict_members, write_predictions
+from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True)
+    add_member_arguments(parser)
+    parser.add_argument("--members", type=int, default=1, help="members per LPE-BSR seed")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[], help="LPE-BSR ensemble seeds")
+    parser.add_argument("--members-out", nargs="*", default=[], help="member folder per seed")
+    parser.add_argument("--out", nargs="*", default=[], help="predictions file per seed")
+    parser.add_argument("--rtn-members-out", help="member folder of the RTN member")
+    parser.add_argument("--rtn-out", help="predictions file of the RTN member")
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=0, help="image loading processes")
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    if not len(args.seeds) == len(args.members_out) == len(args.out):
+        parser.error(
+            f"--seeds, --members-out and --out must pair up: got {len(args.seeds)} seeds, "
+            f"{len(args.members_out)} member folders and {len(args.out)} predictions files"
+        )
+    if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
+        parser.error(f"--seeds must be distinct and >= 0, got {args.seeds}")
+    if (args.rtn_members_out is None) != (args.rtn_out is None):
+        parser.error("--rtn-members-out and --rtn-out go together")
+    if not args.seeds and args.rtn_out is None:
+        parser.error("nothing to do: give --seeds (LPE-BSR) and/or --rtn-out (RTN)")
+    return args
+
+
+def runs(args) -> list[tuple[str, int, int, str, str]]:
+    """``(method, seed, members, member folder, predictions file)`` of each run, RTN first."""
+    todo = []
+    if args.rtn_out is not None:
+        todo.append(("rtn", 0, 1, args.rtn_members_out, args.rtn_out))
+    todo += [
+        ("bsr", s, args.members, folder, out)
+        for s, folder, out in zip(args.seeds, args.members_out, args.out, strict=True)
+    ]
+    return todo
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    fmt, policy = member_format(args)
+    info = checkpoint_info(args.checkpoint)
+    x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
+    for method, seed, members, folder, out in runs(args):
+        generate(args.checkpoint, folder, fmt, method, seed, members, policy)
+        with autocast(device, args.dtype):
+            log_probs, bits, manifest, info = predict_members(
+                args.checkpoint, folder, x, args.batch_size, device
+            )
+        run = {"method": manifest["method"], "bits": manifest["bits"], "seed": manifest["seed"]}
+        write_predictions(out, log_probs, labels, bits, info, run)
+
+
+if __name__ == "__main__":
+    main()

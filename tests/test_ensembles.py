@@ -1,0 +1,74 @@
+"""lpe.ensembles: one job per model x precision gives exactly what generate + predict give."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+import lpe.ensembles
+import lpe.predict
+from lpe.data import build, save_splits
+from lpe.generate import main as generate
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "d.npz"
+    save_splits(path, build("mnist1d", train=20, val=10, test=30, seed=0))
+    return path
+
+
+def _separately(tmp_path, checkpoint, data, method, seed, members):
+    folder, out = tmp_path / f"sep-{method}{seed}", tmp_path / f"sep-{method}{seed}.npz"
+    generate(["--checkpoint", str(checkpoint), "--method", method, "--bits", "4",
+              "--seed", str(seed), "--members", str(members), "--out", str(folder)])  # fmt: skip
+    lpe.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
+                      "--members", str(folder), "--batch-size", "7", "--device", "cpu",
+                      "--out", str(out)])  # fmt: skip
+    return folder, out
+
+
+def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint, data):
+    ours = {s: (tmp_path / f"bsr{s}", tmp_path / f"bsr{s}.npz") for s in (0, 2)}
+    lpe.ensembles.main([
+        "--checkpoint", str(checkpoint), "--data", str(data), "--bits", "4", "--members", "3",
+        "--seeds", "0", "2", "--members-out", *(str(m) for m, _ in ours.values()),
+        "--out", *(str(p) for _, p in ours.values()), "--rtn-members-out", str(tmp_path / "rtn"),
+        "--rtn-out", str(tmp_path / "rtn.npz"), "--batch-size", "7", "--device", "cpu",
+    ])  # fmt: skip
+    expected = {("bsr", s): _separately(tmp_path, checkpoint, data, "bsr", s, 3) for s in (0, 2)}
+    expected["rtn", 0] = _separately(tmp_path, checkpoint, data, "rtn", 0, 1)
+    ours = {("bsr", s): v for s, v in ours.items()} | {
+        ("rtn", 0): (tmp_path / "rtn", tmp_path / "rtn.npz")
+    }
+    for run, (folder, preds) in ours.items():
+        sep_folder, sep_preds = expected[run]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest == json.loads((sep_folder / "manifest.json").read_text())
+        for name in manifest["files"]:  # same tensors and metadata (whose order is not fixed)
+            with safe_open(folder / name, "pt") as a, safe_open(sep_folder / name, "pt") as b:
+                assert a.metadata() == b.metadata() and sorted(a.keys()) == sorted(b.keys())
+                for key in a.keys():
+                    assert a.get_tensor(key).equal(b.get_tensor(key)), (run, name, key)
+        with np.load(preds) as a, np.load(sep_preds) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{run} {key}")
+    with np.load(tmp_path / "bsr0.npz") as a, np.load(tmp_path / "bsr2.npz") as b:
+        assert not np.array_equal(a["log_probs"], b["log_probs"])  # the seeds differ
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "0", "1", "--members-out", "a", "--out", "a.npz"], "must pair up"),
+        (["--seeds", "1", "1", "--members-out", "a", "b", "--out", "a.npz", "b.npz"], "distinct"),
+        (["--rtn-out", "r.npz"], "go together"),
+        ([], "nothing to do"),
+    ],
+)
+def test_bad_run_lists_are_refused_before_any_work(capsys, args, message):
+    with pytest.raises(SystemExit):
+        lpe.ensembles.main(["--checkpoint", "c", "--data", "d", "--bits", "4", *args])
+    assert message in capsys.readouterr().err
