@@ -17,10 +17,12 @@ import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled: the report stages never need it
+    import torch
 
 CHECKSUM_KEY = "lpe_sha256"
 
@@ -85,6 +87,8 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None], suffix: 
 
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and raw bytes of the tensors, in sorted name order."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
@@ -97,6 +101,8 @@ def save_tensors(
     path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> None:
     """Atomically write a safetensors file whose metadata includes the tensors' checksum."""
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {**metadata, CHECKSUM_KEY: tensors_sha256(tensors)}
     write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lpe.artifacts import ArtifactError, load_tensors, read_metadata, save_tensors
+
+if TYPE_CHECKING:  # torch only in annotations: the report stages read headers without it
+    import torch
 
 CHECKPOINT_KIND = "lpe-checkpoint"
 

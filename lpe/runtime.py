@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 
 import numba
@@ -69,20 +68,3 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     print(describe(), file=sys.stderr, flush=True)  # in the log: the CPU path of these numbers
-    started = seconds_since_process_start()
-    if started is not None:  # benchmarks/dag_profile.py reads this line: a job's start-up cost
-        print(
-            f"lpe start-up: {started:.2f} s (interpreter and imports)", file=sys.stderr, flush=True
-        )
-
-
-def seconds_since_process_start() -> float | None:
-    """Wall seconds since this process started (Linux's /proc; None elsewhere)."""
-    try:
-        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-            # field 22, start time in clock ticks after boot; fields counted after "(comm)"
-            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-            now = float(uptime.read().split()[0])
-        return now - ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None

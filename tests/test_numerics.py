@@ -36,7 +36,7 @@ def _stage(tmp, env, *args):
 
 
 def _run_variant(tmp, overrides):
-    """data -> train (1 epoch) -> 3 BSR members -> predictions; returns what must not move."""
+    """data -> train (1 epoch) -> 3 BSR members and their predictions; what must not move."""
     env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED}
     env.pop(numerics.OPT_OUT, None)
     env.update(overrides)
@@ -45,10 +45,10 @@ def _run_variant(tmp, overrides):
            "--test", "300", "--seed", "0", "--out", "d.npz")  # fmt: skip
     _stage(tmp, env, "lpe.train", "--data", "d.npz", "--model", "vit_mini_t", "--epochs", "1",
            "--out", "m.safetensors")  # fmt: skip
-    _stage(tmp, env, "lpe.generate", "--checkpoint", "m.safetensors", "--method", "bsr",
-           "--bits", "4", "--members", "3", "--out", "members")  # fmt: skip
-    _stage(tmp, env, "lpe.predict", "--checkpoint", "m.safetensors", "--data", "d.npz",
-           "--members", "members", "--out", "p.npz")  # fmt: skip
+    # the workflow's stage: generate the members, then predict with them
+    _stage(tmp, env, "lpe.ensembles", "--checkpoint", "m.safetensors", "--data", "d.npz",
+           "--bits", "4", "--members", "3", "--seeds", "0", "--members-out", "members",
+           "--out", "p.npz")  # fmt: skip
     state, _ = load_checkpoint(tmp / "m.safetensors")
     weights = hashlib.sha256()
     for name in sorted(state):

@@ -46,6 +46,11 @@ def planned_jobs(workdir) -> dict[str, int]:
     return counts
 
 
+# The tests that share one tiny run go to one pytest-xdist worker (--dist loadgroup), in file
+# order, so the run is made once; the other tests spread over the other workers.
+TINY_RUN = pytest.mark.xdist_group("tiny_run")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
@@ -54,6 +59,7 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@TINY_RUN
 def test_tiny_workflow_produces_every_artifact(tiny_run):
     for path in [
         "results/tiny/scores.csv",
@@ -128,36 +134,24 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
 
 
 @pytest.mark.slow
+@TINY_RUN
 def test_nothing_to_do_after_a_run(tiny_run):
     assert planned_jobs(tiny_run) == {}
 
 
 @pytest.mark.slow
+@TINY_RUN
 def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
+    # the file's job (vit_mini_s at INT-3: RTN and both seeds) reruns, then what reads its outputs
     (tiny_run / "work/tiny/preds/vit_mini_s/bsr-int3-seed1.npz").unlink()
     assert planned_jobs(tiny_run) == {
-        "predict_members": 1,
+        "ensembles_pretrained": 1,
         "score": 1,
         "table1": 1,
         "figure_nll_vs_ensemble_size": 1,
         "claims": 1,
         "all": 1,
     }
-
-
-@pytest.mark.slow
-def test_two_runs_from_clean_give_identical_scores(tiny_run, tmp_path):
-    snakemake(tmp_path, "--cores", "2")
-    for path in (
-        "results/tiny/scores.csv",
-        "results/tiny/tables/table1.md",
-        "results/tiny/claims.md",
-    ):
-        assert (tmp_path / path).read_bytes() == (tiny_run / path).read_bytes(), path
-    # and the regeneration check agrees
-    from lpe.compare import main as compare
-
-    assert compare([str(tiny_run), str(tmp_path), "--paths", "results/tiny", "figures/tiny"]) == 0
 
 
 def slurm_cluster() -> bool:
@@ -181,17 +175,35 @@ SLURM_RESOURCES = [
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not slurm_cluster(), reason="no SLURM cluster (.ci/slurm-local.sh up)")
-def test_the_tiny_workflow_through_the_slurm_profile_equals_the_local_run(tiny_run, tmp_path):
-    """The README's cluster path, for real: profiles/slurm-cpu with an account and a partition.
+@TINY_RUN
+def test_a_second_run_from_clean_gives_identical_outputs(tiny_run, tmp_path):
+    """Determinism, and where a SLURM cluster answers, the README's cluster path for real.
 
-    A job that fails under SLURM (a data file that is not one) is reported with its SLURM log;
-    after the fix, a rerun completes the workflow and its outputs equal the local run's."""
-    profile = ["--profile", str(ROOT / "profiles/slurm-cpu"), *SLURM_RESOURCES]
-    bad_data = tmp_path / "work/tiny/data/mnist1d.npz"
+    Without a cluster the second run is local. With one (`.ci/slurm-local.sh up`), it goes through
+    profiles/slurm-cpu with an account and a partition: first a job that fails under SLURM (a data
+    file that is not one) must be reported with its SLURM log; after the fix, the rerun completes.
+    Either way its outputs equal the first run's exactly."""
+    if slurm_cluster():
+        profile = ["--profile", str(ROOT / "profiles/slurm-cpu"), *SLURM_RESOURCES]
+        _a_failed_slurm_job_is_reported_with_its_logs(tmp_path, profile)
+    else:
+        print("no SLURM cluster (.ci/slurm-local.sh up): the second run is local")
+        profile = ["--cores", "2"]
+    snakemake(tmp_path, *profile)
+    for path in ("results/tiny/scores.csv", "results/tiny/tables/table1.md",
+                 "results/tiny/claims.md"):  # fmt: skip
+        assert (tmp_path / path).read_bytes() == (tiny_run / path).read_bytes(), path
+    from lpe.compare import main as compare
+
+    paths = ["--paths", "results/tiny", "figures/tiny", "--mode", "exact"]
+    assert compare([str(tiny_run), str(tmp_path), *paths]) == 0
+
+
+def _a_failed_slurm_job_is_reported_with_its_logs(workdir, profile):
+    bad_data = workdir / "work/tiny/data/mnist1d.npz"
     bad_data.parent.mkdir(parents=True)
     bad_data.write_bytes(b"not a data file")
-    failed = snakemake(tmp_path, *profile, check=False)
+    failed = snakemake(workdir, *profile, check=False)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output
     assert "Error in rule train" in output, output
@@ -200,13 +212,7 @@ def test_the_tiny_workflow_through_the_slurm_profile_equals_the_local_run(tiny_r
     for slurm_log in slurm_logs:  # kept, because the job failed, and it says what failed
         assert "Error in rule train" in Path(slurm_log).read_text(), slurm_log
     assert "Logfile work/tiny/logs/train/" in output  # the rule's own log is shown too
-
     bad_data.unlink()  # the fix
-    snakemake(tmp_path, *profile)
-    from lpe.compare import main as compare
-
-    paths = ["--paths", "results/tiny", "figures/tiny", "--mode", "exact"]
-    assert compare([str(tiny_run), str(tmp_path), *paths]) == 0
 
 
 @pytest.mark.slow
