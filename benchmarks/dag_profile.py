@@ -59,7 +59,7 @@ def _stamp(text: str) -> float:
 def read_log(path: Path) -> list[Job]:
     """The jobs of one Snakemake log, with their rule, times, command and benchmark file."""
     jobs: dict[int, Job] = {}
-    now, current = None, None
+    now, current, last = None, None, None
     for line in path.read_text().splitlines():
         if found := STAMP.match(line):
             now, current = _stamp(found.group(1)), None
@@ -69,11 +69,9 @@ def read_log(path: Path) -> list[Job]:
             current[found.group(1)] = found.group(2).split(",")[0].strip()
         elif current is not None and (found := re.match(r"^\s+jobid: (\d+)$", line)):
             current["jobid"] = int(found.group(1))
-            jobs[current["jobid"]] = Job(**current)
-        elif found := re.match(r"^Shell command: (.+)$", line):
-            last = max(jobs.values(), key=lambda j: j.start, default=None)
-            if last is not None and not last.command:
-                last.command = found.group(1)
+            last = jobs[current["jobid"]] = Job(**current)
+        elif (found := re.match(r"^Shell command: (.+)$", line)) and last is not None:
+            last.command = last.command or found.group(1)  # the command of the job just listed
         elif found := re.match(r"^Finished jobid: (\d+)", line):
             jobs[int(found.group(1))].end = now
     return [j for j in jobs.values() if j.end is not None and j.rule != "all"]

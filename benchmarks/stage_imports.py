@@ -1,8 +1,8 @@
 """What each stage imports, and what its imports cost: ``python -X importtime`` per stage module.
 
 For every ``lpe.<stage>`` that the workflow runs, this imports the module in a fresh interpreter
-(three times; the median) in each checkout given, and reports the total import time and which of
-the heavy libraries it pulled in (torch, timm, torchvision, torch._dynamo, timm.data,
+(``--repeats`` times; the median) in each checkout given, and reports the total import time and
+which of the heavy libraries it pulled in (torch, timm, torchvision, torch._dynamo, timm.data,
 matplotlib). Run it on a quiet machine; give two checkouts to compare them.
 
 Usage: ``python benchmarks/stage_imports.py [--before OLD_CHECKOUT] [--out FILE.md]`` (the
@@ -26,10 +26,10 @@ STAGES = [
 HEAVY = ["torch", "timm", "torchvision", "torch._dynamo", "timm.data", "matplotlib"]
 
 
-def import_profile(checkout: Path, module: str) -> tuple[float, set[str]] | None:
+def import_profile(checkout: Path, module: str, repeats: int) -> tuple[float, set[str]] | None:
     """Median import time (s) of ``module`` in ``checkout`` and the heavy modules it imported."""
     times, heavy = [], set()
-    for _ in range(3):
+    for _ in range(repeats):
         result = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", f"import {module}"],
             cwd=checkout, capture_output=True, text=True,
@@ -39,14 +39,15 @@ def import_profile(checkout: Path, module: str) -> tuple[float, set[str]] | None
         rows = [line.split("|") for line in result.stderr.splitlines() if "|" in line]
         names = {row[2].strip() for row in rows if len(row) == 3}
         heavy = {name for name in HEAVY if name in names}
-        # the last row is the module itself; its cumulative time (us) includes everything
-        times.append(int(rows[-1][1]) / 1e6)
+        # the module's own row: its cumulative time (us) includes everything it imported
+        times.append(next(int(r[1]) for r in rows if len(r) == 3 and r[2].strip() == module) / 1e6)
     return statistics.median(times), heavy
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="another checkout to compare with")
+    parser.add_argument("--repeats", type=int, default=3, help="imports per stage (median)")
     parser.add_argument("--out", type=Path, help="markdown file (else printed)")
     args = parser.parse_args(argv)
     checkouts = ([("before", args.before)] if args.before else []) + [("now", ROOT)]
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "`python benchmarks/stage_imports.py"
         + (" --before OLD" if args.before else "")
-        + "`: median of three `python -X importtime -c 'import lpe.<stage>'` per stage.",
+        + f"`: median of {args.repeats} `python -X importtime -c 'import lpe.<stage>'` per stage.",
         "",
         header + " |",
         "|---|" + "---:|---|" * len(checkouts),
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     for stage in STAGES:
         cells = []
         for _, checkout in checkouts:
-            found = import_profile(checkout, f"lpe.{stage}")
+            found = import_profile(checkout, f"lpe.{stage}", args.repeats)
             cells += ["-", "(no such stage)"] if found is None else [
                 f"{found[0]:.2f}", ", ".join(n for n in HEAVY if n in found[1]) or "none"
             ]  # fmt: skip
