@@ -18,7 +18,7 @@ import argparse
 
 from lpe.checkpoints import checkpoint_info
 from lpe.data import SPLITS
-from lpe.generate import add_member_arguments, generate, member_format
+from lpe.generate import add_member_arguments, generate, member_format, seed_runs_problem
 from lpe.predict import eval_inputs, predict_members, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
@@ -39,13 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    if not len(args.seeds) == len(args.members_out) == len(args.out):
-        parser.error(
-            f"--seeds, --members-out and --out must pair up: got {len(args.seeds)} seeds, "
-            f"{len(args.members_out)} member folders and {len(args.out)} predictions files"
-        )
-    if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
-        parser.error(f"--seeds must be distinct and >= 0, got {args.seeds}")
+    if problem := seed_runs_problem(args.seeds, args.members_out, args.out):
+        parser.error(problem)
     if (args.rtn_members_out is None) != (args.rtn_out is None):
         parser.error("--rtn-members-out and --rtn-out go together")
     if not args.seeds and args.rtn_out is None:

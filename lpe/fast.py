@@ -59,7 +59,7 @@ from lpe.finetune import (
     run_finetune,
     validate,
 )
-from lpe.generate import MANIFEST, generate, read_manifest
+from lpe.generate import MANIFEST, generate, read_manifest, seed_runs_problem
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
@@ -476,13 +476,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--bits needs --members-out (where the member files go)")
         if args.bits is None and (len(args.out) != 1 or args.fp32_out or args.members_out):
             parser.error("without --bits: one --out (the FP32 predictions), no --fp32-out")
-        if args.bits is not None and not len(args.seeds) == len(args.members_out) == len(args.out):
-            parser.error(
-                f"--seeds, --members-out and --out must pair up: got {len(args.seeds)} seeds, "
-                f"{len(args.members_out)} member folders and {len(args.out)} predictions files"
-            )
-        if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
-            parser.error(f"--seeds must be distinct and >= 0, got {args.seeds}")
+        if args.bits is not None and (
+            problem := seed_runs_problem(args.seeds, args.members_out, args.out)
+        ):
+            parser.error(problem)
         set_threads(args.threads)
         predict(args)
 

@@ -93,6 +93,18 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-ndim", type=int, default=2)
 
 
+def seed_runs_problem(seeds: list[int], members_out: list, out: list) -> str | None:
+    """What is wrong with per-seed run lists (``--seeds``, ``--members-out``, ``--out``), if any."""
+    if not len(seeds) == len(members_out) == len(out):
+        return (
+            f"--seeds, --members-out and --out must pair up: got {len(seeds)} seeds, "
+            f"{len(members_out)} member folders and {len(out)} predictions files"
+        )
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        return f"--seeds must be distinct and >= 0, got {seeds}"
+    return None
+
+
 def member_format(args: argparse.Namespace) -> tuple[IntFormat, QuantPolicy]:
     """The number format and rounding policy of ``add_member_arguments``' flags."""
     fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
