@@ -8,6 +8,7 @@ This module imports no torch, so the Snakefile parses quickly.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import jsonschema
@@ -33,6 +34,26 @@ def fill_defaults(config: dict, schema: dict) -> dict:
         if sub.get("type") == "object" and isinstance(config.get(key), dict):
             config[key] = fill_defaults(config[key], sub)
     return config
+
+
+def _is_integer(checker, value) -> bool:
+    """Strict: ``4.0`` is not an integer here (JSON Schema says it is). A float reaches a path
+    token or a CLI flag as ``int4.0`` or ``--members 4.0`` and fails late, far from its key."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker, value) -> bool:
+    """Finite numbers only: ``.nan`` and ``.inf`` pass every ``minimum`` check unnoticed."""
+    return _is_integer(checker, value) or (isinstance(value, float) and math.isfinite(value))
+
+
+# Draft 2020-12 with the two stricter types; everything else as the standard says.
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    ),
+)
 
 
 def _key(path) -> str:
@@ -61,13 +82,18 @@ def _explain(error: jsonschema.ValidationError) -> str:
         return f"'{key}' = {value!r} is out of range; allowed: {schema.get('type')} {bounds}"
     if kind in ("minItems", "uniqueItems"):
         return f"'{key}' = {value!r}: {error.message}"
+    if kind == "type" and isinstance(value, float) and not math.isfinite(value):
+        return f"'{key}' = {value!r} is not a finite number"
+    if kind == "type" and schema.get("type") == "integer" and isinstance(value, float):
+        hint = f"; write {int(value)}, without the decimal point" if value.is_integer() else ""
+        return f"'{key}' = {value!r} is not an integer{hint}"
     return f"'{key}': {error.message}"
 
 
 def validate(config: dict, schema: dict, check_cross_fields: bool = True) -> dict:
     """Return ``config`` with defaults filled; raise :class:`ConfigError` naming every problem."""
     filled = fill_defaults(config, schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n".join(f"  - {_explain(e)}" for e in errors)
@@ -194,3 +220,68 @@ def _finetuning_problems(config: dict) -> list[str]:
             "(Table 5): add it to 'bma.bits'"
         )
     return problems
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+BASE_CONFIG = ROOT / "config/mini.yaml"  # the Snakefile's configfile, under every --configfile
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A config file's mapping; a YAML error or a non-mapping names the file (and the line)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config file must be a mapping of keys (profile:, dataset:, ...), "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` over ``base``, nested mappings merged key by key (as Snakemake does)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lpe.config FILE...``: check config files as the workflow would read them.
+
+    Snakemake reads ``--configfile`` files itself before the workflow starts, and its message for
+    a broken one does not say which file; this names the file, the line and every bad key.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="config files, merged in order over mini.yaml")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config_file(BASE_CONFIG)
+        for path in args.files:
+            config = merge(config, load_config_file(path))
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    try:
+        validate(config, load_schema(SCHEMA))
+    except ConfigError as err:
+        sys.exit(f"error: {', '.join(args.files)}: {err}")
+    print(f"config OK: {', '.join(args.files)} (over {BASE_CONFIG.relative_to(ROOT)})")
+
+
+if __name__ == "__main__":
+    main()

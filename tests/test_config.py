@@ -164,3 +164,69 @@ def test_contradicting_bma_settings_are_named(change, message):
     with pytest.raises(ConfigError) as info:
         validate(config, SCHEMA)
     assert message in str(info.value)
+
+
+def _problems(change: dict) -> str:
+    config = mini()
+    for dotted, value in change.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    with pytest.raises(ConfigError) as err:
+        validate(config, SCHEMA)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"quant.bits": [4.0]}, "'quant.bits[0]' = 4.0 is not an integer; write 4"),
+        ({"lpe.ensemble_size": 10.0}, "'lpe.ensemble_size' = 10.0 is not an integer"),
+        ({"dataset.train": 12000.0}, "'dataset.train' = 12000.0 is not an integer"),
+        ({"fast.copies": 2.5}, "'fast.copies' = 2.5 is not an integer"),
+        ({"train.lr": float("nan")}, "'train.lr' = nan is not a finite number"),
+        ({"bma.sgd.lr": float("inf")}, "'bma.sgd.lr' = inf is not a finite number"),
+        ({"baselines.gaussian_scales": [0.01, float("inf")]}, "gaussian_scales[1]' = inf is not"),
+        ({"dataset.test": 10**12}, "'dataset.test' = 1000000000000 is out of range"),
+        ({"lpe.seeds": [0, 0]}, "'lpe.seeds' = [0, 0]: [0, 0] has non-unique elements"),
+        ({"fast.seeds": [1, 1]}, "'fast.seeds' = [1, 1]: [1, 1] has non-unique elements"),
+        ({"bma.seeds": [2, 2]}, "'bma.seeds' = [2, 2]: [2, 2] has non-unique elements"),
+        ({"fast.seeds": []}, "'fast.seeds' = []: [] should be non-empty"),
+        ({"fast.table5_sizes": []}, "'fast.table5_sizes' = []: [] should be non-empty"),
+        ({"fast.table5_sizes": [5, 5]}, "'fast.table5_sizes' = [5, 5]: [5, 5] has non-unique"),
+        ({"baselines.dropout_rates": [0.1, 0.1]}, "'baselines.dropout_rates' = [0.1, 0.1]"),
+    ],
+)
+def test_values_that_used_to_fail_late_or_silently_stop_with_their_key(change, message):
+    assert message in _problems(change)
+
+
+def test_every_list_in_the_schema_refuses_duplicates():
+    # a duplicated entry (seed, size, model, candidate) would duplicate rows in scores.csv
+    def walk(schema, path):
+        if schema.get("type") == "array" and path != "checkpoints.openclip.*":  # a fixed pair
+            assert schema.get("uniqueItems") is True, f"'{path}' accepts duplicates"
+        for key, sub in schema.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+        if isinstance(schema.get("additionalProperties"), dict):
+            walk(schema["additionalProperties"], f"{path}.*")
+
+    walk(SCHEMA, "")
+
+
+def test_a_config_file_that_is_not_a_mapping_or_not_yaml_is_named(tmp_path):
+    from lpe.config import load_config_file, main
+
+    listing, broken = tmp_path / "list.yaml", tmp_path / "broken.yaml"
+    listing.write_text("- quant\n- lpe\n")
+    broken.write_text("quant:\n  bits: [4, 6\n")
+    with pytest.raises(ConfigError, match=rf"{listing}: a config file must be a mapping"):
+        load_config_file(listing)
+    with pytest.raises(ConfigError, match=rf"{broken}, line 3, column 1: not valid YAML"):
+        load_config_file(broken)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lpe:\n  seeds: [0, 0]\n")
+    with pytest.raises(SystemExit, match=rf"(?s){bad}: invalid config.*'lpe.seeds'"):
+        main([str(bad)])

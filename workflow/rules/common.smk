@@ -141,7 +141,7 @@ def openclip_flag(wildcards):
     arch, tag = config["checkpoints"]["openclip"][
         wildcards.model.removesuffix(ZEROSHOT_SUFFIX)
     ]
-    return f"--openclip {arch} {tag}"
+    return f"--openclip {shlex.quote(arch)} {shlex.quote(tag)}"  # also pattern-checked
 
 
 BMA_MODEL = config["bma"]["model"]
