@@ -4,7 +4,10 @@ Every artifact is written atomically (a temporary name in the same folder, then 
 so an interrupted run never leaves a half-written file under the final name. Tensor files are
 safetensors (no code execution on load) carrying a SHA-256 of their tensors in the metadata, so a
 truncated or corrupted file is refused with a message that names it instead of giving a silently
-wrong number.
+wrong number. A second SHA-256 covers the metadata itself (model, backward passes, bits, method,
+the source checkpoint's hash), and a folder's ``manifest.json`` carries one over its content, so
+an edited label or budget is refused too: these are integrity checks against accidents and
+hand edits, not signatures.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from safetensors import safe_open
 if TYPE_CHECKING:  # torch is imported where tensors are handled: the report stages never need it
     import torch
 
-CHECKSUM_KEY = "lpe_sha256"
+CHECKSUM_KEY = "lpe_sha256"  # over the tensors: also a checkpoint's identity in its members
+METADATA_CHECKSUM_KEY = "lpe_metadata_sha256"  # over every other metadata entry
+MANIFEST = "manifest.json"
+MANIFEST_CHECKSUM_KEY = "manifest_sha256"
 
 
 def _umask() -> int:
@@ -105,7 +111,25 @@ def save_tensors(
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {**metadata, CHECKSUM_KEY: tensors_sha256(tensors)}
+    meta[METADATA_CHECKSUM_KEY] = _json_sha256(meta)
     write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _json_sha256(obj: Mapping) -> str:
+    """SHA-256 of a mapping's canonical JSON, without its own checksum entries."""
+    own = (METADATA_CHECKSUM_KEY, MANIFEST_CHECKSUM_KEY)
+    body = {k: v for k, v in obj.items() if k not in own}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _verified_metadata(path: Path, what: str, metadata: dict[str, str]) -> dict[str, str]:
+    if metadata.get(METADATA_CHECKSUM_KEY) != _json_sha256(metadata):
+        raise ArtifactError(
+            f"{what} {path}: its metadata does not match the checksum written with it (edited "
+            "by hand, or written by an older version of the suite). Delete it and rerun the "
+            "workflow (snakemake regenerates it from its inputs)."
+        )
+    return metadata
 
 
 def read_metadata(path: str | os.PathLike, what: str) -> dict[str, str]:
@@ -114,9 +138,10 @@ def read_metadata(path: str | os.PathLike, what: str) -> dict[str, str]:
     _require_file(path, what)
     try:
         with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
+            metadata = dict(f.metadata() or {})
     except Exception as err:  # safetensors raises its own error type for bad headers
         raise ArtifactError(_unreadable(path, what, err)) from err
+    return _verified_metadata(path, what, metadata)
 
 
 def load_tensors(path: str | os.PathLike, what: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -134,7 +159,44 @@ def load_tensors(path: str | os.PathLike, what: str) -> tuple[dict[str, torch.Te
         raise ArtifactError(
             _unreadable(path, what, "its tensors do not match the checksum written with them")
         )
-    return tensors, metadata
+    return tensors, _verified_metadata(path, what, metadata)
+
+
+def write_manifest(folder: str | os.PathLike, manifest: Mapping) -> None:
+    """``folder/manifest.json`` with a checksum over its content (call inside ``atomic_dir``)."""
+    body = {**manifest, MANIFEST_CHECKSUM_KEY: _json_sha256(manifest)}
+    (Path(folder) / MANIFEST).write_text(json.dumps(body, indent=2) + "\n")
+
+
+def read_manifest(folder: str | os.PathLike, what: str = "member folder") -> dict:
+    """``folder``'s manifest, refusing a missing (incomplete folder), corrupted or edited one, and
+    any file entry that points outside the folder."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"no {MANIFEST} in {folder}: the {what} is incomplete; rerun.")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path} is corrupted ({err}); delete {folder} and rerun.") from err
+    if not isinstance(manifest, dict) or manifest.get(MANIFEST_CHECKSUM_KEY) != _json_sha256(
+        manifest
+    ):
+        raise ArtifactError(
+            f"{path} does not match the checksum written with it (edited by hand, or written by "
+            f"an older version of the suite); delete {folder} and rerun."
+        )
+    names = list(manifest.get("files", []))
+    names += [entry["file"] for entry in manifest.get("sources", [])]
+    outside = [n for n in names if not _plain_name(n)]
+    if outside:
+        raise ArtifactError(f"{path} lists files outside {folder}: {outside}")
+    return manifest
+
+
+def _plain_name(name) -> bool:
+    """A file name in the folder itself: no separator, no '..', not hidden."""
+    return isinstance(name, str) and Path(name).name == name and not name.startswith(".")
 
 
 def _require_file(path: Path, what: str) -> None:

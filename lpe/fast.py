@@ -45,7 +45,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.artifacts import ArtifactError, atomic_dir, read_metadata
+from lpe.artifacts import (
+    MANIFEST,
+    ArtifactError,
+    atomic_dir,
+    read_manifest,
+    read_metadata,
+    write_manifest,
+)
 from lpe.batchensemble import batch_ensemble, member_log_probs
 from lpe.bma import draw
 from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
@@ -59,7 +66,7 @@ from lpe.finetune import (
     run_finetune,
     validate,
 )
-from lpe.generate import MANIFEST, generate, read_manifest, seed_runs_problem
+from lpe.generate import generate, seed_runs_problem
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
@@ -277,7 +284,7 @@ def train(args) -> dict:
             sources.add(model, summary, members=args.runs)
             settings["init_std"] = args.init_std
         manifest = sources.manifest(settings)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(tmp, manifest)
     resume.done()
     return manifest
 

@@ -12,19 +12,16 @@ Usage: ``python -m lpe.generate --checkpoint CKPT --method bsr --bits 4 --seed 0
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from tqdm import tqdm
 
-from lpe.artifacts import ArtifactError, atomic_dir
+from lpe.artifacts import atomic_dir, write_manifest
 from lpe.checkpoints import load_checkpoint
 from lpe.members import METHODS, member_seed, quantize, save_member
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.runtime import set_threads
-
-MANIFEST = "manifest.json"
 
 
 def generate(
@@ -62,19 +59,8 @@ def generate(
             "quantized_params": split.quantized_params,
             "kept_params": split.kept_params,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(tmp, manifest)
     return manifest
-
-
-def read_manifest(folder: str | Path, what: str = "member folder") -> dict:
-    """``folder``'s manifest.json, refusing a missing (incomplete folder) or corrupted one."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"no {MANIFEST} in {folder}: the {what} is incomplete; rerun.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"{path} is corrupted ({err}); delete {folder} and rerun.") from err
 
 
 def add_member_arguments(parser: argparse.ArgumentParser) -> None:

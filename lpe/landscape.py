@@ -37,7 +37,7 @@ from lpe.checkpoints import load_checkpoint
 from lpe.data import SPLITS
 from lpe.finetune import load_solution
 from lpe.inputs import add_data_arguments, open_stage_data
-from lpe.members import load_member
+from lpe.members import load_member_of
 from lpe.predict import predict_log_probs
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         state, info, posterior = load_solution(args.checkpoint, args.posterior)
     else:
         state, info = load_checkpoint(args.checkpoint)
-    member, meta = load_member(args.member)
-    if meta.get("checkpoint_sha256") != info.sha256:
-        parser.error(f"--member {args.member} was not made from {args.checkpoint}")
+    member = load_member_of(args.member, args.checkpoint, info.sha256)
     model = info.build().to(device)
     member.load_into(model)
     lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
@@ -177,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         "anchor_nll": anchor_nll,
         "model": np.asarray(info.model),
         "optimizer": np.asarray(info.optimizer),
-        "bits": np.asarray(int(meta["bits"])),
+        "bits": np.asarray(member.fmt.bits),
         "points": np.asarray(len(x)),
     }
     write_with(args.out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")

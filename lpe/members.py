@@ -175,3 +175,15 @@ def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
     if member.bits != int(meta["memory_bits"]):
         raise ArtifactError(f"member file {path}: stored bits disagree with its tensors")
     return member, meta
+
+
+def load_member_of(path: str | Path, checkpoint: str | Path, checkpoint_sha256: str) -> Member:
+    """A member file, accepted only when it was made from this checkpoint (its recorded hash)."""
+    member, meta = load_member(path)
+    made_from = meta.get("checkpoint_sha256", "")
+    if made_from != checkpoint_sha256:
+        raise ArtifactError(
+            f"member file {path} was made from another checkpoint (sha256 {made_from[:12]}...) "
+            f"than {checkpoint} ({checkpoint_sha256[:12]}...); delete its folder and rerun"
+        )
+    return member

@@ -23,12 +23,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.artifacts import write_with
+from lpe.artifacts import ArtifactError, read_manifest, write_with
 from lpe.checkpoints import checkpoint_info, load_checkpoint
 from lpe.data import SPLITS
-from lpe.generate import read_manifest
 from lpe.inputs import open_data
-from lpe.members import Member, load_member
+from lpe.members import Member, load_member_of
 from lpe.models import count_params
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
@@ -179,9 +178,21 @@ def predict_members(checkpoint, members_dir, x, batch_size, device, members_per_
         )
     model = info.build().to(device)  # the one instance every member is loaded into
     files = tqdm(manifest["files"], desc=f"predict {Path(members_dir).name}", mininterval=5)
-    members = (load_member(Path(members_dir) / name)[0] for name in files)
+    members = (_listed_member(members_dir, name, manifest, checkpoint, info) for name in files)
     log_probs, bits = evaluate_members(model, members, x, batch_size, device, members_per_call)
     return log_probs, np.asarray(bits, dtype=np.int64), manifest, info
+
+
+def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
+    """A manifest's member file: made from ``checkpoint``, of the manifest's method and bits."""
+    path = Path(folder) / name
+    member = load_member_of(path, checkpoint, info.sha256)
+    if (member.method, member.fmt.bits) != (manifest["method"], manifest["bits"]):
+        raise ArtifactError(
+            f"member file {path} is {member.method} INT-{member.fmt.bits}, but {folder}'s "
+            f"manifest says {manifest['method']} INT-{manifest['bits']}; delete it and rerun"
+        )
+    return member
 
 
 def predict_fp32(checkpoint, x, batch_size, device):

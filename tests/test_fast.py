@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lpe.artifacts import ArtifactError, write_manifest
 from lpe.checkpoints import checkpoint_info, load_checkpoint
 from lpe.data import build, save_splits
 from lpe.fast import batch_ensemble_bits, load_batch_ensemble, read_sources
@@ -146,7 +147,7 @@ def test_the_figure4_plane_holds_two_snapshots_and_a_draw_of_one(tmp_path, check
         assert list(plane["anchor_names"]) == ["snapshot 1", "snapshot 2", "LPE-BSR draw"]
         assert plane["anchors"][0].tolist() == [0.0, 0.0] and plane["anchors"][1][0] > 0
     other = tmp_path / "members" / "source01" / "member00.safetensors"
-    with pytest.raises(SystemExit):  # a draw of snapshot 2 is not a draw of snapshot 1
+    with pytest.raises(ArtifactError, match="made from another checkpoint"):  # of snapshot 2
         landscape([*args, "--member", str(other), "--out", str(tmp_path / "q.npz")])
     assert not (tmp_path / "q.npz").exists()
 
@@ -156,7 +157,10 @@ def test_an_incomplete_sources_folder_is_refused(tmp_path, data):
     with pytest.raises(Exception, match="no manifest.json"):
         predict(tmp_path / "s", data, tmp_path / "x.npz")
     (tmp_path / "s" / "manifest.json").write_text(json.dumps({"method": "nope"}))
-    with pytest.raises(Exception, match="not a sources manifest"):
+    with pytest.raises(ArtifactError, match="does not match the checksum"):
+        predict(tmp_path / "s", data, tmp_path / "x.npz")
+    write_manifest(tmp_path / "s", {"method": "nope"})
+    with pytest.raises(ArtifactError, match="not a sources manifest"):
         predict(tmp_path / "s", data, tmp_path / "x.npz")
 
 

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from lpe.generate import main, read_manifest
+from lpe.artifacts import read_manifest
+from lpe.generate import main
 from lpe.members import load_member, member_seed, quantize
 from lpe.numbers import IntFormat
 

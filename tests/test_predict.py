@@ -98,16 +98,16 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
     members = tmp_path / "members"
     run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4)
     alive = []
-    real_load = lpe.predict.load_member
+    real_load = lpe.predict.load_member_of
 
-    def tracking_load(path):
+    def tracking_load(*args):
         gc.collect()
         assert sum(ref() is not None for ref in alive) == 0, "an earlier member is still alive"
-        member, meta = real_load(path)
+        member = real_load(*args)
         alive.append(weakref.ref(member))
-        return member, meta
+        return member
 
-    monkeypatch.setattr(lpe.predict, "load_member", tracking_load)
+    monkeypatch.setattr(lpe.predict, "load_member_of", tracking_load)
     log_probs, _, _, _ = lpe.predict.predict_members(
         checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )
