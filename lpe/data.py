@@ -97,7 +97,42 @@ def load_splits(path: str | Path) -> Splits:
         raise ArtifactError(
             f"data file {path} is truncated or corrupted ({err}); delete it and rerun."
         ) from err
+    problems = split_problems(x, y, num_classes)
+    if problems:
+        raise ArtifactError(f"data file {path}: " + "; ".join(problems))
     return Splits(x=x, y=y, num_classes=num_classes)
+
+
+def split_problems(x: dict, y: dict, num_classes: int) -> list[str]:
+    """What is wrong with a data file's arrays: dtypes, shapes, label counts and ranges."""
+    problems = [] if num_classes >= 2 else [f"num_classes is {num_classes}, not >= 2"]
+    shapes = {s: tuple(x[s].shape[1:]) for s in SPLITS}
+    for s in SPLITS:
+        if x[s].dtype != torch.float32 or x[s].dim() < 2:
+            problems.append(f"x_{s} is {x[s].dtype} of shape {tuple(x[s].shape)}; "
+                            "expected float32 (N, ...)")  # fmt: skip
+        elif not torch.isfinite(x[s]).all():
+            problems.append(f"x_{s} holds non-finite values")
+        if shapes[s] != shapes["train"]:
+            problems.append(f"x_{s} examples are {shapes[s]}, x_train's {shapes['train']}")
+        if y[s].dtype != torch.int64 or y[s].shape != (len(x[s]),):
+            problems.append(f"y_{s} is {y[s].dtype} of shape {tuple(y[s].shape)}; expected "
+                            f"int64 ({len(x[s])},), one label per example")  # fmt: skip
+        elif len(y[s]) and not (0 <= int(y[s].min()) and int(y[s].max()) < num_classes):
+            problems.append(f"y_{s} has labels outside 0..{num_classes - 1} "
+                            f"({int(y[s].min())}..{int(y[s].max())})")  # fmt: skip
+    return problems
+
+
+def require_match(path, splits: Splits, input_shape, num_classes: int, checkpoint="") -> None:
+    """The data file fits the model: same example shape and number of classes."""
+    expected, actual = tuple(input_shape), splits.input_shape
+    if actual != expected or splits.num_classes != num_classes:
+        raise ArtifactError(
+            f"data file {path} holds examples of shape {actual} in {splits.num_classes} classes; "
+            f"the model{f' {checkpoint}' if checkpoint else ''} takes {expected} in "
+            f"{num_classes} classes"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

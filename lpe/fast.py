@@ -74,7 +74,7 @@ from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.predict import batches, predict_fp32, predict_members, write_predictions
 from lpe.resume import Resume
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.train import DivergenceError, lr_factor
+from lpe.train import DivergenceError, lr_factor, require_finite_weights
 
 METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
 REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
@@ -220,6 +220,8 @@ def train_batch_ensemble(state, info, data, cfg: FinetuneConfig, members: int, i
                         "scheduler": scheduler.state_dict(), "epoch_order": epoch_order,
                         "passes": passes, "step": step, "epoch": epoch, "batch": batch + 1,
                     })  # fmt: skip
+            advice = f"lower bma.sgd.lr (now {cfg.lr})"
+            require_finite_weights(model, "batchensemble fine-tuning", advice)
     return model.cpu(), passes
 
 

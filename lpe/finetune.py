@@ -45,7 +45,7 @@ from lpe.ivon_posterior import IvonPosterior
 from lpe.resume import Resume, rng_state, set_rng_state
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.swag import SwagCollector, SwagError, SwagPosterior
-from lpe.train import DivergenceError, evaluate_on, lr_factor
+from lpe.train import DivergenceError, evaluate_on, lr_factor, require_finite_weights
 
 OPTIMIZERS = ("sgd", "swag", "ivon", "sse", "csgld")
 CYCLIC = ("sse", "csgld")
@@ -225,6 +225,7 @@ def finetune(model: torch.nn.Module, data, cfg: FinetuneConfig, device, log=sys.
                         "step": step, "epoch": epoch, "batch": batch + 1, "snapshots": snapshots,
                         "collector": collector.state() if collector is not None else None,
                     })  # fmt: skip
+            require_finite_weights(model, f"{cfg.optimizer} fine-tuning", _lr_advice(cfg))
             val = validate(model, data, device)
             bar.write(f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f}")
     posterior = None
@@ -268,13 +269,16 @@ def validate(model, data, device) -> dict[str, float]:
 def _loss(model, xb, yb, cfg: FinetuneConfig, epoch: int) -> torch.Tensor:
     loss = torch.nn.functional.cross_entropy(model(xb), yb)
     if not torch.isfinite(loss):
-        lr = cfg.ivon_lr if cfg.optimizer == "ivon" else cfg.lr
-        setting = LR_SETTINGS.get(cfg.optimizer, "bma.sgd.lr")
         raise DivergenceError(
             f"{cfg.optimizer} fine-tuning diverged: loss {loss.item()} at epoch {epoch}; "
-            f"lower {setting} (now {lr})"
+            f"{_lr_advice(cfg)}"
         )
     return loss
+
+
+def _lr_advice(cfg: FinetuneConfig) -> str:
+    lr = cfg.ivon_lr if cfg.optimizer == "ivon" else cfg.lr
+    return f"lower {LR_SETTINGS.get(cfg.optimizer, 'bma.sgd.lr')} (now {lr})"
 
 
 def save_posterior(path, posterior, solution_sha256: str) -> None:

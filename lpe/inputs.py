@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from lpe.data import load_splits
+from lpe.data import load_splits, require_match
 
 HOLDOUT = "holdout"
 DEFAULT_HOLDOUT = 10_000  # ImageNet-1k: 10 training images per class (ASSUMED)
@@ -41,11 +41,17 @@ def is_image_folder(path) -> bool:
 
 
 def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HOLDOUT,
-              workers: int = 0):  # fmt: skip
-    """The examples at ``path`` for the model ``model_name`` (its transforms, its classes)."""
+              workers: int = 0, input_shape=None):  # fmt: skip
+    """The examples at ``path`` for the model ``model_name`` (its transforms, its classes).
+
+    A data file is checked up front against the model (``input_shape``, when given, and
+    ``num_classes``), so a mismatch names the file instead of failing inside a forward pass.
+    """
     if is_image_folder(path):
         return ImageData(path, model_name, num_classes, holdout, workers)
-    return TensorData(load_splits(path))
+    splits = load_splits(path)
+    require_match(path, splits, input_shape or splits.input_shape, num_classes, model_name)
+    return TensorData(splits)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +73,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_stage_data(args: argparse.Namespace, info):
     """The examples of ``--data`` for the checkpoint ``info`` (see add_data_arguments)."""
-    return open_data(args.data, info.model, info.num_classes, args.holdout, args.workers)
+    return open_data(args.data, info.model, info.num_classes, args.holdout, args.workers,
+                     info.input_shape)  # fmt: skip
 
 
 class TensorData:

@@ -48,7 +48,8 @@ def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
     An image folder (the paper profile) holds one subfolder per split (``ROOT/val/<class>/...``);
     its images are preprocessed with the checkpoint's timm data config and streamed in batches.
     """
-    data = open_data(data, info.model, info.num_classes, workers=workers)
+    data = open_data(data, info.model, info.num_classes, workers=workers,
+                     input_shape=info.input_shape)  # fmt: skip
     return data.inputs(split, batch_size)
 
 

@@ -57,10 +57,50 @@ def load_predictions(path: str | Path) -> dict:
         raise ArtifactError(
             f"predictions file {path} is truncated or corrupted ({err}); delete it and rerun."
         ) from err
-    lp = run["log_probs"]
-    if lp.ndim != 3 or not np.isfinite(lp).all():
-        raise ArtifactError(f"predictions file {path} holds non-finite or misshapen log-probs")
+    problems = prediction_problems(run)
+    if problems:
+        raise ArtifactError(f"predictions file {path}: " + "; ".join(problems))
     return run
+
+
+REQUIRED = ("log_probs", "labels", "member_bits", "bits", "method", "seed", "model", "params",
+            "backward_passes")  # fmt: skip
+NORMALIZED = 1e-3  # |logsumexp| of a member's log-probs over classes (float32 log-softmax: ~1e-6)
+
+
+def prediction_problems(run: dict) -> list[str]:
+    """What is wrong with a predictions file's arrays (see lpe.predict for the layout)."""
+    missing = [k for k in REQUIRED if k not in run]
+    if missing:
+        return [f"missing {', '.join(missing)} (written by another version? rerun its rule)"]
+    lp, labels, member_bits = run["log_probs"], run["labels"], run["member_bits"]
+    if lp.ndim != 3 or not np.issubdtype(lp.dtype, np.floating) or 0 in lp.shape:
+        return [f"log_probs is {lp.dtype} of shape {lp.shape}; expected float (members, N, C)"]
+    members, n, classes = lp.shape
+    problems = []
+    if not np.isfinite(lp).all():
+        problems.append("log_probs holds non-finite values")
+    else:
+        worst = np.abs(np.logaddexp.reduce(lp.astype(np.float64), axis=-1)).max()
+        if worst > NORMALIZED:
+            problems.append(
+                f"log_probs are not normalized over the {classes} classes (log of the summed "
+                f"probabilities up to {worst:.3g})"
+            )
+    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (n,):
+        problems.append(f"labels is {labels.dtype} {labels.shape}; expected integers ({n},)")
+    elif n and not (labels.min() >= 0 and labels.max() < classes):
+        problems.append(f"labels outside 0..{classes - 1} ({labels.min()}..{labels.max()})")
+    if member_bits.shape != (members,) or (member_bits <= 0).any():
+        problems.append(
+            f"member_bits has shape {member_bits.shape}; expected one positive count per member "
+            f"({members},), or the memory would be miscounted"
+        )
+    if "budget" in run and run["budget"].shape != (members,):
+        problems.append(f"budget has shape {run['budget'].shape}; expected ({members},)")
+    if str(run["method"]) not in METHOD_LABELS:
+        problems.append(f"unknown method {str(run['method'])!r}")
+    return problems
 
 
 def score_run(run: dict) -> list[dict]:

@@ -45,7 +45,21 @@ class TrainConfig:
 
 
 class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss or the weights became NaN or infinite."""
+
+
+def require_finite_weights(model: torch.nn.Module, what: str, advice: str) -> None:
+    """Raise :class:`DivergenceError` when a weight is NaN or infinite.
+
+    The loss check before each step cannot see the last step's update: a run that diverges
+    there ends with finite losses and broken weights, which would reach the metrics as NaN.
+    """
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise DivergenceError(
+            f"{what} diverged: {len(bad)} weight tensor(s) are not finite after the last step "
+            f"(first: {bad[0]}); {advice}"
+        )
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -79,6 +93,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
     order = torch.Generator().manual_seed(cfg.seed + 1)
     backward_passes = 0
     print(f"{model_name}: {count_params(model):,} parameters, {total} steps", file=log)
+    advice = f"lower train.lr (now {cfg.lr}) or check the data"
     with tqdm(total=total, desc=f"train {model_name}", file=log, mininterval=5) as bar:
         for epoch in range(cfg.epochs):
             model.train()
@@ -86,8 +101,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
                 loss = torch.nn.functional.cross_entropy(model(xb), yb)
                 if not torch.isfinite(loss):
                     raise DivergenceError(
-                        f"{model_name}: training loss is {loss.item()} at epoch {epoch}; "
-                        f"lower train.lr (now {cfg.lr}) or check the data"
+                        f"{model_name}: training loss is {loss.item()} at epoch {epoch}; {advice}"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -95,6 +109,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
                 optimizer.step()
                 schedule.step()
                 bar.update(1)
+            require_finite_weights(model, model_name, advice)
             val = evaluate(model, splits, "val", device)
             bar.write(
                 f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%"

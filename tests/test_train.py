@@ -47,6 +47,27 @@ def test_divergence_stops_with_a_message(splits):
         )
 
 
+def test_a_divergence_at_the_last_step_raises_the_divergence_error(splits, monkeypatch):
+    # every loss is finite; only the last update breaks the weights (seen by no loss check)
+    steps = 2 * math.ceil(64 / 16)
+
+    class LastStepBreaks(torch.optim.AdamW):
+        calls = 0
+
+        def step(self, closure=None):
+            out = super().step(closure)
+            LastStepBreaks.calls += 1
+            if LastStepBreaks.calls == steps:
+                self.param_groups[0]["params"][0].data.fill_(float("inf"))
+            return out
+
+    monkeypatch.setattr(torch.optim, "AdamW", LastStepBreaks)
+    cfg = TrainConfig(epochs=2, batch_size=16, warmup_epochs=0)
+    with pytest.raises(DivergenceError, match=r"not finite after the last step .*lower train.lr"):
+        train("vit_mini_t", splits, cfg, torch.device("cpu"))
+    assert LastStepBreaks.calls == steps
+
+
 def test_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)
