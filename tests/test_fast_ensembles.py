@@ -75,6 +75,21 @@ def test_batch_ensemble_with_all_fast_weights_at_one_equals_the_shared_model():
         torch.testing.assert_close(out[k], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_each_batch_ensemble_member_is_the_rank_one_scaled_weight_plus_its_own_bias():
+    # member k computes x @ (W * (s_k r_k^T))^T + b_k (Wen et al., 2020), on its own chunk
+    gen = torch.Generator().manual_seed(0)
+    layer = BatchEnsembleLinear(torch.nn.Linear(5, 3), members=4)
+    with torch.no_grad():
+        for p in (layer.r, layer.s, layer.bias):
+            p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(4 * 2, 6, 5, generator=gen)  # 4 chunks of 2 examples, 6 tokens each
+    out = layer(x).reshape(4, 2, 6, 3)
+    for k in range(4):
+        weight = layer.weight * torch.outer(layer.s[k], layer.r[k])
+        expected = x.reshape(4, 2, 6, 5)[k] @ weight.T + layer.bias[k]
+        torch.testing.assert_close(out[k], expected)
+
+
 def test_batch_ensemble_members_differ_with_random_sign_fast_weights():
     model = create_model("vit_mini_t", 10, (1, 1, 40), seed=0)
     ensemble = batch_ensemble(model, 2, generator=torch.Generator().manual_seed(0), init="signs")

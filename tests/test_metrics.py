@@ -69,3 +69,12 @@ def test_brier_hand_computed():
     labels = torch.tensor([0, 1])
     expected = ((0.2**2 + 0.2**2) + (0.5**2 + 0.5**2)) / 2
     assert metrics.brier(probs.log()[None], labels) == pytest.approx(expected)
+
+
+def test_ece_uses_fifteen_bins():
+    # confidences 0.62 (right) and 0.68 (wrong): two bins of width 1/15, one bin of width 1/10
+    probs = torch.tensor([[0.62, 0.38], [0.68, 0.32]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    fifteen = (abs(0.62 - 1) + abs(0.68 - 0)) / 2  # 0.53
+    assert metrics.ece(probs.log()[None], labels) == pytest.approx(fifteen)
+    assert metrics.ece(probs.log()[None], labels, bins=10) == pytest.approx(abs(0.65 - 0.5))

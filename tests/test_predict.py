@@ -154,3 +154,18 @@ def test_load_into_refuses_a_member_of_another_architecture(checkpoint):
     member = quantize(state, IntFormat(3), "bsr", seed=5)
     with pytest.raises(ValueError, match="does not match the model"):
         member.load_into(create_model("vit_mini_s", 10, (1, 1, 40)))
+
+
+def test_bfloat16_predictions_are_the_bfloat16_forwards(tmp_path, checkpoint, data):
+    # the bf16 file equals the model run under bf16 autocast, and is measurably not FP32's
+    run_predict(checkpoint, data, tmp_path / "fp32.npz")
+    run_predict(checkpoint, data, tmp_path / "bf16.npz", "--dtype", "bfloat16")
+    state, info = load_checkpoint(checkpoint)
+    model = info.build().eval()
+    model.load_state_dict(state)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = torch.log_softmax(model(test_inputs()).float(), dim=-1)
+    with np.load(tmp_path / "fp32.npz") as f, np.load(tmp_path / "bf16.npz") as g:
+        bf16, fp32 = torch.from_numpy(g["log_probs"][0]), torch.from_numpy(f["log_probs"][0])
+    torch.testing.assert_close(bf16, expected, atol=1e-6, rtol=1e-6)
+    assert (bf16 - fp32).abs().max() > 1e-4  # bf16 keeps 8 bits of mantissa: FP32 differs ~1e-7

@@ -179,3 +179,23 @@ def test_claim4_is_not_reproduced_without_scores_at_the_precision():
     claim = claim4(bma_scores(0.5, 0.5), bits=4)
     assert claim.verdict == "not reproduced"
     assert "no LPE-BSR INT-4 or BMA scores" in claim.checks[0][0]
+
+
+def test_figure_plots_the_scores(scores):
+    # each panel: the LPE-BSR line is the mean NLL over seeds per size; RTN and FP32 their NLL
+    fig = nll_vs_ensemble_size(scores)
+    params = scores.groupby("model")["params"].first()
+    for ax in fig.axes:
+        name, precision = ax.get_title().split(" (")[0], "int" + ax.get_title().split("INT-")[1]
+        assert f"({params[name] / 1e3:.0f}k)" in ax.get_title()
+        here = scores[scores["model"] == name]
+        bsr = here[(here["method"] == "lpe-bsr") & (here["precision"] == precision)]
+        mean = bsr.groupby("members")["nll"].mean()
+        line, rtn, fp32 = ax.get_lines()[:3]
+        assert list(line.get_xdata()) == mean.index.tolist()
+        assert list(line.get_ydata()) == pytest.approx(mean.tolist())
+        rtn_nll = here[(here["method"] == "rtn") & (here["precision"] == precision)]["nll"]
+        assert list(rtn.get_ydata()) == pytest.approx([rtn_nll.mean()] * 2)
+        assert list(fp32.get_ydata()) == pytest.approx(
+            [here[here["method"] == "fp32"]["nll"].mean()] * 2
+        )

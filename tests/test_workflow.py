@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -131,6 +132,27 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     table5 = pd.read_csv(tiny_run / "results/tiny/tables/table5.csv")
     assert table5["method"].tolist() == ["fp32", "batchensemble", "de", "lpe-bsr", "lpe-bsr"]
     assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_the_tiny_runs_scores_are_what_its_predictions_say(tiny_run):
+    # recomputed here with numpy, from the files the workflow wrote: the FP32 NLL and error, and
+    # the ensemble NLL of an LPE-BSR run at its full size
+    scores = pd.read_csv(tiny_run / "results/tiny/scores.csv").set_index(
+        ["model", "precision", "method", "seed", "members"]
+    )
+    runs = {"fp32": ("fp32", "fp32", 0, 1), "bsr-int3-seed1": ("int3", "lpe-bsr", 1, 3)}
+    for run, key in runs.items():
+        with np.load(tiny_run / f"work/tiny/preds/vit_mini_t/{run}.npz") as f:
+            log_probs, labels = f["log_probs"].astype(np.float64), f["labels"]
+        ensemble = np.logaddexp.reduce(log_probs, axis=0) - np.log(len(log_probs))
+        nll = -ensemble[np.arange(len(labels)), labels].mean()
+        err = 100 * (ensemble.argmax(-1) != labels).mean()
+        row = scores.loc[("vit_mini_t", *key)]
+        assert len(log_probs) == key[-1]
+        assert row["nll"] == pytest.approx(nll, rel=1e-6)
+        assert row["err"] == pytest.approx(err)
 
 
 @pytest.mark.slow
