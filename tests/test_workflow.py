@@ -172,8 +172,58 @@ def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
         "table1": 1,
         "figure_nll_vs_ensemble_size": 1,
         "claims": 1,
+        "report_page": 2,  # the Table 1 and claims pages
         "all": 1,
     }
+
+
+# Table 1's part of the tiny DAG: data, training, every member and prediction of Table 1, scores
+KILL_TARGET = "results/tiny/tables/table1.csv"
+# kill points: while a model trains, while members are written and predicted, while scoring
+KILL_WHEN = (
+    "work/tiny/logs/train/*.log",
+    "work/tiny/logs/ensembles/*/*.log",
+    "work/tiny/logs/score.log",
+)
+
+
+def _run_until(workdir, pattern: str, timeout: float = 900) -> bool:
+    """Run the target; SIGKILL Snakemake and its jobs when a file matching ``pattern`` appears.
+    Returns whether it was killed (False: the run ended first)."""
+    import glob
+    import signal
+    import time
+
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(TINY), "--cores", "2",
+               KILL_TARGET]  # fmt: skip
+    process = subprocess.Popen(command, cwd=workdir, env=ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if glob.glob(str(workdir / pattern)):
+            time.sleep(1.0)  # into the job's work
+            os.killpg(process.pid, signal.SIGKILL)  # Snakemake and every job it started
+            process.wait()
+            return True
+        time.sleep(0.2)
+    process.wait(timeout=max(deadline - time.monotonic(), 1))
+    return False
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_a_killed_run_resumed_as_the_readme_says_gives_a_clean_runs_outputs(tiny_run, tmp_path):
+    killed = []
+    for pattern in KILL_WHEN:  # each time as the README says: unlock, then rerun
+        killed.append(_run_until(tmp_path, pattern))
+        snakemake(tmp_path, "--unlock")
+    assert all(killed), f"the run ended before a kill point ({killed}): not all were tested"
+    snakemake(tmp_path, "--cores", "2", KILL_TARGET)
+    from lpe.compare import main as compare
+
+    paths = ["results/tiny/scores.csv", "results/tiny/tables/table1.csv"]
+    assert compare([str(tiny_run), str(tmp_path), "--paths", *paths, "--mode", "exact"]) == 0
+    assert not list(tmp_path.rglob("*.tmp-*")), "a temporary file survived the kills"
 
 
 def slurm_cluster() -> bool:

@@ -137,12 +137,12 @@ rule figures_bma:
         report(
             multiext(figures("fig2_nll_vs_ensemble_size_bma"), ".png", ".pdf"),
             caption="../report/fig2.rst",
-            category="Figures 2 and 8",
+            category="BMA",
         ),
         report(
             multiext(figures("fig8_nll_vs_memory_bma"), ".png", ".pdf"),
             caption="../report/fig8.rst",
-            category="Figures 2 and 8",
+            category="BMA",
         ),
     log:
         work("logs/figures_bma.log"),
@@ -168,7 +168,7 @@ rule figure_landscape:
         png=report(
             figures("{figure}.png"),
             caption="../report/landscape.rst",
-            category="Figures 3, 4 and 6",
+            category=lambda w: LANDSCAPE_CATEGORIES[w.figure],
         ),
         pdf=figures("{figure}.pdf"),
         csv=results("landscapes/{figure}.csv"),

@@ -122,6 +122,7 @@ def large_targets():
         results("large/scores.csv"),
         *[results(f"tables/table3.{ext}") for ext in ("csv", "md", "tex")],
         *[figures(f"fig7_large_models.{ext}") for ext in ("png", "pdf")],
+        report_page("table3"),
     ]
 
 
@@ -410,6 +411,59 @@ def claims_flags(wildcards, input):
     )
 
 
+class ReportPage(NamedTuple):
+    """A Markdown result rendered as a page of the HTML report (rule report_page)."""
+
+    source: str
+    title: str
+    category: str
+    caption: str
+
+
+REPORT_PAGES = {
+    "table1": ReportPage(
+        results("tables/table1.md"),
+        "Table 1: FP32, RTN and LPE-BSR per model and precision",
+        "Table 1",
+        "Test NLL, error and ambiguity (mean ± sd over BSR seeds), ensemble size and memory.",
+    ),
+    "claims": ReportPage(
+        results("claims.md"),
+        "Claims report",
+        "Claims",
+        "Each claim of the paper checked on this profile's numbers, with its verdict.",
+    ),
+    "table5": ReportPage(
+        results("tables/table5.md"),
+        "Table 5: MAP, BatchEnsemble, DE and LPE-BSR",
+        "Fast ensembles",
+        "Average loss, ambiguity, ensemble loss, NLL, error, ECE, memory and training budget.",
+    ),
+    "table6": ReportPage(
+        results("tables/table6.md"),
+        "Table 6: Gaussian noise and MC dropout against LPE-BSR",
+        "Baselines",
+        "Each baseline's setting chosen on the validation split; test numbers.",
+    ),
+    "table3": ReportPage(
+        results("tables/table3.md"),
+        "Table 3: large models, FP32 vs RTN vs LPE-BSR",
+        "Large models",
+        "CLIP towers as zero-shot classifiers and language models on MMLU.",
+    ),
+}
+# Figures 3 and 6 belong to the BMA comparison, Figure 4 (SSE snapshots) to the fast ensembles.
+LANDSCAPE_CATEGORIES = {
+    "fig3_landscape_swag": "BMA",
+    "fig6_landscape_ivon": "BMA",
+    "fig4_landscape_sse": "Fast ensembles",
+}
+
+
+def report_page(page):
+    return results(f"report/{page}.html")
+
+
 def table1_targets():
     return [
         *intermediates_table1(),
@@ -417,6 +471,8 @@ def table1_targets():
         *[results(f"tables/table1.{ext}") for ext in ("csv", "md", "tex")],
         *[figures(f"nll_vs_ensemble_size.{ext}") for ext in ("png", "pdf")],
         results("claims.md"),
+        report_page("table1"),
+        report_page("claims"),
     ]
 
 
@@ -440,6 +496,8 @@ def finetuning_targets():
         results("fast/scores.csv"),
         *[results(f"tables/table5.{ext}") for ext in ("csv", "md", "tex")],
         *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
+        report_page("table5"),
+        report_page("table6"),
     ]
 
 

@@ -118,7 +118,11 @@ rule figure7:
     input:
         results("large/scores.csv"),
     output:
-        multiext(figures("fig7_large_models"), ".png", ".pdf"),
+        report(
+            multiext(figures("fig7_large_models"), ".png", ".pdf"),
+            caption="../report/fig7.rst",
+            category="Large models",
+        ),
     log:
         work("logs/figure7.log"),
     conda:

@@ -151,12 +151,12 @@ rule figures_fast:
         report(
             multiext(figures("fig5_fast_sse_csgld"), ".png", ".pdf"),
             caption="../report/fig5.rst",
-            category="Figures 4, 5 and 9",
+            category="Fast ensembles",
         ),
         report(
             multiext(figures("fig9_fast_sse_de_multiivon"), ".png", ".pdf"),
             caption="../report/fig9.rst",
-            category="Figures 4, 5 and 9",
+            category="Fast ensembles",
         ),
     log:
         work("logs/figures_fast.log"),

@@ -76,7 +76,7 @@ rule figure1:
         png=report(
             figures("fig1_concept.png"),
             caption="../report/fig1.rst",
-            category="Figure 1",
+            category="Table 1",
         ),
         pdf=figures("fig1_concept.pdf"),
         csv=results("fig1_concept.csv"),
@@ -126,3 +126,29 @@ rule table6:
     shell:
         "python -m lpe.table6 --scores {input.scores} --bits {params.bits}"
         " --preds {input.preds} --out {params.prefix} > {log} 2>&1"
+
+
+# A Markdown result (a table, the claims report) as an HTML page of the Snakemake report, which
+# shows HTML but offers Markdown and CSV only for download.
+rule report_page:
+    input:
+        lambda w: REPORT_PAGES[w.page].source,
+    output:
+        report(
+            results("report/{page}.html"),
+            caption="../report/page.rst",
+            category=lambda w: REPORT_PAGES[w.page].category,
+        ),
+    log:
+        work("logs/report/{page}.log"),
+    wildcard_constraints:
+        page="|".join(REPORT_PAGES),
+    conda:
+        ENV
+    threads: 1
+    params:
+        title=lambda w: REPORT_PAGES[w.page].title,
+        caption=lambda w: REPORT_PAGES[w.page].caption,
+    shell:
+        "python -m lpe.report_pages --md {input:q} --title {params.title:q} --out {output:q}"
+        " > {log:q} 2>&1"
