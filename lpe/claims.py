@@ -1,7 +1,7 @@
 """The claims report: does each claim of the paper reproduce here? With the numbers.
 
-Claims 1-3 of PAPER.md are checked on ``scores.csv`` (LPE-BSR at its largest ensemble size, mean
-and std over BSR seeds; RTN and FP32 are deterministic given the checkpoint), claim 4 on
+Claims 1-3 of docs/paper.md are checked on ``scores.csv`` (LPE-BSR at its largest ensemble size,
+mean and std over BSR seeds; RTN and FP32 are deterministic given the checkpoint), claim 4 on
 ``bma/scores.csv`` (LPE-BSR vs SWAG and IVON BMA), claim 5 on ``fast/scores.csv`` (fast ensembles
 with and without LPE-BSR at equal training budget), claim 6 on ``baselines/scores.csv``, claim 7
 (ambiguity) on ``scores.csv`` and the SGD solution's LPE-BSR ensembles in ``fast/scores.csv``. Each

@@ -1,6 +1,6 @@
 """LLaMA-3 on MMLU as 4-way multiple choice: the language-model part of Table 3 and Figure 7.
 
-ASSUMED setup (PAPER.md): k-shot prompts (k = 5) built from MMLU's dev split in the format of
+ASSUMED setup (docs/paper.md): k-shot prompts (k = 5) built from MMLU's dev split in the format of
 Hendrycks et al., and the model's log-probabilities of the tokens " A", " B", " C", " D" at the
 answer position, renormalised over the four, as the class log-probabilities. Token embeddings and
 the output head stay FP32; every other weight matrix is quantized (``LLM_EXCLUDE``).

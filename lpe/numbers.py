@@ -5,7 +5,7 @@ A format is a small frozen value object; rounding functions are pure and take an
 reference expression of BSR; members are drawn by the fast counter-based kernel of
 ``lpe.kernels``, which follows the same rule and is tested to agree with it in distribution.
 
-Number system (ASSUMED from the first author's public quantization code, see PAPER.md):
+Number system (ASSUMED from the first author's public quantization code, see docs/paper.md):
 symmetric uniform INT-b, integer codes ``q`` in ``{-qmax, ..., qmax}`` with ``qmax = 2**(b-1) - 1``,
 no zero point. A weight ``w`` is represented by ``s * q``; the scale ``s`` is one per output channel
 (dim 0) by default, or one per tensor.

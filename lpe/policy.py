@@ -1,6 +1,6 @@
 """Which tensors of a model are quantized, and which stay in full precision.
 
-Default (PAPER.md): weight tensors with 2 or more dimensions (linear and conv kernels) are
+Default (docs/paper.md): weight tensors with 2 or more dimensions (linear and conv kernels) are
 quantized; biases and normalization parameters stay FP32. Token/patch/position embeddings and the
 classification head are kept FP32 by default (ASSUMED); both are name patterns in the config.
 """

@@ -1,7 +1,7 @@
 """CLIP as a zero-shot ImageNet classifier: a timm image tower with a text-derived class head.
 
 The paper's large image models (Table 3, Figure 7, Table 6) are CLIP image towers used as
-zero-shot classifiers (ASSUMED, see PAPER.md). The model here is timm's CLIP image tower
+zero-shot classifiers (ASSUMED, see docs/paper.md). The model here is timm's CLIP image tower
 (``vit_large_patch14_clip_quickgelu_224.openai``, whose ``head`` is CLIP's visual projection)
 with that head replaced by :class:`ZeroShotHead`: the projection, L2 normalisation, and the
 similarity to each class's text embedding times CLIP's logit scale. The class embeddings come

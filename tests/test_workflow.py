@@ -177,6 +177,30 @@ def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
     }
 
 
+@pytest.mark.slow
+@TINY_RUN
+def test_the_html_report_holds_every_table_and_the_claims_in_categories(tiny_run):
+    import zipfile
+
+    snakemake(tiny_run, "--report", "report.zip")
+    with zipfile.ZipFile(tiny_run / "report.zip") as archive:
+        names = archive.namelist()
+        text = "\n".join(archive.read(n).decode(errors="replace") for n in names
+                         if n.endswith((".js", ".html")))  # fmt: skip
+    for page in ("table1", "claims", "table5", "table6"):
+        assert any(n.endswith(f"report/{page}.html") for n in names), (page, names)
+    for category in ("Table 1", "Claims", "BMA", "Fast ensembles", "Baselines"):
+        assert f'"{category}"' in text, category
+    # the pages render the tables and the claims, not links to them
+    claims = (tiny_run / "results/tiny/claims.md").read_text()
+    verdict = claims.split("**Verdict: ")[1].split("**")[0]
+    page = (tiny_run / "results/tiny/report/claims.html").read_text()
+    assert "<h2>Claim 1:" in page and f"Verdict: {verdict}" in page
+    table = (tiny_run / "results/tiny/report/table1.html").read_text()
+    assert table.count("<tr>") == len(pd.read_csv(tiny_run / "results/tiny/tables/table1.csv")) + 1
+    assert "Test NLL, error and ambiguity" in text  # a page's caption
+
+
 # Table 1's part of the tiny DAG: data, training, every member and prediction of Table 1, scores
 KILL_TARGET = "results/tiny/tables/table1.csv"
 # kill points: while a model trains, while members are written and predicted, while scoring
