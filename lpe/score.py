@@ -91,10 +91,11 @@ def prediction_problems(run: dict) -> list[str]:
         problems.append(f"labels is {labels.dtype} {labels.shape}; expected integers ({n},)")
     elif n and not (labels.min() >= 0 and labels.max() < classes):
         problems.append(f"labels outside 0..{classes - 1} ({labels.min()}..{labels.max()})")
-    if member_bits.shape != (members,) or (member_bits <= 0).any():
+    # MC dropout's later members share the first one's weights: 0 bits each
+    if member_bits.shape != (members,) or (member_bits < 0).any() or member_bits[0] <= 0:
         problems.append(
-            f"member_bits has shape {member_bits.shape}; expected one positive count per member "
-            f"({members},), or the memory would be miscounted"
+            f"member_bits is {member_bits.tolist()}; expected one count per member ({members},), "
+            "the first positive, or the memory would be miscounted"
         )
     if "budget" in run and run["budget"].shape != (members,):
         problems.append(f"budget has shape {run['budget'].shape}; expected ({members},)")
