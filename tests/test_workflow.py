@@ -54,9 +54,31 @@ TINY_RUN = pytest.mark.xdist_group("tiny_run")
 
 @pytest.fixture(scope="session")  # session: a worker may run other modules' tests in between
 def tiny_run(tmp_path_factory):
+    _made_once(tmp_path_factory)
     workdir = tmp_path_factory.mktemp("tiny")
     snakemake(workdir, "--cores", "2")
     return workdir
+
+
+def _made_once(tmp_path_factory) -> None:
+    """Fail when a second pytest-xdist worker makes the tiny run: the group did not hold.
+
+    pytest 9.2 ignores how pytest-xdist 3.8 tags grouped tests (pytest-dev/pytest-xdist#1386),
+    and the run (minutes) is then made on every worker. requirements.lock pins pytest 9.1.1.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return
+    stamp = tmp_path_factory.getbasetemp().parent / "tiny_run.worker"  # shared by the workers
+    try:
+        with open(stamp, "x") as f:
+            f.write(worker)
+    except FileExistsError:
+        pytest.fail(
+            f"the tiny run is made a second time, on {worker} (first on {stamp.read_text()}): "
+            "--dist loadgroup did not group its tests; pytest 9.2 with pytest-xdist 3.8 has "
+            "this bug (pytest-dev/pytest-xdist#1386): install from requirements.lock"
+        )
 
 
 @pytest.mark.slow
