@@ -247,17 +247,6 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
-def merge(base: dict, override: dict) -> dict:
-    """``override`` over ``base``, nested mappings merged key by key (as Snakemake does)."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m lpe.config FILE...``: check config files as the workflow would read them.
 
@@ -267,13 +256,15 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import sys
 
+    from snakemake.utils import update_config  # how Snakemake merges --configfile files
+
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="config files, merged in order over mini.yaml")
     args = parser.parse_args(argv)
     try:
         config = load_config_file(BASE_CONFIG)
         for path in args.files:
-            config = merge(config, load_config_file(path))
+            update_config(config, load_config_file(path))
     except ConfigError as err:
         sys.exit(f"error: {err}")
     try:

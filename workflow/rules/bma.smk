@@ -168,7 +168,7 @@ rule figure_landscape:
         png=report(
             figures("{figure}.png"),
             caption="../report/landscape.rst",
-            category=lambda w: LANDSCAPE_CATEGORIES[w.figure],
+            category=landscape_category,
         ),
         pdf=figures("{figure}.pdf"),
         csv=results("landscapes/{figure}.csv"),

@@ -452,12 +452,13 @@ REPORT_PAGES = {
         "CLIP towers as zero-shot classifiers and language models on MMLU.",
     ),
 }
-# Figures 3 and 6 belong to the BMA comparison, Figure 4 (SSE snapshots) to the fast ensembles.
-LANDSCAPE_CATEGORIES = {
-    "fig3_landscape_swag": "BMA",
-    "fig6_landscape_ivon": "BMA",
-    "fig4_landscape_sse": "Fast ensembles",
-}
+
+
+def landscape_category(wildcards):
+    """Figures 3 and 6 (SWAG, IVON) belong to the BMA comparison, Figure 4 (SSE) to the fast
+    ensembles."""
+    sse = LANDSCAPE_FIGURES[wildcards.figure] == "sse"
+    return "Fast ensembles" if sse else "BMA"
 
 
 def report_page(page):
