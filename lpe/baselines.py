@@ -1,7 +1,14 @@
 """The ``baselines`` stage: training-free ensembles other than LPE-BSR (Table 6, claim 6).
 
-Both perturb one trained model, like LPE-BSR, and both have one setting, chosen on the
-validation split (never the test split) from the candidates given, by the NLL of the ensemble:
+Each perturbs one trained model and has one setting, chosen on the validation split (never the
+test split) from the candidates given, by the NLL of the ensemble; LPE-BSR is one of them, so
+that Table 6 fixes no method while tuning the others:
+
+- ``bsr``: LPE-BSR members at INT-b, the candidates being bit widths; member k is the generate
+  stage's member k of the same seed (``member_seed(seed, k)``, per-channel scales).
+- ``matched``: Gaussian weight noise of LPE-BSR's per-weight variance ``s^2 f (1 - f)`` at the
+  precision ``bsr`` chose (read from its choice file with ``--setting-file``): the same
+  perturbation size as LPE-BSR, Gaussian instead of two-point.
 
 - ``gaussian``: Gaussian weight noise on the tensors LPE-BSR quantizes (the same policy), with a
   standard deviation of ``scale x max|w|`` of each output channel, i.e. in the units of the INT-b
@@ -12,7 +19,8 @@ validation split (never the test split) from the candidates given, by the NLL of
   the dropout module). Member k's masks come from torch's global generator seeded with
   ``member_seed(seed, k)`` inside ``fork_rng``.
 
-Memory budget: a Gaussian-noise member is stored as FP32 weights (32 bits per parameter); MC
+Memory budget: an LPE-BSR member is its codes, scales and kept tensors (as the generate stage
+stores it); a Gaussian-noise member is stored as FP32 weights (32 bits per parameter); MC
 dropout members are masks drawn at run time from the one stored FP32 model, so the whole
 ensemble costs one model.
 
@@ -43,20 +51,29 @@ from lpe.artifacts import ArtifactError, write_json
 from lpe.checkpoints import load_checkpoint
 from lpe.data import SPLITS
 from lpe.inputs import add_data_arguments, open_stage_data
-from lpe.members import member_seed
+from lpe.members import member_seed, quantize
 from lpe.models import count_params
-from lpe.numbers import IntFormat, compute_scales
+from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.policy import QuantPolicy
 from lpe.predict import predict_log_probs, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
-METHODS = ("gaussian", "dropout")
-LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout"}
+METHODS = ("gaussian", "dropout", "bsr", "matched")
+LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout", "bsr": "lpe-bsr",
+          "matched": "gaussian-matched"}  # fmt: skip
+# matched noise takes LPE-BSR's chosen precision: it reads the bsr choice, it has none of its own
+CHOICE_OF = {"matched": "bsr"}
 
 
 def check_candidates(method: str, candidates: Sequence[float]) -> None:
     if not candidates:
         raise ValueError(f"baselines.{method}: the search has no candidates")
+    if method in ("bsr", "matched") and not all(
+        float(b).is_integer() and MIN_BITS <= b <= MAX_BITS for b in candidates
+    ):
+        raise ValueError(
+            f"baselines.bits must be integers in {MIN_BITS}..{MAX_BITS}, got {list(candidates)}"
+        )
     if method == "dropout" and not all(0 <= p < 1 for p in candidates):
         raise ValueError(f"baselines.dropout rates must be in [0, 1), got {list(candidates)}")
     if method == "gaussian" and not all(s >= 0 for s in candidates):
@@ -78,6 +95,29 @@ def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) 
         target[name].copy_(noisy)
 
 
+@torch.no_grad()
+def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> None:
+    """Write ``state`` plus Gaussian noise of LPE-BSR's per-weight variance at INT-``bits``.
+
+    BSR rounds ``w = s (c + f)`` (grid step ``s``, code ``c``, fraction ``f`` in [0, 1)) up with
+    probability ``f``: an unbiased perturbation of variance ``s^2 f (1 - f)``. This member adds
+    a Gaussian of exactly that variance, weight by weight, so that it differs from an LPE-BSR
+    member only in the shape of the noise (Gaussian, not two-point on the grid).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    fmt = IntFormat(bits, per_channel=True)
+    target = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        noisy = tensor
+        if policy.quantizes(name, tensor):
+            step = compute_scales(tensor, fmt)
+            u = tensor.float() / step
+            f = u - u.floor()
+            noise = torch.randn(tensor.shape, generator=generator)
+            noisy = tensor + step * (f * (1 - f)).sqrt() * noise
+        target[name].copy_(noisy)
+
+
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
     """Rate ``rate`` on every dropout module but attention's, in train mode (the rest in eval)."""
     model.eval()
@@ -94,8 +134,14 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
     if method == "dropout":
         model.load_state_dict(state)
     for k in range(members):
-        if method == "gaussian":
-            gaussian_member(model, state, policy, setting, member_seed(seed, k))
+        if method in ("gaussian", "matched", "bsr"):
+            if method == "gaussian":
+                gaussian_member(model, state, policy, setting, member_seed(seed, k))
+            elif method == "matched":
+                matched_member(model, state, policy, int(setting), member_seed(seed, k))
+            else:  # the same members as the generate stage's for this seed
+                fmt = IntFormat(int(setting), per_channel=True)
+                quantize(state, fmt, "bsr", member_seed(seed, k), policy).load_into(model)
             out.append(predict_log_probs(model, x, batch_size, device))
             continue
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -129,10 +175,22 @@ def read_choice(path, method: str) -> float:
         raise ArtifactError(
             f"{path} is not a baseline choice file ({err}); rerun the selection"
         ) from err
-    if choice.get("method") != method:
+    if choice.get("method") != CHOICE_OF.get(method, method):
         raise ValueError(f"{path} chose a setting for {choice.get('method')!r}, not {method!r}")
     check_candidates(method, [setting])
     return setting
+
+
+def member_bits(model, state, method: str, setting: float, members: int) -> list[int]:
+    """Each member's storage: an LPE-BSR member's codes, scales and kept tensors; a noisy member
+    is a full FP32 model; MC dropout's members are masks of the one stored FP32 model."""
+    params = count_params(model)
+    if method == "bsr":
+        fmt = IntFormat(int(setting), per_channel=True)
+        return [quantize(state, fmt, "rtn").bits] * members  # the same layout as a BSR member
+    if method == "dropout":
+        return [32 * params] + [0] * (members - 1)
+    return [32 * params] * members
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,10 +209,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", nargs="*", default=[], help="test predictions file per seed")
     parser.add_argument("--select-out", help="write the chosen setting to this json")
     parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
+    parser.add_argument("--copy-choice-to", help="with --setting-file: record the choice used")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
     if chosen is None:
+        if args.method in CHOICE_OF or args.copy_choice_to:
+            parser.error(f"--method {args.method} and --copy-choice-to need a --setting-file")
         check_candidates(args.method, args.candidates)
     elif args.select_out:
         parser.error("--setting-file and --select-out exclude each other")
@@ -184,20 +245,19 @@ def main(argv: list[str] | None = None) -> None:
     else:
         setting = chosen
         print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
+        if args.copy_choice_to:
+            write_json(args.copy_choice_to, {"method": args.method, "setting": setting,
+                                             "chosen_by": args.setting_file})  # fmt: skip
     if not args.out:
         return
     x, labels = data.inputs(args.split, args.batch_size)
-    params = count_params(model)
-    bits = (
-        [32 * params] * args.members
-        if args.method == "gaussian"
-        else [32 * params] + [0] * (args.members - 1)
-    )
+    bits = member_bits(model, state, args.method, setting, args.members)
     for seed, out in zip(args.seeds, args.out, strict=True):
         with autocast(device, args.dtype):
             log_probs = ensemble(model, state, args.method, setting, args.members, seed, x,
                                  args.batch_size, device)  # fmt: skip
-        run = {"method": LABELS[args.method], "bits": 0, "seed": seed,
+        precision = int(setting) if args.method == "bsr" else 0  # 0: FP32
+        run = {"method": LABELS[args.method], "bits": precision, "seed": seed,
                "setting": np.asarray(setting)}  # fmt: skip
         write_predictions(out, log_probs, labels, bits, info, run)
 

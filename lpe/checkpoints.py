@@ -59,6 +59,38 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
     return _info(path, read_metadata(path, "checkpoint"))
 
 
+# The convergence gate: a model counts as trained to a plateau when its validation NLL improved
+# by less than GATE_TOLERANCE (relative) over the last GATE_WINDOW of its epochs.
+GATE_WINDOW = 0.2
+GATE_TOLERANCE = 0.01
+
+
+def convergence_gain(curve: list[float]) -> float:
+    """Relative validation-NLL improvement over the last ``GATE_WINDOW`` of the epochs.
+
+    ``curve`` holds the validation NLL after each epoch. The window is at least one epoch; the
+    improvement is measured from the epoch before the window to the last epoch (positive: still
+    improving). A curve of fewer than two epochs has no window: NaN.
+    """
+    if len(curve) < 2:
+        return float("nan")
+    window = max(1, round(GATE_WINDOW * len(curve)))
+    before = curve[-window - 1] if window < len(curve) else curve[0]
+    return (before - curve[-1]) / before
+
+
+def convergence_gate(path: str | Path) -> tuple[float, bool]:
+    """The checkpoint's :func:`convergence_gain` and whether it passes the gate (NaN: fails)."""
+    gain = convergence_gain(validation_curve(path))
+    return gain, bool(gain < GATE_TOLERANCE)
+
+
+def validation_curve(path: str | Path) -> list[float]:
+    """The validation NLL after each training epoch (empty for a checkpoint not trained here)."""
+    meta = read_metadata(path, "checkpoint")
+    return json.loads(meta["val_nll_curve"]) if "val_nll_curve" in meta else []
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
     """The checkpoint's state dict (checksum verified) and its description."""
     state, meta = load_tensors(path, "checkpoint")

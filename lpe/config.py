@@ -180,6 +180,9 @@ def _swag_rank_problems(config: dict) -> list[str]:
 def _finetuning_problems(config: dict) -> list[str]:
     """Fine-tuning, baselines and fast ensembles (both profiles)."""
     problems = []
+    unknown = sorted(set(config["train"]["per_model"]) - set(config["models"]))
+    if unknown:
+        problems.append(f"'train.per_model' names {unknown}, which are not in 'models'")
     bma = config["bma"]
     if bma["model"] not in config["models"]:
         problems.append(f"'bma.model' = {bma['model']!r} is not in 'models': add it there")
@@ -193,16 +196,6 @@ def _finetuning_problems(config: dict) -> list[str]:
     if base["model"] not in config["models"] and not large:
         problems.append(
             f"'baselines.model' = {base['model']!r} is in neither 'models' nor 'large.models'"
-        )
-    bits_key, bits = (
-        ("large.bits", [config["large"]["bits"]])
-        if large
-        else ("quant.bits", config["quant"]["bits"])
-    )
-    if base["bits"] not in bits:
-        problems.append(
-            f"'baselines.bits' = {base['bits']} has no LPE-BSR ensembles: it must be in "
-            f"'{bits_key}' = {bits}"
         )
     for key in ("gaussian_scales", "dropout_rates"):
         if not base[key]:

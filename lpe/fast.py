@@ -118,6 +118,31 @@ def _cyclic(sources: Sources, state, info, data, cfg: FinetuneConfig, device, re
         sources.add(model, {**summary, "val": validate(model, data, device)})
 
 
+def choose_peak_rate(state, info, data, cfg: FinetuneConfig, candidates, device) -> dict:
+    """SSE's or CSGLD's peak rate, chosen on the validation split by the first cycle's snapshot.
+
+    Each candidate runs one cycle (``cfg.epochs`` epochs) from the starting model; the rate whose
+    snapshot has the lowest validation NLL wins (ties: the smaller rate). The starting model's
+    validation NLL is recorded beside them: a snapshot 1 worse than it means the rate throws
+    away the solution it starts from. The probes' backward passes are selection cost, not the
+    method's training budget (as the baselines' validation ensembles are not theirs).
+    """
+    model = info.build().to(device)
+    model.load_state_dict(state)
+    start = validate(model, data, device)["nll"]
+    nll = {}
+    for lr in sorted(candidates):
+        probe = replace(cfg, lr=lr, cycles=1)
+        snapshot, *_ = run_finetune(state, info, data, probe, device)
+        nll[lr] = validate(snapshot.to(device), data, device)["nll"]
+        print(f"{cfg.optimizer} peak rate {lr:g}: snapshot 1 validation NLL {nll[lr]:.5f} "
+              f"(starting model {start:.5f})")  # fmt: skip
+    chosen = min(nll, key=lambda lr: (nll[lr], lr))
+    print(f"chosen on the validation split: {cfg.optimizer} peak rate {chosen:g}")
+    return {"chosen": chosen, "validation_nll": {f"{k:g}": v for k, v in nll.items()},
+            "start_validation_nll": start}  # fmt: skip
+
+
 def _reused_run(cfg: FinetuneConfig, pretrain, data, checkpoint, posterior=None):
     """Run 0 from an existing fine-tuning run, checking it is the run this method would make.
 
@@ -244,6 +269,9 @@ def _batch_ensemble_backward(model, xb, yb, members: int, micro_batch: int) -> f
 
 
 def train(args) -> dict:
+    if args.lr_candidates and (args.method not in ("sse", "csgld") or min(args.lr_candidates) <= 0):
+        raise ValueError(f"--lr-candidates are positive peak rates of sse or csgld; got "
+                         f"{args.lr_candidates} for {args.method}")  # fmt: skip
     cfg = finetune_config(args)
     state, info = load_checkpoint(args.checkpoint)
     data = open_stage_data(args, info)
@@ -254,6 +282,14 @@ def train(args) -> dict:
     with atomic_dir(args.out) as tmp:
         sources = Sources(tmp, args.method, info.backward_passes)
         if args.method in ("sse", "csgld"):
+            if len(args.lr_candidates) == 1:  # nothing to choose
+                cfg = replace(cfg, lr=args.lr_candidates[0])
+                settings["lr"] = cfg.lr
+            elif args.lr_candidates:
+                choice = choose_peak_rate(state, info, data, replace(cfg, optimizer=args.method),
+                                          args.lr_candidates, device)  # fmt: skip
+                cfg = replace(cfg, lr=choice["chosen"])
+                settings.update(lr=cfg.lr, lr_choice=choice)
             cyclic = replace(cfg, optimizer=args.method, cycles=args.runs)
             cyclic = replace(cyclic, epochs=cfg.epochs * args.runs)
             _cyclic(sources, state, info, data, cyclic, device, resume)
@@ -431,6 +467,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--draws", type=_positive, default=2, help="multiivon: draws per run")
     p.add_argument("--init-std", type=float, default=0.1, help="batchensemble: fast weight std")
     p.add_argument("--reuse", help="de/multiivon: an existing run 0 (its checkpoint)")
+    p.add_argument(
+        "--lr-candidates", type=float, nargs="*", default=[],
+        help="sse/csgld: peak rates to choose from on validation (first cycle; replaces --lr)",
+    )  # fmt: skip
     p.add_argument("--reuse-posterior", help="multiivon: run 0's posterior file")
     p.add_argument(
         "--micro-batch",

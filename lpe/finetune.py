@@ -285,7 +285,15 @@ def save_posterior(path, posterior, solution_sha256: str) -> None:
     if isinstance(posterior, SwagPosterior):
         meta = {"type": "swag", "snapshots": posterior.snapshots}
     else:
-        meta = {"type": "ivon", "ess": posterior.ess, "weight_decay": posterior.weight_decay}
+        meta = {
+            "type": "ivon",
+            "ess": posterior.ess,
+            "weight_decay": posterior.weight_decay,
+            "hess_init": posterior.hess_init,
+            "hessian_moved": posterior.hessian_moved(),
+        }  # read by the claims report
+        print("IVON Hessian / hess_init: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in meta["hessian_moved"].items()))  # fmt: skip
     metadata = {"lpe_kind": POSTERIOR_KIND, "solution_sha256": solution_sha256}
     metadata.update({k: json.dumps(v) for k, v in meta.items()})
     save_tensors(path, posterior.tensors(), metadata)
@@ -299,7 +307,8 @@ def load_posterior(path) -> tuple[SwagPosterior | IvonPosterior, dict[str, str]]
     if kind == "swag":
         return SwagPosterior.from_tensors(tensors, json.loads(meta["snapshots"])), meta
     ess, wd = json.loads(meta["ess"]), json.loads(meta["weight_decay"])
-    return IvonPosterior(tensors["mean"], tensors["hess"], ess, wd), meta
+    init = json.loads(meta.get("hess_init", "NaN"))
+    return IvonPosterior(tensors["mean"], tensors["hess"], ess, wd, init), meta
 
 
 def load_solution(checkpoint, posterior_path):

@@ -19,6 +19,7 @@ class IvonPosterior:
     hess: torch.Tensor  # (P,)
     ess: float
     weight_decay: float
+    hess_init: float = float("nan")  # the optimizer's starting Hessian (NaN: not recorded)
 
     def __post_init__(self) -> None:
         if not self.ess > 0:
@@ -32,6 +33,17 @@ class IvonPosterior:
         z = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
         return self.mean + self.std * z
 
+    def hessian_moved(self) -> dict[str, float]:
+        """How far the Hessian estimate moved from ``hess_init``: quantiles of ``hess / init``.
+
+        With a ``beta2`` close to 1 and few steps the estimate barely leaves its start, and the
+        posterior is the configured isotropic one rather than a learned one (median ratio ~1).
+        """
+        ratio = self.hess / self.hess_init
+        q = torch.quantile(ratio[:: max(1, ratio.numel() // 100_000)].double(),
+                           torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))  # fmt: skip
+        return {"p10_ratio": q[0].item(), "median_ratio": q[1].item(), "p90_ratio": q[2].item()}
+
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "hess": self.hess}
 
@@ -44,4 +56,4 @@ class IvonPosterior:
         if group["hess"].shape != mean.shape:
             raise ValueError("the IVON optimizer does not cover every parameter of the model")
         hess = group["hess"].detach().cpu().clone()
-        return cls(mean, hess, group["ess"], group["weight_decay"])
+        return cls(mean, hess, group["ess"], group["weight_decay"], group["hess_init"])

@@ -1,12 +1,13 @@
 """Table 6: the training-free baselines (Gaussian weight noise, MC dropout) against LPE-BSR.
 
-From ``baselines/scores.csv`` (predictions of one model: FP32, LPE-BSR at the configured INT-b,
-Gaussian noise and MC dropout, all at their largest ensemble size) and the baselines' predictions
-files (for the setting each seed chose on the validation split). Rows: FP32 (reference),
-LPE-BSR, Gaussian noise, MC dropout. Columns: M, memory budget, NLL, ERR, ECE as mean +- std over
-seeds, and the chosen setting.
+From ``baselines/scores.csv`` (predictions of one model: FP32, and the ensembles of the
+``baselines`` stage at their largest size) and the stage's predictions files (for the setting
+chosen on the validation split). Rows: FP32 (reference), LPE-BSR (its precision chosen on
+validation from the configured bits, as the others choose theirs), Gaussian noise, Gaussian noise
+of BSR's per-weight variance at that precision, MC dropout. Columns: M, memory budget, NLL, ERR,
+ECE as mean +- std over seeds, and the chosen setting.
 
-Usage: ``python -m lpe.table6 --scores results/mini/baselines/scores.csv --bits 6
+Usage: ``python -m lpe.table6 --scores results/mini/baselines/scores.csv
 --preds work/mini/preds/vit_mini_l/gaussian-seed0.npz ... --out results/mini/tables/table6``
 """
 
@@ -20,9 +21,19 @@ import pandas as pd
 from lpe.artifacts import write_text, write_with
 from lpe.tables import _cell, final_ensembles, latex, markdown
 
-ROWS = {"fp32": "FP32", "lpe-bsr": "LPE-BSR", "gaussian-noise": "Gaussian noise",
-        "mc-dropout": "MC dropout"}  # fmt: skip
-SETTING_NAMES = {"gaussian-noise": "noise scale", "mc-dropout": "dropout rate"}
+ROWS = {
+    "fp32": "FP32",
+    "lpe-bsr": "LPE-BSR",
+    "gaussian-noise": "Gaussian noise",
+    "gaussian-matched": "Gaussian noise, BSR's variance",
+    "mc-dropout": "MC dropout",
+}
+SETTING_NAMES = {
+    "gaussian-noise": "noise scale",
+    "mc-dropout": "dropout rate",
+    "lpe-bsr": "precision INT-",
+    "gaussian-matched": "variance of LPE-BSR INT-",
+}
 METRICS = {"nll": ("NLL", 4), "err": ("ERR (%)", 2), "ece": ("ECE", 4)}
 
 
@@ -36,18 +47,19 @@ def chosen_settings(paths: list[str]) -> dict[str, str]:
     for method, pairs in by_method.items():
         pairs.sort()
         values = sorted({v for _, v in pairs})
+        name = SETTING_NAMES[method]
+        gap = "" if name.endswith("-") else " "
         if len(values) == 1:  # chosen once and shared by the seeds
-            text[method] = f"{SETTING_NAMES[method]} {values[0]:g}"
+            text[method] = f"{name}{gap}{values[0]:g}"
             continue
         shown = ", ".join(f"{v:g}" for _, v in pairs)
         seeds = ", ".join(str(s) for s, _ in pairs)
-        text[method] = f"{SETTING_NAMES[method]} {shown} (seeds {seeds})"
+        text[method] = f"{name}{gap}{shown} (seeds {seeds})"
     return text
 
 
-def table6(scores: pd.DataFrame, bits: int, settings: dict[str, str]) -> pd.DataFrame:
+def table6(scores: pd.DataFrame, settings: dict[str, str]) -> pd.DataFrame:
     runs = final_ensembles(scores)
-    runs = runs[(runs["method"] != "lpe-bsr") | (runs["precision"] == f"int{bits}")]
     runs = runs[runs["method"].isin(ROWS)]
     grouped = runs.groupby("method")
     table = grouped[list(METRICS)].agg(["mean", "std"])
@@ -56,7 +68,8 @@ def table6(scores: pd.DataFrame, bits: int, settings: dict[str, str]) -> pd.Data
     table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
     table["seeds"] = grouped["seed"].nunique()
     table = table.reset_index()
-    table["precision"] = table["method"].map(lambda m: f"INT-{bits}" if m == "lpe-bsr" else "FP32")
+    precision = grouped["precision"].first()
+    table["precision"] = table["method"].map(lambda m: precision[m].upper().replace("INT", "INT-"))
     table["setting"] = table["method"].map(lambda m: settings.get(m, "-"))
     table["model"] = runs["model"].iloc[0]
     order = list(ROWS)
@@ -83,11 +96,10 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
-    parser.add_argument("--bits", type=int, required=True, help="the LPE-BSR precision shown")
     parser.add_argument("--preds", nargs="+", required=True, help="the baselines' predictions")
     parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
     args = parser.parse_args(argv)
-    table = table6(pd.read_csv(args.scores), args.bits, chosen_settings(args.preds))
+    table = table6(pd.read_csv(args.scores), chosen_settings(args.preds))
     write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
     write_text(f"{args.out}.md", markdown(formatted(table, "±")))
     write_text(f"{args.out}.tex", latex(formatted(table, r"$\pm$"), text_columns=2))

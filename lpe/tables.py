@@ -16,6 +16,7 @@ import argparse
 import pandas as pd
 
 from lpe.artifacts import write_text, write_with
+from lpe.checkpoints import GATE_TOLERANCE, GATE_WINDOW, checkpoint_info, convergence_gate
 
 METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
 METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
@@ -46,9 +47,13 @@ def over_seeds(runs: pd.DataFrame, keys: list[str], metrics) -> pd.DataFrame:
 RUN_KEYS = ["model", "params", "precision", "method", "members"]
 
 
-def table1(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB."""
+def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, bool]] | None = None):
+    """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB; with
+    ``gates`` (model -> convergence gain, passed), each model's convergence gate."""
     table = over_seeds(final_ensembles(scores), RUN_KEYS, METRICS)
+    if gates is not None:
+        table["gate_gain"] = table["model"].map(lambda m: gates[m][0])
+        table["gate_passed"] = table["model"].map(lambda m: gates[m][1])
     table = table.assign(
         _p=table["precision"].map(precision_rank), _m=table["method"].map(METHOD_ORDER)
     )
@@ -78,8 +83,19 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
                 for m, label in METRICS.items()
             },
             "Seeds": table["seeds"],
+            **({GATE_LABEL: table.apply(_gate, axis=1)} if "gate_gain" in table else {}),
         }
     )
+
+
+GATE_LABEL = (
+    f"Converged (val NLL change over the last {100 * GATE_WINDOW:g}% of epochs; "
+    f"gate: better by < {100 * GATE_TOLERANCE:g}%)"
+)
+
+
+def _gate(row: pd.Series) -> str:
+    return f"{'yes' if row['gate_passed'] else 'NO'} ({-100 * row['gate_gain']:+.2f}%)"
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -148,10 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scores", required=True)
     parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
     parser.add_argument("--layout", choices=("table1", "table3"), default="table1")
+    parser.add_argument(
+        "--checkpoints", nargs="*", default=[], help="table1: the checkpoints, for their gate"
+    )
     args = parser.parse_args(argv)
     scores = pd.read_csv(args.scores)
     if args.layout == "table1":
-        table = table1(scores)
+        gates = {checkpoint_info(p).model: convergence_gate(p) for p in args.checkpoints}
+        table = table1(scores, gates or None)
         md, tex = to_markdown(table), to_latex(table)
     else:
         table = table3(scores)

@@ -92,6 +92,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
     )
     order = torch.Generator().manual_seed(cfg.seed + 1)
     backward_passes = 0
+    val_curve: list[float] = []  # validation NLL after each epoch: the convergence gate's data
     print(f"{model_name}: {count_params(model):,} parameters, {total} steps", file=log)
     advice = f"lower train.lr (now {cfg.lr}) or check the data"
     with tqdm(total=total, desc=f"train {model_name}", file=log, mininterval=5) as bar:
@@ -111,6 +112,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
                 bar.update(1)
             require_finite_weights(model, model_name, advice)
             val = evaluate(model, splits, "val", device)
+            val_curve.append(val["nll"])
             bar.write(
                 f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%"
             )
@@ -123,6 +125,7 @@ def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=s
         "backward_passes": backward_passes,
         "train": asdict(cfg),
         "val": evaluate(model, splits, "val", device),
+        "val_nll_curve": val_curve,
     }
     return model, summary
 

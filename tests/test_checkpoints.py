@@ -1,7 +1,15 @@
 import pytest
 
 from lpe.artifacts import ArtifactError
-from lpe.checkpoints import checkpoint_info, load_checkpoint
+from lpe.checkpoints import (
+    checkpoint_info,
+    convergence_gain,
+    convergence_gate,
+    load_checkpoint,
+    save_checkpoint,
+    validation_curve,
+)
+from lpe.models import create_model
 
 
 def test_checkpoint_round_trips(checkpoint):
@@ -34,3 +42,31 @@ def test_a_member_file_is_not_a_checkpoint(tmp_path, vit_state):
     save_member(path, quantize(vit_state, IntFormat(4), "rtn"), {})
     with pytest.raises(ArtifactError, match="not an LPE checkpoint"):
         checkpoint_info(path)
+
+
+@pytest.mark.parametrize(
+    ("curve", "gain"),
+    [
+        ([1.0, 0.5, 0.4, 0.3, 0.2, 0.1], (0.2 - 0.1) / 0.2),  # 20% of 6 epochs: the last one
+        ([1.0] * 7 + [0.5, 0.5, 0.499], (0.5 - 0.499) / 0.5),  # 2 of 10 epochs: from epoch 8
+        ([0.3, 0.31], (0.3 - 0.31) / 0.3),  # worse at the end: a negative gain
+    ],
+)
+def test_the_convergence_gain_is_the_relative_improvement_over_the_last_fifth(curve, gain):
+    assert convergence_gain(curve) == pytest.approx(gain)
+
+
+def test_a_checkpoint_records_its_curve_and_the_gate_reads_it(tmp_path, vit_state):
+    model = create_model("vit_mini_t", 10, (1, 1, 40))
+    info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
+            "backward_passes": 1}  # fmt: skip
+    still = tmp_path / "still.safetensors"
+    save_checkpoint(still, model, {**info, "val_nll_curve": [1.0, 0.5, 0.4, 0.35, 0.3]})
+    flat = tmp_path / "flat.safetensors"
+    save_checkpoint(flat, model, {**info, "val_nll_curve": [1.0, 0.5, 0.4, 0.301, 0.3]})
+    assert validation_curve(flat) == [1.0, 0.5, 0.4, 0.301, 0.3]
+    assert convergence_gate(still) == (pytest.approx(0.05 / 0.35), False)
+    assert convergence_gate(flat)[1] is True  # improved by 0.3% < 1%
+    pretrained = tmp_path / "pre.safetensors"
+    save_checkpoint(pretrained, model, info)  # no curve: no gate to pass
+    assert validation_curve(pretrained) == [] and convergence_gate(pretrained)[1] is False

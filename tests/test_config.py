@@ -56,7 +56,7 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
     vit = "vit_base_patch16_224.augreg_in21k_ft_in1k"
     paper = validate({"dataset": {"name": "imagenet", "path": "/data/in1k"}, "models": [vit],
                       "quant": {"bits": [6]}, "bma": {"model": vit},
-                      "baselines": {"model": vit, "bits": 6}},
+                      "baselines": {"model": vit, "bits": [6]}},
                      SCHEMA, check_cross_fields=False)  # fmt: skip
     assert cross_field_problems(paper) == []
     paper["bma"]["model"] = "vit_mini_s"  # fine-tuning and baselines need a listed model
@@ -69,10 +69,11 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
         "vit_large_patch14_clip_quickgelu_224.openai": ["ViT-L-14-quickgelu", "openai"]
     }
     paper["bma"]["model"] = vit
-    paper["large"]["bits"] = 5
+    paper["train"]["per_model"] = {"vit_mini_t": {"epochs": 3}}
     assert cross_field_problems(paper) == [
-        "'baselines.bits' = 6 has no LPE-BSR ensembles: it must be in 'large.bits' = [5]"
+        "'train.per_model' names ['vit_mini_t'], which are not in 'models'"
     ]
+    paper["train"]["per_model"] = {}
     paper["dataset"]["path"] = ""
     assert any("'dataset.path' is empty" in p for p in cross_field_problems(paper))
 
@@ -197,6 +198,11 @@ def _problems(change: dict) -> str:
         ({"fast.table5_sizes": []}, "'fast.table5_sizes' = []: [] should be non-empty"),
         ({"fast.table5_sizes": [5, 5]}, "'fast.table5_sizes' = [5, 5]: [5, 5] has non-unique"),
         ({"baselines.dropout_rates": [0.1, 0.1]}, "'baselines.dropout_rates' = [0.1, 0.1]"),
+        ({"baselines.bits": [6, 1]}, "'baselines.bits[1]' = 1 is out of range"),
+        ({"fast.sse.lr": [0.01, 0]}, "'fast.sse.lr[1]' = 0 is out of range"),
+        ({"fast.csgld.lr": []}, "'fast.csgld.lr' = []: [] should be non-empty"),
+        ({"train.per_model": {"vit_mini_t": {"epochs": 0}}}, "epochs' = 0 is out of range"),
+        ({"train.per_model": {"vit_mini_t": {"lr": 1, "wd": 2}}}, "unknown key(s) 'wd' in 'train."),
     ],
 )
 def test_values_that_used_to_fail_late_or_silently_stop_with_their_key(change, message):

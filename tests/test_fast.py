@@ -169,3 +169,22 @@ def test_a_diverging_run_stops_with_a_message_and_writes_nothing(tmp_path, check
         train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2, "--lr", 1e30)
     assert not (tmp_path / "sse").exists()
     assert not list(tmp_path.glob(".sse.tmp-*"))  # no half-written sources left behind
+
+
+def test_sse_peak_rate_is_chosen_on_validation_by_the_first_snapshot(tmp_path, checkpoint, data):
+    manifest = train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2,
+                     "--lr-candidates", 0.3, 0.001)  # fmt: skip
+    choice = manifest["settings"]["lr_choice"]
+    assert set(choice["validation_nll"]) == {"0.001", "0.3"}
+    best = min(choice["validation_nll"], key=choice["validation_nll"].get)
+    assert choice["chosen"] == float(best) == manifest["settings"]["lr"]
+    assert choice["start_validation_nll"] > 0
+    # the probes are not the method's training: the budget is still 2 cycles
+    assert budgets(manifest) == [RUN, 2 * RUN]
+    # the chosen rate's run is the run --lr would make
+    direct = train(checkpoint, data, tmp_path / "direct", "sse", "--runs", 2, "--lr", best)
+    for ours, theirs in zip(manifest["sources"], direct["sources"], strict=True):
+        assert torch.equal(weights(tmp_path / "sse" / ours["file"]),
+                           weights(tmp_path / "direct" / theirs["file"]))  # fmt: skip
+    with pytest.raises(ValueError, match="--lr-candidates are positive peak rates of sse"):
+        train(checkpoint, data, tmp_path / "de", "de", "--lr-candidates", 0.1, 0.2)

@@ -53,3 +53,17 @@ def test_draws_differ_from_the_mean_by_the_scale_the_optimizer_implies():
 def test_an_effective_sample_size_of_zero_is_refused():
     with pytest.raises(ValueError, match=r"ivon.ess \(effective sample size\) must be > 0"):
         IvonPosterior(torch.zeros(3), torch.ones(3), ess=0, weight_decay=1e-4)
+
+
+def test_the_hessian_ratio_says_how_far_the_posterior_moved_from_its_start():
+    model, optimizer = trained_ivon()
+    post = IvonPosterior.from_optimizer(optimizer, model)
+    assert post.hess_init == 0.5
+    moved = post.hessian_moved()
+    ratio = post.hess / 0.5
+    assert moved["median_ratio"] == pytest.approx(ratio.median().item(), rel=1e-6)
+    assert moved["p10_ratio"] <= moved["median_ratio"] <= moved["p90_ratio"]
+    # with beta2 = 1 the estimate never moves: every ratio is 1
+    _, frozen = trained_ivon(steps=0)
+    still = IvonPosterior.from_optimizer(frozen, model).hessian_moved()
+    assert still == {"p10_ratio": 1.0, "median_ratio": 1.0, "p90_ratio": 1.0}

@@ -1,3 +1,4 @@
+import io
 import math
 
 import pytest
@@ -104,3 +105,10 @@ def test_stage_writes_a_checkpoint_with_its_budget(tmp_path, splits):
     assert info.model == "vit_mini_t" and info.backward_passes == 2
     model = info.build()
     model.load_state_dict(state)  # strict: every tensor present and shaped right
+
+
+def test_training_records_the_validation_curve_of_every_epoch(splits):
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-3)
+    model, summary = train("vit_mini_t", splits, cfg, torch.device("cpu"), log=io.StringIO())
+    curve = summary["val_nll_curve"]
+    assert len(curve) == 3 and curve[-1] == pytest.approx(summary["val"]["nll"])

@@ -1,6 +1,36 @@
 # LPE-BSR against Bayesian model averaging: fine-tuning runs, posterior draws, landscapes.
 
 
+# bma.model's rule, measured on validation (mini profile: the paper fixed its model); fails when
+# the config's bma.model is not the rule's choice.
+rule select_bma_model:
+    input:
+        unpack(data_input),
+        checkpoints=[work(f"checkpoints/{m}.safetensors") for m in config["models"]],
+    output:
+        results("bma/model_choice.md"),
+    log:
+        work("logs/select_bma_model.log"),
+    benchmark:
+        work("benchmarks/select_bma_model.tsv")
+    conda:
+        ENV
+    threads: 1
+    params:
+        data=data_flags,
+        policy=QUANT_FLAGS,
+        bits=FAST["bits"],
+        members=config["lpe"]["ensemble_size"],
+        seed=config["lpe"]["seeds"][0],
+        configured=BMA_MODEL,
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m lpe.select_model --checkpoints {input.checkpoints} {params.data}"
+        " --bits {params.bits} {params.policy} --members {params.members} --seed {params.seed}"
+        " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
 rule finetune:
     input:
         unpack(data_input),

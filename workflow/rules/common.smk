@@ -227,18 +227,43 @@ def seeds_of(model):
     return LARGE["seeds"] if model in LARGE["models"] else config["lpe"]["seeds"]
 
 
+# Table 6's ensembles (lpe.baselines), each with the config list its setting is chosen from;
+# matched noise has none: it takes LPE-BSR's chosen precision.
+BASELINES = {
+    "bsr": "bits",
+    "gaussian": "gaussian_scales",
+    "matched": None,
+    "dropout": "dropout_rates",
+}
+
+
+def baseline_choice_input(wildcards):
+    """Matched noise reads LPE-BSR's choice; the others make their own."""
+    if BASELINES[wildcards.baseline] is None:
+        return {"bsr_choice": work(f"baselines/{wildcards.model}/bsr-choice.json")}
+    return {}
+
+
+def baseline_choice_flags(wildcards, input):
+    """Choose among the configured candidates (--select-out), or copy the choice read."""
+    key = BASELINES[wildcards.baseline]
+    if key is None:
+        return f"--setting-file {input.bsr_choice} --copy-choice-to"
+    return f"--candidates {' '.join(map(str, config['baselines'][key]))} --select-out"
+
+
+def baseline_choices():
+    return [work(f"baselines/{BASELINE_MODEL}/{b}-choice.json") for b in BASELINES]
+
+
 def baseline_predictions():
-    """Table 6's predictions: the baselines', then FP32 and LPE-BSR of Table 1's or 3's runs."""
-    seeds = seeds_of(BASELINE_MODEL)
+    """Table 6's predictions: the baselines stage's ensembles, then the model's FP32."""
     own = [
         work(f"preds/{BASELINE_MODEL}/{b}-seed{s}.npz")
-        for b in ("gaussian", "dropout")
-        for s in seeds
+        for b in BASELINES
+        for s in seeds_of(BASELINE_MODEL)
     ]
-    bits = config["baselines"]["bits"]
-    shared = [work(f"preds/{BASELINE_MODEL}/fp32.npz")]
-    shared += [work(f"preds/{BASELINE_MODEL}/bsr-int{bits}-seed{s}.npz") for s in seeds]
-    return own, shared
+    return own, [work(f"preds/{BASELINE_MODEL}/fp32.npz")]
 
 
 FAST = config["fast"]
@@ -254,7 +279,8 @@ def fast_flags(method):
     flags = f"{finetune_flags()} --runs {FAST['runs']}"
     if method in ("sse", "csgld"):
         own = FAST[method]
-        flags += f" --lr {own['lr']} --momentum {own['momentum']}"
+        rates = " ".join(map(str, own["lr"]))
+        flags += f" --lr-candidates {rates} --momentum {own['momentum']}"
     if method == "csgld":
         own = FAST["csgld"]
         flags += f" --csgld-temperature {own['temperature']} --csgld-exploration {own['exploration']}"
@@ -385,28 +411,46 @@ def intermediates():
         intermediates_table1()
         + bma_intermediates()
         + baseline_predictions()[0]
-        + [
-            work(f"baselines/{BASELINE_MODEL}/{b}-choice.json")
-            for b in ("gaussian", "dropout")
-        ]
+        + baseline_choices()
         + fast_predictions()
         + [fast_landscape_file()]
     )
 
 
+def train_settings(model):
+    """train.*, with train.per_model[model]'s epochs and lr where given."""
+    settings = {k: v for k, v in config["train"].items() if k != "per_model"}
+    return {**settings, **config["train"]["per_model"].get(model, {})}
+
+
+def trained_checkpoints():
+    """The Table 1 checkpoints trained here (mini), whose convergence gate is reported; the
+    paper profile's are downloaded (no training curve)."""
+    return (
+        []
+        if IMAGES
+        else [work(f"checkpoints/{m}.safetensors") for m in config["models"]]
+    )
+
+
 def claims_inputs(wildcards):
-    """The score files behind claims 4-7."""
+    """The files behind the convergence gate and claims 4-6."""
     return {
+        "checkpoints": trained_checkpoints(),
         "bma": results("bma/scores.csv"),
+        "ivon": work(f"posteriors/{BMA_MODEL}-ivon.safetensors"),
         "baselines": results("baselines/scores.csv"),
+        "choices": baseline_choices(),
         "fast": results("fast/scores.csv"),
     }
 
 
 def claims_flags(wildcards, input):
     return (
-        f"--bma-scores {input.bma} --bma-bits {config['bma']['bits'][0]}"
-        f" --baseline-scores {input.baselines} --baseline-bits {config['baselines']['bits']}"
+        f"--checkpoints {' '.join(input.checkpoints)}"  # none: no gate
+        f" --bma-scores {input.bma} --bma-bits {config['bma']['bits'][0]}"
+        f" --ivon-posterior {input.ivon}"
+        f" --baseline-scores {input.baselines} --baseline-choices {' '.join(input.choices)}"
         f" --fast-scores {input.fast} --fast-bits {FAST['bits']}"
     )
 
@@ -499,6 +543,7 @@ def finetuning_targets():
         *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
         report_page("table5"),
         report_page("table6"),
+        *([] if IMAGES else [results("bma/model_choice.md")]),
     ]
 
 

@@ -86,6 +86,7 @@ rule predict_fp32:
 rule baseline:
     input:
         unpack(data_input),
+        unpack(baseline_choice_input),
         checkpoint=work("checkpoints/{model}.safetensors"),
     output:
         choice=work("baselines/{model}/{baseline}-choice.json"),
@@ -99,23 +100,21 @@ rule baseline:
         work("benchmarks/baselines/{model}/{baseline}.tsv")
     wildcard_constraints:
         model=re.escape(BASELINE_MODEL),
-        baseline="gaussian|dropout",
+        baseline="|".join(BASELINES),
     conda:
         ENV
     threads: 1
     params:
         data=data_flags,
         dtype=DTYPE_FLAG,
-        candidates=lambda w: config["baselines"][
-            "gaussian_scales" if w.baseline == "gaussian" else "dropout_rates"
-        ],
+        choose=baseline_choice_flags,
         members=lambda w: ensemble_size(w.model),
         seeds=seeds_of(BASELINE_MODEL),
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
-        " --method {wildcards.baseline} --candidates {params.candidates}"
+        " --method {wildcards.baseline} {params.choose} {output.choice}"
         " --members {params.members} --seeds {params.seeds} --split {params.split}"
         " --batch-size {params.batch_size} --threads {threads}{params.dtype}"
-        " --select-out {output.choice} --out {output.preds} > {log} 2>&1"
+        " --out {output.preds} > {log} 2>&1"

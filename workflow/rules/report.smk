@@ -17,7 +17,8 @@ rule score:
 
 rule table1:
     input:
-        results("scores.csv"),
+        scores=results("scores.csv"),
+        checkpoints=trained_checkpoints(),
     output:
         multiext(results("tables/table1"), ".csv", ".md", ".tex"),
     log:
@@ -28,7 +29,8 @@ rule table1:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.tables --scores {input} --out {params.prefix} > {log} 2>&1"
+        "python -m lpe.tables --scores {input.scores} --checkpoints {input.checkpoints}"
+        " --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_nll_vs_ensemble_size:
@@ -121,10 +123,9 @@ rule table6:
         ENV
     threads: 1
     params:
-        bits=config["baselines"]["bits"],
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.table6 --scores {input.scores} --bits {params.bits}"
+        "python -m lpe.table6 --scores {input.scores}"
         " --preds {input.preds} --out {params.prefix} > {log} 2>&1"
 
 

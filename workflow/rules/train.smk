@@ -13,7 +13,7 @@ rule train:
         ENV
     threads: 1
     params:
-        cfg=config["train"],
+        cfg=lambda w: train_settings(w.model),
     shell:
         "python -m lpe.train --data {input.data} --model {wildcards.model}"
         " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"

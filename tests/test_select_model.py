@@ -1,0 +1,51 @@
+"""bma.model's rule: the model whose LPE-BSR ensemble gains most over FP32 on validation."""
+
+import pytest
+import torch
+
+from lpe import metrics
+from lpe.checkpoints import save_checkpoint
+from lpe.data import build, save_splits
+from lpe.members import member_seed, quantize
+from lpe.models import create_model
+from lpe.numbers import IntFormat
+from lpe.policy import QuantPolicy
+from lpe.select_model import main as select
+
+
+def _checkpoint(path, name, seed):
+    model = create_model(name, 10, (1, 1, 40), seed=seed)
+    info = {"model": name, "num_classes": 10, "input_shape": [1, 1, 40], "backward_passes": 1}
+    save_checkpoint(path, model, info)
+    return model
+
+
+def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(tmp_path):
+    splits = build("mnist1d", train=10, val=50, test=10, seed=0)
+    save_splits(tmp_path / "d.npz", splits)
+    models = {n: _checkpoint(tmp_path / f"{n}.safetensors", n, 0)
+              for n in ("vit_mini_t", "vit_mini_s")}  # fmt: skip
+    gains = {}
+    for name, model in models.items():  # the gains, recomputed here from their definition
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        x, y = splits.x["val"], splits.y["val"]
+        with torch.no_grad():
+            fp32 = metrics.score(torch.log_softmax(model.eval()(x), -1)[None], y)["nll"]
+            members = []
+            for k in range(3):
+                member = quantize(state, IntFormat(3), "bsr", member_seed(0, k), QuantPolicy())
+                member.load_into(model)
+                members.append(torch.log_softmax(model(x), -1))
+        gains[name] = fp32 - metrics.score(torch.stack(members), y)["nll"]
+    best = max(gains, key=gains.get)
+    other = min(gains, key=gains.get)
+    args = ["--checkpoints", *(str(tmp_path / f"{n}.safetensors") for n in models),
+            "--data", str(tmp_path / "d.npz"), "--bits", "3", "--members", "3", "--seed", "0",
+            "--device", "cpu", "--out", str(tmp_path / "choice.md")]  # fmt: skip
+    select([*args, "--configured", best])
+    text = (tmp_path / "choice.md").read_text()
+    assert f"| {best} (chosen) |" in text
+    for name, gain in gains.items():
+        assert f"{gain:+.5f}" in text, name
+    with pytest.raises(SystemExit, match=f"the rule chooses '{best}'.*set bma.model: {best}"):
+        select([*args, "--configured", other])
