@@ -59,7 +59,8 @@ from lpe.predict import predict_log_probs, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 METHODS = ("gaussian", "dropout", "bsr", "matched")
-LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout", "bsr": "lpe-bsr",
+# the method names predictions files carry (lpe.score labels "bsr" as lpe-bsr)
+LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout", "bsr": "bsr",
           "matched": "gaussian-matched"}  # fmt: skip
 # matched noise takes LPE-BSR's chosen precision: it reads the bsr choice, it has none of its own
 CHOICE_OF = {"matched": "bsr"}

@@ -180,9 +180,17 @@ def _swag_rank_problems(config: dict) -> list[str]:
 def _finetuning_problems(config: dict) -> list[str]:
     """Fine-tuning, baselines and fast ensembles (both profiles)."""
     problems = []
-    unknown = sorted(set(config["train"]["per_model"]) - set(config["models"]))
+    # models the profile does not list may keep their entries (a config that extends the mini
+    # profile with fewer models); a name that is no model at all is a typo
+    unknown = sorted(set(config["train"]["per_model"]) - {*config["models"], *MINI_MODELS})
     if unknown:
-        problems.append(f"'train.per_model' names {unknown}, which are not in 'models'")
+        problems.append(f"'train.per_model' names {unknown}, which are not models")
+    noise = config["train_noise"]
+    if noise["model"] and noise["model"] not in config["models"]:
+        problems.append(f"'train_noise.model' = {noise['model']!r} is not in 'models'")
+    if noise["model"] and config["train"]["seed"] in noise["seeds"]:
+        problems.append(f"'train_noise.seeds' {noise['seeds']} repeat 'train.seed' = "
+                        f"{config['train']['seed']}, the main run's")  # fmt: skip
     bma = config["bma"]
     if bma["model"] not in config["models"]:
         problems.append(f"'bma.model' = {bma['model']!r} is not in 'models': add it there")

@@ -37,6 +37,7 @@ METHOD_LABELS = {
     "swag-bma": "swag-bma",
     "ivon-bma": "ivon-bma",
     "gaussian-noise": "gaussian-noise",
+    "gaussian-matched": "gaussian-matched",
     "mc-dropout": "mc-dropout",
 }
 FAST_METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")  # lpe.fast

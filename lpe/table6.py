@@ -42,7 +42,8 @@ def chosen_settings(paths: list[str]) -> dict[str, str]:
     by_method: dict[str, list[tuple[int, float]]] = {}
     for path in paths:
         with np.load(path, allow_pickle=False) as f:
-            by_method.setdefault(str(f["method"]), []).append((int(f["seed"]), float(f["setting"])))
+            method = {"bsr": "lpe-bsr"}.get(str(f["method"]), str(f["method"]))  # as lpe.score
+            by_method.setdefault(method, []).append((int(f["seed"]), float(f["setting"])))
     text = {}
     for method, pairs in by_method.items():
         pairs.sort()

@@ -100,11 +100,14 @@ def test_matched_noise_takes_lpe_bsrs_chosen_precision(tmp_path, checkpoint, spl
                "--out", str(tmp_path / "b.npz")])  # fmt: skip
     bits = json.loads(choice.read_text())["setting"]
     with np.load(tmp_path / "b.npz") as f:
-        assert str(f["method"]) == "lpe-bsr" and int(f["bits"]) == bits
+        assert str(f["method"]) == "bsr" and int(f["bits"]) == bits
         assert (f["member_bits"] < 32 * 16000).all()  # stored at INT-b, not FP32
     baselines([*common, "--method", "matched", "--setting-file", str(choice),
                "--copy-choice-to", str(copied), "--out", str(tmp_path / "m.npz")])  # fmt: skip
     assert json.loads(copied.read_text())["setting"] == bits
+    shown = chosen_settings([str(tmp_path / "b.npz"), str(tmp_path / "m.npz")])
+    assert shown == {"lpe-bsr": f"precision INT-{bits:g}",
+                     "gaussian-matched": f"variance of LPE-BSR INT-{bits:g}"}  # fmt: skip
     with np.load(tmp_path / "m.npz") as f:
         assert str(f["method"]) == "gaussian-matched" and float(f["setting"]) == bits
     with pytest.raises(SystemExit):  # matched noise has no candidates of its own

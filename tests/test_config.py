@@ -69,9 +69,9 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
         "vit_large_patch14_clip_quickgelu_224.openai": ["ViT-L-14-quickgelu", "openai"]
     }
     paper["bma"]["model"] = vit
-    paper["train"]["per_model"] = {"vit_mini_t": {"epochs": 3}}
+    paper["train"]["per_model"] = {"vit_mini_x": {"epochs": 3}, "vit_mini_t": {"epochs": 3}}
     assert cross_field_problems(paper) == [
-        "'train.per_model' names ['vit_mini_t'], which are not in 'models'"
+        "'train.per_model' names ['vit_mini_x'], which are not models"
     ]
     paper["train"]["per_model"] = {}
     paper["dataset"]["path"] = ""

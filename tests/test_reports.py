@@ -4,7 +4,16 @@ import pandas as pd
 import pytest
 
 from lpe.checkpoints import save_checkpoint
-from lpe.claims import claim1, claim2, claim3, claim4, claim7, report, summary
+from lpe.claims import (
+    claim1,
+    claim2,
+    claim3,
+    claim4,
+    claim7,
+    report,
+    summary,
+    with_training_bands,
+)
 from lpe.figures import nll_vs_ensemble_size
 from lpe.models import create_model
 from lpe.score import COLUMNS
@@ -250,3 +259,21 @@ def test_table1_and_the_claims_report_show_each_models_convergence_gate(scores, 
     text = report(scores, checkpoints=[str(path)])
     assert "**Convergence gate FAILED for vit_mini_t**" in text.split("## Claim 1")[0]
     assert "| vit_mini_t | -14.29% | FAILS |" in text
+
+
+def test_a_retrained_model_widens_its_bands_by_the_spread_over_training_seeds(scores):
+    # "small" trained again: INT-6 gain -0.005 there, +0.005 in the main run (BSR seed 0)
+    again = pd.DataFrame(rows("small", 1000, 0.50, {"int6": (0.51, [0.515], 0.52),
+                                                    "int4": (0.60, [0.55], 0.62)}))  # fmt: skip
+    s = with_training_bands(summary(scores), scores, [again])
+    small6 = s[(s["model"] == "small") & (s["precision"] == "int6")].iloc[0]
+    assert small6["gain_train_band"] == pytest.approx(2 * pd.Series([0.005, -0.005]).std())
+    assert small6["train_seeds"] == 2
+    assert (s[s["model"] == "large"]["gain_train_band"] == 0).all()  # not retrained
+    check = claim1(s).checks[0]  # small INT-6: gain 0.004 inside sqrt(0.002^2 + 0.0141^2)
+    assert check.outcome == "within noise" and claim1(summary(scores)).checks[0].outcome == "holds"
+    # claim 2's precision step of "small": 0.045 - 0.004 in the main run, 0.05 - (-0.005) again
+    step = 2 * pd.Series([0.05 - 0.005, 0.05 + 0.005]).std()
+    assert small6["step_train_band"] == pytest.approx(step)
+    text = report(scores, retrained=[again])
+    assert "For small, which the workflow trains 2 times" in text

@@ -133,11 +133,31 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     assert (finetuned == pretrained + 2 * 10).all()  # 2 epochs of 600 / 64 -> 10 steps
     claims = (tiny_run / "results/tiny/claims.md").read_text()
     assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 5, 6, 7))
+    # two-epoch models: the convergence gate fails, loudly, before any claim
+    assert "**Convergence gate FAILED for" in claims.split("## Claim 1")[0]
+    assert "| vit_mini_t |" in claims.split("## Convergence gate")[1].split("## Claim")[0]
+    assert "For vit_mini_t, which the workflow trains 2 times" in claims  # train_noise
+    assert "IVON's learned posterior: the median ratio" in claims
+    assert re.search(r"^- \*\*(holds|fails|within noise)\*\*: .*band ±", claims, re.M)
+    retrained = pd.read_csv(tiny_run / "results/tiny/train_noise/vit_mini_t-trainseed1/scores.csv")
+    assert set(retrained["method"]) == {"fp32", "rtn", "lpe-bsr"}
+    assert set(retrained["seed"]) == {0}  # the first BSR seed only
     baselines = pd.read_csv(tiny_run / "results/tiny/baselines/scores.csv")
-    assert set(baselines["method"]) == {"fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"}
+    assert set(baselines["method"]) == {
+        "fp32", "lpe-bsr", "gaussian-noise", "gaussian-matched", "mc-dropout"
+    }  # fmt: skip
     assert set(baselines["model"]) == {"vit_mini_s"}
     table6 = pd.read_csv(tiny_run / "results/tiny/tables/table6.csv")
-    assert table6["method"].tolist() == ["fp32", "lpe-bsr", "gaussian-noise", "mc-dropout"]
+    assert table6["method"].tolist() == [
+        "fp32", "lpe-bsr", "gaussian-noise", "gaussian-matched", "mc-dropout"
+    ]  # fmt: skip
+    chosen = table6.set_index("method")["setting"]
+    assert chosen["lpe-bsr"] in ("precision INT-6", "precision INT-4")  # baselines.bits [6, 4]
+    assert chosen["gaussian-matched"] == chosen["lpe-bsr"].replace(
+        "precision", "variance of LPE-BSR"
+    )
+    table1 = (tiny_run / "results/tiny/tables/table1.md").read_text()
+    assert "Converged (val NLL change over the last 20% of epochs" in table1
     fast = pd.read_csv(tiny_run / "results/tiny/fast/scores.csv")
     methods = {"sse", "csgld", "de", "multiivon"}
     assert set(fast["method"]) == {"fp32", "lpe-bsr", "batchensemble"} | methods | {

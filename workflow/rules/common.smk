@@ -77,6 +77,30 @@ def predictions():
     return [work(f"preds/{m}/{run}.npz") for m in config["models"] for run in runs()]
 
 
+NOISE = config["train_noise"]
+# the retrained copies of train_noise.model, as model names of the work/ paths
+RETRAINED = (
+    [f"{NOISE['model']}-trainseed{s}" for s in NOISE["seeds"]]
+    if NOISE["model"] and not IMAGES
+    else []
+)
+
+
+def retrained_predictions(name, folder="preds"):
+    """FP32, RTN and LPE-BSR (first lpe seed) of one retrained copy, per precision: their
+    predictions files, or (folder="members") their member folders."""
+    first = config["lpe"]["seeds"][0]
+    runs = ["fp32"]
+    for bits in config["quant"]["bits"]:
+        runs += [f"rtn-int{bits}-seed0", f"bsr-int{bits}-seed{first}"]
+    ext = ".npz" if folder == "preds" else ""
+    return [work(f"{folder}/{name}/{run}{ext}") for run in runs]
+
+
+def retrained_scores():
+    return [results(f"train_noise/{name}/scores.csv") for name in RETRAINED]
+
+
 LARGE = config["large"]
 
 
@@ -364,6 +388,12 @@ def member_families():
             True,
         ),
         "large": (LARGE["models"], LARGE["seeds"], LARGE["ensemble_size"], True),
+        "retrained": (
+            RETRAINED,
+            config["lpe"]["seeds"][:1],
+            config["lpe"]["ensemble_size"],
+            True,
+        ),
         "finetuned": (
             [f"{BMA_MODEL}-{o}" for o in ("sgd", "swag", "ivon")],
             config["bma"]["seeds"],
@@ -414,7 +444,18 @@ def intermediates():
         + baseline_choices()
         + fast_predictions()
         + [fast_landscape_file()]
+        + retrained_intermediates()
     )
+
+
+def retrained_intermediates():
+    """train_noise's checkpoints, member folders and predictions."""
+    files = []
+    for name in RETRAINED:
+        files.append(work(f"checkpoints/{name}.safetensors"))
+        files += retrained_predictions(name)
+        files += retrained_predictions(name, folder="members")[1:]  # no FP32 member
+    return files
 
 
 def train_settings(model):
@@ -442,6 +483,8 @@ def claims_inputs(wildcards):
         "baselines": results("baselines/scores.csv"),
         "choices": baseline_choices(),
         "fast": results("fast/scores.csv"),
+        "retrained": retrained_scores(),
+        "sources": [work(f"fast/{m}") for m in ("sse", "csgld")],
     }
 
 
@@ -452,6 +495,8 @@ def claims_flags(wildcards, input):
         f" --ivon-posterior {input.ivon}"
         f" --baseline-scores {input.baselines} --baseline-choices {' '.join(input.choices)}"
         f" --fast-scores {input.fast} --fast-bits {FAST['bits']}"
+        f" --retrained-scores {' '.join(input.retrained)}"
+        f" --fast-sources {' '.join(input.sources)}"
     )
 
 
@@ -487,7 +532,7 @@ REPORT_PAGES = {
         results("tables/table6.md"),
         "Table 6: Gaussian noise and MC dropout against LPE-BSR",
         "Baselines",
-        "Each baseline's setting chosen on the validation split; test numbers.",
+        "Each method's one setting (LPE-BSR's precision too) chosen on the validation split; test numbers.",
     ),
     "table3": ReportPage(
         results("tables/table3.md"),
@@ -543,7 +588,11 @@ def finetuning_targets():
         *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
         report_page("table5"),
         report_page("table6"),
-        *([] if IMAGES else [results("bma/model_choice.md")]),
+        *(
+            [results("bma/model_choice.md")]
+            if config["bma"]["model_rule"] and not IMAGES
+            else []
+        ),
     ]
 
 
@@ -567,8 +616,8 @@ ZEROSHOT = "|".join(re.escape(m) for m in LARGE["models"]) or "^$"
 
 
 wildcard_constraints:
-    # a trained model, or one fine-tuned from it (vit_mini_s-swag)
-    model=f"({TRAINED})(-(sgd|swag|ivon))?",
+    # a trained model, one fine-tuned from it (vit_mini_s-swag), or one retrained (train_noise)
+    model=f"({TRAINED})(-(sgd|swag|ivon|trainseed\\d+))?",
     method="rtn|bsr",
     bits=r"\d+",
     seed=r"\d+",

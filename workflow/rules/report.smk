@@ -15,6 +15,22 @@ rule score:
         "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
 
 
+rule score_retrained:
+    input:
+        lambda w: retrained_predictions(w.name),
+    output:
+        results("train_noise/{name}/scores.csv"),
+    log:
+        work("logs/score_retrained/{name}.log"),
+    wildcard_constraints:
+        name="|".join(map(re.escape, RETRAINED)) or "^$",
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+
+
 rule table1:
     input:
         scores=results("scores.csv"),

@@ -20,3 +20,29 @@ rule train:
         " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
         " --warmup-epochs {params.cfg[warmup_epochs]} --seed {params.cfg[seed]}"
         " --threads {threads} --out {output} > {log} 2>&1"
+
+
+# train_noise: a Table 1 model trained again with another seed (its spread over training seeds)
+rule train_seed:
+    input:
+        data=DATA,
+    output:
+        work("checkpoints/{model}-trainseed{seed}.safetensors"),
+    log:
+        work("logs/train/{model}-trainseed{seed}.log"),
+    benchmark:
+        work("benchmarks/train/{model}-trainseed{seed}.tsv")
+    wildcard_constraints:
+        model=TRAINED,
+        seed=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    params:
+        cfg=lambda w: train_settings(w.model),
+    shell:
+        "python -m lpe.train --data {input.data} --model {wildcards.model}"
+        " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"
+        " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
+        " --warmup-epochs {params.cfg[warmup_epochs]} --seed {wildcards.seed}"
+        " --threads {threads} --out {output} > {log} 2>&1"
