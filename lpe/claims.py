@@ -585,7 +585,8 @@ def report(
         "when the margin exceeds the noise band, **fails** when it is below minus the band, and "
         f"is **within noise** otherwise. The band is {NOISE_SE:g} standard errors of the mean "
         "over the seeds of the ensemble draws (LPE-BSR, BMA, noise and dropout members), "
-        "combined in quadrature for a difference of two such means. " + _training_note(s)
+        "combined in quadrature for a difference of two such means. "
+        + _training_note(s)
         + " A verdict counts only the decided checks.",
         "",
         "| claim | verdict | decided checks that hold | within noise |",
