@@ -119,6 +119,17 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
         target[name].copy_(noisy)
 
 
+def write_member(model, state, policy: QuantPolicy, method: str, setting, seed: int) -> None:
+    """Write the member ``seed`` of a weight-perturbing method into ``model``."""
+    if method == "gaussian":
+        gaussian_member(model, state, policy, setting, seed)
+    elif method == "matched":
+        matched_member(model, state, policy, int(setting), seed)
+    else:  # bsr: the generate stage's member of this seed
+        fmt = IntFormat(int(setting), per_channel=True)
+        quantize(state, fmt, "bsr", seed, policy).load_into(model)
+
+
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
     """Rate ``rate`` on every dropout module but attention's, in train mode (the rest in eval)."""
     model.eval()
@@ -135,14 +146,8 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
     if method == "dropout":
         model.load_state_dict(state)
     for k in range(members):
-        if method in ("gaussian", "matched", "bsr"):
-            if method == "gaussian":
-                gaussian_member(model, state, policy, setting, member_seed(seed, k))
-            elif method == "matched":
-                matched_member(model, state, policy, int(setting), member_seed(seed, k))
-            else:  # the same members as the generate stage's for this seed
-                fmt = IntFormat(int(setting), per_channel=True)
-                quantize(state, fmt, "bsr", member_seed(seed, k), policy).load_into(model)
+        if method != "dropout":  # a perturbed copy of the weights
+            write_member(model, state, policy, method, setting, member_seed(seed, k))
             out.append(predict_log_probs(model, x, batch_size, device))
             continue
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

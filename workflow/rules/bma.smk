@@ -46,6 +46,7 @@ rule finetune:
     conda:
         ENV
     threads: 1
+    priority: 5  # long fine-tuning chains: started before short report jobs
     params:
         data=data_flags,
         flags=finetune_flags(),
@@ -73,6 +74,7 @@ rule finetune_posterior:
     conda:
         ENV
     threads: 1
+    priority: 5  # long fine-tuning chains: started before short report jobs
     params:
         data=data_flags,
         flags=finetune_flags(),

@@ -16,6 +16,7 @@ rule fast_train:
     conda:
         ENV
     threads: 1
+    priority: 5  # long fine-tuning chains: started before short report jobs
     params:
         data=data_flags,
         flags=lambda w: fast_flags(w.fast),

@@ -12,6 +12,8 @@ rule train:
     conda:
         ENV
     threads: 1
+    # the longest jobs, each at the head of a chain: scheduled first so that the 2 cores stay busy
+    priority: 10
     params:
         cfg=lambda w: train_settings(w.model),
     shell:
