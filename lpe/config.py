@@ -126,7 +126,26 @@ def cross_field_problems(config: dict) -> list[str]:
         for m in config["models"]
         if m not in MINI_MODELS
     ]
-    return problems + _swag_rank_problems(config) + _finetuning_problems(config)
+    return (
+        problems
+        + _train_noise_problems(config)
+        + _swag_rank_problems(config)
+        + _finetuning_problems(config)
+    )
+
+
+def _train_noise_problems(config: dict) -> list[str]:
+    """The mini profile's retraining (the paper profile downloads its models and ignores it)."""
+    noise = config["train_noise"]
+    if not noise["model"]:
+        return []
+    problems = []
+    if noise["model"] not in config["models"]:
+        problems.append(f"'train_noise.model' = {noise['model']!r} is not in 'models'")
+    if config["train"]["seed"] in noise["seeds"]:
+        problems.append(f"'train_noise.seeds' {noise['seeds']} repeat 'train.seed' = "
+                        f"{config['train']['seed']}, the main run's")  # fmt: skip
+    return problems
 
 
 def _image_problems(config: dict) -> list[str]:
@@ -185,12 +204,6 @@ def _finetuning_problems(config: dict) -> list[str]:
     unknown = sorted(set(config["train"]["per_model"]) - {*config["models"], *MINI_MODELS})
     if unknown:
         problems.append(f"'train.per_model' names {unknown}, which are not models")
-    noise = config["train_noise"]
-    if noise["model"] and noise["model"] not in config["models"]:
-        problems.append(f"'train_noise.model' = {noise['model']!r} is not in 'models'")
-    if noise["model"] and config["train"]["seed"] in noise["seeds"]:
-        problems.append(f"'train_noise.seeds' {noise['seeds']} repeat 'train.seed' = "
-                        f"{config['train']['seed']}, the main run's")  # fmt: skip
     bma = config["bma"]
     if bma["model"] not in config["models"]:
         problems.append(f"'bma.model' = {bma['model']!r} is not in 'models': add it there")

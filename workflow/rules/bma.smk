@@ -43,10 +43,10 @@ rule finetune:
         work("benchmarks/finetune/{model}-sgd.tsv")
     wildcard_constraints:
         model=TRAINED,
+    priority: 5  # long fine-tuning chains: started before short report jobs
     conda:
         ENV
     threads: 1
-    priority: 5  # long fine-tuning chains: started before short report jobs
     params:
         data=data_flags,
         flags=finetune_flags(),
@@ -71,10 +71,10 @@ rule finetune_posterior:
     wildcard_constraints:
         model=TRAINED,
         optimizer="swag|ivon",
+    priority: 5  # long fine-tuning chains: started before short report jobs
     conda:
         ENV
     threads: 1
-    priority: 5  # long fine-tuning chains: started before short report jobs
     params:
         data=data_flags,
         flags=finetune_flags(),

@@ -13,10 +13,10 @@ rule fast_train:
         work("benchmarks/fast/{fast}.tsv")
     wildcard_constraints:
         fast="sse|csgld|de|multiivon|batchensemble",
+    priority: 5  # long fine-tuning chains: started before short report jobs
     conda:
         ENV
     threads: 1
-    priority: 5  # long fine-tuning chains: started before short report jobs
     params:
         data=data_flags,
         flags=lambda w: fast_flags(w.fast),

@@ -9,11 +9,11 @@ rule train:
         work("benchmarks/train/{model}.tsv")
     wildcard_constraints:
         model=TRAINED,
+    # the longest jobs, each at the head of a chain: scheduled first so that the 2 cores stay busy
+    priority: 10
     conda:
         ENV
     threads: 1
-    # the longest jobs, each at the head of a chain: scheduled first so that the 2 cores stay busy
-    priority: 10
     params:
         cfg=lambda w: train_settings(w.model),
     shell:
