@@ -11,7 +11,7 @@ The configured ``bma.model`` is checked against the rule: when they differ the s
 says what to set (the choice stays in the config, so that the DAG is known before any job runs).
 
 Usage: ``python -m lpe.select_model --checkpoints CKPT ... --data DATA --bits 5 --members 10
---seed 0 --configured vit_mini_s --out results/mini/bma_model.md``
+--seed 0 --configured vit_mini_t --out results/mini/bma/model_choice.md``
 """
 
 from __future__ import annotations
