@@ -197,8 +197,7 @@ def with_training_bands(s: pd.DataFrame, scores: pd.DataFrame, retrained: list[p
             for frame in [scores, *retrained]]  # fmt: skip
     model = runs[1]["model"].iloc[0]
     for name, margin in TRAINED_MARGINS.items():
-        values = pd.concat([run.set_index(["model", "precision"]).pipe(
-            lambda t, m=margin: m(t)) for run in runs], axis=1)  # fmt: skip
+        values = pd.concat([margin(run.set_index(["model", "precision"])) for run in runs], axis=1)
         spread = NOISE_SE * values.std(axis=1, ddof=1)
         key = list(zip(s["model"], s["precision"], strict=True))
         s[f"{name}_train_band"] = [float(spread.get(k, 0.0)) if k[0] == model else 0.0

@@ -25,9 +25,7 @@ rule train:
 
 
 # train_noise: a Table 1 model trained again with another seed (its spread over training seeds)
-rule train_seed:
-    input:
-        data=DATA,
+use rule train as train_seed with:
     output:
         work("checkpoints/{model}-trainseed{seed}.safetensors"),
     log:
@@ -37,14 +35,6 @@ rule train_seed:
     wildcard_constraints:
         model=TRAINED,
         seed=r"\d+",
-    conda:
-        ENV
-    threads: 1
+    priority: 0
     params:
-        cfg=lambda w: train_settings(w.model),
-    shell:
-        "python -m lpe.train --data {input.data} --model {wildcards.model}"
-        " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"
-        " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
-        " --warmup-epochs {params.cfg[warmup_epochs]} --seed {wildcards.seed}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        cfg=lambda w: {**train_settings(w.model), "seed": int(w.seed)},
