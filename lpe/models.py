@@ -12,7 +12,10 @@ import types
 from collections.abc import Callable
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
+
+from lpe.timm_import import import_timm
+
+VisionTransformer = import_timm().models.vision_transformer.VisionTransformer
 
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
 

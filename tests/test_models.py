@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -70,3 +72,19 @@ def test_the_head_runs_in_fp32_under_bf16_autocast_and_fp32_is_unchanged():
     clone.get_classifier().weight.data.zero_()
     with torch.no_grad():
         assert not torch.equal(clone(x), kept(x))
+
+
+def test_stages_import_timm_without_torch_dynamo_and_leave_torch_as_it_was():
+    """lpe.timm_import keeps torch._dynamo (about 3 s) out of a stage's start-up; afterwards
+    torch.compiler.disable is torch's own and torch._dynamo imports and works as usual."""
+    code = (
+        "import sys, torch, torch.compiler; disable = torch.compiler.disable\n"
+        "import lpe.ensembles, lpe.train, lpe.fast\n"
+        "assert 'timm' in sys.modules\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
+        "assert torch.compiler.disable is disable\n"
+        "roi_align = sys.modules['torchvision.ops.roi_align']\n"
+        "assert roi_align.is_compile_supported('cpu') is True\n"  # the deferred one, then the real
+        "assert 'torch._dynamo' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
