@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,6 +58,7 @@ from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.policy import QuantPolicy
 from lpe.predict import predict_log_probs, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.selection import at_an_end
 
 METHODS = ("gaussian", "dropout", "bsr", "matched")
 # the method names predictions files carry (lpe.score labels "bsr" as lpe-bsr)
@@ -242,11 +244,16 @@ def main(argv: list[str] | None = None) -> None:
                                                  args.members, args.seeds[0], data,
                                                  args.batch_size, device)  # fmt: skip
         print(f"chosen on the validation split: {args.method} {setting}")
+        if at_an_end(setting, args.candidates):
+            print(f"WARNING: {args.method} {setting} is at an end of its candidates "
+                  f"{sorted(args.candidates)}: a better setting may lie beyond them; widen the "
+                  "list in the config's baselines section", file=sys.stderr)  # fmt: skip
         if args.select_out:
             nll = {str(k): v for k, v in validation.items()}
             write_json(args.select_out, {
                 "method": args.method, "setting": setting, "seed": args.seeds[0],
                 "members": args.members, "validation_nll": nll,
+                "candidates": sorted(args.candidates),
             })  # fmt: skip
     else:
         setting = chosen

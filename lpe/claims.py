@@ -38,6 +38,7 @@ from lpe.checkpoints import (
     checkpoint_info,
     convergence_gate,
 )
+from lpe.selection import at_an_end
 from lpe.tables import final_ensembles, precision_rank
 
 NOISE_SE = 2.0  # a noise band is this many standard errors of the mean over the seeds
@@ -499,7 +500,10 @@ def choices_text(paths: list[str]) -> str:
     for path in paths:
         choice = json.loads(open(path).read())
         if choice["method"] in CHOICE_NAMES:
-            chosen.append(CHOICE_NAMES[choice["method"]].format(float(choice["setting"])))
+            setting = float(choice["setting"])
+            edge = at_an_end(setting, choice.get("candidates", []))
+            chosen.append(CHOICE_NAMES[choice["method"]].format(setting)
+                          + (" (an end of its candidates)" if edge else ""))  # fmt: skip
     return ", ".join(chosen)
 
 

@@ -206,3 +206,30 @@ def test_table6_and_claim6_compare_lpe_bsr_with_the_baselines():
     # seeds differ by 0.001: band 2 x 0.000707 / sqrt(2) = 0.001 each, 0.0014 for a difference
     assert [c.outcome for c in claim.checks] == ["holds", "fails"]  # beats noise, not dropout
     assert claim.verdict == "partially reproduced"
+
+
+def test_a_choice_at_an_end_of_its_candidates_is_flagged_in_the_log_and_the_claims(
+    tmp_path, checkpoint, splits, capsys
+):
+    from lpe.claims import choices_text
+    from lpe.selection import at_an_end
+
+    assert at_an_end(0.01, [0.02, 0.01, 0.04]) and at_an_end(0.04, [0.02, 0.01, 0.04])
+    assert not at_an_end(0.02, [0.02, 0.01, 0.04]) and not at_an_end(0.02, [0.02])
+    data = tmp_path / "d.npz"
+    save_splits(data, splits)
+    choice = tmp_path / "choice.json"
+    baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
+               "--device", "cpu", "--method", "gaussian", "--candidates", "0.3", "0.01",
+               "--seed", "0", "--select-out", str(choice)])  # fmt: skip
+    chosen = json.loads(choice.read_text())
+    assert chosen["candidates"] == [0.01, 0.3]  # two candidates: either choice is an end
+    assert f"WARNING: gaussian {chosen['setting']} is at an end of its candidates" in (
+        capsys.readouterr().err
+    )
+    assert choices_text([str(choice)]) == (
+        f"noise scale {chosen['setting']:g} (an end of its candidates)"
+    )
+    chosen["candidates"] = [0.001, chosen["setting"], 1.0]  # inside a longer list: no flag
+    choice.write_text(json.dumps(chosen))
+    assert choices_text([str(choice)]) == f"noise scale {chosen['setting']:g}"
