@@ -36,9 +36,9 @@ def snakemake(workdir, *args, check=True):
     return result
 
 
-def planned_jobs(workdir) -> dict[str, int]:
+def planned_jobs(workdir, *args) -> dict[str, int]:
     """Rule -> job count of what a dry run would execute."""
-    out = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules").stdout
+    out = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules", *args).stdout
     counts = {}
     for line in out.splitlines():
         parts = line.split()
@@ -215,6 +215,21 @@ def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
         "figure_nll_vs_ensemble_size": 1,
         "claims": 1,
         "report_page": 2,  # the Table 1 and claims pages
+        "all": 1,
+    }
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_a_changed_candidate_list_reruns_its_baseline_and_what_reads_it(tiny_run, tmp_path):
+    override = tmp_path / "dropout.yaml"
+    override.write_text("baselines:\n  dropout_rates: [0.05, 0.1]\n")
+    assert planned_jobs(tiny_run, "--configfile", str(TINY), str(override)) == {
+        "baseline": 1,  # dropout's; the other baselines keep their candidates
+        "score_baselines": 1,
+        "table6": 1,
+        "claims": 1,
+        "report_page": 2,  # the Table 6 and claims pages
         "all": 1,
     }
 

@@ -268,11 +268,15 @@ def baseline_choice_input(wildcards):
     return {}
 
 
-def baseline_choice_flags(wildcards, input):
-    """Choose among the configured candidates (--select-out), or copy the choice read."""
+def baseline_choice_flags(wildcards):
+    """Choose among the configured candidates (--select-out), or copy the choice read.
+
+    A function of the wildcards alone: Snakemake does not track a params function that takes
+    the input (snakemake/snakemake#3895), and a changed candidate list must rerun the job.
+    """
     key = BASELINES[wildcards.baseline]
     if key is None:
-        return f"--setting-file {input.bsr_choice} --copy-choice-to"
+        return f"--setting-file {baseline_choice_input(wildcards)['bsr_choice']} --copy-choice-to"
     return f"--candidates {' '.join(map(str, config['baselines'][key]))} --select-out"
 
 
