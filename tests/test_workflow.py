@@ -352,7 +352,7 @@ def test_the_readme_cluster_path_runs_table1_on_slurm(tiny_run, tmp_path):
         pytest.skip("no SLURM cluster answers here (.ci/slurm-local.sh up makes one)")
     profile = ["--profile", str(ROOT / "profiles/slurm-cpu"), *SLURM_RESOURCES]
     _a_failed_slurm_job_is_reported_with_its_logs(tmp_path, profile)
-    snakemake(tmp_path, *profile, KILL_TARGET)
+    snakemake(tmp_path, *profile, "--", KILL_TARGET)  # --: not one of --default-resources
     for path in TABLE1_FILES:
         assert (tmp_path / path).read_bytes() == (tiny_run / path).read_bytes(), path
 
