@@ -222,16 +222,15 @@ def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
 @pytest.mark.slow
 @TINY_RUN
 def test_a_changed_candidate_list_reruns_its_baseline_and_what_reads_it(tiny_run, tmp_path):
+    # another test of the shared run may have deleted an unrelated file: compare with no change
+    unchanged = planned_jobs(tiny_run)
+    assert not {"baseline", "score_baselines", "table6"} & set(unchanged), unchanged
     override = tmp_path / "dropout.yaml"
     override.write_text("baselines:\n  dropout_rates: [0.05, 0.1]\n")
-    assert planned_jobs(tiny_run, "--configfile", str(TINY), str(override)) == {
-        "baseline": 1,  # dropout's; the other baselines keep their candidates
-        "score_baselines": 1,
-        "table6": 1,
-        "claims": 1,
-        "report_page": 2,  # the Table 6 and claims pages
-        "all": 1,
-    }
+    changed = planned_jobs(tiny_run, "--configfile", str(TINY), str(override))
+    assert changed["baseline"] == 1, changed  # dropout's; the others keep their candidates
+    assert changed["score_baselines"] == changed["table6"] == changed["claims"] == 1, changed
+    assert changed["report_page"] >= 2, changed  # the Table 6 and claims pages at least
 
 
 @pytest.mark.slow
