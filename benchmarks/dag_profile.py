@@ -167,10 +167,8 @@ def rule_table(p: Profile) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for rule, n, wall, startup in p.rules():
-        lines.append(
-            f"| {rule} | {n} | {wall:.0f} | {wall / n:.1f} | {startup:.0f} | "
-            f"{100 * startup / wall:.1f}% |"
-        )
+        share = f"{100 * startup / wall:.1f}%" if wall > 0 else "-"  # jobs under a second
+        lines.append(f"| {rule} | {n} | {wall:.0f} | {wall / n:.1f} | {startup:.0f} | {share} |")
     return lines
 
 
