@@ -244,16 +244,17 @@ def main(argv: list[str] | None = None) -> None:
                                                  args.members, args.seeds[0], data,
                                                  args.batch_size, device)  # fmt: skip
         print(f"chosen on the validation split: {args.method} {setting}")
-        if at_an_end(setting, args.candidates):
+        candidates = sorted(args.candidates)
+        if at_an_end(setting, candidates):
             print(f"WARNING: {args.method} {setting} is at an end of its candidates "
-                  f"{sorted(args.candidates)}: a better setting may lie beyond them; widen the "
+                  f"{candidates}: a better setting may lie beyond them; widen the "
                   "list in the config's baselines section", file=sys.stderr)  # fmt: skip
         if args.select_out:
             nll = {str(k): v for k, v in validation.items()}
             write_json(args.select_out, {
                 "method": args.method, "setting": setting, "seed": args.seeds[0],
                 "members": args.members, "validation_nll": nll,
-                "candidates": sorted(args.candidates),
+                "candidates": candidates,
             })  # fmt: skip
     else:
         setting = chosen
