@@ -1,0 +1,284 @@
+"""Number formats as objects: a name, a grid of representable values, bits per weight, RTN and BSR.
+
+A format maps a weight tensor to codes and scales: ``w ~ scale * grid[code]``. Every format here is
+a finite, sorted grid of representable values at unit scale (INT-b's integers, the OCP FP8/FP6/FP4
+element values, the NF4 codebook), plus a rule for its scales:
+
+- **per output channel** (the suite's INT-b convention): one FP32 scale per row of the weight
+  (dim 0), ``max|w| / max(grid)``, so a row's largest weight lands on the grid's largest value;
+- **MX block scaling** (OCP MX v1.0): blocks of 32 consecutive weights of a row share one E8M0
+  scale, the power of two ``2 ** (floor(log2(max|w|)) - emax)``, with ``emax`` the element
+  format's largest exponent; elements beyond the grid's largest value are clamped (the spec's
+  rule).
+
+RTN is the nearest grid value, ties to the even magnitude index, which is round-half-to-even for
+INT-b and for the float formats (neighbouring floats alternate their last mantissa bit). BSR draws
+one of the two neighbours ``lo <= u <= hi``, ``hi`` with probability ``(u - lo) / (hi - lo)``, so
+``E[scale * value] = w`` inside the grid's range (a weight beyond it is clamped to the end). The
+uniform comes from the counter-based stream of :mod:`lpe.kernels`: weight ``i`` of a tensor with
+key ``k`` draws ``mix64(k + (i + 1) * GOLDEN)``, so a draw depends on (key, index) only. On an
+integer grid the rule is exactly INT-b's ``floor(u) + (r < frac(u))``, and so are the codes
+(tested).
+
+Why a grid of our own rather than ``ml_dtypes`` casts: ml_dtypes has no stochastic rounding, no
+NF4 and no block scales, and gfloat's generic kernels are pure Python over arrays (seconds per
+member here). Both are used in the tests, as the independent check of every grid and of RTN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import torch
+
+from lpe.kernels import GOLDEN, INV24, _mix64
+
+MX_BLOCK = 32  # weights per E8M0 scale in the MX formats (OCP MX v1.0)
+E8M0_BITS = 8
+
+# NF4 (QLoRA, Dettmers et al. 2023): quantiles of N(0, 1) rescaled to [-1, 1] with an exact zero,
+# as bitsandbytes ships them.
+NF4_VALUES = (
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+    0.7229568362236023, 1.0,
+)  # fmt: skip
+
+
+def float_grid(
+    exponent_bits: int,
+    mantissa_bits: int,
+    *,
+    ieee_specials: bool = False,
+    nan_top_code: bool = False,
+) -> np.ndarray:
+    """The finite values of a sign-exponent-mantissa format, sorted, zero once.
+
+    ``ieee_specials``: the top exponent is infinity and NaN (E5M2). ``nan_top_code``: only the
+    all-ones exponent-and-mantissa pattern is NaN (OFP8 E4M3 "fn"). Neither: every pattern is a
+    number (the MX FP6/FP4 element formats).
+    """
+    bias = 2 ** (exponent_bits - 1) - 1
+    top = 2**exponent_bits - 1
+    magnitudes = []
+    for e in range(top + 1):
+        if ieee_specials and e == top:
+            continue
+        for m in range(2**mantissa_bits):
+            if nan_top_code and e == top and m == 2**mantissa_bits - 1:
+                continue
+            if e == 0:  # subnormal
+                value = m * 2.0 ** (1 - bias - mantissa_bits)
+            else:
+                value = (1 + m / 2**mantissa_bits) * 2.0 ** (e - bias)
+            magnitudes.append(value)
+    positive = np.unique(np.array(magnitudes, dtype=np.float64))
+    return np.concatenate([-positive[:0:-1], positive]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """A sorted grid of representable values (zero among them) and how weights are scaled onto it.
+
+    ``name`` is the token that flows through config, paths, files and CSVs (``int4``,
+    ``fp8_e4m3``, ``mxfp4``); ``label`` is what tables print. ``code_bits`` is the storage width
+    of one code. ``block`` is None for one FP32 scale per output channel, or the number of
+    weights that share one E8M0 scale; then ``emax`` is the element format's largest exponent.
+    """
+
+    name: str
+    label: str
+    code_bits: int
+    grid: np.ndarray = field(repr=False)
+    block: int | None = None
+    emax: int | None = None
+
+    def __post_init__(self) -> None:
+        grid = np.asarray(self.grid, dtype=np.float32)
+        if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
+            raise ValueError(f"{self.name}: the grid must be strictly increasing, 2+ values")
+        if not np.any(grid == 0):
+            raise ValueError(f"{self.name}: the grid must hold zero")
+        if len(grid) > 2**self.code_bits:
+            raise ValueError(f"{self.name}: {len(grid)} values do not fit {self.code_bits} bits")
+        if (self.block is None) != (self.emax is None):
+            raise ValueError(f"{self.name}: a block-scaled format needs emax, and only it")
+        object.__setattr__(self, "grid", grid)
+
+    @property
+    def max_value(self) -> float:
+        return float(self.grid[-1])
+
+    def scale_bits_per_weight(self, row_length: int) -> float:
+        """Bits of scale per weight in a row of ``row_length`` weights."""
+        if self.block is None:
+            return 32 / row_length
+        return E8M0_BITS * -(-row_length // self.block) / row_length
+
+    def bits_per_weight(self, row_length: int) -> float:
+        """Code plus scale bits per quantized weight (a row of ``row_length`` weights)."""
+        return self.code_bits + self.scale_bits_per_weight(row_length)
+
+    def scales(self, weight: torch.Tensor) -> torch.Tensor:
+        """FP32 scales, one per row (``(rows, 1)``) or per block (``(rows, blocks)``)."""
+        w2 = _rows(weight)
+        if self.block is None:
+            absmax = w2.abs().amax(dim=1, keepdim=True)
+            scales = absmax / self.max_value
+            return torch.where(scales > 0, scales, torch.ones_like(scales))
+        blocks = _blocked(w2, self.block).abs().amax(dim=2)  # (rows, blocks)
+        exponent = torch.floor(torch.log2(blocks)) - self.emax
+        exponent = torch.where(blocks > 0, exponent, torch.zeros_like(exponent))
+        # E8M0 holds 2**-127 ... 2**127
+        return torch.exp2(exponent.clamp(-127, 127))
+
+    def unit_values(self, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """``w / scale`` per weight, as a (rows, row_length) float32 tensor."""
+        w2 = _rows(weight)
+        if self.block is None:
+            return w2 / scales
+        per_weight = scales.repeat_interleave(self.block, dim=1)[:, : w2.shape[1]]
+        return w2 / per_weight
+
+    def round_nearest(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RTN: (codes, scales); ``codes`` index the grid (uint8/uint16, weight's shape)."""
+        scales = self.scales(weight)
+        u = self.unit_values(weight, scales).contiguous().numpy()
+        out = np.empty(u.shape, dtype=self.code_dtype)
+        zero = int(np.flatnonzero(self.grid == 0)[0])
+        _rtn_grid(u.reshape(-1), self.grid, zero, out.reshape(-1))
+        return torch.from_numpy(out).reshape(weight.shape), scales
+
+    def round_stochastic(self, weight: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """BSR: (codes, scales) drawn from the counter-based stream with ``key`` (< 2**63)."""
+        scales = self.scales(weight)
+        u = self.unit_values(weight, scales).contiguous().numpy()
+        out = np.empty(u.shape, dtype=self.code_dtype)
+        _bsr_grid(u.reshape(-1), self.grid, np.uint64(key), out.reshape(-1))
+        return torch.from_numpy(out).reshape(weight.shape), scales
+
+    def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """The FP32 weight a member runs with: ``scale * grid[code]``."""
+        values = torch.from_numpy(self.grid)[codes.reshape(codes.shape[0], -1).long()]
+        if self.block is None:
+            return (values * scales).reshape(codes.shape)
+        per_weight = scales.repeat_interleave(self.block, dim=1)[:, : values.shape[1]]
+        return (values * per_weight).reshape(codes.shape)
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8) if len(self.grid) <= 256 else np.dtype(np.uint16)
+
+
+def _rows(weight: torch.Tensor) -> torch.Tensor:
+    w = weight.detach().float()
+    return w.reshape(w.shape[0] if w.dim() >= 1 else 1, -1)
+
+
+def _blocked(w2: torch.Tensor, block: int) -> torch.Tensor:
+    """(rows, cols) -> (rows, blocks, block), the last block padded with zeros."""
+    rows, cols = w2.shape
+    pad = -cols % block
+    return torch.nn.functional.pad(w2, (0, pad)).reshape(rows, -1, block)
+
+
+@numba.njit(cache=True)
+def _lower_index(grid, u):
+    """Index of the largest grid value <= u (0 below the grid, len - 1 above)."""
+    lo, hi = 0, len(grid) - 1
+    if u <= grid[0]:
+        return 0
+    if u >= grid[hi]:
+        return hi
+    while hi - lo > 1:  # invariant: grid[lo] <= u < grid[hi]
+        mid = (lo + hi) // 2
+        if grid[mid] <= u:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(parallel=True, cache=True)
+def _rtn_grid(u, grid, zero, out):
+    """Nearest grid value; ``zero`` is the index of 0.0 in the grid (ties: even magnitude index)."""
+    n = len(grid)
+    for i in numba.prange(u.shape[0]):
+        x = u[i]
+        lo = _lower_index(grid, x)
+        if lo == n - 1 or x <= grid[0]:
+            out[i] = lo
+            continue
+        below, above = x - grid[lo], grid[lo + 1] - x
+        if below < above:
+            out[i] = lo
+        elif above < below:
+            out[i] = lo + 1
+        else:  # a tie: the neighbour whose magnitude index is even
+            out[i] = lo if abs(lo - zero) % 2 == 0 else lo + 1
+
+
+@numba.njit(parallel=True, cache=True)
+def _bsr_grid(u, grid, key, out):
+    n = len(grid)
+    for i in numba.prange(u.shape[0]):
+        x = u[i]
+        lo = _lower_index(grid, x)
+        if lo == n - 1 or x <= grid[0]:
+            out[i] = lo
+            continue
+        h = _mix64(key + np.uint64(i + 1) * np.uint64(GOLDEN))
+        r = np.float32(h >> np.uint64(40)) * INV24
+        p = (x - grid[lo]) / (grid[lo + 1] - grid[lo])
+        out[i] = lo + 1 if r < p else lo
+
+
+def int_format(bits: int) -> NumberFormat:
+    """Symmetric INT-``bits``: codes ``-qmax ... qmax``, ``qmax = 2**(bits - 1) - 1``."""
+    qmax = 2 ** (bits - 1) - 1
+    grid = np.arange(-qmax, qmax + 1, dtype=np.float32)
+    return NumberFormat(f"int{bits}", f"INT-{bits}", bits, grid)
+
+
+def _element_formats() -> dict[str, tuple[str, np.ndarray, int, int]]:
+    """name -> (label, grid, bits, emax) of the OCP element formats (OFP8 and MX v1.0)."""
+    return {
+        "fp8_e4m3": ("FP8 E4M3", float_grid(4, 3, nan_top_code=True), 8, 8),
+        "fp8_e5m2": ("FP8 E5M2", float_grid(5, 2, ieee_specials=True), 8, 15),
+        "fp6_e2m3": ("FP6 E2M3", float_grid(2, 3), 6, 2),
+        "fp6_e3m2": ("FP6 E3M2", float_grid(3, 2), 6, 4),
+        "fp4_e2m1": ("FP4 E2M1", float_grid(2, 1), 4, 2),
+    }
+
+
+def _build_registry() -> dict[str, NumberFormat]:
+    formats = {f"int{b}": int_format(b) for b in range(2, 9)}
+    elements = _element_formats()
+    for name, (label, grid, bits, _) in elements.items():
+        formats[name] = NumberFormat(name, label, bits, grid)
+    formats["nf4"] = NumberFormat("nf4", "NF4", 4, np.array(NF4_VALUES, dtype=np.float32))
+    mx_formats = {  # name -> (label, element format)
+        "mxfp8_e4m3": ("MXFP8 E4M3", "fp8_e4m3"),
+        "mxfp6_e2m3": ("MXFP6 E2M3", "fp6_e2m3"),
+        "mxfp4": ("MXFP4", "fp4_e2m1"),
+    }
+    for name, (label, element) in mx_formats.items():
+        _, grid, bits, emax = elements[element]
+        formats[name] = NumberFormat(name, label, bits, grid, block=MX_BLOCK, emax=emax)
+    return formats
+
+
+FORMATS: dict[str, NumberFormat] = _build_registry()
+
+
+def get_format(name: str) -> NumberFormat:
+    """The registered format called ``name``; INT-b for any b in 2..16 as ``int{b}``."""
+    if name in FORMATS:
+        return FORMATS[name]
+    if name.startswith("int") and name[3:].isdigit() and 2 <= int(name[3:]) <= 16:
+        return int_format(int(name[3:]))
+    known = ", ".join(FORMATS)
+    raise ValueError(f"unknown number format {name!r}; known: {known} (and int2..int16)")
