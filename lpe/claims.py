@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass
 
@@ -38,20 +37,8 @@ from lpe.checkpoints import (
     checkpoint_info,
     convergence_gate,
 )
-from lpe.selection import at_an_end
+from lpe.selection import NOISE_SE, at_an_end, band, joint_band
 from lpe.tables import final_ensembles, precision_rank
-
-NOISE_SE = 2.0  # a noise band is this many standard errors of the mean over the seeds
-
-
-def band(sd: float, n: int) -> float:
-    """The noise band of a mean over ``n`` seeds with spread ``sd``: NOISE_SE standard errors."""
-    return NOISE_SE * sd / math.sqrt(n) if n > 1 and sd == sd else 0.0
-
-
-def joint_band(*bands: float) -> float:
-    """The band of a difference (or sum) of independent noisy quantities."""
-    return math.sqrt(sum(b * b for b in bands))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+NOISE_SE = 2.0  # a noise band is this many standard errors of the mean over the seeds
+
+
+def band(sd: float, n: int) -> float:
+    """The noise band of a mean over ``n`` seeds with spread ``sd``: NOISE_SE standard errors."""
+    return NOISE_SE * sd / math.sqrt(n) if n > 1 and sd == sd else 0.0
+
+
+def joint_band(*bands: float) -> float:
+    """The band of a difference (or sum) of independent noisy quantities."""
+    return math.sqrt(sum(b * b for b in bands))
 
 
 def at_an_end(setting: float, candidates: Sequence[float]) -> bool:

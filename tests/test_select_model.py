@@ -1,4 +1,5 @@
-"""bma.model's rule: the model whose LPE-BSR ensemble gains most over FP32 on validation."""
+"""bma.model's rule: the model whose LPE-BSR ensemble gains most over FP32 on validation,
+averaged over ensemble seeds; ties within noise go to the fewest parameters."""
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from lpe.members import member_seed, quantize
 from lpe.models import create_model
 from lpe.numbers import IntFormat
 from lpe.policy import QuantPolicy
+from lpe.select_model import choose
 from lpe.select_model import main as select
 
 
@@ -40,7 +42,7 @@ def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(t
     best = max(gains, key=gains.get)
     other = min(gains, key=gains.get)
     args = ["--checkpoints", *(str(tmp_path / f"{n}.safetensors") for n in models),
-            "--data", str(tmp_path / "d.npz"), "--bits", "3", "--members", "3", "--seed", "0",
+            "--data", str(tmp_path / "d.npz"), "--bits", "3", "--members", "3", "--seeds", "0",
             "--device", "cpu", "--out", str(tmp_path / "choice.md")]  # fmt: skip
     select([*args, "--configured", best])
     text = (tmp_path / "choice.md").read_text()
@@ -49,3 +51,21 @@ def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(t
         assert f"{gain:+.5f}" in text, name
     with pytest.raises(SystemExit, match=f"the rule chooses '{best}'.*set bma.model: {best}"):
         select([*args, "--configured", other])
+
+
+def test_a_gain_within_noise_of_the_largest_is_a_tie_that_goes_to_the_smaller_model():
+    def row(model, params, gain, band):
+        return {"model": model, "params": params, "gain": gain, "band": band}
+
+    # gains and bands of the size of the mini models' (3 seeds)
+    rows = [row("t", 15_154, 0.00438, 0.00256), row("s", 86_218, 0.00407, 0.00187),
+            row("l", 673_834, 0.00100, 0.00105)]  # fmt: skip
+    assert choose(rows) == ("t", ["t", "s"])
+    # s larger and within noise: still t, the smaller one
+    rows[1] = row("s", 86_218, 0.00500, 0.00187)
+    assert choose(rows) == ("t", ["t", "s"])
+    # s larger beyond the noise: s, alone
+    rows[1] = row("s", 86_218, 0.00900, 0.00100)
+    assert choose(rows) == ("s", ["s"])
+    # no noise (one seed): only an exact tie is a tie
+    assert choose([row("a", 2, 0.1, 0.0), row("b", 1, 0.09, 0.0)]) == ("a", ["a"])

@@ -21,12 +21,12 @@ rule select_bma_model:
         policy=QUANT_FLAGS,
         bits=FAST["bits"],
         members=config["lpe"]["ensemble_size"],
-        seed=config["lpe"]["seeds"][0],
+        seeds=" ".join(str(s) for s in config["lpe"]["seeds"]),
         configured=BMA_MODEL,
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.select_model --checkpoints {input.checkpoints} {params.data}"
-        " --bits {params.bits} {params.policy} --members {params.members} --seed {params.seed}"
+        " --bits {params.bits} {params.policy} --members {params.members} --seeds {params.seeds}"
         " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
