@@ -1,4 +1,5 @@
-"""Benchmark: Bernoulli stochastic rounding of a ViT-B/16-sized weight set to INT-b codes.
+"""Benchmark: Bernoulli stochastic rounding of a ViT-B/16-sized weight set to INT-b codes (and,
+through ``lpe.formats``, to the float, NF4 and MX formats).
 
 Prints one table. The weight set is the quantized tensors of timm's ``vit_base_patch16_224``
 (``pretrained=False``, no download), per-output-channel scales. Every row rounds the same weights
@@ -21,6 +22,7 @@ import torch
 from common import best_time, emit, machine_line
 
 from lpe import kernels
+from lpe.formats import get_format
 from lpe.members import tensor_key
 from lpe.numbers import IntFormat, compute_scales, round_stochastic
 from lpe.policy import QuantPolicy
@@ -76,6 +78,22 @@ def main() -> None:
     rows.append(
         ("lpe.kernels.bsr_codes (counter-based, numba)", best_time(lpe_kernel, args.repeats))
     )
+
+    # What members use since the format objects: scales and codes together, for INT-b (its
+    # floor fast path) and for grid formats (a binary search per weight). The INT kernel with
+    # its scales is the row to compare INT-b with.
+    def kernel_with_scales():
+        return [kernels.bsr_codes(t, compute_scales(t, fmt), fmt.qmax, tensor_key(0, n))
+                for n, t in tensors.items()]  # fmt: skip
+
+    rows.append(("lpe.kernels.bsr_codes + its scales", best_time(kernel_with_scales, args.repeats)))
+    for name in (f"int{args.bits}", "fp8_e4m3", "fp6_e3m2", "fp4_e2m1", "nf4", "mxfp4"):
+        number_format = get_format(name)
+
+        def format_bsr(number_format=number_format):
+            return [number_format.round_stochastic(t, tensor_key(0, n)) for n, t in tensors.items()]
+
+        rows.append((f"lpe.formats {name} (scales + codes)", best_time(format_bsr, args.repeats)))
 
     flat = torch.cat([t.reshape(-1) for t in tensors.values()])
     destination = torch.empty_like(flat).fill_(0)  # touched once: no page faults while timed

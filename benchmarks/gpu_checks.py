@@ -100,6 +100,34 @@ def bsr_check():
     )
 
 
+@section("1b. Every number format's RTN and BSR on CUDA vs the CPU kernels (ViT-B/16 state)")
+def formats_check():
+    import timm
+
+    from lpe.formats import FORMATS
+    from lpe.members import tensor_key
+    from lpe.policy import QuantPolicy
+
+    model = timm.create_model("vit_base_patch16_224", pretrained=False)
+    policy = QuantPolicy()
+    state = {n: t for n, t in model.state_dict().items() if policy.quantizes(n, t)}
+    gpu = {n: t.cuda() for n, t in state.items()}
+    lines, NUMBERS["formats"] = [], {}
+    for fmt_name, fmt in FORMATS.items():
+        mismatched = 0
+        for name, tensor in state.items():
+            key = tensor_key(0, name)
+            for cpu, cuda in ((fmt.round_nearest(tensor), fmt.round_nearest(gpu[name])),
+                              (fmt.round_stochastic(tensor, key),
+                               fmt.round_stochastic(gpu[name], key))):  # fmt: skip
+                mismatched += int((cuda[0].cpu().long() != cpu[0].long()).sum())
+        t_bsr = cuda_time(lambda fmt=fmt: [fmt.round_stochastic(t, 1) for t in gpu.values()])
+        NUMBERS["formats"][fmt_name] = {"mismatched_codes": mismatched, "bsr_s": t_bsr}
+        lines.append(f"| {fmt_name} | {mismatched} | {t_bsr * 1e3:.1f} |")
+    REPORT.append("| format | codes differing from the CPU (RTN + BSR) | one member's BSR (ms) |\n"
+                  "|---|---:|---:|\n" + "\n".join(lines))  # fmt: skip
+
+
 @section("2. One fine-tuning step of ViT-B/16: peak GPU memory and time (FP32, random weights)")
 def finetune_memory():
     import ivon
@@ -245,7 +273,8 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run this on the GPU machine")
     REPORT.append(f"# GPU checks\n\n{torch.cuda.get_device_name()}, torch {torch.__version__}.")
-    for check in (bsr_check, finetune_memory, eval_throughput, mmlu_member, apply_bf16):
+    checks = (bsr_check, formats_check, finetune_memory, eval_throughput, mmlu_member, apply_bf16)
+    for check in checks:
         check()
     text = "\n".join(REPORT) + "\n"
     if args.out:

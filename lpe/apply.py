@@ -28,8 +28,9 @@ import torch
 from tqdm import tqdm
 
 from lpe import metrics
+from lpe.formats import int_format
 from lpe.members import member_seed, quantize
-from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import QuantPolicy
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
@@ -88,7 +89,7 @@ def apply_lpe(
     policy = policy or QuantPolicy()
     model = model.to(device).eval()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # on the device
-    fmt = IntFormat(bits)
+    fmt = int_format(bits)
     draws = {
         "fp32": lambda: [None],
         "rtn": lambda: [quantize(state, fmt, "rtn", seed=0, policy=policy)],

@@ -51,6 +51,7 @@ from lpe import metrics
 from lpe.artifacts import ArtifactError, write_json
 from lpe.checkpoints import load_checkpoint
 from lpe.data import SPLITS
+from lpe.formats import int_format
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import member_seed, quantize
 from lpe.models import count_params
@@ -128,8 +129,7 @@ def write_member(model, state, policy: QuantPolicy, method: str, setting, seed: 
     elif method == "matched":
         matched_member(model, state, policy, int(setting), seed)
     else:  # bsr: the generate stage's member of this seed
-        fmt = IntFormat(int(setting), per_channel=True)
-        quantize(state, fmt, "bsr", seed, policy).load_into(model)
+        quantize(state, int_format(int(setting)), "bsr", seed, policy).load_into(model)
 
 
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
@@ -194,7 +194,7 @@ def member_bits(model, state, method: str, setting: float, members: int) -> list
     is a full FP32 model; MC dropout's members are masks of the one stored FP32 model."""
     params = count_params(model)
     if method == "bsr":
-        fmt = IntFormat(int(setting), per_channel=True)
+        fmt = int_format(int(setting))
         return [quantize(state, fmt, "rtn").bits] * members  # the same layout as a BSR member
     if method == "dropout":
         return [32 * params] + [0] * (members - 1)

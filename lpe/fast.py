@@ -66,10 +66,11 @@ from lpe.finetune import (
     run_finetune,
     validate,
 )
+from lpe.formats import get_format
 from lpe.generate import generate, seed_runs_problem
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import derive_seed
-from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.predict import batches, predict_fp32, predict_members, write_predictions
 from lpe.resume import Resume
@@ -432,7 +433,7 @@ def predict(args) -> None:
         _write(fp32_out, lp, labels, bits, budget, info, run)
     if args.bits is None:
         return
-    fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+    fmt = get_format(f"int{args.bits}", per_channel=not args.per_tensor)
     policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
     for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
         with autocast(device, args.dtype):

@@ -27,13 +27,14 @@ member here). Both are used in the tests, as the independent check of every grid
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 import torch
 
-from lpe.kernels import GOLDEN, INV24, _mix64
+from lpe.kernels import GOLDEN, INV24, _mix64, counter_uniforms
 
 MX_BLOCK = 32  # weights per E8M0 scale in the MX formats (OCP MX v1.0)
 E8M0_BITS = 8
@@ -95,6 +96,7 @@ class NumberFormat:
     grid: np.ndarray = field(repr=False)
     block: int | None = None
     emax: int | None = None
+    per_channel: bool = True  # False: one FP32 scale for the whole tensor (not for MX formats)
 
     def __post_init__(self) -> None:
         grid = np.asarray(self.grid, dtype=np.float32)
@@ -106,14 +108,26 @@ class NumberFormat:
             raise ValueError(f"{self.name}: {len(grid)} values do not fit {self.code_bits} bits")
         if (self.block is None) != (self.emax is None):
             raise ValueError(f"{self.name}: a block-scaled format needs emax, and only it")
+        if self.block is not None and not self.per_channel:
+            raise ValueError(f"{self.name}: a block-scaled format has no per-tensor scale")
         object.__setattr__(self, "grid", grid)
+
+    @property
+    def integer_grid(self) -> bool:
+        """Whether the grid is consecutive integers (INT-b), which has a fast path."""
+        return bool(np.all(np.diff(self.grid) == 1) and self.grid[0] == np.round(self.grid[0]))
 
     @property
     def max_value(self) -> float:
         return float(self.grid[-1])
 
+    @property
+    def scale_bits(self) -> int:
+        """Bits of one stored scale: FP32, or an E8M0 exponent for the MX formats."""
+        return 32 if self.block is None else E8M0_BITS
+
     def scale_bits_per_weight(self, row_length: int) -> float:
-        """Bits of scale per weight in a row of ``row_length`` weights."""
+        """Bits of scale per weight in a row of ``row_length`` weights (per-channel scales)."""
         if self.block is None:
             return 32 / row_length
         return E8M0_BITS * -(-row_length // self.block) / row_length
@@ -123,10 +137,12 @@ class NumberFormat:
         return self.code_bits + self.scale_bits_per_weight(row_length)
 
     def scales(self, weight: torch.Tensor) -> torch.Tensor:
-        """FP32 scales, one per row (``(rows, 1)``) or per block (``(rows, blocks)``)."""
+        """FP32 scales, one per row (``(rows, 1)``), per tensor (``(1, 1)``) or per block
+        (``(rows, blocks)``)."""
         w2 = _rows(weight)
         if self.block is None:
-            absmax = w2.abs().amax(dim=1, keepdim=True)
+            absmax = w2.abs().amax(dim=1, keepdim=True) if self.per_channel else w2.abs().amax()
+            absmax = absmax.reshape(-1, 1)
             scales = absmax / self.max_value
             return torch.where(scales > 0, scales, torch.ones_like(scales))
         blocks = _blocked(w2, self.block).abs().amax(dim=2)  # (rows, blocks)
@@ -145,28 +161,51 @@ class NumberFormat:
 
     def round_nearest(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RTN: (codes, scales); ``codes`` index the grid (uint8/uint16, weight's shape)."""
-        scales = self.scales(weight)
-        u = self.unit_values(weight, scales).contiguous().numpy()
-        out = np.empty(u.shape, dtype=self.code_dtype)
-        zero = int(np.flatnonzero(self.grid == 0)[0])
-        _rtn_grid(u.reshape(-1), self.grid, zero, out.reshape(-1))
-        return torch.from_numpy(out).reshape(weight.shape), scales
+        return self._round(weight, stochastic=False, key=0)
 
     def round_stochastic(self, weight: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
         """BSR: (codes, scales) drawn from the counter-based stream with ``key`` (< 2**63)."""
+        return self._round(weight, stochastic=True, key=key)
+
+    def _round(self, weight, stochastic: bool, key: int) -> tuple[torch.Tensor, torch.Tensor]:
         scales = self.scales(weight)
-        u = self.unit_values(weight, scales).contiguous().numpy()
-        out = np.empty(u.shape, dtype=self.code_dtype)
-        _bsr_grid(u.reshape(-1), self.grid, np.uint64(key), out.reshape(-1))
+        if weight.device.type != "cpu":
+            codes = _round_torch(self, _rows(weight), scales, stochastic, key)
+            return codes.reshape(weight.shape), scales
+        w2 = _rows(weight).contiguous().numpy()
+        out = np.empty(w2.shape, dtype=self.code_dtype)
+        zero = int(np.flatnonzero(self.grid == 0)[0])
+        block = self.block or w2.shape[1]
+        scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()  # per tensor: each row
+        if stochastic and self.integer_grid:
+            _bsr_integer_rows(
+                w2, scales_np, block, self.grid[0], self.grid[-1], np.uint64(key), out
+            )
+        else:
+            _round_rows(w2, scales_np, block, self.grid, zero, stochastic, np.uint64(key), out)
         return torch.from_numpy(out).reshape(weight.shape), scales
 
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """The FP32 weight a member runs with: ``scale * grid[code]``."""
-        values = torch.from_numpy(self.grid)[codes.reshape(codes.shape[0], -1).long()]
+        grid = torch.as_tensor(self.grid, device=codes.device)
+        values = grid[codes.reshape(codes.shape[0], -1).long()]
         if self.block is None:
             return (values * scales).reshape(codes.shape)
         per_weight = scales.repeat_interleave(self.block, dim=1)[:, : values.shape[1]]
         return (values * per_weight).reshape(codes.shape)
+
+    def stored_scales(self, scales: torch.Tensor) -> torch.Tensor:
+        """Scales as a member file stores them: FP32, or MX's E8M0 exponents (uint8, e + 127)."""
+        if self.block is None:
+            return scales.float()
+        return (torch.log2(scales).round() + 127).to(torch.uint8)
+
+    def loaded_scales(self, stored: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`stored_scales`, as (rows, 1), (1, 1) or (rows, blocks)."""
+        stored = stored.reshape(stored.shape[0], -1)  # older files: (out, 1, 1, ...)
+        if self.block is None:
+            return stored
+        return torch.exp2(stored.float() - 127)
 
     @property
     def code_dtype(self) -> np.dtype:
@@ -203,37 +242,81 @@ def _lower_index(grid, u):
 
 
 @numba.njit(parallel=True, cache=True)
-def _rtn_grid(u, grid, zero, out):
-    """Nearest grid value; ``zero`` is the index of 0.0 in the grid (ties: even magnitude index)."""
-    n = len(grid)
-    for i in numba.prange(u.shape[0]):
-        x = u[i]
-        lo = _lower_index(grid, x)
-        if lo == n - 1 or x <= grid[0]:
-            out[i] = lo
-            continue
-        below, above = x - grid[lo], grid[lo + 1] - x
-        if below < above:
-            out[i] = lo
-        elif above < below:
-            out[i] = lo + 1
-        else:  # a tie: the neighbour whose magnitude index is even
-            out[i] = lo if abs(lo - zero) % 2 == 0 else lo + 1
+def _bsr_integer_rows(w, scales, block, first, last, key, out):
+    """BSR onto consecutive integers ``first ... last`` (INT-b): ``floor(u) + (r < frac(u))``,
+    branch-free like lpe.kernels' INT-b kernel, so it vectorises (a grid search costs ~4x more).
+    The same stream and the same codes as :func:`_round_rows` on that grid (tested)."""
+    rows, cols = w.shape
+    for row in numba.prange(rows):
+        base = key + np.uint64(row) * np.uint64(cols) * np.uint64(GOLDEN)
+        for start in range(0, cols, block):
+            s = scales[row, start // block]
+            for j in range(start, min(start + block, cols)):
+                u = w[row, j] / s
+                low = np.floor(u)
+                h = _mix64(base + np.uint64(j + 1) * np.uint64(GOLDEN))
+                r = np.float32(h >> np.uint64(40)) * INV24
+                q = low + np.float32(1.0) if r < u - low else low
+                out[row, j] = min(max(q, first), last) - first
 
 
 @numba.njit(parallel=True, cache=True)
-def _bsr_grid(u, grid, key, out):
+def _round_rows(w, scales, block, grid, zero, stochastic, key, out):
+    """Codes of ``w`` (rows, cols) with ``scales`` (rows, blocks), ``block`` weights per scale.
+
+    RTN: the nearest grid value, ties to the even magnitude index (``zero`` is 0.0's index).
+    BSR: weight ``i = row * cols + j`` draws the ``(i + 1)``-th output of SplitMix64 seeded with
+    ``key``, as lpe.kernels does for INT-b, and takes the upper neighbour when ``r < p``.
+    """
+    rows, cols = w.shape
     n = len(grid)
-    for i in numba.prange(u.shape[0]):
-        x = u[i]
-        lo = _lower_index(grid, x)
-        if lo == n - 1 or x <= grid[0]:
-            out[i] = lo
-            continue
-        h = _mix64(key + np.uint64(i + 1) * np.uint64(GOLDEN))
-        r = np.float32(h >> np.uint64(40)) * INV24
-        p = (x - grid[lo]) / (grid[lo + 1] - grid[lo])
-        out[i] = lo + 1 if r < p else lo
+    for row in numba.prange(rows):
+        base = key + np.uint64(row) * np.uint64(cols) * np.uint64(GOLDEN)
+        for start in range(0, cols, block):  # one scale per block (no division per weight)
+            s = scales[row, start // block]
+            for j in range(start, min(start + block, cols)):
+                x = w[row, j] / s
+                lo = _lower_index(grid, x)
+                if lo == n - 1 or x <= grid[0]:  # at or beyond an end: clamped
+                    out[row, j] = lo
+                elif stochastic:
+                    h = _mix64(base + np.uint64(j + 1) * np.uint64(GOLDEN))
+                    r = np.float32(h >> np.uint64(40)) * INV24
+                    p = (x - grid[lo]) / (grid[lo + 1] - grid[lo])
+                    out[row, j] = lo + 1 if r < p else lo
+                else:
+                    below, above = x - grid[lo], grid[lo + 1] - x
+                    if below < above:
+                        out[row, j] = lo
+                    elif above < below:
+                        out[row, j] = lo + 1
+                    else:  # a tie: the neighbour whose magnitude index is even
+                        out[row, j] = lo if abs(lo - zero) % 2 == 0 else lo + 1
+
+
+def _round_torch(fmt: NumberFormat, w2: torch.Tensor, scales, stochastic: bool, key: int):
+    """The CPU kernels' rule with torch ops, for tensors on other devices (CUDA): the same
+    codes bit for bit (the same float32 division and comparisons, the same hash; tested on the
+    CPU here, on a GPU by benchmarks/gpu_checks.py)."""
+    rows, cols = w2.shape
+    block = fmt.block or cols
+    per_weight = scales.expand(rows, -1).repeat_interleave(block, dim=1)[:, :cols]
+    u = w2 / per_weight
+    grid = torch.as_tensor(fmt.grid, device=w2.device)
+    n = len(grid)
+    lo = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, n - 2)
+    lower, upper = grid[lo], grid[lo + 1]
+    if stochastic:
+        r = counter_uniforms(key, rows, cols, w2.device)
+        codes = lo + (r < (u - lower) / (upper - lower)).long()
+    else:
+        below, above = u - lower, upper - u
+        zero = int(np.flatnonzero(fmt.grid == 0)[0])
+        even = (lo - zero).abs() % 2 == 0
+        codes = torch.where(below < above, lo, lo + 1)
+        codes = torch.where(below == above, torch.where(even, lo, lo + 1), codes)
+    codes = torch.where(u <= grid[0], 0, torch.where(u >= grid[-1], n - 1, codes))
+    return codes.to(torch.uint8 if fmt.code_dtype == np.uint8 else torch.int32)
 
 
 def int_format(bits: int) -> NumberFormat:
@@ -274,11 +357,16 @@ def _build_registry() -> dict[str, NumberFormat]:
 FORMATS: dict[str, NumberFormat] = _build_registry()
 
 
-def get_format(name: str) -> NumberFormat:
-    """The registered format called ``name``; INT-b for any b in 2..16 as ``int{b}``."""
+def get_format(name: str, per_channel: bool = True) -> NumberFormat:
+    """The registered format called ``name`` (INT-b for any b in 2..16 as ``int{b}``), with one
+    scale per output channel or, ``per_channel=False``, one per tensor."""
     if name in FORMATS:
-        return FORMATS[name]
-    if name.startswith("int") and name[3:].isdigit() and 2 <= int(name[3:]) <= 16:
-        return int_format(int(name[3:]))
+        fmt = FORMATS[name]
+    elif name.startswith("int") and name[3:].isdigit() and 2 <= int(name[3:]) <= 16:
+        fmt = int_format(int(name[3:]))
+    else:
+        fmt = None
+    if fmt is not None:
+        return fmt if per_channel else dataclasses.replace(fmt, per_channel=False)
     known = ", ".join(FORMATS)
     raise ValueError(f"unknown number format {name!r}; known: {known} (and int2..int16)")

@@ -18,14 +18,15 @@ from tqdm import tqdm
 
 from lpe.artifacts import atomic_dir, write_manifest
 from lpe.checkpoints import load_checkpoint
+from lpe.formats import NumberFormat, get_format
 from lpe.members import METHODS, member_seed, quantize, save_member
-from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.runtime import set_threads
 
 
 def generate(
-    checkpoint, out, fmt: IntFormat, method: str, seed: int, members: int, policy: QuantPolicy
+    checkpoint, out, fmt: NumberFormat, method: str, seed: int, members: int, policy: QuantPolicy
 ) -> dict:
     """Write the members and their manifest into ``out``; return the manifest."""
     if members < 1:
@@ -49,7 +50,8 @@ def generate(
             "model": info.model,
             "checkpoint_sha256": info.sha256,
             "method": method,
-            "bits": fmt.bits,
+            "format": fmt.name,
+            "bits": fmt.code_bits,
             "per_channel": fmt.per_channel,
             "seed": seed,
             "member_seeds": seeds,
@@ -91,9 +93,9 @@ def seed_runs_problem(seeds: list[int], members_out: list, out: list) -> str | N
     return None
 
 
-def member_format(args: argparse.Namespace) -> tuple[IntFormat, QuantPolicy]:
+def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
     """The number format and rounding policy of ``add_member_arguments``' flags."""
-    fmt = IntFormat(args.bits, per_channel=not args.per_tensor)
+    fmt = get_format(f"int{args.bits}", per_channel=not args.per_tensor)
     return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
 
 

@@ -88,15 +88,21 @@ def _srl(x: torch.Tensor, shift: int) -> torch.Tensor:
     return (x >> shift) & ((1 << (64 - shift)) - 1)
 
 
-def _bsr_codes_torch(w2, s_rows, qmax, key, dtype):
-    """The same stream with torch int64 ops (wrapping multiply), for CUDA tensors."""
-    rows, cols = w2.shape
-    index = torch.arange(rows * cols, device=w2.device, dtype=torch.int64).reshape(rows, cols)
+def counter_uniforms(key: int, rows: int, cols: int, device) -> torch.Tensor:
+    """The uniforms ``r`` of weights ``0 ... rows * cols - 1`` of the stream ``key``, as a
+    (rows, cols) float32 tensor, with torch int64 ops (wrapping multiply), on any device."""
+    index = torch.arange(rows * cols, device=device, dtype=torch.int64).reshape(rows, cols)
     z = _as_int64(key) + (index + 1) * _as_int64(GOLDEN)
     z = (z ^ _srl(z, 30)) * _as_int64(MIX1)
     z = (z ^ _srl(z, 27)) * _as_int64(MIX2)
     z = z ^ _srl(z, 31)
-    r = _srl(z, 40).float() * float(INV24)
+    return _srl(z, 40).float() * float(INV24)
+
+
+def _bsr_codes_torch(w2, s_rows, qmax, key, dtype):
+    """The same stream with torch int64 ops (wrapping multiply), for CUDA tensors."""
+    rows, cols = w2.shape
+    r = counter_uniforms(key, rows, cols, w2.device)
     u = w2 / s_rows[:, None]
     low = torch.floor(u)
     q = low + (r < u - low).float()
@@ -174,8 +180,8 @@ def pack(codes: np.ndarray, bits: int, qmax: int) -> np.ndarray:
     return out
 
 
-def unpack(packed: np.ndarray, bits: int, qmax: int, numel: int) -> np.ndarray:
-    """Packed uint8 stream -> flat signed codes (int8 or int16)."""
-    out = np.empty(numel, dtype=code_dtype(bits))
+def unpack(packed: np.ndarray, bits: int, qmax: int, numel: int, dtype=None) -> np.ndarray:
+    """Packed uint8 stream -> flat codes: signed (int8 or int16), or ``dtype`` (grid indices)."""
+    out = np.empty(numel, dtype=code_dtype(bits) if dtype is None else dtype)
     _unpack(packed, bits, qmax, out)
     return out

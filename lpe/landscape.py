@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         "anchor_nll": anchor_nll,
         "model": np.asarray(info.model),
         "optimizer": np.asarray(info.optimizer),
-        "bits": np.asarray(member.fmt.bits),
+        "bits": np.asarray(member.fmt.code_bits),
         "points": np.asarray(len(x)),
     }
     write_with(args.out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")

@@ -5,10 +5,14 @@ randomness from its own counter-based stream (``lpe.kernels``), keyed by the mem
 tensor's name, so a member does not depend on the order in which tensors are visited, on which
 other tensors are quantized, on the thread count or on the device.
 
+A member's number format is an ``lpe.formats.NumberFormat``: its codes index the format's grid of
+representable values (for INT-b, code ``q + qmax`` is the integer ``q``).
+
 On disk (safetensors, see ``lpe.artifacts``), a member holds exactly what it needs:
-``codes/<name>`` bit-packed integer codes (uint8 stream, ``lpe.packing``), ``scales/<name>`` FP32
-scales, ``fp32/<name>`` the tensors kept in full precision; the metadata records the format,
-method, seeds, shapes and the checkpoint it came from. Its memory bits are counted from those
+``codes/<name>`` the codes bit-packed at the format's width (uint8 stream, ``lpe.packing``),
+``scales/<name>`` its scales (FP32, or E8M0 exponents for the MX formats), ``fp32/<name>`` the
+tensors kept in full precision; the metadata records the format, method, seeds, shapes and the
+checkpoint it came from. Its memory bits are counted from those
 tensors, so they agree with the file size up to the safetensors header.
 """
 
@@ -23,9 +27,8 @@ from pathlib import Path
 import torch
 
 from lpe.artifacts import ArtifactError, load_tensors, save_tensors
-from lpe.kernels import bsr_codes
-from lpe.numbers import IntFormat, compute_scales, dequantize, round_nearest
-from lpe.packing import pack_codes, packed_nbytes, unpack_codes
+from lpe.formats import NumberFormat, get_format
+from lpe.packing import pack_indices, packed_nbytes, unpack_indices
 from lpe.policy import QuantPolicy
 
 METHODS = ("rtn", "bsr")
@@ -52,11 +55,11 @@ def tensor_key(seed: int, name: str) -> int:
 class Member:
     """One low precision member: codes and scales of the quantized tensors, plus the rest."""
 
-    fmt: IntFormat
+    fmt: NumberFormat
     method: str
     seed: int
-    codes: dict[str, torch.Tensor]  # name -> integer codes, the tensor's shape
-    scales: dict[str, torch.Tensor]  # name -> FP32 scales, broadcastable to the tensor
+    codes: dict[str, torch.Tensor]  # name -> grid indices (unsigned), the tensor's shape
+    scales: dict[str, torch.Tensor]  # name -> FP32 scales, (rows, 1), (1, 1) or (rows, blocks)
     kept: dict[str, torch.Tensor]  # name -> tensor kept in full precision
 
     @property
@@ -69,9 +72,11 @@ class Member:
 
     @property
     def bits(self) -> int:
-        """Storage: b bits per code (packed per tensor), 32 per scale, dtype bits per kept value."""
-        code_bits = sum(8 * packed_nbytes(c.numel(), self.fmt.bits) for c in self.codes.values())
-        scale_bits = sum(32 * s.numel() for s in self.scales.values())
+        """Storage: the format's code width (packed per tensor), its scale width (FP32 or E8M0),
+        dtype bits per kept value."""
+        width = self.fmt.code_bits
+        code_bits = sum(8 * packed_nbytes(c.numel(), width) for c in self.codes.values())
+        scale_bits = sum(self.fmt.scale_bits * s.numel() for s in self.scales.values())
         kept_bits = sum(8 * t.element_size() * t.numel() for t in self.kept.values())
         return code_bits + scale_bits + kept_bits
 
@@ -98,20 +103,20 @@ class Member:
         """Copy the member's tensors into ``target``'s tensors of the same names (cast to their
         dtype and device); names the member does not hold are left alone."""
         for name, q in self.codes.items():
-            target[name].copy_(dequantize(q, self.scales[name]))
+            target[name].copy_(self.fmt.dequantize(q, self.scales[name]))
         for name, t in self.kept.items():
             target[name].copy_(t)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The FP32 weights the member runs with (dequantized codes plus kept tensors)."""
-        state = {n: dequantize(q, self.scales[n]) for n, q in self.codes.items()}
+        state = {n: self.fmt.dequantize(q, self.scales[n]) for n, q in self.codes.items()}
         state.update(self.kept)
         return state
 
 
 def quantize(
     state: Mapping[str, torch.Tensor],
-    fmt: IntFormat,
+    fmt: NumberFormat,
     method: str,
     seed: int = 0,
     policy: QuantPolicy | None = None,
@@ -128,12 +133,10 @@ def quantize(
         if not policy.quantizes(name, tensor):
             kept[name] = tensor.detach().clone()
             continue
-        s = compute_scales(tensor, fmt)
         if method == "rtn":
-            q = round_nearest(tensor, s, fmt)
+            codes[name], scales[name] = fmt.round_nearest(tensor)
         else:
-            q = bsr_codes(tensor, s, fmt.qmax, tensor_key(seed, name))
-        codes[name], scales[name] = q, s
+            codes[name], scales[name] = fmt.round_stochastic(tensor, tensor_key(seed, name))
     return Member(fmt=fmt, method=method, seed=seed, codes=codes, scales=scales, kept=kept)
 
 
@@ -142,14 +145,15 @@ def save_member(path: str | Path, member: Member, provenance: Mapping[str, str])
     tensors: dict[str, torch.Tensor] = {}
     shapes = {}
     for name, q in member.codes.items():
-        tensors[f"codes/{name}"] = pack_codes(q, member.fmt.bits)
-        tensors[f"scales/{name}"] = member.scales[name].float()
+        tensors[f"codes/{name}"] = pack_indices(q, member.fmt.code_bits)
+        tensors[f"scales/{name}"] = member.fmt.stored_scales(member.scales[name])
         shapes[name] = list(q.shape)
     for name, t in member.kept.items():
         tensors[f"fp32/{name}"] = t
     metadata = {
         "lpe_kind": MEMBER_KIND,
-        "bits": str(member.fmt.bits),
+        "format": member.fmt.name,
+        "bits": str(member.fmt.code_bits),
         "per_channel": str(member.fmt.per_channel),
         "method": member.method,
         "seed": str(member.seed),
@@ -166,10 +170,12 @@ def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
     tensors, meta = load_tensors(path, "member file")
     if meta.get("lpe_kind") != MEMBER_KIND:
         raise ArtifactError(f"{path} is not an LPE member file (kind {meta.get('lpe_kind')!r}).")
-    fmt = IntFormat(bits=int(meta["bits"]), per_channel=meta["per_channel"] == "True")
+    # files from before the format objects name INT-b by its bits only (same code stream)
+    name = meta.get("format", f"int{meta['bits']}")
+    fmt = get_format(name, per_channel=meta["per_channel"] == "True")
     shapes = json.loads(meta["shapes"])
-    codes = {n: unpack_codes(tensors[f"codes/{n}"], fmt.bits, tuple(s)) for n, s in shapes.items()}
-    scales = {n: tensors[f"scales/{n}"] for n in shapes}
+    codes = {n: unpack_indices(tensors[f"codes/{n}"], fmt, tuple(s)) for n, s in shapes.items()}
+    scales = {n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes}
     kept = {k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")}
     member = Member(fmt, meta["method"], int(meta["seed"]), codes, scales, kept)
     if member.bits != int(meta["memory_bits"]):

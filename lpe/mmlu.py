@@ -48,8 +48,9 @@ import torch
 from tqdm import tqdm
 
 from lpe.artifacts import write_json, write_with
+from lpe.formats import int_format
 from lpe.members import member_seed, quantize
-from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat
+from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import QuantPolicy
 from lpe.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
 
@@ -187,7 +188,7 @@ def predict(args) -> None:
         log_probs = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)[None]
         bits, run = [32 * numel], {"method": "fp32", "bits": 0, "seed": 0}
     else:
-        fmt, members = IntFormat(args.bits), 1 if args.method == "rtn" else args.members
+        fmt, members = int_format(args.bits), 1 if args.method == "rtn" else args.members
         parts = MemberParts(Path(str(args.out) + ".members"), _run_record(args, len(prompts)))
         log_probs, bits = [], []
         for k in tqdm(range(members), desc=f"{args.method} members", mininterval=5):

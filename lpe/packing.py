@@ -29,14 +29,38 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.from_numpy(kernels.pack(flat, bits, qmax))
 
 
-def unpack_codes(packed: torch.Tensor, bits: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Inverse of :func:`pack_codes`: int8 (bits <= 8) or int16 codes of the given shape."""
+def pack_indices(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack grid indices (``lpe.formats``; unsigned, below ``2**bits``) into a flat uint8 tensor.
+
+    The stream is :func:`pack_codes`' layout with no offset, so INT-b's index ``q + qmax`` packs
+    to the same bytes as its signed code ``q``.
+    """
+    flat = codes.detach().cpu().reshape(-1).numpy()
+    if flat.size and int(flat.max()) >= 2**bits:
+        raise ValueError(f"grid indices up to {int(flat.max())} cannot be packed at {bits} bits")
+    return torch.from_numpy(kernels.pack(flat, bits, 0))
+
+
+def unpack_indices(packed: torch.Tensor, fmt, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of :func:`pack_indices` for a format ``fmt`` (its code width and index dtype)."""
     numel = int(np.prod(shape, dtype=np.int64))
+    _check_size(packed, numel, fmt.code_bits)
+    out = kernels.unpack(packed.numpy(), fmt.code_bits, 0, numel, dtype=fmt.code_dtype)
+    return torch.from_numpy(out).reshape(shape)
+
+
+def _check_size(packed: torch.Tensor, numel: int, bits: int) -> None:
     expected = packed_nbytes(numel, bits)
     if packed.numel() != expected:
         raise ValueError(
             f"packed stream has {packed.numel()} bytes, expected {expected} "
             f"for {numel} codes at {bits} bits"
         )
+
+
+def unpack_codes(packed: torch.Tensor, bits: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of :func:`pack_codes`: int8 (bits <= 8) or int16 codes of the given shape."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    _check_size(packed, numel, bits)
     qmax = 2 ** (bits - 1) - 1
     return torch.from_numpy(kernels.unpack(packed.numpy(), bits, qmax, numel)).reshape(shape)

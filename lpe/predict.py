@@ -185,13 +185,14 @@ def predict_members(checkpoint, members_dir, x, batch_size, device, members_per_
 
 
 def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
-    """A manifest's member file: made from ``checkpoint``, of the manifest's method and bits."""
+    """A manifest's member file: made from ``checkpoint``, of the manifest's method and format."""
     path = Path(folder) / name
     member = load_member_of(path, checkpoint, info.sha256)
-    if (member.method, member.fmt.bits) != (manifest["method"], manifest["bits"]):
+    listed = manifest.get("format", f"int{manifest['bits']}")  # older manifests: INT-b bits only
+    if (member.method, member.fmt.name) != (manifest["method"], listed):
         raise ArtifactError(
-            f"member file {path} is {member.method} INT-{member.fmt.bits}, but {folder}'s "
-            f"manifest says {manifest['method']} INT-{manifest['bits']}; delete it and rerun"
+            f"member file {path} is {member.method} {member.fmt.label}, but {folder}'s "
+            f"manifest says {manifest['method']} {listed}; delete it and rerun"
         )
     return member
 

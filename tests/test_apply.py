@@ -90,8 +90,8 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
     tmp_path, monkeypatch
 ):
     from lpe import metrics
+    from lpe.formats import int_format
     from lpe.members import Member, member_seed, quantize
-    from lpe.numbers import IntFormat
     from lpe.policy import QuantPolicy
 
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).eval()
@@ -107,7 +107,7 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
     x = torch.cat([xb for xb, _ in loader])
     outputs = []
     for k in range(3):
-        member = quantize(state, IntFormat(4), "bsr", seed=member_seed(5, k), policy=QuantPolicy())
+        member = quantize(state, int_format(4), "bsr", seed=member_seed(5, k), policy=QuantPolicy())
         model.load_state_dict(member.state_dict())
         with torch.no_grad():
             outputs.append(torch.log_softmax(model(x), -1))

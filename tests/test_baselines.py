@@ -17,10 +17,10 @@ from lpe.baselines import (
 from lpe.baselines import main as baselines
 from lpe.claims import claim6
 from lpe.data import build, save_splits
+from lpe.formats import int_format
 from lpe.inputs import TensorData
 from lpe.members import member_seed, quantize
 from lpe.models import create_model
-from lpe.numbers import IntFormat
 from lpe.policy import QuantPolicy
 from lpe.table6 import chosen_settings, table6
 
@@ -69,7 +69,7 @@ def test_matched_noise_has_bsr_variance_per_weight(model_and_state):
     ratio = noise.var(0).sum() / (std**2).sum()
     assert abs(ratio.item() - 1) < 0.03
     # BSR's own per-weight variance is the same: draw BSR members and compare
-    fmt = IntFormat(6, per_channel=True)
+    fmt = int_format(6)
     bsr = torch.stack([
         quantize(state, fmt, "bsr", seed, QuantPolicy()).state_dict()[name] - state[name]
         for seed in range(200)
@@ -82,7 +82,7 @@ def test_the_bsr_baseline_draws_the_generate_stages_members(model_and_state, spl
     model, state = model_and_state
     x = splits.x["val"]
     log_probs = ensemble(model, state, "bsr", 4, 2, 7, x, 16, CPU)
-    fmt = IntFormat(4, per_channel=True)
+    fmt = int_format(4)
     for k in range(2):
         quantize(state, fmt, "bsr", member_seed(7, k), QuantPolicy()).load_into(model)
         with torch.no_grad():

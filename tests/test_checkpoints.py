@@ -35,11 +35,11 @@ def test_corrupted_checkpoint_is_refused(checkpoint):
 
 
 def test_a_member_file_is_not_a_checkpoint(tmp_path, vit_state):
+    from lpe.formats import int_format
     from lpe.members import quantize, save_member
-    from lpe.numbers import IntFormat
 
     path = tmp_path / "m.safetensors"
-    save_member(path, quantize(vit_state, IntFormat(4), "rtn"), {})
+    save_member(path, quantize(vit_state, int_format(4), "rtn"), {})
     with pytest.raises(ArtifactError, match="not an LPE checkpoint"):
         checkpoint_info(path)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpe import kernels, numbers
+from lpe import formats, kernels, numbers
 from lpe.formats import FORMATS, MX_BLOCK, get_format
 
 # our element formats -> the ml_dtypes type that implements them (round-to-nearest-even casts)
@@ -84,6 +84,19 @@ def test_int_formats_give_the_int_kernels_codes_and_scales(bits):
     assert torch.equal(fmt.dequantize(codes, scales), numbers.dequantize(expected, old_scales))
 
 
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_the_integer_fast_path_draws_what_the_grid_search_draws(bits):
+    """INT-b's BSR takes a branch-free floor path; the generic grid search gives the same codes."""
+    fmt = get_format(f"int{bits}")
+    weight = torch.randn(16, 70, generator=torch.Generator().manual_seed(3))
+    fast, scales = fmt.round_stochastic(weight, key=99)
+    searched = np.empty(fast.shape, dtype=fmt.code_dtype)
+    zero = int(np.flatnonzero(fmt.grid == 0)[0])
+    formats._round_rows(weight.numpy(), scales.numpy(), weight.shape[1], fmt.grid, zero, True,
+                        np.uint64(99), searched)  # fmt: skip
+    assert torch.equal(fast, torch.from_numpy(searched))
+
+
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_bsr_is_unbiased_in_every_format(name):
     """The mean of 2,000 draws is within 5 standard errors of each weight, for weights spread over
@@ -139,3 +152,16 @@ def test_bits_per_weight_count_codes_and_scales():
     assert get_format("mxfp4").bits_per_weight(64) == 4.25
     assert get_format("mxfp4").bits_per_weight(40) == 4 + 16 / 40  # two blocks' scales
     assert get_format("nf4").bits_per_weight(32) == 5.0
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_the_torch_path_for_other_devices_gives_the_cpu_kernels_codes(name):
+    """Tensors on a GPU take a torch version of the kernels; run here on CPU tensors, it must
+    give the numba kernels' codes bit for bit, RTN (ties included) and BSR."""
+    fmt = FORMATS[name]
+    weight = torch.randn(12, 100, generator=torch.Generator().manual_seed(4)) * 2
+    weight[0, :50] = torch.linspace(-1, 1, 50)  # a row with exact ties for the coarse grids
+    for stochastic in (False, True):
+        expected, scales = fmt._round(weight, stochastic, key=2024)
+        ours = formats._round_torch(fmt, weight, scales, stochastic, key=2024)
+        assert torch.equal(ours.long(), expected.long()), (name, stochastic)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from lpe.artifacts import read_manifest
+from lpe.formats import int_format
 from lpe.generate import main
 from lpe.members import load_member, member_seed, quantize
-from lpe.numbers import IntFormat
 
 
 def run(checkpoint, out, *extra):
@@ -29,7 +29,7 @@ def test_bsr_members_are_reproducible_from_checkpoint_format_and_seed(
         assert all(torch.equal(a.codes[n], b.codes[n]) for n in a.codes)
     # and equal to quantizing the state in memory with the recorded member seed
     first, meta = load_member(tmp_path / "a" / manifest["files"][0])
-    again = quantize(vit_state, IntFormat(4), "bsr", seed=manifest["member_seeds"][0])
+    again = quantize(vit_state, int_format(4), "bsr", seed=manifest["member_seeds"][0])
     assert all(torch.equal(first.codes[n], again.codes[n]) for n in again.codes)
     assert meta["checkpoint_sha256"] == manifest["checkpoint_sha256"]
 

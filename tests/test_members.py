@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from lpe.artifacts import ArtifactError
+from lpe.formats import get_format, int_format
 from lpe.members import load_member, member_seed, quantize, save_member
-from lpe.numbers import IntFormat
+from lpe.packing import pack_codes, pack_indices
 from lpe.policy import QuantPolicy
 
 
 def test_same_seed_same_member_other_seed_other_member(vit_state):
-    fmt = IntFormat(4)
+    fmt = int_format(4)
     a = quantize(vit_state, fmt, "bsr", seed=member_seed(0, 0))
     b = quantize(vit_state, fmt, "bsr", seed=member_seed(0, 0))
     c = quantize(vit_state, fmt, "bsr", seed=member_seed(0, 1))
@@ -22,7 +23,7 @@ def test_same_seed_same_member_other_seed_other_member(vit_state):
 
 
 def test_member_does_not_depend_on_tensor_order(vit_state):
-    fmt = IntFormat(5)
+    fmt = int_format(5)
     reversed_state = dict(reversed(list(vit_state.items())))
     a = quantize(vit_state, fmt, "bsr", seed=3)
     b = quantize(reversed_state, fmt, "bsr", seed=3)
@@ -31,7 +32,7 @@ def test_member_does_not_depend_on_tensor_order(vit_state):
 
 
 def test_excluded_tensors_stay_bit_identical(vit_state):
-    member = quantize(vit_state, IntFormat(2), "bsr", seed=0)
+    member = quantize(vit_state, int_format(2), "bsr", seed=0)
     summary = QuantPolicy().split(vit_state)
     assert set(member.kept) == set(summary.kept)
     state = member.state_dict()
@@ -42,19 +43,20 @@ def test_excluded_tensors_stay_bit_identical(vit_state):
 
 
 def test_rtn_member_is_deterministic_and_ignores_seed(vit_state):
-    a = quantize(vit_state, IntFormat(4), "rtn", seed=0)
-    b = quantize(vit_state, IntFormat(4), "rtn", seed=99)
+    a = quantize(vit_state, int_format(4), "rtn", seed=0)
+    b = quantize(vit_state, int_format(4), "rtn", seed=99)
     assert all(torch.equal(a.codes[n], b.codes[n]) for n in a.codes)
 
 
 def test_unknown_method_is_refused(vit_state):
     with pytest.raises(ValueError, match="rtn, bsr"):
-        quantize(vit_state, IntFormat(4), "sr")
+        quantize(vit_state, int_format(4), "sr")
 
 
-@pytest.mark.parametrize("bits", [3, 4, 6])
-def test_member_file_round_trips_and_its_size_matches_its_bits(tmp_path, vit_state, bits):
-    member = quantize(vit_state, IntFormat(bits), "bsr", seed=5)
+@pytest.mark.parametrize("name", ["int3", "int4", "int6", "fp8_e4m3", "fp6_e3m2", "nf4", "mxfp4"])
+def test_member_file_round_trips_and_its_size_matches_its_bits(tmp_path, vit_state, name):
+    fmt = get_format(name)
+    member = quantize(vit_state, fmt, "bsr", seed=5)
     path = tmp_path / "m.safetensors"
     stored_bits = save_member(path, member, {"checkpoint_sha256": "x"})
     loaded, meta = load_member(path)
@@ -69,18 +71,28 @@ def test_member_file_round_trips_and_its_size_matches_its_bits(tmp_path, vit_sta
     (header,) = struct.unpack("<Q", raw[:8])
     assert len(raw) == 8 + header + stored_bits // 8
     assert header < 0.05 * len(raw) + 16_384  # "a small header"
-    # memory bits: b per quantized value (packed per tensor), 32 per scale and kept value
+    # memory bits: the code width per quantized value (packed per tensor), 32 per FP32 scale or
+    # 8 per E8M0 scale, 32 per kept value
     expected = (
-        member.quantized_params * bits
-        + 32 * sum(s.numel() for s in member.scales.values())
+        member.quantized_params * fmt.code_bits
+        + (32 if fmt.block is None else 8) * sum(s.numel() for s in member.scales.values())
         + 32 * member.kept_params
     )
     assert 0 <= stored_bits - expected < 8 * len(member.codes)
+    for key, tensor in member.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor)
+
+
+def test_int_codes_pack_to_the_signed_codes_bytes(vit_state):
+    """An INT-b member stores the same code stream as before the format objects (q + qmax)."""
+    member = quantize(vit_state, int_format(4), "rtn")
+    for q in member.codes.values():
+        assert torch.equal(pack_indices(q, 4), pack_codes(q.int() - 7, 4))
 
 
 def test_truncated_member_file_names_the_file(tmp_path, vit_state):
     path = tmp_path / "m.safetensors"
-    save_member(path, quantize(vit_state, IntFormat(4), "bsr", seed=1), {})
+    save_member(path, quantize(vit_state, int_format(4), "bsr", seed=1), {})
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ArtifactError, match=r"m\.safetensors.*truncated or corrupted"):
         load_member(path)
@@ -88,7 +100,7 @@ def test_truncated_member_file_names_the_file(tmp_path, vit_state):
 
 def test_corrupted_member_file_is_refused(tmp_path, vit_state):
     path = tmp_path / "m.safetensors"
-    save_member(path, quantize(vit_state, IntFormat(4), "bsr", seed=1), {})
+    save_member(path, quantize(vit_state, int_format(4), "bsr", seed=1), {})
     raw = bytearray(path.read_bytes())
     raw[-10] ^= 0xFF  # flip bits inside a tensor: the header still parses
     path.write_bytes(bytes(raw))

@@ -72,16 +72,16 @@ def test_a_malformed_or_missing_mmlu_copy_names_the_path_and_the_layout(tmp_path
 
 
 def test_members_rounded_tensor_by_tensor_equal_whole_state_members(tiny_llama):
+    from lpe.formats import int_format
     from lpe.members import quantize
     from lpe.mmlu import LLM_EXCLUDE, load_rounded
-    from lpe.numbers import IntFormat
     from lpe.policy import QuantPolicy
 
     model, _ = load_model(tiny_llama)
     masters = {k: v.detach().clone() for k, v in model.state_dict().items()}
     policy = QuantPolicy(exclude=LLM_EXCLUDE)
-    bits = load_rounded(model, masters, IntFormat(4), "bsr", 7, policy, "cpu")
-    whole = quantize(masters, IntFormat(4), "bsr", seed=7, policy=policy)
+    bits = load_rounded(model, masters, int_format(4), "bsr", 7, policy, "cpu")
+    whole = quantize(masters, int_format(4), "bsr", seed=7, policy=policy)
     assert bits == whole.bits
     for name, tensor in whole.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name

@@ -8,10 +8,10 @@ import torch
 import lpe.predict
 from lpe.checkpoints import load_checkpoint, save_checkpoint
 from lpe.data import build, save_splits
+from lpe.formats import int_format
 from lpe.generate import main as generate
 from lpe.members import load_member, member_seed, quantize
 from lpe.models import create_model
-from lpe.numbers import IntFormat
 from lpe.predict import evaluate_members, predict_log_probs
 from lpe.score import score_files
 
@@ -117,7 +117,7 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
 @pytest.mark.parametrize("members_per_call", [2, 3, 5])
 def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call):
     state, info = load_checkpoint(checkpoint)
-    fmt = IntFormat(4)
+    fmt = int_format(4)
     members = [quantize(state, fmt, "bsr", member_seed(3, k)) for k in range(5)]
     x, cpu = test_inputs(), torch.device("cpu")
     one, bits_one = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call=1)
@@ -140,7 +140,7 @@ def test_bad_members_per_call_is_refused(checkpoint):
 
 def test_load_into_writes_the_members_weights_in_place(checkpoint):
     state, info = load_checkpoint(checkpoint)
-    member = quantize(state, IntFormat(3), "bsr", seed=5)
+    member = quantize(state, int_format(3), "bsr", seed=5)
     model = info.build()
     params_before = {n: p.data_ptr() for n, p in model.named_parameters()}
     member.load_into(model)
@@ -151,7 +151,7 @@ def test_load_into_writes_the_members_weights_in_place(checkpoint):
 
 def test_load_into_refuses_a_member_of_another_architecture(checkpoint):
     state, _ = load_checkpoint(checkpoint)
-    member = quantize(state, IntFormat(3), "bsr", seed=5)
+    member = quantize(state, int_format(3), "bsr", seed=5)
     with pytest.raises(ValueError, match="does not match the model"):
         member.load_into(create_model("vit_mini_s", 10, (1, 1, 40)))
 

@@ -7,9 +7,9 @@ import torch
 from lpe import metrics
 from lpe.checkpoints import save_checkpoint
 from lpe.data import build, save_splits
+from lpe.formats import int_format
 from lpe.members import member_seed, quantize
 from lpe.models import create_model
-from lpe.numbers import IntFormat
 from lpe.policy import QuantPolicy
 from lpe.select_model import choose
 from lpe.select_model import main as select
@@ -35,7 +35,7 @@ def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(t
             fp32 = metrics.score(torch.log_softmax(model.eval()(x), -1)[None], y)["nll"]
             members = []
             for k in range(3):
-                member = quantize(state, IntFormat(3), "bsr", member_seed(0, k), QuantPolicy())
+                member = quantize(state, int_format(3), "bsr", member_seed(0, k), QuantPolicy())
                 member.load_into(model)
                 members.append(torch.log_softmax(model(x), -1))
         gains[name] = fp32 - metrics.score(torch.stack(members), y)["nll"]
