@@ -189,10 +189,12 @@ def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
     path = Path(folder) / name
     member = load_member_of(path, checkpoint, info.sha256)
     listed = manifest.get("format", f"int{manifest['bits']}")  # older manifests: INT-b bits only
-    if (member.method, member.fmt.name) != (manifest["method"], listed):
+    said = (manifest["method"], listed, manifest["bits"])
+    if (member.method, member.fmt.name, member.fmt.code_bits) != said:
         raise ArtifactError(
-            f"member file {path} is {member.method} {member.fmt.label}, but {folder}'s "
-            f"manifest says {manifest['method']} {listed}; delete it and rerun"
+            f"member file {path} is {member.method} {member.fmt.label} ({member.fmt.code_bits}"
+            f"-bit codes), but {folder}'s manifest says {manifest['method']} {listed} "
+            f"({manifest['bits']}-bit codes); delete it and rerun"
         )
     return member
 

@@ -69,8 +69,13 @@ def test_a_member_whose_labels_disagree_with_its_manifest_is_refused(
     tmp_path, checkpoint, data, members
 ):
     # a consistent manifest (rewritten with its checksum) that says INT-6: the files say INT-4
-    write_manifest(members, {**read_manifest(members), "bits": 6})
-    with pytest.raises(ArtifactError, match=r"is bsr INT-4, but .* manifest says bsr INT-6"):
+    manifest = read_manifest(members)
+    write_manifest(members, {**manifest, "format": "int6", "bits": 6})
+    with pytest.raises(ArtifactError, match=r"is bsr INT-4 .*, but .* manifest says bsr int6"):
+        run_predict(checkpoint, data, tmp_path / "p.npz", "--members", members)
+    # and one whose code width disagrees with its own format
+    write_manifest(members, {**manifest, "bits": 6})
+    with pytest.raises(ArtifactError, match=r"manifest says bsr int4 \(6-bit codes\)"):
         run_predict(checkpoint, data, tmp_path / "p.npz", "--members", members)
 
 
