@@ -12,8 +12,8 @@ On disk (safetensors, see ``lpe.artifacts``), a member holds exactly what it nee
 ``codes/<name>`` the codes bit-packed at the format's width (uint8 stream, ``lpe.packing``),
 ``scales/<name>`` its scales (FP32, or E8M0 exponents for the MX formats), ``fp32/<name>`` the
 tensors kept in full precision; the metadata records the format, method, seeds, shapes and the
-checkpoint it came from. Its memory bits are counted from those
-tensors, so they agree with the file size up to the safetensors header.
+checkpoint it came from. Its memory bits are counted from those tensors, so they agree with the
+file size up to the safetensors header.
 """
 
 from __future__ import annotations
