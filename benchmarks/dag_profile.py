@@ -78,10 +78,12 @@ def read_log(path: Path) -> list[Job]:
 
 
 def latest_log(run: Path) -> Path:
+    """The newest Snakemake log of ``run`` that finished a job (a dry run or a lint run after
+    the real one, as the tests make in a clone, writes a log of its own with none)."""
     logs = sorted((run / ".snakemake/log").glob("*.snakemake.log"))
     if not logs:
         raise SystemExit(f"no Snakemake log in {run}/.snakemake/log: run snakemake there first")
-    return logs[-1]
+    return next((log for log in reversed(logs) if read_log(log)), logs[-1])
 
 
 def stage_startup(run: Path, stage: str, cache: dict) -> float:
