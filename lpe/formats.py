@@ -34,7 +34,7 @@ import numba
 import numpy as np
 import torch
 
-from lpe.kernels import GOLDEN, INV24, _mix64, counter_uniforms
+from lpe.kernels import GOLDEN, INV24, _mix64, bsr_codes, counter_uniforms
 
 MX_BLOCK = 32  # weights per E8M0 scale in the MX formats (OCP MX v1.0)
 E8M0_BITS = 8
@@ -114,8 +114,10 @@ class NumberFormat:
 
     @property
     def integer_grid(self) -> bool:
-        """Whether the grid is consecutive integers (INT-b), which has a fast path."""
-        return bool(np.all(np.diff(self.grid) == 1) and self.grid[0] == np.round(self.grid[0]))
+        """Whether the grid is the consecutive integers ``-qmax ... qmax`` (INT-b), which has a
+        fast path."""
+        grid = self.grid
+        return bool(np.all(np.diff(grid) == 1) and grid[-1] == -grid[0] == np.round(grid[-1]))
 
     @property
     def max_value(self) -> float:
@@ -177,10 +179,12 @@ class NumberFormat:
         zero = int(np.flatnonzero(self.grid == 0)[0])
         block = self.block or w2.shape[1]
         scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()  # per tensor: each row
-        if stochastic and self.integer_grid:
-            _bsr_integer_rows(
-                w2, scales_np, block, self.grid[0], self.grid[-1], np.uint64(key), out
-            )
+        if stochastic and self.integer_grid and self.block is None:
+            # INT-b: lpe.kernels' branch-free floor kernel (a grid search costs ~4x more); its
+            # signed codes q are this grid's indices q + qmax (tested)
+            qmax = int(self.grid[-1])
+            codes = bsr_codes(weight, scales, qmax, key).to(torch.int32) + qmax
+            return codes.to(torch.from_numpy(out).dtype), scales
         else:
             _round_rows(w2, scales_np, block, self.grid, zero, stochastic, np.uint64(key), out)
         return torch.from_numpy(out).reshape(weight.shape), scales
@@ -239,25 +243,6 @@ def _lower_index(grid, u):
         else:
             hi = mid
     return lo
-
-
-@numba.njit(parallel=True, cache=True)
-def _bsr_integer_rows(w, scales, block, first, last, key, out):
-    """BSR onto consecutive integers ``first ... last`` (INT-b): ``floor(u) + (r < frac(u))``,
-    branch-free like lpe.kernels' INT-b kernel, so it vectorises (a grid search costs ~4x more).
-    The same stream and the same codes as :func:`_round_rows` on that grid (tested)."""
-    rows, cols = w.shape
-    for row in numba.prange(rows):
-        base = key + np.uint64(row) * np.uint64(cols) * np.uint64(GOLDEN)
-        for start in range(0, cols, block):
-            s = scales[row, start // block]
-            for j in range(start, min(start + block, cols)):
-                u = w[row, j] / s
-                low = np.floor(u)
-                h = _mix64(base + np.uint64(j + 1) * np.uint64(GOLDEN))
-                r = np.float32(h >> np.uint64(40)) * INV24
-                q = low + np.float32(1.0) if r < u - low else low
-                out[row, j] = min(max(q, first), last) - first
 
 
 @numba.njit(parallel=True, cache=True)
