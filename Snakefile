@@ -22,6 +22,7 @@ else:  # the mini profile: data made and models trained by the workflow
 include: "workflow/rules/lpe.smk"
 include: "workflow/rules/bma.smk"
 include: "workflow/rules/fast.smk"
+include: "workflow/rules/formats.smk"
 include: "workflow/rules/report.smk"
 
 

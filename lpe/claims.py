@@ -3,7 +3,8 @@
 Claims 1-3 and 7 of docs/paper.md are checked on ``scores.csv`` (LPE-BSR at its largest ensemble
 size, mean over BSR seeds; RTN and FP32 are deterministic given the checkpoint), claim 4 on
 ``bma/scores.csv`` (LPE-BSR vs SWAG and IVON BMA), claim 5 on ``fast/scores.csv`` (fast ensembles
-with and without LPE-BSR at equal training budget), claim 6 on ``baselines/scores.csv``. Each
+with and without LPE-BSR at equal training budget), claim 6 on ``baselines/scores.csv``, and
+the paper's outlook (claim 8: claim 1 in other number formats) on ``formats/scores.csv``. Each
 claim is split into checks (one per model, precision or both). A check has a margin (positive on
 the claim's side) and a noise band: NOISE_SE standard errors of the mean over the ensemble seeds,
 widened by the spread over training seeds where a model was retrained (``train_noise``). It
@@ -18,7 +19,7 @@ Usage: ``python -m lpe.claims --scores results/mini/scores.csv [--checkpoints CK
 [--bma-scores results/mini/bma/scores.csv --bma-bits 5 --ivon-posterior POSTERIOR]
 [--baseline-scores results/mini/baselines/scores.csv --baseline-choices CHOICE ...]
 [--fast-scores results/mini/fast/scores.csv --fast-bits 5] [--retrained-scores SCORES ...]
---out results/mini/claims.md``
+[--format-scores results/mini/formats/scores.csv] --out results/mini/claims.md``
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from lpe.checkpoints import (
     checkpoint_info,
     convergence_gate,
 )
+from lpe.precision import label, sort_key
 from lpe.selection import NOISE_SE, at_an_end, band, joint_band
-from lpe.tables import final_ensembles, precision_rank
+from lpe.tables import final_ensembles
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
     runs = final_ensembles(scores)
     rows = []
     models = runs.sort_values("params")["model"].unique()
-    precisions = sorted((p for p in runs["precision"].unique() if p != "fp32"), key=precision_rank)
+    precisions = sorted((p for p in runs["precision"].unique() if p != "fp32"), key=sort_key)
     for model in models:
         mine = runs[runs["model"] == model]
         fp32 = mine[mine["method"] == "fp32"]["nll"].mean()
@@ -154,7 +156,7 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 def _precision_step(s: pd.DataFrame) -> pd.Series:
     """Per model: gain at the lowest precision minus gain at the highest (claim 2)."""
-    ordered = sorted(s["precision"].unique(), key=precision_rank)
+    ordered = sorted(s["precision"].unique(), key=sort_key)
     gains = s.pivot(index="model", columns="precision", values="gain")
     return gains[ordered[-1]] - gains[ordered[0]]
 
@@ -200,17 +202,47 @@ def _sd(values: pd.Series) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def claim1(s: pd.DataFrame) -> Claim:
-    checks = [
+def _gain_checks(s: pd.DataFrame) -> list[Check]:
+    """Per row of a summary(): LPE-BSR's NLL gain over RTN, with its band."""
+    return [
         Check.of(
-            f"{r.model} {r.precision.upper()}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} ± "
+            f"{r.model} {label(r.precision)}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} ± "
             f"{r.bsr_std:.5f} vs RTN {r.rtn:.5f} (gain {r.gain:+.5f})",
             r.gain,
             joint_band(r.bsr_band, r.gain_train_band),
         )
         for r in s.itertuples()
     ]
-    return Claim(1, "LPE-BSR beats RTN in NLL at the same precision, for every model size.", checks)
+
+
+def claim1(s: pd.DataFrame) -> Claim:
+    return Claim(
+        1, "LPE-BSR beats RTN in NLL at the same precision, for every model size.", _gain_checks(s)
+    )
+
+
+def claim8(s: pd.DataFrame) -> Claim:
+    """The paper's outlook, tested here: claim 1 in every number format, not only INT-b."""
+    families = {}
+    for precision in s["precision"].unique():
+        held = [c.outcome for c in _gain_checks(s[s["precision"] == precision])]
+        families[label(precision)] = f"{held.count('holds')}/{len(held)}"
+    note = (
+        "Not a claim of the paper: its outlook (LPE in other low precision number systems), "
+        "made here. Each format's members are made as INT-b's are (the two neighbouring "
+        "representable values, each with the probability that keeps the expectation; "
+        "lpe.formats), at the same ensemble size and seeds. The training-seed band applies to "
+        "the INT-b of Table 1 only, where it is measured. Checks that hold, per format: "
+        + ", ".join(f"{name} {count}" for name, count in families.items())
+        + "."
+    )
+    return Claim(
+        8,
+        "(outlook) LPE-BSR beats RTN in NLL in every number format (FP8, FP6, FP4, NF4, MX), "
+        "not only INT-b.",
+        _gain_checks(s),
+        note,
+    )
 
 
 def claim2(s: pd.DataFrame) -> Claim:
@@ -225,7 +257,7 @@ def claim2(s: pd.DataFrame) -> Claim:
         ]  # fmt: skip
         checks.append(Check(f"{precision.upper()}: gain grows with model size ({listed})",
                             tuple(steps)))  # fmt: skip
-    ordered = sorted(s["precision"].unique(), key=precision_rank)
+    ordered = sorted(s["precision"].unique(), key=sort_key)
     high, low = ordered[0], ordered[-1]
     for model, mine in s.groupby("model", sort=False):
         g = mine.set_index("precision")
@@ -548,6 +580,7 @@ def report(
     chosen: str = "",
     retrained: list[pd.DataFrame] = (),
     rates: str = "",
+    format_scores: pd.DataFrame | None = None,
 ) -> str:
     s = with_training_bands(summary(scores), scores, list(retrained))
     claims = [claim1(s), claim2(s), claim3(s)]
@@ -558,11 +591,15 @@ def report(
     if baseline_scores is not None:
         claims.append(claim6(baseline_scores, chosen))
     claims.append(claim7(s))
+    if format_scores is not None:
+        formats = with_training_bands(summary(format_scores), scores, list(retrained))
+        claims.append(claim8(formats))
     seeds = sorted({seed for row in s["seeds"] for seed in row})
     sources = ["`scores.csv` (claims 1-3, 7)"]
     sources += ["`bma/scores.csv` (claim 4)"] if bma_scores is not None else []
     sources += ["`fast/scores.csv` (claim 5)"] if fast_scores is not None else []
     sources += ["`baselines/scores.csv` (claim 6)"] if baseline_scores is not None else []
+    sources += ["`formats/scores.csv` (claim 8)"] if format_scores is not None else []
     head = [
         "# Claims report",
         "",
@@ -616,6 +653,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retrained-scores", nargs="*", default=[],
                         help="scores of one Table 1 model retrained with other seeds")  # fmt: skip
     parser.add_argument("--fast-bits", type=int, default=5, help="precision of claim 5")
+    parser.add_argument("--format-scores", help="formats/scores.csv, for claim 8 (the outlook)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     bma = pd.read_csv(args.bma_scores) if args.bma_scores else None
@@ -629,6 +667,7 @@ def main(argv: list[str] | None = None) -> None:
         pd.read_csv(args.scores), bma, args.bma_bits, baselines, fast, args.fast_bits,
         args.checkpoints, hessian, choices_text(args.baseline_choices),
         [pd.read_csv(p) for p in args.retrained_scores], rate_choices(args.fast_sources),
+        pd.read_csv(args.format_scores) if args.format_scores else None,
     )  # fmt: skip
     write_text(args.out, text)
     print(text)

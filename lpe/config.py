@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from lpe.clip_towers import pairing_problems
+from lpe.precision import FP32, unknown_problem
 
 
 class ConfigError(ValueError):
@@ -117,7 +118,7 @@ MINI_MODELS = ("vit_mini_t", "vit_mini_s", "vit_mini_b", "vit_mini_l")
 def cross_field_problems(config: dict) -> list[str]:
     """Problems a per-key schema cannot see: settings that contradict each other."""
     if config["dataset"]["name"] == "imagenet":
-        return _image_problems(config) + _finetuning_problems(config)
+        return _image_problems(config) + _finetuning_problems(config) + _format_problems(config)
     if config["large"]["models"] or config["llm"]["models"]:
         return ["'large.models' and 'llm.models' belong to the paper profile (dataset imagenet)"]
     problems = [
@@ -128,10 +129,27 @@ def cross_field_problems(config: dict) -> list[str]:
     ]
     return (
         problems
+        + _format_problems(config)
         + _train_noise_problems(config)
         + _swag_rank_problems(config)
         + _finetuning_problems(config)
     )
+
+
+def _format_problems(config: dict) -> list[str]:
+    """The number systems experiment: its models are Table 1's, its formats are registered."""
+    formats = config["formats"]
+    problems = [
+        f"'formats.models': {m!r} is not in 'models'"
+        for m in formats["models"]
+        if m not in config["models"]
+    ]
+    problems += [f"'formats.names': {p}" for n in formats["names"] if (p := unknown_problem(n))]
+    if FP32 in formats["names"]:
+        problems.append("'formats.names': fp32 is every model's reference row; list formats only")
+    if formats["models"] and not formats["names"]:
+        problems.append("'formats.models' is set but 'formats.names' is empty: list formats")
+    return problems
 
 
 def _train_noise_problems(config: dict) -> list[str]:

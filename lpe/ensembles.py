@@ -7,8 +7,9 @@ for all of them. The runs are the optional rounding-to-nearest member (``--rtn-m
 ``--rtn-out``) and one LPE-BSR ensemble of ``--members`` members per ``--seeds`` entry
 (``--members-out`` and ``--out``, one folder and one predictions file per seed, in the same order).
 
-Usage: ``python -m lpe.ensembles --checkpoint CKPT --data DATA --bits 4 --members 10 --seeds 0 1
---members-out M/bsr-int4-seed0 M/bsr-int4-seed1 --out P/bsr-int4-seed0.npz P/bsr-int4-seed1.npz
+Usage: ``python -m lpe.ensembles --checkpoint CKPT --data DATA --format int4 --members 10
+--seeds 0 1 --members-out M/bsr-int4-seed0 M/bsr-int4-seed1
+--out P/bsr-int4-seed0.npz P/bsr-int4-seed1.npz
 --rtn-members-out M/rtn-int4-seed0 --rtn-out P/rtn-int4-seed0.npz``
 """
 
@@ -19,7 +20,7 @@ import argparse
 from lpe.checkpoints import checkpoint_info
 from lpe.data import SPLITS
 from lpe.generate import add_member_arguments, generate, member_format, seed_runs_problem
-from lpe.predict import eval_inputs, predict_members, write_predictions
+from lpe.predict import eval_inputs, member_run, predict_members, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 
@@ -45,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rtn-members-out and --rtn-out go together")
     if not args.seeds and args.rtn_out is None:
         parser.error("nothing to do: give --seeds (LPE-BSR) and/or --rtn-out (RTN)")
+    try:
+        member_format(args)  # an unknown format stops here, before the checkpoint is read
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -73,8 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             log_probs, bits, manifest, info = predict_members(
                 args.checkpoint, folder, x, args.batch_size, device
             )
-        run = {"method": manifest["method"], "bits": manifest["bits"], "seed": manifest["seed"]}
-        write_predictions(out, log_probs, labels, bits, info, run)
+        write_predictions(out, log_probs, labels, bits, info, member_run(manifest))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import seaborn as sns  # noqa: E402
 from lpe.artifacts import write_text, write_with  # noqa: E402
 from lpe.checkpoints import checkpoint_info  # noqa: E402
 from lpe.figures import save_figure  # noqa: E402
-from lpe.tables import _cell, latex, markdown, over_seeds  # noqa: E402
+from lpe.tables import cell, latex, markdown, over_seeds  # noqa: E402
 
 NAMES = {"sse": "SSE", "csgld": "CSGLD", "de": "DE", "multiivon": "MultiIVON",
          "batchensemble": "BatchEnsemble"}  # fmt: skip
@@ -132,7 +132,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "Precision": table["precision"],
             "M": table["members"],
             **{
-                label: table.apply(_cell, axis=1, metric=m, digits=digits, pm=pm)
+                label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
                 for m, (label, digits) in METRICS.items()
             },
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),

@@ -20,14 +20,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lpe.artifacts import write_with  # noqa: E402
-from lpe.tables import precision_rank  # noqa: E402
+from lpe.precision import label as format_label  # noqa: E402
+from lpe.precision import sort_key  # noqa: E402
 
 
 def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
     models = scores.sort_values("params")["model"].unique().tolist()
-    precisions = sorted(
-        (p for p in scores["precision"].unique() if p != "fp32"), key=precision_rank
-    )
+    precisions = sorted((p for p in scores["precision"].unique() if p != "fp32"), key=sort_key)
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(
         len(precisions),
@@ -58,7 +57,7 @@ def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
                     label = "RTN" if method == "rtn" else "FP32"
                     ax.axhline(ref["nll"].mean(), ls=style, color=color, label=label)
             params = int(here["params"].iloc[0]) if len(here) else 0
-            ax.set_title(f"{model} ({params / 1e3:.0f}k), INT-{precision.removeprefix('int')}")
+            ax.set_title(f"{model} ({params / 1e3:.0f}k), {format_label(precision)}")
             ax.set_xlabel("ensemble size (members)")
             ax.set_ylabel("test NLL")
             handles, labels = ax.get_legend_handles_labels()
@@ -82,9 +81,9 @@ def nll_vs_size_and_memory(scores: pd.DataFrame) -> plt.Figure:
         )
         stats["mbit"] /= 1e6
         for ax, x in ((axes[0][j], stats.index), (axes[1][j], stats["mbit"])):
-            precision = bsr["precision"].iloc[0].removeprefix("int") if len(bsr) else "?"
+            precision = format_label(bsr["precision"].iloc[0]) if len(bsr) else "?"
             ax.errorbar(x, stats["nll"], yerr=stats["sd"].fillna(0), marker="o", markersize=3,
-                        capsize=2, label=f"LPE-BSR INT-{precision}")  # fmt: skip
+                        capsize=2, label=f"LPE-BSR {precision}")  # fmt: skip
         for method, marker, color in (("fp32", "*", "k"), ("rtn", "s", "C3")):
             ref = here[(here["method"] == method) & (here["members"] == 1)]
             if ref.empty:

@@ -34,6 +34,7 @@ import numba
 import numpy as np
 import torch
 
+from lpe import precision
 from lpe.kernels import GOLDEN, INV24, _mix64, bsr_codes, counter_uniforms
 
 MX_BLOCK = 32  # weights per E8M0 scale in the MX formats (OCP MX v1.0)
@@ -85,20 +86,19 @@ class NumberFormat:
     """A sorted grid of representable values (zero among them) and how weights are scaled onto it.
 
     ``name`` is the token that flows through config, paths, files and CSVs (``int4``,
-    ``fp8_e4m3``, ``mxfp4``); ``label`` is what tables print. ``code_bits`` is the storage width
-    of one code. ``block`` is None for one FP32 scale per output channel, or the number of
-    weights that share one E8M0 scale; then ``emax`` is the element format's largest exponent.
+    ``fp8_e4m3``, ``mxfp4``; :mod:`lpe.precision` reads its label and code width off it).
+    ``block`` is None for one FP32 scale per output channel, or the number of weights that share
+    one E8M0 scale; then ``emax`` is the element format's largest exponent.
     """
 
     name: str
-    label: str
-    code_bits: int
     grid: np.ndarray = field(repr=False)
     block: int | None = None
     emax: int | None = None
     per_channel: bool = True  # False: one FP32 scale for the whole tensor (not for MX formats)
 
     def __post_init__(self) -> None:
+        precision.parse(self.name)  # a name the reports can label
         grid = np.asarray(self.grid, dtype=np.float32)
         if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
             raise ValueError(f"{self.name}: the grid must be strictly increasing, 2+ values")
@@ -111,6 +111,16 @@ class NumberFormat:
         if self.block is not None and not self.per_channel:
             raise ValueError(f"{self.name}: a block-scaled format has no per-tensor scale")
         object.__setattr__(self, "grid", grid)
+
+    @property
+    def label(self) -> str:
+        """What tables print: ``INT-4``, ``FP8 E4M3``, ``MXFP4``."""
+        return precision.label(self.name)
+
+    @property
+    def code_bits(self) -> int:
+        """Storage width of one code, read off the name (``fp6_e2m3``: 6)."""
+        return precision.code_bits(self.name)
 
     @property
     def integer_grid(self) -> bool:
@@ -307,51 +317,52 @@ def _round_torch(fmt: NumberFormat, w2: torch.Tensor, scales, stochastic: bool, 
 def int_format(bits: int) -> NumberFormat:
     """Symmetric INT-``bits``: codes ``-qmax ... qmax``, ``qmax = 2**(bits - 1) - 1``."""
     qmax = 2 ** (bits - 1) - 1
-    grid = np.arange(-qmax, qmax + 1, dtype=np.float32)
-    return NumberFormat(f"int{bits}", f"INT-{bits}", bits, grid)
+    return NumberFormat(precision.int_name(bits), np.arange(-qmax, qmax + 1, dtype=np.float32))
 
 
-def _element_formats() -> dict[str, tuple[str, np.ndarray, int, int]]:
-    """name -> (label, grid, bits, emax) of the OCP element formats (OFP8 and MX v1.0)."""
-    return {
-        "fp8_e4m3": ("FP8 E4M3", float_grid(4, 3, nan_top_code=True), 8, 8),
-        "fp8_e5m2": ("FP8 E5M2", float_grid(5, 2, ieee_specials=True), 8, 15),
-        "fp6_e2m3": ("FP6 E2M3", float_grid(2, 3), 6, 2),
-        "fp6_e3m2": ("FP6 E3M2", float_grid(3, 2), 6, 4),
-        "fp4_e2m1": ("FP4 E2M1", float_grid(2, 1), 4, 2),
-    }
+def float_format(name: str, specials: str) -> NumberFormat:
+    """A sign-exponent-mantissa element format (``fp8_e4m3``), one FP32 scale per channel."""
+    exponent, mantissa = (int(x) for x in precision.parse(name)[2][1:].split("M"))
+    flags = {specials: True} if specials else {}
+    return NumberFormat(name, float_grid(exponent, mantissa, **flags))
 
 
-def _build_registry() -> dict[str, NumberFormat]:
-    formats = {f"int{b}": int_format(b) for b in range(2, 9)}
-    elements = _element_formats()
-    for name, (label, grid, bits, _) in elements.items():
-        formats[name] = NumberFormat(name, label, bits, grid)
-    formats["nf4"] = NumberFormat("nf4", "NF4", 4, np.array(NF4_VALUES, dtype=np.float32))
-    mx_formats = {  # name -> (label, element format)
-        "mxfp8_e4m3": ("MXFP8 E4M3", "fp8_e4m3"),
-        "mxfp6_e2m3": ("MXFP6 E2M3", "fp6_e2m3"),
-        "mxfp4": ("MXFP4", "fp4_e2m1"),
-    }
-    for name, (label, element) in mx_formats.items():
-        _, grid, bits, emax = elements[element]
-        formats[name] = NumberFormat(name, label, bits, grid, block=MX_BLOCK, emax=emax)
-    return formats
+CODEBOOKS = {"nf4": NF4_VALUES}
 
 
-FORMATS: dict[str, NumberFormat] = _build_registry()
+def codebook_format(name: str, _: str = "") -> NumberFormat:
+    return NumberFormat(name, np.array(CODEBOOKS[name], dtype=np.float32))
+
+
+def mx_format(name: str, element: str) -> NumberFormat:
+    """An MX format: ``element``'s grid, one E8M0 scale per ``MX_BLOCK`` weights; ``emax`` is the
+    element format's largest exponent."""
+    grid = build(element).grid
+    emax = int(np.floor(np.log2(grid[-1])))
+    return NumberFormat(name, grid, block=MX_BLOCK, emax=emax)
+
+
+BUILDERS = {
+    "int": lambda name, _: int_format(precision.code_bits(name)),
+    "float": float_format,
+    "codebook": codebook_format,
+    "mx": mx_format,
+}
+
+
+def build(name: str) -> NumberFormat:
+    """The format ``name`` of lpe.precision.REGISTRY (or INT-b for b in 2..16)."""
+    if problem := precision.unknown_problem(name):
+        raise ValueError(problem)
+    kind, argument = precision.REGISTRY.get(name, ("int", ""))
+    return BUILDERS[kind](name, argument)
+
+
+FORMATS: dict[str, NumberFormat] = {name: build(name) for name in precision.REGISTRY}
 
 
 def get_format(name: str, per_channel: bool = True) -> NumberFormat:
-    """The registered format called ``name`` (INT-b for any b in 2..16 as ``int{b}``), with one
-    scale per output channel or, ``per_channel=False``, one per tensor."""
-    if name in FORMATS:
-        fmt = FORMATS[name]
-    elif name.startswith("int") and name[3:].isdigit() and 2 <= int(name[3:]) <= 16:
-        fmt = int_format(int(name[3:]))
-    else:
-        fmt = None
-    if fmt is not None:
-        return fmt if per_channel else dataclasses.replace(fmt, per_channel=False)
-    known = ", ".join(FORMATS)
-    raise ValueError(f"unknown number format {name!r}; known: {known} (and int2..int16)")
+    """The format called ``name`` (registered, or INT-b for any b in 2..16 as ``int{b}``), with
+    one scale per output channel or, ``per_channel=False``, one per tensor."""
+    fmt = FORMATS[name] if name in FORMATS else build(name)
+    return fmt if per_channel else dataclasses.replace(fmt, per_channel=False)

@@ -5,7 +5,7 @@ seeded by ``member_seed(seed, k)``; for ``--method rtn`` it writes the single ro
 member. The output folder holds ``member00.safetensors, ...`` and ``manifest.json`` (format,
 seeds, policy counts, bits); it appears under its final name only when complete.
 
-Usage: ``python -m lpe.generate --checkpoint CKPT --method bsr --bits 4 --seed 0 --members 10
+Usage: ``python -m lpe.generate --checkpoint CKPT --method bsr --format int4 --seed 0 --members 10
 --out work/mini/members/vit_mini_s/bsr-int4-seed0``
 """
 
@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from lpe.artifacts import atomic_dir, write_manifest
 from lpe.checkpoints import load_checkpoint
-from lpe.formats import NumberFormat, get_format
+from lpe.formats import FORMATS, NumberFormat, get_format
 from lpe.members import METHODS, member_seed, quantize, save_member
 from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
+from lpe.precision import int_name
 from lpe.runtime import set_threads
 
 
@@ -66,13 +67,18 @@ def generate(
 
 
 def add_member_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--bits`` and the rounding policy's flags, shared by the stages that make members."""
-    parser.add_argument(
+    """``--format`` (or ``--bits`` for INT-b) and the rounding policy's flags, shared by the
+    stages that make members."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--format", help=f"number format name: {', '.join(FORMATS)} (and int2..int16)"
+    )
+    which.add_argument(
         "--bits",
         type=int,
-        required=True,
         choices=range(MIN_BITS, MAX_BITS + 1),
         metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
+        help="INT-b: the same as --format intB",
     )
     parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
     parser.add_argument(
@@ -95,7 +101,8 @@ def seed_runs_problem(seeds: list[int], members_out: list, out: list) -> str | N
 
 def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
     """The number format and rounding policy of ``add_member_arguments``' flags."""
-    fmt = get_format(f"int{args.bits}", per_channel=not args.per_tensor)
+    name = args.format if args.format is not None else int_name(args.bits)
+    fmt = get_format(name, per_channel=not args.per_tensor)
     return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
 
 
@@ -112,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    fmt, policy = member_format(args)
+    try:
+        fmt, policy = member_format(args)
+    except ValueError as err:
+        parser.error(str(err))
     manifest = generate(
         args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy
     )

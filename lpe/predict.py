@@ -7,7 +7,8 @@ alive at once besides that instance. The output ``.npz`` holds, members first:
 - ``labels``: int64 ``(N,)``;
 - ``member_bits``: int64 ``(M,)`` storage of each member;
 - scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
-  obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``.
+  obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``, and for low precision members
+  ``format`` (the number format's name, :mod:`lpe.precision`).
 
 Usage (FP32 model): ``python -m lpe.predict --checkpoint CKPT --data DATA --out OUT.npz``;
 (low precision members): add ``--members DIR`` written by ``python -m lpe.generate``.
@@ -29,6 +30,7 @@ from lpe.data import SPLITS
 from lpe.inputs import open_data
 from lpe.members import Member, load_member_of
 from lpe.models import count_params
+from lpe.precision import int_name
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 
@@ -184,11 +186,26 @@ def predict_members(checkpoint, members_dir, x, batch_size, device, members_per_
     return log_probs, np.asarray(bits, dtype=np.int64), manifest, info
 
 
+def member_run(manifest: dict) -> dict:
+    """The scalars a members folder's predictions file records: method, format, bits, seed."""
+    return {
+        "method": manifest["method"],
+        "format": listed_format(manifest),
+        "bits": manifest["bits"],
+        "seed": manifest["seed"],
+    }
+
+
+def listed_format(manifest: dict) -> str:
+    """The format a manifest names; older manifests name INT-b by its bits only."""
+    return manifest.get("format", int_name(manifest["bits"]))
+
+
 def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
     """A manifest's member file: made from ``checkpoint``, of the manifest's method and format."""
     path = Path(folder) / name
     member = load_member_of(path, checkpoint, info.sha256)
-    listed = manifest.get("format", f"int{manifest['bits']}")  # older manifests: INT-b bits only
+    listed = listed_format(manifest)
     said = (manifest["method"], listed, manifest["bits"])
     if (member.method, member.fmt.name, member.fmt.code_bits) != said:
         raise ArtifactError(
@@ -238,7 +255,7 @@ def _predict(args, x, device):
         log_probs, bits, manifest, info = predict_members(
             args.checkpoint, args.members, x, args.batch_size, device, args.members_per_call
         )
-        run = {"method": manifest["method"], "bits": manifest["bits"], "seed": manifest["seed"]}
+        run = member_run(manifest)
     else:
         log_probs, bits, info = predict_fp32(args.checkpoint, x, args.batch_size, device)
         run = {"method": "fp32", "bits": 0, "seed": 0}

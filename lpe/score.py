@@ -29,6 +29,7 @@ import torch
 
 from lpe import metrics
 from lpe.artifacts import ArtifactError, write_with
+from lpe.precision import FP32, int_name
 
 METHOD_LABELS = {
     "fp32": "fp32",
@@ -115,7 +116,7 @@ def score_run(run: dict) -> list[dict]:
         "model": str(run["model"]),
         "optimizer": str(run["optimizer"]) if "optimizer" in run else "adamw",
         "params": int(run["params"]),
-        "precision": f"int{bits}" if bits else "fp32",
+        "precision": str(run["format"]) if "format" in run else int_name(bits) if bits else FP32,
         "method": METHOD_LABELS[str(run["method"])],
         "seed": int(run["seed"]),
         "backward_passes": int(run["backward_passes"]),

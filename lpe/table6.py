@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lpe.artifacts import write_text, write_with
-from lpe.tables import _cell, final_ensembles, latex, markdown
+from lpe.tables import cell, final_ensembles, latex, markdown
 
 ROWS = {
     "fp32": "FP32",
@@ -86,7 +86,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "M": table["members"],
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
             **{
-                label: table.apply(_cell, axis=1, metric=m, digits=digits, pm=pm)
+                label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
                 for m, (label, digits) in METRICS.items()
             },
             "Chosen on validation": table["setting"],

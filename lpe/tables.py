@@ -17,15 +17,11 @@ import pandas as pd
 
 from lpe.artifacts import write_text, write_with
 from lpe.checkpoints import GATE_TOLERANCE, GATE_WINDOW, checkpoint_info, convergence_gate
+from lpe.precision import label, sort_key
 
 METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
 METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
 METHOD_NAMES = {"fp32": "FP32", "rtn": "RTN", "lpe-bsr": "LPE-BSR"}
-
-
-def precision_rank(precision: str) -> int:
-    """FP32 first, then INT-b from the most to the fewest bits."""
-    return -99 if precision == "fp32" else -int(precision.removeprefix("int"))
 
 
 def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:
@@ -54,14 +50,12 @@ def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, bool]] | None = N
     if gates is not None:
         table["gate_gain"] = table["model"].map(lambda m: gates[m][0])
         table["gate_passed"] = table["model"].map(lambda m: gates[m][1])
-    table = table.assign(
-        _p=table["precision"].map(precision_rank), _m=table["method"].map(METHOD_ORDER)
-    )
+    table = table.assign(_p=table["precision"].map(sort_key), _m=table["method"].map(METHOD_ORDER))
     table = table.sort_values(["params", "_p", "_m"]).drop(columns=["_p", "_m"])
     return table.reset_index(drop=True)
 
 
-def _cell(row: pd.Series, metric: str, digits: int, pm: str) -> str:
+def cell(row: pd.Series, metric: str, digits: int, pm: str) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if row["seeds"] > 1:
         return f"{mean:.{digits}f} {pm} {std:.{digits}f}"
@@ -74,12 +68,12 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
         {
             "Model": table["model"],
             "Params": table["params"].map(lambda p: f"{p / 1e3:.0f}k"),
-            "Precision": table["precision"].str.upper().str.replace("INT", "INT-"),
+            "Precision": table["precision"].map(label),
             "Method": table["method"].map(METHOD_NAMES),
             "M": table["members"],
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
             **{
-                label: table.apply(_cell, axis=1, metric=m, digits=digits[m], pm=pm)
+                label: table.apply(cell, axis=1, metric=m, digits=digits[m], pm=pm)
                 for m, label in METRICS.items()
             },
             "Seeds": table["seeds"],
@@ -148,10 +142,10 @@ def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "Model": table["model"],
             "Params": table["params"].map(lambda p: f"{p / 1e6:.0f}M"),
             "Method": table["method"].map(METHOD_NAMES),
-            "Precision": table["precision"].str.upper().str.replace("INT", "INT-"),
+            "Precision": table["precision"].map(label),
             "M": table["members"],
             **{
-                label: table.apply(_cell, axis=1, metric=m, digits=digits, pm=pm)
+                label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
                 for m, (label, digits) in TABLE3_METRICS.items()
             },
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.1f}"),

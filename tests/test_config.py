@@ -205,6 +205,11 @@ def _problems(change: dict) -> str:
         ({"train_noise.model": "vit_mini_x"}, "'train_noise.model' = 'vit_mini_x' is not in"),
         ({"train_noise.seeds": [0, 1]}, "'train_noise.seeds' [0, 1] repeat 'train.seed' = 0"),
         ({"train.per_model": {"vit_mini_t": {"lr": 1, "wd": 2}}}, "unknown key(s) 'wd' in 'train."),
+        ({"formats.names": ["int4", "fp5"]}, "'formats.names': unknown number format 'fp5'; known"),
+        ({"formats.names": ["fp32"]}, "'formats.names': fp32 is every model's reference row"),
+        ({"formats.names": ["int17"]}, "unknown number format 'int17'"),
+        ({"formats.models": ["vit_mini_x"]}, "'formats.models': 'vit_mini_x' is not in 'models'"),
+        ({"formats.names": []}, "'formats.models' is set but 'formats.names' is empty"),
     ],
 )
 def test_values_that_used_to_fail_late_or_silently_stop_with_their_key(change, message):

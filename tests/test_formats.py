@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpe import formats, kernels, numbers
+from lpe import formats, kernels, numbers, precision
 from lpe.formats import FORMATS, MX_BLOCK, get_format
 
 # our element formats -> the ml_dtypes type that implements them (round-to-nearest-even casts)
@@ -165,3 +165,32 @@ def test_the_torch_path_for_other_devices_gives_the_cpu_kernels_codes(name):
         expected, scales = fmt._round(weight, stochastic, key=2024)
         ours = formats._round_torch(fmt, weight, scales, stochastic, key=2024)
         assert torch.equal(ours.long(), expected.long()), (name, stochastic)
+
+
+def test_precision_names_parse_label_and_order_in_one_place():
+    assert precision.parse("fp8_e4m3") == ("fp", 8, "E4M3")
+    assert precision.parse("mxfp4") == ("mxfp", 4, "")
+    labels = {"fp32": "FP32", "int4": "INT-4", "fp8_e5m2": "FP8 E5M2", "nf4": "NF4",
+              "mxfp4": "MXFP4", "mxfp6_e2m3": "MXFP6 E2M3", "int12": "INT-12"}  # fmt: skip
+    for name, label in labels.items():
+        assert precision.label(name) == label
+    for name in FORMATS:  # the objects use the same function
+        assert FORMATS[name].label == precision.label(name)
+        assert FORMATS[name].code_bits == precision.code_bits(name)
+    shuffled = ["nf4", "int4", "fp32", "fp6_e2m3", "int6", "mxfp4", "int8", "fp4_e2m1"]
+    ordered = ["fp32", "int8", "int6", "fp6_e2m3", "int4", "fp4_e2m1", "mxfp4", "nf4"]
+    assert sorted(shuffled, key=precision.sort_key) == ordered
+    for bad in ("fp5x", "INT4", "int", "fp8_e4"):
+        with pytest.raises(ValueError, match="not a number format name"):
+            precision.parse(bad)
+
+
+@pytest.mark.parametrize("name", ["int4", "int16", "fp8_e4m3", "mxfp4", "nf4", "int17", "int1",
+                                  "fp5", "fp8_e3m4", "nf8", "mxint8"])  # fmt: skip
+def test_the_light_check_of_a_name_agrees_with_building_it(name):
+    """The config is checked with lpe.precision (no torch); the formats build exactly those."""
+    if precision.known(name):
+        assert get_format(name).name == name
+    else:
+        with pytest.raises(ValueError, match=f"unknown number format '{name}'"):
+            get_format(name)

@@ -132,7 +132,7 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     pretrained = scores[scores["model"] == "vit_mini_t"]["backward_passes"].iloc[0]
     assert (finetuned == pretrained + 2 * 10).all()  # 2 epochs of 600 / 64 -> 10 steps
     claims = (tiny_run / "results/tiny/claims.md").read_text()
-    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 5, 6, 7))
+    assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 5, 6, 7, 8))
     # two-epoch models: the convergence gate fails, loudly, before any claim
     assert "**Convergence gate FAILED for" in claims.split("## Claim 1")[0]
     assert "| vit_mini_t |" in claims.split("## Convergence gate")[1].split("## Claim")[0]
@@ -173,7 +173,28 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     assert budget["batchensemble", 0, 2] == 2 * run  # 2 members x one run's steps
     table5 = pd.read_csv(tiny_run / "results/tiny/tables/table5.csv")
     assert table5["method"].tolist() == ["fp32", "batchensemble", "de", "lpe-bsr", "lpe-bsr"]
+    _the_number_systems_experiment(tiny_run, scores, claims)
     assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
+
+
+def _the_number_systems_experiment(tiny_run, scores, claims):
+    """formats: vit_mini_t in int3 (Table 1's own files), fp4_e2m1 and mxfp4."""
+    formats = pd.read_csv(tiny_run / "results/tiny/formats/scores.csv")
+    assert set(formats["model"]) == {"vit_mini_t"}
+    assert set(formats["precision"]) == {"fp32", "int3", "fp4_e2m1", "mxfp4"}
+    int3 = formats[formats["precision"] == "int3"].reset_index(drop=True)
+    same = scores[(scores["model"] == "vit_mini_t") & (scores["precision"] == "int3")]
+    pd.testing.assert_frame_equal(int3, same.reset_index(drop=True))  # the same files
+    table = pd.read_csv(tiny_run / "results/tiny/tables/table_formats.csv")
+    assert table["precision"].tolist() == ["fp32", *["int3"] * 2, *["fp4_e2m1"] * 2,
+                                           *["mxfp4"] * 2]  # fmt: skip
+    assert table["method"].tolist() == ["fp32", *["rtn", "lpe-bsr"] * 3]
+    md = (tiny_run / "results/tiny/tables/table_formats.md").read_text()
+    assert "| FP4 E2M1 | LPE-BSR | 3 |" in md and "| MXFP4 | RTN | 1 |" in md
+    for ext in ("png", "pdf"):
+        assert (tiny_run / f"figures/tiny/lpe_across_formats.{ext}").stat().st_size > 0
+    claim8 = claims.split("## Claim 8")[1]
+    assert "vit_mini_t FP4 E2M1: LPE-BSR (M=3)" in claim8 and "vit_mini_t MXFP4" in claim8
 
 
 @pytest.mark.slow
@@ -432,10 +453,12 @@ def test_the_paper_profile_resolves_its_whole_dag_with_a_placeholder_path(tmp_pa
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # one job per model x precision (RTN and 3 seeds): 4 ViTs x 2 precisions, 2 CLIP models at
-    # INT-5, then LPE-BSR around the 3 fine-tuned ViT-B/16 solutions at INT-5
+    # one job per model x format (RTN and 3 seeds): 4 ViTs x 8 formats (Table 1's INT-4 and INT-6
+    # among them: the same jobs), 2 CLIP models at INT-5, then LPE-BSR around the 3 fine-tuned
+    # ViT-B/16 solutions at INT-5
     for rule, count in (("download_checkpoint", 4), ("download_zeroshot", 2),
-                        ("ensembles_pretrained", 4 * 2), ("ensembles_large", 2),
+                        ("ensembles_pretrained", 4 * 8), ("ensembles_large", 2),
+                        ("score_formats", 1), ("table_formats", 1),
                         ("ensembles_finetuned", 3), ("table1", 1), ("table3", 1),
                         ("figure7", 1), ("claims", 1), ("finetune", 1), ("finetune_posterior", 2),
                         ("fast_train", 5), ("table5", 1), ("table6", 1), ("figures_bma", 1),
@@ -506,6 +529,9 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
                  "fig5_fast_sse_csgld", "fig9_fast_sse_de_multiivon"):  # fmt: skip
         assert (tmp_path / f"figures/tinypaper/{name}.pdf").stat().st_size > 0
     assert (tmp_path / "results/tinypaper/tables/table5.csv").stat().st_size > 0
+    formats = pd.read_csv(tmp_path / "results/tinypaper/formats/scores.csv")  # config's one line
+    assert set(formats["precision"]) == {"fp32", "nf4"}
+    assert (tmp_path / "figures/tinypaper/lpe_across_formats.pdf").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import shlex
 from typing import NamedTuple
 
 from lpe.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
+from lpe.precision import int_name
 
 try:
     # Validate before any job: a bad key or value stops the run with a message naming it.
@@ -64,17 +65,51 @@ def figures(path):
     return f"figures/{PROFILE}/{path}"
 
 
-def runs():
-    """Predictions to make per model: FP32, RTN per precision, LPE-BSR per precision x seed."""
+def runs(formats=None):
+    """Predictions to make per model: FP32, RTN per format, LPE-BSR per format x seed; the
+    formats are names (lpe.precision), Table 1's INT-b of quant.bits by default."""
+    if formats is None:
+        formats = [int_name(b) for b in config["quant"]["bits"]]
     names = ["fp32"]
-    for bits in config["quant"]["bits"]:
-        names.append(f"rtn-int{bits}-seed0")
-        names += [f"bsr-int{bits}-seed{seed}" for seed in config["lpe"]["seeds"]]
+    for fmt in formats:
+        names.append(f"rtn-{fmt}-seed0")
+        names += [f"bsr-{fmt}-seed{seed}" for seed in config["lpe"]["seeds"]]
     return names
 
 
 def predictions():
     return [work(f"preds/{m}/{run}.npz") for m in config["models"] for run in runs()]
+
+
+FORMATS = config["formats"]
+
+
+def format_predictions(folder="preds"):
+    """LPE-BSR across number systems: FP32, RTN and LPE-BSR of formats.models x formats.names
+    (Table 1's INT-b files where a format is one of quant.bits: the same jobs); their
+    predictions files, or (folder="members") their member folders (no FP32 member)."""
+    ext = ".npz" if folder == "preds" else ""
+    return [
+        work(f"{folder}/{m}/{run}{ext}")
+        for m in FORMATS["models"]
+        for run in runs(FORMATS["names"])
+        if folder == "preds" or run != "fp32"
+    ]
+
+
+def format_targets():
+    """The experiment's member folders, predictions, scores, table and figure (none without
+    formats.models)."""
+    if not FORMATS["models"]:
+        return []
+    return [
+        *format_predictions(folder="members"),
+        *format_predictions(),
+        results("formats/scores.csv"),
+        *[results(f"tables/table_formats.{ext}") for ext in ("csv", "md", "tex")],
+        *[figures(f"lpe_across_formats.{ext}") for ext in ("png", "pdf")],
+        report_page("table_formats"),
+    ]
 
 
 NOISE = config["train_noise"]
@@ -479,7 +514,7 @@ def trained_checkpoints():
 
 
 def claims_inputs(wildcards):
-    """The files behind the convergence gate and claims 4-6."""
+    """The files behind the convergence gate and claims 4-6 and 8."""
     return {
         "checkpoints": trained_checkpoints(),
         "bma": results("bma/scores.csv"),
@@ -489,6 +524,7 @@ def claims_inputs(wildcards):
         "fast": results("fast/scores.csv"),
         "retrained": retrained_scores(),
         "sources": [work(f"fast/{m}") for m in ("sse", "csgld")],
+        **({"formats": results("formats/scores.csv")} if FORMATS["models"] else {}),
     }
 
 
@@ -501,6 +537,7 @@ def claims_flags(wildcards, input):
         f" --fast-scores {input.fast} --fast-bits {FAST['bits']}"
         f" --retrained-scores {' '.join(input.retrained)}"
         f" --fast-sources {' '.join(input.sources)}"
+        + (f" --format-scores {input.formats}" if FORMATS["models"] else "")
     )
 
 
@@ -537,6 +574,12 @@ REPORT_PAGES = {
         "Table 6: Gaussian noise and MC dropout against LPE-BSR",
         "Baselines",
         "Each method's one setting (LPE-BSR's precision too) chosen on the validation split; test numbers.",
+    ),
+    "table_formats": ReportPage(
+        results("tables/table_formats.md"),
+        "LPE-BSR across number systems",
+        "Number systems",
+        "FP32, RTN and LPE-BSR in each number format: test NLL, error, ECE, ambiguity, memory.",
     ),
     "table3": ReportPage(
         results("tables/table3.md"),
@@ -603,7 +646,12 @@ def finetuning_targets():
 def all_targets():
     """Everything; the paper profile adds Table 3 and Figure 7, the mini profile Figure 1 (a
     sketch drawn on the mini data)."""
-    targets = [*intermediates(), *table1_targets(), *finetuning_targets()]
+    targets = [
+        *intermediates(),
+        *table1_targets(),
+        *finetuning_targets(),
+        *format_targets(),
+    ]
     if IMAGES:
         return [*targets, *large_targets()]
     return [
@@ -624,4 +672,6 @@ wildcard_constraints:
     model=f"({TRAINED})(-(sgd|swag|ivon|trainseed\\d+))?",
     method="rtn|bsr",
     bits=r"\d+",
+    # a number format's name (lpe.precision): int4, fp8_e4m3, nf4, mxfp4
+    fmt=r"[a-z]+\d+(_e\d+m\d+)?",
     seed=r"\d+",

@@ -1,7 +1,7 @@
 # Low precision members as files, and the predictions of every run.
 
 
-# One job per model x precision: it writes the members of every seed (and the RTN member) and
+# One job per model x number format: it writes the members of every seed (and the RTN member) and
 # predicts them, in one process (lpe.ensembles). The seeds, ensemble size and whether RTN is made
 # depend on the kind of model (member_families), so there is one such rule per kind.
 for family, kind in member_families().items():
@@ -14,25 +14,20 @@ for family, kind in member_families().items():
             checkpoint=work("checkpoints/{model}.safetensors"),
         output:
             members=[
-                directory(work(f"members/{{model}}/bsr-int{{bits}}-seed{s}"))
+                directory(work(f"members/{{model}}/bsr-{{fmt}}-seed{s}"))
                 for s in kind.seeds
             ],
-            preds=[
-                work(f"preds/{{model}}/bsr-int{{bits}}-seed{s}.npz")
-                for s in kind.seeds
-            ],
+            preds=[work(f"preds/{{model}}/bsr-{{fmt}}-seed{s}.npz") for s in kind.seeds],
             rtn=(
-                [directory(work("members/{model}/rtn-int{bits}-seed0"))]
+                [directory(work("members/{model}/rtn-{fmt}-seed0"))]
                 if kind.rtn
                 else []
             ),
-            rtn_preds=(
-                [work("preds/{model}/rtn-int{bits}-seed0.npz")] if kind.rtn else []
-            ),
+            rtn_preds=([work("preds/{model}/rtn-{fmt}-seed0.npz")] if kind.rtn else []),
         log:
-            work("logs/ensembles/{model}/int{bits}.log"),
+            work("logs/ensembles/{model}/{fmt}.log"),
         benchmark:
-            work("benchmarks/ensembles/{model}/int{bits}.tsv")
+            work("benchmarks/ensembles/{model}/{fmt}.tsv")
         wildcard_constraints:
             model=kind.pattern,
         conda:
@@ -53,7 +48,7 @@ for family, kind in member_families().items():
             batch_size=config["predict"]["batch_size"],
         shell:
             "python -m lpe.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
-            " --bits {wildcards.bits} --members {params.members} --seeds {params.seeds}"
+            " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
             " --members-out {output.members} --out {output.preds} {params.rtn}"
             " {params.policy} --split {params.split} --batch-size {params.batch_size}"
             " --threads {threads}{params.flags} > {log} 2>&1"
