@@ -8,7 +8,7 @@ Prints three tables.
    - the naive loop: deep-copy the model, round its state dict with the torch expression
      (floor + rand + compare), load it, forward;
    - the suite, one member at a time: ``lpe.members.quantize`` (the counter-based kernel),
-     ``Member.load_into`` the one model instance, forward (``lpe.predict.evaluate_members``);
+     ``Member.load_into`` the one model instance, forward (``lpe.prediction.evaluate_members``);
    - the suite with K members per batched call (``torch.func.functional_call`` under ``vmap``);
    and, in a second table, the member preparation alone (rounding and loading, no forward pass).
 2. Peak memory. Each row is a fresh process evaluating timm's ``vit_base_patch16_224``
@@ -33,12 +33,12 @@ import timm
 import torch
 from common import best_time, emit, machine_line
 
-from lpe.data import build
+from lpe.datasets import build
 from lpe.members import Member, load_member, member_seed, quantize, save_member
 from lpe.models import count_params, create_model
 from lpe.numbers import IntFormat, compute_scales, dequantize, round_stochastic
 from lpe.policy import QuantPolicy
-from lpe.predict import evaluate_members, predict_log_probs
+from lpe.prediction import evaluate_members, predict_log_probs
 
 CPU = torch.device("cpu")
 IMAGE_BATCH = 16

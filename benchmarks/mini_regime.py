@@ -27,8 +27,8 @@ def run(spec: str, data: str) -> dict:
 
     from lpe import models
     from lpe.checkpoints import convergence_gain
-    from lpe.data import load_splits
-    from lpe.train import TrainConfig, evaluate, train
+    from lpe.datasets import load_splits
+    from lpe.training import TrainConfig, evaluate, train
 
     torch.set_num_threads(1)
     shape, epochs, lr = spec.split(":")

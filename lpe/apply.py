@@ -43,7 +43,7 @@ def create_timm_model(name: str, pretrained: bool = True, weights: str | None = 
     """A timm model by registry name, with hub weights, a local weights file, or none."""
     import timm
 
-    from lpe.hub import unknown_timm_model
+    from lpe.models import unknown_timm_model
 
     if problem := unknown_timm_model(name):
         raise ModelSourceError(problem)

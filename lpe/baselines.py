@@ -50,14 +50,14 @@ import torch
 from lpe import metrics
 from lpe.artifacts import ArtifactError, write_json
 from lpe.checkpoints import load_checkpoint
-from lpe.data import SPLITS
+from lpe.datasets import SPLITS
 from lpe.formats import int_format
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import member_seed, quantize
 from lpe.models import count_params
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.policy import QuantPolicy
-from lpe.predict import predict_log_probs, write_predictions
+from lpe.prediction import predict_log_probs, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.selection import at_an_end
 

@@ -17,25 +17,12 @@ import argparse
 import torch
 from tqdm import tqdm
 
-from lpe.data import SPLITS
-from lpe.finetune import load_solution
+from lpe.datasets import SPLITS
+from lpe.finetuning import draw, load_solution
 from lpe.inputs import add_data_arguments, open_stage_data
-from lpe.members import member_seed
 from lpe.models import count_params
-from lpe.predict import predict_log_probs, write_predictions
+from lpe.prediction import predict_log_probs, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.swag import SwagPosterior
-
-
-def draw(posterior, seed: int, index: int, swag_scale: float = 0.5) -> torch.Tensor:
-    """Member ``index`` of the BMA ensemble with seed ``seed``: one flat weight vector."""
-    generator = torch.Generator().manual_seed(member_seed(seed, index))
-    # FP32 whatever the forwards' precision: SWAG's low-rank product would otherwise run at the
-    # autocast dtype of a CPU stage (--dtype bfloat16)
-    with torch.autocast("cpu", enabled=False):
-        if isinstance(posterior, SwagPosterior):
-            return posterior.sample(generator, scale=swag_scale)
-        return posterior.sample(generator)
 
 
 @torch.inference_mode()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lpe.artifacts import write_with
-from lpe.figures import plt, save_figure, sns
+from lpe.plotting import plt, save_figure, sns
 
 RUNS = {"sgd": "SGD solution", "swag": "SWAG (SWA mean)", "ivon": "IVON (IVON mean)"}
 SOLUTION_NAMES = {"swag": "SWA mean", "ivon": "IVON mean", "sgd": "SGD solution"}

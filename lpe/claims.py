@@ -40,7 +40,7 @@ from lpe.checkpoints import (
 )
 from lpe.precision import label, sort_key
 from lpe.selection import NOISE_SE, at_an_end, band, joint_band
-from lpe.tables import final_ensembles
+from lpe.tabulate import budget_points, final_ensembles
 
 
 @dataclass(frozen=True)
@@ -449,7 +449,6 @@ def rate_choices(folders: list[str]) -> str:
 
 def claim5(fast_scores: pd.DataFrame, bits: int, rates: str = "") -> Claim:
     """Per method and metric: does adding LPE-BSR help at every training budget?"""
-    from lpe.fast_report import budget_points  # the same points as Figures 5 and 9
 
     checks = []
     for method, name in FAST_NAMES.items():

@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 
 from lpe.checkpoints import checkpoint_info
-from lpe.data import SPLITS
-from lpe.generate import add_member_arguments, generate, member_format, seed_runs_problem
-from lpe.predict import eval_inputs, member_run, predict_members, write_predictions
+from lpe.datasets import SPLITS
+from lpe.member_sets import add_member_arguments, generate, member_format, seed_runs_problem
+from lpe.prediction import eval_inputs, member_run, predict_members, write_predictions
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 

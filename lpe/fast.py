@@ -54,28 +54,28 @@ from lpe.artifacts import (
     write_manifest,
 )
 from lpe.batchensemble import batch_ensemble, member_log_probs
-from lpe.bma import draw
 from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
-from lpe.data import SPLITS
-from lpe.finetune import (
+from lpe.datasets import SPLITS
+from lpe.finetuning import (
     FinetuneConfig,
     add_finetune_arguments,
     add_resume_arguments,
+    draw,
     finetune_config,
     load_solution,
     run_finetune,
     validate,
 )
 from lpe.formats import get_format
-from lpe.generate import generate, seed_runs_problem
 from lpe.inputs import add_data_arguments, open_stage_data
+from lpe.member_sets import generate, seed_runs_problem
 from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.predict import batches, predict_fp32, predict_members, write_predictions
+from lpe.prediction import batches, predict_fp32, predict_members, write_predictions
 from lpe.resume import Resume
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.train import DivergenceError, lr_factor, require_finite_weights
+from lpe.training import DivergenceError, lr_factor, require_finite_weights
 
 METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
 REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
@@ -200,7 +200,7 @@ def train_batch_ensemble(state, info, data, cfg: FinetuneConfig, members: int, i
     other methods' runs. ``micro_batch`` > 0 splits each minibatch into chunks of that many
     examples (times the members) whose gradients are accumulated, for a GPU on which the
     repeated batch does not fit; the gradient is the whole batch's. Returns (model, backward
-    passes counted as members x steps); resumable like ``lpe.finetune.finetune``.
+    passes counted as members x steps); resumable like ``lpe.finetuning.finetune``.
     """
     model = info.build()
     model.load_state_dict(state)

@@ -22,17 +22,12 @@ from __future__ import annotations
 
 import argparse
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from lpe.artifacts import write_text, write_with  # noqa: E402
-from lpe.checkpoints import checkpoint_info  # noqa: E402
-from lpe.figures import save_figure  # noqa: E402
-from lpe.tables import cell, latex, markdown, over_seeds  # noqa: E402
+from lpe.artifacts import write_text, write_with
+from lpe.checkpoints import checkpoint_info
+from lpe.plotting import plt, save_figure, sns
+from lpe.tabulate import budget_points, cell, latex, markdown, over_seeds
 
 NAMES = {"sse": "SSE", "csgld": "CSGLD", "de": "DE", "multiivon": "MultiIVON",
          "batchensemble": "BatchEnsemble"}  # fmt: skip
@@ -48,13 +43,6 @@ AXIS_LABELS = {
     "nll": "test NLL",
     "ece": "test ECE",
 }
-
-
-def budget_points(scores: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Per seed and training budget, the ensemble of every member that exists at that budget."""
-    runs = scores[scores["method"] == method]
-    largest = runs.groupby(["seed", "backward_passes"])["members"].transform("max")
-    return runs[runs["members"] == largest]
 
 
 def curves(scores: pd.DataFrame, methods: list[str], bits: int, pretrain: int, title: str):

@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 
 from lpe.artifacts import write_with
-from lpe.data import load_splits
-from lpe.figures import plt, save_figure, sns
+from lpe.datasets import load_splits
 from lpe.numbers import IntFormat, round_nearest, round_stochastic
+from lpe.plotting import plt, save_figure, sns
 
 CLASSES = (0, 1)
 

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from lpe.artifacts import write_with  # noqa: E402
-from lpe.precision import label as format_label  # noqa: E402
-from lpe.precision import sort_key  # noqa: E402
+from lpe.plotting import plt, save_figure, sns
+from lpe.precision import label as format_label
+from lpe.precision import sort_key
 
 
 def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
@@ -101,17 +96,6 @@ def nll_vs_size_and_memory(scores: pd.DataFrame) -> plt.Figure:
     axes[1][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig: plt.Figure, prefix: str) -> None:
-    """``prefix.png`` and ``prefix.pdf``, atomically; the pdf without a creation date."""
-    write_with(f"{prefix}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-    write_with(
-        f"{prefix}.pdf",
-        lambda tmp: fig.savefig(tmp, format="pdf", metadata={"CreationDate": None}),
-    )
-    plt.close(fig)
-    print(f"wrote {prefix}.png and .pdf")
 
 
 def main(argv: list[str] | None = None) -> None:

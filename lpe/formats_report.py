@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import argparse
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from lpe.artifacts import write_text, write_with  # noqa: E402
-from lpe.figures import save_figure  # noqa: E402
-from lpe.precision import label, sort_key  # noqa: E402
-from lpe.tables import (  # noqa: E402
+from lpe.artifacts import write_text, write_with
+from lpe.plotting import plt, save_figure, sns
+from lpe.precision import label, sort_key
+from lpe.tabulate import (
     METHOD_NAMES,
     METHOD_ORDER,
     RUN_KEYS,

@@ -30,6 +30,7 @@ import torch
 
 from lpe.artifacts import ArtifactError, atomic_path
 from lpe.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
+from lpe.models import unknown_timm_model
 from lpe.zeroshot import SUFFIX, fetch_zeroshot, tower_name
 
 
@@ -39,17 +40,6 @@ class DownloadError(RuntimeError):
 
 def cached_path(cache: str | Path, name: str) -> Path:
     return Path(cache).expanduser() / f"{name}.safetensors"
-
-
-def unknown_timm_model(name: str) -> str | None:
-    """A message naming close timm names when timm does not know ``name``, else None."""
-    import timm
-
-    architecture = name.split(".")[0]
-    if timm.is_model(architecture):
-        return None
-    close = timm.list_models(f"*{architecture.split('_')[0]}*")[:8]
-    return f"timm has no model {name!r}; close names: {close}"
 
 
 def fetch_timm(name: str, cache: str | Path) -> torch.nn.Module:

@@ -8,7 +8,7 @@ either:
   training minibatches, the order drawn from the generator ``order`` (``skip``: leave out the
   first batches, for a resumed epoch);
 - ``inputs(split, batch_size)``: ``(inputs, labels)`` of an evaluation split, the inputs a tensor
-  or a loader of batches (both work with ``lpe.predict.predict_log_probs``);
+  or a loader of batches (both work with ``lpe.prediction.predict_log_probs``);
 - ``tensors(split, limit)``: the first ``limit`` examples of a split as tensors (landscapes);
 - ``selection_split``: the split settings are chosen on and runs are watched on (never the test).
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from lpe.data import load_splits, require_match
+from lpe.datasets import load_splits, require_match
 
 HOLDOUT = "holdout"
 DEFAULT_HOLDOUT = 10_000  # ImageNet-1k: 10 training images per class (ASSUMED)
@@ -77,6 +77,15 @@ def open_stage_data(args: argparse.Namespace, info):
                      info.input_shape)  # fmt: skip
 
 
+def minibatches(x, y, batch_size: int, order: torch.Generator, device, skip: int = 0):
+    """One epoch of ``(inputs, labels)`` minibatches, in a permutation drawn from ``order``;
+    ``skip`` leaves out the first batches (a resumed epoch: the same draw, then the rest)."""
+    permutation = torch.randperm(len(y), generator=order)
+    for start in range(skip * batch_size, len(y), batch_size):
+        idx = permutation[start : start + batch_size]
+        yield x[idx].to(device), y[idx].to(device)
+
+
 class TensorData:
     """The train, val and test tensors of a data file (``lpe.data``)."""
 
@@ -90,8 +99,6 @@ class TensorData:
         return len(self.splits.y["train"])
 
     def train_batches(self, batch_size: int, order: torch.Generator, device, skip: int = 0):
-        from lpe.train import minibatches  # here: lpe.train imports lpe.predict, which imports us
-
         yield from minibatches(self.splits.x["train"], self.splits.y["train"], batch_size, order,
                                device, skip)  # fmt: skip
 

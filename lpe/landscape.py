@@ -32,13 +32,12 @@ import torch
 from tqdm import tqdm
 
 from lpe.artifacts import write_with
-from lpe.bma import draw
 from lpe.checkpoints import load_checkpoint
-from lpe.data import SPLITS
-from lpe.finetune import load_solution
+from lpe.datasets import SPLITS
+from lpe.finetuning import draw, load_solution
 from lpe.inputs import add_data_arguments, open_stage_data
 from lpe.members import load_member_of
-from lpe.predict import predict_log_probs
+from lpe.prediction import predict_log_probs
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 ANCHOR_NAMES = ("solution", "BMA draw", "LPE-BSR draw")

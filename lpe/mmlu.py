@@ -204,7 +204,7 @@ def predict(args) -> None:
         run = {"method": args.method, "bits": args.bits, "seed": args.seed}
     meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
     info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")
-    from lpe.predict import write_predictions
+    from lpe.prediction import write_predictions
 
     write_predictions(args.out, log_probs, labels, bits, info, run, params=numel)
     if args.bits is not None:

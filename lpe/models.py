@@ -121,3 +121,14 @@ def _fp32_forward(self, x, *args, **kwargs):
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def unknown_timm_model(name: str) -> str | None:
+    """A message naming close timm names when timm does not know ``name``, else None."""
+    import timm
+
+    architecture = name.split(".")[0]
+    if timm.is_model(architecture):
+        return None
+    close = timm.list_models(f"*{architecture.split('_')[0]}*")[:8]
+    return f"timm has no model {name!r}; close names: {close}"

@@ -30,11 +30,11 @@ import torch
 from lpe import metrics
 from lpe.artifacts import write_text
 from lpe.checkpoints import load_checkpoint
-from lpe.generate import add_member_arguments, member_format
 from lpe.inputs import add_data_arguments, open_stage_data
+from lpe.member_sets import add_member_arguments, member_format
 from lpe.members import member_seed, quantize
 from lpe.models import count_params
-from lpe.predict import predict_log_probs
+from lpe.prediction import predict_log_probs
 from lpe.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.selection import NOISE_SE, band, joint_band
 

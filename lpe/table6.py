@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lpe.artifacts import write_text, write_with
-from lpe.tables import cell, final_ensembles, latex, markdown
+from lpe.tabulate import cell, final_ensembles, latex, markdown
 
 ROWS = {
     "fp32": "FP32",

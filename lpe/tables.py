@@ -18,29 +18,18 @@ import pandas as pd
 from lpe.artifacts import write_text, write_with
 from lpe.checkpoints import GATE_TOLERANCE, GATE_WINDOW, checkpoint_info, convergence_gate
 from lpe.precision import label, sort_key
+from lpe.tabulate import (
+    METHOD_NAMES,
+    METHOD_ORDER,
+    RUN_KEYS,
+    cell,
+    final_ensembles,
+    latex,
+    markdown,
+    over_seeds,
+)
 
 METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
-METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
-METHOD_NAMES = {"fp32": "FP32", "rtn": "RTN", "lpe-bsr": "LPE-BSR"}
-
-
-def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:
-    """Each run at its largest ensemble size."""
-    largest = scores.groupby(["model", "precision", "method", "seed"])["members"].transform("max")
-    return scores[scores["members"] == largest]
-
-
-def over_seeds(runs: pd.DataFrame, keys: list[str], metrics) -> pd.DataFrame:
-    """Per ``keys`` group: ``<metric>_mean``, ``<metric>_std``, ``memory_mbit`` and ``seeds``."""
-    grouped = runs.groupby(keys)
-    table = grouped[list(metrics)].agg(["mean", "std"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
-    table["seeds"] = grouped["seed"].nunique()
-    return table.reset_index()
-
-
-RUN_KEYS = ["model", "params", "precision", "method", "members"]
 
 
 def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, bool]] | None = None):
@@ -53,13 +42,6 @@ def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, bool]] | None = N
     table = table.assign(_p=table["precision"].map(sort_key), _m=table["method"].map(METHOD_ORDER))
     table = table.sort_values(["params", "_p", "_m"]).drop(columns=["_p", "_m"])
     return table.reset_index(drop=True)
-
-
-def cell(row: pd.Series, metric: str, digits: int, pm: str) -> str:
-    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-    if row["seeds"] > 1:
-        return f"{mean:.{digits}f} {pm} {std:.{digits}f}"
-    return f"{mean:.{digits}f}"
 
 
 def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
@@ -98,30 +80,6 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def to_latex(table: pd.DataFrame) -> str:
     return latex(formatted(table, r"$\pm$"))
-
-
-def markdown(shown: pd.DataFrame) -> str:
-    """A formatted table (strings) as a markdown table."""
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(False)]
-    return "\n".join(lines) + "\n"
-
-
-def latex(shown: pd.DataFrame, text_columns: int = 4) -> str:
-    """A formatted table as a booktabs tabular: the first ``text_columns`` left, the rest right."""
-
-    def tex(value) -> str:
-        return str(value).replace("%", r"\%").replace("_", r"\_")
-
-    lines = [
-        r"\begin{tabular}{" + "l" * text_columns + "r" * (len(shown.columns) - text_columns) + "}",
-        r"\toprule",
-        " & ".join(tex(c) for c in shown.columns) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(tex(v) for v in row) + r" \\" for row in shown.itertuples(False)]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
 
 
 TABLE3_METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4),

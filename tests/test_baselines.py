@@ -16,7 +16,7 @@ from lpe.baselines import (
 )
 from lpe.baselines import main as baselines
 from lpe.claims import claim6
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.formats import int_format
 from lpe.inputs import TensorData
 from lpe.members import member_seed, quantize

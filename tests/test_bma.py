@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from lpe.bma import draw, predict_draws
-from lpe.data import build
+from lpe.bma import predict_draws
+from lpe.datasets import build
+from lpe.finetuning import draw
 from lpe.ivon_posterior import IvonPosterior
 from lpe.members import member_seed
 from lpe.models import create_model
-from lpe.predict import predict_log_probs
+from lpe.prediction import predict_log_probs
 from lpe.swag import SwagPosterior
 
 
@@ -53,7 +54,7 @@ def test_each_draw_is_written_into_the_one_model_and_evaluated():
 
 def test_a_posterior_of_another_solution_is_refused(tmp_path, checkpoint):
     from lpe.bma import main
-    from lpe.finetune import save_posterior
+    from lpe.finetuning import save_posterior
 
     posterior = tmp_path / "p.safetensors"
     save_posterior(posterior, IvonPosterior(torch.zeros(3), torch.ones(3), 10, 0.0), "0" * 64)

@@ -11,7 +11,7 @@ from lpe.config import (
     load_schema,
     validate,
 )
-from lpe.data import DATASETS
+from lpe.datasets import DATASETS
 from lpe.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 import lpe.ensembles
 import lpe.predict
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.generate import main as generate
 
 

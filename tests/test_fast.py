@@ -8,13 +8,13 @@ import torch
 
 from lpe.artifacts import ArtifactError, write_manifest
 from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.fast import batch_ensemble_bits, load_batch_ensemble, read_sources
 from lpe.fast import main as fast
 from lpe.finetune import main as finetune
 from lpe.landscape import main as landscape
 from lpe.score import score_files
-from lpe.train import DivergenceError
+from lpe.training import DivergenceError
 
 SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
 RUN = 2 * 4  # one run: 2 epochs x 4 steps

@@ -8,7 +8,7 @@ import torch
 from lpe.batchensemble import BatchEnsembleLinear, batch_ensemble, member_log_probs
 from lpe.csgld import add_langevin_noise, noise_std
 from lpe.cyclic import CyclicSchedule
-from lpe.data import build
+from lpe.datasets import build
 from lpe.models import create_model
 
 

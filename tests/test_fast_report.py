@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from lpe.claims import claim5
-from lpe.fast_report import budget_points, curves, formatted, table5
+from lpe.fast_report import curves, formatted, table5
 from lpe.score import COLUMNS
+from lpe.tabulate import budget_points
 
 RUN = 100  # backward passes of one run
 

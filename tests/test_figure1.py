@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lpe.data import build
+from lpe.datasets import build
 from lpe.figure1 import compute, expected_share, nll, train, two_features
 
 

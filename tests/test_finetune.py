@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.data import build, save_splits
-from lpe.finetune import FinetuneConfig, load_posterior
+from lpe.datasets import build, save_splits
 from lpe.finetune import main as finetune
+from lpe.finetuning import FinetuneConfig, load_posterior
 from lpe.ivon_posterior import IvonPosterior
 from lpe.swag import SwagError, SwagPosterior
-from lpe.train import DivergenceError
+from lpe.training import DivergenceError
 
 SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
 

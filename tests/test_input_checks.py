@@ -5,7 +5,7 @@ import pytest
 from test_predict import SIZES, run_predict
 
 from lpe.artifacts import ArtifactError
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.score import main as score
 
 

@@ -8,7 +8,7 @@ from helpers import image_folder
 
 from lpe.bma import main as bma
 from lpe.checkpoints import checkpoint_info
-from lpe.data import build
+from lpe.datasets import build
 from lpe.finetune import main as finetune
 from lpe.hub import download
 from lpe.images import ImageFolderError

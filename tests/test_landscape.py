@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpe.data import build
+from lpe.datasets import build
 from lpe.landscape import Plane, evaluate_plane, grid_axes
 from lpe.models import create_model
 

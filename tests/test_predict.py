@@ -6,13 +6,14 @@ import pytest
 import torch
 
 import lpe.predict
+import lpe.prediction
 from lpe.checkpoints import load_checkpoint, save_checkpoint
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.formats import int_format
 from lpe.generate import main as generate
 from lpe.members import load_member, member_seed, quantize
 from lpe.models import create_model
-from lpe.predict import evaluate_members, predict_log_probs
+from lpe.prediction import evaluate_members, predict_log_probs
 from lpe.score import score_files
 
 SIZES = {"train": 20, "val": 10, "test": 30, "seed": 0}
@@ -98,7 +99,7 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
     members = tmp_path / "members"
     run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4)
     alive = []
-    real_load = lpe.predict.load_member_of
+    real_load = lpe.prediction.load_member_of
 
     def tracking_load(*args):
         gc.collect()
@@ -107,8 +108,8 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
         alive.append(weakref.ref(member))
         return member
 
-    monkeypatch.setattr(lpe.predict, "load_member_of", tracking_load)
-    log_probs, _, _, _ = lpe.predict.predict_members(
+    monkeypatch.setattr(lpe.prediction, "load_member_of", tracking_load)
+    log_probs, _, _, _ = lpe.prediction.predict_members(
         checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )
     assert len(alive) == 4 and log_probs.shape == (4, 30, 10)
@@ -129,7 +130,7 @@ def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call
 
 def test_auto_evaluates_one_member_at_a_time_on_cpu(checkpoint):
     _, info = load_checkpoint(checkpoint)
-    assert lpe.predict.auto_members_per_call(info.build(), torch.device("cpu")) == 1
+    assert lpe.prediction.auto_members_per_call(info.build(), torch.device("cpu")) == 1
 
 
 def test_bad_members_per_call_is_refused(checkpoint):

@@ -11,7 +11,7 @@ from test_predict import SIZES, run_generate, run_predict
 
 from lpe.artifacts import ArtifactError, read_manifest, write_manifest
 from lpe.checkpoints import checkpoint_info, save_checkpoint
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.models import create_model
 
 

@@ -6,7 +6,7 @@ import torch
 
 from lpe import metrics
 from lpe.checkpoints import save_checkpoint
-from lpe.data import build, save_splits
+from lpe.datasets import build, save_splits
 from lpe.formats import int_format
 from lpe.members import member_seed, quantize
 from lpe.models import create_model

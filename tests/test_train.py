@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from lpe.checkpoints import load_checkpoint
-from lpe.data import build, save_splits
-from lpe.train import DivergenceError, TrainConfig, lr_factor, main, train
+from lpe.datasets import build, save_splits
+from lpe.train import main
+from lpe.training import DivergenceError, TrainConfig, lr_factor, train
 
 
 @pytest.fixture(scope="module")
