@@ -40,6 +40,7 @@ from lpe.checkpoints import (
 )
 from lpe.precision import label, sort_key
 from lpe.selection import NOISE_SE, at_an_end, band, joint_band
+from lpe.sources import BY_NAME, family, fast_with_lpe
 from lpe.tabulate import budget_points, final_ensembles
 
 
@@ -422,12 +423,8 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
     )  # fmt: skip
 
 
-BASELINE_NAMES = {
-    "gaussian-noise": "Gaussian noise",
-    "gaussian-matched": "Gaussian noise of BSR's variance",
-    "mc-dropout": "MC dropout",
-}
-FAST_NAMES = {"sse": "SSE", "csgld": "CSGLD", "de": "DE", "multiivon": "MultiIVON"}
+BASELINE_NAMES = {s.name: s.label for s in family("baseline")}  # lpe.sources
+FAST_NAMES = {m: BY_NAME[m].label for m in fast_with_lpe()}
 
 
 def rate_choices(folders: list[str]) -> str:

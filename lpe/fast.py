@@ -75,9 +75,10 @@ from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.prediction import batches, predict_fp32, predict_members, write_predictions
 from lpe.resume import Resume
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.sources import family
 from lpe.training import DivergenceError, lr_factor, require_finite_weights
 
-METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")
+METHODS = tuple(s.name for s in family("fast"))  # lpe.sources
 REUSABLE = ("de", "multiivon")  # methods whose run 0 is an existing fine-tuning run
 
 

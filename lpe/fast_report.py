@@ -27,10 +27,10 @@ import pandas as pd
 from lpe.artifacts import write_text, write_with
 from lpe.checkpoints import checkpoint_info
 from lpe.plotting import plt, save_figure, sns
+from lpe.sources import family
 from lpe.tabulate import budget_points, cell, latex, markdown, over_seeds
 
-NAMES = {"sse": "SSE", "csgld": "CSGLD", "de": "DE", "multiivon": "MultiIVON",
-         "batchensemble": "BatchEnsemble"}  # fmt: skip
+NAMES = {s.name: s.label for s in family("fast")}  # lpe.sources
 FIGURES = {
     "fig5_fast_sse_csgld": ("Figure 5", ["sse", "csgld"]),
     "fig9_fast_sse_de_multiivon": ("Figure 9", ["sse", "de", "multiivon"]),

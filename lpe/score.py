@@ -30,20 +30,9 @@ import torch
 from lpe import metrics
 from lpe.artifacts import ArtifactError, write_with
 from lpe.precision import FP32, int_name
+from lpe.sources import methods
 
-METHOD_LABELS = {
-    "fp32": "fp32",
-    "rtn": "rtn",
-    "bsr": "lpe-bsr",
-    "swag-bma": "swag-bma",
-    "ivon-bma": "ivon-bma",
-    "gaussian-noise": "gaussian-noise",
-    "gaussian-matched": "gaussian-matched",
-    "mc-dropout": "mc-dropout",
-}
-FAST_METHODS = ("sse", "csgld", "de", "multiivon", "batchensemble")  # lpe.fast
-METHOD_LABELS.update({m: m for m in FAST_METHODS})
-METHOD_LABELS.update({f"{m}+lpe-bsr": f"{m}+lpe-bsr" for m in FAST_METHODS})
+METHOD_LABELS = methods()  # a predictions file's method -> the score CSVs' (lpe.sources)
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lpe.sources import family
+
 METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
 
 
-METHOD_NAMES = {"fp32": "FP32", "rtn": "RTN", "lpe-bsr": "LPE-BSR"}
+METHOD_NAMES = {s.name: s.label for s in family("reference")}  # lpe.sources
 
 
 def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:

@@ -18,9 +18,7 @@ from lpe.predict import main as predict
 from lpe.zeroshot import SUFFIX, ZeroShotHead, class_embeddings, zeroshot_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TOWER = (
-    "vit_base_patch32_clip_quickgelu_224.openai"  # the smallest CLIP tower with a timm data config
-)
+TOWER = "vit_xsmall_patch16_clip_224.tinyclip_yfcc15m"  # TinyCLIP's 8M-parameter tower
 
 
 @pytest.fixture(scope="module")

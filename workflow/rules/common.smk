@@ -5,6 +5,8 @@ from typing import NamedTuple
 
 from lpe.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
 from lpe.precision import int_name
+from lpe.sources import family as source_family
+from lpe.sources import fast_with_lpe
 
 try:
     # Validate before any job: a bad key or value stops the run with a message naming it.
@@ -330,7 +332,10 @@ def baseline_predictions():
 
 
 FAST = config["fast"]
-FAST_METHODS = ("sse", "csgld", "de", "multiivon")  # each with and without LPE-BSR
+# the fast sources of lpe.sources: each with and without LPE-BSR, and those without copies
+FAST_SOURCES = [s.name for s in source_family("fast")]
+FAST_METHODS = fast_with_lpe()
+FAST_ALONE = [s.name for s in source_family("fast") if not s.lpe_copies]
 FAST_FIGURES = {
     "fig5_fast_sse_csgld": ["sse", "csgld"],
     "fig9_fast_sse_de_multiivon": ["sse", "de", "multiivon"],
@@ -379,7 +384,7 @@ def fast_reuse(method):
 
 def fast_predictions():
     """Figures 5, 9 and Table 5's predictions: each method's FP32 and LPE-BSR files."""
-    files = [work("preds/fast/batchensemble/fp32.npz")]
+    files = [work(f"preds/fast/{method}/fp32.npz") for method in FAST_ALONE]
     for method in FAST_METHODS:
         files.append(work(f"preds/fast/{method}/fp32.npz"))
         files += [

@@ -12,7 +12,7 @@ rule fast_train:
     benchmark:
         work("benchmarks/fast/{fast}.tsv")
     wildcard_constraints:
-        fast="sse|csgld|de|multiivon|batchensemble",
+        fast="|".join(FAST_SOURCES),
     priority: 5  # long fine-tuning chains: started before short report jobs
     conda:
         ENV
@@ -76,7 +76,8 @@ rule fast_predict:
         " > {log} 2>&1"
 
 
-# BatchEnsemble has no LPE-BSR runs (its members share weights; not part of the paper's design)
+# The fast sources without LPE-BSR runs: BatchEnsemble (its members share weights; not part of
+# the paper's design)
 rule fast_predict_fp32:
     input:
         unpack(data_input),
@@ -88,7 +89,7 @@ rule fast_predict_fp32:
     benchmark:
         work("benchmarks/predict/fast/{fast}/fp32.tsv")
     wildcard_constraints:
-        fast="batchensemble",
+        fast="|".join(FAST_ALONE),
     conda:
         ENV
     threads: 1

@@ -1,0 +1,84 @@
+"""The member sources: every way the suite gets ensemble members, with its label and its budget.
+
+A source's ``name`` is the ``method`` its predictions files and score CSVs hold; the score stage,
+the reports, the claims and the rule files iterate this registry, so a new source is its module
+(how it trains or draws members) plus one entry here. No torch import: the workflow reads it
+while it builds the DAG.
+
+Families: ``reference`` (Table 1's FP32 model, its RTN member and LPE-BSR), ``posterior`` (BMA
+over SWAG's and IVON's posteriors; Figures 2-8), ``baseline`` (training-free perturbations;
+Table 6) and ``fast`` (ensembles from one fine-tuning budget; Figures 4, 5, 9 and Table 5). A
+fast source with ``lpe_copies`` is also run with LPE-BSR copies of every source member (method
+``<name>+lpe-bsr``), at no extra training budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    label: str
+    family: str
+    members: str  # how its members are trained or drawn
+    budget: str  # the training budget its members cost (backward passes)
+    lpe_copies: bool = False  # fast sources: also with LPE-BSR copies of each member
+
+
+FREE = "none beyond the checkpoint's"
+SOURCES = (
+    Source("fp32", "FP32", "reference", "the checkpoint itself", FREE),
+    Source("rtn", "RTN", "reference", "the checkpoint rounded to the nearest value", FREE),
+    Source("lpe-bsr", "LPE-BSR", "reference",
+           "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE),
+    Source("swag-bma", "SWAG BMA", "posterior", "draws from SWAG's Gaussian posterior",
+           "the SWAG fine-tuning run"),
+    Source("ivon-bma", "IVON BMA", "posterior", "draws from IVON's Gaussian posterior",
+           "the IVON fine-tuning run"),
+    Source("gaussian-noise", "Gaussian noise", "baseline",
+           "the checkpoint plus Gaussian noise of a scale chosen on validation", FREE),
+    Source("gaussian-matched", "Gaussian noise of BSR's variance", "baseline",
+           "the checkpoint plus Gaussian noise of LPE-BSR's per-weight variance", FREE),
+    Source("mc-dropout", "MC dropout", "baseline",
+           "dropout masks at a rate chosen on validation, at test time", FREE),
+    Source("sse", "SSE", "fast", "a snapshot at the end of each cyclic learning-rate cycle",
+           "the cycles up to the snapshot", lpe_copies=True),
+    Source("csgld", "CSGLD", "fast", "a sample at the end of each cycle of cyclical SGLD",
+           "the cycles up to the sample", lpe_copies=True),
+    Source("de", "DE", "fast", "independent fine-tuning runs (run 1: Figure 2's SGD run)",
+           "one run per member", lpe_copies=True),
+    Source("multiivon", "MultiIVON", "fast",
+           "posterior draws of independent IVON runs (run 1: Figure 2's IVON run)",
+           "one run per IVON run, whatever its draws", lpe_copies=True),
+    Source("batchensemble", "BatchEnsemble", "fast",
+           "the K rank-1 members of one BatchEnsemble run (they share weights: no LPE-BSR copies)",
+           "K runs' backward passes (each minibatch goes through every member)"),
+)  # fmt: skip
+BY_NAME = {s.name: s for s in SOURCES}
+LPE_SUFFIX = "+lpe-bsr"
+
+
+def family(name: str) -> list[Source]:
+    return [s for s in SOURCES if s.family == name]
+
+
+def fast_with_lpe() -> list[str]:
+    """The fast sources run with LPE-BSR copies too (Figures 5 and 9, claim 5)."""
+    return [s.name for s in family("fast") if s.lpe_copies]
+
+
+def methods() -> dict[str, str]:
+    """Every ``method`` a predictions file may hold -> its name in the score CSVs: the sources,
+    the fast sources' LPE-BSR variants, and ``bsr`` (the members' own name for LPE-BSR)."""
+    names = {s.name: s.name for s in SOURCES}
+    names.update({f"{m}{LPE_SUFFIX}": f"{m}{LPE_SUFFIX}" for m in fast_with_lpe()})
+    return {**names, "bsr": "lpe-bsr"}
+
+
+def label(method: str) -> str:
+    """A score CSV's method as tables print it (``sse+lpe-bsr``: "SSE + LPE-BSR")."""
+    if method.endswith(LPE_SUFFIX) and method != "lpe-bsr":
+        return f"{BY_NAME[method.removesuffix(LPE_SUFFIX)].label} + LPE-BSR"
+    return BY_NAME[method].label

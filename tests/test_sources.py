@@ -1,0 +1,39 @@
+"""The member-source registry (lpe.sources) is what the stages, reports and rules iterate."""
+
+from __future__ import annotations
+
+from lpe import sources
+from lpe.claims import BASELINE_NAMES, FAST_NAMES
+from lpe.fast import METHODS as FAST_STAGE_METHODS
+from lpe.fast_report import NAMES as FAST_REPORT_NAMES
+from lpe.score import METHOD_LABELS
+from lpe.tabulate import METHOD_NAMES
+
+
+def test_the_registry_lists_every_source_of_the_paper_once():
+    names = [s.name for s in sources.SOURCES]
+    assert len(names) == len(set(names))
+    assert {"fp32", "rtn", "lpe-bsr", "swag-bma", "ivon-bma", "gaussian-noise", "mc-dropout",
+            "sse", "csgld", "de", "multiivon", "batchensemble"} <= set(names)  # fmt: skip
+    for source in sources.SOURCES:
+        assert source.family in ("reference", "posterior", "baseline", "fast")
+        assert source.label and source.members and source.budget
+
+
+def test_the_consumers_take_their_names_and_labels_from_it():
+    fast = [s.name for s in sources.family("fast")]
+    assert list(FAST_STAGE_METHODS) == fast
+    assert FAST_REPORT_NAMES == {s.name: s.label for s in sources.family("fast")}
+    assert set(FAST_NAMES) == set(sources.fast_with_lpe()) == set(fast) - {"batchensemble"}
+    assert set(BASELINE_NAMES) == {s.name for s in sources.family("baseline")}
+    assert METHOD_NAMES == {"fp32": "FP32", "rtn": "RTN", "lpe-bsr": "LPE-BSR"}
+    # every source, every fast source's LPE-BSR variant, and the members' own "bsr"
+    assert METHOD_LABELS["bsr"] == "lpe-bsr" and METHOD_LABELS["sse+lpe-bsr"] == "sse+lpe-bsr"
+    assert set(METHOD_LABELS) >= {s.name for s in sources.SOURCES}
+    assert "batchensemble+lpe-bsr" not in METHOD_LABELS  # its members share weights
+
+
+def test_labels():
+    assert sources.label("sse+lpe-bsr") == "SSE + LPE-BSR"
+    assert sources.label("lpe-bsr") == "LPE-BSR"
+    assert sources.label("gaussian-matched") == "Gaussian noise of BSR's variance"
