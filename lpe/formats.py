@@ -184,19 +184,21 @@ class NumberFormat:
         if weight.device.type != "cpu":
             codes = _round_torch(self, _rows(weight), scales, stochastic, key)
             return codes.reshape(weight.shape), scales
+        if stochastic and self.integer_grid and self.block is None:
+            # INT-b: lpe.kernels' branch-free floor kernel (a grid search costs ~4x more). Its
+            # signed codes q are this grid's indices q + qmax (tested): reinterpreted as unsigned
+            # and offset in place, since two's complement wraps q + qmax into 0 ... 2 qmax.
+            qmax = int(self.grid[-1])
+            codes = bsr_codes(weight, scales, qmax, key).numpy()
+            indices = codes.view(self.code_dtype if codes.itemsize == 1 else np.uint16)
+            indices += indices.dtype.type(qmax)
+            return torch.from_numpy(indices.astype(self.code_dtype, copy=False)), scales
         w2 = _rows(weight).contiguous().numpy()
         out = np.empty(w2.shape, dtype=self.code_dtype)
         zero = int(np.flatnonzero(self.grid == 0)[0])
         block = self.block or w2.shape[1]
         scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()  # per tensor: each row
-        if stochastic and self.integer_grid and self.block is None:
-            # INT-b: lpe.kernels' branch-free floor kernel (a grid search costs ~4x more); its
-            # signed codes q are this grid's indices q + qmax (tested)
-            qmax = int(self.grid[-1])
-            codes = bsr_codes(weight, scales, qmax, key).to(torch.int32) + qmax
-            return codes.to(torch.from_numpy(out).dtype), scales
-        else:
-            _round_rows(w2, scales_np, block, self.grid, zero, stochastic, np.uint64(key), out)
+        _round_rows(w2, scales_np, block, self.grid, zero, stochastic, np.uint64(key), out)
         return torch.from_numpy(out).reshape(weight.shape), scales
 
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
