@@ -24,11 +24,10 @@ import argparse
 
 import pandas as pd
 
-from lpe.artifacts import write_text, write_with
 from lpe.checkpoints import checkpoint_info
 from lpe.plotting import plt, save_figure, sns
 from lpe.sources import family
-from lpe.tabulate import budget_points, cell, latex, markdown, over_seeds
+from lpe.tabulate import budget_points, cell, latex, markdown, over_seeds, write_table
 
 NAMES = {s.name: s.label for s in family("fast")}  # lpe.sources
 FIGURES = {
@@ -153,10 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             save_figure(fig, f"{args.out_dir}{name}")
         return
     table = table5(scores, args.bits, args.runs, args.sizes)
-    write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text(f"{args.out}.md", markdown(formatted(table, "±")))
-    write_text(f"{args.out}.tex", latex(formatted(table, r"$\pm$"), text_columns=2))
-    print(f"wrote {args.out}.csv/.md/.tex: {len(table)} rows")
+    md = markdown(formatted(table, "±"))
+    write_table(args.out, table, md, latex(formatted(table, r"$\pm$"), text_columns=2))
 
 
 if __name__ == "__main__":

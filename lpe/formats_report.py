@@ -18,7 +18,6 @@ import argparse
 
 import pandas as pd
 
-from lpe.artifacts import write_text, write_with
 from lpe.plotting import plt, save_figure, sns
 from lpe.precision import label, sort_key
 from lpe.tabulate import (
@@ -30,6 +29,7 @@ from lpe.tabulate import (
     latex,
     markdown,
     over_seeds,
+    write_table,
 )
 
 METRICS = {"nll": ("NLL", 4), "err": ("ERR (%)", 2), "ece": ("ECE", 4), "ambiguity": ("AMB", 4)}
@@ -99,11 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     if scores.empty or not (scores["method"] == "lpe-bsr").any():
         parser.error(f"{args.scores} has no LPE-BSR scores")
     rows = table(scores)
-    write_with(f"{args.out}.csv", lambda tmp: rows.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text(f"{args.out}.md", markdown(formatted(rows, "±")))
-    write_text(f"{args.out}.tex", latex(formatted(rows, r"$\pm$"), text_columns=3))
+    md = markdown(formatted(rows, "±"))
+    write_table(args.out, rows, md, latex(formatted(rows, r"$\pm$"), text_columns=3))
     save_figure(figure(rows), args.figure)
-    print(f"wrote {args.out}.csv/.md/.tex ({len(rows)} rows) and {args.figure}.png/.pdf")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,7 @@
 """The ``predict`` stage: member log-probabilities on a data split, as one predictions file.
 
-Members are evaluated one at a time into a single model instance: only one member's weights are
-alive at once besides that instance. The output ``.npz`` holds, members first:
-
-- ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
-- ``labels``: int64 ``(N,)``;
-- ``member_bits``: int64 ``(M,)`` storage of each member;
-- scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
-  obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``, and for low precision members
-  ``format`` (the number format's name, :mod:`lpe.precision`).
+Members are evaluated one at a time into a single model instance; the file's layout is
+:mod:`lpe.prediction`'s.
 
 Usage (FP32 model): ``python -m lpe.predict --checkpoint CKPT --data DATA --out OUT.npz``;
 (low precision members): add ``--members DIR`` written by ``python -m lpe.generate``.

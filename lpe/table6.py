@@ -18,8 +18,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from lpe.artifacts import write_text, write_with
-from lpe.tabulate import cell, final_ensembles, latex, markdown
+from lpe.tabulate import cell, final_ensembles, latex, markdown, write_table
 
 ROWS = {
     "fp32": "FP32",
@@ -101,10 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
     args = parser.parse_args(argv)
     table = table6(pd.read_csv(args.scores), chosen_settings(args.preds))
-    write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text(f"{args.out}.md", markdown(formatted(table, "±")))
-    write_text(f"{args.out}.tex", latex(formatted(table, r"$\pm$"), text_columns=2))
-    print(f"wrote {args.out}.csv/.md/.tex: {len(table)} rows")
+    md = markdown(formatted(table, "±"))
+    write_table(args.out, table, md, latex(formatted(table, r"$\pm$"), text_columns=2))
 
 
 if __name__ == "__main__":

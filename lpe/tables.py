@@ -15,7 +15,6 @@ import argparse
 
 import pandas as pd
 
-from lpe.artifacts import write_text, write_with
 from lpe.checkpoints import GATE_TOLERANCE, GATE_WINDOW, checkpoint_info, convergence_gate
 from lpe.precision import label, sort_key
 from lpe.tabulate import (
@@ -27,6 +26,7 @@ from lpe.tabulate import (
     latex,
     markdown,
     over_seeds,
+    write_table,
 )
 
 METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
@@ -129,10 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         table = table3(scores)
         md = markdown(formatted3(table, "±"))
         tex = latex(formatted3(table, r"$\pm$"), text_columns=4)
-    write_with(f"{args.out}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text(f"{args.out}.md", md)
-    write_text(f"{args.out}.tex", tex)
-    print(f"wrote {args.out}.csv/.md/.tex: {len(table)} rows")
+    write_table(args.out, table, md, tex)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lpe.artifacts import write_text, write_with
 from lpe.sources import family
 
 METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
@@ -71,3 +72,11 @@ def budget_points(scores: pd.DataFrame, method: str) -> pd.DataFrame:
     runs = scores[scores["method"] == method]
     largest = runs.groupby(["seed", "backward_passes"])["members"].transform("max")
     return runs[runs["members"] == largest]
+
+
+def write_table(prefix: str, table: pd.DataFrame, md: str, tex: str) -> None:
+    """``prefix.csv`` (the numbers), ``prefix.md`` and ``prefix.tex`` (formatted), atomically."""
+    write_with(f"{prefix}.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    write_text(f"{prefix}.md", md)
+    write_text(f"{prefix}.tex", tex)
+    print(f"wrote {prefix}.csv/.md/.tex: {len(table)} rows")
