@@ -224,9 +224,10 @@ def claim1(s: pd.DataFrame) -> Claim:
 
 def claim8(s: pd.DataFrame) -> Claim:
     """The paper's outlook, tested here: claim 1 in every number format, not only INT-b."""
+    checks = _gain_checks(s)
     families = {}
     for precision in s["precision"].unique():
-        held = [c.outcome for c in _gain_checks(s[s["precision"] == precision])]
+        held = [c.outcome for c, p in zip(checks, s["precision"], strict=True) if p == precision]
         families[label(precision)] = f"{held.count('holds')}/{len(held)}"
     note = (
         "Not a claim of the paper: its outlook (LPE in other low precision number systems), "
@@ -241,7 +242,7 @@ def claim8(s: pd.DataFrame) -> Claim:
         8,
         "(outlook) LPE-BSR beats RTN in NLL in every number format (FP8, FP6, FP4, NF4, MX), "
         "not only INT-b.",
-        _gain_checks(s),
+        checks,
         note,
     )
 

@@ -190,9 +190,9 @@ class NumberFormat:
             # and offset in place, since two's complement wraps q + qmax into 0 ... 2 qmax.
             qmax = int(self.grid[-1])
             codes = bsr_codes(weight, scales, qmax, key).numpy()
-            indices = codes.view(self.code_dtype if codes.itemsize == 1 else np.uint16)
+            indices = codes.view(self.code_dtype)  # int8 -> uint8, int16 -> uint16
             indices += indices.dtype.type(qmax)
-            return torch.from_numpy(indices.astype(self.code_dtype, copy=False)), scales
+            return torch.from_numpy(indices), scales
         w2 = _rows(weight).contiguous().numpy()
         out = np.empty(w2.shape, dtype=self.code_dtype)
         zero = int(np.flatnonzero(self.grid == 0)[0])

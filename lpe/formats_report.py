@@ -22,13 +22,10 @@ from lpe.plotting import plt, save_figure, sns
 from lpe.precision import label, sort_key
 from lpe.tabulate import (
     METHOD_NAMES,
-    METHOD_ORDER,
-    RUN_KEYS,
     cell,
-    final_ensembles,
+    final_rows,
     latex,
     markdown,
-    over_seeds,
     write_table,
 )
 
@@ -37,11 +34,7 @@ METRICS = {"nll": ("NLL", 4), "err": ("ERR (%)", 2), "ece": ("ECE", 4), "ambigui
 
 def table(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per model x format x method, at each run's largest ensemble size."""
-    rows = over_seeds(final_ensembles(scores), RUN_KEYS, METRICS)
-    rows = rows.assign(
-        _p=rows["precision"].map(sort_key), _m=rows["method"].map(METHOD_ORDER)
-    ).sort_values(["params", "_p", "_m"])
-    return rows.drop(columns=["_p", "_m"]).reset_index(drop=True)
+    return final_rows(scores, METRICS)
 
 
 def formatted(rows: pd.DataFrame, pm: str) -> pd.DataFrame:

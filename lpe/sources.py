@@ -75,10 +75,3 @@ def methods() -> dict[str, str]:
     names = {s.name: s.name for s in SOURCES}
     names.update({f"{m}{LPE_SUFFIX}": f"{m}{LPE_SUFFIX}" for m in fast_with_lpe()})
     return {**names, "bsr": "lpe-bsr"}
-
-
-def label(method: str) -> str:
-    """A score CSV's method as tables print it (``sse+lpe-bsr``: "SSE + LPE-BSR")."""
-    if method.endswith(LPE_SUFFIX) and method != "lpe-bsr":
-        return f"{BY_NAME[method.removesuffix(LPE_SUFFIX)].label} + LPE-BSR"
-    return BY_NAME[method].label

@@ -16,13 +16,14 @@ import argparse
 import pandas as pd
 
 from lpe.checkpoints import GATE_TOLERANCE, GATE_WINDOW, checkpoint_info, convergence_gate
-from lpe.precision import label, sort_key
+from lpe.precision import label
 from lpe.tabulate import (
     METHOD_NAMES,
     METHOD_ORDER,
     RUN_KEYS,
     cell,
     final_ensembles,
+    final_rows,
     latex,
     markdown,
     over_seeds,
@@ -35,13 +36,11 @@ METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
 def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, bool]] | None = None):
     """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB; with
     ``gates`` (model -> convergence gain, passed), each model's convergence gate."""
-    table = over_seeds(final_ensembles(scores), RUN_KEYS, METRICS)
+    table = final_rows(scores, METRICS)
     if gates is not None:
         table["gate_gain"] = table["model"].map(lambda m: gates[m][0])
         table["gate_passed"] = table["model"].map(lambda m: gates[m][1])
-    table = table.assign(_p=table["precision"].map(sort_key), _m=table["method"].map(METHOD_ORDER))
-    table = table.sort_values(["params", "_p", "_m"]).drop(columns=["_p", "_m"])
-    return table.reset_index(drop=True)
+    return table
 
 
 def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:

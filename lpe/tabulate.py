@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lpe.artifacts import write_text, write_with
+from lpe.precision import sort_key
 from lpe.sources import family
 
 METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
@@ -80,3 +81,13 @@ def write_table(prefix: str, table: pd.DataFrame, md: str, tex: str) -> None:
     write_text(f"{prefix}.md", md)
     write_text(f"{prefix}.tex", tex)
     print(f"wrote {prefix}.csv/.md/.tex: {len(table)} rows")
+
+
+def final_rows(scores: pd.DataFrame, metrics) -> pd.DataFrame:
+    """One row per model x precision x method at each run's largest ensemble size, ``metrics``
+    over seeds; the smallest model first, then FP32 and the widest codes, then FP32, RTN,
+    LPE-BSR (Table 1 and the number systems table)."""
+    rows = over_seeds(final_ensembles(scores), RUN_KEYS, metrics)
+    rows = rows.assign(_p=rows["precision"].map(sort_key), _m=rows["method"].map(METHOD_ORDER))
+    rows = rows.sort_values(["params", "_p", "_m"]).drop(columns=["_p", "_m"])
+    return rows.reset_index(drop=True)

@@ -31,9 +31,3 @@ def test_the_consumers_take_their_names_and_labels_from_it():
     assert METHOD_LABELS["bsr"] == "lpe-bsr" and METHOD_LABELS["sse+lpe-bsr"] == "sse+lpe-bsr"
     assert set(METHOD_LABELS) >= {s.name for s in sources.SOURCES}
     assert "batchensemble+lpe-bsr" not in METHOD_LABELS  # its members share weights
-
-
-def test_labels():
-    assert sources.label("sse+lpe-bsr") == "SSE + LPE-BSR"
-    assert sources.label("lpe-bsr") == "LPE-BSR"
-    assert sources.label("gaussian-matched") == "Gaussian noise of BSR's variance"
