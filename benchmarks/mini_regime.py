@@ -38,7 +38,7 @@ def run(spec: str, data: str) -> dict:
     splits = load_splits(data)
     cfg = TrainConfig(epochs=int(epochs), lr=float(lr), batch_size=128, weight_decay=0.05)
     start = time.perf_counter()
-    model, summary = train(name, splits, cfg, torch.device("cpu"), log=io.StringIO())
+    model, summary, _ = train(name, splits, cfg, torch.device("cpu"), log=io.StringIO())
     seconds = time.perf_counter() - start
     test = evaluate(model, splits, "test", torch.device("cpu"))
     curve = summary["val_nll_curve"]

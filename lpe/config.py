@@ -155,11 +155,10 @@ def _format_problems(config: dict) -> list[str]:
 def _train_noise_problems(config: dict) -> list[str]:
     """The mini profile's retraining (the paper profile downloads its models and ignores it)."""
     noise = config["train_noise"]
-    if not noise["model"]:
+    if not noise["models"]:
         return []
-    problems = []
-    if noise["model"] not in config["models"]:
-        problems.append(f"'train_noise.model' = {noise['model']!r} is not in 'models'")
+    problems = [f"'train_noise.models' lists {m!r}, which is not in 'models'"
+                for m in noise["models"] if m not in config["models"]]  # fmt: skip
     if config["train"]["seed"] in noise["seeds"]:
         problems.append(f"'train_noise.seeds' {noise['seeds']} repeat 'train.seed' = "
                         f"{config['train']['seed']}, the main run's")  # fmt: skip

@@ -4,12 +4,21 @@ torch, MKL and oneDNN each pick a vector code path by CPU (AVX2, AVX-512, AMX...
 path sums in its own order: one epoch of training differs by up to 1e-3 in the weights between
 two paths, and a few epochs turn that into different checkpoints and flipped verdicts. Fixing the
 thread count (``lpe.runtime.set_threads``) is not enough. So every stage pins the three code
-paths to AVX2, which every x86-64 CPU of the last decade has, before torch computes anything:
+paths before torch computes anything, to paths that every x86-64 CPU with AVX2, Intel or AMD,
+runs the same way:
 
 - ``ATEN_CPU_CAPABILITY=avx2``: torch's own vectorised kernels (element-wise, reductions, softmax);
-- ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility (matrix products), strict
-  so that a BLAS call does not depend on the thread count either;
+- ``MKL_CBWR=COMPATIBLE,STRICT``: MKL's conditional numerical reproducibility for the matrix
+  products. ``COMPATIBLE`` is the one branch Intel documents as the same on Intel and non-Intel
+  CPUs: the named branches (``AVX2``, ``AVX512``, ``SSE2``) hold on Intel CPUs only, and on AMD
+  MKL takes its AUTO branch instead (measured: ``AVX2,STRICT`` on an AMD EPYC gives the AUTO
+  bits, not an Intel CPU's). ``STRICT`` so that a BLAS call does not depend on the thread count
+  either. It costs speed (``benchmarks/results/numerics_cost.md``);
 - ``ONEDNN_MAX_CPU_ISA=AVX2``: oneDNN (torch's CPU convolutions, e.g. the patch embedding).
+
+A pin is proven by equal hashes on two machines, not by one: ``python -m lpe.fingerprint``
+hashes the computations that decide the suite's numbers and ``--check`` compares them with the
+reference machine's (``results/numerics_fingerprint.txt``).
 
 These are read once, when each library first runs, so they are set in ``os.environ`` when the
 package is imported (``lpe/__init__.py`` calls :func:`pin_cpu_numerics`), which is before any stage
@@ -29,7 +38,7 @@ import sys
 OPT_OUT = "LPE_NATIVE_NUMERICS"
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2,STRICT",
+    "MKL_CBWR": "COMPATIBLE,STRICT",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 
@@ -40,7 +49,7 @@ def native_requested() -> bool:
 
 
 def pin_cpu_numerics() -> None:
-    """Pin torch's, MKL's and oneDNN's CPU code paths to AVX2, unless opted out.
+    """Pin torch's, MKL's and oneDNN's CPU code paths (:data:`PINNED`), unless opted out.
 
     Only x86-64 has these paths; elsewhere (ARM) nothing is set and nothing is promised.
     """
@@ -57,7 +66,12 @@ def describe() -> str:
         return "CPU numerics: not pinned (not x86-64); numbers depend on this CPU"
     torch = sys.modules.get("torch")
     active = torch.backends.cpu.get_cpu_capability() if torch is not None else "?"
-    return f"CPU numerics: pinned to AVX2 (torch kernels: {active}; opt out: {OPT_OUT}=1)"
+    return f"CPU numerics: pinned ({settings()}; torch kernels: {active}; opt out: {OPT_OUT}=1)"
+
+
+def settings() -> str:
+    """The numerics variables as this process has them, e.g. ``ATEN_CPU_CAPABILITY=avx2 ...``."""
+    return " ".join(f"{k}={os.environ.get(k, '')}" for k in (*PINNED, OPT_OUT))
 
 
 def _is_x86_64() -> bool:

@@ -15,7 +15,13 @@ import argparse
 
 import pandas as pd
 
-from lpe.checkpoints import GATE_TOLERANCE, GATE_WINDOW, checkpoint_info, convergence_gate
+from lpe.checkpoints import (
+    GATE_RISE,
+    GATE_TOLERANCE,
+    GATE_WINDOW,
+    checkpoint_info,
+    convergence_gate,
+)
 from lpe.precision import label
 from lpe.tabulate import (
     METHOD_NAMES,
@@ -33,13 +39,14 @@ from lpe.tabulate import (
 METRICS = {"nll": "NLL", "err": "ERR (%)", "ambiguity": "AMB"}
 
 
-def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, bool]] | None = None):
+def table1(scores: pd.DataFrame, gates: dict[str, tuple[float, float, bool]] | None = None):
     """One row per model x precision x method: mean and std over seeds of NLL, ERR, AMB; with
-    ``gates`` (model -> convergence gain, passed), each model's convergence gate."""
+    ``gates`` (model -> convergence gain, rise after the best epoch, passed), each model's
+    convergence gate."""
     table = final_rows(scores, METRICS)
     if gates is not None:
-        table["gate_gain"] = table["model"].map(lambda m: gates[m][0])
-        table["gate_passed"] = table["model"].map(lambda m: gates[m][1])
+        for k, column in enumerate(("gate_gain", "gate_rise", "gate_passed")):
+            table[column] = table["model"].map(lambda m, k=k: gates[m][k])
     return table
 
 
@@ -64,13 +71,16 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
 
 
 GATE_LABEL = (
-    f"Converged (val NLL change over the last {100 * GATE_WINDOW:g}% of epochs; "
-    f"gate: better by < {100 * GATE_TOLERANCE:g}%)"
+    f"Converged (best val NLL change over the last {100 * GATE_WINDOW:g}% of epochs, < "
+    f"{100 * GATE_TOLERANCE:g}% better; last epoch vs best, <= {100 * GATE_RISE:g}% worse)"
 )
 
 
 def _gate(row: pd.Series) -> str:
-    return f"{'yes' if row['gate_passed'] else 'NO'} ({-100 * row['gate_gain']:+.2f}%)"
+    return (
+        f"{'yes' if row['gate_passed'] else 'NO'} ({-100 * row['gate_gain']:+.2f}%; "
+        f"{100 * row['gate_rise']:+.2f}%)"
+    )
 
 
 def to_markdown(table: pd.DataFrame) -> str:

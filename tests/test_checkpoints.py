@@ -49,10 +49,11 @@ def test_a_member_file_is_not_a_checkpoint(tmp_path, vit_state):
     [
         ([1.0, 0.5, 0.4, 0.3, 0.2, 0.1], (0.2 - 0.1) / 0.2),  # 20% of 6 epochs: the last one
         ([1.0] * 7 + [0.5, 0.5, 0.499], (0.5 - 0.499) / 0.5),  # 2 of 10 epochs: from epoch 8
-        ([0.3, 0.31], (0.3 - 0.31) / 0.3),  # worse at the end: a negative gain
+        ([0.3, 0.31], 0.0),  # worse at the end: no gain (the rise after the best is the other half)
+        ([0.5, 0.4, 0.45, 0.42, 0.41], 0.0),  # the best so far, not the last epoch, is compared
     ],
 )
-def test_the_convergence_gain_is_the_relative_improvement_over_the_last_fifth(curve, gain):
+def test_the_convergence_gain_is_the_best_nll_s_improvement_over_the_last_fifth(curve, gain):
     assert convergence_gain(curve) == pytest.approx(gain)
 
 
@@ -65,8 +66,14 @@ def test_a_checkpoint_records_its_curve_and_the_gate_reads_it(tmp_path, vit_stat
     flat = tmp_path / "flat.safetensors"
     save_checkpoint(flat, model, {**info, "val_nll_curve": [1.0, 0.5, 0.4, 0.301, 0.3]})
     assert validation_curve(flat) == [1.0, 0.5, 0.4, 0.301, 0.3]
-    assert convergence_gate(still) == (pytest.approx(0.05 / 0.35), False)
-    assert convergence_gate(flat)[1] is True  # improved by 0.3% < 1%
+    assert convergence_gate(still) == (pytest.approx(0.05 / 0.35), 0.0, False)
+    assert convergence_gate(flat)[2] is True  # improved by 0.3% < 1%
+    past = tmp_path / "past.safetensors"  # best at epoch 3, then 6% worse: trained past its best
+    save_checkpoint(past, model, {**info, "val_nll_curve": [1.0, 0.5, 0.3, 0.31, 0.318]})
+    assert convergence_gate(past) == (0.0, pytest.approx(0.06), False)
+    near = tmp_path / "near.safetensors"  # 4% above the best: within the tolerance
+    save_checkpoint(near, model, {**info, "val_nll_curve": [1.0, 0.5, 0.3, 0.31, 0.312]})
+    assert convergence_gate(near)[2] is True
     pretrained = tmp_path / "pre.safetensors"
     save_checkpoint(pretrained, model, info)  # no curve: no gate to pass
-    assert validation_curve(pretrained) == [] and convergence_gate(pretrained)[1] is False
+    assert validation_curve(pretrained) == [] and convergence_gate(pretrained)[2] is False

@@ -202,7 +202,7 @@ def _problems(change: dict) -> str:
         ({"fast.sse.lr": [0.01, 0]}, "'fast.sse.lr[1]' = 0 is out of range"),
         ({"fast.csgld.lr": []}, "'fast.csgld.lr' = []: [] should be non-empty"),
         ({"train.per_model": {"vit_mini_t": {"epochs": 0}}}, "epochs' = 0 is out of range"),
-        ({"train_noise.model": "vit_mini_x"}, "'train_noise.model' = 'vit_mini_x' is not in"),
+        ({"train_noise.models": ["vit_mini_x"]}, "'train_noise.models' lists 'vit_mini_x', which"),
         ({"train_noise.seeds": [0, 1]}, "'train_noise.seeds' [0, 1] repeat 'train.seed' = 0"),
         ({"train.per_model": {"vit_mini_t": {"lr": 1, "wd": 2}}}, "unknown key(s) 'wd' in 'train."),
         ({"formats.names": ["int4", "fp5"]}, "'formats.names': unknown number format 'fp5'; known"),

@@ -22,7 +22,7 @@ from lpe.checkpoints import load_checkpoint
 # The environments a user's shell or a CI runner might hand a stage.
 VARIANTS = {
     "default": {},
-    "avx2+mkl-compatible": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"},
+    "avx2+mkl-avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT"},
     "default+mkl-auto+onednn-avx512": {
         "ATEN_CPU_CAPABILITY": "default",
         "MKL_CBWR": "AUTO",
@@ -90,7 +90,7 @@ def test_pinning_sets_the_code_paths_and_can_be_opted_out(monkeypatch):
     numerics.pin_cpu_numerics()
     if numerics._is_x86_64():
         assert {k: os.environ[k] for k in numerics.PINNED} == numerics.PINNED
-        assert "pinned to AVX2" in numerics.describe()
+        assert "pinned (ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE,STRICT" in numerics.describe()
 
 
 @pytest.mark.skipif(not numerics._is_x86_64(), reason="the pinning is an x86-64 promise")

@@ -246,11 +246,11 @@ def test_figure_plots_the_scores(scores):
 
 
 def test_table1_and_the_claims_report_show_each_models_convergence_gate(scores, tmp_path):
-    gates = {"small": (0.004, True), "large": (0.03, False)}
+    gates = {"small": (0.004, 0.01, True), "large": (0.03, 0.0, False)}
     t = table1(scores, gates)
     md = to_markdown(t)
-    assert "Converged (val NLL change over the last 20% of epochs" in md
-    assert "| yes (-0.40%) |" in md and "| NO (-3.00%) |" in md
+    assert "Converged (best val NLL change over the last 20% of epochs" in md
+    assert "| yes (-0.40%; +1.00%) |" in md and "| NO (-3.00%; +0.00%) |" in md
     model = create_model("vit_mini_t", 10, (1, 1, 40))
     info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
             "backward_passes": 1}  # fmt: skip
@@ -258,7 +258,7 @@ def test_table1_and_the_claims_report_show_each_models_convergence_gate(scores, 
     save_checkpoint(path, model, {**info, "val_nll_curve": [1.0, 0.5, 0.4, 0.35, 0.3]})
     text = report(scores, checkpoints=[str(path)])
     assert "**Convergence gate FAILED for vit_mini_t**" in text.split("## Claim 1")[0]
-    assert "| vit_mini_t | -14.29% | FAILS |" in text
+    assert "| vit_mini_t | -14.29% | +0.00% | FAILS |" in text
 
 
 def test_a_retrained_model_widens_its_bands_by_the_spread_over_training_seeds(scores):
@@ -276,4 +276,5 @@ def test_a_retrained_model_widens_its_bands_by_the_spread_over_training_seeds(sc
     step = 2 * pd.Series([0.05 - 0.005, 0.05 + 0.005]).std()
     assert small6["step_train_band"] == pytest.approx(step)
     text = report(scores, retrained=[again])
-    assert "For small, which the workflow trains 2 times" in text
+    assert "(train_noise; trained models in brackets): small (2)." in text
+    assert "large trained once, their bands cover the draws only" in text

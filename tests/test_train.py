@@ -17,15 +17,15 @@ def splits():
 
 def test_backward_passes_are_counted(splits):
     cfg = TrainConfig(epochs=2, batch_size=16, warmup_epochs=0)
-    _, summary = train("vit_mini_t", splits, cfg, torch.device("cpu"))
+    _, summary, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"))
     assert summary["backward_passes"] == 2 * math.ceil(64 / 16)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(splits):
     cfg = TrainConfig(epochs=1, batch_size=16)
-    a, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"))
-    b, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"))
-    c, _ = train(
+    a, _, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"))
+    b, _, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"))
+    c, _, _ = train(
         "vit_mini_t", splits, TrainConfig(epochs=1, batch_size=16, seed=1), torch.device("cpu")
     )
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
@@ -35,8 +35,8 @@ def test_same_seed_same_weights_other_seed_other_weights(splits):
 
 def test_training_reduces_the_loss(splits):
     cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-9)
-    _, untrained = train("vit_mini_t", splits, cfg, torch.device("cpu"))
-    _, trained = train(
+    _, untrained, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"))
+    _, trained, _ = train(
         "vit_mini_t", splits, TrainConfig(epochs=15, batch_size=16, lr=3e-3), torch.device("cpu")
     )
     assert trained["val"]["nll"] < untrained["val"]["nll"]
@@ -110,6 +110,22 @@ def test_stage_writes_a_checkpoint_with_its_budget(tmp_path, splits):
 
 def test_training_records_the_validation_curve_of_every_epoch(splits):
     cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-3)
-    model, summary = train("vit_mini_t", splits, cfg, torch.device("cpu"), log=io.StringIO())
+    model, summary, _ = train("vit_mini_t", splits, cfg, torch.device("cpu"), log=io.StringIO())
     curve = summary["val_nll_curve"]
-    assert len(curve) == 3 and curve[-1] == pytest.approx(summary["val"]["nll"])
+    assert len(curve) == 3 and min(curve) == pytest.approx(summary["val"]["nll"])
+
+
+def test_the_checkpoint_is_the_best_validation_epoch_and_the_last_is_returned(splits):
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=3e-3)
+    model, summary, last = train("vit_mini_t", splits, cfg, torch.device("cpu"))
+    curve = summary["val_nll_curve"]
+    assert len(curve) == 6
+    assert summary["best_epoch"] == 1 + curve.index(min(curve))
+    assert summary["val"]["nll"] == min(curve)
+    # the kept weights give the best epoch's validation NLL again (the evaluation is exact)
+    from lpe.training import evaluate
+
+    assert evaluate(model, splits, "val", torch.device("cpu"))["nll"] == min(curve)
+    kept = model.state_dict()
+    differs = any(not torch.equal(kept[k], last[k]) for k in kept)
+    assert differs == (summary["best_epoch"] != 6)

@@ -136,7 +136,8 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     # two-epoch models: the convergence gate fails, loudly, before any claim
     assert "**Convergence gate FAILED for" in claims.split("## Claim 1")[0]
     assert "| vit_mini_t |" in claims.split("## Convergence gate")[1].split("## Claim")[0]
-    assert "For vit_mini_t, which the workflow trains 2 times" in claims  # train_noise
+    assert "(train_noise; trained models in brackets): vit_mini_t (2)." in claims
+    assert "vit_mini_s trained once, their bands cover the draws only" in claims
     assert "IVON's learned posterior: the median ratio" in claims
     assert re.search(r"^- \*\*(holds|fails|within noise)\*\*: .*band ±", claims, re.M)
     retrained = pd.read_csv(tiny_run / "results/tiny/train_noise/vit_mini_t-trainseed1/scores.csv")

@@ -115,10 +115,10 @@ def format_targets():
 
 
 NOISE = config["train_noise"]
-# the retrained copies of train_noise.model, as model names of the work/ paths
+# the retrained copies of train_noise.models, as model names of the work/ paths
 RETRAINED = (
-    [f"{NOISE['model']}-trainseed{s}" for s in NOISE["seeds"]]
-    if NOISE["model"] and not IMAGES
+    [f"{m}-trainseed{s}" for m in NOISE["models"] for s in NOISE["seeds"]]
+    if not IMAGES
     else []
 )
 

@@ -2,7 +2,8 @@ rule train:
     input:
         data=DATA,
     output:
-        work("checkpoints/{model}.safetensors"),
+        best=work("checkpoints/{model}.safetensors"),
+        last=work("checkpoints/last/{model}.safetensors"),
     log:
         work("logs/train/{model}.log"),
     benchmark:
@@ -21,13 +22,14 @@ rule train:
         " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"
         " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
         " --warmup-epochs {params.cfg[warmup_epochs]} --seed {params.cfg[seed]}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output.best} --last-out {output.last} > {log} 2>&1"
 
 
 # train_noise: a Table 1 model trained again with another seed (its spread over training seeds)
 use rule train as train_seed with:
     output:
-        work("checkpoints/{model}-trainseed{seed}.safetensors"),
+        best=work("checkpoints/{model}-trainseed{seed}.safetensors"),
+        last=work("checkpoints/last/{model}-trainseed{seed}.safetensors"),
     log:
         work("logs/train/{model}-trainseed{seed}.log"),
     benchmark:
