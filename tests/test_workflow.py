@@ -158,7 +158,7 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
         "precision", "variance of LPE-BSR"
     )
     table1 = (tiny_run / "results/tiny/tables/table1.md").read_text()
-    assert "Converged (val NLL change over the last 20% of epochs" in table1
+    assert "Converged (best val NLL change over the last 20% of epochs" in table1
     fast = pd.read_csv(tiny_run / "results/tiny/fast/scores.csv")
     methods = {"sse", "csgld", "de", "multiivon"}
     assert set(fast["method"]) == {"fp32", "lpe-bsr", "batchensemble"} | methods | {
