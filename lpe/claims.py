@@ -197,8 +197,8 @@ def with_training_bands(s: pd.DataFrame, scores: pd.DataFrame, retrained: list[p
             values = pd.concat([margin(run.set_index(["model", "precision"])) for run in runs],
                                axis=1)  # fmt: skip
             spread = NOISE_SE * values.std(axis=1, ddof=1)
-            s.loc[mine, f"{name}_train_band"] = [float(spread.get(k, 0.0))
-                                                 for k, m in zip(key, mine, strict=True) if m]  # fmt: skip
+            mine_keys = [k for k, m in zip(key, mine, strict=True) if m]
+            s.loc[mine, f"{name}_train_band"] = [float(spread.get(k, 0.0)) for k in mine_keys]
         steps = pd.concat([_precision_step(run) for run in runs], axis=1)
         s.loc[mine, "step_train_band"] = NOISE_SE * steps.loc[model].std(ddof=1)
         s.loc[mine, "train_seeds"] = len(runs)

@@ -45,10 +45,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lpe.checkpoint_noise import Units, measure, row_key
+from lpe.selection import NOISE_SE
+
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 PLUS_MINUS = ("±", r"$\pm$", r"\pm")
 ROW_KEYS = ("seed", "members")
 MODES = ("exact", "noise")
+# The words a verdict is written in (claims, checks, the convergence gate). In noise mode a check
+# may move between "holds" or "fails" and "within noise" (another draw inside its band), never
+# from "holds" to "fails" beyond the checkpoint's noise; the other words follow from the checks.
+VERDICT = re.compile(
+    r"\b(?:partially reproduced|not reproduced|reproduced|undecided \(within noise\)"
+    r"|within noise|holds|fails|passes|FAILS|yes|no|NO)\b"
+)
+MARGIN = re.compile(r"margin ([-+]?\d+\.\d+) vs band ±(\d+\.\d+)")
 
 
 @dataclass
@@ -61,11 +72,21 @@ class Report:
     max_drift: float = 0.0  # largest |a - b| / max(|reference|, 1e-12) seen
     beyond: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 3: 0})
     measured: int = 0  # noise mode: numbers whose unit came from a measured spread
+    checkpoint: Units = field(default_factory=lambda: Units({}))  # noise mode: see Units
+    verdicts_moved: list[str] = field(default_factory=list)  # noise mode: within noise
 
     def number(
-        self, where: str, ref: float, act: float, spread=None, resolution=0.0, count=False
+        self,
+        where: str,
+        ref: float,
+        act: float,
+        spread=None,
+        resolution=0.0,
+        count=False,
+        checkpoint=0.0,
     ) -> None:
-        """Judge one number; ``spread`` is its measured noise (None or NaN: none measured).
+        """Judge one number; ``spread`` is its measured noise (None or NaN: none measured),
+        ``checkpoint`` its checkpoint's (``lpe.checkpoint_noise``; 0: none measured).
 
         A ``count`` (an integer column: parameters, bits, passes, members) must be equal in
         either mode: no floating-point path changes it."""
@@ -87,12 +108,16 @@ class Report:
             return
         has_spread = spread is not None and not math.isnan(spread)
         self.measured += has_spread
-        unit = max(spread if has_spread else 0.0, self.floor_rel * abs(ref) + resolution)
+        unit = max(
+            spread if has_spread else 0.0, checkpoint, self.floor_rel * abs(ref) + resolution
+        )
         moved = drift / unit if unit > 0 else (math.inf if drift else 0.0)
         for k in self.beyond:
             self.beyond[k] += moved > k
         if moved > self.units:
-            source = f"measured spread {spread:.3g}" if has_spread else "floor only"
+            sources = [f"measured spread {spread:.3g}"] if has_spread else []
+            sources += [f"checkpoint {checkpoint:.3g}"] if checkpoint > 0 else []
+            source = ", ".join(sources) or "floor only"
             self.problems.append(
                 f"{where}: reference {ref:g}, regenerated {act:g} (moved by {act - ref:+.3g} = "
                 f"{moved:.1f} noise units; unit {unit:.3g}, {source})"
@@ -156,30 +181,106 @@ def text_spreads(text: str) -> list[list[float | None]]:
     return out
 
 
+def _judged(parts: list[tuple[float, float]], widen: float) -> str:
+    """A check's outcome with every band widened by ``widen`` (as ``lpe.claims.Check``)."""
+    outcomes = {
+        "holds" if m > b + widen else "fails" if m < -(b + widen) else "within noise"
+        for m, b in parts
+    }
+    if "fails" in outcomes:
+        return "fails"
+    return "holds" if outcomes == {"holds"} else "within noise"
+
+
+def _check_moved(where: str, ref_line: str, act_line: str, report: Report) -> bool | None:
+    """A check line (``[margin m vs band b]``) whose verdict word moved (noise mode), judged
+    again with its bands widened by NOISE_SE checkpoint units of a margin: it may not go from
+    "holds" to "fails" or back. True: accepted, False: failed, None: not a check line."""
+    ref_parts = [(float(m), float(b)) for m, b in MARGIN.findall(ref_line)]
+    act_parts = [(float(m), float(b)) for m, b in MARGIN.findall(act_line)]
+    if not ref_parts or len(ref_parts) != len(act_parts):
+        return None
+    widen = NOISE_SE * report.checkpoint.margin(report.checkpoint.models(ref_line))
+    judged = {_judged(ref_parts, widen), _judged(act_parts, widen)}
+    if judged == {"holds", "fails"}:
+        report.problems.append(
+            f"{where}: a check moved beyond noise ({_words(ref_line, act_line)}; with bands "
+            f"widened by {widen:.3g} for the checkpoint it still holds in one and fails in the "
+            f"other)\n    reference:   {ref_line}\n    regenerated: {act_line}"
+        )
+        return False
+    report.verdicts_moved.append(
+        f"{where}: {_words(ref_line, act_line)} (a check: within noise with its bands widened "
+        f"by {widen:.3g} for the checkpoint)"
+    )
+    return True
+
+
+def _words(ref_line: str, act_line: str) -> str:
+    return f"{', '.join(VERDICT.findall(ref_line))} -> {', '.join(VERDICT.findall(act_line))}"
+
+
+def _verdicts_moved(name, moved, checks_moved: int, report: Report) -> None:
+    """Verdict words moved off check lines (noise mode). In a claims report they follow from
+    its checks (a claim's verdict, its counts): they may move only where a check moved within
+    noise. Elsewhere (the gate's yes/no, a tie) they follow from the numbers on their line,
+    which are judged as numbers. Accepted moves are listed, not failed."""
+    for where, ref_line, act_line in moved:
+        if Path(name).name.startswith("claims") and not checks_moved:
+            report.problems.append(
+                f"{where}: a verdict moved ({_words(ref_line, act_line)}) while no check of the "
+                f"report moved\n    reference:   {ref_line}\n    regenerated: {act_line}"
+            )
+        else:
+            report.verdicts_moved.append(f"{where}: {_words(ref_line, act_line)}")
+
+
 def compare_text(name: str, ref: str, act: str, report: Report) -> None:
-    spreads = text_spreads(ref) if report.mode == "noise" else None
+    noise = report.mode == "noise"
+    spreads = text_spreads(ref) if noise else None
+    moved: list[tuple[str, str, str]] = []  # noise mode: verdict words moved off check lines
+    checks_moved = 0
     for n, (ref_line, act_line) in enumerate(
         zip(ref.splitlines(), act.splitlines(), strict=False), 1
     ):
         a, b = _text_tokens(ref_line), _text_tokens(act_line)
-        if len(a) != len(b) or any(
-            x != y for k, (x, y) in enumerate(zip(a, b, strict=True)) if k % 2 == 0
-        ):
+        same_text = len(a) == len(b) and all(
+            x == y for k, (x, y) in enumerate(zip(a, b, strict=True)) if k % 2 == 0
+        )
+        if not same_text and noise and len(a) == len(b):
+            same_text = all(
+                VERDICT.sub("~", x) == VERDICT.sub("~", y)
+                for k, (x, y) in enumerate(zip(a, b, strict=True))
+                if k % 2 == 0
+            )
+            if same_text:
+                where = f"{name} line {n}"
+                check = _check_moved(where, ref_line, act_line, report)
+                if check is None:
+                    moved.append((where, ref_line, act_line))
+                checks_moved += bool(check)
+        if not same_text:
             report.problems.append(
                 f"{name} line {n}: text differs\n    reference:   "
                 f"{ref_line}\n    regenerated: {act_line}"
             )
             continue
         line_spreads = spreads[n - 1] if spreads is not None else []
+        models = report.checkpoint.models(ref_line) if noise else []
         for k in range(1, len(a), 2):
             i = k // 2
+            # an sd printed after its mean ("m ± s") moves at the scale of the mean's noise
+            of_mean = k >= 3 and a[k - 1].endswith(PLUS_MINUS)
+            scale = float(a[k - 2] if of_mean else a[k])
             report.number(
                 f"{name} line {n}, number {i + 1}",
                 float(a[k]),
                 float(b[k]),
                 line_spreads[i] if i < len(line_spreads) else None,
                 resolution(a[k]),
+                checkpoint=report.checkpoint.text(models, scale, a[k + 1].startswith(("%", "\\%"))),
             )
+    _verdicts_moved(name, moved, checks_moved, report)
     if len(ref.splitlines()) != len(act.splitlines()):
         report.problems.append(
             f"{name}: {len(ref.splitlines())} lines in the reference, "
@@ -213,6 +314,14 @@ def csv_spreads(table: pd.DataFrame) -> pd.DataFrame:
     return spreads
 
 
+def _cell_checkpoint(report, ref, i, models, key, column) -> float:
+    """A cell's checkpoint unit; ``<m>_std`` moves at the scale of ``<m>_mean``'s noise."""
+    mean = column.removesuffix("_std") + "_mean"
+    if column.endswith("_std") and mean in ref.columns:
+        column = mean
+    return report.checkpoint.cell(models, key, column, float(ref.at[i, column]))
+
+
 def compare_csv(name: str, ref_path: Path, act_path: Path, report: Report) -> None:
     ref, act = pd.read_csv(ref_path), pd.read_csv(act_path)
     if list(ref.columns) != list(act.columns) or len(ref) != len(act):
@@ -225,8 +334,11 @@ def compare_csv(name: str, ref_path: Path, act_path: Path, report: Report) -> No
     spreads = csv_spreads(ref) if report.mode == "noise" else None
     text = [c for c in ref.columns if not pd.api.types.is_numeric_dtype(ref[c])]
     keys = text + [c for c in ROW_KEYS if c in ref.columns]
+    noise = report.mode == "noise"
     for i in range(len(ref)):
         row = ", ".join(f"{k}={ref.at[i, k]}" for k in keys) or f"row {i + 1}"
+        models = report.checkpoint.models(" ".join(str(ref.at[i, c]) for c in text))
+        key = row_key(ref.loc[i], text)
         for column in ref.columns:
             x, y = ref.at[i, column], act.at[i, column]
             if column in text:
@@ -244,6 +356,9 @@ def compare_csv(name: str, ref_path: Path, act_path: Path, report: Report) -> No
                     spread,
                     resolution(raw.at[i, column]),
                     count=pd.api.types.is_integer_dtype(ref[column]),
+                    checkpoint=_cell_checkpoint(report, ref, i, models, key, column)
+                    if noise
+                    else 0.0,
                 )
 
 
@@ -307,10 +422,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor-rel", type=float, default=0.005, help="noise mode: relative floor of a unit"
     )
+    parser.add_argument(
+        "--checkpoint-noise-from",
+        type=Path,
+        metavar="ROOT",
+        help="noise mode: the root whose retrained models (<path>/train_noise) measure the "
+        "checkpoint noise (default: the reference; give a newer reference for an older one "
+        "that retrained fewer models)",
+    )
     args = parser.parse_args(argv)
     if args.units <= 0 or args.floor_rel < 0:
         parser.error("--units must be > 0 and --floor-rel >= 0")
+    for root in (args.reference, args.actual, args.checkpoint_noise_from):
+        if root is not None and not root.is_dir():
+            parser.error(f"{root}: no such folder")
     report = Report(mode=args.mode, units=args.units, floor_rel=args.floor_rel)
+    if args.mode == "noise":
+        report.checkpoint = Units(measure(args.checkpoint_noise_from or args.reference, args.paths))
+        print(
+            "checkpoint noise (sd over training runs): "
+            + (report.checkpoint.summary() or "none measured (no train_noise scores)")
+        )
     compare_trees(args.reference, args.actual, args.paths, report)
     print(
         f"compared {report.numbers} numbers under {', '.join(args.paths)} ({args.mode} mode); "
@@ -323,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
             f"(the rest the floor, {args.floor_rel:g} x |reference| + printed resolution); moved "
             + ", ".join(f"by more than {k}: {n}" for k, n in report.beyond.items())
         )
+        if report.verdicts_moved:
+            print(f"verdict words moved within noise ({len(report.verdicts_moved)}):")
+            for moved in report.verdicts_moved:
+                print(f"  - {moved}")
     if report.problems:
         print(f"REGENERATION CHECK FAILED: {len(report.problems)} problem(s)", file=sys.stderr)
         for problem in report.problems:
