@@ -7,7 +7,7 @@ in one of two modes:
 - ``exact`` (the default; CI): every number equal. With the pinned CPU numerics (``lpe.numerics``)
   and the locked versions (``requirements.lock``) any x86-64 machine regenerates the reference
   exactly, so any drift is a change.
-- ``noise`` (another CPU family such as ARM, other library versions, ``LPE_NATIVE_NUMERICS=1``):
+- ``noise`` (a CPU whose numerics fingerprint differs, ARM, other versions, native numerics):
   each number may move by up to ``--units`` (3) noise units. A number's noise unit is the spread
   the suite measured for it, or the floor, whichever is larger:
 
@@ -22,6 +22,12 @@ in one of two modes:
     unit of the reference's last printed digit). 0.5% covers the drift of the FP32 test NLL that
     training on two CPU code paths gave (0.08% to 0.53% over the four mini models, 12 epochs).
 
+  * the checkpoint's noise (``lpe.checkpoint_noise.Units``), measured from the retrained
+    models' scores (``train_noise``; ``--checkpoint-noise-from``), for every number downstream
+    of a trained model.
+
+  Verdict words may move: a check line may not go from "holds" to "fails" (or back) with its
+  bands widened for the checkpoint; a claims report's verdicts only with its checks.
   The report counts the numbers that moved by more than 1, 2 and 3 noise units.
 
 Files: ``.csv`` cell by cell (a row is named by its text columns and ``seed``/``members``);
