@@ -142,14 +142,11 @@ class Units:
         every = list(noise.values())
         columns = {c for n in every for c in n.columns}
         self.pooled = ModelNoise(
-            runs=sum(n.runs for n in every),
+            runs=sum(n.runs for n in every),  # the pooled estimate's training runs
             columns={c: _pooled([n.columns[c] for n in every if c in n.columns]) for c in columns},
             relative=_pooled([n.relative for n in every]),
             difference=_pooled([n.difference for n in every]),
         )
-
-    def __bool__(self) -> bool:
-        return bool(self.noise)
 
     def models(self, text: str) -> list[ModelNoise]:
         named = set(self.names.findall(text)) if self.noise else set()
