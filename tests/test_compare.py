@@ -126,7 +126,7 @@ def test_empty_reference_fails(tmp_path, capsys):
 
 
 # The mini profile at bd77013 as the committed reference had it (Intel) and as two AMD runs
-# regenerated it (the suite's pin then, and MKL's COMPATIBLE branch): tests/data/cross_cpu/README.md.
+# regenerated it (the suite's pin then, and MKL's COMPATIBLE branch); see tests/data/cross_cpu/.
 # Their checkpoints moved as far as another training seed moves them, and their verdicts with
 # them; the checkpoint noise that judges them is the committed reference's (every Table 1 model
 # retrained with 2 more seeds; bd77013 retrained vit_mini_t only).
