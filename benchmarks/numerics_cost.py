@@ -1,9 +1,11 @@
-"""What the pinned CPU numerics cost: the same stages, pinned to AVX2 and native, back to back.
+"""What the pinned CPU numerics cost: the same stages under each pinning, back to back.
 
-Runs ``lpe.train`` (one model, a few epochs) and ``lpe.predict`` (10 LPE-BSR members) as the
-workflow runs them, one thread, in fresh processes, alternating pinned and native
-(``LPE_NATIVE_NUMERICS=1``) ``--repeats`` times, and reports the best wall time of each.
-Usage: ``python benchmarks/numerics_cost.py [--model vit_mini_b] [--epochs 2] [--out FILE]``.
+Runs ``lpe.train`` (each model, a few epochs) and ``lpe.predict`` (10 LPE-BSR members) as the
+workflow runs them, one thread, in fresh processes, alternating three settings ``--repeats``
+times, and reports the best wall time of each: the suite's pin (``lpe.numerics.PINNED``, MKL's
+``COMPATIBLE`` branch), the pin before it (MKL's ``AVX2,STRICT`` branch, which holds on Intel
+CPUs only) and native (``LPE_NATIVE_NUMERICS=1``: this CPU's own paths).
+Usage: ``python benchmarks/numerics_cost.py [--models vit_mini_b ...] [--epochs 1] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from common import emit
 
+from lpe.fingerprint import cpu_name
 from lpe.numerics import OPT_OUT, PINNED
 
 
@@ -30,42 +33,55 @@ def stage(args: list[str], env: dict, cwd: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vit_mini_b")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["vit_mini_t", "vit_mini_s", "vit_mini_b",
+                                                          "vit_mini_l"])  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out")
     args = parser.parse_args()
     base = {k: v for k, v in os.environ.items() if k not in PINNED and k != OPT_OUT}
-    modes = {"pinned (AVX2)": base, "native": {**base, OPT_OUT: "1"}}
+    old_pin = {**PINNED, "MKL_CBWR": "AVX2,STRICT"}
+    modes = {
+        f"pinned (MKL_CBWR={PINNED['MKL_CBWR']})": base,
+        "old pin (MKL_CBWR=AVX2,STRICT)": {**base, OPT_OUT: "1", **old_pin},
+        "native": {**base, OPT_OUT: "1"},
+    }
     times: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         stage(["lpe.data", "--dataset", "mnist1d", "--train", "12000", "--val", "2000",
                "--test", "6000", "--seed", "0", "--out", "d.npz"], base, work)  # fmt: skip
         for repeat in range(args.repeats):
-            for mode, env in modes.items():
-                ckpt, members = f"{mode[:6]}{repeat}.safetensors", f"m-{mode[:6]}{repeat}"
-                train = ["lpe.train", "--data", "d.npz", "--model", args.model,
-                         "--epochs", str(args.epochs), "--out", ckpt]  # fmt: skip
-                times.setdefault((mode, "train"), []).append(stage(train, env, work))
+            for index, (mode, env) in enumerate(modes.items()):
+                for model in args.models:
+                    ckpt = f"{model}-{index}-{repeat}.safetensors"
+                    train = ["lpe.train", "--data", "d.npz", "--model", model,
+                             "--epochs", str(args.epochs), "--out", ckpt]  # fmt: skip
+                    times.setdefault((mode, f"train {model}"), []).append(stage(train, env, work))
+                members = f"m-{index}-{repeat}"
                 gen = ["lpe.generate", "--checkpoint", ckpt, "--method", "bsr", "--bits", "4",
                        "--members", "10", "--out", members]  # fmt: skip
                 stage(gen, env, work)
                 predict = ["lpe.predict", "--checkpoint", ckpt, "--data", "d.npz",
                            "--members", members, "--out", "p.npz"]  # fmt: skip
-                times.setdefault((mode, "predict"), []).append(stage(predict, env, work))
+                times.setdefault((mode, f"predict {args.models[-1]}"), []).append(
+                    stage(predict, env, work)
+                )
+    names = list(modes)
     lines = [
         f"Best of {args.repeats} wall times (s), one thread, fresh process each (start-up "
-        f"included): `lpe.train` of {args.model} for {args.epochs} epochs on the default "
-        "MNIST-1D splits, `lpe.predict` of 10 INT-4 LPE-BSR members on the 6000 test points.",
+        f"included): `lpe.train` of each model for {args.epochs} epoch(s) on the default "
+        f"MNIST-1D splits, `lpe.predict` of 10 INT-4 LPE-BSR members of {args.models[-1]} on the "
+        f"6000 test points. CPU: {cpu_name()}, {os.cpu_count()} cores.",
         "",
-        "| stage | pinned (AVX2) | native | pinned / native |",
-        "|---|---|---|---|",
+        "| stage | " + " | ".join(names) + " | pinned / native | old pin / native |",
+        "|---|" + "---:|" * (len(names) + 2),
     ]
-    for name in ("train", "predict"):
-        pinned, native = min(times[("pinned (AVX2)", name)]), min(times[("native", name)])
-        lines.append(f"| {name} | {pinned:.1f} | {native:.1f} | {pinned / native:.2f} |")
-    lines += ["", f"{os.cpu_count()} cores; native = this CPU's own paths ({OPT_OUT}=1).", ""]
+    for stage_name in dict.fromkeys(key for _, key in times):
+        best = [min(times[(mode, stage_name)]) for mode in names]
+        lines.append(f"| {stage_name} | " + " | ".join(f"{b:.1f}" for b in best)
+                     + f" | {best[0] / best[2]:.2f} | {best[1] / best[2]:.2f} |")  # fmt: skip
+    lines += ["", f"native = this CPU's own paths ({OPT_OUT}=1).", ""]
     emit("\n".join(lines), args.out, "Cost of the pinned CPU numerics",
          "python benchmarks/numerics_cost.py")  # fmt: skip
 
