@@ -18,7 +18,8 @@ trained model (lpe.checkpoints), loudly when one fails.
 Usage: ``python -m lpe.claims --scores results/mini/scores.csv [--checkpoints CKPT ...]
 [--bma-scores results/mini/bma/scores.csv --bma-bits 5 --ivon-posterior POSTERIOR]
 [--baseline-scores results/mini/baselines/scores.csv --baseline-choices CHOICE ...]
-[--fast-scores results/mini/fast/scores.csv --fast-bits 5] [--retrained-scores SCORES ...]
+[--fast-scores results/mini/fast/scores.csv --fast-bits 5 --fast-checkpoint-scores SCORES ...]
+[--retrained-scores SCORES ...]
 [--format-scores results/mini/formats/scores.csv] --out results/mini/claims.md``
 """
 
@@ -451,9 +452,53 @@ def rate_choices(folders: list[str]) -> str:
     return "; ".join(texts)
 
 
-def claim5(fast_scores: pd.DataFrame, bits: int, rates: str = "") -> Claim:
-    """Per method and metric: does adding LPE-BSR help at every training budget?"""
+def checkpoint_spread(
+    checkpoints: list[pd.DataFrame], members: int, bits: int
+) -> tuple[dict[str, float], str]:
+    """Claim 5's checkpoint band: per metric (NLL, ECE), NOISE_SE standard deviations over
+    trained checkpoints of one model (``checkpoints``: each one's scores, FP32 and LPE-BSR
+    INT-``bits`` at its first seed; the workflow's ``fast/checkpoints/``: the fast ensembles'
+    starting model and its ``train_noise`` copies) of LPE-BSR's gain over FP32 at ``members``
+    members, the one-source analogue of "a source with its LPE-BSR copies". The fast ensembles
+    all start from one checkpoint, so their margins move with it, which their seeds cannot see.
+    Returns ({}, "") for fewer than two checkpoints.
+    """
+    if len(checkpoints) < 2:
+        return {}, ""
+    precision = f"int{bits}"
+    spreads = {}
+    for metric in ("nll", "ece"):
+        gains = []
+        for run in checkpoints:
+            first = run.loc[run["method"] == "lpe-bsr", "seed"].min()
+            bsr = run[(run["method"] == "lpe-bsr") & (run["precision"] == precision)
+                      & (run["seed"] == first) & (run["members"] == members)]  # fmt: skip
+            if bsr.empty:
+                raise ValueError(f"a checkpoint's scores have no LPE-BSR {precision} ensemble of "
+                                 f"{members} members (claim 5's copies per source)")  # fmt: skip
+            gains.append(run.loc[run["method"] == "fp32", metric].iloc[0] - bsr[metric].iloc[0])
+        spreads[metric] = NOISE_SE * float(pd.Series(gains).std(ddof=1))
+    text = (
+        f"Each budget's band also holds the starting checkpoint: {NOISE_SE:g} standard "
+        f"deviations over {len(checkpoints)} trained checkpoints of the starting model "
+        f"(train_noise) of LPE-BSR INT-{bits}'s gain over FP32 at {members} members, in "
+        f"quadrature: NLL ±{spreads['nll']:.5f}, ECE ±{spreads['ece']:.5f}."
+    )
+    return spreads, text
 
+
+def claim5(
+    fast_scores: pd.DataFrame,
+    bits: int,
+    rates: str = "",
+    checkpoint: tuple[dict[str, float], str] = ({}, ""),
+) -> Claim:
+    """Per method and metric: does adding LPE-BSR help at every training budget?
+
+    ``checkpoint`` is :func:`checkpoint_spread`'s band per metric and its sentence: added in
+    quadrature to every budget's band (none when empty: the bands cover the draws only).
+    """
+    spreads, spread_text = checkpoint
     checks = []
     for method, name in FAST_NAMES.items():
         alone = budget_points(fast_scores, method).set_index("backward_passes")
@@ -462,7 +507,8 @@ def claim5(fast_scores: pd.DataFrame, bits: int, rates: str = "") -> Claim:
             continue
         for metric in ("nll", "ece"):
             with_lpe = copies[metric].mean()
-            bands = copies[metric].std().fillna(0.0) * NOISE_SE / copies[metric].count() ** 0.5
+            draws = copies[metric].std().fillna(0.0) * NOISE_SE / copies[metric].count() ** 0.5
+            bands = (draws**2 + spreads.get(metric, 0.0) ** 2) ** 0.5
             margins = alone[metric] - with_lpe
             last = alone.index.max()
             parts = tuple(zip(margins.tolist(), bands.reindex(margins.index).tolist(),
@@ -481,12 +527,22 @@ def claim5(fast_scores: pd.DataFrame, bits: int, rates: str = "") -> Claim:
         "A training budget is the backward passes spent when the first c snapshots, samples or "
         "runs exist (c = 1..K); LPE-BSR adds none. One margin per budget (source alone - with "
         "LPE-BSR, mean over LPE-BSR seeds): a check holds when LPE-BSR helps at every budget. "
-        "The copies cost memory: k INT-b members per source."
-    )
+        "The copies cost memory: k INT-b members per source. "
+        + (spread_text or "The bands cover the draws only: the starting model was not "
+           "retrained (train_noise).")
+    )  # fmt: skip
     if rates:
         note += f" Chosen on the validation split from the configured candidates: {rates}."
     return Claim(5, "Adding LPE-BSR to SSE, CSGLD, DE or MultiIVON improves NLL/ECE at equal "
                  "training budget.", checks, note)  # fmt: skip
+
+
+def copies_per_source(fast_scores: pd.DataFrame) -> int:
+    """k, the LPE-BSR copies of each fast source: the members with LPE-BSR at the first budget
+    (one source) of any method."""
+    method = next(m for m in fast_scores["method"].unique() if m.endswith("+lpe-bsr"))
+    points = budget_points(fast_scores, method)
+    return int(points.loc[points["backward_passes"].idxmin(), "members"])
 
 
 def claim7(s: pd.DataFrame) -> Claim:
@@ -576,7 +632,8 @@ def _training_note(s: pd.DataFrame) -> str:
         "another draw inside the bands"
         + (f"; {', '.join(others)} trained once, their bands cover the draws only" if others
            else "")
-        + ". Claims 4-6 rest on one fine-tuning run per method: retraining those is beyond the "
+        + ". Claim 5's bands also hold the spread of its starting checkpoint (see its note). "
+        "Claims 4 and 6 rest on one fine-tuning run per method: retraining those is beyond the "
         "mini budget, so their bands cover the draws only."
     )  # fmt: skip
 
@@ -594,13 +651,16 @@ def report(
     retrained: list[pd.DataFrame] = (),
     rates: str = "",
     format_scores: pd.DataFrame | None = None,
+    fast_checkpoints: list[pd.DataFrame] = (),
 ) -> str:
     s = with_training_bands(summary(scores), scores, list(retrained))
     claims = [claim1(s), claim2(s), claim3(s)]
     if bma_scores is not None:
         claims.append(claim4(bma_scores, bits, hessian))
     if fast_scores is not None:
-        claims.append(claim5(fast_scores, fast_bits, rates))
+        spread = checkpoint_spread(list(fast_checkpoints), copies_per_source(fast_scores),
+                                   fast_bits)  # fmt: skip
+        claims.append(claim5(fast_scores, fast_bits, rates, spread))
     if baseline_scores is not None:
         claims.append(claim6(baseline_scores, chosen))
     claims.append(claim7(s))
@@ -666,6 +726,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retrained-scores", nargs="*", default=[],
                         help="scores of one Table 1 model retrained with other seeds")  # fmt: skip
     parser.add_argument("--fast-bits", type=int, default=5, help="precision of claim 5")
+    parser.add_argument("--fast-checkpoint-scores", nargs="*", default=[],
+                        help="scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
+                        "ensembles' starting model: claim 5's checkpoint band")  # fmt: skip
     parser.add_argument("--format-scores", help="formats/scores.csv, for claim 8 (the outlook)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -681,6 +744,7 @@ def main(argv: list[str] | None = None) -> None:
         args.checkpoints, hessian, choices_text(args.baseline_choices),
         [pd.read_csv(p) for p in args.retrained_scores], rate_choices(args.fast_sources),
         pd.read_csv(args.format_scores) if args.format_scores else None,
+        [pd.read_csv(p) for p in args.fast_checkpoint_scores],
     )  # fmt: skip
     write_text(args.out, text)
     print(text)

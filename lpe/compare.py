@@ -28,7 +28,11 @@ in one of two modes:
 
   Verdict words may move: a check line may not go from "holds" to "fails" (or back) with its
   bands widened for the checkpoint; a claims report's verdicts only with its checks.
-  The report counts the numbers that moved by more than 1, 2 and 3 noise units.
+  The report counts the numbers that moved by more than 1, 2 and 3 noise units. A few numbers
+  (``--tail-share``, 0.1%) may move by up to ``--tail-units`` (6): a checkpoint unit is an sd
+  over three trained models. Text lines are aligned by their words (numbers and verdicts set
+  aside) before they are compared, so that the announcement of a failed convergence gate,
+  present in one tree only, shifts no other line.
 
 Files: ``.csv`` cell by cell (a row is named by its text columns and ``seed``/``members``);
 ``.md``, ``.tex`` and other text token by token; ``.png``/``.pdf`` present, of the right kind and
@@ -41,6 +45,7 @@ Usage: ``python -m lpe.compare REFERENCE_ROOT ACTUAL_ROOT --paths results/mini f
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import re
 import struct
@@ -66,6 +71,8 @@ VERDICT = re.compile(
     r"|within noise|holds|fails|passes|FAILS|yes|no|NO)\b"
 )
 MARGIN = re.compile(r"margin ([-+]?\d+\.\d+) vs band ±(\d+\.\d+)")
+# a line that announces a failed convergence gate (lpe.claims): there only while a model fails it
+GATE_LINE = re.compile(r"\bgate FAILED\b", re.IGNORECASE)
 
 
 @dataclass
@@ -80,6 +87,10 @@ class Report:
     measured: int = 0  # noise mode: numbers whose unit came from a measured spread
     checkpoint: Units = field(default_factory=lambda: Units({}))  # noise mode: see Units
     verdicts_moved: list[str] = field(default_factory=list)  # noise mode: within noise
+    # noise mode: a few numbers may move by up to tail_units (not beyond): see settle_tail
+    tail_units: float = 6.0
+    tail_share: float = 0.001
+    tail: list[str] = field(default_factory=list)
 
     def number(
         self,
@@ -124,10 +135,31 @@ class Report:
             sources = [f"measured spread {spread:.3g}"] if has_spread else []
             sources += [f"checkpoint {checkpoint:.3g}"] if checkpoint > 0 else []
             source = ", ".join(sources) or "floor only"
-            self.problems.append(
+            text = (
                 f"{where}: reference {ref:g}, regenerated {act:g} (moved by {act - ref:+.3g} = "
                 f"{moved:.1f} noise units; unit {unit:.3g}, {source})"
             )
+            (self.tail if moved <= self.tail_units else self.problems).append(text)
+
+    def settle_tail(self) -> None:
+        """Noise mode: the numbers that moved by more than ``units`` but at most ``tail_units``
+        pass when they are at most ``tail_share`` of all numbers compared, else all fail.
+
+        Why a tail: a checkpoint unit is an sd measured over three trained models (two degrees
+        of freedom), which can fall well short of the true spread, and a tree holds tens of
+        thousands of numbers. Measured on a native-numerics regeneration of the reference on
+        another CPU (README): 6 of 27,355 numbers between 3 and 3.4 units, none beyond. A change
+        of the maths moves many numbers, or some far: the planted changes of
+        tests/test_compare.py fail either way."""
+        allowed = int(self.tail_share * self.numbers)
+        if len(self.tail) > allowed:
+            self.problems.append(
+                f"{len(self.tail)} numbers moved by {self.units:g} to {self.tail_units:g} noise "
+                f"units, more than the {allowed} allowed ({self.tail_share:g} of "
+                f"{self.numbers}):"
+            )
+            self.problems += self.tail
+            self.tail = []
 
 
 def resolution(token: str) -> float:
@@ -241,14 +273,45 @@ def _verdicts_moved(name, moved, checks_moved: int, report: Report) -> None:
             report.verdicts_moved.append(f"{where}: {_words(ref_line, act_line)}")
 
 
+def _skeleton(line: str) -> str:
+    """A line without its numbers and verdict words: what must match for two lines to pair."""
+    return " ".join(VERDICT.sub("~", NUMBER.sub("#", line)).split())
+
+
+def _paired_lines(name: str, ref: list[str], act: list[str], report: Report):
+    """(reference line number, reference line, regenerated line) of the lines that correspond.
+
+    Exact mode pairs lines by position. Noise mode aligns them by their skeletons first
+    (difflib), so that a line that follows a verdict (the announcement that a model failed the
+    convergence gate, which another checkpoint may pass) shifts no other line: such a line,
+    and a blank one, present in one tree only is listed as a verdict that moved; any other line
+    present in one tree only is a problem."""
+    if report.mode != "noise":
+        return [(n, a, b) for n, (a, b) in enumerate(zip(ref, act, strict=False), 1)]
+    matcher = difflib.SequenceMatcher(
+        None, [_skeleton(x) for x in ref], [_skeleton(x) for x in act], autojunk=False
+    )
+    pairs = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            pairs += [(i + 1, ref[i], act[i - i1 + j1]) for i in range(i1, i2)]
+            continue
+        for side, lines, first in (("reference", ref[i1:i2], i1), ("regenerated", act[j1:j2], j1)):
+            for k, line in enumerate(lines, first + 1):
+                where = f"{name} {side} line {k}: only in the {side}"
+                if not line.strip() or GATE_LINE.search(line):
+                    report.verdicts_moved.append(f"{where} (follows the convergence gate): {line}")
+                else:
+                    report.problems.append(f"{where}\n    {line}")
+    return pairs
+
+
 def compare_text(name: str, ref: str, act: str, report: Report) -> None:
     noise = report.mode == "noise"
     spreads = text_spreads(ref) if noise else None
     moved: list[tuple[str, str, str]] = []  # noise mode: verdict words moved off check lines
     checks_moved = 0
-    for n, (ref_line, act_line) in enumerate(
-        zip(ref.splitlines(), act.splitlines(), strict=False), 1
-    ):
+    for n, ref_line, act_line in _paired_lines(name, ref.splitlines(), act.splitlines(), report):
         a, b = _text_tokens(ref_line), _text_tokens(act_line)
         same_text = len(a) == len(b) and all(
             x == y for k, (x, y) in enumerate(zip(a, b, strict=True)) if k % 2 == 0
@@ -287,7 +350,7 @@ def compare_text(name: str, ref: str, act: str, report: Report) -> None:
                 checkpoint=report.checkpoint.text(models, scale, a[k + 1].startswith(("%", "\\%"))),
             )
     _verdicts_moved(name, moved, checks_moved, report)
-    if len(ref.splitlines()) != len(act.splitlines()):
+    if not noise and len(ref.splitlines()) != len(act.splitlines()):
         report.problems.append(
             f"{name}: {len(ref.splitlines())} lines in the reference, "
             f"{len(act.splitlines())} regenerated"
@@ -410,6 +473,7 @@ def compare_trees(reference: Path, actual: Path, paths: list[str], report: Repor
             )
         for rel in sorted(ref_files & act_files):
             compare_file(str(rel), reference / rel, actual / rel, report)
+    report.settle_tail()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,6 +490,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--units", type=float, default=3.0, help="noise mode: allowed units")
     parser.add_argument(
+        "--tail-units",
+        type=float,
+        default=6.0,
+        help="noise mode: a few numbers (--tail-share of them) may move by up to this many units",
+    )
+    parser.add_argument(
+        "--tail-share",
+        type=float,
+        default=0.001,
+        help="noise mode: the share of numbers that may move by --units to --tail-units",
+    )
+    parser.add_argument(
         "--floor-rel", type=float, default=0.005, help="noise mode: relative floor of a unit"
     )
     parser.add_argument(
@@ -439,10 +515,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.units <= 0 or args.floor_rel < 0:
         parser.error("--units must be > 0 and --floor-rel >= 0")
+    if args.tail_units < args.units or not 0 <= args.tail_share < 1:
+        parser.error("--tail-units must be >= --units and --tail-share in [0, 1)")
     for root in (args.reference, args.actual, args.checkpoint_noise_from):
         if root is not None and not root.is_dir():
             parser.error(f"{root}: no such folder")
-    report = Report(mode=args.mode, units=args.units, floor_rel=args.floor_rel)
+    report = Report(mode=args.mode, units=args.units, floor_rel=args.floor_rel,
+                    tail_units=args.tail_units, tail_share=args.tail_share)  # fmt: skip
     if args.mode == "noise":
         report.checkpoint = Units(measure(args.checkpoint_noise_from or args.reference, args.paths))
         print(
@@ -464,6 +543,11 @@ def main(argv: list[str] | None = None) -> int:
         if report.verdicts_moved:
             print(f"verdict words moved within noise ({len(report.verdicts_moved)}):")
             for moved in report.verdicts_moved:
+                print(f"  - {moved}")
+        if report.tail:
+            print(f"numbers moved by {args.units:g} to {args.tail_units:g} units, within the tail "
+                  f"allowance ({len(report.tail)}):")  # fmt: skip
+            for moved in report.tail:
                 print(f"  - {moved}")
     if report.problems:
         print(f"REGENERATION CHECK FAILED: {len(report.problems)} problem(s)", file=sys.stderr)

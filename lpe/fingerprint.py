@@ -8,7 +8,9 @@ operations on fixed inputs, one line each (first 12 hex digits of a SHA-1 of the
   products of the weight and input gradients), at the shapes a training minibatch gives;
 - the patch-embedding convolution (oneDNN) forward and backward;
 - torch's element-wise and reduction kernels (layer norm, softmax, GELU, logsumexp, sum);
-- three AdamW steps of each whole mini model on a fixed minibatch (everything at once).
+- three AdamW steps of each whole mini model on a fixed minibatch (everything at once);
+- the parts of such a step one by one: the attention's batched matrix products, the backward
+  kernels of layer norm, softmax and GELU, and AdamW's update on fixed gradients.
 
 ``python -m lpe.fingerprint`` prints this machine's fingerprint; ``--check FILE`` compares it with
 a recorded one and names the first computation that differs (exit 1), so a machine that would
@@ -117,6 +119,42 @@ def computations() -> Iterator[tuple[str, str]]:
             f"{name} 3 AdamW steps",
             digest(torch.cat([p.reshape(-1) for p in model.parameters()])),
         )
+    # The parts of a training step, one by one, so that a machine whose AdamW steps differ is
+    # told which part (their own generator: the lines above keep their inputs and hashes).
+    yield from _step_parts(models)
+
+
+def _step_parts(models: dict[str, torch.nn.Module]) -> Iterator[tuple[str, str]]:
+    """The attention's batched matrix products (forward and backward), the backward kernels
+    of layer norm, softmax and GELU, and one AdamW update on fixed gradients."""
+    g = torch.Generator().manual_seed(1)
+    for name, model in models.items():
+        block = model.blocks[0].attn
+        heads, dim = block.num_heads, block.head_dim
+        q, k, v = (torch.randn(BATCH, heads, TOKENS, dim, generator=g, requires_grad=True)
+                   for _ in range(3))  # fmt: skip
+        scores = q @ k.transpose(-2, -1)
+        out = scores @ v
+        out.backward(torch.randn(out.shape, generator=g))
+        yield f"{name} attention q k^T ({heads} heads x {dim})", digest(scores)
+        yield f"{name} attention weights v", digest(out)
+        for tensor, label in ((q, "q"), (k, "k"), (v, "v")):
+            yield f"{name} attention {label} grad", digest(tensor.grad)
+    y = torch.randn(BATCH, TOKENS, 96, generator=g, requires_grad=True)
+    for label, fn in (
+        ("layer_norm", lambda t: torch.nn.functional.layer_norm(t, (96,))),
+        ("softmax", lambda t: torch.softmax(t, -1)),
+        ("gelu", torch.nn.functional.gelu),
+    ):
+        y.grad = None
+        fn(y).backward(torch.randn(y.shape, generator=g))
+        yield f"{label} backward", digest(y.grad)
+    weights = torch.randn(4096, generator=g).requires_grad_()
+    opt = torch.optim.AdamW([weights], lr=2e-3, weight_decay=0.05)
+    for _ in range(3):
+        weights.grad = torch.randn(4096, generator=g)
+        opt.step()
+    yield "AdamW update on fixed gradients (3 steps)", digest(weights)
 
 
 def fingerprint() -> str:

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from lpe.claims import claim5
+from lpe.claims import checkpoint_spread, claim5, copies_per_source
 from lpe.fast_report import curves, formatted, table5
 from lpe.score import COLUMNS
 from lpe.tabulate import budget_points
@@ -53,6 +53,33 @@ def test_claim5_passes_only_where_lpe_bsr_helps_at_every_budget():
     assert [len(c.parts) for c in better.checks] == [2] * 8  # one margin per budget
     worse = claim5(fast_scores(+0.01), bits=5)
     assert worse.verdict == "not reproduced"
+
+
+def checkpoint_scores(gain: float) -> pd.DataFrame:
+    """One trained checkpoint's scores: FP32 0.5, LPE-BSR INT-5 at 1 and 2 members."""
+    rows = [row("fp32", 1, 0.5)]
+    rows += [row("lpe-bsr", m, 0.5 - gain * (m - 1), 0, precision="int5", bits=5)
+             for m in (1, 2)]  # fmt: skip
+    return pd.DataFrame(rows)[COLUMNS]
+
+
+def test_claim5_bands_hold_the_spread_over_starting_checkpoints():
+    scores = fast_scores(-0.01)  # helps at every budget by 0.01: holds on the draws alone
+    assert copies_per_source(scores) == 2
+    same = [checkpoint_scores(0.01) for _ in range(3)]
+    spreads, text = checkpoint_spread(same, members=2, bits=5)
+    assert spreads["nll"] == 0.0 and "3 trained checkpoints" in text
+    assert claim5(scores, 5, checkpoint=(spreads, text)).verdict == "reproduced"
+    # checkpoints whose LPE-BSR gains differ by more than the margin: nothing is decided
+    apart = [checkpoint_scores(g) for g in (0.0, 0.02, 0.04)]
+    spreads, text = checkpoint_spread(apart, members=2, bits=5)
+    assert spreads["nll"] == pytest.approx(2 * 0.02)  # NOISE_SE x sd of 0, 0.02, 0.04
+    wide = claim5(scores, 5, checkpoint=(spreads, text))
+    assert wide.verdict == "undecided (within noise)"
+    assert "starting checkpoint" in wide.note
+    assert checkpoint_spread(apart[:1], members=2, bits=5) == ({}, "")  # one: no spread
+    with pytest.raises(ValueError, match="no LPE-BSR int4 ensemble of 2 members"):
+        checkpoint_spread(apart, members=2, bits=4)
 
 
 def test_table5_rows_and_statistics():

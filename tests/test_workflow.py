@@ -139,6 +139,12 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     assert "(train_noise; trained models in brackets): vit_mini_t (2)." in claims
     assert "vit_mini_s trained once, their bands cover the draws only" in claims
     assert "IVON's learned posterior: the median ratio" in claims
+    # claim 5's bands hold the spread over bma.model's checkpoints (main run + its retrained copy)
+    assert "band also holds the starting checkpoint: 2 standard deviations over 2 trained" in claims
+    for name in ("vit_mini_t", "vit_mini_t-trainseed1"):
+        own = pd.read_csv(tiny_run / f"results/tiny/fast/checkpoints/{name}.csv")
+        assert set(own["method"]) == {"fp32", "lpe-bsr"}
+        assert set(own["precision"]) == {"fp32", "int4"}  # tiny's fast.bits
     assert re.search(r"^- \*\*(holds|fails|within noise)\*\*: .*band ±", claims, re.M)
     retrained = pd.read_csv(tiny_run / "results/tiny/train_noise/vit_mini_t-trainseed1/scores.csv")
     assert set(retrained["method"]) == {"fp32", "rtn", "lpe-bsr"}
@@ -416,6 +422,16 @@ def test_a_swag_rank_above_the_snapshots_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert re.search(r"'bma.swag.rank' = 99 is larger than the \d+ snapshots", message), message
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.slow
+def test_fewer_lpe_members_than_fast_copies_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lpe:\n  ensemble_size: 4\n")  # fast.copies: 5
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "lpe.ensemble_size (4) is below fast.copies (5)" in result.stdout + result.stderr
     assert not (tmp_path / "work").exists()
 
 

@@ -492,6 +492,33 @@ def intermediates():
     )
 
 
+def fast_checkpoints():
+    """The trained checkpoints of the fast ensembles' starting model (bma.model and its
+    train_noise copies): claim 5's checkpoint band, when there are at least two."""
+    names = [
+        BMA_MODEL,
+        *[r for r in RETRAINED if r.startswith(f"{BMA_MODEL}-trainseed")],
+    ]
+    if len(names) < 2:
+        return []
+    if config["lpe"]["ensemble_size"] < FAST["copies"]:
+        raise ValueError(
+            f"lpe.ensemble_size ({config['lpe']['ensemble_size']}) is below fast.copies "
+            f"({FAST['copies']}): claim 5's checkpoint band scores LPE-BSR at fast.copies "
+            f"members on each checkpoint of {BMA_MODEL} (train_noise)"
+        )
+    return names
+
+
+def fast_checkpoint_predictions(name):
+    """FP32 and LPE-BSR INT-fast.bits (first lpe seed) of one of fast_checkpoints()."""
+    first = config["lpe"]["seeds"][0]
+    return [
+        work(f"preds/{name}/fp32.npz"),
+        work(f"preds/{name}/bsr-int{FAST['bits']}-seed{first}.npz"),
+    ]
+
+
 def retrained_intermediates():
     """train_noise's checkpoints, member folders and predictions."""
     files = []
@@ -528,6 +555,9 @@ def claims_inputs(wildcards):
         "choices": baseline_choices(),
         "fast": results("fast/scores.csv"),
         "retrained": retrained_scores(),
+        "fast_checkpoints": [
+            results(f"fast/checkpoints/{n}.csv") for n in fast_checkpoints()
+        ],
         "sources": [work(f"fast/{m}") for m in ("sse", "csgld")],
         **({"formats": results("formats/scores.csv")} if FORMATS["models"] else {}),
     }
@@ -540,6 +570,7 @@ def claims_flags(wildcards, input):
         f" --ivon-posterior {input.ivon}"
         f" --baseline-scores {input.baselines} --baseline-choices {' '.join(input.choices)}"
         f" --fast-scores {input.fast} --fast-bits {FAST['bits']}"
+        f" --fast-checkpoint-scores {' '.join(input.fast_checkpoints)}"
         f" --retrained-scores {' '.join(input.retrained)}"
         f" --fast-sources {' '.join(input.sources)}"
         + (f" --format-scores {input.formats}" if FORMATS["models"] else "")

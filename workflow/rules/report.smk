@@ -31,6 +31,22 @@ rule score_retrained:
         "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
 
 
+rule score_fast_checkpoint:
+    input:
+        lambda w: fast_checkpoint_predictions(w.name),
+    output:
+        results("fast/checkpoints/{name}.csv"),
+    log:
+        work("logs/score_fast_checkpoint/{name}.log"),
+    wildcard_constraints:
+        name="|".join(map(re.escape, fast_checkpoints())) or "^$",
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+
+
 rule table1:
     input:
         scores=results("scores.csv"),
