@@ -658,8 +658,8 @@ def report(
     if bma_scores is not None:
         claims.append(claim4(bma_scores, bits, hessian))
     if fast_scores is not None:
-        spread = checkpoint_spread(list(fast_checkpoints), copies_per_source(fast_scores),
-                                   fast_bits)  # fmt: skip
+        spread = (checkpoint_spread(list(fast_checkpoints), copies_per_source(fast_scores),
+                                    fast_bits) if fast_checkpoints else ({}, ""))  # fmt: skip
         claims.append(claim5(fast_scores, fast_bits, rates, spread))
     if baseline_scores is not None:
         claims.append(claim6(baseline_scores, chosen))

@@ -300,7 +300,8 @@ def _paired_lines(name: str, ref: list[str], act: list[str], report: Report):
             for k, line in enumerate(lines, first + 1):
                 where = f"{name} {side} line {k}: only in the {side}"
                 if not line.strip() or GATE_LINE.search(line):
-                    report.verdicts_moved.append(f"{where} (follows the convergence gate): {line}")
+                    kind = "the gate's announcement" if line.strip() else "a blank line"
+                    report.verdicts_moved.append(f"{where} ({kind}): {line}")
                 else:
                     report.problems.append(f"{where}\n    {line}")
     return pairs

@@ -226,7 +226,7 @@ def test_noise_mode_passes_on_a_native_regeneration_on_another_cpu(capsys):
     assert compare_9082677("--mode", "noise") == 0
     out = capsys.readouterr().out
     # the gate's announcement is in one tree only, and shifts no other line
-    assert "claims.md reference line 3: only in the reference (follows the convergence gate)" in out
+    assert "claims.md reference line 3: only in the reference (the gate's announcement)" in out
     assert "FAILS -> passes" in out
     assert "within the tail allowance (6)" in out  # ambiguities 3.1 to 3.4 units off
     assert compare_9082677("--mode", "exact") == 1
@@ -251,7 +251,7 @@ def test_a_line_in_one_tree_only_is_a_problem_unless_it_follows_the_gate(tmp_pat
     act.write_text(body)
     pair = [str(tmp_path / "a"), str(tmp_path / "b")]
     assert compare([*pair, "--mode", "noise"]) == 0
-    assert "only in the reference (follows the convergence gate)" in capsys.readouterr().out
+    assert "only in the reference (the gate's announcement)" in capsys.readouterr().out
     assert compare([*pair, "--mode", "exact"]) == 1
     ref.write_text(body)
     act.write_text("An added sentence.\n" + body)
