@@ -69,7 +69,7 @@ def naive_loop(model, fmt: IntFormat, members: int, x, batch_size: int, forward:
 
 def suite(model, state, fmt: IntFormat, members: int, x, batch_size: int, per_call: int):
     stream = (quantize(state, fmt, "bsr", member_seed(0, k)) for k in range(members))
-    return evaluate_members(model, stream, x, batch_size, CPU, per_call)[0]
+    return evaluate_members(model, stream, x, batch_size, CPU, per_call).log_probs
 
 
 def suite_preparation(model, state, fmt: IntFormat, members: int) -> None:

@@ -3,10 +3,17 @@
 One command (and ``apply_lpe``, the function behind it) takes a timm model, by name with its
 pretrained weights, or a local weights file, an image folder (``lpe.images`` layout), a precision
 INT-b and an ensemble size M, and prints one row each for the FP32 model, rounding to nearest and
-the LPE-BSR ensemble of M members, with the memory each needs::
+the LPE-BSR ensemble of M members, with the memory each needs, its forward passes per image and
+its measured inference time per image::
 
     python -m lpe.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k \\
-        --images /data/imagenet/val --bits 5 --members 10
+        --images /data/imagenet/val --bits 5 --members 10 --calibration-fraction 0.2
+
+The calibration control: with ``--calibration DIR`` (an image folder of the same classes) or
+``--calibration-fraction F`` (that fraction of ``--images`` held out, seeded, and the rest
+evaluated), the table also holds the temperature-scaled FP32 model ("fp32+ts"), its temperature
+fit on those images only (``lpe.temperature``), never on the evaluated ones; the command says
+which images it was fit on.
 
 Images are decoded once (``lpe.images.image_loader``, into its cache) and every member reads
 them from there: each member is rounded on the device, written into the one model instance once
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import pandas as pd
 import torch
@@ -33,6 +41,7 @@ from lpe.members import member_seed, quantize
 from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import QuantPolicy
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.temperature import fit_temperature, scaled
 
 
 class ModelSourceError(ValueError):
@@ -74,8 +83,10 @@ def apply_lpe(
     seed: int = 0,
     device: torch.device | None = None,
     policy: QuantPolicy | None = None,
+    calibration=None,
 ) -> pd.DataFrame:
-    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``) scores of ``model``.
+    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``) scores of ``model``, and with
+    a ``calibration`` loader (other images than ``loader``'s), the temperature-scaled FP32 model.
 
     ``loader`` yields ``(images, labels)`` batches and is read once per member, so it should be
     cheap to reread: ``lpe.images.image_loader`` decodes a folder once into its cache. Each member
@@ -101,7 +112,7 @@ def apply_lpe(
     rows = []
     for name, draw in draws.items():
         total = None  # (N, C) log of the summed member probabilities
-        member_nll, m, memory = 0.0, 0, 0
+        member_nll, m, memory, seconds = 0.0, 0, 0, 0.0
         for member in tqdm(draw(), desc=f"apply {name}", mininterval=5):
             if member is None:
                 model.load_state_dict(state)
@@ -109,7 +120,9 @@ def apply_lpe(
             else:
                 member.load_into(model)
                 memory += member.bits
+            start = time.perf_counter()
             lp, labels = _log_probs(model, loader, device)  # (N, C), (N,)
+            seconds += time.perf_counter() - start
             member_nll += float(-lp.gather(-1, labels[:, None]).sum())
             total = lp if total is None else torch.logaddexp(total, lp)
             m += 1
@@ -119,10 +132,24 @@ def apply_lpe(
             "method": name, "precision": f"int{bits}" if member is not None else "fp32",
             "members": m, "memory_mbit": memory / 1e6, "nll": nll,
             "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels), "avg_loss": avg,
-            "ambiguity": avg - nll,
+            "ambiguity": avg - nll, "temperature": math.nan, "forward_passes": m,
+            "infer_us": 1e6 * seconds / len(labels),
         })  # fmt: skip
+        if name == "fp32" and calibration is not None:
+            rows.append(_temperature_scaled(rows[-1], model, calibration, device, lp, labels))
     model.load_state_dict(state)
     return pd.DataFrame(rows)
+
+
+def _temperature_scaled(fp32_row, model, calibration, device, lp, labels) -> dict:
+    """The FP32 row at the temperature fit on the ``calibration`` images (never on ``labels``'
+    images): NLL and ECE at that temperature, the same ERR (a temperature keeps the argmax)."""
+    calib_lp, calib_labels = _log_probs(model, calibration, device)
+    temperature = fit_temperature(calib_lp[None], calib_labels)
+    at_t = scaled(lp, temperature)
+    return {**fp32_row, "method": "fp32+ts", "nll": metrics.nll(at_t, labels),
+            "ece": metrics.ece(at_t, labels), "avg_loss": math.nan, "ambiguity": math.nan,
+            "temperature": temperature}  # fmt: skip
 
 
 def _log_probs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,22 +184,51 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, help="evaluate a fixed random subset of this size")
+    calibrate = parser.add_mutually_exclusive_group()
+    calibrate.add_argument(
+        "--calibration",
+        help="an image folder (the same classes) to fit the FP32 model's temperature on",
+    )
+    calibrate.add_argument(
+        "--calibration-fraction",
+        type=float,
+        help="hold out this fraction of --images (seeded) to fit the temperature on; the rest "
+        "is evaluated",
+    )
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--out", help="also write the table as csv")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
+    fraction = args.calibration_fraction
+    if fraction is not None and not 0 < fraction < 1:
+        parser.error(f"--calibration-fraction must be in (0, 1), got {fraction}")
     from lpe.images import image_loader, model_transform
     from lpe.models import keep_head_fp32
 
     set_threads(args.threads)
     model = keep_head_fp32(create_timm_model(args.model, not args.no_pretrained, args.weights))
-    loader = image_loader(args.images, model_transform(model), model.num_classes,
-                          args.batch_size, args.limit, args.workers)  # fmt: skip
+    transform, held_out = model_transform(model), fraction or 0.0
+    loader = image_loader(args.images, transform, model.num_classes, args.batch_size,
+                          args.limit, args.workers, held_out)  # fmt: skip
+    calibration = None
+    if args.calibration:
+        calibration = image_loader(args.calibration, transform, model.num_classes,
+                                   args.batch_size, workers=args.workers)  # fmt: skip
+        print(f"temperature fit on {args.calibration} ({len(calibration.labels)} images)")
+    elif fraction:
+        calibration = image_loader(args.images, transform, model.num_classes, args.batch_size,
+                                   None, args.workers, fraction, "held_out")  # fmt: skip
+        print(f"temperature fit on {len(calibration.labels)} images of {args.images} held out "
+              f"({fraction:g}, seeded); the other {len(loader.labels)} are evaluated")  # fmt: skip
+    else:
+        print("no calibration images (--calibration, --calibration-fraction): no "
+              "temperature-scaled row")  # fmt: skip
     device = resolve_device(args.device)
     with autocast(device, args.dtype):
-        table = apply_lpe(model, loader, args.bits, args.members, args.seed, device)
+        table = apply_lpe(model, loader, args.bits, args.members, args.seed, device,
+                          calibration=calibration)  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         from lpe.artifacts import write_with

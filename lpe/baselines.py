@@ -57,7 +57,13 @@ from lpe.members import member_seed, quantize
 from lpe.models import count_params
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.policy import QuantPolicy
-from lpe.prediction import predict_log_probs, write_predictions
+from lpe.prediction import (
+    CALIBRATE_HELP,
+    Evaluated,
+    predict_log_probs,
+    timed_log_probs,
+    write_evaluated,
+)
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.selection import at_an_end
 
@@ -141,22 +147,34 @@ def set_dropout(model: torch.nn.Module, rate: float) -> None:
             module.train()
 
 
-def ensemble(model, state, method, setting, members, seed, x, batch_size, device):
-    """``(M, N, C)`` log-probs of the ``method`` ensemble at ``setting``."""
+def ensemble(model, state, method, setting, members, seed, x, batch_size, device, calib_x=None):
+    """The ``method`` ensemble at ``setting``, evaluated on ``x`` (and ``calib_x``, when given)."""
     policy = QuantPolicy()
-    out = []
-    if method == "dropout":
-        model.load_state_dict(state)
+    out, calibration, seconds = [], [], []
+    dropout = method == "dropout"
+    if dropout:
+        model.load_state_dict(state)  # MC dropout keeps its dropout modules training
+
+    def evaluate() -> None:
+        lp, took = timed_log_probs(model, x, batch_size, device, eval_mode=not dropout)
+        out.append(lp)
+        seconds.append(took)
+        if calib_x is not None:
+            lp = predict_log_probs(model, calib_x, batch_size, device, eval_mode=not dropout)
+            calibration.append(lp)
+
     for k in range(members):
-        if method != "dropout":  # a perturbed copy of the weights
+        if not dropout:  # a perturbed copy of the weights
             write_member(model, state, policy, method, setting, member_seed(seed, k))
-            out.append(predict_log_probs(model, x, batch_size, device))
+            evaluate()
             continue
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(member_seed(seed, k))
             set_dropout(model, setting)
-            out.append(predict_log_probs(model, x, batch_size, device, eval_mode=False))
-    return torch.stack(out)
+            evaluate()
+    bits = [0] * members  # the caller's member_bits() counts the storage
+    stacked = torch.stack(calibration) if calibration else None
+    return Evaluated(torch.stack(out), bits, seconds, stacked)
 
 
 def choose_setting(model, state, method, candidates, members, seed, data, batch_size, device):
@@ -167,7 +185,9 @@ def choose_setting(model, state, method, candidates, members, seed, data, batch_
     x, y = data.inputs(data.selection_split, batch_size)
     scores = {}
     for setting in candidates:
-        log_probs = ensemble(model, state, method, setting, members, seed, x, batch_size, device)
+        log_probs = ensemble(
+            model, state, method, setting, members, seed, x, batch_size, device
+        ).log_probs
         scores[setting] = metrics.score(log_probs, y)["nll"]
         print(f"{method} {setting}: validation NLL {scores[setting]:.5f}")
     best = min(candidates, key=lambda s: (scores[s], s))
@@ -218,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--select-out", help="write the chosen setting to this json")
     parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
     parser.add_argument("--copy-choice-to", help="with --setting-file: record the choice used")
+    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
@@ -265,15 +286,18 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out:
         return
     x, labels = data.inputs(args.split, args.batch_size)
+    calib_x, calib_labels = (
+        data.inputs(data.selection_split, args.batch_size) if args.calibrate else (None, None)
+    )
     bits = member_bits(model, state, args.method, setting, args.members)
     for seed, out in zip(args.seeds, args.out, strict=True):
         with autocast(device, args.dtype):
-            log_probs = ensemble(model, state, args.method, setting, args.members, seed, x,
-                                 args.batch_size, device)  # fmt: skip
+            done = ensemble(model, state, args.method, setting, args.members, seed, x,
+                            args.batch_size, device, calib_x)  # fmt: skip
         precision = int(setting) if args.method == "bsr" else 0  # 0: FP32
         run = {"method": LABELS[args.method], "bits": precision, "seed": seed,
                "setting": np.asarray(setting)}  # fmt: skip
-        write_predictions(out, log_probs, labels, bits, info, run)
+        write_evaluated(out, done._replace(bits=bits), labels, info, run, calib_labels)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ in one of two modes:
   aside) before they are compared, so that the announcement of a failed convergence gate,
   present in one tree only, shifts no other line.
 
+Measured times are not reproduced by any regeneration (another load, another machine): a CSV
+column named ``infer_us*`` and a number printed before ``µs`` (``lpe.tabulate.TIMING_UNIT``) are
+checked in either mode only to be there, finite and non-negative where the reference has one.
+
 Files: ``.csv`` cell by cell (a row is named by its text columns and ``seed``/``members``);
 ``.md``, ``.tex`` and other text token by token; ``.png``/``.pdf`` present, of the right kind and
 (png) the same pixel size (pixels are not compared: font rendering differs between machines).
@@ -71,6 +75,9 @@ VERDICT = re.compile(
     r"|within noise|holds|fails|passes|FAILS|yes|no|NO)\b"
 )
 MARGIN = re.compile(r"margin ([-+]?\d+\.\d+) vs band ±(\d+\.\d+)")
+# Measured wall times (lpe.score.TIMING_COLUMNS, lpe.tabulate.TIMING_UNIT): present, not compared
+TIMING_COLUMN = "infer_us"
+TIMING_UNIT = "µs"
 # a line that announces a failed convergence gate (lpe.claims): there only while a model fails it
 GATE_LINE = re.compile(r"\bgate FAILED\b", re.IGNORECASE)
 
@@ -91,6 +98,15 @@ class Report:
     tail_units: float = 6.0
     tail_share: float = 0.001
     tail: list[str] = field(default_factory=list)
+    timings: int = 0  # measured times seen (present, not compared)
+
+    def timing(self, where: str, ref, act) -> None:
+        """A measured time: where the reference has one, the regeneration must too (finite,
+        >= 0); the values are not compared (see the module docstring)."""
+        self.timings += 1
+        missing = [pd.isna(v) or not math.isfinite(float(v)) for v in (ref, act)]
+        if missing[0] != missing[1] or (not missing[1] and float(act) < 0):
+            self.problems.append(f"{where}: a measured time {ref} became {act}")
 
     def number(
         self,
@@ -148,7 +164,7 @@ class Report:
         Why a tail: a checkpoint unit is an sd measured over three trained models (two degrees
         of freedom), which can fall well short of the true spread, and a tree holds tens of
         thousands of numbers. Measured on a native-numerics regeneration of the reference on
-        another CPU (README): 6 of 27,355 numbers between 3 and 3.4 units, none beyond. A change
+        another CPU (docs/reproducibility.md): 6 of 27,355 numbers between 3 and 3.4 units, none beyond. A change
         of the maths moves many numbers, or some far: the planted changes of
         tests/test_compare.py fail either way."""
         allowed = int(self.tail_share * self.numbers)
@@ -339,6 +355,9 @@ def compare_text(name: str, ref: str, act: str, report: Report) -> None:
         models = report.checkpoint.models(ref_line) if noise else []
         for k in range(1, len(a), 2):
             i = k // 2
+            if a[k + 1].startswith(TIMING_UNIT):
+                report.timing(f"{name} line {n}, number {i + 1}", a[k], b[k])
+                continue
             # an sd printed after its mean ("m ± s") moves at the scale of the mean's noise
             of_mean = k >= 3 and a[k - 1].endswith(PLUS_MINUS)
             scale = float(a[k - 2] if of_mean else a[k])
@@ -414,6 +433,8 @@ def compare_csv(name: str, ref_path: Path, act_path: Path, report: Report) -> No
             if column in text:
                 if str(x) != str(y):
                     report.problems.append(f"{name} [{row}] {column}: {x!r} became {y!r}")
+            elif column.startswith(TIMING_COLUMN):
+                report.timing(f"{name} [{row}] {column}", x, y)
             elif pd.isna(x) or pd.isna(y):
                 if not (pd.isna(x) and pd.isna(y)):
                     report.problems.append(f"{name} [{row}] {column}: {x} became {y}")
@@ -534,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         f"compared {report.numbers} numbers under {', '.join(args.paths)} ({args.mode} mode); "
         f"largest relative drift {report.max_drift:.3g}"
         + (" (identical numbers)" if report.numbers and report.max_drift == 0 else "")
+        + (f"; {report.timings} measured times present, not compared" if report.timings else "")
     )
     if args.mode == "noise":
         print(

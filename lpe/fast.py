@@ -38,6 +38,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -72,7 +73,14 @@ from lpe.member_sets import generate, seed_runs_problem
 from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.prediction import batches, predict_fp32, predict_members, write_predictions
+from lpe.prediction import (
+    CALIBRATE_HELP,
+    Evaluated,
+    batches,
+    predict_fp32,
+    predict_members,
+    write_evaluated,
+)
 from lpe.resume import Resume
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.sources import family
@@ -374,81 +382,104 @@ def batch_ensemble_bits(model: torch.nn.Module, members: int) -> list[int]:
     return [32 * (total - fast + per_member)] + [32 * per_member] * (members - 1)
 
 
-def _predict_batch_ensemble(path, x, batch_size, device):
+def _predict_batch_ensemble(path, x, batch_size, device, calib_x=None) -> tuple[Evaluated, object]:
     model, members, info = load_batch_ensemble(path)
     model.to(device)
-    chunks = [
-        member_log_probs(model, members, xb.to(device)).cpu() for xb in batches(x, batch_size)
-    ]
-    return torch.cat(chunks, dim=1), batch_ensemble_bits(model, members), info
+
+    def log_probs(inputs):
+        chunks = batches(inputs, batch_size)
+        return torch.cat([member_log_probs(model, members, xb.to(device)).cpu() for xb in chunks],
+                         dim=1)  # fmt: skip
+
+    start = time.perf_counter()
+    lp = log_probs(x)
+    took = (time.perf_counter() - start) / members  # one batched forward for all members
+    calibration = None if calib_x is None else log_probs(calib_x)
+    done = Evaluated(lp, batch_ensemble_bits(model, members), [took] * members, calibration)
+    return done, info
 
 
-def predict_fp32_sources(folder, x, batch_size, device):
-    """``(M, N, C)`` log-probs of every source in order, their bits, budgets and first info."""
+def _joined(parts: list[Evaluated]) -> Evaluated:
+    """The members of several evaluated sources, in order, as one :class:`Evaluated`."""
+    calibration = [p.calibration for p in parts]
+    return Evaluated(
+        torch.cat([p.log_probs for p in parts]),
+        [int(b) for p in parts for b in p.bits],
+        [t for p in parts for t in p.seconds],
+        None if calibration[0] is None else torch.cat(calibration),
+    )
+
+
+def predict_fp32_sources(folder, x, batch_size, device, calib_x=None):
+    """Every source in order, evaluated (:class:`Evaluated`), their budgets and first info."""
     manifest = read_sources(folder)
-    log_probs, bits, budget, first = [], [], [], None
+    parts, budget, first = [], [], None
     for source in tqdm(manifest["sources"], desc=manifest["method"], mininterval=5):
         path = Path(folder) / source["file"]
         if manifest["method"] == "batchensemble":
-            lp, b, info = _predict_batch_ensemble(path, x, batch_size, device)
+            done, info = _predict_batch_ensemble(path, x, batch_size, device, calib_x)
         else:
-            lp, b, info = predict_fp32(path, x, batch_size, device)
-        log_probs.append(lp)
-        bits += list(b)
-        budget += [source["backward_passes"]] * len(lp)
+            done, info = predict_fp32(path, x, batch_size, device, calib_x)
+        parts.append(done)
+        budget += [source["backward_passes"]] * len(done.log_probs)
         first = first or info
-    return manifest, torch.cat(log_probs), bits, budget, first
+    return manifest, _joined(parts), budget, first
 
 
-def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size, device):
+def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size, device,
+                   calib_x=None):  # fmt: skip
     """``copies`` LPE-BSR members of every source, written to ``members_out`` and evaluated."""
     manifest = read_sources(folder)
     if manifest["method"] == "batchensemble":
         raise ValueError("LPE-BSR copies of a BatchEnsemble are not part of the paper's design")
-    log_probs, bits, budget, first = [], [], [], None
+    parts, budget, first = [], [], None
     with atomic_dir(members_out) as tmp:
         for c, source in enumerate(manifest["sources"]):
             checkpoint = Path(folder) / source["file"]
             out = tmp / f"source{c:02d}"
             generate(checkpoint, out, fmt, "bsr", derive_seed("source", seed, c), copies, policy)
-            lp, b, _, info = predict_members(checkpoint, out, x, batch_size, device)
-            log_probs.append(lp)
-            bits += list(b)
-            budget += [source["backward_passes"]] * len(lp)
+            done, _, info = predict_members(
+                checkpoint, out, x, batch_size, device, calibration_x=calib_x
+            )
+            parts.append(done)
+            budget += [source["backward_passes"]] * len(done.log_probs)
             first = first or info
-    return manifest, torch.cat(log_probs), bits, budget, first
+    return manifest, _joined(parts), budget, first
 
 
 def predict(args) -> None:
     first = Path(args.sources) / read_sources(args.sources)["sources"][0]["file"]
     data = open_stage_data(args, checkpoint_info(first))
     x, labels = data.inputs(args.split, args.batch_size)
+    calib_x, calib_labels = (
+        data.inputs(data.selection_split, args.batch_size) if args.calibrate else (None, None)
+    )
     device = resolve_device(args.device)
     fp32_out = args.out[0] if args.bits is None else args.fp32_out
     if fp32_out:
         with autocast(device, args.dtype):
-            manifest, lp, bits, budget, info = predict_fp32_sources(
-                args.sources, x, args.batch_size, device
+            manifest, done, budget, info = predict_fp32_sources(
+                args.sources, x, args.batch_size, device, calib_x
             )
         run = {"method": manifest["method"], "bits": 0, "seed": 0}
-        _write(fp32_out, lp, labels, bits, budget, info, run)
+        _write(fp32_out, done, labels, calib_labels, budget, info, run)
     if args.bits is None:
         return
     fmt = get_format(f"int{args.bits}", per_channel=not args.per_tensor)
     policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
     for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
         with autocast(device, args.dtype):
-            manifest, lp, bits, budget, info = predict_copies(
+            manifest, done, budget, info = predict_copies(
                 args.sources, members_out, fmt, args.copies, seed, policy, x,
-                args.batch_size, device,
+                args.batch_size, device, calib_x,
             )  # fmt: skip
         run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": seed}
-        _write(out, lp, labels, bits, budget, info, run)
+        _write(out, done, labels, calib_labels, budget, info, run)
 
 
-def _write(out, log_probs, labels, bits, budget, info, run) -> None:
+def _write(out, done: Evaluated, labels, calib_labels, budget, info, run) -> None:
     run["budget"] = np.asarray(budget, dtype=np.int64)
-    write_predictions(out, log_probs, labels, bits, info, run)
+    write_evaluated(out, done, labels, info, run, calib_labels)
 
 
 def _positive(value: str) -> int:
@@ -510,6 +541,7 @@ def main(argv: list[str] | None = None) -> None:
         "--out", nargs="+", required=True, help="the predictions file (per seed with --bits)"
     )
     q.add_argument("--fp32-out", help="with --bits: also the FP32 predictions of the sources")
+    q.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
     add_runtime_arguments(q)
     args = parser.parse_args(argv)
     if args.command == "train":

@@ -27,7 +27,18 @@ import pandas as pd
 from lpe.checkpoints import checkpoint_info
 from lpe.plotting import plt, save_figure, sns
 from lpe.sources import family
-from lpe.tabulate import budget_points, cell, latex, markdown, over_seeds, write_table
+from lpe.tabulate import (
+    budget_points,
+    cell,
+    control_columns,
+    controls,
+    latex,
+    markdown,
+    method_name,
+    over_seeds,
+    with_controls,
+    write_table,
+)
 
 NAMES = {s.name: s.label for s in family("fast")}  # lpe.sources
 FIGURES = {
@@ -101,7 +112,7 @@ def table5(scores: pd.DataFrame, bits: int, runs: int, sizes: list[int]) -> pd.D
         if pick.empty:
             raise ValueError(f"Table 5: no scores for {name} in the scores file")
     chosen = pd.concat(picks)
-    table = over_seeds(chosen, ["method", "members"], METRICS)
+    table = over_seeds(chosen, ["method", "members"], [*METRICS, *controls(chosen)])
     budget = chosen.groupby(["method", "members"])["backward_passes"].max()
     # the same group order as over_seeds; the column before "seeds"
     table.insert(table.columns.get_loc("seeds"), "backward_passes", budget.to_numpy())
@@ -109,13 +120,13 @@ def table5(scores: pd.DataFrame, bits: int, runs: int, sizes: list[int]) -> pd.D
     order = list(ROW_NAMES)
     table = table.sort_values(["method", "members"], key=lambda c: (
         c.map(order.index) if c.name == "method" else c)).reset_index(drop=True)  # fmt: skip
-    return table
+    return with_controls(table, METRICS)
 
 
 def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "Method": table["method"].map(ROW_NAMES),
+            "Method": table["method"].map(lambda m: method_name(ROW_NAMES, m)),
             "Precision": table["precision"],
             "M": table["members"],
             **{
@@ -124,6 +135,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             },
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
             "Backward passes": table["backward_passes"],
+            **control_columns(table, pm),
             "Seeds": table["seeds"],
         }
     )

@@ -23,9 +23,11 @@ from lpe.precision import label, sort_key
 from lpe.tabulate import (
     METHOD_NAMES,
     cell,
+    control_columns,
     final_rows,
     latex,
     markdown,
+    method_name,
     write_table,
 )
 
@@ -42,13 +44,14 @@ def formatted(rows: pd.DataFrame, pm: str) -> pd.DataFrame:
         {
             "Model": rows["model"],
             "Format": rows["precision"].map(label),
-            "Method": rows["method"].map(METHOD_NAMES),
+            "Method": rows["method"].map(lambda m: method_name(METHOD_NAMES, m)),
             "M": rows["members"],
             "Memory (Mbit)": rows["memory_mbit"].map(lambda b: f"{b:.3f}"),
             **{
                 name: rows.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
                 for m, (name, digits) in METRICS.items()
             },
+            **control_columns(rows, pm),
             "Seeds": rows["seeds"],
         }
     )

@@ -94,25 +94,41 @@ def image_loader(
     batch_size: int = 64,
     limit: int | None = None,
     workers: int = 0,
+    held_out: float = 0.0,
+    part: str = "evaluated",
 ) -> DecodedImages:
     """Batches ``(images, labels)`` of ``root`` in a fixed order, preprocessed by ``transform``,
     decoded once into the image cache (``decoded_images``) and read from there after.
 
     ``limit`` keeps the first ``limit`` images of a seeded permutation (seed 0), so a quick run
-    sees every class in proportion yet is the same each time. ``.labels`` holds the labels in
-    the batches' order.
+    sees every class in proportion yet is the same each time. ``held_out`` in (0, 1) sets the
+    first ``round(held_out * N)`` images of that permutation aside (a calibration split):
+    ``part="held_out"`` gives those, ``part="evaluated"`` the others (``limit`` then keeps the
+    first ``limit`` of them), so the two parts never share an image. ``.labels`` holds the labels
+    in the batches' order.
     """
     from torchvision.datasets import ImageFolder
 
+    if part not in ("evaluated", "held_out"):
+        raise ValueError(f"part must be 'evaluated' or 'held_out', got {part!r}")
+    if not 0 <= held_out < 1:
+        raise ValueError(f"held_out must be a fraction in [0, 1), got {held_out}")
     check_folder(root, num_classes)
     dataset = ImageFolder(str(root), transform=transform)
     labels = torch.as_tensor(dataset.targets)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    if limit is not None or held_out or part == "held_out":
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
-        dataset = torch.utils.data.Subset(dataset, order[:limit].tolist())
-        labels = labels[order[:limit]]
+        cut = round(held_out * len(dataset))
+        if held_out and not 1 <= cut < len(dataset):
+            raise ValueError(
+                f"holding out {held_out:g} of the {len(dataset)} images of {root} leaves "
+                f"{cut} to calibrate on and {len(dataset) - cut} to evaluate: both need one"
+            )
+        chosen = order[:cut] if part == "held_out" else order[cut:][:limit]
+        dataset = torch.utils.data.Subset(dataset, chosen.tolist())
+        labels = labels[chosen]
     return decoded_images(dataset, labels, transform, batch_size, workers)
 
 

@@ -4,7 +4,9 @@ Members are evaluated one at a time into a single model instance; the file's lay
 :mod:`lpe.prediction`'s.
 
 Usage (FP32 model): ``python -m lpe.predict --checkpoint CKPT --data DATA --out OUT.npz``;
-(low precision members): add ``--members DIR`` written by ``python -m lpe.generate``.
+(low precision members): add ``--members DIR`` written by ``python -m lpe.generate``;
+``--calibrate`` also predicts the data's selection split (the temperature-scaling control,
+:mod:`lpe.temperature`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import argparse
 
 from lpe.checkpoints import checkpoint_info
 from lpe.datasets import SPLITS
-from lpe.prediction import eval_inputs, member_run, predict_fp32, predict_members, write_predictions
+from lpe.inputs import DEFAULT_HOLDOUT
+from lpe.prediction import (
+    CALIBRATE_HELP,
+    HOLDOUT_HELP,
+    calibration_inputs,
+    eval_inputs,
+    member_run,
+    predict_fp32,
+    predict_members,
+    write_evaluated,
+)
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 
 
@@ -33,26 +45,32 @@ def main(argv: list[str] | None = None) -> None:
         help="members evaluated in one batched call: auto (1 on CPU) or a count",
     )
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")
+    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
+    parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
     args = parser.parse_args(argv)
+    if args.calibrate and args.split != "test":
+        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
     set_threads(args.threads)
     device = resolve_device(args.device)
     info = checkpoint_info(args.checkpoint)
     x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
+    calib_x, calib_labels = (
+        calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
+        if args.calibrate
+        else (None, None)
+    )
     with autocast(device, args.dtype):
-        log_probs, bits, info, run = _predict(args, x, device)
-    write_predictions(args.out, log_probs, labels, bits, info, run)
+        done, info, run = _predict(args, x, device, calib_x)
+    write_evaluated(args.out, done, labels, info, run, calib_labels)
 
 
-def _predict(args, x, device):
+def _predict(args, x, device, calib_x):
     if args.members:
-        log_probs, bits, manifest, info = predict_members(
-            args.checkpoint, args.members, x, args.batch_size, device, args.members_per_call
-        )
-        run = member_run(manifest)
-    else:
-        log_probs, bits, info = predict_fp32(args.checkpoint, x, args.batch_size, device)
-        run = {"method": "fp32", "bits": 0, "seed": 0}
-    return log_probs, bits, info, run
+        done, manifest, info = predict_members(args.checkpoint, args.members, x, args.batch_size,
+                                               device, args.members_per_call, calib_x)  # fmt: skip
+        return done, info, member_run(manifest)
+    done, info = predict_fp32(args.checkpoint, x, args.batch_size, device, calib_x)
+    return done, info, {"method": "fp32", "bits": 0, "seed": 0}
 
 
 if __name__ == "__main__":

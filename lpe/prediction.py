@@ -8,13 +8,20 @@ alive at once besides that instance. A predictions file (``.npz``) holds, member
 - ``member_bits``: int64 ``(M,)`` storage of each member;
 - scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
   obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``, and for low precision members
-  ``format`` (the number format's name, :mod:`lpe.precision`).
+  ``format`` (the number format's name, :mod:`lpe.precision`);
+- where the stage timed them, ``member_seconds``: float64 ``(M,)`` wall time of each member's
+  forward passes over the evaluated split (loading a member excluded; the stage's pinned threads);
+- where the stage also predicted the calibration split (the data's selection split, never the
+  evaluated one), ``calibration_log_probs`` ``(M, Nc, C)`` and ``calibration_labels`` ``(Nc,)``:
+  what :mod:`lpe.temperature` fits a temperature on.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +29,7 @@ from tqdm import tqdm
 
 from lpe.artifacts import ArtifactError, read_manifest, write_with
 from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.inputs import open_data
+from lpe.inputs import DEFAULT_HOLDOUT, open_data
 from lpe.members import Member, load_member_of
 from lpe.models import count_params
 from lpe.precision import int_name
@@ -49,6 +56,21 @@ def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
     return data.inputs(split, batch_size)
 
 
+CALIBRATE_HELP = (
+    "also predict the data's selection split (validation; an image folder's holdout, see "
+    "--holdout), on which lpe.score fits each run's temperature"
+)
+HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
+
+
+def calibration_inputs(data, info, batch_size: int, workers: int = 0, holdout=DEFAULT_HOLDOUT):
+    """``(inputs, labels)`` of the data's selection split, the one temperatures are fit on: the
+    validation split of a data file, the ``holdout`` training images of an image folder; never
+    the test split."""
+    data = open_data(data, info.model, info.num_classes, holdout, workers, info.input_shape)
+    return data.inputs(data.selection_split, batch_size)
+
+
 @torch.inference_mode()
 def predict_log_probs(
     model: torch.nn.Module,
@@ -72,6 +94,25 @@ def predict_log_probs(
     if eval_mode:
         model.train(was_training)
     return torch.cat(out)
+
+
+def timed_log_probs(model, x, batch_size: int, device, eval_mode: bool = True):
+    """:func:`predict_log_probs` and its wall time in seconds (the device synchronised)."""
+    start = time.perf_counter()
+    log_probs = predict_log_probs(model, x, batch_size, device, eval_mode)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return log_probs, time.perf_counter() - start
+
+
+class Evaluated(NamedTuple):
+    """What evaluating M members gives: their log-probs ``(M, N, C)``, bits and forward seconds
+    on the evaluated split, and their log-probs on the calibration split (None if not asked)."""
+
+    log_probs: torch.Tensor
+    bits: list[int]
+    seconds: list[float]
+    calibration: torch.Tensor | None = None
 
 
 # Members per batched call ("auto"): measured with benchmarks/ensemble_eval.py on a 2-core CPU,
@@ -134,18 +175,31 @@ def evaluate_members(
     batch_size: int,
     device: torch.device,
     members_per_call: int | str = "auto",
-) -> tuple[torch.Tensor, list[int]]:
-    """Stream ``members`` through ``model``: ``(M, N, C)`` log-probs and each member's bits.
+    calibration_x=None,
+) -> Evaluated:
+    """Stream ``members`` through ``model`` on ``x`` (and on ``calibration_x`` when given).
 
     With one member per call (the CPU default) each member is written into ``model`` in place
     (``Member.load_into``), so memory holds one model plus one member's codes, never M models.
-    With K > 1, K members are dequantized and evaluated in one batched call.
+    With K > 1, K members are dequantized and evaluated in one batched call (each member is
+    charged 1/K of the call's time).
     """
     if members_per_call == "auto":
         members_per_call = auto_members_per_call(model, device)
     if not isinstance(members_per_call, int) or members_per_call < 1:
         raise ValueError(f"members_per_call must be 'auto' or >= 1, got {members_per_call!r}")
-    log_probs, bits, pending = [], [], []
+    log_probs, calibration, bits, seconds, pending = [], [], [], [], []
+
+    def flush():
+        start = time.perf_counter()
+        log_probs.append(predict_log_probs_batched(model, pending, x, batch_size, device))
+        seconds.extend([(time.perf_counter() - start) / len(pending)] * len(pending))
+        if calibration_x is not None:
+            calibration.append(
+                predict_log_probs_batched(model, pending, calibration_x, batch_size, device)
+            )
+        pending.clear()
+
     for member in members:
         bits.append(member.bits)
         if members_per_call == 1:
@@ -154,19 +208,28 @@ def evaluate_members(
             pending.append(member.state_dict())
         del member  # freed before the next one is read: at most one member's codes alive
         if members_per_call == 1:
-            log_probs.append(predict_log_probs(model, x, batch_size, device)[None])
+            lp, took = timed_log_probs(model, x, batch_size, device)
+            log_probs.append(lp[None])
+            seconds.append(took)
+            if calibration_x is not None:
+                lp = predict_log_probs(model, calibration_x, batch_size, device)
+                calibration.append(lp[None])
         elif len(pending) == members_per_call:
-            log_probs.append(predict_log_probs_batched(model, pending, x, batch_size, device))
-            pending = []
+            flush()
     if pending:
-        log_probs.append(predict_log_probs_batched(model, pending, x, batch_size, device))
-    return torch.cat(log_probs), bits
+        flush()
+    return Evaluated(
+        torch.cat(log_probs), bits, seconds, torch.cat(calibration) if calibration else None
+    )
 
 
-def predict_members(checkpoint, members_dir, x, batch_size, device, members_per_call="auto"):
+def predict_members(
+    checkpoint, members_dir, x, batch_size, device, members_per_call="auto", calibration_x=None
+):
     """Evaluate each member file of ``members_dir`` in turn (read lazily, one at a time).
 
-    Returns log-probs ``(M, N, C)``, member bits ``(M,)``, the manifest and the checkpoint info.
+    Returns the :class:`Evaluated` members (bits as an int64 array), the manifest and the
+    checkpoint info.
     """
     info = checkpoint_info(checkpoint)
     manifest = read_manifest(members_dir)
@@ -178,8 +241,8 @@ def predict_members(checkpoint, members_dir, x, batch_size, device, members_per_
     model = info.build().to(device)  # the one instance every member is loaded into
     files = tqdm(manifest["files"], desc=f"predict {Path(members_dir).name}", mininterval=5)
     members = (_listed_member(members_dir, name, manifest, checkpoint, info) for name in files)
-    log_probs, bits = evaluate_members(model, members, x, batch_size, device, members_per_call)
-    return log_probs, np.asarray(bits, dtype=np.int64), manifest, info
+    done = evaluate_members(model, members, x, batch_size, device, members_per_call, calibration_x)
+    return done._replace(bits=np.asarray(done.bits, dtype=np.int64)), manifest, info
 
 
 def member_run(manifest: dict) -> dict:
@@ -212,18 +275,35 @@ def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
     return member
 
 
-def predict_fp32(checkpoint, x, batch_size, device):
+def predict_fp32(checkpoint, x, batch_size, device, calibration_x=None):
+    """The FP32 model of ``checkpoint`` as one :class:`Evaluated` member, and its info."""
     state, info = load_checkpoint(checkpoint)
     model = info.build().to(device)
     model.load_state_dict(state, strict=True)
     bits = sum(32 * t.numel() for t in state.values())
-    return predict_log_probs(model, x, batch_size, device)[None], np.asarray([bits]), info
+    log_probs, took = timed_log_probs(model, x, batch_size, device)
+    calibration = None
+    if calibration_x is not None:
+        calibration = predict_log_probs(model, calibration_x, batch_size, device)[None]
+    return Evaluated(log_probs[None], np.asarray([bits]), [took], calibration), info
 
 
-def write_predictions(out, log_probs, labels, member_bits, info, run: dict, params=None) -> None:
+def write_predictions(
+    out,
+    log_probs,
+    labels,
+    member_bits,
+    info,
+    run: dict,
+    params=None,
+    seconds=None,
+    calibration=None,
+) -> None:
     """The predictions file every ensemble method ends in (see the module docstring).
 
-    ``params`` defaults to the parameter count of ``info.build()``.
+    ``params`` defaults to the parameter count of ``info.build()``; ``seconds`` are the members'
+    forward wall times on the evaluated split; ``calibration`` is ``(log_probs, labels)`` of the
+    calibration split.
     """
     arrays = {
         "log_probs": log_probs.numpy().astype(np.float32),  # (M, N, C)
@@ -235,5 +315,18 @@ def write_predictions(out, log_probs, labels, member_bits, info, run: dict, para
         "optimizer": np.asarray(info.optimizer),
         **{k: np.asarray(v) for k, v in run.items()},
     }
+    if seconds is not None:
+        arrays["member_seconds"] = np.asarray(seconds, dtype=np.float64)  # (M,)
+    if calibration is not None:
+        arrays["calibration_log_probs"] = calibration[0].numpy().astype(np.float32)  # (M, Nc, C)
+        arrays["calibration_labels"] = calibration[1].numpy()  # (Nc,)
     write_with(out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
     print(f"wrote {out}: {log_probs.shape[0]} members x {log_probs.shape[1]} points")
+
+
+def write_evaluated(out, done: Evaluated, labels, info, run: dict, calibration_labels=None):
+    """``write_predictions`` of :class:`Evaluated` members (with their seconds and, when they
+    were evaluated on it, the calibration split)."""
+    calibration = None if done.calibration is None else (done.calibration, calibration_labels)
+    write_predictions(out, done.log_probs, labels, done.bits, info, run, seconds=done.seconds,
+                      calibration=calibration)  # fmt: skip

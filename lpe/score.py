@@ -7,13 +7,21 @@ run share members (as in the paper's "NLL vs ensemble size" curves). Columns (fi
 ``lpe.metrics``):
 
 ``model, optimizer, params, precision, method, seed, members, nll, err, ece, brier, avg_loss,
-ambiguity, ens_loss, memory_bits, backward_passes, forward_passes``
+ambiguity, ens_loss, memory_bits, backward_passes, forward_passes, infer_us, temperature,
+nll_ts, ece_ts``
 
 ``memory_bits`` is the summed storage of the ``m`` members; ``backward_passes`` is the training
 budget (LPE-BSR adds none): a file's scalar, or, when it holds a per-member ``budget`` (the fast
 ensembles of ``lpe.fast``, whose members come from successive runs or cycles), the budget spent
 once its first ``m`` members exist; ``forward_passes`` counts model evaluations per input
-(= members).
+(= members); ``infer_us`` is the measured inference wall time per test example in microseconds,
+the summed forward time of the ``m`` members on the stage's pinned threads (a measurement of the
+machine, not a number a regeneration reproduces: ``lpe.compare`` checks only that it is there).
+
+The temperature-scaling control (:mod:`lpe.temperature`): where a predictions file holds the
+calibration split (the stages' ``--calibrate``), each ensemble of ``m`` members gets one
+``temperature`` fit on that split, and its test ``nll_ts`` and ``ece_ts`` at that temperature
+(ERR does not change: a temperature keeps the argmax). Empty where there is no calibration split.
 
 Usage: ``python -m lpe.score --preds work/mini/preds/*.npz --out results/mini/scores.csv``
 """
@@ -31,13 +39,16 @@ from lpe import metrics
 from lpe.artifacts import ArtifactError, write_with
 from lpe.precision import FP32, int_name
 from lpe.sources import methods
+from lpe.temperature import fit_temperature, scaled
 
 METHOD_LABELS = methods()  # a predictions file's method -> the score CSVs' (lpe.sources)
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
-    "memory_bits", "backward_passes", "forward_passes",
+    "memory_bits", "backward_passes", "forward_passes", "infer_us", "temperature", "nll_ts",
+    "ece_ts",
 ]  # fmt: skip
+TIMING_COLUMNS = ("infer_us",)  # measured wall times: there in every row, not reproduced
 
 
 def load_predictions(path: str | Path) -> dict:
@@ -91,6 +102,22 @@ def prediction_problems(run: dict) -> list[str]:
         )
     if "budget" in run and run["budget"].shape != (members,):
         problems.append(f"budget has shape {run['budget'].shape}; expected ({members},)")
+    if "member_seconds" in run and run["member_seconds"].shape != (members,):
+        problems.append(f"member_seconds has shape {run['member_seconds'].shape}; expected "
+                        f"({members},)")  # fmt: skip
+    if "calibration_log_probs" in run:
+        calib, calib_labels = run["calibration_log_probs"], run.get("calibration_labels")
+        if (
+            calib_labels is None
+            or calib.ndim != 3
+            or calib.shape[0] != members
+            or (calib.shape[2] != classes or calib_labels.shape != (calib.shape[1],))
+        ):
+            problems.append(
+                f"calibration_log_probs {calib.shape} and calibration_labels "
+                f"{None if calib_labels is None else calib_labels.shape} do not match "
+                f"{members} members of {classes} classes"
+            )
     if str(run["method"]) not in METHOD_LABELS:
         problems.append(f"unknown method {str(run['method'])!r}")
     return problems
@@ -110,6 +137,12 @@ def score_run(run: dict) -> list[dict]:
         "seed": int(run["seed"]),
         "backward_passes": int(run["backward_passes"]),
     }
+    calibration = None
+    if "calibration_log_probs" in run:
+        calibration = (
+            torch.from_numpy(run["calibration_log_probs"]),
+            torch.from_numpy(run["calibration_labels"]),
+        )
     rows = []
     for m in range(1, log_probs.shape[0] + 1):
         row = {**common, "members": m, **metrics.score(log_probs[:m], labels)}
@@ -117,8 +150,24 @@ def score_run(run: dict) -> list[dict]:
         row["forward_passes"] = m
         if "budget" in run:
             row["backward_passes"] = int(run["budget"][:m].max())
+        if "member_seconds" in run:
+            row["infer_us"] = 1e6 * float(run["member_seconds"][:m].sum()) / len(labels)
+        if calibration is not None:
+            row.update(temperature_scaled(log_probs[:m], labels, calibration[0][:m],
+                                          calibration[1]))  # fmt: skip
         rows.append(row)
     return rows
+
+
+def temperature_scaled(log_probs, labels, calib_log_probs, calib_labels) -> dict[str, float]:
+    """The ensemble's temperature, fit on the calibration split, and its test NLL and ECE."""
+    temperature = fit_temperature(calib_log_probs, calib_labels)
+    at_t = scaled(log_probs, temperature)
+    return {
+        "temperature": temperature,
+        "nll_ts": metrics.nll(at_t, labels),
+        "ece_ts": metrics.ece(at_t, labels),
+    }
 
 
 def score_files(paths: list[str | Path]) -> pd.DataFrame:

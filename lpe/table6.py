@@ -18,7 +18,17 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from lpe.tabulate import cell, final_ensembles, latex, markdown, write_table
+from lpe.tabulate import (
+    cell,
+    control_columns,
+    controls,
+    final_ensembles,
+    latex,
+    markdown,
+    method_name,
+    with_controls,
+    write_table,
+)
 
 ROWS = {
     "fp32": "FP32",
@@ -62,7 +72,7 @@ def table6(scores: pd.DataFrame, settings: dict[str, str]) -> pd.DataFrame:
     runs = final_ensembles(scores)
     runs = runs[runs["method"].isin(ROWS)]
     grouped = runs.groupby("method")
-    table = grouped[list(METRICS)].agg(["mean", "std"])
+    table = grouped[[*METRICS, *controls(runs)]].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table["members"] = grouped["members"].max()
     table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
@@ -74,13 +84,13 @@ def table6(scores: pd.DataFrame, settings: dict[str, str]) -> pd.DataFrame:
     table["model"] = runs["model"].iloc[0]
     order = list(ROWS)
     table = table.sort_values("method", key=lambda c: c.map(order.index)).reset_index(drop=True)
-    return table
+    return with_controls(table, METRICS)
 
 
 def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "Method": table["method"].map(ROWS),
+            "Method": table["method"].map(lambda m: method_name(ROWS, m)),
             "Precision": table["precision"],
             "M": table["members"],
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
@@ -88,6 +98,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
                 label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
                 for m, (label, digits) in METRICS.items()
             },
+            **control_columns(table, pm),
             "Chosen on validation": table["setting"],
         }
     )

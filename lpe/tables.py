@@ -1,9 +1,12 @@
 """Tables from ``scores.csv``: Table 1 (RTN vs LPE-BSR across model sizes and precisions).
 
 Rows: model (smallest first) x precision (FP32 reference row, then highest precision first) x
-method. Columns: ensemble size M, memory budget, NLL, ERR and AMB as mean +- std over seeds (LPE-BSR
-at the largest ensemble size in the scores; RTN and FP32 are deterministic given the checkpoint,
-so they have one value and no spread). Written as csv (numbers), md and tex (formatted).
+method, each followed by the same runs temperature-scaled ("+ TS", the temperature T fit on the
+validation split; ``lpe.temperature``) where the scores hold them. Columns: ensemble size M,
+memory budget, NLL, ERR and AMB as mean +- std over seeds (LPE-BSR at the largest ensemble size
+in the scores; RTN and FP32 are deterministic given the checkpoint, so they have one value and
+no spread), T, and the inference cost: forward passes per input and the
+measured wall time per test example. Written as csv (numbers), md and tex (formatted).
 
 Usage: ``python -m lpe.tables --scores results/mini/scores.csv --out results/mini/tables/table1``
 (writes ``table1.csv``, ``table1.md``, ``table1.tex``).
@@ -28,11 +31,15 @@ from lpe.tabulate import (
     METHOD_ORDER,
     RUN_KEYS,
     cell,
+    control_columns,
+    controls,
     final_ensembles,
     final_rows,
     latex,
     markdown,
+    method_name,
     over_seeds,
+    with_controls,
     write_table,
 )
 
@@ -57,13 +64,14 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "Model": table["model"],
             "Params": table["params"].map(lambda p: f"{p / 1e3:.0f}k"),
             "Precision": table["precision"].map(label),
-            "Method": table["method"].map(METHOD_NAMES),
+            "Method": table["method"].map(lambda m: method_name(METHOD_NAMES, m)),
             "M": table["members"],
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
             **{
                 label: table.apply(cell, axis=1, metric=m, digits=digits[m], pm=pm)
                 for m, label in METRICS.items()
             },
+            **control_columns(table, pm),
             "Seeds": table["seeds"],
             **({GATE_LABEL: table.apply(_gate, axis=1)} if "gate_gain" in table else {}),
         }
@@ -98,9 +106,11 @@ TABLE3_METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4),
 
 def table3(scores: pd.DataFrame) -> pd.DataFrame:
     """Table 3 (large models): per model x method, the six metrics and the ensemble size."""
-    table = over_seeds(final_ensembles(scores), RUN_KEYS, TABLE3_METRICS)
+    runs = final_ensembles(scores)
+    table = over_seeds(runs, RUN_KEYS, [*TABLE3_METRICS, *controls(runs)])
     table = table.assign(_m=lambda t: t["method"].map(METHOD_ORDER))
-    return table.sort_values(["params", "_m"]).drop(columns="_m").reset_index(drop=True)
+    table = table.sort_values(["params", "_m"]).drop(columns="_m").reset_index(drop=True)
+    return with_controls(table, TABLE3_METRICS)
 
 
 def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
@@ -108,7 +118,7 @@ def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
         {
             "Model": table["model"],
             "Params": table["params"].map(lambda p: f"{p / 1e6:.0f}M"),
-            "Method": table["method"].map(METHOD_NAMES),
+            "Method": table["method"].map(lambda m: method_name(METHOD_NAMES, m)),
             "Precision": table["precision"].map(label),
             "M": table["members"],
             **{
@@ -116,6 +126,7 @@ def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
                 for m, (label, digits) in TABLE3_METRICS.items()
             },
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.1f}"),
+            **control_columns(table, pm),
         }
     )
 

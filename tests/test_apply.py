@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -69,6 +71,36 @@ def test_the_command_prints_the_three_rows(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("fp32", "rtn", "lpe-bsr"))
     assert out.read_text().count("\n") == 4  # header + three rows
+
+
+def test_the_command_prints_the_temperature_scaled_row_fit_on_held_out_images(tmp_path, capsys):
+    folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
+    out = tmp_path / "t.csv"
+    apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
+                "--bits", "4", "--members", "2", "--limit", "4", "--batch-size", "4",
+                "--device", "cpu", "--calibration-fraction", "0.004",
+                "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "temperature fit on 4 images of" in printed and "the other 4 are evaluated" in printed
+    table = pd.read_csv(out).set_index("method")
+    assert list(table.index) == ["fp32", "fp32+ts", "rtn", "lpe-bsr"]
+    assert table.at["fp32+ts", "temperature"] > 0 and table["temperature"].isna().sum() == 3
+    assert table.at["fp32+ts", "err"] == table.at["fp32", "err"]  # the argmax is kept
+    assert (table["infer_us"] > 0).all() and table.at["lpe-bsr", "forward_passes"] == 2
+
+
+def test_held_out_and_evaluated_images_never_overlap(tmp_path):
+    from lpe.images import image_loader, model_transform
+
+    folder = image_folder(tmp_path / "img", 10, per_class=3, size=8)
+    model = create_timm_model("vit_tiny_patch16_224", pretrained=False)
+    kept = image_loader(folder, model_transform(model), held_out=0.2)
+    held = image_loader(folder, model_transform(model), held_out=0.2, part="held_out")
+    assert len(kept.labels) == 24 and len(held.labels) == 6
+    images = {bytes(np.asarray(p)) for p in kept.pixels}
+    assert not images & {bytes(np.asarray(p)) for p in held.pixels}
+    with pytest.raises(ValueError, match="both need one"):
+        image_loader(folder, model_transform(model), held_out=0.01)
 
 
 def test_malformed_image_folders_name_the_path_and_the_layout(tmp_path):

@@ -47,6 +47,32 @@ def test_exact_mode_fails_on_any_drift_and_names_the_number(tmp_path, capsys):
     assert "table1.md line 1, number 2" in err  # "4" of INT-4 is number 1
 
 
+def timed_tree(root: Path, time_csv: str, time_md: str, nll="0.2276") -> Path:
+    make_tree(root, nll=nll)
+    (root / "results/mini/scores.csv").write_text(
+        "model,precision,method,seed,members,nll,infer_us\n"
+        f"vit_mini_l,int4,lpe-bsr,0,10,{nll},{time_csv}\n"
+    )
+    (root / "results/mini/tables/table1.md").write_text(
+        f"| vit_mini_l | INT-4 | {nll} ± 0.0004 | {time_md} µs |\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize("mode", ["exact", "noise"])
+def test_measured_times_are_not_compared_but_must_be_there(tmp_path, capsys, mode):
+    a = timed_tree(tmp_path / "a", "151.2", "151.20")
+    b = timed_tree(tmp_path / "b", "97.0", "97.00")  # another machine's load: passes
+    assert compare([str(a), str(b), "--mode", mode]) == 0
+    assert "2 measured times present, not compared" in capsys.readouterr().out
+    missing = timed_tree(tmp_path / "c", "", "97.00")  # a time that was not measured: fails
+    assert compare([str(a), str(missing), "--mode", mode]) == 1
+    assert "infer_us: a measured time 151.2 became nan" in capsys.readouterr().err
+    # a number beside the times still counts: exact mode fails on it
+    moved = timed_tree(tmp_path / "d", "97.0", "97.00", nll="0.2277")
+    assert compare([str(a), str(moved), "--mode", "exact"]) == 1
+
+
 def test_noise_mode_judges_a_drift_in_units_of_its_printed_spread(tmp_path, capsys):
     # table1.md prints "0.2276 ± 0.0004": a unit is max(0.0004, 0.5% x 0.2276 + 1e-4) = 0.00124
     make_tree(tmp_path / "a", nll="0.2276")

@@ -53,7 +53,7 @@ def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint
                     assert a.get_tensor(key).equal(b.get_tensor(key)), (run, name, key)
         with np.load(preds) as a, np.load(sep_preds) as b:
             assert sorted(a.files) == sorted(b.files)
-            for key in a.files:
+            for key in set(a.files) - {"member_seconds"}:  # a measured time: never the same
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{run} {key}")
     with np.load(tmp_path / "bsr0.npz") as a, np.load(tmp_path / "bsr2.npz") as b:
         assert not np.array_equal(a["log_probs"], b["log_probs"])  # the seeds differ

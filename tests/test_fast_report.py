@@ -37,7 +37,7 @@ def fast_scores(lpe_shift: float) -> pd.DataFrame:
     for seed in (0, 1):
         rows += [row("lpe-bsr", m, 0.5 - 0.01 * m, seed, precision="int5", bits=5)
                  for m in (1, 2, 3)]  # fmt: skip
-    return pd.DataFrame(rows)[COLUMNS]
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
 def test_budget_points_are_the_ensembles_complete_at_each_budget():
@@ -60,7 +60,7 @@ def checkpoint_scores(gain: float) -> pd.DataFrame:
     rows = [row("fp32", 1, 0.5)]
     rows += [row("lpe-bsr", m, 0.5 - gain * (m - 1), 0, precision="int5", bits=5)
              for m in (1, 2)]  # fmt: skip
-    return pd.DataFrame(rows)[COLUMNS]
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
 def test_claim5_bands_hold_the_spread_over_starting_checkpoints():

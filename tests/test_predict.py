@@ -109,10 +109,10 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
         return member
 
     monkeypatch.setattr(lpe.prediction, "load_member_of", tracking_load)
-    log_probs, _, _, _ = lpe.prediction.predict_members(
+    done, _, _ = lpe.prediction.predict_members(
         checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )
-    assert len(alive) == 4 and log_probs.shape == (4, 30, 10)
+    assert len(alive) == 4 and done.log_probs.shape == (4, 30, 10)
 
 
 @pytest.mark.parametrize("members_per_call", [2, 3, 5])
@@ -121,11 +121,17 @@ def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call
     fmt = int_format(4)
     members = [quantize(state, fmt, "bsr", member_seed(3, k)) for k in range(5)]
     x, cpu = test_inputs(), torch.device("cpu")
-    one, bits_one = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call=1)
-    batched, bits = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call)
-    assert one.shape == batched.shape == (5, 30, 10) and bits == bits_one
-    torch.testing.assert_close(batched, one, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(one[0], one[1])  # distinct members, so a mix-up would show
+    calib = x[:11]
+    one = evaluate_members(info.build(), iter(members), x, 7, cpu, 1, calibration_x=calib)
+    batched = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call, calib)
+    assert one.log_probs.shape == batched.log_probs.shape == (5, 30, 10)
+    assert one.bits == batched.bits
+    torch.testing.assert_close(batched.log_probs, one.log_probs, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(one.log_probs[0], one.log_probs[1])  # a mix-up would show
+    # the calibration split: the same members on other inputs, timed only on the evaluated split
+    torch.testing.assert_close(one.calibration, one.log_probs[:, :11])
+    torch.testing.assert_close(batched.calibration, one.calibration, rtol=1e-5, atol=1e-5)
+    assert len(one.seconds) == len(batched.seconds) == 5 and min(one.seconds) > 0
 
 
 def test_auto_evaluates_one_member_at_a_time_on_cpu(checkpoint):

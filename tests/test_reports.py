@@ -10,11 +10,12 @@ from lpe.claims import (
     claim3,
     claim4,
     claim7,
+    claim9,
     report,
     summary,
     with_training_bands,
 )
-from lpe.figures import nll_vs_ensemble_size
+from lpe.figures import nll_vs_ensemble_size, nll_vs_inference_time
 from lpe.models import create_model
 from lpe.score import COLUMNS
 from lpe.tables import table1, to_latex, to_markdown
@@ -94,7 +95,7 @@ def scores():
     frame = pd.DataFrame(data)
     frame["ens_loss"] = frame["nll"]
     frame["forward_passes"] = frame["members"]
-    return frame[COLUMNS]
+    return frame.reindex(columns=COLUMNS)  # no controls: NaN (score files made without them)
 
 
 def test_table1_rows_and_seed_statistics(scores):
@@ -127,6 +128,51 @@ def test_claims_verdicts_follow_the_numbers(scores):
     text = report(scores)
     assert "| 3 | partially reproduced | 1 of 3 | 1 |" in text and "0.29250" in text
     assert "(1 of 3 decided checks hold; 1 within noise)" in text
+
+
+def calibrated(scores, fp32_ts, bsr_shift):
+    """``scores`` with the controls: FP32 scaled to ``fp32_ts`` (per model), every LPE-BSR NLL
+    scaled by ``bsr_shift`` below its own, RTN by nothing."""
+    out = scores.copy()
+    out["temperature"], out["infer_us"] = 1.5, 10.0
+    out["nll_ts"] = out["nll"] - out["method"].map({"lpe-bsr": bsr_shift}).fillna(0.0)
+    for model, value in fp32_ts.items():
+        out.loc[(out["model"] == model) & (out["method"] == "fp32"), "nll_ts"] = value
+    out["ece_ts"] = out["ece"]
+    return out
+
+
+def test_claim9_asks_whether_the_gain_is_more_than_calibration(scores):
+    # large INT-4: LPE-BSR 0.2925 beats FP32 0.30 (claim 3 holds), but a temperature brings FP32
+    # to 0.28: the whole gain was calibration, and scaled LPE-BSR (0.2825) does not beat it either
+    s = summary(calibrated(scores, {"small": 0.49, "large": 0.28}, bsr_shift=0.01))
+    c9 = claim9(s)
+    large_int4 = [c for c in c9.checks if c.text.startswith("large INT-4")]
+    assert [c.outcome for c in large_int4] == ["fails", "within noise"]
+    assert large_int4[0].parts[0][0] == pytest.approx(0.28 - 0.2925)
+    assert "(T = 1.500)" in large_int4[0].text
+    # a gain beyond calibration: FP32 scaled only to 0.299 -> both checks hold at large INT-4
+    s = summary(calibrated(scores, {"small": 0.49, "large": 0.299}, bsr_shift=0.001))
+    assert [c.outcome for c in claim9(s).checks if c.text.startswith("large INT-4")] == [
+        "holds",
+        "holds",
+    ]
+    text = report(calibrated(scores, {"small": 0.49, "large": 0.28}, bsr_shift=0.01))
+    assert "## Claim 9: (control of claim 3" in text and "| 9 | " in text
+    assert "## Claim 9" not in report(scores)  # no calibration split scored: no control claim
+
+
+def test_table1_shows_temperature_scaled_rows_and_the_inference_cost(scores):
+    table = table1(calibrated(scores, {"small": 0.49, "large": 0.28}, bsr_shift=0.01))
+    fp32 = table[(table["model"] == "large") & (table["method"].str.startswith("fp32"))]
+    assert list(fp32["method"]) == ["fp32", "fp32+ts"]
+    assert list(fp32["nll_mean"]) == [0.30, 0.28] and fp32["temperature_mean"].isna().tolist() == [
+        True,
+        False,
+    ]
+    md = to_markdown(table)
+    assert "| FP32 + TS |" in md and "| 10.00 µs |" in md and "| T |" in md
+    assert "LPE-BSR + TS" in md and "| Forward passes |" in md
 
 
 def test_claim2_fails_when_the_gain_shrinks_with_size(scores):
@@ -278,3 +324,12 @@ def test_a_retrained_model_widens_its_bands_by_the_spread_over_training_seeds(sc
     text = report(scores, retrained=[again])
     assert "(train_noise; trained models in brackets): small (2)." in text
     assert "large trained once, their bands cover the draws only" in text
+
+
+def test_the_inference_figure_has_a_panel_per_model_and_needs_measured_times(scores):
+    fig = nll_vs_inference_time(calibrated(scores, {"small": 0.49, "large": 0.28}, 0.01))
+    assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {"FP32", "FP32 + TS", "LPE-BSR INT-4", "LPE-BSR INT-4 + TS"} <= set(labels)
+    with pytest.raises(ValueError, match="no inference times"):
+        nll_vs_inference_time(scores)

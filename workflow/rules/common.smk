@@ -36,6 +36,16 @@ DTYPE_FLAG = (
 )
 
 
+# The temperature-scaling control (lpe.temperature): the stages that make Table 1's, 5's and 6's
+# runs also predict the data's selection split, on which lpe.score fits each run's temperature.
+# Only when the test split is evaluated: the selection split cannot calibrate itself.
+CALIBRATE_FLAG = " --calibrate" if config["predict"]["split"] == "test" else ""
+# lpe.predict and lpe.ensembles take no data flags: their calibration split's holdout size
+HOLDOUT_FLAG = (
+    f" --holdout {config['dataset']['holdout']}" if IMAGES and CALIBRATE_FLAG else ""
+)
+
+
 def predict_flags(wildcards, threads):
     """Run-time flags of the predict stages: precision, and image-loading processes (images)."""
     workers = f" --workers {threads}" if IMAGES else ""
@@ -643,6 +653,7 @@ def table1_targets():
         results("scores.csv"),
         *[results(f"tables/table1.{ext}") for ext in ("csv", "md", "tex")],
         *[figures(f"nll_vs_ensemble_size.{ext}") for ext in ("png", "pdf")],
+        *[figures(f"nll_vs_inference_time.{ext}") for ext in ("png", "pdf")],
         results("claims.md"),
         report_page("table1"),
         report_page("claims"),

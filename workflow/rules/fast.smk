@@ -62,6 +62,7 @@ rule fast_predict:
     params:
         data=data_flags,
         dtype=DTYPE_FLAG,
+        calibrate=CALIBRATE_FLAG,
         bits=FAST["bits"],
         copies=FAST["copies"],
         seeds=FAST["seeds"],
@@ -72,7 +73,8 @@ rule fast_predict:
         "python -m lpe.fast predict --sources {input.sources} {params.data}"
         " --bits {params.bits} --copies {params.copies} --seeds {params.seeds} {params.policy}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
-        " --members-out {output.members} --out {output.preds} --fp32-out {output.fp32}"
+        "{params.calibrate} --members-out {output.members} --out {output.preds}"
+        " --fp32-out {output.fp32}"
         " > {log} 2>&1"
 
 
@@ -96,12 +98,13 @@ rule fast_predict_fp32:
     params:
         data=data_flags,
         dtype=DTYPE_FLAG,
+        calibrate=CALIBRATE_FLAG,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.fast predict --sources {input.sources} {params.data}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
-        " --out {output} > {log} 2>&1"
+        "{params.calibrate} --out {output} > {log} 2>&1"
 
 
 rule landscape_fast:

@@ -44,6 +44,7 @@ for family, kind in member_families().items():
             ),
             policy=QUANT_FLAGS,
             flags=predict_flags,
+            calibrate=CALIBRATE_FLAG + HOLDOUT_FLAG,
             split=config["predict"]["split"],
             batch_size=config["predict"]["batch_size"],
         shell:
@@ -51,7 +52,7 @@ for family, kind in member_families().items():
             " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
             " --members-out {output.members} --out {output.preds} {params.rtn}"
             " {params.policy} --split {params.split} --batch-size {params.batch_size}"
-            " --threads {threads}{params.flags} > {log} 2>&1"
+            " --threads {threads}{params.flags}{params.calibrate} > {log} 2>&1"
 
 
 rule predict_fp32:
@@ -70,12 +71,13 @@ rule predict_fp32:
     params:
         data=DATA,
         dtype=predict_flags,
+        calibrate=CALIBRATE_FLAG + HOLDOUT_FLAG,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data:q}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
-        "{params.dtype} --out {output} > {log} 2>&1"
+        "{params.dtype}{params.calibrate} --out {output} > {log} 2>&1"
 
 
 rule baseline:
@@ -102,6 +104,7 @@ rule baseline:
     params:
         data=data_flags,
         dtype=DTYPE_FLAG,
+        calibrate=CALIBRATE_FLAG,
         choose=baseline_choice_flags,
         members=lambda w: ensemble_size(w.model),
         seeds=seeds_of(BASELINE_MODEL),
@@ -111,5 +114,5 @@ rule baseline:
         "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
         " --method {wildcards.baseline} {params.choose} {output.choice}"
         " --members {params.members} --seeds {params.seeds} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads}{params.dtype}"
+        " --batch-size {params.batch_size} --threads {threads}{params.dtype}{params.calibrate}"
         " --out {output.preds} > {log} 2>&1"

@@ -85,6 +85,27 @@ rule figure_nll_vs_ensemble_size:
         "python -m lpe.figures --scores {input} --out {params.prefix} > {log} 2>&1"
 
 
+rule figure_nll_vs_inference_time:
+    input:
+        results("scores.csv"),
+    output:
+        report(
+            multiext(figures("nll_vs_inference_time"), ".png", ".pdf"),
+            caption="../report/nll_vs_inference_time.rst",
+            category="Table 1",
+        ),
+    log:
+        work("logs/figure_nll_vs_inference_time.log"),
+    conda:
+        ENV
+    threads: 1
+    params:
+        prefix=lambda w, output: os.path.splitext(output[0])[0],
+    shell:
+        "python -m lpe.figures --scores {input} --layout inference --out {params.prefix}"
+        " > {log} 2>&1"
+
+
 rule claims:
     input:
         unpack(claims_inputs),
