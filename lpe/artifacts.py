@@ -12,10 +12,13 @@ hand edits, not signatures.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
@@ -43,12 +46,55 @@ class ArtifactError(RuntimeError):
     """A file the suite wrote cannot be trusted (missing, truncated, corrupted, wrong kind)."""
 
 
+# A temporary is named after its target, this machine and its writer's process, so that a writer
+# can tell its target's temporaries left by a killed writer (at paper scale a member folder is
+# gigabytes) from those of a writer still running (two jobs may fill one image cache entry).
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-{socket.gethostname()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` whose writer, on this machine, is gone (a killed job);
+    those of a running writer and of other machines stay. Returns what was removed."""
+    path = Path(path)
+    prefix = _temporary_prefix(path)
+    removed = []
+    for stale in path.parent.glob(glob.escape(prefix) + "*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def _fresh_temporary_prefix(path: Path) -> str:
+    """A new temporary's prefix, after removing what killed writers left of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(path):
+        print(f"removed {stale}, left by a writer that was killed", file=sys.stderr)
+    return f"{_temporary_prefix(path)}{os.getpid()}-"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=suffix)
+    prefix = _fresh_temporary_prefix(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -63,8 +109,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary folder next to ``path``; it replaces ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_fresh_temporary_prefix(path)))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700

@@ -250,6 +250,29 @@ def _finetuning_problems(config: dict) -> list[str]:
             f"'fast.bits' = {fast['bits']} has no LPE-BSR ensembles around the SGD solution "
             "(Table 5): add it to 'bma.bits'"
         )
+    return problems + _seed_problems(config)
+
+
+def _seed_problems(config: dict) -> list[str]:
+    """Seeds one stage reads from another's runs: each must be among the runs made."""
+    bma, fast, seed = config["bma"], config["fast"], config["landscape"]["seed"]
+    problems = []
+    if seed not in bma["seeds"]:
+        problems.append(
+            f"'landscape.seed' = {seed} is not in 'bma.seeds' {bma['seeds']}: Figures 3 and 6 "
+            "draw that seed's LPE-BSR member of the fine-tuned model"
+        )
+    if seed not in fast["seeds"]:
+        problems.append(
+            f"'landscape.seed' = {seed} is not in 'fast.seeds' {fast['seeds']}: Figure 4 draws "
+            "that seed's LPE-BSR copy of an SSE snapshot"
+        )
+    outside = [s for s in fast["seeds"] if s not in bma["seeds"]]
+    if outside:
+        problems.append(
+            f"'fast.seeds' {outside} are not in 'bma.seeds' {bma['seeds']}: Table 5 and claim 5 "
+            "read the LPE-BSR ensembles of the SGD solution made for those seeds"
+        )
     return problems
 
 

@@ -127,7 +127,7 @@ def test_fill_defaults_does_not_modify_its_input():
 
 
 def test_readme_documents_every_config_key():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs/configuration.md").read_text()
 
     def leaves(schema, prefix=""):
         for key, sub in schema.get("properties", {}).items():
@@ -137,7 +137,7 @@ def test_readme_documents_every_config_key():
                 yield f"{prefix}{key}"
 
     missing = [key for key in leaves(SCHEMA) if f"`{key}`" not in readme]
-    assert not missing, f"README's configuration table lacks {missing}"
+    assert not missing, f"docs/configuration.md's table lacks {missing}"
 
 
 @pytest.mark.parametrize(
@@ -210,6 +210,10 @@ def _problems(change: dict) -> str:
         ({"formats.names": ["int17"]}, "unknown number format 'int17'"),
         ({"formats.models": ["vit_mini_x"]}, "'formats.models': 'vit_mini_x' is not in 'models'"),
         ({"formats.names": []}, "'formats.models' is set but 'formats.names' is empty"),
+        ({"landscape.seed": 5}, "'landscape.seed' = 5 is not in 'bma.seeds' [0, 1, 2]"),
+        ({"landscape.seed": 5}, "'landscape.seed' = 5 is not in 'fast.seeds' [0, 1, 2]"),
+        ({"fast.seeds": [0, 3]}, "'fast.seeds' [3] are not in 'bma.seeds' [0, 1, 2]"),
+        ({"bma.seeds": [1, 2]}, "'landscape.seed' = 0 is not in 'bma.seeds' [1, 2]"),
     ],
 )
 def test_values_that_used_to_fail_late_or_silently_stop_with_their_key(change, message):

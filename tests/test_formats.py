@@ -194,3 +194,26 @@ def test_the_light_check_of_a_name_agrees_with_building_it(name):
     else:
         with pytest.raises(ValueError, match=f"unknown number format '{name}'"):
             get_format(name)
+
+
+def qlora_nf4_values() -> np.ndarray:
+    """NF4 built as QLoRA builds it (bitsandbytes' ``create_normal_map``, offset 0.9677083): 8
+    positive and 7 negative quantiles of N(0, 1) between the offset and 1/2, an exact zero, then
+    scaled so that the largest is 1. Computed here, independently of the table in lpe.formats."""
+    from scipy.stats import norm
+
+    offset = 0.9677083
+    positive = norm.ppf(np.linspace(offset, 0.5, 9, dtype=np.float32)[:-1])
+    negative = -norm.ppf(np.linspace(offset, 0.5, 8, dtype=np.float32)[:-1])
+    values = np.sort(np.concatenate([positive, [0.0], negative])).astype(np.float32)
+    return values / values.max()
+
+
+def test_the_nf4_codebook_is_qloras_normal_quantiles():
+    from lpe.formats import NF4_VALUES
+
+    ours = np.asarray(NF4_VALUES, dtype=np.float32)
+    expected = qlora_nf4_values()
+    assert ours.shape == (16,) and ours[7] == 0.0
+    # float32 agreement: a value wrong in its third (or sixth) decimal fails
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6)
