@@ -4,7 +4,7 @@ Trains each candidate ``shape:epochs:lr`` (shape = width x depth x heads of the 
 mini profile's MNIST-1D file with the train stage's own recipe (AdamW, warmup then cosine), and
 prints its parameters, wall time, validation-NLL curve, the convergence gate (relative validation
 NLL improvement over the last 20% of epochs) and the final validation and test NLL / error.
-The README's "What is computed" quotes this table; the choice in config/mini.yaml is made on the
+docs/experiments.md quotes this table; the choice in config/mini.yaml is made on the
 validation columns (the test columns are printed for the record, not used to choose).
 
 Usage: ``python benchmarks/mini_regime.py --data work/mini/data/mnist1d.npz

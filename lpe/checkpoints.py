@@ -67,7 +67,7 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 #   validation NLL rose by more has been trained into the region where one different rounding
 #   moves the result most (vit_mini_s rose 6.3% at its end on one CPU, 0.8% on another, with the
 #   same code and seeds). 5% is above the rises the mini profile's models show at their last
-#   epochs (0-3%, README) and below that one.
+#   epochs (0-3%, docs/experiments.md) and below that one.
 GATE_WINDOW = 0.2
 GATE_TOLERANCE = 0.01
 GATE_RISE = 0.05
