@@ -204,10 +204,12 @@ def _the_number_systems_experiment(tiny_run, scores, claims):
     same = scores[(scores["model"] == "vit_mini_t") & (scores["precision"] == "int3")]
     pd.testing.assert_frame_equal(int3, same.reset_index(drop=True))  # the same files
     table = pd.read_csv(tiny_run / "results/tiny/tables/table_formats.csv")
-    # FP32, then the widest codes first (4-bit FP4 and MXFP4 before INT-3)
-    assert table["precision"].tolist() == ["fp32", *["fp4_e2m1"] * 2, *["mxfp4"] * 2,
-                                           *["int3"] * 2]  # fmt: skip
-    assert table["method"].tolist() == ["fp32", *["rtn", "lpe-bsr"] * 3]
+    # FP32, then the widest codes first (4-bit FP4 and MXFP4 before INT-3), each row followed
+    # by its temperature-scaled twin
+    assert table["precision"].tolist() == [*["fp32"] * 2, *["fp4_e2m1"] * 4, *["mxfp4"] * 4,
+                                           *["int3"] * 4]  # fmt: skip
+    plain = ["fp32", *["rtn", "lpe-bsr"] * 3]
+    assert table["method"].tolist() == [m for p in plain for m in (p, f"{p}+ts")]
     md = (tiny_run / "results/tiny/tables/table_formats.md").read_text()
     assert "| FP4 E2M1 | LPE-BSR | 3 |" in md and "| MXFP4 | RTN | 1 |" in md
     for ext in ("png", "pdf"):
