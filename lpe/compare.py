@@ -75,7 +75,7 @@ VERDICT = re.compile(
     r"|within noise|holds|fails|passes|FAILS|yes|no|NO)\b"
 )
 MARGIN = re.compile(r"margin ([-+]?\d+\.\d+) vs band ±(\d+\.\d+)")
-# Measured wall times (lpe.score.TIMING_COLUMNS, lpe.tabulate.TIMING_UNIT): present, not compared
+# Measured wall times (lpe.score's infer_us, lpe.tabulate.TIMING_UNIT): present, not compared
 TIMING_COLUMN = "infer_us"
 TIMING_UNIT = "µs"
 # a line that announces a failed convergence gate (lpe.claims): there only while a model fails it
@@ -164,8 +164,8 @@ class Report:
         Why a tail: a checkpoint unit is an sd measured over three trained models (two degrees
         of freedom), which can fall well short of the true spread, and a tree holds tens of
         thousands of numbers. Measured on a native-numerics regeneration of the reference on
-        another CPU (docs/reproducibility.md): 6 of 27,355 numbers between 3 and 3.4 units, none beyond. A change
-        of the maths moves many numbers, or some far: the planted changes of
+        another CPU (docs/reproducibility.md): 6 of 27,355 numbers between 3 and 3.4 units, none
+        beyond. A change of the maths moves many numbers, or some far: the planted changes of
         tests/test_compare.py fail either way."""
         allowed = int(self.tail_share * self.numbers)
         if len(self.tail) > allowed:

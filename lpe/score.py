@@ -48,7 +48,6 @@ COLUMNS = [
     "memory_bits", "backward_passes", "forward_passes", "infer_us", "temperature", "nll_ts",
     "ece_ts",
 ]  # fmt: skip
-TIMING_COLUMNS = ("infer_us",)  # measured wall times: there in every row, not reproduced
 
 
 def load_predictions(path: str | Path) -> dict:

@@ -157,6 +157,6 @@ def control_columns(table: pd.DataFrame, pm: str) -> dict[str, pd.Series]:
     columns["Forward passes"] = table["forward_passes_mean"].map(lambda f: f"{f:.0f}")
     if "infer_us_mean" in table:
         columns[f"Inference ({TIMING_UNIT}/example)"] = table["infer_us_mean"].map(
-            lambda t: f"{t:.2f} {TIMING_UNIT}"
+            lambda t: "-" if math.isnan(t) else f"{t:.2f} {TIMING_UNIT}"
         )
     return columns

@@ -3,8 +3,8 @@
 The checkpoint kept is the epoch with the best validation NLL, not the last one: a model trained
 past its best sits where training is most sensitive (one different rounding of the GEMMs moved a
 mini model's test NLL by 9% at its last epoch), and the best epoch is the usual model-selection
-rule. The last epoch's weights are returned too (docs/experiments.md measures both rules' spread over
-training seeds); the convergence gate (``lpe.checkpoints``) reads the whole validation curve.
+rule. The last epoch's weights are returned too (docs/experiments.md measures both rules' spread
+over training seeds); the convergence gate (``lpe.checkpoints``) reads the whole validation curve.
 
 Every random draw (initialisation, minibatch order) comes from generators seeded by the config's
 seed. The number of backward passes (minibatch gradient evaluations) is counted: it is the
