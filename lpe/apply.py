@@ -36,11 +36,14 @@ import torch
 from tqdm import tqdm
 
 from lpe import metrics
-from lpe.formats import int_format
+from lpe.artifacts import tensors_sha256
+from lpe.formats import get_format, int_format
 from lpe.members import member_seed, quantize
 from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import QuantPolicy
+from lpe.precision import REGISTRY
 from lpe.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.shared_base import SharedBase, encode, load_shared_base, save_shared_base
 from lpe.temperature import fit_temperature, scaled
 
 
@@ -78,15 +81,22 @@ def create_timm_model(name: str, pretrained: bool = True, weights: str | None = 
 def apply_lpe(
     model: torch.nn.Module,
     loader,
-    bits: int,
+    bits: int | str,
     members: int,
     seed: int = 0,
     device: torch.device | None = None,
     policy: QuantPolicy | None = None,
     calibration=None,
+    ensemble: SharedBase | None = None,
+    keep: list | None = None,
 ) -> pd.DataFrame:
-    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``) scores of ``model``, and with
-    a ``calibration`` loader (other images than ``loader``'s), the temperature-scaled FP32 model.
+    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``, or in the number format named
+    ``bits``, ``lpe.precision.REGISTRY``) scores of ``model``, and with a ``calibration`` loader
+    (other images than ``loader``'s), the temperature-scaled FP32 model.
+
+    ``ensemble`` (:mod:`lpe.shared_base`, made from this model) evaluates its RTN and LPE-BSR
+    members, decoded one at a time, instead of drawing them; ``keep``, a list, receives every
+    member drawn (RTN first), for saving them as one ensemble file.
 
     ``loader`` yields ``(images, labels)`` batches and is read once per member, so it should be
     cheap to reread: ``lpe.images.image_loader`` decodes a folder once into its cache. Each member
@@ -100,7 +110,7 @@ def apply_lpe(
     policy = policy or QuantPolicy()
     model = model.to(device).eval()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # on the device
-    fmt = int_format(bits)
+    fmt = get_format(bits) if isinstance(bits, str) else int_format(bits)
     draws = {
         "fp32": lambda: [None],
         "rtn": lambda: [quantize(state, fmt, "rtn", seed=0, policy=policy)],
@@ -109,6 +119,11 @@ def apply_lpe(
             for k in range(members)
         ),
     }
+    if ensemble is not None:
+        fmt = ensemble.fmt
+        for method, name in (("rtn", "rtn"), ("bsr", "lpe-bsr")):
+            indices = [m for m, made in enumerate(ensemble.methods) if made == method]
+            draws[name] = lambda indices=indices: (ensemble.member(m) for m in indices)
     rows = []
     for name, draw in draws.items():
         total = None  # (N, C) log of the summed member probabilities
@@ -120,6 +135,8 @@ def apply_lpe(
             else:
                 member.load_into(model)
                 memory += member.bits
+                if keep is not None:
+                    keep.append(member)
             start = time.perf_counter()
             lp, labels = _log_probs(model, loader, device)  # (N, C), (N,)
             seconds += time.perf_counter() - start
@@ -129,7 +146,7 @@ def apply_lpe(
         lp = (total - math.log(m))[None]  # (1, N, C): the ensemble's own prediction
         nll, avg = metrics.nll(lp, labels), member_nll / (m * len(labels))
         rows.append({
-            "method": name, "precision": f"int{bits}" if member is not None else "fp32",
+            "method": name, "precision": fmt.name if member is not None else "fp32",
             "members": m, "memory_mbit": memory / 1e6, "nll": nll,
             "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels), "avg_loss": avg,
             "ambiguity": avg - nll, "temperature": math.nan, "forward_passes": m,
@@ -178,8 +195,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     source.add_argument("--no-pretrained", action="store_true", help="random weights (for tests)")
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
-    parser.add_argument("--bits", type=int, default=5, choices=range(MIN_BITS, MAX_BITS + 1),
-                        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}")  # fmt: skip
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bits", type=int, choices=range(MIN_BITS, MAX_BITS + 1),
+                           metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
+                           help="INT-b members (default 5)")  # fmt: skip
+    precision.add_argument("--format", choices=list(REGISTRY), help="members in this format")
+    stored = parser.add_mutually_exclusive_group()
+    stored.add_argument("--save-ensemble", metavar="E.safetensors",
+                        help="also write the RTN and LPE-BSR members as one ensemble file "
+                        "(a shared base plus a bit per member and weight)")  # fmt: skip
+    stored.add_argument("--ensemble", metavar="E.safetensors",
+                        help="evaluate the members of this ensemble file (made from the same "
+                        "model) instead of drawing them")  # fmt: skip
     parser.add_argument("--members", type=int, default=10, help="LPE-BSR ensemble size M")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -226,10 +253,27 @@ def main(argv: list[str] | None = None) -> None:
         print("no calibration images (--calibration, --calibration-fraction): no "
               "temperature-scaled row")  # fmt: skip
     device = resolve_device(args.device)
+    ensemble, kept = None, [] if args.save_ensemble else None
+    weights = tensors_sha256(model.state_dict())  # the ensemble file's model, by its weights
+    if args.ensemble:
+        ensemble, meta = load_shared_base(args.ensemble)
+        if meta.get("weights_sha256") != weights:
+            parser.error(f"{args.ensemble} was made from other weights than {args.model}'s "
+                         "(its weights_sha256 differs): evaluate it with the model it was "
+                         "saved from")  # fmt: skip
+        print(f"members from {args.ensemble}: {len(ensemble)} ({ensemble.fmt.label}), "
+              f"{ensemble.bits / 1e6:.2f} Mbit stored")  # fmt: skip
     with autocast(device, args.dtype):
-        table = apply_lpe(model, loader, args.bits, args.members, args.seed, device,
-                          calibration=calibration)  # fmt: skip
+        table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
+                          args.seed, device, calibration=calibration, ensemble=ensemble,
+                          keep=kept)  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.save_ensemble:
+        provenance = {"model": args.model, "weights_sha256": weights}
+        bits = save_shared_base(args.save_ensemble, encode(kept), provenance)
+        paper = table.loc[table["method"] != "fp32", "memory_mbit"].sum()
+        print(f"wrote {args.save_ensemble}: {len(kept)} members in {bits / 1e6:.2f} Mbit (shared "
+              f"base), against {paper:.2f} Mbit as {len(kept)} member files")  # fmt: skip
     if args.out:
         from lpe.artifacts import write_with
 

@@ -90,7 +90,7 @@ def encode(members: Sequence[Member]) -> SharedBase:
             raise ValueError(f"member {k} cannot share member 0's base: {problem}")
     base, planes = {}, {}
     for name, code in first.codes.items():
-        stacked = torch.stack([m.codes[name].to(torch.int64) for m in members])  # (M, ...)
+        stacked = torch.stack([m.codes[name].cpu().to(torch.int64) for m in members])  # (M, ...)
         low = stacked.min(dim=0).values
         step = (stacked - low).reshape(len(members), -1)
         if int(step.max()) > 1:
@@ -106,8 +106,8 @@ def encode(members: Sequence[Member]) -> SharedBase:
         seeds=[m.seed for m in members],
         base=base,
         planes=planes,
-        scales=first.scales,
-        kept=first.kept,
+        scales={n: s.cpu() for n, s in first.scales.items()},
+        kept={n: t.cpu() for n, t in first.kept.items()},
     )
 
 
