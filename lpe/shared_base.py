@@ -61,8 +61,10 @@ class SharedBase:
         codes = {}
         for name, base in self.base.items():
             bit = np.unpackbits(self.planes[name][m], count=base.numel(), bitorder="little")
-            plane = torch.from_numpy(bit.astype(np.int64)).reshape(base.shape)
-            codes[name] = (base.to(torch.int64) + plane).to(base.dtype)
+            # base + 1 stays on the grid (the base is a member's code minus 0 or 1): no overflow.
+            # In numpy: torch has no addition for the uint16 codes of formats wider than 8 bits.
+            code = base.numpy() + bit.reshape(base.shape).astype(base.numpy().dtype)
+            codes[name] = torch.from_numpy(code)
         return Member(self.fmt, self.methods[m], self.seeds[m], codes, self.scales, self.kept)
 
     @property
