@@ -1,0 +1,74 @@
+"""Speed of the shared-base ensemble file on ViT-B/16's weights (issue 29).
+
+Times, best of ``--repeats``, one thread: encoding M drawn members into a shared base (in memory),
+decoding one member from it, today's per-member path (``lpe.members.load_member`` of a member
+file: read, checksum, unpack), and a memory copy of the same member's packed bytes. The targets:
+decoding within 2x of today's per-member load. Weights are random (``pretrained=False``; the
+speed does not depend on them).
+
+Usage: ``python benchmarks/shared_base_speed.py [--members 20] [--bits 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import timm
+import torch
+
+from lpe.formats import int_format
+from lpe.members import load_member, member_seed, quantize, save_member
+from lpe.models import keep_head_fp32
+from lpe.packing import pack_indices
+from lpe.runtime import set_threads
+from lpe.shared_base import encode, load_shared_base, save_shared_base
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vit_base_patch16_224")
+    parser.add_argument("--members", type=int, default=20)
+    parser.add_argument("--bits", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    set_threads(1)
+    model = keep_head_fp32(timm.create_model(args.model, pretrained=False))
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    fmt = int_format(args.bits)
+    members = [quantize(state, fmt, "bsr", member_seed(0, k)) for k in range(args.members)]
+    packed = torch.cat([pack_indices(c, fmt.code_bits) for c in members[0].codes.values()])
+    with tempfile.TemporaryDirectory() as tmp:
+        member_file, ensemble_file = Path(tmp) / "m.safetensors", Path(tmp) / "e.safetensors"
+        save_member(member_file, members[0], {})
+        ensemble = encode(members)
+        save_shared_base(ensemble_file, ensemble, {})
+        loaded, _ = load_shared_base(ensemble_file)
+        rows = {
+            f"encode {args.members} members (in memory)": best(lambda: encode(members), 1),
+            "decode one member (from a loaded file)": best(lambda: loaded.member(3), args.repeats),
+            "load one member file (today)": best(lambda: load_member(member_file), args.repeats),
+            "copy the member's packed codes": best(lambda: packed.clone(), args.repeats),
+        }
+    quantized = sum(c.numel() for c in members[0].codes.values())
+    print(f"{args.model}, {quantized / 1e6:.1f}M quantized weights, INT-{args.bits}, "
+          f"M = {args.members}, one thread\n")  # fmt: skip
+    print("| operation | seconds | vs loading a member file |\n|---|---:|---:|")
+    today = rows["load one member file (today)"]
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds:.3f} | {seconds / today:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
