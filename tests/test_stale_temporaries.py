@@ -8,7 +8,7 @@ import sys
 import time
 
 from lpe.artifacts import atomic_dir, remove_stale_temporaries
-from tests.test_predict import run_generate
+from test_predict import run_generate
 
 HOLD = """
 import sys, time
