@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 
-from lpe.artifacts import atomic_dir, remove_stale_temporaries
 from test_predict import run_generate
+
+from lpe.artifacts import atomic_dir, remove_stale_temporaries
 
 HOLD = """
 import sys, time

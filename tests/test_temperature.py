@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from test_predict import SIZES, run_generate, run_predict
 
 from lpe import metrics
 from lpe.datasets import build, load_splits, save_splits
 from lpe.score import score_run
 from lpe.temperature import T_MAX, T_MIN, fit_temperature, scaled
-from test_predict import SIZES, run_generate, run_predict
 
 
 def tempered_sample(temperature: float, n: int = 20_000, classes: int = 10, seed: int = 0):
