@@ -406,7 +406,7 @@ def test_the_readme_cluster_path_runs_members_and_predictions_on_slurm(tiny_run,
         on_slurm = np.load(tmp_path / f"work/tiny/preds/vit_mini_t/{name}.npz")
         local = np.load(tiny_run / f"work/tiny/preds/vit_mini_t/{name}.npz")
         assert sorted(on_slurm.files) == sorted(local.files), name
-        for key in local.files:
+        for key in set(local.files) - {"member_seconds"}:  # a measured time: never the same
             np.testing.assert_array_equal(on_slurm[key], local[key], err_msg=f"{name}: {key}")
 
 
