@@ -3,8 +3,8 @@
 Times, best of ``--repeats``, one thread: encoding M drawn members into a shared base (in memory),
 decoding one member from it, today's per-member path (``lpe.members.load_member`` of a member
 file: read, checksum, unpack), and a memory copy of the same member's packed bytes. The target:
-decoding within 2x of today's per-member load (results: benchmarks/results/shared_base_speed.md). Weights are random (``pretrained=False``; the
-speed does not depend on them).
+decoding within 2x of today's per-member load (results: benchmarks/results/shared_base_speed.md).
+Weights are random (``pretrained=False``; the speed does not depend on them).
 
 Usage: ``python benchmarks/shared_base_speed.py [--members 20] [--bits 5]``
 """
