@@ -58,8 +58,9 @@ from lpe.models import count_params
 from lpe.numbers import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.policy import QuantPolicy
 from lpe.prediction import (
-    CALIBRATE_HELP,
     Evaluated,
+    add_calibration_arguments,
+    check_calibration,
     predict_log_probs,
     timed_log_probs,
     write_evaluated,
@@ -238,9 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--select-out", help="write the chosen setting to this json")
     parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
     parser.add_argument("--copy-choice-to", help="with --setting-file: record the choice used")
-    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
+    add_calibration_arguments(parser, holdout=False)  # --holdout: the data flags'
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
+    check_calibration(parser, args)
     chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
     if chosen is None:
         if args.method in CHOICE_OF or args.copy_choice_to:

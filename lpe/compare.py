@@ -62,6 +62,7 @@ import pandas as pd
 
 from lpe.checkpoint_noise import Units, measure, row_key
 from lpe.selection import NOISE_SE
+from lpe.tabulate import TIMING_UNIT
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 PLUS_MINUS = ("±", r"$\pm$", r"\pm")
@@ -75,9 +76,9 @@ VERDICT = re.compile(
     r"|within noise|holds|fails|passes|FAILS|yes|no|NO)\b"
 )
 MARGIN = re.compile(r"margin ([-+]?\d+\.\d+) vs band ±(\d+\.\d+)")
-# Measured wall times (lpe.score's infer_us, lpe.tabulate.TIMING_UNIT): present, not compared
+# Measured wall times (lpe.score's infer_us columns, numbers the tables print before
+# lpe.tabulate.TIMING_UNIT): present, not compared
 TIMING_COLUMN = "infer_us"
-TIMING_UNIT = "µs"
 # a line that announces a failed convergence gate (lpe.claims): there only while a model fails it
 GATE_LINE = re.compile(r"\bgate FAILED\b", re.IGNORECASE)
 

@@ -19,12 +19,11 @@ import argparse
 
 from lpe.checkpoints import checkpoint_info
 from lpe.datasets import SPLITS
-from lpe.inputs import DEFAULT_HOLDOUT
 from lpe.member_sets import add_member_arguments, generate, member_format, seed_runs_problem
 from lpe.prediction import (
-    CALIBRATE_HELP,
-    HOLDOUT_HELP,
-    calibration_inputs,
+    add_calibration_arguments,
+    calibration_split,
+    check_calibration,
     eval_inputs,
     member_run,
     predict_members,
@@ -47,12 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")
-    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
-    parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
+    add_calibration_arguments(parser)
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    if args.calibrate and args.split != "test":
-        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
+    check_calibration(parser, args)
     if problem := seed_runs_problem(args.seeds, args.members_out, args.out):
         parser.error(problem)
     if (args.rtn_members_out is None) != (args.rtn_out is None):
@@ -85,11 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     fmt, policy = member_format(args)
     info = checkpoint_info(args.checkpoint)
     x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
-    calib_x, calib_labels = (
-        calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
-        if args.calibrate
-        else (None, None)
-    )
+    calib_x, calib_labels = calibration_split(args, info)
     for method, seed, members, folder, out in runs(args):
         generate(args.checkpoint, folder, fmt, method, seed, members, policy)
         with autocast(device, args.dtype):

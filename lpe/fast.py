@@ -74,9 +74,10 @@ from lpe.members import derive_seed
 from lpe.numbers import MAX_BITS, MIN_BITS
 from lpe.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.prediction import (
-    CALIBRATE_HELP,
     Evaluated,
+    add_calibration_arguments,
     batches,
+    check_calibration,
     predict_fp32,
     predict_members,
     write_evaluated,
@@ -541,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         "--out", nargs="+", required=True, help="the predictions file (per seed with --bits)"
     )
     q.add_argument("--fp32-out", help="with --bits: also the FP32 predictions of the sources")
-    q.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
+    add_calibration_arguments(q, holdout=False)  # --holdout: the data flags'
     add_runtime_arguments(q)
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -555,6 +556,7 @@ def main(argv: list[str] | None = None) -> None:
         manifest = train(args)
         print(f"wrote {len(manifest['sources'])} {args.method} sources to {args.out}")
     else:
+        check_calibration(parser, args)
         if args.bits is not None and not args.members_out:
             parser.error("--bits needs --members-out (where the member files go)")
         if args.bits is None and (len(args.out) != 1 or args.fp32_out or args.members_out):

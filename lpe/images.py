@@ -111,14 +111,14 @@ def image_loader(
 
     if part not in ("evaluated", "held_out"):
         raise ValueError(f"part must be 'evaluated' or 'held_out', got {part!r}")
-    if not 0 <= held_out < 1:
-        raise ValueError(f"held_out must be a fraction in [0, 1), got {held_out}")
+    if not 0 <= held_out < 1 or (part == "held_out" and not held_out):
+        raise ValueError(f"held_out must be a fraction in (0, 1) for part {part!r}, got {held_out}")
     check_folder(root, num_classes)
     dataset = ImageFolder(str(root), transform=transform)
     labels = torch.as_tensor(dataset.targets)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    if limit is not None or held_out or part == "held_out":
+    if limit is not None or held_out:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
         cut = round(held_out * len(dataset))
         if held_out and not 1 <= cut < len(dataset):

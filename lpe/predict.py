@@ -15,11 +15,10 @@ import argparse
 
 from lpe.checkpoints import checkpoint_info
 from lpe.datasets import SPLITS
-from lpe.inputs import DEFAULT_HOLDOUT
 from lpe.prediction import (
-    CALIBRATE_HELP,
-    HOLDOUT_HELP,
-    calibration_inputs,
+    add_calibration_arguments,
+    calibration_split,
+    check_calibration,
     eval_inputs,
     member_run,
     predict_fp32,
@@ -45,20 +44,14 @@ def main(argv: list[str] | None = None) -> None:
         help="members evaluated in one batched call: auto (1 on CPU) or a count",
     )
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")
-    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
-    parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
+    add_calibration_arguments(parser)
     args = parser.parse_args(argv)
-    if args.calibrate and args.split != "test":
-        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
+    check_calibration(parser, args)
     set_threads(args.threads)
     device = resolve_device(args.device)
     info = checkpoint_info(args.checkpoint)
     x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
-    calib_x, calib_labels = (
-        calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
-        if args.calibrate
-        else (None, None)
-    )
+    calib_x, calib_labels = calibration_split(args, info)
     with autocast(device, args.dtype):
         done, info, run = _predict(args, x, device, calib_x)
     write_evaluated(args.out, done, labels, info, run, calib_labels)

@@ -63,6 +63,27 @@ CALIBRATE_HELP = (
 HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
 
 
+def add_calibration_arguments(parser, holdout: bool = True) -> None:
+    """``--calibrate`` (and, for stages without data flags of their own, ``--holdout``)."""
+    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
+    if holdout:
+        parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
+
+
+def check_calibration(parser, args) -> None:
+    """The selection split cannot calibrate itself: ``--calibrate`` evaluates the test split."""
+    if args.calibrate and args.split != "test":
+        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
+
+
+def calibration_split(args, info):
+    """``(inputs, labels)`` of the calibration split of a stage's ``--data``, or ``(None, None)``
+    without ``--calibrate``."""
+    if not args.calibrate:
+        return None, None
+    return calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
+
+
 def calibration_inputs(data, info, batch_size: int, workers: int = 0, holdout=DEFAULT_HOLDOUT):
     """``(inputs, labels)`` of the data's selection split, the one temperatures are fit on: the
     validation split of a data file, the ``holdout`` training images of an image folder; never

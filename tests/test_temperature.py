@@ -117,3 +117,27 @@ def test_calibrate_refuses_a_non_test_evaluation_split(tmp_path, checkpoint):
     save_splits(data, build("mnist1d", **SIZES))
     with pytest.raises(SystemExit):
         run_predict(checkpoint, data, tmp_path / "x.npz", "--split", "val", "--calibrate")
+
+
+def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, checkpoint, capsys):
+    import lpe.baselines
+    import lpe.ensembles
+    import lpe.fast
+
+    data = tmp_path / "d.npz"
+    save_splits(data, build("mnist1d", **SIZES))
+    common = ["--data", str(data), "--split", "val", "--calibrate"]
+    calls = {
+        "ensembles": lambda: lpe.ensembles.parse_args(
+            ["--checkpoint", str(checkpoint), *common, "--format", "int4", "--seeds", "0",
+             "--members-out", "m", "--out", "p.npz"]),
+        "baselines": lambda: lpe.baselines.main(
+            ["--checkpoint", str(checkpoint), *common, "--method", "gaussian",
+             "--candidates", "0.1", "--members", "1", "--seeds", "0", "--out", "b.npz"]),
+        "fast": lambda: lpe.fast.main(["predict", "--sources", str(tmp_path), *common,
+                                       "--out", "f.npz"]),
+    }  # fmt: skip
+    for stage, call in calls.items():
+        with pytest.raises(SystemExit):
+            call()
+        assert "--calibrate fits on the selection split" in capsys.readouterr().err, stage
