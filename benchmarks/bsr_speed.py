@@ -1,12 +1,12 @@
 """Benchmark: Bernoulli stochastic rounding of a ViT-B/16-sized weight set to INT-b codes (and,
-through ``lpe.formats``, to the float, NF4 and MX formats).
+through ``lpe.formats.registry``, to the float, NF4 and MX formats).
 
 Prints one table. The weight set is the quantized tensors of timm's ``vit_base_patch16_224``
 (``pretrained=False``, no download), per-output-channel scales. Every row rounds the same weights
 to codes in the same run: the torch reference expression (floor + rand + compare), the same under
 ``torch.compile`` (optional, slow to compile), QPyTorch's stochastic fixed-point quantizer (when
-installed), and this suite's counter-based kernel (``lpe.kernels``). The limit row is a plain
-memory copy into a preallocated buffer, converted to params/s for the 4 bytes read + 1 byte
+installed), and this suite's counter-based kernel (``lpe.formats.kernels``). The limit row is a
+plain memory copy into a preallocated buffer, converted to params/s for the 4 bytes read + 1 byte
 written that rounding needs.
 Bit-packing and unpacking of the codes are timed too.
 
@@ -21,11 +21,11 @@ import timm
 import torch
 from common import best_time, emit, machine_line
 
-from lpe import kernels
-from lpe.formats import get_format
-from lpe.members import tensor_key
-from lpe.numbers import IntFormat, compute_scales, round_stochastic
-from lpe.policy import QuantPolicy
+from lpe.formats import kernels
+from lpe.formats.integer import IntFormat, compute_scales, round_stochastic
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import get_format
+from lpe.members.files import tensor_key
 
 
 def main() -> None:
@@ -76,7 +76,10 @@ def main() -> None:
     except ImportError:
         rows.append(("QPyTorch fixed_point_quantize (not installed)", float("nan")))
     rows.append(
-        ("lpe.kernels.bsr_codes (counter-based, numba)", best_time(lpe_kernel, args.repeats))
+        (
+            "lpe.formats.kernels.bsr_codes (counter-based, numba)",
+            best_time(lpe_kernel, args.repeats),
+        )
     )
 
     # What members use since the format objects: scales and codes together, for INT-b (its
@@ -86,14 +89,18 @@ def main() -> None:
         return [kernels.bsr_codes(t, compute_scales(t, fmt), fmt.qmax, tensor_key(0, n))
                 for n, t in tensors.items()]  # fmt: skip
 
-    rows.append(("lpe.kernels.bsr_codes + its scales", best_time(kernel_with_scales, args.repeats)))
+    rows.append(
+        ("lpe.formats.kernels.bsr_codes + its scales", best_time(kernel_with_scales, args.repeats))
+    )
     for name in (f"int{args.bits}", "fp8_e4m3", "fp6_e3m2", "fp4_e2m1", "nf4", "mxfp4"):
         number_format = get_format(name)
 
         def format_bsr(number_format=number_format):
             return [number_format.round_stochastic(t, tensor_key(0, n)) for n, t in tensors.items()]
 
-        rows.append((f"lpe.formats {name} (scales + codes)", best_time(format_bsr, args.repeats)))
+        rows.append(
+            (f"lpe.formats.registry {name} (scales + codes)", best_time(format_bsr, args.repeats))
+        )
 
     flat = torch.cat([t.reshape(-1) for t in tensors.values()])
     destination = torch.empty_like(flat).fill_(0)  # touched once: no page faults while timed
@@ -126,8 +133,8 @@ def main() -> None:
             f"| {name:<46} | {seconds:8.3f} | {rate / 1e6:10.0f} | {ratio:>10} | "
             f"{100 * rate / limit:14.0f}% |"
         )
-    for name, seconds in (("pack codes (lpe.kernels.pack)", pack_s),
-                          ("unpack codes (lpe.kernels.unpack)", unpack_s)):  # fmt: skip
+    for name, seconds in (("pack codes (lpe.formats.kernels.pack)", pack_s),
+                          ("unpack codes (lpe.formats.kernels.unpack)", unpack_s)):  # fmt: skip
         lines.append(
             f"| {name:<46} | {seconds:8.3f} | {params / seconds / 1e6:10.0f} | {'-':>10} | "
             f"{'-':>15} |"

@@ -7,8 +7,9 @@ Prints three tables.
    profile's test split (6000 MNIST-1D points), all from the FP32 weights in memory:
    - the naive loop: deep-copy the model, round its state dict with the torch expression
      (floor + rand + compare), load it, forward;
-   - the suite, one member at a time: ``lpe.members.quantize`` (the counter-based kernel),
-     ``Member.load_into`` the one model instance, forward (``lpe.prediction.evaluate_members``);
+   - the suite, one member at a time: ``lpe.members.files.quantize`` (the counter-based kernel),
+     ``Member.load_into`` the one model instance, forward
+     (``lpe.evaluation.prediction.evaluate_members``);
    - the suite with K members per batched call (``torch.func.functional_call`` under ``vmap``);
    and, in a second table, the member preparation alone (rounding and loading, no forward pass).
 2. Peak memory. Each row is a fresh process evaluating timm's ``vit_base_patch16_224``
@@ -33,12 +34,12 @@ import timm
 import torch
 from common import best_time, emit, machine_line
 
-from lpe.datasets import build
-from lpe.members import Member, load_member, member_seed, quantize, save_member
-from lpe.models import count_params, create_model
-from lpe.numbers import IntFormat, compute_scales, dequantize, round_stochastic
-from lpe.policy import QuantPolicy
-from lpe.prediction import evaluate_members, predict_log_probs
+from lpe.data.datasets import build
+from lpe.evaluation.prediction import evaluate_members, predict_log_probs
+from lpe.formats.integer import IntFormat, compute_scales, dequantize, round_stochastic
+from lpe.formats.policy import QuantPolicy
+from lpe.members.files import Member, load_member, member_seed, quantize, save_member
+from lpe.models.factory import count_params, create_model
 
 CPU = torch.device("cpu")
 IMAGE_BATCH = 16
@@ -196,7 +197,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.folder)
         return
-    from lpe.runtime import set_threads
+    from lpe.core.runtime import set_threads
 
     set_threads(args.threads)
     lines = [machine_line(), "", *throughput_table(args), "", *memory_table(args)]

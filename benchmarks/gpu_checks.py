@@ -10,9 +10,9 @@ Prints a markdown report (and writes it with ``--out``):
    DE: the same step), IVON, BatchEnsemble (4 members, micro-batches of 64).
 3. Evaluation throughput of ViT-B/16 and ViT-L/16, FP32 against bf16 autocast (what the
    prediction rules' time estimates come from).
-4. One MMLU member of a small random Llama in bf16 (``lpe.mmlu predict``), its time and peak
+4. One MMLU member of a small random Llama in bf16 (``lpe.stages.mmlu predict``), its time and peak
    memory, against the FP32 weights.
-5. ``lpe.apply`` in bf16 on CUDA (random weights, a generated image folder).
+5. ``lpe.tools.apply`` in bf16 on CUDA (random weights, a generated image folder).
 
 Usage (on the GPU machine, from the repository root): ``python benchmarks/gpu_checks.py
 [--out FILE]``. The paper profile's stand-in DAG is run separately, by its test.
@@ -72,10 +72,10 @@ def cuda_time(fn, repeats=5) -> float:
 def bsr_check():
     import timm
 
-    from lpe.kernels import bsr_codes
-    from lpe.members import member_seed, tensor_key
-    from lpe.numbers import IntFormat, compute_scales
-    from lpe.policy import QuantPolicy
+    from lpe.formats.integer import IntFormat, compute_scales
+    from lpe.formats.kernels import bsr_codes
+    from lpe.formats.policy import QuantPolicy
+    from lpe.members.files import member_seed, tensor_key
 
     model = timm.create_model("vit_base_patch16_224", pretrained=False)
     policy, fmt = QuantPolicy(), IntFormat(5)
@@ -104,9 +104,9 @@ def bsr_check():
 def formats_check():
     import timm
 
-    from lpe.formats import FORMATS
-    from lpe.members import tensor_key
-    from lpe.policy import QuantPolicy
+    from lpe.formats.policy import QuantPolicy
+    from lpe.formats.registry import FORMATS
+    from lpe.members.files import tensor_key
 
     model = timm.create_model("vit_base_patch16_224", pretrained=False)
     policy = QuantPolicy()
@@ -133,8 +133,8 @@ def finetune_memory():
     import ivon
     import timm
 
-    from lpe.batchensemble import batch_ensemble
-    from lpe.fast import _batch_ensemble_backward
+    from lpe.sources.batchensemble import batch_ensemble
+    from lpe.stages.fast import _batch_ensemble_backward
 
     rows = ["| method | batch | peak GPU memory (GiB) | step (s) |", "|---|---|---|---|"]
     for method, batch, micro in (("sgd", 256, 0), ("ivon", 256, 0), ("batchensemble", 256, 64)):
@@ -182,8 +182,8 @@ def finetune_memory():
 def eval_throughput():
     import timm
 
-    from lpe.models import keep_head_fp32
-    from lpe.runtime import autocast
+    from lpe.core.runtime import autocast
+    from lpe.models.factory import keep_head_fp32
 
     rows = ["| model | FP32 | bf16 autocast | max abs diff of log-probs |", "|---|---|---|---|"]
     for name in ("vit_base_patch16_224", "vit_large_patch16_224"):
@@ -207,7 +207,7 @@ def eval_throughput():
     REPORT.append("\n".join(rows))
 
 
-@section("4. One MMLU member of a small random Llama (lpe.mmlu predict, CUDA)")
+@section("4. One MMLU member of a small random Llama (lpe.stages.mmlu predict, CUDA)")
 def mmlu_member():
     from helpers import make_tiny_llama, write_mmlu
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -225,7 +225,7 @@ def mmlu_member():
         results = {}
         for dtype in ("float32", "bfloat16"):
             out = tmp / f"{dtype}.npz"
-            command = [sys.executable, "-m", "lpe.mmlu", "predict", "--model", str(folder),
+            command = [sys.executable, "-m", "lpe.stages.mmlu", "predict", "--model", str(folder),
                        "--mmlu", str(root), "--shots", "2", "--bits", "5", "--members", "1",
                        "--device", "cuda", "--dtype", dtype, "--out", str(out)]  # fmt: skip
             start = time.perf_counter()
@@ -244,13 +244,13 @@ def mmlu_member():
         REPORT.append(f"bf16 against FP32 weights, same member: max |log-prob diff| {diff:.3g}.")
 
 
-@section("5. lpe.apply in bf16 on CUDA (random ViT-B/16, generated image folder)")
+@section("5. lpe.tools.apply in bf16 on CUDA (random ViT-B/16, generated image folder)")
 def apply_bf16():
     from helpers import image_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = image_folder(Path(tmp) / "val", 1000, per_class=1, size=64)
-        command = [sys.executable, "-m", "lpe.apply", "--model", "vit_base_patch16_224",
+        command = [sys.executable, "-m", "lpe.tools.apply", "--model", "vit_base_patch16_224",
                    "--no-pretrained", "--images", str(folder), "--bits", "5", "--members", "4",
                    "--limit", "512", "--batch-size", "128", "--device", "cuda", "--dtype",
                    "bfloat16", "--workers", "8"]  # fmt: skip

@@ -25,10 +25,10 @@ from common import emit
 def run(spec: str, data: str) -> dict:
     import torch
 
-    from lpe import models
-    from lpe.checkpoints import convergence_gain
-    from lpe.datasets import load_splits
-    from lpe.training import TrainConfig, evaluate, train
+    from lpe.data.datasets import load_splits
+    from lpe.models.checkpoints import convergence_gain
+    from lpe.models.factory import factory as models
+    from lpe.training.loop import TrainConfig, evaluate, train
 
     torch.set_num_threads(1)
     shape, epochs, lr = spec.split(":")

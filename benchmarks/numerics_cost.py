@@ -1,8 +1,8 @@
 """What the pinned CPU numerics cost: the same stages under each pinning, back to back.
 
-Runs ``lpe.train`` (each model, a few epochs) and ``lpe.predict`` (10 LPE-BSR members) as the
-workflow runs them, one thread, in fresh processes, alternating three settings ``--repeats``
-times, and reports the best wall time of each: the suite's pin (``lpe.numerics.PINNED``, MKL's
+Runs ``lpe.stages.train`` (each model, a few epochs) and ``lpe.stages.predict`` (10 LPE-BSR members)
+as the workflow runs them, one thread, in fresh processes, alternating three settings ``--repeats``
+times, and reports the best wall time of each: the suite's pin (``lpe.core.numerics.PINNED``, MKL's
 ``COMPATIBLE`` branch), the pin before it (MKL's ``AVX2,STRICT`` branch, which holds on Intel
 CPUs only) and native (``LPE_NATIVE_NUMERICS=1``: this CPU's own paths).
 Usage: ``python benchmarks/numerics_cost.py [--models vit_mini_b ...] [--epochs 1] [--out FILE]``.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from common import emit
 
-from lpe.fingerprint import cpu_name
-from lpe.numerics import OPT_OUT, PINNED
+from lpe.core.numerics import OPT_OUT, PINNED
+from lpe.tools.fingerprint import cpu_name
 
 
 def stage(args: list[str], env: dict, cwd: Path) -> float:
@@ -49,20 +49,20 @@ def main() -> None:
     times: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        stage(["lpe.data", "--dataset", "mnist1d", "--train", "12000", "--val", "2000",
+        stage(["lpe.stages.data", "--dataset", "mnist1d", "--train", "12000", "--val", "2000",
                "--test", "6000", "--seed", "0", "--out", "d.npz"], base, work)  # fmt: skip
         for repeat in range(args.repeats):
             for index, (mode, env) in enumerate(modes.items()):
                 for model in args.models:
                     ckpt = f"{model}-{index}-{repeat}.safetensors"
-                    train = ["lpe.train", "--data", "d.npz", "--model", model,
+                    train = ["lpe.stages.train", "--data", "d.npz", "--model", model,
                              "--epochs", str(args.epochs), "--out", ckpt]  # fmt: skip
                     times.setdefault((mode, f"train {model}"), []).append(stage(train, env, work))
                 members = f"m-{index}-{repeat}"
-                gen = ["lpe.generate", "--checkpoint", ckpt, "--method", "bsr", "--bits", "4",
-                       "--members", "10", "--out", members]  # fmt: skip
+                gen = ["lpe.stages.generate", "--checkpoint", ckpt, "--method", "bsr",
+                       "--bits", "4", "--members", "10", "--out", members]  # fmt: skip
                 stage(gen, env, work)
-                predict = ["lpe.predict", "--checkpoint", ckpt, "--data", "d.npz",
+                predict = ["lpe.stages.predict", "--checkpoint", ckpt, "--data", "d.npz",
                            "--members", members, "--out", "p.npz"]  # fmt: skip
                 times.setdefault((mode, f"predict {args.models[-1]}"), []).append(
                     stage(predict, env, work)
@@ -70,9 +70,9 @@ def main() -> None:
     names = list(modes)
     lines = [
         f"Best of {args.repeats} wall times (s), one thread, fresh process each (start-up "
-        f"included): `lpe.train` of each model for {args.epochs} epoch(s) on the default "
-        f"MNIST-1D splits, `lpe.predict` of 10 INT-4 LPE-BSR members of {args.models[-1]} on the "
-        f"6000 test points. CPU: {cpu_name()}, {os.cpu_count()} cores.",
+        f"included): `lpe.stages.train` of each model for {args.epochs} epoch(s) on the default "
+        f"MNIST-1D splits, `lpe.stages.predict` of 10 INT-4 LPE-BSR members of "
+        f"{args.models[-1]} on the 6000 test points. CPU: {cpu_name()}, {os.cpu_count()} cores.",
         "",
         "| stage | " + " | ".join(names) + " | pinned / native | old pin / native |",
         "|---|" + "---:|" * (len(names) + 2),

@@ -1,10 +1,10 @@
 """Storage of an LPE-BSR ensemble of ViT-B/16 under both accountings (issue 29).
 
 The paper's accounting counts M full members (each its codes, scales and FP32 tensors); the
-shared-base accounting (``lpe.shared_base``) one base at the format's width, one bit per member
-and quantized weight, and the scales and FP32 tensors once. Sizes do not depend on the weights,
-so the model is built with ``pretrained=False`` (no download). Each row is checked against a
-real ensemble file of two members: its counted bits follow the same formula, and the file holds
+shared-base accounting (``lpe.members.shared_base``) one base at the format's width, one bit per
+member and quantized weight, and the scales and FP32 tensors once. Sizes do not depend on the
+weights, so the model is built with ``pretrained=False`` (no download). Each row is checked against
+a real ensemble file of two members: its counted bits follow the same formula, and the file holds
 them plus its header.
 
 Usage: ``python benchmarks/shared_base_sizes.py [--model vit_base_patch16_224]``
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import timm
 
-from lpe.formats import int_format
-from lpe.members import member_seed, quantize
-from lpe.models import keep_head_fp32
-from lpe.packing import packed_nbytes
-from lpe.shared_base import encode, save_shared_base
+from lpe.formats.packing import packed_nbytes
+from lpe.formats.registry import int_format
+from lpe.members.files import member_seed, quantize
+from lpe.members.shared_base import encode, save_shared_base
+from lpe.models.factory import keep_head_fp32
 
 
 def plane_bits(member) -> int:

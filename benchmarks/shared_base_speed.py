@@ -2,8 +2,8 @@
 
 Times, one thread, best of ``--repeats`` after a warm-up (``common.best_time``; encoding: one
 call): encoding M drawn members into a shared base (in memory), decoding one member from it,
-today's per-member path (``lpe.members.load_member`` of a member file: read, checksum, unpack),
-and a memory copy of the same member's packed bytes. The target:
+today's per-member path (``lpe.members.files.load_member`` of a member file: read, checksum,
+unpack), and a memory copy of the same member's packed bytes. The target:
 decoding within 2x of today's per-member load (results: benchmarks/results/shared_base_speed.md).
 Weights are random (``pretrained=False``; the speed does not depend on them).
 
@@ -21,12 +21,12 @@ import timm
 import torch
 from common import best_time
 
-from lpe.formats import int_format
-from lpe.members import load_member, member_seed, quantize, save_member
-from lpe.models import keep_head_fp32
-from lpe.packing import pack_indices
-from lpe.runtime import set_threads
-from lpe.shared_base import encode, load_shared_base, save_shared_base
+from lpe.core.runtime import set_threads
+from lpe.formats.packing import pack_indices
+from lpe.formats.registry import int_format
+from lpe.members.files import load_member, member_seed, quantize, save_member
+from lpe.members.shared_base import encode, load_shared_base, save_shared_base
+from lpe.models.factory import keep_head_fp32
 
 
 def main() -> None:

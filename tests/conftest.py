@@ -3,8 +3,8 @@ import tempfile
 
 import pytest
 
-from lpe.checkpoints import save_checkpoint
-from lpe.models import count_params, create_model
+from lpe.models.checkpoints import save_checkpoint
+from lpe.models.factory import count_params, create_model
 
 # Decoded image splits go to a cache of the test session's own, not the user's (the workflow
 # tests' stages inherit it through the environment).

@@ -12,9 +12,9 @@ import torch
 from helpers import image_folder
 from safetensors.torch import save_file
 
-from lpe.apply import ModelSourceError, apply_lpe, create_timm_model
-from lpe.apply import main as apply_main
-from lpe.images import ImageFolderError, check_folder, image_loader, model_transform
+from lpe.data.images import ImageFolderError, check_folder, image_loader, model_transform
+from lpe.tools.apply import ModelSourceError, apply_lpe, create_timm_model
+from lpe.tools.apply import main as apply_main
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
 
@@ -55,7 +55,7 @@ def test_a_bad_model_name_says_which_names_exist():
 def test_offline_without_cached_weights_says_what_to_download(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
-    code = f"from lpe.apply import create_timm_model; create_timm_model({name!r})"
+    code = f"from lpe.tools.apply import create_timm_model; create_timm_model({name!r})"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "cannot fetch the pretrained weights" in result.stderr
@@ -115,7 +115,7 @@ def test_an_ensemble_file_saved_by_apply_evaluates_to_the_same_table(tmp_path):
 
 
 def test_held_out_and_evaluated_images_never_overlap(tmp_path):
-    from lpe.images import image_loader, model_transform
+    from lpe.data.images import image_loader, model_transform
 
     folder = image_folder(tmp_path / "img", 10, per_class=3, size=8)
     model = create_timm_model("vit_tiny_patch16_224", pretrained=False)
@@ -146,10 +146,10 @@ def test_malformed_image_folders_name_the_path_and_the_layout(tmp_path):
 def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation(
     tmp_path, monkeypatch
 ):
-    from lpe import metrics
-    from lpe.formats import int_format
-    from lpe.members import Member, member_seed, quantize
-    from lpe.policy import QuantPolicy
+    from lpe.core import metrics
+    from lpe.formats.policy import QuantPolicy
+    from lpe.formats.registry import int_format
+    from lpe.members.files import Member, member_seed, quantize
 
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).eval()
     folder = image_folder(tmp_path / "img", 3, per_class=4)

@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from lpe import metrics
-from lpe.baselines import (
+from lpe.core import metrics
+from lpe.data.datasets import build, save_splits
+from lpe.data.inputs import TensorData
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import int_format
+from lpe.members.files import member_seed, quantize
+from lpe.models.factory import create_model
+from lpe.reports.claims import claim6
+from lpe.reports.table6 import chosen_settings, table6
+from lpe.stages.baselines import (
     check_candidates,
     choose_setting,
     ensemble,
@@ -14,15 +22,7 @@ from lpe.baselines import (
     matched_member,
     set_dropout,
 )
-from lpe.baselines import main as baselines
-from lpe.claims import claim6
-from lpe.datasets import build, save_splits
-from lpe.formats import int_format
-from lpe.inputs import TensorData
-from lpe.members import member_seed, quantize
-from lpe.models import create_model
-from lpe.policy import QuantPolicy
-from lpe.table6 import chosen_settings, table6
+from lpe.stages.baselines import main as baselines
 
 CPU = torch.device("cpu")
 
@@ -213,8 +213,8 @@ def test_table6_and_claim6_compare_lpe_bsr_with_the_baselines():
 def test_a_choice_at_an_end_of_its_candidates_is_flagged_in_the_log_and_the_claims(
     tmp_path, checkpoint, splits, capsys
 ):
-    from lpe.claims import choices_text
-    from lpe.selection import at_an_end
+    from lpe.core.selection import at_an_end
+    from lpe.reports.claims import choices_text
 
     assert at_an_end(0.01, [0.02, 0.01, 0.04]) and at_an_end(0.04, [0.02, 0.01, 0.04])
     assert not at_an_end(0.02, [0.02, 0.01, 0.04]) and not at_an_end(0.02, [0.02])

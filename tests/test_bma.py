@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from lpe.bma import predict_draws
-from lpe.datasets import build
-from lpe.finetuning import draw
-from lpe.ivon_posterior import IvonPosterior
-from lpe.members import member_seed
-from lpe.models import create_model
-from lpe.prediction import predict_log_probs
-from lpe.swag import SwagPosterior
+from lpe.data.datasets import build
+from lpe.evaluation.prediction import predict_log_probs
+from lpe.members.files import member_seed
+from lpe.models.factory import create_model
+from lpe.sources.ivon_posterior import IvonPosterior
+from lpe.sources.swag import SwagPosterior
+from lpe.stages.bma import predict_draws
+from lpe.training.finetuning import draw
 
 
 def test_member_k_does_not_depend_on_the_ensemble_or_other_seeds():
@@ -53,8 +53,8 @@ def test_each_draw_is_written_into_the_one_model_and_evaluated():
 
 
 def test_a_posterior_of_another_solution_is_refused(tmp_path, checkpoint):
-    from lpe.bma import main
-    from lpe.finetuning import save_posterior
+    from lpe.stages.bma import main
+    from lpe.training.finetuning import save_posterior
 
     posterior = tmp_path / "p.safetensors"
     save_posterior(posterior, IvonPosterior(torch.zeros(3), torch.ones(3), 10, 0.0), "0" * 64)

@@ -1,7 +1,7 @@
 import pytest
 
-from lpe.artifacts import ArtifactError
-from lpe.checkpoints import (
+from lpe.core.artifacts import ArtifactError
+from lpe.models.checkpoints import (
     checkpoint_info,
     convergence_gain,
     convergence_gate,
@@ -9,7 +9,7 @@ from lpe.checkpoints import (
     save_checkpoint,
     validation_curve,
 )
-from lpe.models import create_model
+from lpe.models.factory import create_model
 
 
 def test_checkpoint_round_trips(checkpoint):
@@ -35,8 +35,8 @@ def test_corrupted_checkpoint_is_refused(checkpoint):
 
 
 def test_a_member_file_is_not_a_checkpoint(tmp_path, vit_state):
-    from lpe.formats import int_format
-    from lpe.members import quantize, save_member
+    from lpe.formats.registry import int_format
+    from lpe.members.files import quantize, save_member
 
     path = tmp_path / "m.safetensors"
     save_member(path, quantize(vit_state, int_format(4), "rtn"), {})

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lpe.compare import main as compare
+from lpe.tools.compare import main as compare
 
 
 def make_tree(root: Path, nll="0.2276", verdict="reproduced"):

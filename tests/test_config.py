@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lpe.config import (
+from lpe.data.datasets import DATASETS
+from lpe.models.factory import MODELS
+from lpe.tools.config import (
     MINI_MODELS,
     ConfigError,
     cross_field_problems,
@@ -11,8 +13,6 @@ from lpe.config import (
     load_schema,
     validate,
 )
-from lpe.datasets import DATASETS
-from lpe.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
@@ -234,7 +234,7 @@ def test_every_list_in_the_schema_refuses_duplicates():
 
 
 def test_a_config_file_that_is_not_a_mapping_or_not_yaml_is_named(tmp_path):
-    from lpe.config import load_config_file, main
+    from lpe.tools.config import load_config_file, main
 
     listing, broken = tmp_path / "list.yaml", tmp_path / "broken.yaml"
     listing.write_text("- quant\n- lpe\n")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lpe.artifacts import ArtifactError
-from lpe.datasets import build, load_splits, save_splits
+from lpe.core.artifacts import ArtifactError
+from lpe.data.datasets import build, load_splits, save_splits
 
 
 def test_mnist1d_is_generated_locally_with_requested_sizes():

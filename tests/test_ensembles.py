@@ -1,4 +1,4 @@
-"""lpe.ensembles: one job per model x precision gives exactly what generate + predict give."""
+"""lpe.stages.ensembles: one job per model x precision gives what generate + predict give."""
 
 import json
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-import lpe.ensembles
-import lpe.predict
-from lpe.datasets import build, save_splits
-from lpe.generate import main as generate
+import lpe.stages.ensembles
+import lpe.stages.predict
+from lpe.data.datasets import build, save_splits
+from lpe.stages.generate import main as generate
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def _separately(tmp_path, checkpoint, data, method, seed, members):
     folder, out = tmp_path / f"sep-{method}{seed}", tmp_path / f"sep-{method}{seed}.npz"
     generate(["--checkpoint", str(checkpoint), "--method", method, "--bits", "4",
               "--seed", str(seed), "--members", str(members), "--out", str(folder)])  # fmt: skip
-    lpe.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
+    lpe.stages.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
                       "--members", str(folder), "--batch-size", "7", "--device", "cpu",
                       "--out", str(out)])  # fmt: skip
     return folder, out
@@ -31,7 +31,7 @@ def _separately(tmp_path, checkpoint, data, method, seed, members):
 
 def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint, data):
     ours = {s: (tmp_path / f"bsr{s}", tmp_path / f"bsr{s}.npz") for s in (0, 2)}
-    lpe.ensembles.main([
+    lpe.stages.ensembles.main([
         "--checkpoint", str(checkpoint), "--data", str(data), "--bits", "4", "--members", "3",
         "--seeds", "0", "2", "--members-out", *(str(m) for m, _ in ours.values()),
         "--out", *(str(p) for _, p in ours.values()), "--rtn-members-out", str(tmp_path / "rtn"),
@@ -70,5 +70,5 @@ def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint
 )
 def test_bad_run_lists_are_refused_before_any_work(capsys, args, message):
     with pytest.raises(SystemExit):
-        lpe.ensembles.main(["--checkpoint", "c", "--data", "d", "--bits", "4", *args])
+        lpe.stages.ensembles.main(["--checkpoint", "c", "--data", "d", "--bits", "4", *args])
     assert message in capsys.readouterr().err

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from lpe.artifacts import ArtifactError, write_manifest
-from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.datasets import build, save_splits
-from lpe.fast import batch_ensemble_bits, load_batch_ensemble, read_sources
-from lpe.fast import main as fast
-from lpe.finetune import main as finetune
-from lpe.landscape import main as landscape
-from lpe.score import score_files
-from lpe.training import DivergenceError
+from lpe.core.artifacts import ArtifactError, write_manifest
+from lpe.data.datasets import build, save_splits
+from lpe.models.checkpoints import checkpoint_info, load_checkpoint
+from lpe.stages.fast import batch_ensemble_bits, load_batch_ensemble, read_sources
+from lpe.stages.fast import main as fast
+from lpe.stages.finetune import main as finetune
+from lpe.stages.landscape import main as landscape
+from lpe.stages.score import score_files
+from lpe.training.loop import DivergenceError
 
 SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
 RUN = 2 * 4  # one run: 2 epochs x 4 steps

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from lpe.batchensemble import BatchEnsembleLinear, batch_ensemble, member_log_probs
-from lpe.csgld import add_langevin_noise, noise_std
-from lpe.cyclic import CyclicSchedule
-from lpe.datasets import build
-from lpe.models import create_model
+from lpe.data.datasets import build
+from lpe.models.factory import create_model
+from lpe.sources.batchensemble import BatchEnsembleLinear, batch_ensemble, member_log_probs
+from lpe.sources.csgld import add_langevin_noise, noise_std
+from lpe.sources.cyclic import CyclicSchedule
 
 
 def test_a_cyclic_schedule_restarts_where_configured_and_ends_each_cycle_at_its_minimum():
@@ -105,7 +105,7 @@ def test_batch_ensemble_refuses_a_batch_that_does_not_split_into_members():
 
 
 def test_batch_ensemble_micro_batches_give_the_whole_batch_gradient():
-    from lpe.fast import _batch_ensemble_backward
+    from lpe.stages.fast import _batch_ensemble_backward
 
     splits = build("mnist1d", train=12, val=10, test=10, seed=0)
     x, y = splits.x["train"], splits.y["train"]

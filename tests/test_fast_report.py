@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from lpe.claims import checkpoint_spread, claim5, copies_per_source
-from lpe.fast_report import curves, formatted, table5
-from lpe.score import COLUMNS
-from lpe.tabulate import budget_points
+from lpe.reports.claims import checkpoint_spread, claim5, copies_per_source
+from lpe.reports.fast import curves, formatted, table5
+from lpe.reports.tabulate import budget_points
+from lpe.stages.score import COLUMNS
 
 RUN = 100  # backward passes of one run
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lpe.datasets import build
-from lpe.figure1 import compute, expected_share, nll, train, two_features
+from lpe.data.datasets import build
+from lpe.reports.fig1 import compute, expected_share, nll, train, two_features
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import time
 import pytest
 import torch
 
-from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.datasets import build, save_splits
-from lpe.finetune import main as finetune
-from lpe.finetuning import FinetuneConfig, load_posterior
-from lpe.ivon_posterior import IvonPosterior
-from lpe.swag import SwagError, SwagPosterior
-from lpe.training import DivergenceError
+from lpe.data.datasets import build, save_splits
+from lpe.models.checkpoints import checkpoint_info, load_checkpoint
+from lpe.sources.ivon_posterior import IvonPosterior
+from lpe.sources.swag import SwagError, SwagPosterior
+from lpe.stages.finetune import main as finetune
+from lpe.training.finetuning import FinetuneConfig, load_posterior
+from lpe.training.loop import DivergenceError
 
 SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
 
@@ -97,8 +97,8 @@ def test_bad_settings_are_named(settings, message):
 
 
 def _finetune_process(checkpoint, data, out, *args):
-    command = [sys.executable, "-m", "lpe.finetune", "--checkpoint", str(checkpoint), "--data",
-               str(data), "--out", str(out), "--device", "cpu", "--epochs", "2",
+    command = [sys.executable, "-m", "lpe.stages.finetune", "--checkpoint", str(checkpoint),
+               "--data", str(data), "--out", str(out), "--device", "cpu", "--epochs", "2",
                "--batch-size", "16", *map(str, args)]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -145,7 +145,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, c
 
 
 def test_a_resumable_state_of_other_settings_is_refused(tmp_path, checkpoint, data):
-    from lpe.resume import ResumeError
+    from lpe.core.resume import ResumeError
 
     resume = ["--resume", tmp_path / "resume.pt", "--checkpoint-every", 2]
     run(checkpoint, data, tmp_path / "a.safetensors", "--lr", 0.001, *resume)

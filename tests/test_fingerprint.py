@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from lpe import fingerprint, numerics
+from lpe.core import numerics
+from lpe.tools import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_the_check_fails_naming_the_operation_when_a_pin_is_changed(mine, tmp_pa
     reference.write_text(mine)
     env = {**os.environ, **numerics.PINNED, numerics.OPT_OUT: "1",
            "ATEN_CPU_CAPABILITY": "default"}  # fmt: skip
-    run = subprocess.run([sys.executable, "-m", "lpe.fingerprint", "--check", str(reference)],
+    run = subprocess.run([sys.executable, "-m", "lpe.tools.fingerprint", "--check", str(reference)],
                          env=env, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 1
     assert "NUMERICS FINGERPRINT DIFFERS" in run.stderr

@@ -1,5 +1,5 @@
-"""Number formats (lpe.formats): grids and RTN against ml_dtypes, BSR's unbiasedness per format,
-INT-b identical to the INT-b kernels, MX block scales and bits per weight."""
+"""Number formats (lpe.formats.registry): grids and RTN against ml_dtypes, BSR's unbiasedness
+per format, INT-b identical to the INT-b kernels, MX block scales and bits per weight."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from lpe import formats, kernels, numbers, precision
-from lpe.formats import FORMATS, MX_BLOCK, get_format
+from lpe.formats import integer as numbers
+from lpe.formats import kernels
+from lpe.formats import names as precision
+from lpe.formats import registry as formats
+from lpe.formats.registry import FORMATS, MX_BLOCK, get_format
 
 # our element formats -> the ml_dtypes type that implements them (round-to-nearest-even casts)
 ML_DTYPES = {
@@ -188,7 +191,7 @@ def test_precision_names_parse_label_and_order_in_one_place():
 @pytest.mark.parametrize("name", ["int4", "int16", "fp8_e4m3", "mxfp4", "nf4", "int17", "int1",
                                   "fp5", "fp8_e3m4", "nf8", "mxint8"])  # fmt: skip
 def test_the_light_check_of_a_name_agrees_with_building_it(name):
-    """The config is checked with lpe.precision (no torch); the formats build exactly those."""
+    """The config is checked with lpe.formats.names (no torch); the formats build exactly those."""
     if precision.known(name):
         assert get_format(name).name == name
     else:
@@ -199,7 +202,8 @@ def test_the_light_check_of_a_name_agrees_with_building_it(name):
 def qlora_nf4_values() -> np.ndarray:
     """NF4 built as QLoRA builds it (bitsandbytes' ``create_normal_map``, offset 0.9677083): 8
     positive and 7 negative quantiles of N(0, 1) between the offset and 1/2, an exact zero, then
-    scaled so that the largest is 1. Computed here, independently of the table in lpe.formats."""
+    scaled so that the largest is 1. Computed here, independently of the table in
+    lpe.formats.registry."""
     from scipy.stats import norm
 
     offset = 0.9677083
@@ -210,7 +214,7 @@ def qlora_nf4_values() -> np.ndarray:
 
 
 def test_the_nf4_codebook_is_qloras_normal_quantiles():
-    from lpe.formats import NF4_VALUES
+    from lpe.formats.registry import NF4_VALUES
 
     ours = np.asarray(NF4_VALUES, dtype=np.float32)
     expected = qlora_nf4_values()

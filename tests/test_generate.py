@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from lpe.artifacts import read_manifest
-from lpe.formats import int_format
-from lpe.generate import main
-from lpe.members import load_member, member_seed, quantize
+from lpe.core.artifacts import read_manifest
+from lpe.formats.registry import int_format
+from lpe.members.files import load_member, member_seed, quantize
+from lpe.stages.generate import main
 
 
 def run(checkpoint, out, *extra):

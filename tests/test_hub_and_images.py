@@ -10,10 +10,16 @@ import timm
 import torch
 from helpers import image_folder
 
-from lpe.checkpoints import checkpoint_info, load_checkpoint
-from lpe.generate import main as generate
-from lpe.hub import DownloadError, cached_path, describe, download, fetch_timm
-from lpe.predict import main as predict
+from lpe.models.checkpoints import checkpoint_info, load_checkpoint
+from lpe.stages.download_checkpoint import (
+    DownloadError,
+    cached_path,
+    describe,
+    download,
+    fetch_timm,
+)
+from lpe.stages.generate import main as generate
+from lpe.stages.predict import main as predict
 
 NAME = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
 
@@ -58,7 +64,8 @@ def test_offline_with_an_empty_cache_says_what_to_download_and_where(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     out, cache = tmp_path / "x.safetensors", tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, "-m", "lpe.hub", "--name", NAME, "--cache", str(cache), "--out", str(out)],
+        [sys.executable, "-m", "lpe.stages.download_checkpoint", "--name", NAME,
+         "--cache", str(cache), "--out", str(out)],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0 and not out.exists()
@@ -102,8 +109,8 @@ def test_decoded_batches_equal_the_eval_transform_and_are_decoded_once(tmp_path,
     import timm
     from torchvision.datasets import ImageFolder
 
-    from lpe import images
-    from lpe.images import image_loader, model_transform
+    from lpe.data.images import image_loader, model_transform
+    from lpe.data import images
 
     folder = image_folder(tmp_path / "val", classes=3, per_class=3, size=50)
     model = timm.create_model("vit_tiny_patch16_224.augreg_in21k_ft_in1k", pretrained=False)

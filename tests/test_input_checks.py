@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from test_predict import SIZES, run_predict
 
-from lpe.artifacts import ArtifactError
-from lpe.datasets import build, save_splits
-from lpe.score import main as score
+from lpe.core.artifacts import ArtifactError
+from lpe.data.datasets import build, save_splits
+from lpe.stages.score import main as score
 
 
 def write_data(path, **changes):
-    """A data file as lpe.data writes it, with some arrays replaced."""
+    """A data file as lpe.stages.data writes it, with some arrays replaced."""
     save_splits(path, build("mnist1d", **SIZES))
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}

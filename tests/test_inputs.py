@@ -1,4 +1,4 @@
-"""lpe.inputs: the image folder as training data (holdout, seeded order) and the stages on it."""
+"""lpe.data.inputs: the image folder as training data (holdout, seeded order), stages on it."""
 
 import numpy as np
 import pytest
@@ -6,13 +6,13 @@ import timm
 import torch
 from helpers import image_folder
 
-from lpe.bma import main as bma
-from lpe.checkpoints import checkpoint_info
-from lpe.datasets import build
-from lpe.finetune import main as finetune
-from lpe.hub import download
-from lpe.images import ImageFolderError
-from lpe.inputs import ImageData, TensorData, open_data
+from lpe.data.datasets import build
+from lpe.data.images import ImageFolderError
+from lpe.data.inputs import ImageData, TensorData, open_data
+from lpe.models.checkpoints import checkpoint_info
+from lpe.stages.bma import main as bma
+from lpe.stages.download_checkpoint import download
+from lpe.stages.finetune import main as finetune
 
 NAME = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
 CPU = torch.device("cpu")

@@ -2,7 +2,7 @@ import ivon
 import pytest
 import torch
 
-from lpe.ivon_posterior import IvonPosterior
+from lpe.sources.ivon_posterior import IvonPosterior
 
 
 def trained_ivon(steps=20):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpe import kernels
-from lpe.numbers import IntFormat, compute_scales, round_stochastic
+from lpe.formats import kernels
+from lpe.formats.integer import IntFormat, compute_scales, round_stochastic
 
 
 def weights(shape=(48, 70), seed=0):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lpe.datasets import build
-from lpe.landscape import Plane, evaluate_plane, grid_axes
-from lpe.models import create_model
+from lpe.data.datasets import build
+from lpe.models.factory import create_model
+from lpe.stages.landscape import Plane, evaluate_plane, grid_axes
 
 
 def vectors(p=50, seed=0):

@@ -1,8 +1,10 @@
-"""The import graph of lpe/: no stage imports another stage, and no module imports itself back.
+"""The layers of lpe/, by package: every module lives in a package, and a package imports only
+its own modules and the packages below it (``LAYERS``), so the tree says what may import what.
 
-A stage is a module the workflow runs (``python -m lpe.<stage>`` in workflow/rules); what stages
-share lives in library modules (lpe.prediction, lpe.member_sets, lpe.datasets, lpe.training,
-lpe.finetuning, lpe.tabulate, lpe.plotting, ...). Every import counts, at module level or inside a
+The library layers, lowest first, then the three entry-point packages: ``stages`` (what the
+workflow runs, ``python -m lpe.stages.<name>``), ``reports`` (``python -m lpe.reports.<name>``) and
+``tools`` (commands for users). No stage imports another stage, no report imports a stage, and
+only the entry-point packages parse arguments. Every import counts, at module level or inside a
 function.
 """
 
@@ -14,46 +16,107 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Each package may import the packages on its own line and the lines above it.
+LAYERS = [
+    {"core"},
+    {"formats"},
+    {"models"},
+    {"data"},
+    {"members"},
+    {"evaluation"},
+    {"sources"},
+    {"training"},
+    {"stages", "reports"},
+    {"tools"},
+]
+ENTRY_POINTS = {"stages", "reports", "tools"}
+LIBRARY_IN_ENTRY_POINTS = {"lpe.reports.tabulate", "lpe.reports.plotting"}  # shared by reports
+
 
 def lpe_imports(path: Path) -> set[str]:
     """The lpe modules ``path`` imports, anywhere in it."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lpe"):
-            if node.module == "lpe":
-                found |= {f"lpe.{alias.name}" for alias in node.names}
-            else:
-                found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            found.add(node.module)
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("lpe.")}
     return found
 
 
+def modules() -> dict[str, Path]:
+    return {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts): p
+        for p in (ROOT / "lpe").rglob("*.py")
+        if p.stem != "__init__"
+    }
+
+
 def import_graph() -> dict[str, set[str]]:
-    modules = {f"lpe.{p.stem}": p for p in (ROOT / "lpe").glob("*.py") if p.stem != "__init__"}
-    return {name: lpe_imports(path) & modules.keys() for name, path in modules.items()}
+    found = modules()
+    return {name: lpe_imports(path) & found.keys() for name, path in found.items()}
 
 
-def stages() -> set[str]:
+def package(module: str) -> str:
+    return module.split(".")[1]
+
+
+def layer(pkg: str) -> int:
+    return next(i for i, members in enumerate(LAYERS) if pkg in members)
+
+
+def run_by_workflow() -> set[str]:
     rules = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    return {f"lpe.{m}" for m in re.findall(r"python -m lpe\.(\w+)", rules)}
+    return set(re.findall(r"python -m (lpe\.\w+\.\w+)", rules))
 
 
-def test_the_workflow_runs_stages_that_exist():
-    graph = import_graph()
-    assert len(stages()) >= 20 and stages() <= graph.keys()
+def test_every_module_lives_in_a_known_package():
+    flat = sorted(p.name for p in (ROOT / "lpe").glob("*.py") if p.stem != "__init__")
+    assert not flat, f"modules outside the packages: {flat}"
+    packages = {p.parent.name for p in (ROOT / "lpe").glob("*/__init__.py")}
+    assert packages == set().union(*LAYERS), packages ^ set().union(*LAYERS)
 
 
-def test_no_stage_imports_another_stage():
-    graph, run = import_graph(), stages()
-    crossing = {m: sorted(graph[m] & run - {m}) for m in sorted(run) if graph[m] & run - {m}}
-    assert not crossing, f"stages importing stages (move what they share to a library): {crossing}"
+def test_the_workflow_runs_entry_points_that_exist():
+    run = run_by_workflow()
+    assert len(run) >= 20 and run <= modules().keys(), run - modules().keys()
+    assert {package(m) for m in run} == {"stages", "reports"}
 
 
-def test_no_library_imports_a_stage():
-    graph, run = import_graph(), stages()
-    upward = {m: sorted(graph[m] & run) for m in sorted(graph.keys() - run) if graph[m] & run}
-    assert not upward, f"library modules importing stages: {upward}"
+def test_a_package_imports_only_itself_and_the_layers_below():
+    upward = {
+        m: sorted(i for i in imported if layer(package(i)) > layer(package(m)))
+        for m, imported in import_graph().items()
+    }
+    upward = {m: i for m, i in upward.items() if i}
+    assert not upward, f"imports of a higher layer: {upward}"
+
+
+def test_entry_points_import_no_other_entry_point():
+    """Stages and reports share only library code: no stage imports another stage or a report,
+    no report a stage (tools may use the reports' shared tabulate)."""
+    crossing = {}
+    for m, imported in import_graph().items():
+        if package(m) in {"stages", "reports"}:
+            bad = {
+                i
+                for i in imported - {m}
+                if package(i) in {"stages", "reports"} and i not in LIBRARY_IN_ENTRY_POINTS
+            }
+            if bad:
+                crossing[m] = sorted(bad)
+    assert not crossing, f"entry points importing entry points: {crossing}"
+
+
+def test_only_entry_points_parse_arguments():
+    parsing = re.compile(r"ArgumentParser\(|\.parse_args\(|sys\.argv")
+    found = sorted(
+        m
+        for m, path in modules().items()
+        if package(m) not in ENTRY_POINTS and parsing.search(path.read_text())
+    )
+    assert not found, f"library modules parsing arguments: {found}"
 
 
 def test_the_import_graph_has_no_cycle():
@@ -73,8 +136,13 @@ def test_the_import_graph_has_no_cycle():
     assert not cycles, f"import cycles: {cycles}"
 
 
-def test_the_checks_see_a_crossing(tmp_path, monkeypatch):
-    """The graph is read from the sources: a stage importing a stage would be found."""
+def test_the_checks_see_a_crossing(tmp_path):
+    """The graph is read from the sources: an upward import, in any spelling, would be found."""
     sample = tmp_path / "sample.py"
-    sample.write_text("def main():\n    from lpe.predict import main as other\n")
-    assert lpe_imports(sample) == {"lpe.predict"}
+    sample.write_text(
+        "from lpe.stages import predict\n"
+        "def main():\n    from lpe.training.loop import train\n    import lpe.tools.compare\n"
+    )
+    found = lpe_imports(sample) & modules().keys()
+    assert found == {"lpe.stages.predict", "lpe.training.loop", "lpe.tools.compare"}
+    assert max(layer(package(m)) for m in found) > layer("training")

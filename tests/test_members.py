@@ -3,11 +3,11 @@ import struct
 import pytest
 import torch
 
-from lpe.artifacts import ArtifactError
-from lpe.formats import get_format, int_format
-from lpe.members import load_member, member_seed, quantize, save_member
-from lpe.packing import pack_codes, pack_indices
-from lpe.policy import QuantPolicy
+from lpe.core.artifacts import ArtifactError
+from lpe.formats.packing import pack_codes, pack_indices
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import get_format, int_format
+from lpe.members.files import load_member, member_seed, quantize, save_member
 
 
 def test_same_seed_same_member_other_seed_other_member(vit_state):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lpe import metrics
+from lpe.core import metrics
 
 
 def random_log_probs(m=4, n=50, c=5, seed=0):

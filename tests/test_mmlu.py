@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import make_tiny_llama, write_mmlu
 
-from lpe.mmlu import (
+from lpe.stages.mmlu import (
     MMLUError,
     answer_log_probs,
     answer_token_ids,
@@ -15,8 +15,8 @@ from lpe.mmlu import (
     load_model,
     read_split,
 )
-from lpe.mmlu import main as mmlu
-from lpe.score import score_files
+from lpe.stages.mmlu import main as mmlu
+from lpe.stages.score import score_files
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,10 @@ def test_a_malformed_or_missing_mmlu_copy_names_the_path_and_the_layout(tmp_path
 
 
 def test_members_rounded_tensor_by_tensor_equal_whole_state_members(tiny_llama):
-    from lpe.formats import int_format
-    from lpe.members import quantize
-    from lpe.mmlu import LLM_EXCLUDE, load_rounded
-    from lpe.policy import QuantPolicy
+    from lpe.formats.policy import QuantPolicy
+    from lpe.formats.registry import int_format
+    from lpe.members.files import quantize
+    from lpe.stages.mmlu import LLM_EXCLUDE, load_rounded
 
     model, _ = load_model(tiny_llama)
     masters = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -102,13 +102,13 @@ def test_bfloat16_weights_keep_an_fp32_head_and_stay_close_to_fp32(tmp_path, tin
 def test_an_interrupted_member_run_resumes_from_its_saved_members(
     tmp_path, tiny_llama, monkeypatch
 ):
-    import lpe.mmlu
+    import lpe.stages.mmlu
 
     root = write_mmlu(tmp_path / "mmlu")
     args = ["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
             "--device", "cpu", "--bits", "4", "--members", "3"]  # fmt: skip
     mmlu([*args, "--out", str(tmp_path / "clean.npz")])
-    forward = lpe.mmlu.answer_log_probs
+    forward = lpe.stages.mmlu.answer_log_probs
     calls = []
 
     def dies_on_the_third_member(*a, **k):
@@ -117,7 +117,7 @@ def test_an_interrupted_member_run_resumes_from_its_saved_members(
             raise KeyboardInterrupt("killed")
         return forward(*a, **k)
 
-    monkeypatch.setattr(lpe.mmlu, "answer_log_probs", dies_on_the_third_member)
+    monkeypatch.setattr(lpe.stages.mmlu, "answer_log_probs", dies_on_the_third_member)
     out = tmp_path / "resumed.npz"
     with pytest.raises(KeyboardInterrupt):
         mmlu([*args, "--out", str(out)])
@@ -129,7 +129,7 @@ def test_an_interrupted_member_run_resumes_from_its_saved_members(
         calls.append(1)
         return forward(*a, **k)
 
-    monkeypatch.setattr(lpe.mmlu, "answer_log_probs", counted)
+    monkeypatch.setattr(lpe.stages.mmlu, "answer_log_probs", counted)
     mmlu([*args, "--out", str(out)])
     assert len(calls) == 1  # only the member that was lost
     with np.load(tmp_path / "clean.npz") as f, np.load(out) as g:

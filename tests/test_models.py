@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from lpe.models import MODELS, count_params, create_model
-from lpe.policy import QuantPolicy
+from lpe.formats.policy import QuantPolicy
+from lpe.models.factory import MODELS, count_params, create_model
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -50,7 +50,7 @@ def test_initialisation_is_seeded_and_leaves_the_global_generator_alone():
 def test_the_head_runs_in_fp32_under_bf16_autocast_and_fp32_is_unchanged():
     import timm
 
-    from lpe.models import keep_head_fp32
+    from lpe.models.factory import keep_head_fp32
 
     kwargs = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10)
     torch.manual_seed(0)
@@ -75,11 +75,11 @@ def test_the_head_runs_in_fp32_under_bf16_autocast_and_fp32_is_unchanged():
 
 
 def test_stages_import_timm_without_torch_dynamo_and_leave_torch_as_it_was():
-    """lpe.timm_import keeps torch._dynamo (about 3 s) out of a stage's start-up; afterwards
+    """lpe.models.timm_import keeps torch._dynamo (about 3 s) out of a stage's start-up; afterwards
     torch.compiler.disable is torch's own and torch._dynamo imports and works as usual."""
     code = (
         "import sys, torch, torch.compiler; disable = torch.compiler.disable\n"
-        "import lpe.ensembles, lpe.train, lpe.fast\n"
+        "import lpe.stages.ensembles, lpe.stages.train, lpe.stages.fast\n"
         "assert 'timm' in sys.modules\n"
         "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
         "assert torch.compiler.disable is disable\n"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lpe.numbers import (
+from lpe.formats.integer import (
     MAX_BITS,
     MIN_BITS,
     IntFormat,

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpe import numerics
-from lpe.checkpoints import load_checkpoint
+from lpe.core import numerics
+from lpe.models.checkpoints import load_checkpoint
 
 # The environments a user's shell or a CI runner might hand a stage.
 VARIANTS = {
@@ -41,12 +41,12 @@ def _run_variant(tmp, overrides):
     env.pop(numerics.OPT_OUT, None)
     env.update(overrides)
     tmp.mkdir()
-    _stage(tmp, env, "lpe.data", "--dataset", "mnist1d", "--train", "1000", "--val", "200",
+    _stage(tmp, env, "lpe.stages.data", "--dataset", "mnist1d", "--train", "1000", "--val", "200",
            "--test", "300", "--seed", "0", "--out", "d.npz")  # fmt: skip
-    _stage(tmp, env, "lpe.train", "--data", "d.npz", "--model", "vit_mini_t", "--epochs", "1",
-           "--out", "m.safetensors")  # fmt: skip
+    _stage(tmp, env, "lpe.stages.train", "--data", "d.npz", "--model", "vit_mini_t",
+           "--epochs", "1", "--out", "m.safetensors")  # fmt: skip
     # the workflow's stage: generate the members, then predict with them
-    _stage(tmp, env, "lpe.ensembles", "--checkpoint", "m.safetensors", "--data", "d.npz",
+    _stage(tmp, env, "lpe.stages.ensembles", "--checkpoint", "m.safetensors", "--data", "d.npz",
            "--bits", "4", "--members", "3", "--seeds", "0", "--members-out", "members",
            "--out", "p.npz")  # fmt: skip
     state, _ = load_checkpoint(tmp / "m.safetensors")
@@ -105,7 +105,7 @@ def test_this_process_computes_on_the_pinned_path():
 KERNEL_SCRIPT = """
 import hashlib, sys
 import numba, numpy as np, torch
-from lpe.kernels import bsr_codes, pack
+from lpe.formats.kernels import bsr_codes, pack
 numba.set_num_threads(int(sys.argv[1]))
 w = torch.randn(384, 1000, generator=torch.Generator().manual_seed(0))
 scales = w.abs().amax(dim=1) / 7
@@ -132,7 +132,7 @@ def test_numba_kernels_are_exact_for_any_thread_count_and_target_cpu(cpu, tmp_pa
         ).stdout.strip()  # fmt: skip
         for threads in (1, 2)
     }
-    from lpe.kernels import _bsr_codes_torch, pack
+    from lpe.formats.kernels import _bsr_codes_torch, pack
 
     w = torch.randn(384, 1000, generator=torch.Generator().manual_seed(0))
     scales = w.abs().amax(dim=1) / 7

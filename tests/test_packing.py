@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lpe.packing import pack_codes, packed_nbytes, unpack_codes
+from lpe.formats.packing import pack_codes, packed_nbytes, unpack_codes
 
 
 @pytest.mark.parametrize("bits", range(2, 9))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lpe.models import create_model
-from lpe.policy import QuantPolicy
+from lpe.formats.policy import QuantPolicy
+from lpe.models.factory import create_model
 
 
 def vit_state():

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-import lpe.predict
-import lpe.prediction
-from lpe.checkpoints import load_checkpoint, save_checkpoint
-from lpe.datasets import build, save_splits
-from lpe.formats import int_format
-from lpe.generate import main as generate
-from lpe.members import load_member, member_seed, quantize
-from lpe.models import create_model
-from lpe.prediction import evaluate_members, predict_log_probs
-from lpe.score import score_files
+import lpe.evaluation.prediction
+import lpe.stages.predict
+from lpe.data.datasets import build, save_splits
+from lpe.evaluation.prediction import evaluate_members, predict_log_probs
+from lpe.formats.registry import int_format
+from lpe.members.files import load_member, member_seed, quantize
+from lpe.models.checkpoints import load_checkpoint, save_checkpoint
+from lpe.models.factory import create_model
+from lpe.stages.generate import main as generate
+from lpe.stages.score import score_files
 
 SIZES = {"train": 20, "val": 10, "test": 30, "seed": 0}
 
@@ -31,8 +31,8 @@ def run_generate(checkpoint, out, *args):
 
 
 def run_predict(checkpoint, data, out, *args):
-    lpe.predict.main(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
-                      "--device", "cpu", *map(str, args)])  # fmt: skip
+    lpe.stages.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
+                             "--out", str(out), "--device", "cpu", *map(str, args)])  # fmt: skip
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
     members = tmp_path / "members"
     run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4)
     alive = []
-    real_load = lpe.prediction.load_member_of
+    real_load = lpe.evaluation.prediction.load_member_of
 
     def tracking_load(*args):
         gc.collect()
@@ -108,8 +108,8 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
         alive.append(weakref.ref(member))
         return member
 
-    monkeypatch.setattr(lpe.prediction, "load_member_of", tracking_load)
-    done, _, _ = lpe.prediction.predict_members(
+    monkeypatch.setattr(lpe.evaluation.prediction, "load_member_of", tracking_load)
+    done, _, _ = lpe.evaluation.prediction.predict_members(
         checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )
     assert len(alive) == 4 and done.log_probs.shape == (4, 30, 10)
@@ -136,7 +136,7 @@ def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call
 
 def test_auto_evaluates_one_member_at_a_time_on_cpu(checkpoint):
     _, info = load_checkpoint(checkpoint)
-    assert lpe.prediction.auto_members_per_call(info.build(), torch.device("cpu")) == 1
+    assert lpe.evaluation.prediction.auto_members_per_call(info.build(), torch.device("cpu")) == 1
 
 
 def test_bad_members_per_call_is_refused(checkpoint):

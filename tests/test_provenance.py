@@ -9,10 +9,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from test_predict import SIZES, run_generate, run_predict
 
-from lpe.artifacts import ArtifactError, read_manifest, write_manifest
-from lpe.checkpoints import checkpoint_info, save_checkpoint
-from lpe.datasets import build, save_splits
-from lpe.models import create_model
+from lpe.core.artifacts import ArtifactError, read_manifest, write_manifest
+from lpe.data.datasets import build, save_splits
+from lpe.models.checkpoints import checkpoint_info, save_checkpoint
+from lpe.models.factory import create_model
 
 
 @pytest.fixture

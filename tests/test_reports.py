@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-from lpe.checkpoints import save_checkpoint
-from lpe.claims import (
+from lpe.models.checkpoints import save_checkpoint
+from lpe.models.factory import create_model
+from lpe.reports.claims import (
     claim1,
     claim2,
     claim3,
@@ -15,10 +16,9 @@ from lpe.claims import (
     summary,
     with_training_bands,
 )
-from lpe.figures import nll_vs_ensemble_size, nll_vs_inference_time
-from lpe.models import create_model
-from lpe.score import COLUMNS
-from lpe.tables import table1, to_latex, to_markdown
+from lpe.reports.figures import nll_vs_ensemble_size, nll_vs_inference_time
+from lpe.reports.tables import table1, to_latex, to_markdown
+from lpe.stages.score import COLUMNS
 
 
 def rows(model, params, fp32, per_precision):

@@ -4,15 +4,15 @@ averaged over ensemble seeds; ties within noise go to the fewest parameters."""
 import pytest
 import torch
 
-from lpe import metrics
-from lpe.checkpoints import save_checkpoint
-from lpe.datasets import build, save_splits
-from lpe.formats import int_format
-from lpe.members import member_seed, quantize
-from lpe.models import create_model
-from lpe.policy import QuantPolicy
-from lpe.select_model import choose
-from lpe.select_model import main as select
+from lpe.core import metrics
+from lpe.data.datasets import build, save_splits
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import int_format
+from lpe.members.files import member_seed, quantize
+from lpe.models.checkpoints import save_checkpoint
+from lpe.models.factory import create_model
+from lpe.stages.select_model import choose
+from lpe.stages.select_model import main as select
 
 
 def _checkpoint(path, name, seed):

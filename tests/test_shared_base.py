@@ -5,11 +5,11 @@ refused."""
 import pytest
 import torch
 
-from lpe.artifacts import ArtifactError
-from lpe.formats import get_format
-from lpe.members import load_member, member_seed, quantize, save_member
-from lpe.precision import REGISTRY
-from lpe.shared_base import encode, load_shared_base, save_shared_base
+from lpe.core.artifacts import ArtifactError
+from lpe.formats.names import REGISTRY
+from lpe.formats.registry import get_format
+from lpe.members.files import load_member, member_seed, quantize, save_member
+from lpe.members.shared_base import encode, load_shared_base, save_shared_base
 
 MEMBERS = 4  # BSR members, plus the RTN member
 

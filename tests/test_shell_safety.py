@@ -11,7 +11,7 @@ import timm
 import yaml
 from test_workflow import ENV, ROOT, SNAKEMAKE
 
-from lpe.hub import download
+from lpe.stages.download_checkpoint import download
 
 TINY_PAPER = ROOT / "tests/config/tiny_paper.yaml"
 MODEL = yaml.safe_load(TINY_PAPER.read_text())["models"][0]

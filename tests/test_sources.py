@@ -1,13 +1,13 @@
-"""The member-source registry (lpe.sources) is what the stages, reports and rules iterate."""
+"""The member-source registry (lpe.sources.registry): what the stages, reports and rules iterate."""
 
 from __future__ import annotations
 
-from lpe import sources
-from lpe.claims import BASELINE_NAMES, FAST_NAMES
-from lpe.fast import METHODS as FAST_STAGE_METHODS
-from lpe.fast_report import NAMES as FAST_REPORT_NAMES
-from lpe.score import METHOD_LABELS
-from lpe.tabulate import METHOD_NAMES
+from lpe.reports.claims import BASELINE_NAMES, FAST_NAMES
+from lpe.reports.fast import NAMES as FAST_REPORT_NAMES
+from lpe.reports.tabulate import METHOD_NAMES
+from lpe.sources import registry as sources
+from lpe.stages.fast import METHODS as FAST_STAGE_METHODS
+from lpe.stages.score import METHOD_LABELS
 
 
 def test_the_registry_lists_every_source_of_the_paper_once():

@@ -9,11 +9,11 @@ import time
 
 from test_predict import run_generate
 
-from lpe.artifacts import atomic_dir, remove_stale_temporaries
+from lpe.core.artifacts import atomic_dir, remove_stale_temporaries
 
 HOLD = """
 import sys, time
-from lpe.artifacts import atomic_dir, atomic_path
+from lpe.core.artifacts import atomic_dir, atomic_path
 kind, target, ready = sys.argv[1:]
 opener = atomic_dir if kind == "dir" else atomic_path
 with opener(target) as tmp:

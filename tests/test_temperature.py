@@ -5,10 +5,10 @@ import pytest
 import torch
 from test_predict import SIZES, run_generate, run_predict
 
-from lpe import metrics
-from lpe.datasets import build, load_splits, save_splits
-from lpe.score import score_run
-from lpe.temperature import T_MAX, T_MIN, fit_temperature, scaled
+from lpe.core import metrics
+from lpe.data.datasets import build, load_splits, save_splits
+from lpe.evaluation.temperature import T_MAX, T_MIN, fit_temperature, scaled
+from lpe.stages.score import score_run
 
 
 def tempered_sample(temperature: float, n: int = 20_000, classes: int = 10, seed: int = 0):
@@ -120,21 +120,21 @@ def test_calibrate_refuses_a_non_test_evaluation_split(tmp_path, checkpoint):
 
 
 def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, checkpoint, capsys):
-    import lpe.baselines
-    import lpe.ensembles
-    import lpe.fast
+    import lpe.stages.baselines
+    import lpe.stages.ensembles
+    import lpe.stages.fast
 
     data = tmp_path / "d.npz"
     save_splits(data, build("mnist1d", **SIZES))
     common = ["--data", str(data), "--split", "val", "--calibrate"]
     calls = {
-        "ensembles": lambda: lpe.ensembles.parse_args(
+        "ensembles": lambda: lpe.stages.ensembles.parse_args(
             ["--checkpoint", str(checkpoint), *common, "--format", "int4", "--seeds", "0",
              "--members-out", "m", "--out", "p.npz"]),
-        "baselines": lambda: lpe.baselines.main(
+        "baselines": lambda: lpe.stages.baselines.main(
             ["--checkpoint", str(checkpoint), *common, "--method", "gaussian",
              "--candidates", "0.1", "--members", "1", "--seeds", "0", "--out", "b.npz"]),
-        "fast": lambda: lpe.fast.main(["predict", "--sources", str(tmp_path), *common,
+        "fast": lambda: lpe.stages.fast.main(["predict", "--sources", str(tmp_path), *common,
                                        "--out", "f.npz"]),
     }  # fmt: skip
     for stage, call in calls.items():

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from lpe.checkpoints import load_checkpoint
-from lpe.datasets import build, save_splits
-from lpe.train import main
-from lpe.training import DivergenceError, TrainConfig, lr_factor, train
+from lpe.data.datasets import build, save_splits
+from lpe.models.checkpoints import load_checkpoint
+from lpe.stages.train import main
+from lpe.training.loop import DivergenceError, TrainConfig, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_the_checkpoint_is_the_best_validation_epoch_and_the_last_is_returned(sp
     assert summary["best_epoch"] == 1 + curve.index(min(curve))
     assert summary["val"]["nll"] == min(curve)
     # the kept weights give the best epoch's validation NLL again (the evaluation is exact)
-    from lpe.training import evaluate
+    from lpe.training.loop import evaluate
 
     assert evaluate(model, splits, "val", torch.device("cpu"))["nll"] == min(curve)
     kept = model.state_dict()

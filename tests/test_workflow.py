@@ -523,8 +523,8 @@ def test_the_paper_profile_runs_end_to_end_on_offline_stand_ins(tmp_path):
     import yaml
     from helpers import image_folder, make_tiny_llama, write_mmlu
 
-    from lpe.hub import download
-    from lpe.zeroshot import zeroshot_model
+    from lpe.models.zeroshot import zeroshot_model
+    from lpe.stages.download_checkpoint import download
 
     cache = tmp_path / "cache"
     config = yaml.safe_load((ROOT / "tests/config/tiny_paper.yaml").read_text())

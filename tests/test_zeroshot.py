@@ -10,12 +10,12 @@ import timm
 import torch
 from helpers import image_folder
 
-from lpe.checkpoints import checkpoint_info
-from lpe.generate import main as generate
-from lpe.hub import download
-from lpe.models import create_model
-from lpe.predict import main as predict
-from lpe.zeroshot import SUFFIX, ZeroShotHead, class_embeddings, zeroshot_model
+from lpe.models.checkpoints import checkpoint_info
+from lpe.models.factory import create_model
+from lpe.models.zeroshot import SUFFIX, ZeroShotHead, class_embeddings, zeroshot_model
+from lpe.stages.download_checkpoint import download
+from lpe.stages.generate import main as generate
+from lpe.stages.predict import main as predict
 
 ROOT = Path(__file__).resolve().parents[1]
 TOWER = "vit_xsmall_patch16_clip_224.tinyclip_yfcc15m"  # TinyCLIP's 8M-parameter tower
@@ -95,7 +95,7 @@ def test_a_tower_of_another_width_is_refused():
 def _configured_pairs():
     import yaml
 
-    from lpe.config import ZEROSHOT_SUFFIX
+    from lpe.tools.config import ZEROSHOT_SUFFIX
 
     pairs = {}
     for path in ("config/paper.yaml", "tests/config/tiny_paper.yaml"):
@@ -130,7 +130,7 @@ def _embeddings(tower: str, arch: str, tag: str, depth: int = 2):
 @pytest.mark.slow
 @pytest.mark.parametrize(("tower", "openclip"), _configured_pairs())
 def test_each_configured_clip_tower_reproduces_its_openclip_image_embedding(tower, openclip):
-    from lpe.clip_towers import OPENCLIP_RUNS
+    from lpe.models.clip_towers import OPENCLIP_RUNS
 
     assert OPENCLIP_RUNS[tower] == openclip  # the text tower of the image tower's own run
     reference, ours = _embeddings(tower, *openclip)
@@ -147,7 +147,7 @@ def test_the_gelu_tower_of_a_quickgelu_run_does_not_reproduce_it():
 
 
 def test_the_config_check_refuses_a_gelu_tower_and_a_text_tower_of_another_run():
-    from lpe.clip_towers import pairing_problems
+    from lpe.models.clip_towers import pairing_problems
 
     (gelu,) = pairing_problems("'large.models'", "vit_large_patch14_clip_224.openai", None)
     assert "use vit_large_patch14_clip_quickgelu_224.openai" in gelu

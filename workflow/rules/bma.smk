@@ -25,7 +25,7 @@ rule select_bma_model:
         configured=BMA_MODEL,
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.select_model --checkpoints {input.checkpoints} {params.data}"
+        "python -m lpe.stages.select_model --checkpoints {input.checkpoints} {params.data}"
         " --bits {params.bits} {params.policy} --members {params.members} --seeds {params.seeds}"
         " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -52,7 +52,7 @@ rule finetune:
         flags=finetune_flags(),
         resume=lambda w: resume_flags(f"{w.model}-sgd.pt"),
     shell:
-        "python -m lpe.finetune --checkpoint {input.checkpoint} {params.data}"
+        "python -m lpe.stages.finetune --checkpoint {input.checkpoint} {params.data}"
         " --optimizer sgd {params.flags} {params.resume} --threads {threads} --out {output}"
         " > {log} 2>&1"
 
@@ -80,7 +80,7 @@ rule finetune_posterior:
         flags=finetune_flags(),
         resume=lambda w: resume_flags(f"{w.model}-{w.optimizer}.pt"),
     shell:
-        "python -m lpe.finetune --checkpoint {input.checkpoint} {params.data}"
+        "python -m lpe.stages.finetune --checkpoint {input.checkpoint} {params.data}"
         " --optimizer {wildcards.optimizer} {params.flags} {params.resume} --threads {threads}"
         " --out {output.solution} --posterior {output.posterior} > {log} 2>&1"
 
@@ -111,7 +111,7 @@ rule predict_bma:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
+        "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " {params.data} --members {params.members} --seeds {params.seeds}"
         " --swag-scale {params.scale} --split {params.split} --batch-size {params.batch_size}"
         " --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
@@ -141,7 +141,7 @@ rule landscape:
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
-        "python -m lpe.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
+        "python -m lpe.stages.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --member {input.members}/member00.safetensors {params.data}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}{params.dtype}"
@@ -159,7 +159,7 @@ rule score_bma:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule figures_bma:
@@ -185,7 +185,7 @@ rule figures_bma:
         bits=config["bma"]["bits"][0],
         out_dir=lambda w, output: os.path.dirname(output[0]) + "/",
     shell:
-        "python -m lpe.bma_figures curves --scores {input} --bits {params.bits}"
+        "python -m lpe.reports.bma_figures curves --scores {input} --bits {params.bits}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -215,5 +215,5 @@ rule figure_landscape:
         prefix=lambda w, output: os.path.splitext(output.png)[0],
         title=lambda w: LANDSCAPE_TITLES[w.figure],
     shell:
-        "python -m lpe.bma_figures landscape --plane {input} --title {params.title:q}"
+        "python -m lpe.reports.bma_figures landscape --plane {input} --title {params.title:q}"
         " --out {params.prefix} --csv {output.csv} > {log} 2>&1"

@@ -3,10 +3,10 @@ import re
 import shlex
 from typing import NamedTuple
 
-from lpe.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
-from lpe.precision import int_name
-from lpe.sources import family as source_family
-from lpe.sources import fast_with_lpe
+from lpe.tools.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
+from lpe.formats.names import int_name
+from lpe.sources.registry import family as source_family
+from lpe.sources.registry import fast_with_lpe
 
 try:
     # Validate before any job: a bad key or value stops the run with a message naming it.
@@ -36,11 +36,11 @@ DTYPE_FLAG = (
 )
 
 
-# The temperature-scaling control (lpe.temperature): the stages that make Table 1's, 5's and 6's
-# runs also predict the data's selection split, on which lpe.score fits each run's temperature.
+# The temperature-scaling control (lpe.evaluation.temperature): the stages that make Table 1's, 5's and 6's
+# runs also predict the data's selection split, on which lpe.stages.score fits each run's temperature.
 # Only when the test split is evaluated: the selection split cannot calibrate itself.
 CALIBRATE_FLAG = " --calibrate" if config["predict"]["split"] == "test" else ""
-# lpe.predict and lpe.ensembles take no data flags: their calibration split's holdout size
+# lpe.stages.predict and lpe.stages.ensembles take no data flags: their calibration split's holdout size
 HOLDOUT_FLAG = (
     f" --holdout {config['dataset']['holdout']}" if IMAGES and CALIBRATE_FLAG else ""
 )
@@ -79,7 +79,7 @@ def figures(path):
 
 def runs(formats=None):
     """Predictions to make per model: FP32, RTN per format, LPE-BSR per format x seed; the
-    formats are names (lpe.precision), Table 1's INT-b of quant.bits by default."""
+    formats are names (lpe.formats.names), Table 1's INT-b of quant.bits by default."""
     if formats is None:
         formats = [int_name(b) for b in config["quant"]["bits"]]
     names = ["fp32"]
@@ -198,7 +198,7 @@ def large_targets():
 
 
 def llm_bits_flags(run):
-    """lpe.mmlu predict flags of a run name: fp32, rtn-int5-seed0, bsr-int5-seed1."""
+    """lpe.stages.mmlu predict flags of a run name: fp32, rtn-int5-seed0, bsr-int5-seed1."""
     if run == "fp32":
         return ""
     method, bits, seed = re.fullmatch(r"(rtn|bsr)-int(\d+)-seed(\d+)", run).groups()
@@ -273,7 +273,7 @@ def bma_intermediates():
 
 
 def finetune_flags():
-    """The fine-tuning settings of the config as lpe.finetune flags (one run per optimizer)."""
+    """The fine-tuning settings of the config as lpe.stages.finetune flags (one run per optimizer)."""
     bma = config["bma"]
     flags = {
         "epochs": bma["epochs"],
@@ -298,7 +298,7 @@ def seeds_of(model):
     return LARGE["seeds"] if model in LARGE["models"] else config["lpe"]["seeds"]
 
 
-# Table 6's ensembles (lpe.baselines), each with the config list its setting is chosen from;
+# Table 6's ensembles (lpe.stages.baselines), each with the config list its setting is chosen from;
 # matched noise has none: it takes LPE-BSR's chosen precision.
 BASELINES = {
     "bsr": "bits",
@@ -342,7 +342,7 @@ def baseline_predictions():
 
 
 FAST = config["fast"]
-# the fast sources of lpe.sources: each with and without LPE-BSR, and those without copies
+# the fast sources of lpe.sources.registry: each with and without LPE-BSR, and those without copies
 FAST_SOURCES = [s.name for s in source_family("fast")]
 FAST_METHODS = fast_with_lpe()
 FAST_ALONE = [s.name for s in source_family("fast") if not s.lpe_copies]
@@ -353,7 +353,7 @@ FAST_FIGURES = {
 
 
 def fast_flags(method):
-    """lpe.fast train flags: bma's fine-tuning settings, then the method's own."""
+    """lpe.stages.fast train flags: bma's fine-tuning settings, then the method's own."""
     flags = f"{finetune_flags()} --runs {FAST['runs']}"
     if method in ("sse", "csgld"):
         own = FAST[method]
@@ -371,7 +371,7 @@ def fast_flags(method):
 
 
 def resume_flags(name):
-    """--resume/--checkpoint-every of a long training job (lpe.resume): its state goes to
+    """--resume/--checkpoint-every of a long training job (lpe.core.resume): its state goes to
     work/<profile>/resume/<name>, which is no output, so a killed job's state survives.
     """
     every = config["bma"]["checkpoint_every"]
@@ -462,7 +462,7 @@ def member_families():
     }
 
 
-# the rounding policy of every member-making stage (lpe.generate's flags)
+# the rounding policy of every member-making stage (lpe.stages.generate's flags)
 QUANT_FLAGS = " ".join(
     [
         *([] if config["quant"]["per_channel"] else ["--per-tensor"]),
@@ -719,6 +719,6 @@ wildcard_constraints:
     model=f"({TRAINED})(-(sgd|swag|ivon|trainseed\\d+))?",
     method="rtn|bsr",
     bits=r"\d+",
-    # a number format's name (lpe.precision): int4, fp8_e4m3, nf4, mxfp4
+    # a number format's name (lpe.formats.names): int4, fp8_e4m3, nf4, mxfp4
     fmt=r"[a-z]+\d+(_e\d+m\d+)?",
     seed=r"\d+",

@@ -14,7 +14,7 @@ rule download_checkpoint:
     params:
         cache=config["checkpoints"]["cache"],
     shell:
-        "python -m lpe.hub --name {wildcards.model:q}"
+        "python -m lpe.stages.download_checkpoint --name {wildcards.model:q}"
         " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -35,7 +35,7 @@ rule download_zeroshot:
         cache=config["checkpoints"]["cache"],
         openclip=openclip_flag,
     shell:
-        "python -m lpe.hub --name {wildcards.model:q} {params.openclip}"
+        "python -m lpe.stages.download_checkpoint --name {wildcards.model:q} {params.openclip}"
         " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -53,7 +53,7 @@ rule download_llm:
         name=lambda w: LLMS[w.llm],
         cache=config["checkpoints"]["cache"],
     shell:
-        "python -m lpe.mmlu download --name {params.name:q} --cache {params.cache:q}"
+        "python -m lpe.stages.mmlu download --name {params.name:q} --cache {params.cache:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -77,7 +77,7 @@ rule predict_llm:
         bits=lambda w: llm_bits_flags(w.run),
         dtype=DTYPE_FLAG,
     shell:
-        "python -m lpe.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
+        "python -m lpe.stages.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
         " --split {params.cfg[split]} --shots {params.cfg[shots]}"
         " --batch-size {params.cfg[batch_size]} {params.bits} --threads {threads}{params.dtype}"
         " --out {output:q} > {log:q} 2>&1"
@@ -94,7 +94,7 @@ rule score_large:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input:q} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input:q} --out {output} > {log} 2>&1"
 
 
 rule table3:
@@ -110,7 +110,7 @@ rule table3:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.tables --layout table3 --scores {input} --out {params.prefix}"
+        "python -m lpe.reports.tables --layout table3 --scores {input} --out {params.prefix}"
         " > {log} 2>&1"
 
 
@@ -131,5 +131,5 @@ rule figure7:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.figures --layout figure7 --scores {input} --out {params.prefix}"
+        "python -m lpe.reports.figures --layout figure7 --scores {input} --out {params.prefix}"
         " > {log} 2>&1"

@@ -30,7 +30,7 @@ rule fast_train:
         ),
         resume=lambda w: resume_flags(f"fast-{w.fast}"),
     shell:
-        "python -m lpe.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
+        "python -m lpe.stages.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
         " {params.data} {params.flags} {params.reuse} {params.reuse_posterior}"
         " {params.resume} --threads {threads} --out {output} > {log} 2>&1"
 
@@ -70,7 +70,7 @@ rule fast_predict:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.fast predict --sources {input.sources} {params.data}"
+        "python -m lpe.stages.fast predict --sources {input.sources} {params.data}"
         " --bits {params.bits} --copies {params.copies} --seeds {params.seeds} {params.policy}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
         "{params.calibrate} --members-out {output.members} --out {output.preds}"
@@ -102,7 +102,7 @@ rule fast_predict_fp32:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.fast predict --sources {input.sources} {params.data}"
+        "python -m lpe.stages.fast predict --sources {input.sources} {params.data}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
         "{params.calibrate} --out {output} > {log} 2>&1"
 
@@ -127,7 +127,7 @@ rule landscape_fast:
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
-        "python -m lpe.landscape --checkpoint {input.sources}/source00.safetensors"
+        "python -m lpe.stages.landscape --checkpoint {input.sources}/source00.safetensors"
         " --second {input.sources}/source01.safetensors"
         " --member {input.members}/source00/member00.safetensors {params.data}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
@@ -145,7 +145,7 @@ rule score_fast:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule figures_fast:
@@ -172,7 +172,7 @@ rule figures_fast:
         bits=FAST["bits"],
         out_dir=lambda w, output: os.path.dirname(output[0]) + "/",
     shell:
-        "python -m lpe.fast_report figures --scores {input.scores} --bits {params.bits}"
+        "python -m lpe.reports.fast figures --scores {input.scores} --bits {params.bits}"
         " --pretrained {input.checkpoint} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -192,5 +192,5 @@ rule table5:
         sizes=FAST["table5_sizes"],
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.fast_report table5 --scores {input} --bits {params.bits}"
+        "python -m lpe.reports.fast table5 --scores {input} --bits {params.bits}"
         " --runs {params.runs} --sizes {params.sizes} --out {params.prefix} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule score_formats:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule table_formats:
@@ -35,5 +35,5 @@ rule table_formats:
         table=lambda w, output: os.path.splitext(output[0])[0],
         figure=lambda w, output: os.path.splitext(output[3])[0],
     shell:
-        "python -m lpe.formats_report --scores {input} --out {params.table}"
+        "python -m lpe.reports.table_formats --scores {input} --out {params.table}"
         " --figure {params.figure} > {log} 2>&1"

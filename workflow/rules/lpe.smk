@@ -2,7 +2,7 @@
 
 
 # One job per model x number format: it writes the members of every seed (and the RTN member) and
-# predicts them, in one process (lpe.ensembles). The seeds, ensemble size and whether RTN is made
+# predicts them, in one process (lpe.stages.ensembles). The seeds, ensemble size and whether RTN is made
 # depend on the kind of model (member_families), so there is one such rule per kind.
 for family, kind in member_families().items():
 
@@ -48,7 +48,7 @@ for family, kind in member_families().items():
             split=config["predict"]["split"],
             batch_size=config["predict"]["batch_size"],
         shell:
-            "python -m lpe.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
+            "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
             " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
             " --members-out {output.members} --out {output.preds} {params.rtn}"
             " {params.policy} --split {params.split} --batch-size {params.batch_size}"
@@ -75,7 +75,7 @@ rule predict_fp32:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.predict --checkpoint {input.checkpoint} --data {params.data:q}"
+        "python -m lpe.stages.predict --checkpoint {input.checkpoint} --data {params.data:q}"
         " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
         "{params.dtype}{params.calibrate} --out {output} > {log} 2>&1"
 
@@ -111,7 +111,7 @@ rule baseline:
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.baselines --checkpoint {input.checkpoint} {params.data}"
+        "python -m lpe.stages.baselines --checkpoint {input.checkpoint} {params.data}"
         " --method {wildcards.baseline} {params.choose} {output.choice}"
         " --members {params.members} --seeds {params.seeds} --split {params.split}"
         " --batch-size {params.batch_size} --threads {threads}{params.dtype}{params.calibrate}"

@@ -12,7 +12,7 @@ rule score:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule score_retrained:
@@ -28,7 +28,7 @@ rule score_retrained:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule score_fast_checkpoint:
@@ -44,7 +44,7 @@ rule score_fast_checkpoint:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule table1:
@@ -61,7 +61,7 @@ rule table1:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.tables --scores {input.scores} --checkpoints {input.checkpoints}"
+        "python -m lpe.reports.tables --scores {input.scores} --checkpoints {input.checkpoints}"
         " --out {params.prefix} > {log} 2>&1"
 
 
@@ -82,7 +82,7 @@ rule figure_nll_vs_ensemble_size:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.figures --scores {input} --out {params.prefix} > {log} 2>&1"
+        "python -m lpe.reports.figures --scores {input} --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_nll_vs_inference_time:
@@ -102,7 +102,7 @@ rule figure_nll_vs_inference_time:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.figures --scores {input} --layout inference --out {params.prefix}"
+        "python -m lpe.reports.figures --scores {input} --layout inference --out {params.prefix}"
         " > {log} 2>&1"
 
 
@@ -120,7 +120,7 @@ rule claims:
     params:
         others=claims_flags,
     shell:
-        "python -m lpe.claims --scores {input.scores} {params.others} --out {output}"
+        "python -m lpe.reports.claims --scores {input.scores} {params.others} --out {output}"
         " > {log} 2>&1"
 
 
@@ -144,7 +144,7 @@ rule figure1:
         cfg=config["figure1"],
         prefix=lambda w, output: os.path.splitext(output.png)[0],
     shell:
-        "python -m lpe.figure1 --data {input} --bits {params.cfg[bits]}"
+        "python -m lpe.reports.fig1 --data {input} --bits {params.cfg[bits]}"
         " --range {params.cfg[range]} --draws {params.cfg[draws]}"
         " --points {params.cfg[points]} --seed {params.cfg[seed]}"
         " --out {params.prefix} --csv {output.csv} > {log} 2>&1"
@@ -161,7 +161,7 @@ rule score_baselines:
         ENV
     threads: 1
     shell:
-        "python -m lpe.score --preds {input} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule table6:
@@ -178,7 +178,7 @@ rule table6:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.table6 --scores {input.scores}"
+        "python -m lpe.reports.table6 --scores {input.scores}"
         " --preds {input.preds} --out {params.prefix} > {log} 2>&1"
 
 
@@ -204,5 +204,5 @@ rule report_page:
         title=lambda w: REPORT_PAGES[w.page].title,
         caption=lambda w: REPORT_PAGES[w.page].caption,
     shell:
-        "python -m lpe.report_pages --md {input:q} --title {params.title:q} --out {output:q}"
+        "python -m lpe.reports.pages --md {input:q} --title {params.title:q} --out {output:q}"
         " > {log:q} 2>&1"

@@ -18,7 +18,7 @@ rule train:
     params:
         cfg=lambda w: train_settings(w.model),
     shell:
-        "python -m lpe.train --data {input.data} --model {wildcards.model}"
+        "python -m lpe.stages.train --data {input.data} --model {wildcards.model}"
         " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"
         " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
         " --warmup-epochs {params.cfg[warmup_epochs]} --seed {params.cfg[seed]}"

@@ -1,0 +1,71 @@
+"""Run-time choices of a stage: device, thread count and inference precision."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+import numba
+import torch
+
+from lpe.core.numerics import describe
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
+    """``--threads``, ``--device`` and, for stages that only evaluate (``inference``),
+    ``--dtype``: how a stage runs. Training stages compute in FP32 and do not offer ``--dtype``."""
+    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    if not inference:
+        return
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=sorted(DTYPES),
+        help="inference precision of the forward passes (autocast; weights stay as stored)",
+    )
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast(device: torch.device, dtype: str = "float32"):
+    """Mixed-precision forwards at ``dtype`` (a no-op context for float32)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    if dtype == "float16" and device.type != "cuda":
+        raise ValueError("float16 inference needs a CUDA device; use bfloat16 on the CPU")
+    if device.type == "cuda":
+        # what autocast leaves in FP32 (heads, lpe.models.factory.keep_head_fp32) may use TF32
+        # tensor cores
+        torch.set_float32_matmul_precision("high")
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; 'cpu' and 'cuda[:i]' are taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+def set_threads(threads: int) -> None:
+    """Fix the threads of torch and of the numba kernels to the job's share of the machine.
+
+    torch's reduction order, hence its numbers, depend on its thread count; the numba kernels give
+    the same numbers for any count, but a parallel region wider than the job's share makes its
+    idle OpenMP workers spin on cores that other jobs are using (seen here: 7x slower predicts).
+    Snakemake passes the rule's ``threads``; the workflow declares one thread per job so that
+    results do not depend on how many jobs run side by side.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    print(describe(), file=sys.stderr, flush=True)  # in the log: the CPU path of these numbers

@@ -1,0 +1,353 @@
+"""Predictions of members and models: streamed evaluation, the predictions file, its writer.
+
+Members are evaluated one at a time into a single model instance: only one member's weights are
+alive at once besides that instance. A predictions file (``.npz``) holds, members first:
+
+- ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
+- ``labels``: int64 ``(N,)``;
+- ``member_bits``: int64 ``(M,)`` storage of each member;
+- scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
+  obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``, and for low precision members
+  ``format`` (the number format's name, :mod:`lpe.formats.names`);
+- where the stage timed them, ``member_seconds``: float64 ``(M,)`` wall time of each member's
+  forward passes over the evaluated split (loading a member excluded; the stage's pinned threads);
+- where the stage also predicted the calibration split (the data's selection split, never the
+  evaluated one), ``calibration_log_probs`` ``(M, Nc, C)`` and ``calibration_labels`` ``(Nc,)``:
+  what :mod:`lpe.evaluation.temperature` fits a temperature on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lpe.core.artifacts import ArtifactError, read_manifest, write_with
+from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
+from lpe.formats.names import int_name
+from lpe.members.files import Member, load_member_of
+from lpe.models.checkpoints import checkpoint_info, load_checkpoint
+from lpe.models.factory import count_params
+
+
+def batches(x, batch_size: int):
+    """Input batches of a tensor (sliced) or of a loader of ``(inputs, labels)`` (image folders)."""
+    if isinstance(x, torch.Tensor):
+        for i in range(0, len(x), batch_size):
+            yield x[i : i + batch_size]
+    else:
+        for xb, _ in x:
+            yield xb
+
+
+def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
+    """``(inputs, labels)`` of ``split``: tensors of a data file, or a loader of an image folder.
+
+    An image folder (the paper profile) holds one subfolder per split (``ROOT/val/<class>/...``);
+    its images are preprocessed with the checkpoint's timm data config and streamed in batches.
+    """
+    data = open_data(data, info.model, info.num_classes, workers=workers,
+                     input_shape=info.input_shape)  # fmt: skip
+    return data.inputs(split, batch_size)
+
+
+CALIBRATE_HELP = (
+    "also predict the data's selection split (validation; an image folder's holdout, see "
+    "--holdout), on which lpe.stages.score fits each run's temperature"
+)
+HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
+
+
+def add_calibration_arguments(parser, holdout: bool = True) -> None:
+    """``--calibrate`` (and, for stages without data flags of their own, ``--holdout``)."""
+    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
+    if holdout:
+        parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
+
+
+def check_calibration(parser, args) -> None:
+    """The selection split cannot calibrate itself: ``--calibrate`` evaluates the test split."""
+    if args.calibrate and args.split != "test":
+        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
+
+
+def calibration_split(args, info):
+    """``(inputs, labels)`` of the calibration split of a stage's ``--data``, or ``(None, None)``
+    without ``--calibrate``."""
+    if not args.calibrate:
+        return None, None
+    return calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
+
+
+def calibration_inputs(data, info, batch_size: int, workers: int = 0, holdout=DEFAULT_HOLDOUT):
+    """``(inputs, labels)`` of the data's selection split, the one temperatures are fit on: the
+    validation split of a data file, the ``holdout`` training images of an image folder; never
+    the test split."""
+    data = open_data(data, info.model, info.num_classes, holdout, workers, info.input_shape)
+    return data.inputs(data.selection_split, batch_size)
+
+
+@torch.inference_mode()
+def predict_log_probs(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    eval_mode: bool = True,
+) -> torch.Tensor:
+    """``(N, ...) -> (N, C)`` float32 log-softmax of ``model``, on the CPU.
+
+    In eval mode by default; ``eval_mode=False`` keeps the modules' modes as the caller set them
+    (MC dropout keeps its dropout modules in train mode).
+    """
+    was_training = model.training
+    if eval_mode:
+        model.eval()
+    out = [
+        torch.log_softmax(model(xb.to(device)).float(), dim=-1).cpu()
+        for xb in batches(x, batch_size)
+    ]
+    if eval_mode:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def timed_log_probs(model, x, batch_size: int, device, eval_mode: bool = True):
+    """:func:`predict_log_probs` and its wall time in seconds (the device synchronised)."""
+    start = time.perf_counter()
+    log_probs = predict_log_probs(model, x, batch_size, device, eval_mode)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return log_probs, time.perf_counter() - start
+
+
+class Evaluated(NamedTuple):
+    """What evaluating M members gives: their log-probs ``(M, N, C)``, bits and forward seconds
+    on the evaluated split, and their log-probs on the calibration split (None if not asked)."""
+
+    log_probs: torch.Tensor
+    bits: list[int]
+    seconds: list[float]
+    calibration: torch.Tensor | None = None
+
+
+# Members per batched call ("auto"): measured with benchmarks/ensemble_eval.py on a 2-core CPU,
+# batching members with torch.func was slower than one at a time for every mini model (the forward
+# is compute-bound there, and stacking multiplies the activations), so the CPU evaluates one at a
+# time. On CUDA small models are launch-bound and batching is the usual win; that choice is not
+# measured on this project's machine.
+CUDA_BATCH_MAX_PARAMS = 2_000_000
+
+
+CUDA_BATCH_MEMBERS = 8
+
+
+def auto_members_per_call(model: torch.nn.Module, device: torch.device) -> int:
+    if device.type == "cuda" and count_params(model) <= CUDA_BATCH_MAX_PARAMS:
+        return CUDA_BATCH_MEMBERS
+    return 1
+
+
+def _unfuse_attention(model: torch.nn.Module) -> None:
+    # timm's fused attention calls scaled_dot_product_attention, which has no vmap batching rule
+    # (torch falls back to a per-member loop and warns); the explicit softmax(q k^T) v batches.
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+
+
+@torch.inference_mode()
+def predict_log_probs_batched(
+    model: torch.nn.Module,
+    states: list[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """``(K, N, C)`` log-softmax of K weight sets in one vmapped call per input batch.
+
+    ``model`` only supplies the architecture (``torch.func.functional_call``); it is not modified
+    apart from switching its attention to the explicit form.
+    """
+    _unfuse_attention(model)
+    model.eval()
+    stacked = {n: torch.stack([s[n] for s in states]).to(device) for n in states[0]}
+
+    def forward(params, xb):
+        return torch.func.functional_call(model, params, (xb,))
+
+    batched = torch.vmap(forward, in_dims=(0, None))
+    out = [
+        torch.log_softmax(batched(stacked, xb.to(device)).float(), -1).cpu()
+        for xb in batches(x, batch_size)
+    ]
+    return torch.cat(out, dim=1)
+
+
+def evaluate_members(
+    model: torch.nn.Module,
+    members: Iterable[Member],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    members_per_call: int | str = "auto",
+    calibration_x=None,
+) -> Evaluated:
+    """Stream ``members`` through ``model`` on ``x`` (and on ``calibration_x`` when given).
+
+    With one member per call (the CPU default) each member is written into ``model`` in place
+    (``Member.load_into``), so memory holds one model plus one member's codes, never M models.
+    With K > 1, K members are dequantized and evaluated in one batched call (each member is
+    charged 1/K of the call's time).
+    """
+    if members_per_call == "auto":
+        members_per_call = auto_members_per_call(model, device)
+    if not isinstance(members_per_call, int) or members_per_call < 1:
+        raise ValueError(f"members_per_call must be 'auto' or >= 1, got {members_per_call!r}")
+    log_probs, calibration, bits, seconds, pending = [], [], [], [], []
+
+    def flush():
+        start = time.perf_counter()
+        log_probs.append(predict_log_probs_batched(model, pending, x, batch_size, device))
+        seconds.extend([(time.perf_counter() - start) / len(pending)] * len(pending))
+        if calibration_x is not None:
+            calibration.append(
+                predict_log_probs_batched(model, pending, calibration_x, batch_size, device)
+            )
+        pending.clear()
+
+    for member in members:
+        bits.append(member.bits)
+        if members_per_call == 1:
+            member.load_into(model)
+        else:
+            pending.append(member.state_dict())
+        del member  # freed before the next one is read: at most one member's codes alive
+        if members_per_call == 1:
+            lp, took = timed_log_probs(model, x, batch_size, device)
+            log_probs.append(lp[None])
+            seconds.append(took)
+            if calibration_x is not None:
+                lp = predict_log_probs(model, calibration_x, batch_size, device)
+                calibration.append(lp[None])
+        elif len(pending) == members_per_call:
+            flush()
+    if pending:
+        flush()
+    return Evaluated(
+        torch.cat(log_probs), bits, seconds, torch.cat(calibration) if calibration else None
+    )
+
+
+def predict_members(
+    checkpoint, members_dir, x, batch_size, device, members_per_call="auto", calibration_x=None
+):
+    """Evaluate each member file of ``members_dir`` in turn (read lazily, one at a time).
+
+    Returns the :class:`Evaluated` members (bits as an int64 array), the manifest and the
+    checkpoint info.
+    """
+    info = checkpoint_info(checkpoint)
+    manifest = read_manifest(members_dir)
+    if manifest["checkpoint_sha256"] != info.sha256:
+        raise ValueError(
+            f"members in {members_dir} were made from another checkpoint than {checkpoint}; "
+            "delete the folder and rerun the workflow"
+        )
+    model = info.build().to(device)  # the one instance every member is loaded into
+    files = tqdm(manifest["files"], desc=f"predict {Path(members_dir).name}", mininterval=5)
+    members = (_listed_member(members_dir, name, manifest, checkpoint, info) for name in files)
+    done = evaluate_members(model, members, x, batch_size, device, members_per_call, calibration_x)
+    return done._replace(bits=np.asarray(done.bits, dtype=np.int64)), manifest, info
+
+
+def member_run(manifest: dict) -> dict:
+    """The scalars a members folder's predictions file records: method, format, bits, seed."""
+    return {
+        "method": manifest["method"],
+        "format": listed_format(manifest),
+        "bits": manifest["bits"],
+        "seed": manifest["seed"],
+    }
+
+
+def listed_format(manifest: dict) -> str:
+    """The format a manifest names; older manifests name INT-b by its bits only."""
+    return manifest.get("format", int_name(manifest["bits"]))
+
+
+def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
+    """A manifest's member file: made from ``checkpoint``, of the manifest's method and format."""
+    path = Path(folder) / name
+    member = load_member_of(path, checkpoint, info.sha256)
+    listed = listed_format(manifest)
+    said = (manifest["method"], listed, manifest["bits"])
+    if (member.method, member.fmt.name, member.fmt.code_bits) != said:
+        raise ArtifactError(
+            f"member file {path} is {member.method} {member.fmt.label} ({member.fmt.code_bits}"
+            f"-bit codes), but {folder}'s manifest says {manifest['method']} {listed} "
+            f"({manifest['bits']}-bit codes); delete it and rerun"
+        )
+    return member
+
+
+def predict_fp32(checkpoint, x, batch_size, device, calibration_x=None):
+    """The FP32 model of ``checkpoint`` as one :class:`Evaluated` member, and its info."""
+    state, info = load_checkpoint(checkpoint)
+    model = info.build().to(device)
+    model.load_state_dict(state, strict=True)
+    bits = sum(32 * t.numel() for t in state.values())
+    log_probs, took = timed_log_probs(model, x, batch_size, device)
+    calibration = None
+    if calibration_x is not None:
+        calibration = predict_log_probs(model, calibration_x, batch_size, device)[None]
+    return Evaluated(log_probs[None], np.asarray([bits]), [took], calibration), info
+
+
+def write_predictions(
+    out,
+    log_probs,
+    labels,
+    member_bits,
+    info,
+    run: dict,
+    params=None,
+    seconds=None,
+    calibration=None,
+) -> None:
+    """The predictions file every ensemble method ends in (see the module docstring).
+
+    ``params`` defaults to the parameter count of ``info.build()``; ``seconds`` are the members'
+    forward wall times on the evaluated split; ``calibration`` is ``(log_probs, labels)`` of the
+    calibration split.
+    """
+    arrays = {
+        "log_probs": log_probs.numpy().astype(np.float32),  # (M, N, C)
+        "labels": labels.numpy(),  # (N,)
+        "member_bits": np.asarray(member_bits, dtype=np.int64),  # (M,)
+        "backward_passes": np.asarray(info.backward_passes),
+        "params": np.asarray(count_params(info.build()) if params is None else params),
+        "model": np.asarray(info.model),
+        "optimizer": np.asarray(info.optimizer),
+        **{k: np.asarray(v) for k, v in run.items()},
+    }
+    if seconds is not None:
+        arrays["member_seconds"] = np.asarray(seconds, dtype=np.float64)  # (M,)
+    if calibration is not None:
+        arrays["calibration_log_probs"] = calibration[0].numpy().astype(np.float32)  # (M, Nc, C)
+        arrays["calibration_labels"] = calibration[1].numpy()  # (Nc,)
+    write_with(out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+    print(f"wrote {out}: {log_probs.shape[0]} members x {log_probs.shape[1]} points")
+
+
+def write_evaluated(out, done: Evaluated, labels, info, run: dict, calibration_labels=None):
+    """``write_predictions`` of :class:`Evaluated` members (with their seconds and, when they
+    were evaluated on it, the calibration split)."""
+    calibration = None if done.calibration is None else (done.calibration, calibration_labels)
+    write_predictions(out, done.log_probs, labels, done.bits, info, run, seconds=done.seconds,
+                      calibration=calibration)  # fmt: skip

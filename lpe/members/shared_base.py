@@ -1,0 +1,182 @@
+"""An ensemble of low precision members as one file: a shared base plus one bit per member and
+weight ("ex uno pluria", literally; the library part of the shared-base accounting).
+
+The members of one checkpoint in one format share everything but their codes: the scales come
+from the FP32 weights (``lpe.members.files.quantize``) and the kept tensors are the FP32 ones. Each
+quantized weight's code is one of the two grid neighbours of ``w / s`` (BSR draws one of them, RTN
+takes the nearer). So M members are exactly
+
+- one **base**: per quantized weight, the smallest of the members' codes (the lower neighbour
+  wherever a member took it), packed at the format's width; the scales and the kept tensors, once;
+- M **bit-planes**: ``code_m - base``, one bit per quantized weight per member.
+
+Member m decodes as ``base + plane_m`` into an ordinary :class:`lpe.members.files.Member`, bit for
+bit the one encoded, without materialising the others. Storage: ``b + M`` bits per quantized weight
+and the FP32 tensors once, against ``M * b`` bits and the FP32 tensors M times for M member files
+(the paper's accounting, which the tables keep).
+
+On disk (safetensors with the checksums of ``lpe.core.artifacts``): ``base/<name>`` (packed codes),
+``planes/<name>`` (uint8, ``(M, ceil(n / 8))``, little-endian bit order), ``scales/<name>``,
+``fp32/<name>``; the metadata holds the format, each member's method and seed, the shapes, the
+counted bits and the caller's provenance (for example the checkpoint's hash).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
+from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
+from lpe.formats.registry import NumberFormat, get_format
+from lpe.members.files import Member
+
+ENSEMBLE_KIND = "lpe-shared-base-ensemble"
+
+
+@dataclass
+class SharedBase:
+    """M members of one format as a base and M bit-planes (see the module docstring)."""
+
+    fmt: NumberFormat
+    methods: list[str]  # per member: "bsr" or "rtn"
+    seeds: list[int]  # per member
+    base: dict[str, torch.Tensor]  # name -> grid indices, the tensor's shape
+    planes: dict[str, np.ndarray]  # name -> uint8 (M, ceil(numel / 8)), packed bits
+    scales: dict[str, torch.Tensor]
+    kept: dict[str, torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.methods)
+
+    def member(self, m: int) -> Member:
+        """Member ``m`` as it was encoded: ``base + plane_m``; the others stay packed."""
+        if not 0 <= m < len(self):
+            raise IndexError(f"member {m} of an ensemble of {len(self)}")
+        codes = {}
+        for name, base in self.base.items():
+            bit = np.unpackbits(self.planes[name][m], count=base.numel(), bitorder="little")
+            # base + 1 stays on the grid (the base is a member's code minus 0 or 1): no overflow.
+            # In numpy: torch has no addition for the uint16 codes of formats wider than 8 bits.
+            code = base.numpy() + bit.reshape(base.shape).astype(base.numpy().dtype)
+            codes[name] = torch.from_numpy(code)
+        return Member(self.fmt, self.methods[m], self.seeds[m], codes, self.scales, self.kept)
+
+    @property
+    def bits(self) -> int:
+        """Storage under the shared-base accounting: the base codes at the format's width, M
+        packed planes, the scales and the kept tensors once."""
+        width = self.fmt.code_bits
+        base = sum(8 * packed_nbytes(c.numel(), width) for c in self.base.values())
+        planes = sum(8 * p.size for p in self.planes.values())
+        scales = sum(self.fmt.scale_bits * s.numel() for s in self.scales.values())
+        kept = sum(8 * t.element_size() * t.numel() for t in self.kept.values())
+        return base + planes + scales + kept
+
+
+def encode(members: Sequence[Member]) -> SharedBase:
+    """The shared base and bit-planes of ``members`` (one checkpoint, one format; BSR members
+    and the RTN member alike). Refuses members that do not share their scales and kept tensors,
+    or whose codes differ by more than one grid step: they are not one ensemble."""
+    if not members:
+        raise ValueError("encode needs at least one member")
+    first = members[0]
+    for k, member in enumerate(members[1:], start=1):
+        problem = _mismatch(first, member)
+        if problem:
+            raise ValueError(f"member {k} cannot share member 0's base: {problem}")
+    base, planes = {}, {}
+    for name, code in first.codes.items():
+        stacked = torch.stack([m.codes[name].cpu().to(torch.int64) for m in members])  # (M, ...)
+        low = stacked.min(dim=0).values
+        step = (stacked - low).reshape(len(members), -1)
+        if int(step.max()) > 1:
+            raise ValueError(
+                f"{name}: members' codes differ by up to {int(step.max())} grid steps; a shared "
+                "base holds members one step apart (BSR and RTN of the same weights)"
+            )
+        base[name] = low.to(code.dtype)
+        planes[name] = np.packbits(step.numpy().astype(np.uint8), axis=1, bitorder="little")
+    return SharedBase(
+        fmt=first.fmt,
+        methods=[m.method for m in members],
+        seeds=[m.seed for m in members],
+        base=base,
+        planes=planes,
+        scales={n: s.cpu() for n, s in first.scales.items()},
+        kept={n: t.cpu() for n, t in first.kept.items()},
+    )
+
+
+def _mismatch(a: Member, b: Member) -> str:
+    if (a.fmt.name, a.fmt.per_channel) != (b.fmt.name, b.fmt.per_channel):
+        return f"format {b.fmt.name} is not {a.fmt.name}"
+    if a.codes.keys() != b.codes.keys() or a.kept.keys() != b.kept.keys():
+        return "another set of tensors"
+    for name in a.codes:
+        if a.codes[name].shape != b.codes[name].shape:
+            return f"{name} has shape {tuple(b.codes[name].shape)}"
+        if not torch.equal(a.scales[name], b.scales[name]):
+            return f"{name} has other scales (another checkpoint?)"
+    for name in a.kept:
+        if not torch.equal(a.kept[name], b.kept[name]):
+            return f"kept tensor {name} differs (another checkpoint?)"
+    return ""
+
+
+def save_shared_base(path: str | Path, ensemble: SharedBase, provenance: Mapping[str, str]) -> int:
+    """Write ``ensemble`` atomically as one safetensors file; return its counted bits."""
+    tensors: dict[str, torch.Tensor] = {}
+    shapes = {}
+    for name, base in ensemble.base.items():
+        tensors[f"base/{name}"] = pack_indices(base, ensemble.fmt.code_bits)
+        tensors[f"planes/{name}"] = torch.from_numpy(ensemble.planes[name])
+        tensors[f"scales/{name}"] = ensemble.fmt.stored_scales(ensemble.scales[name])
+        shapes[name] = list(base.shape)
+    for name, t in ensemble.kept.items():
+        tensors[f"fp32/{name}"] = t
+    metadata = {
+        "lpe_kind": ENSEMBLE_KIND,
+        "format": ensemble.fmt.name,
+        "per_channel": str(ensemble.fmt.per_channel),
+        "methods": json.dumps(ensemble.methods),
+        "seeds": json.dumps(ensemble.seeds),
+        "shapes": json.dumps(shapes, sort_keys=True),
+        "memory_bits": str(ensemble.bits),
+        **provenance,
+    }
+    save_tensors(path, tensors, metadata)
+    return ensemble.bits
+
+
+def load_shared_base(path: str | Path) -> tuple[SharedBase, dict[str, str]]:
+    """Read an ensemble file (checksum verified); return the ensemble and its metadata."""
+    tensors, meta = load_tensors(path, "ensemble file")
+    if meta.get("lpe_kind") != ENSEMBLE_KIND:
+        raise ArtifactError(f"{path} is not an LPE ensemble file (kind {meta.get('lpe_kind')!r})")
+    fmt = get_format(meta["format"], per_channel=meta["per_channel"] == "True")
+    shapes = json.loads(meta["shapes"])
+    ensemble = SharedBase(
+        fmt=fmt,
+        methods=json.loads(meta["methods"]),
+        seeds=json.loads(meta["seeds"]),
+        base={n: unpack_indices(tensors[f"base/{n}"], fmt, tuple(s)) for n, s in shapes.items()},
+        planes={n: tensors[f"planes/{n}"].numpy() for n in shapes},
+        scales={n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes},
+        kept={k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")},
+    )
+    members = len(ensemble)
+    for name, plane in ensemble.planes.items():
+        expected = (members, (int(np.prod(shapes[name])) + 7) // 8)
+        if plane.shape != expected or plane.dtype != np.uint8:
+            raise ArtifactError(
+                f"ensemble file {path}: planes/{name} is {plane.shape}, not {expected}"
+            )
+    if ensemble.bits != int(meta["memory_bits"]):
+        raise ArtifactError(f"ensemble file {path}: stored bits disagree with its tensors")
+    return ensemble, meta

@@ -1,0 +1,306 @@
+"""The ``baselines`` stage: training-free ensembles other than LPE-BSR (Table 6, claim 6).
+
+Each perturbs one trained model and has one setting, chosen on the validation split (never the
+test split) from the candidates given, by the NLL of the ensemble; LPE-BSR is one of them, so
+that Table 6 fixes no method while tuning the others:
+
+- ``bsr``: LPE-BSR members at INT-b, the candidates being bit widths; member k is the generate
+  stage's member k of the same seed (``member_seed(seed, k)``, per-channel scales).
+- ``matched``: Gaussian weight noise of LPE-BSR's per-weight variance ``s^2 f (1 - f)`` at the
+  precision ``bsr`` chose (read from its choice file with ``--setting-file``): the same
+  perturbation size as LPE-BSR, Gaussian instead of two-point.
+
+- ``gaussian``: Gaussian weight noise on the tensors LPE-BSR quantizes (the same policy), with a
+  standard deviation of ``scale x max|w|`` of each output channel, i.e. in the units of the INT-b
+  grid's per-channel range (ASSUMED parameterisation; the paper's was not available). Member k
+  draws from its own generator, ``member_seed(seed, k)``.
+- ``dropout``: MC dropout at rate ``p`` on every ``nn.Dropout`` of the timm ViT except attention
+  probabilities (timm's fused attention takes its dropout flag from the attention module, not
+  the dropout module). Member k's masks come from torch's global generator seeded with
+  ``member_seed(seed, k)`` inside ``fork_rng``.
+
+Memory budget: an LPE-BSR member is its codes, scales and kept tensors (as the generate stage
+stores it); a Gaussian-noise member is stored as FP32 weights (32 bits per parameter); MC
+dropout members are masks drawn at run time from the one stored FP32 model, so the whole
+ensemble costs one model.
+
+Output: one predictions file (``lpe.stages.predict``) of the test split per ensemble seed, with the
+chosen setting in ``setting``; the validation NLL of every candidate is printed to the log. The
+choice is made once, with the first seed's members, and shared by every seed;
+``--select-out CHOICE.json`` also writes it, and ``--setting-file CHOICE.json`` uses a choice
+made before instead of choosing.
+
+Usage: ``python -m lpe.stages.baselines --checkpoint CKPT --data DATA --method gaussian
+--candidates 0.01 0.02 0.05 --members 10 --seeds 0 1 --out P0.npz P1.npz --select-out C.json``;
+or ``--select-out C.json`` alone (only choose), then ``--setting-file C.json --seeds 1 --out
+P1.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lpe.core import metrics
+from lpe.core.artifacts import ArtifactError, write_json
+from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.selection import at_an_end
+from lpe.data.datasets import SPLITS
+from lpe.data.inputs import add_data_arguments, open_stage_data
+from lpe.evaluation.prediction import (
+    Evaluated,
+    add_calibration_arguments,
+    check_calibration,
+    predict_log_probs,
+    timed_log_probs,
+    write_evaluated,
+)
+from lpe.formats.integer import MAX_BITS, MIN_BITS, IntFormat, compute_scales
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import int_format
+from lpe.members.files import member_seed, quantize
+from lpe.models.checkpoints import load_checkpoint
+from lpe.models.factory import count_params
+
+METHODS = ("gaussian", "dropout", "bsr", "matched")
+# the method names predictions files carry (lpe.stages.score labels "bsr" as lpe-bsr)
+LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout", "bsr": "bsr",
+          "matched": "gaussian-matched"}  # fmt: skip
+# matched noise takes LPE-BSR's chosen precision: it reads the bsr choice, it has none of its own
+CHOICE_OF = {"matched": "bsr"}
+
+
+def check_candidates(method: str, candidates: Sequence[float]) -> None:
+    if not candidates:
+        raise ValueError(f"baselines.{method}: the search has no candidates")
+    if method in ("bsr", "matched") and not all(
+        float(b).is_integer() and MIN_BITS <= b <= MAX_BITS for b in candidates
+    ):
+        raise ValueError(
+            f"baselines.bits must be integers in {MIN_BITS}..{MAX_BITS}, got {list(candidates)}"
+        )
+    if method == "dropout" and not all(0 <= p < 1 for p in candidates):
+        raise ValueError(f"baselines.dropout rates must be in [0, 1), got {list(candidates)}")
+    if method == "gaussian" and not all(s >= 0 for s in candidates):
+        raise ValueError(f"baselines.gaussian scales must be >= 0, got {list(candidates)}")
+
+
+@torch.no_grad()
+def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) -> None:
+    """Write ``state`` plus Gaussian noise (std ``scale x`` channel absmax) into ``model``."""
+    generator = torch.Generator().manual_seed(seed)
+    target = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        noisy = tensor
+        if policy.quantizes(name, tensor):
+            # compute_scales with qmax 1 is the per-channel absmax
+            absmax = compute_scales(tensor, IntFormat(2, per_channel=True))
+            noise = torch.randn(tensor.shape, generator=generator)
+            noisy = tensor + scale * absmax * noise
+        target[name].copy_(noisy)
+
+
+@torch.no_grad()
+def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> None:
+    """Write ``state`` plus Gaussian noise of LPE-BSR's per-weight variance at INT-``bits``.
+
+    BSR rounds ``w = s (c + f)`` (grid step ``s``, code ``c``, fraction ``f`` in [0, 1)) up with
+    probability ``f``: an unbiased perturbation of variance ``s^2 f (1 - f)``. This member adds
+    a Gaussian of exactly that variance, weight by weight, so that it differs from an LPE-BSR
+    member only in the shape of the noise (Gaussian, not two-point on the grid).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    fmt = IntFormat(bits, per_channel=True)
+    target = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        noisy = tensor
+        if policy.quantizes(name, tensor):
+            step = compute_scales(tensor, fmt)
+            u = tensor.float() / step
+            f = u - u.floor()
+            noise = torch.randn(tensor.shape, generator=generator)
+            noisy = tensor + step * (f * (1 - f)).sqrt() * noise
+        target[name].copy_(noisy)
+
+
+def write_member(model, state, policy: QuantPolicy, method: str, setting, seed: int) -> None:
+    """Write the member ``seed`` of a weight-perturbing method into ``model``."""
+    if method == "gaussian":
+        gaussian_member(model, state, policy, setting, seed)
+    elif method == "matched":
+        matched_member(model, state, policy, int(setting), seed)
+    else:  # bsr: the generate stage's member of this seed
+        quantize(state, int_format(int(setting)), "bsr", seed, policy).load_into(model)
+
+
+def set_dropout(model: torch.nn.Module, rate: float) -> None:
+    """Rate ``rate`` on every dropout module but attention's, in train mode (the rest in eval)."""
+    model.eval()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout) and not name.endswith("attn_drop"):
+            module.p = rate
+            module.train()
+
+
+def ensemble(model, state, method, setting, members, seed, x, batch_size, device, calib_x=None):
+    """The ``method`` ensemble at ``setting``, evaluated on ``x`` (and ``calib_x``, when given)."""
+    policy = QuantPolicy()
+    out, calibration, seconds = [], [], []
+    dropout = method == "dropout"
+    if dropout:
+        model.load_state_dict(state)  # MC dropout keeps its dropout modules training
+
+    def evaluate() -> None:
+        lp, took = timed_log_probs(model, x, batch_size, device, eval_mode=not dropout)
+        out.append(lp)
+        seconds.append(took)
+        if calib_x is not None:
+            lp = predict_log_probs(model, calib_x, batch_size, device, eval_mode=not dropout)
+            calibration.append(lp)
+
+    for k in range(members):
+        if not dropout:  # a perturbed copy of the weights
+            write_member(model, state, policy, method, setting, member_seed(seed, k))
+            evaluate()
+            continue
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(member_seed(seed, k))
+            set_dropout(model, setting)
+            evaluate()
+    bits = [0] * members  # the caller's member_bits() counts the storage
+    stacked = torch.stack(calibration) if calibration else None
+    return Evaluated(torch.stack(out), bits, seconds, stacked)
+
+
+def choose_setting(model, state, method, candidates, members, seed, data, batch_size, device):
+    """The candidate with the lowest validation NLL of the ensemble; all validation NLLs.
+
+    Validation is the data's selection split: the val split of a data file, the holdout of an
+    image folder's training images (``lpe.data.inputs``)."""
+    x, y = data.inputs(data.selection_split, batch_size)
+    scores = {}
+    for setting in candidates:
+        log_probs = ensemble(
+            model, state, method, setting, members, seed, x, batch_size, device
+        ).log_probs
+        scores[setting] = metrics.score(log_probs, y)["nll"]
+        print(f"{method} {setting}: validation NLL {scores[setting]:.5f}")
+    best = min(candidates, key=lambda s: (scores[s], s))
+    return best, scores
+
+
+def read_choice(path, method: str) -> float:
+    """The setting a ``--select-out`` run chose, refusing one made for another method."""
+    try:
+        choice = json.loads(Path(path).read_text())
+        setting = float(choice["setting"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ArtifactError(
+            f"{path} is not a baseline choice file ({err}); rerun the selection"
+        ) from err
+    if choice.get("method") != CHOICE_OF.get(method, method):
+        raise ValueError(f"{path} chose a setting for {choice.get('method')!r}, not {method!r}")
+    check_candidates(method, [setting])
+    return setting
+
+
+def member_bits(model, state, method: str, setting: float, members: int) -> list[int]:
+    """Each member's storage: an LPE-BSR member's codes, scales and kept tensors; a noisy member
+    is a full FP32 model; MC dropout's members are masks of the one stored FP32 model."""
+    params = count_params(model)
+    if method == "bsr":
+        fmt = int_format(int(setting))
+        return [quantize(state, fmt, "rtn").bits] * members  # the same layout as a BSR member
+    if method == "dropout":
+        return [32 * params] + [0] * (members - 1)
+    return [32 * params] * members
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    add_data_arguments(parser)
+    parser.add_argument("--split", default="test", choices=SPLITS, help="the evaluation split")
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--candidates", type=float, nargs="*", default=[])
+    parser.add_argument("--members", type=int, required=True)
+    parser.add_argument(
+        "--seeds", "--seed", type=int, nargs="+", required=True,
+        help="ensemble seeds; the first one's members choose the setting",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--out", nargs="*", default=[], help="test predictions file per seed")
+    parser.add_argument("--select-out", help="write the chosen setting to this json")
+    parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
+    parser.add_argument("--copy-choice-to", help="with --setting-file: record the choice used")
+    add_calibration_arguments(parser, holdout=False)  # --holdout: the data flags'
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    check_calibration(parser, args)
+    chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
+    if chosen is None:
+        if args.method in CHOICE_OF or args.copy_choice_to:
+            parser.error(f"--method {args.method} and --copy-choice-to need a --setting-file")
+        check_candidates(args.method, args.candidates)
+    elif args.select_out:
+        parser.error("--setting-file and --select-out exclude each other")
+    if not args.out and not args.select_out:
+        parser.error("nothing to do: give --out (predictions) and/or --select-out (the choice)")
+    if args.out and len(args.out) != len(args.seeds):
+        parser.error(f"--seeds and --out must pair up: got {args.seeds} and {args.out}")
+    if args.members < 1:
+        parser.error(f"--members must be >= 1, got {args.members}")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    state, info = load_checkpoint(args.checkpoint)
+    data = open_stage_data(args, info)
+    model = info.build().to(device)
+    if chosen is None:
+        with autocast(device, args.dtype):
+            setting, validation = choose_setting(model, state, args.method, args.candidates,
+                                                 args.members, args.seeds[0], data,
+                                                 args.batch_size, device)  # fmt: skip
+        print(f"chosen on the validation split: {args.method} {setting}")
+        candidates = sorted(args.candidates)
+        if at_an_end(setting, candidates):
+            print(f"WARNING: {args.method} {setting} is at an end of its candidates "
+                  f"{candidates}: a better setting may lie beyond them; widen the "
+                  "list in the config's baselines section", file=sys.stderr)  # fmt: skip
+        if args.select_out:
+            nll = {str(k): v for k, v in validation.items()}
+            write_json(args.select_out, {
+                "method": args.method, "setting": setting, "seed": args.seeds[0],
+                "members": args.members, "validation_nll": nll,
+                "candidates": candidates,
+            })  # fmt: skip
+    else:
+        setting = chosen
+        print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
+        if args.copy_choice_to:
+            write_json(args.copy_choice_to, {"method": args.method, "setting": setting,
+                                             "chosen_by": args.setting_file})  # fmt: skip
+    if not args.out:
+        return
+    x, labels = data.inputs(args.split, args.batch_size)
+    calib_x, calib_labels = (
+        data.inputs(data.selection_split, args.batch_size) if args.calibrate else (None, None)
+    )
+    bits = member_bits(model, state, args.method, setting, args.members)
+    for seed, out in zip(args.seeds, args.out, strict=True):
+        with autocast(device, args.dtype):
+            done = ensemble(model, state, args.method, setting, args.members, seed, x,
+                            args.batch_size, device, calib_x)  # fmt: skip
+        precision = int(setting) if args.method == "bsr" else 0  # 0: FP32
+        run = {"method": LABELS[args.method], "bits": precision, "seed": seed,
+               "setting": np.asarray(setting)}  # fmt: skip
+        write_evaluated(out, done._replace(bits=bits), labels, info, run, calib_labels)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The ``generate`` stage: low precision members of a checkpoint, written as real files.
+
+For ``--method bsr`` it draws ``--members`` members by Bernoulli stochastic rounding, member ``k``
+seeded by ``member_seed(seed, k)``; for ``--method rtn`` it writes the single rounding-to-nearest
+member. The output folder holds ``member00.safetensors, ...`` and ``manifest.json`` (format,
+seeds, policy counts, bits); it appears under its final name only when complete.
+
+Usage: ``python -m lpe.stages.generate --checkpoint CKPT --method bsr --format int4 --seed 0
+--members 10 --out work/mini/members/vit_mini_s/bsr-int4-seed0``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lpe.core.runtime import set_threads
+from lpe.members.files import METHODS
+from lpe.members.sets import add_member_arguments, generate, member_format
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--method", required=True, choices=METHODS)
+    add_member_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    try:
+        fmt, policy = member_format(args)
+    except ValueError as err:
+        parser.error(str(err))
+    manifest = generate(
+        args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy
+    )
+    print(
+        f"wrote {len(manifest['files'])} members to {args.out}; "
+        f"{manifest['member_bits'][0]:,} bits each"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The ``landscape`` stage: the plane through three weight vectors (Figures 3, 4 and 6).
+
+The anchors are a solution ``w0``, a posterior (BMA) draw ``w1`` and an LPE-BSR member ``w2``
+made from the solution (Figures 3 and 6); or, with ``--second`` instead of ``--posterior``, two
+snapshots ``w0``, ``w1`` of a snapshot ensemble and an LPE-BSR member ``w2`` of the first
+(Figure 4). With ``e1`` along ``w1 - w0`` and ``e2`` the part of ``w2 - w0``
+orthogonal to it (Gram-Schmidt), a point ``(a, b)`` of the plane is ``w0 + a e1 + b e2``; the
+anchors sit at ``(0, 0)``, ``(|w1 - w0|, 0)`` and ``(<w2 - w0, e1>, <w2 - w0, e2>)``. The grid
+spans the anchors plus a margin (a fraction of the anchors' extent) on every side.
+
+At every grid point the weights are written into the one model instance
+(``torch.nn.utils.vector_to_parameters``; no copy of the model per point) and evaluated on the
+first ``points`` inputs of the split: test NLL, and the KL divergence ``KL(p_anchor || p_point)``
+of the point's predictive distribution from each anchor's, averaged over inputs.
+
+Output ``.npz``: ``a (G,)``, ``b (G,)``, ``nll (G, G)`` indexed ``[b, a]``, ``kl (3, G, G)``,
+``anchors (3, 2)``, ``anchor_names (3,)``, ``anchor_nll (3,)`` (evaluated at the anchors' own
+weights), plus ``model``, ``optimizer``, ``bits``, ``points``.
+
+Usage: ``python -m lpe.stages.landscape --checkpoint SOL --posterior POST --member
+MEMBER.safetensors --data DATA --out PLANE.npz [--grid 11 --margin 0.25 --points 2000 --seed 0]``;
+Figure 4: ``--checkpoint SNAPSHOT1 --second SNAPSHOT2 --member MEMBER_OF_SNAPSHOT1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lpe.core.artifacts import write_with
+from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.data.datasets import SPLITS
+from lpe.data.inputs import add_data_arguments, open_stage_data
+from lpe.evaluation.prediction import predict_log_probs
+from lpe.members.files import load_member_of
+from lpe.models.checkpoints import load_checkpoint
+from lpe.training.finetuning import draw, load_solution
+
+ANCHOR_NAMES = ("solution", "BMA draw", "LPE-BSR draw")
+SNAPSHOT_ANCHOR_NAMES = ("snapshot 1", "snapshot 2", "LPE-BSR draw")
+
+
+@dataclass
+class Plane:
+    origin: torch.Tensor  # (P,)
+    e1: torch.Tensor  # (P,) unit
+    e2: torch.Tensor  # (P,) unit, orthogonal to e1
+
+    @classmethod
+    def through(cls, w0: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> Plane:
+        u, v = (w1 - w0).double(), (w2 - w0).double()
+        if u.norm() == 0:
+            raise ValueError("the first two anchors coincide: no plane through them")
+        e1 = u / u.norm()
+        v_perp = v - (v @ e1) * e1
+        if v_perp.norm() <= 1e-5 * v.norm():  # float32 weights: collinear up to rounding
+            raise ValueError("the three anchors are collinear: no plane through them")
+        return cls(w0.double(), e1, v_perp / v_perp.norm())
+
+    def coordinates(self, w: torch.Tensor) -> tuple[float, float]:
+        d = w.double() - self.origin
+        return float(d @ self.e1), float(d @ self.e2)
+
+    def point(self, a: float, b: float) -> torch.Tensor:
+        return (self.origin + a * self.e1 + b * self.e2).float()
+
+
+def grid_axes(anchors: np.ndarray, grid: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """``grid`` points per axis spanning the anchors plus ``margin`` x their extent each side."""
+    if grid < 3:
+        raise ValueError(f"landscape.grid must be >= 3 points per axis, got {grid}")
+    if margin < 0:
+        raise ValueError(f"landscape.margin must be >= 0, got {margin}")
+    axes = []
+    for column in anchors.T:
+        low, high = column.min(), column.max()
+        pad = margin * (high - low)
+        axes.append(np.linspace(low - pad, high + pad, grid))
+    return axes[0], axes[1]
+
+
+def kl_from(anchor_log_probs: torch.Tensor, log_probs: torch.Tensor) -> float:
+    """Mean over inputs of ``KL(p_anchor || p)``; both ``(N, C)`` log-probabilities."""
+    p = anchor_log_probs.exp()
+    return float((p * (anchor_log_probs - log_probs)).sum(-1).mean())
+
+
+def nll_of(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(-log_probs.gather(1, labels[:, None]).mean())
+
+
+@torch.inference_mode()
+def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, x, labels, device, batch=1000):
+    """NLL and KL-from-each-anchor at every grid point; also each anchor's own NLL."""
+
+    def log_probs_at(weights: torch.Tensor) -> torch.Tensor:
+        torch.nn.utils.vector_to_parameters(weights.to(device), model.parameters())
+        return predict_log_probs(model, x, batch, device)
+
+    anchor_lp = [log_probs_at(w) for w in anchors]
+    anchor_nll = np.array([nll_of(lp, labels) for lp in anchor_lp])
+    nll = np.zeros((len(b_axis), len(a_axis)))
+    kl = np.zeros((len(anchors), len(b_axis), len(a_axis)))
+    with tqdm(total=nll.size, desc="landscape", mininterval=5) as bar:
+        for i, b in enumerate(b_axis):
+            for j, a in enumerate(a_axis):
+                lp = log_probs_at(plane.point(a, b))
+                nll[i, j] = nll_of(lp, labels)
+                kl[:, i, j] = [kl_from(alp, lp) for alp in anchor_lp]
+                bar.update(1)
+    if not (np.isfinite(nll).all() and np.isfinite(kl).all()):
+        raise FloatingPointError("the landscape has non-finite values; lower landscape.margin")
+    return nll, kl, anchor_nll
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="the solution (first anchor)")
+    second = parser.add_mutually_exclusive_group(required=True)
+    second.add_argument("--posterior", help="posterior file of the BMA draw (second anchor)")
+    second.add_argument("--second", help="a second checkpoint as the second anchor (Figure 4)")
+    parser.add_argument("--member", required=True, help="an LPE-BSR member file of the solution")
+    add_data_arguments(parser)
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--grid", type=int, default=11, help="points per axis (>= 3)")
+    parser.add_argument("--margin", type=float, default=0.25, help="fraction of the extent")
+    parser.add_argument("--points", type=int, default=2000, help="inputs evaluated per point")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the BMA draw")
+    parser.add_argument("--out", required=True)
+    add_runtime_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.grid < 3:
+        parser.error(f"--grid must be >= 3 points per axis, got {args.grid}")
+    if args.points < 1:
+        parser.error(f"--points must be >= 1, got {args.points}")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.posterior:
+        state, info, posterior = load_solution(args.checkpoint, args.posterior)
+    else:
+        state, info = load_checkpoint(args.checkpoint)
+    member = load_member_of(args.member, args.checkpoint, info.sha256)
+    model = info.build().to(device)
+    member.load_into(model)
+    lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    model.load_state_dict(state)
+    solution = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    if args.posterior:
+        second_w = draw(posterior, args.seed, 0)
+    else:
+        second_state, _ = load_checkpoint(args.second)
+        model.load_state_dict(second_state)
+        second_w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    anchors_w = [solution, second_w, lpe_draw]
+    plane = Plane.through(*anchors_w)
+    anchors = np.array([plane.coordinates(w) for w in anchors_w])
+    a_axis, b_axis = grid_axes(anchors, args.grid, args.margin)
+    x, labels = open_stage_data(args, info).tensors(args.split, args.points)
+    with autocast(device, args.dtype):
+        nll, kl, anchor_nll = evaluate_plane(
+            model, plane, anchors_w, a_axis, b_axis, x, labels, device
+        )
+    arrays = {
+        "a": a_axis,
+        "b": b_axis,
+        "nll": nll,
+        "kl": kl,
+        "anchors": anchors,
+        "anchor_names": np.asarray(ANCHOR_NAMES if args.posterior else SNAPSHOT_ANCHOR_NAMES),
+        "anchor_nll": anchor_nll,
+        "model": np.asarray(info.model),
+        "optimizer": np.asarray(info.optimizer),
+        "bits": np.asarray(member.fmt.code_bits),
+        "points": np.asarray(len(x)),
+    }
+    write_with(args.out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+    print(f"wrote {args.out}: {args.grid} x {args.grid} grid, anchors at {anchors.round(4)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""LLaMA-3 on MMLU as 4-way multiple choice: the language-model part of Table 3 and Figure 7.
+
+ASSUMED setup (docs/paper.md): k-shot prompts (k = 5) built from MMLU's dev split in the format of
+Hendrycks et al., and the model's log-probabilities of the tokens " A", " B", " C", " D" at the
+answer position, renormalised over the four, as the class log-probabilities. Token embeddings and
+the output head stay FP32; every other weight matrix is quantized (``LLM_EXCLUDE``).
+
+MMLU is read from a local copy in its original CSV layout: ``ROOT/dev/<subject>_dev.csv`` and
+``ROOT/<split>/<subject>_<split>.csv``, rows ``question, A, B, C, D, answer`` without a header. A
+missing folder or a malformed row stops with the path and the layout expected.
+
+Subcommands:
+
+- ``download --name meta-llama/Meta-Llama-3-8B --cache DIR --out MODEL_DIR``: the model and its
+  tokenizer through transformers (a gated model reads its token from ``HF_TOKEN``), saved to
+  ``MODEL_DIR``; a copy already in ``DIR`` is used without network access.
+- ``predict --model MODEL_DIR --mmlu ROOT --out PREDS.npz [--bits 5 --method bsr --members 20
+  --seed 0] [--dtype bfloat16]``: the predictions file of the FP32 model or of its RTN or LPE-BSR
+  members, which are made in memory and written into the one model in turn (no member files at
+  this scale).
+
+At 8B scale (the paper profile):
+- ``--dtype bfloat16`` holds the model's weights in bf16 (16 GB instead of 32); the output head
+  stays FP32 (it scores only the last position) and members are always rounded from the FP32
+  masters, kept on the CPU, so a member is the same whatever ``--dtype``.
+- Rounding runs on the model's device, one tensor at a time (the CUDA BSR path, bit-identical to
+  the CPU kernel), so the GPU holds the model plus one FP32 tensor.
+- The forward keeps only the last position's logits and builds no KV cache.
+- Each member's predictions are saved as it finishes (``PREDS.npz.members/``); a rerun after a
+  timeout or a kill resumes from there, so it loses one member, not twenty. The folder records
+  what made it (model, split, shots, format, seed, dtype) and is refused if any of it changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lpe.core.artifacts import write_json, write_with
+from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
+from lpe.formats.integer import MAX_BITS, MIN_BITS
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import int_format
+from lpe.members.files import member_seed, quantize
+
+CHOICES = "ABCD"
+LLM_EXCLUDE = ("model.embed_tokens.*", "lm_head.*")
+LAYOUT = (
+    "expected ROOT/dev/<subject>_dev.csv and ROOT/<split>/<subject>_<split>.csv, each row "
+    "question,A,B,C,D,answer (no header; answer one of A-D), as in the original MMLU release"
+)
+
+
+class MMLUError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Question:
+    subject: str
+    question: str
+    options: tuple[str, str, str, str]
+    answer: int  # 0..3
+
+
+def read_split(root: str | Path, split: str) -> dict[str, list[Question]]:
+    """Subject -> questions of ``split``, refusing a missing folder or a malformed row."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise MMLUError(f"MMLU folder {folder} does not exist; {LAYOUT}")
+    files = sorted(folder.glob(f"*_{split}.csv"))
+    if not files:
+        raise MMLUError(f"MMLU folder {folder} has no *_{split}.csv files; {LAYOUT}")
+    subjects = {}
+    for path in files:
+        rows = []
+        with path.open(newline="", encoding="utf-8") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if len(row) != 6 or row[5].strip() not in CHOICES:
+                    raise MMLUError(f"{path} row {i + 1} is malformed ({row[:6]}); {LAYOUT}")
+                subject = path.name.removesuffix(f"_{split}.csv")
+                rows.append(Question(subject, row[0], tuple(row[1:5]), CHOICES.index(row[5])))
+        subjects[path.name.removesuffix(f"_{split}.csv")] = rows
+    return subjects
+
+
+def format_question(q: Question, with_answer: bool) -> str:
+    text = q.question + "".join(f"\n{c}. {o}" for c, o in zip(CHOICES, q.options, strict=True))
+    return text + "\nAnswer:" + (f" {CHOICES[q.answer]}\n\n" if with_answer else "")
+
+
+def prompt(q: Question, shots: list[Question]) -> str:
+    subject = q.subject.replace("_", " ")
+    head = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+    return head + "".join(format_question(s, True) for s in shots) + format_question(q, False)
+
+
+def build_prompts(root, split: str, shots: int, limit: int | None = None):
+    """Prompts and labels of ``split``, each with its subject's first ``shots`` dev questions."""
+    questions = read_split(root, split)
+    dev = read_split(root, "dev") if shots else {}
+    prompts, labels = [], []
+    for subject, rows in questions.items():
+        examples = dev.get(subject, [])
+        if len(examples) < shots:
+            raise MMLUError(f"{subject}: {len(examples)} dev questions for {shots}-shot prompts")
+        for q in rows:
+            prompts.append(prompt(q, examples[:shots]))
+            labels.append(q.answer)
+    if limit is not None:  # a fixed, subject-balanced subset for quick runs
+        order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(0))[:limit]
+        prompts, labels = [prompts[i] for i in order], [labels[i] for i in order]
+    return prompts, torch.tensor(labels)
+
+
+def answer_token_ids(tokenizer) -> list[int]:
+    """The token of " A", " B", " C", " D" (the last one when a letter takes several)."""
+    return [tokenizer.encode(f" {c}", add_special_tokens=False)[-1] for c in CHOICES]
+
+
+@torch.inference_mode()
+def answer_log_probs(model, tokenizer, prompts, device, batch_size: int = 4) -> torch.Tensor:
+    """``(N, 4)`` log-probabilities of the four answers at the answer position."""
+    ids = answer_token_ids(tokenizer)
+    if len(set(ids)) != 4:
+        raise MMLUError(f"the tokenizer maps the answer letters to tokens {ids}, not 4 distinct")
+    tokenizer.padding_side = "left"  # the answer position is the last one of every row
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        # only the answer position's logits (not (batch, length, 128k)), and no KV cache
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        logits = model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, ids]
+        out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def load_model(folder, dtype: str = "float32", device=None):
+    """The model with its weights in ``dtype`` (its output head in FP32), and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
+    head = model.get_output_embeddings()
+    if DTYPES[dtype] != torch.float32 and head is not model.get_input_embeddings():
+        # FP32 answer logits: the head (one position per prompt) runs on FP32 inputs
+        head.float().register_forward_pre_hook(lambda _, args: (args[0].float(), *args[1:]))
+    return model.to(device or "cpu"), AutoTokenizer.from_pretrained(folder)
+
+
+@torch.no_grad()
+def load_rounded(model, masters, fmt, method: str, seed: int, policy, device) -> int:
+    """Round the FP32 ``masters`` (on the CPU) into ``model`` one tensor at a time on
+    ``device``; return the member's storage bits. A tensor's codes depend only on (seed, name),
+    so this is the member ``quantize(masters, ...)`` makes, without a second copy of the model."""
+    target = model.state_dict(keep_vars=True)
+    if set(masters) != set(target):
+        raise ValueError("the FP32 masters do not match the model's tensors")
+    bits = 0
+    for name, master in masters.items():
+        part = quantize({name: master.to(device)}, fmt, method, seed=seed, policy=policy)
+        part.write_into(target)
+        bits += part.bits
+    return bits
+
+
+def predict(args) -> None:
+    device = resolve_device(args.device)
+    model, tokenizer = load_model(args.model, args.dtype, device)
+    prompts, labels = build_prompts(args.mmlu, args.split, args.shots, args.limit)
+    masters = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    policy = QuantPolicy(exclude=LLM_EXCLUDE)
+    numel = sum(t.numel() for t in masters.values())
+    if args.bits is None:
+        log_probs = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)[None]
+        bits, run = [32 * numel], {"method": "fp32", "bits": 0, "seed": 0}
+    else:
+        fmt, members = int_format(args.bits), 1 if args.method == "rtn" else args.members
+        parts = MemberParts(Path(str(args.out) + ".members"), _run_record(args, len(prompts)))
+        log_probs, bits = [], []
+        for k in tqdm(range(members), desc=f"{args.method} members", mininterval=5):
+            seed = member_seed(args.seed, k) if args.method == "bsr" else 0
+            if k not in parts:
+                member_bits = load_rounded(model, masters, fmt, args.method, seed, policy, device)
+                lp = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)
+                parts.save(k, lp, member_bits)
+            lp, member_bits = parts.load(k)
+            log_probs.append(lp)
+            bits.append(member_bits)
+        log_probs = torch.stack(log_probs)
+        run = {"method": args.method, "bits": args.bits, "seed": args.seed}
+    meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
+    info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")
+    from lpe.evaluation.prediction import write_predictions
+
+    write_predictions(args.out, log_probs, labels, bits, info, run, params=numel)
+    if args.bits is not None:
+        parts.remove()
+
+
+def _run_record(args, prompts: int) -> dict:
+    """What determines a member's predictions; saved parts of another run are not reused."""
+    source = json.loads((Path(args.model) / "lpe_source.json").read_text())
+    keys = ("split", "shots", "limit", "bits", "method", "seed", "dtype")
+    return {"model": source["sha256"], "prompts": prompts, **{k: getattr(args, k) for k in keys}}
+
+
+class MemberParts:
+    """Each finished member's ``(N, 4)`` log-probabilities and bits, saved atomically in
+    ``folder`` so that an interrupted run resumes; ``record`` says what made them."""
+
+    def __init__(self, folder: Path, record: dict) -> None:
+        self.folder, self.record = folder, record
+        manifest = folder / "run.json"
+        if manifest.is_file():
+            saved = json.loads(manifest.read_text())
+            if saved != record:
+                raise MMLUError(
+                    f"{folder} holds members of another run ({saved}, not {record}): "
+                    "delete it and rerun"
+                )
+            print(f"resuming: {len(list(folder.glob('member*.npz')))} members saved in {folder}")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(manifest, record)
+
+    def _path(self, k: int) -> Path:
+        return self.folder / f"member{k:03d}.npz"
+
+    def __contains__(self, k: int) -> bool:
+        return self._path(k).is_file()
+
+    def save(self, k: int, log_probs: torch.Tensor, bits: int) -> None:
+        arrays = {"log_probs": log_probs.numpy(), "bits": np.asarray(bits)}
+        write_with(self._path(k), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+
+    def load(self, k: int) -> tuple[torch.Tensor, int]:
+        with np.load(self._path(k)) as f:
+            return torch.from_numpy(f["log_probs"]), int(f["bits"])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder)
+
+
+def download(name: str, cache, out) -> None:
+    """Save model ``name`` and its tokenizer to ``out`` (from ``cache`` when it is there)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = Path(cache).expanduser() / name.replace("/", "--")
+    if not (cached / "lpe_source.json").is_file():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, token=os.environ.get("HF_TOKEN"))
+            tokenizer = AutoTokenizer.from_pretrained(name, token=os.environ.get("HF_TOKEN"))
+        except Exception as err:
+            raise SystemExit(
+                f"error: cannot download {name} ({type(err).__name__}: {err}). Offline, or a "
+                "gated model without HF_TOKEN? On a machine with network and access run "
+                f"`python -m lpe.stages.mmlu download --name {name} --cache DIR --out /tmp/m` "
+                "and copy "
+                f"DIR/{cached.name} to {cached}"
+            ) from err
+        tmp = cached.with_name(cached.name + ".tmp")
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        digest = hashlib.sha256()
+        for path in sorted(tmp.glob("*.safetensors")):  # streamed: shards are gigabytes
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    digest.update(block)
+        source = {"name": name, "source": f"transformers:{name}", "sha256": digest.hexdigest()}
+        (tmp / "lpe_source.json").write_text(json.dumps(source, indent=2) + "\n")
+        tmp.replace(cached)
+    if Path(out).exists():
+        shutil.rmtree(out)
+    shutil.copytree(cached, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("download", help="the model and tokenizer, via transformers and a cache")
+    d.add_argument("--name", required=True)
+    d.add_argument("--cache", required=True)
+    d.add_argument("--out", required=True)
+    p = sub.add_parser("predict", help="MMLU predictions of the model or of its members")
+    p.add_argument("--model", required=True, help="a folder written by `download`")
+    p.add_argument("--mmlu", required=True, help="MMLU root (dev/, test/, val/)")
+    p.add_argument("--split", default="test", choices=("test", "val"))
+    p.add_argument("--shots", type=int, default=5)
+    p.add_argument("--limit", type=int, help="a fixed random subset of this many questions")
+    p.add_argument(
+        "--bits",
+        type=int,
+        choices=range(MIN_BITS, MAX_BITS + 1),
+        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
+        help="omit for the FP32 model",
+    )
+    p.add_argument("--method", default="bsr", choices=("rtn", "bsr"))
+    p.add_argument("--members", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--out", required=True)
+    add_runtime_arguments(p)
+    args = parser.parse_args(argv)
+    if args.command == "download":
+        download(args.name, args.cache, args.out)
+        return
+    if args.shots < 0 or args.members < 1:
+        parser.error("--shots must be >= 0 and --members >= 1")
+    set_threads(args.threads)
+    predict(args)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

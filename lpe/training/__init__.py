@@ -1,0 +1,3 @@
+"""Training: the MAP training loop and fine-tuning with the sources' optimizers. Imports the
+layers below it.
+"""
