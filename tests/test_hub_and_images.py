@@ -109,8 +109,8 @@ def test_decoded_batches_equal_the_eval_transform_and_are_decoded_once(tmp_path,
     import timm
     from torchvision.datasets import ImageFolder
 
-    from lpe.data.images import image_loader, model_transform
     from lpe.data import images
+    from lpe.data.images import image_loader, model_transform
 
     folder = image_folder(tmp_path / "val", classes=3, per_class=3, size=50)
     model = timm.create_model("vit_tiny_patch16_224.augreg_in21k_ft_in1k", pretrained=False)

@@ -54,6 +54,10 @@ def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HO
     return TensorData(splits)
 
 
+# An image folder's holdout from the config's dataset section (lpe.core.settings)
+DATA_SETTINGS = {"dataset.holdout": "holdout"}
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data`` and, for an image folder, its holdout size and image-loading processes."""
     parser.add_argument("--data", required=True, help="a data file (mini) or an image folder")

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, read_manifest, write_with
+from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
 from lpe.formats.names import int_name
 from lpe.members.files import Member, load_member_of
@@ -55,6 +56,21 @@ def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
                      input_shape=info.input_shape)  # fmt: skip
     return data.inputs(split, batch_size)
 
+
+def _evaluates_test(split: str) -> bool:
+    return split == "test"
+
+
+# The predict stages' settings (lpe.core.settings): config key -> option. The inference precision;
+# and, for the stages behind Tables 1, 5 and 6, the temperature-scaling control: evaluating the
+# test split also predicts the selection split (an image folder's holdout), where the
+# temperatures are fit. The selection split cannot calibrate itself.
+PREDICT_SETTINGS = {"predict.dtype": "dtype"}
+CALIBRATED_SETTINGS = {
+    **PREDICT_SETTINGS,
+    "predict.split": Option("calibrate", _evaluates_test),
+    "dataset.holdout": "holdout",
+}
 
 CALIBRATE_HELP = (
     "also predict the data's selection split (validation; an image folder's holdout, see "

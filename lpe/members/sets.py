@@ -9,11 +9,13 @@ appears under its final name only when complete.
 from __future__ import annotations
 
 import argparse
+import operator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lpe.core.artifacts import atomic_dir, write_manifest
+from lpe.core.settings import Option
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import int_name
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
@@ -60,6 +62,14 @@ def generate(
         }
         write_manifest(tmp, manifest)
     return manifest
+
+
+# The rounding policy from the config's quant section (lpe.core.settings): config key -> option
+QUANT_SETTINGS = {
+    "quant.per_channel": Option("per_tensor", operator.not_),
+    "quant.exclude": "exclude",
+    "quant.min_ndim": "min_ndim",
+}
 
 
 def add_member_arguments(parser: argparse.ArgumentParser) -> None:

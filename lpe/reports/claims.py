@@ -35,6 +35,7 @@ import pandas as pd
 
 from lpe.core.artifacts import read_manifest, read_metadata, write_text
 from lpe.core.selection import NOISE_SE, at_an_end, band, joint_band
+from lpe.core.settings import Option, apply_settings
 from lpe.formats.names import label, sort_key
 from lpe.models.checkpoints import (
     GATE_RISE,
@@ -756,6 +757,15 @@ def report(
     return "\n".join(head) + "\n\n" + gate + "\n" + "\n".join(c.markdown() for c in claims)
 
 
+# The precisions of claims 4 and 5 from the config (lpe.core.settings); the formats' scores, when
+# the config has a formats section with models (job.format_scores, else none)
+CLAIMS_SETTINGS = {
+    "bma.bits": Option("bma_bits", lambda bits: bits[0]),
+    "fast.bits": "fast_bits",
+    "job.format_scores": "format_scores",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
@@ -782,6 +792,7 @@ def main(argv: list[str] | None = None) -> None:
                         "ensembles' starting model: claim 5's checkpoint band")  # fmt: skip
     parser.add_argument("--format-scores", help="formats/scores.csv, for claim 8 (the outlook)")
     parser.add_argument("--out", required=True)
+    apply_settings(parser, argv, CLAIMS_SETTINGS)
     args = parser.parse_args(argv)
     bma = pd.read_csv(args.bma_scores) if args.bma_scores else None
     baselines = pd.read_csv(args.baseline_scores) if args.baseline_scores else None

@@ -51,9 +51,11 @@ from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError, write_json
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.core.selection import at_an_end
+from lpe.core.settings import apply_settings, argument_value
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import add_data_arguments, open_stage_data
+from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.prediction import (
+    CALIBRATED_SETTINGS,
     Evaluated,
     add_calibration_arguments,
     check_calibration,
@@ -222,6 +224,15 @@ def member_bits(model, state, method: str, setting: float, members: int) -> list
     return [32 * params] * members
 
 
+# Each method's candidates from the config's baselines section (lpe.core.settings); matched noise
+# has none: it takes LPE-BSR's chosen precision (--setting-file).
+CANDIDATE_SETTINGS = {
+    "bsr": "baselines.bits",
+    "gaussian": "baselines.gaussian_scales",
+    "dropout": "baselines.dropout_rates",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -239,9 +250,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--select-out", help="write the chosen setting to this json")
     parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
     parser.add_argument("--copy-choice-to", help="with --setting-file: record the choice used")
+    parser.add_argument(
+        "--choice-out",
+        help="the choice's record: --select-out, or with --setting-file --copy-choice-to",
+    )
     add_calibration_arguments(parser, holdout=False)  # --holdout: the data flags'
     add_runtime_arguments(parser)
+    candidates = CANDIDATE_SETTINGS.get(argument_value(argv, "--method"))
+    apply_settings(parser, argv, {
+        **DATA_SETTINGS, **CALIBRATED_SETTINGS, "job.setting_file": "setting_file",
+        **({candidates: "candidates"} if candidates else {}),
+    })  # fmt: skip
     args = parser.parse_args(argv)
+    if args.choice_out:
+        if args.setting_file:
+            args.copy_choice_to = args.choice_out
+        else:
+            args.select_out = args.choice_out
     check_calibration(parser, args)
     chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
     if chosen is None:

@@ -18,9 +18,10 @@ import torch
 from tqdm import tqdm
 
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.settings import apply_settings
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import add_data_arguments, open_stage_data
-from lpe.evaluation.prediction import predict_log_probs, write_predictions
+from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
+from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs, write_predictions
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--out", nargs="+", required=True, help="predictions file per seed")
     add_runtime_arguments(parser)
+    apply_settings(parser, argv, {**DATA_SETTINGS, **PREDICT_SETTINGS})
     args = parser.parse_args(argv)
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")

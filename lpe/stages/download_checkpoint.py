@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from lpe.core.artifacts import ArtifactError, atomic_path
+from lpe.core.settings import apply_settings
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.models.factory import unknown_timm_model
 from lpe.models.zeroshot import SUFFIX, fetch_zeroshot, tower_name
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("ARCH", "PRETRAINED"),
         help="for NAME+zeroshot: the OpenCLIP model whose text tower makes the class head",
     )
+    apply_settings(parser, argv, {"job.openclip": "openclip"})  # a zero-shot tower's text tower
     args = parser.parse_args(argv)
     zeroshot = args.name.endswith(SUFFIX)
     if zeroshot != bool(args.openclip):

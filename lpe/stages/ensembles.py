@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.settings import apply_settings
 from lpe.data.datasets import SPLITS
 from lpe.evaluation.prediction import (
+    CALIBRATED_SETTINGS,
     add_calibration_arguments,
     calibration_split,
     check_calibration,
@@ -28,7 +30,13 @@ from lpe.evaluation.prediction import (
     predict_members,
     write_evaluated,
 )
-from lpe.members.sets import add_member_arguments, generate, member_format, seed_runs_problem
+from lpe.members.sets import (
+    QUANT_SETTINGS,
+    add_member_arguments,
+    generate,
+    member_format,
+    seed_runs_problem,
+)
 from lpe.models.checkpoints import checkpoint_info
 
 
@@ -48,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")
     add_calibration_arguments(parser)
     add_runtime_arguments(parser)
+    apply_settings(parser, argv, {**QUANT_SETTINGS, **CALIBRATED_SETTINGS})
     args = parser.parse_args(argv)
     check_calibration(parser, args)
     if problem := seed_runs_problem(args.seeds, args.members_out, args.out):

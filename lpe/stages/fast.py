@@ -57,9 +57,11 @@ from lpe.core.artifacts import (
 )
 from lpe.core.resume import Resume
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.settings import apply_settings, argument_value
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import add_data_arguments, open_stage_data
+from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.prediction import (
+    CALIBRATED_SETTINGS,
     Evaluated,
     add_calibration_arguments,
     batches,
@@ -72,11 +74,13 @@ from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.formats.registry import get_format
 from lpe.members.files import derive_seed
-from lpe.members.sets import generate, seed_runs_problem
+from lpe.members.sets import QUANT_SETTINGS, generate, seed_runs_problem
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.sources.batchensemble import batch_ensemble, member_log_probs
 from lpe.sources.registry import family
 from lpe.training.finetuning import (
+    FINETUNE_SETTINGS,
+    RESUME_SETTINGS,
     FinetuneConfig,
     add_finetune_arguments,
     add_resume_arguments,
@@ -491,6 +495,24 @@ def _positive(value: str) -> int:
     return number
 
 
+# Each method's own settings from the config's fast section (lpe.core.settings), after bma's
+# fine-tuning settings (FINETUNE_SETTINGS), which they override: config key -> option
+METHOD_SETTINGS = {
+    "sse": {"fast.sse.lr": "lr_candidates", "fast.sse.momentum": "momentum"},
+    "csgld": {
+        "fast.csgld.lr": "lr_candidates",
+        "fast.csgld.momentum": "momentum",
+        "fast.csgld.temperature": "csgld_temperature",
+        "fast.csgld.exploration": "csgld_exploration",
+    },
+    "multiivon": {"fast.multiivon.draws": "draws"},
+    "batchensemble": {
+        "fast.batchensemble.init_std": "init_std",
+        "fast.batchensemble.micro_batch": "micro_batch",
+    },
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -545,6 +567,16 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--fp32-out", help="with --bits: also the FP32 predictions of the sources")
     add_calibration_arguments(q, holdout=False)  # --holdout: the data flags'
     add_runtime_arguments(q)
+    given = sys.argv[1:] if argv is None else argv
+    command = given[0] if given else None  # the subcommand comes first
+    if command == "train":
+        own = METHOD_SETTINGS.get(argument_value(argv, "--method"), {})
+        apply_settings(p, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS,
+                                 "fast.runs": "runs", "job.reuse": "reuse",
+                                 "job.reuse_posterior": "reuse_posterior", **own})  # fmt: skip
+    elif command == "predict":
+        policy = QUANT_SETTINGS if argument_value(argv, "--bits") else {}  # LPE-BSR copies only
+        apply_settings(q, argv, {**DATA_SETTINGS, **CALIBRATED_SETTINGS, **policy})
     args = parser.parse_args(argv)
     if args.command == "train":
         if args.method in REUSABLE and args.reuse is None and args.reuse_posterior:

@@ -18,9 +18,12 @@ from pathlib import Path
 
 from lpe.core.resume import Resume
 from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
-from lpe.data.inputs import add_data_arguments, open_stage_data
+from lpe.core.settings import apply_settings
+from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.training.finetuning import (
+    FINETUNE_SETTINGS,
+    RESUME_SETTINGS,
     add_finetune_arguments,
     add_resume_arguments,
     finetune_config,
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
     add_resume_arguments(parser)
     add_runtime_arguments(parser, inference=False)
+    apply_settings(parser, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS})
     args = parser.parse_args(argv)
     cfg = finetune_config(args)
     if cfg.optimizer in ("swag", "ivon") and not args.posterior:

@@ -33,9 +33,10 @@ from tqdm import tqdm
 
 from lpe.core.artifacts import write_with
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.settings import apply_settings
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import add_data_arguments, open_stage_data
-from lpe.evaluation.prediction import predict_log_probs
+from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
+from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs
 from lpe.members.files import load_member_of
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.finetuning import draw, load_solution
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the BMA draw")
     parser.add_argument("--out", required=True)
     add_runtime_arguments(parser)
+    apply_settings(parser, argv, {**DATA_SETTINGS, **PREDICT_SETTINGS})
     args = parser.parse_args(argv)
     if args.grid < 3:
         parser.error(f"--grid must be >= 3 points per axis, got {args.grid}")

@@ -38,7 +38,9 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,7 +51,9 @@ from tqdm import tqdm
 
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
+from lpe.core.settings import apply_settings
 from lpe.formats.integer import MAX_BITS, MIN_BITS
+from lpe.formats.names import FP32
 from lpe.formats.policy import QuantPolicy
 from lpe.formats.registry import int_format
 from lpe.members.files import member_seed, quantize
@@ -288,6 +292,10 @@ def download(name: str, cache, out) -> None:
     shutil.copytree(cached, out)
 
 
+# a run name of the workflow's LLM rules (fp32 is the model itself)
+RUN_NAME = re.compile(r"(?P<method>rtn|bsr)-int(?P<bits>\d+)-seed(?P<seed>\d+)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,8 +321,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--run",
+        help="a workflow run name (fp32, rtn-int5-seed0, bsr-int5-seed1): sets --bits, --method, "
+        "--seed, and one member for rtn",
+    )
     add_runtime_arguments(p)
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] == "predict":
+        apply_settings(p, argv, {"large.ensemble_size": "members", "predict.dtype": "dtype"})
     args = parser.parse_args(argv)
+    if args.command == "predict" and args.run and args.run != FP32:
+        if not (match := RUN_NAME.fullmatch(args.run)):
+            parser.error(
+                f"--run {args.run!r} is not fp32, rtn-int<b>-seed<s> or bsr-int<b>-seed<s>"
+            )
+        args.method, args.bits, args.seed = match["method"], int(match["bits"]), int(match["seed"])
+        args.members = 1 if args.method == "rtn" else args.members
     if args.command == "download":
         download(args.name, args.cache, args.out)
         return

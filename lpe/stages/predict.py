@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.settings import apply_settings
 from lpe.data.datasets import SPLITS
 from lpe.evaluation.prediction import (
+    CALIBRATED_SETTINGS,
     add_calibration_arguments,
     calibration_split,
     check_calibration,
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")
     add_calibration_arguments(parser)
+    apply_settings(parser, argv, CALIBRATED_SETTINGS)
     args = parser.parse_args(argv)
     check_calibration(parser, args)
     set_threads(args.threads)

@@ -31,10 +31,11 @@ from lpe.core import metrics
 from lpe.core.artifacts import write_text
 from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.core.selection import NOISE_SE, band, joint_band
-from lpe.data.inputs import add_data_arguments, open_stage_data
+from lpe.core.settings import apply_settings
+from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.files import member_seed, quantize
-from lpe.members.sets import add_member_arguments, member_format
+from lpe.members.sets import QUANT_SETTINGS, add_member_arguments, member_format
 from lpe.models.checkpoints import load_checkpoint
 from lpe.models.factory import count_params
 
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configured", required=True, help="the config's bma.model")
     parser.add_argument("--out", required=True, help="the Markdown record of the choice")
     add_runtime_arguments(parser)
+    apply_settings(parser, argv, {**DATA_SETTINGS, **QUANT_SETTINGS})
     args = parser.parse_args(argv)
     if args.members < 2:
         parser.error(f"--members must be >= 2 (an ensemble), got {args.members}")

@@ -323,6 +323,30 @@ def load_solution(checkpoint, posterior_path):
     return state, info, posterior
 
 
+# FinetuneConfig from the config's bma section (lpe.core.settings): config key -> field. The
+# optimizer is the job's (a wildcard), not a setting.
+FINETUNE_SETTINGS = {
+    "bma.epochs": "epochs",
+    "bma.batch_size": "batch_size",
+    "bma.seed": "seed",
+    "bma.sgd.lr": "lr",
+    "bma.sgd.momentum": "momentum",
+    "bma.sgd.weight_decay": "weight_decay",
+    "bma.swag.rank": "swag_rank",
+    "bma.swag.start_epoch": "swag_start_epoch",
+    "bma.swag.collect_every": "swag_collect_every",
+    "bma.ivon.lr": "ivon_lr",
+    "bma.ivon.ess": "ivon_ess",
+    "bma.ivon.hess_init": "ivon_hess_init",
+    "bma.ivon.beta2": "ivon_beta2",
+    "bma.ivon.weight_decay": "ivon_weight_decay",
+    "bma.ivon.mc_samples": "ivon_mc_samples",
+}
+# Resumable state: every bma.checkpoint_every steps, to the job's own file (the workflow's
+# job.resume: none when checkpoint_every is 0)
+RESUME_SETTINGS = {"bma.checkpoint_every": "checkpoint_every", "job.resume": "resume"}
+
+
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per ``FinetuneConfig`` field (``--swag-rank``, ...), defaulting to its default."""
     for field in fields(FinetuneConfig):

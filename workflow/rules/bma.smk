@@ -17,16 +17,17 @@ rule select_bma_model:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        policy=QUANT_FLAGS,
+        data=DATA,
+        settings=settings(HOLDOUT, QUANT),
         bits=FAST["bits"],
         members=config["lpe"]["ensemble_size"],
         seeds=" ".join(str(s) for s in config["lpe"]["seeds"]),
         configured=BMA_MODEL,
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.stages.select_model --checkpoints {input.checkpoints} {params.data}"
-        " --bits {params.bits} {params.policy} --members {params.members} --seeds {params.seeds}"
+        "python -m lpe.stages.select_model --checkpoints {input.checkpoints}"
+        " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
+        " --bits {params.bits} --members {params.members} --seeds {params.seeds}"
         " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -48,13 +49,12 @@ rule finetune:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        flags=finetune_flags(),
-        resume=lambda w: resume_flags(f"{w.model}-sgd.pt"),
+        data=DATA,
+        settings=lambda w: settings(FINETUNING, resume=resume_file(f"{w.model}-sgd.pt")),
     shell:
-        "python -m lpe.stages.finetune --checkpoint {input.checkpoint} {params.data}"
-        " --optimizer sgd {params.flags} {params.resume} --threads {threads} --out {output}"
-        " > {log} 2>&1"
+        "python -m lpe.stages.finetune --checkpoint {input.checkpoint} --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q} --optimizer sgd --threads {threads}"
+        " --out {output} > {log} 2>&1"
 
 
 rule finetune_posterior:
@@ -76,12 +76,14 @@ rule finetune_posterior:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        flags=finetune_flags(),
-        resume=lambda w: resume_flags(f"{w.model}-{w.optimizer}.pt"),
+        data=DATA,
+        settings=lambda w: settings(
+            FINETUNING, resume=resume_file(f"{w.model}-{w.optimizer}.pt")
+        ),
     shell:
-        "python -m lpe.stages.finetune --checkpoint {input.checkpoint} {params.data}"
-        " --optimizer {wildcards.optimizer} {params.flags} {params.resume} --threads {threads}"
+        "python -m lpe.stages.finetune --checkpoint {input.checkpoint} --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q} --optimizer {wildcards.optimizer}"
+        " --threads {threads}"
         " --out {output.solution} --posterior {output.posterior} > {log} 2>&1"
 
 
@@ -103,8 +105,8 @@ rule predict_bma:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
+        data=DATA,
+        settings=settings(DTYPE),
         members=config["bma"]["ensemble_size"],
         seeds=BMA_SEEDS,
         scale=config["bma"]["swag"]["scale"],
@@ -112,9 +114,10 @@ rule predict_bma:
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
-        " {params.data} --members {params.members} --seeds {params.seeds}"
-        " --swag-scale {params.scale} --split {params.split} --batch-size {params.batch_size}"
-        " --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
+        " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
+        " --members {params.members} --seeds {params.seeds} --swag-scale {params.scale}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --out {output} > {log} 2>&1"
 
 
 rule landscape:
@@ -136,15 +139,16 @@ rule landscape:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
+        data=DATA,
+        settings=settings(DTYPE),
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
         "python -m lpe.stages.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
-        " --member {input.members}/member00.safetensors {params.data}"
+        " --member {input.members}/member00.safetensors --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
-        " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}{params.dtype}"
+        " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 

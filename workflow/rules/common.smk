@@ -1,9 +1,9 @@
 # Config validation, paths and the list of runs; everything else is in lpe/.
 import re
-import shlex
 from typing import NamedTuple
 
 from lpe.tools.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
+from lpe.core.settings import pick, settings_json
 from lpe.formats.names import int_name
 from lpe.sources.registry import family as source_family
 from lpe.sources.registry import fast_with_lpe
@@ -28,36 +28,46 @@ DATA = (
     if IMAGES
     else f"work/{PROFILE}/data/{config['dataset']['name']}.npz"
 )
-# only a non-default inference precision is passed, so the mini commands stay as they were
-DTYPE_FLAG = (
-    f" --dtype {config['predict']['dtype']}"
-    if config["predict"]["dtype"] != "float32"
-    else ""
+
+
+def settings(*keys, **job):
+    """The config keys a job's stage reads, with the job's own values, as the stage's
+    --settings JSON (lpe.core.settings): a param, so a changed setting reruns the job and no
+    other. tests/test_settings.py checks each job's keys against what its stage reads.
+    """
+    return settings_json(pick(config, [k for group in keys for k in group]), job=job)
+
+
+# key groups the stages read (lpe.core.settings): the rounding policy, the inference precision,
+# the temperature-scaling control (Tables 1, 5, 6), and the fine-tuning runs
+QUANT = ("quant.per_channel", "quant.exclude", "quant.min_ndim")
+HOLDOUT = ("dataset.holdout",)
+DTYPE = ("predict.dtype", *HOLDOUT)
+CALIBRATED = ("predict.split", *DTYPE)
+FINETUNING = (
+    *HOLDOUT,
+    *("bma.epochs", "bma.batch_size", "bma.seed", "bma.checkpoint_every"),
+    *(
+        "bma.sgd",
+        "bma.swag.rank",
+        "bma.swag.start_epoch",
+        "bma.swag.collect_every",
+        "bma.ivon",
+    ),
 )
 
 
-# The temperature-scaling control (lpe.evaluation.temperature): the stages that make Table 1's, 5's and 6's
-# runs also predict the data's selection split, on which lpe.stages.score fits each run's temperature.
-# Only when the test split is evaluated: the selection split cannot calibrate itself.
-CALIBRATE_FLAG = " --calibrate" if config["predict"]["split"] == "test" else ""
-# lpe.stages.predict and lpe.stages.ensembles take no data flags: their calibration split's holdout size
-HOLDOUT_FLAG = (
-    f" --holdout {config['dataset']['holdout']}" if IMAGES and CALIBRATE_FLAG else ""
-)
+def resume_file(name):
+    """A long training job's resumable state (lpe.core.resume), or none: work/<profile>/resume/
+    holds no outputs, so a killed job's state survives."""
+    return work(f"resume/{name}") if config["bma"]["checkpoint_every"] else None
 
 
-def predict_flags(wildcards, threads):
-    """Run-time flags of the predict stages: precision, and image-loading processes (images)."""
-    workers = f" --workers {threads}" if IMAGES else ""
-    return f"{DTYPE_FLAG}{workers}"
-
-
-def data_flags(wildcards, threads):
-    """--data of the training-side stages; an image folder adds its holdout and loaders."""
-    if not IMAGES:
-        return f"--data {shlex.quote(DATA)}"
-    holdout = config["dataset"]["holdout"]
-    return f"--data {shlex.quote(DATA)} --holdout {holdout} --workers {threads}"
+def openclip_tower(model):
+    """[ARCH, TAG] of a zero-shot model's text tower (its download), or none."""
+    if not model.endswith(ZEROSHOT_SUFFIX):
+        return None
+    return config["checkpoints"]["openclip"][model.removesuffix(ZEROSHOT_SUFFIX)]
 
 
 def data_input(wildcards):
@@ -197,25 +207,6 @@ def large_targets():
     ]
 
 
-def llm_bits_flags(run):
-    """lpe.stages.mmlu predict flags of a run name: fp32, rtn-int5-seed0, bsr-int5-seed1."""
-    if run == "fp32":
-        return ""
-    method, bits, seed = re.fullmatch(r"(rtn|bsr)-int(\d+)-seed(\d+)", run).groups()
-    members = LARGE["ensemble_size"] if method == "bsr" else 1
-    return f"--method {method} --bits {bits} --seed {seed} --members {members}"
-
-
-def openclip_flag(wildcards):
-    """--openclip ARCH TAG for a zero-shot model's download (its text tower)."""
-    if not wildcards.model.endswith(ZEROSHOT_SUFFIX):
-        return ""
-    arch, tag = config["checkpoints"]["openclip"][
-        wildcards.model.removesuffix(ZEROSHOT_SUFFIX)
-    ]
-    return f"--openclip {shlex.quote(arch)} {shlex.quote(tag)}"  # also pattern-checked
-
-
 BMA_MODEL = config["bma"]["model"]
 BMA_SEEDS = config["bma"]["seeds"]
 LANDSCAPE_FIGURES = {
@@ -272,24 +263,6 @@ def bma_intermediates():
     return solutions + posteriors + members + bma_predictions() + landscapes
 
 
-def finetune_flags():
-    """The fine-tuning settings of the config as lpe.stages.finetune flags (one run per optimizer)."""
-    bma = config["bma"]
-    flags = {
-        "epochs": bma["epochs"],
-        "batch-size": bma["batch_size"],
-        "seed": bma["seed"],
-        **{k.replace("_", "-"): v for k, v in bma["sgd"].items()},
-        **{
-            f"swag-{k.replace('_', '-')}": v
-            for k, v in bma["swag"].items()
-            if k != "scale"
-        },
-        **{f"ivon-{k.replace('_', '-')}": v for k, v in bma["ivon"].items()},
-    }
-    return " ".join(f"--{k} {v}" for k, v in flags.items())
-
-
 BASELINE_MODEL = config["baselines"]["model"]
 
 
@@ -315,18 +288,6 @@ def baseline_choice_input(wildcards):
     return {}
 
 
-def baseline_choice_flags(wildcards):
-    """Choose among the configured candidates (--select-out), or copy the choice read.
-
-    A function of the wildcards alone: Snakemake does not track a params function that takes
-    the input (snakemake/snakemake#3895), and a changed candidate list must rerun the job.
-    """
-    key = BASELINES[wildcards.baseline]
-    if key is None:
-        return f"--setting-file {baseline_choice_input(wildcards)['bsr_choice']} --copy-choice-to"
-    return f"--candidates {' '.join(map(str, config['baselines'][key]))} --select-out"
-
-
 def baseline_choices():
     return [work(f"baselines/{BASELINE_MODEL}/{b}-choice.json") for b in BASELINES]
 
@@ -350,34 +311,6 @@ FAST_FIGURES = {
     "fig5_fast_sse_csgld": ["sse", "csgld"],
     "fig9_fast_sse_de_multiivon": ["sse", "de", "multiivon"],
 }
-
-
-def fast_flags(method):
-    """lpe.stages.fast train flags: bma's fine-tuning settings, then the method's own."""
-    flags = f"{finetune_flags()} --runs {FAST['runs']}"
-    if method in ("sse", "csgld"):
-        own = FAST[method]
-        rates = " ".join(map(str, own["lr"]))
-        flags += f" --lr-candidates {rates} --momentum {own['momentum']}"
-    if method == "csgld":
-        own = FAST["csgld"]
-        flags += f" --csgld-temperature {own['temperature']} --csgld-exploration {own['exploration']}"
-    if method == "multiivon":
-        flags += f" --draws {FAST['multiivon']['draws']}"
-    if method == "batchensemble":
-        own = FAST["batchensemble"]
-        flags += f" --init-std {own['init_std']} --micro-batch {own['micro_batch']}"
-    return flags
-
-
-def resume_flags(name):
-    """--resume/--checkpoint-every of a long training job (lpe.core.resume): its state goes to
-    work/<profile>/resume/<name>, which is no output, so a killed job's state survives.
-    """
-    every = config["bma"]["checkpoint_every"]
-    if not every:
-        return ""
-    return f"--resume {shlex.quote(work(f'resume/{name}'))} --checkpoint-every {every}"
 
 
 def fast_reuse(method):
@@ -460,16 +393,6 @@ def member_families():
         for name, (models, seeds, members, rtn) in families.items()
         if models
     }
-
-
-# the rounding policy of every member-making stage (lpe.stages.generate's flags)
-QUANT_FLAGS = " ".join(
-    [
-        *([] if config["quant"]["per_channel"] else ["--per-tensor"]),
-        f"--exclude {shlex.join(config['quant']['exclude'])}",
-        f"--min-ndim {config['quant']['min_ndim']}",
-    ]
-)
 
 
 def intermediates_table1():
@@ -571,20 +494,6 @@ def claims_inputs(wildcards):
         "sources": [work(f"fast/{m}") for m in ("sse", "csgld")],
         **({"formats": results("formats/scores.csv")} if FORMATS["models"] else {}),
     }
-
-
-def claims_flags(wildcards, input):
-    return (
-        f"--checkpoints {' '.join(input.checkpoints)}"  # none: no gate
-        f" --bma-scores {input.bma} --bma-bits {config['bma']['bits'][0]}"
-        f" --ivon-posterior {input.ivon}"
-        f" --baseline-scores {input.baselines} --baseline-choices {' '.join(input.choices)}"
-        f" --fast-scores {input.fast} --fast-bits {FAST['bits']}"
-        f" --fast-checkpoint-scores {' '.join(input.fast_checkpoints)}"
-        f" --retrained-scores {' '.join(input.retrained)}"
-        f" --fast-sources {' '.join(input.sources)}"
-        + (f" --format-scores {input.formats}" if FORMATS["models"] else "")
-    )
 
 
 class ReportPage(NamedTuple):

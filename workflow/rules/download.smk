@@ -33,10 +33,10 @@ rule download_zeroshot:
     threads: 1
     params:
         cache=config["checkpoints"]["cache"],
-        openclip=openclip_flag,
+        settings=lambda w: settings(openclip=openclip_tower(w.model)),
     shell:
-        "python -m lpe.stages.download_checkpoint --name {wildcards.model:q} {params.openclip}"
-        " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
+        "python -m lpe.stages.download_checkpoint --name {wildcards.model:q}"
+        " --settings {params.settings:q} --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule download_llm:
@@ -74,12 +74,11 @@ rule predict_llm:
     threads: 1
     params:
         cfg=LLM,
-        bits=lambda w: llm_bits_flags(w.run),
-        dtype=DTYPE_FLAG,
+        settings=settings(["large.ensemble_size", "predict.dtype"]),
     shell:
         "python -m lpe.stages.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
-        " --split {params.cfg[split]} --shots {params.cfg[shots]}"
-        " --batch-size {params.cfg[batch_size]} {params.bits} --threads {threads}{params.dtype}"
+        " --split {params.cfg[split]} --shots {params.cfg[shots]} --run {wildcards.run}"
+        " --batch-size {params.cfg[batch_size]} --settings {params.settings:q} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 

@@ -18,21 +18,18 @@ rule fast_train:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        flags=lambda w: fast_flags(w.fast),
-        reuse=lambda w, input: (
-            f"--reuse {input.reuse}" if "reuse" in input.keys() else ""
+        data=DATA,
+        settings=lambda w: settings(
+            FINETUNING,
+            ["fast.runs", *([f"fast.{w.fast}"] if w.fast in FAST else [])],
+            resume=resume_file(f"fast-{w.fast}"),
+            reuse=fast_reuse(w.fast).get("reuse"),
+            reuse_posterior=fast_reuse(w.fast).get("reuse_posterior"),
         ),
-        reuse_posterior=lambda w, input: (
-            f"--reuse-posterior {input.reuse_posterior}"
-            if "reuse_posterior" in input.keys()
-            else ""
-        ),
-        resume=lambda w: resume_flags(f"fast-{w.fast}"),
     shell:
         "python -m lpe.stages.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
-        " {params.data} {params.flags} {params.reuse} {params.reuse_posterior}"
-        " {params.resume} --threads {threads} --out {output} > {log} 2>&1"
+        " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 # One job per method: the FP32 predictions of its sources and its LPE-BSR runs of every seed.
@@ -60,20 +57,19 @@ rule fast_predict:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
-        calibrate=CALIBRATE_FLAG,
+        data=DATA,
+        settings=settings(CALIBRATED, QUANT),
         bits=FAST["bits"],
         copies=FAST["copies"],
         seeds=FAST["seeds"],
-        policy=QUANT_FLAGS,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.stages.fast predict --sources {input.sources} {params.data}"
-        " --bits {params.bits} --copies {params.copies} --seeds {params.seeds} {params.policy}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
-        "{params.calibrate} --members-out {output.members} --out {output.preds}"
+        "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q}"
+        " --bits {params.bits} --copies {params.copies} --seeds {params.seeds}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --members-out {output.members} --out {output.preds}"
         " --fp32-out {output.fp32}"
         " > {log} 2>&1"
 
@@ -96,15 +92,15 @@ rule fast_predict_fp32:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
-        calibrate=CALIBRATE_FLAG,
+        data=DATA,
+        settings=settings(CALIBRATED),
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.stages.fast predict --sources {input.sources} {params.data}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}{params.dtype}"
-        "{params.calibrate} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --out {output} > {log} 2>&1"
 
 
 rule landscape_fast:
@@ -122,16 +118,17 @@ rule landscape_fast:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
+        data=DATA,
+        settings=settings(DTYPE),
         cfg=config["landscape"],
         split=config["predict"]["split"],
     shell:
         "python -m lpe.stages.landscape --checkpoint {input.sources}/source00.safetensors"
         " --second {input.sources}/source01.safetensors"
-        " --member {input.members}/source00/member00.safetensors {params.data}"
+        " --member {input.members}/source00/member00.safetensors --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
-        " --points {params.cfg[points]} --threads {threads}{params.dtype} --out {output} > {log} 2>&1"
+        " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule score_fast:

@@ -42,17 +42,16 @@ for family, kind in member_families().items():
                 if output.rtn
                 else ""
             ),
-            policy=QUANT_FLAGS,
-            flags=predict_flags,
-            calibrate=CALIBRATE_FLAG + HOLDOUT_FLAG,
+            settings=settings(CALIBRATED, QUANT),
             split=config["predict"]["split"],
             batch_size=config["predict"]["batch_size"],
         shell:
             "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
             " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
             " --members-out {output.members} --out {output.preds} {params.rtn}"
-            " {params.policy} --split {params.split} --batch-size {params.batch_size}"
-            " --threads {threads}{params.flags}{params.calibrate} > {log} 2>&1"
+            " --settings {params.settings:q} --split {params.split}"
+            " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
+            " > {log} 2>&1"
 
 
 rule predict_fp32:
@@ -70,14 +69,14 @@ rule predict_fp32:
     threads: 1
     params:
         data=DATA,
-        dtype=predict_flags,
-        calibrate=CALIBRATE_FLAG + HOLDOUT_FLAG,
+        settings=settings(CALIBRATED),
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.predict --checkpoint {input.checkpoint} --data {params.data:q}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
-        "{params.dtype}{params.calibrate} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --split {params.split}"
+        " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
+        " --out {output} > {log} 2>&1"
 
 
 rule baseline:
@@ -102,17 +101,19 @@ rule baseline:
         ENV
     threads: 1
     params:
-        data=data_flags,
-        dtype=DTYPE_FLAG,
-        calibrate=CALIBRATE_FLAG,
-        choose=baseline_choice_flags,
+        data=DATA,
+        settings=lambda w: settings(
+            CALIBRATED,
+            [f"baselines.{BASELINES[w.baseline]}"] if BASELINES[w.baseline] else [],
+            setting_file=baseline_choice_input(w).get("bsr_choice"),
+        ),
         members=lambda w: ensemble_size(w.model),
         seeds=seeds_of(BASELINE_MODEL),
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
-        "python -m lpe.stages.baselines --checkpoint {input.checkpoint} {params.data}"
-        " --method {wildcards.baseline} {params.choose} {output.choice}"
-        " --members {params.members} --seeds {params.seeds} --split {params.split}"
-        " --batch-size {params.batch_size} --threads {threads}{params.dtype}{params.calibrate}"
+        "python -m lpe.stages.baselines --checkpoint {input.checkpoint} --data {params.data:q}"
+        " --workers {threads} --settings {params.settings:q} --method {wildcards.baseline}"
+        " --choice-out {output.choice} --members {params.members} --seeds {params.seeds}"
+        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
         " --out {output.preds} > {log} 2>&1"

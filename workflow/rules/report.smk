@@ -118,10 +118,18 @@ rule claims:
         ENV
     threads: 1
     params:
-        others=claims_flags,
+        settings=settings(
+            ["bma.bits", "fast.bits"],
+            format_scores=results("formats/scores.csv") if FORMATS["models"] else None,
+        ),
     shell:
-        "python -m lpe.reports.claims --scores {input.scores} {params.others} --out {output}"
-        " > {log} 2>&1"
+        "python -m lpe.reports.claims --scores {input.scores} --settings {params.settings:q}"
+        " --checkpoints {input.checkpoints} --bma-scores {input.bma}"
+        " --ivon-posterior {input.ivon} --baseline-scores {input.baselines}"
+        " --baseline-choices {input.choices} --fast-scores {input.fast}"
+        " --fast-checkpoint-scores {input.fast_checkpoints}"
+        " --retrained-scores {input.retrained} --fast-sources {input.sources}"
+        " --out {output} > {log} 2>&1"
 
 
 rule figure1:

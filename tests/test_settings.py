@@ -1,0 +1,184 @@
+"""Stages read their own config section (lpe.core.settings): the workflow passes the sections as
+JSON, and each stage maps config keys onto its options in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from lpe.core.settings import FLAG, Option, apply_settings, lookup, pick, settings_json
+from lpe.data.inputs import DATA_SETTINGS
+from lpe.evaluation.prediction import CALIBRATED_SETTINGS, PREDICT_SETTINGS
+from lpe.members.sets import QUANT_SETTINGS
+from lpe.reports.claims import CLAIMS_SETTINGS
+from lpe.stages.baselines import CANDIDATE_SETTINGS
+from lpe.stages.fast import METHOD_SETTINGS
+from lpe.tools.config import ROOT, load_config_file, load_schema, validate
+from lpe.training.finetuning import FINETUNE_SETTINGS, RESUME_SETTINGS
+
+MAPS = {
+    "data": DATA_SETTINGS,
+    "predict": PREDICT_SETTINGS,
+    "calibrated": CALIBRATED_SETTINGS,
+    "quant": QUANT_SETTINGS,
+    "finetune": FINETUNE_SETTINGS,
+    "resume": RESUME_SETTINGS,
+    "claims": CLAIMS_SETTINGS,
+    **{f"fast {m}": own for m, own in METHOD_SETTINGS.items()},
+    "baselines": {path: "candidates" for path in CANDIDATE_SETTINGS.values()},
+}
+
+
+def sample_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--rates", type=float, nargs="*", default=[])
+    parser.add_argument("--per-tensor", action="store_true")
+    return parser
+
+
+OPTIONS = {
+    "bma.epochs": "epochs",
+    "bma.sgd.lr": "lr",
+    "fast.sse.lr": "rates",
+    "quant.per_channel": Option("per_tensor", lambda per_channel: not per_channel),
+}
+SECTION = {
+    "bma": {"epochs": 3, "sgd": {"lr": 0.003}},
+    "fast": {"sse": {"lr": [1, 0.5]}},
+    "quant": {"per_channel": False},
+}
+
+
+def parse(argv: list[str], options=OPTIONS) -> argparse.Namespace:
+    parser = sample_parser()
+    apply_settings(parser, argv, options)
+    return parser.parse_args(argv)
+
+
+def test_settings_set_each_option_as_its_flag_would():
+    args = parse(["--settings", settings_json(SECTION)])
+    assert (args.epochs, args.lr, args.per_tensor) == (3, 0.003, True)
+    # typed as the flag's text is: the integers of a float list are floats, as "--rates 1 0.5"
+    assert args.rates == [1.0, 0.5] and all(type(r) is float for r in args.rates)
+    flags = parse(["--epochs", "3", "--lr", "0.003", "--rates", "1", "0.5", "--per-tensor"])
+    assert vars(args) | {"settings": None} == vars(flags)
+
+
+def test_a_flag_on_the_command_line_wins_over_the_settings():
+    args = parse(["--settings", settings_json(SECTION), "--lr", "0.5", "--epochs=7"])
+    assert (args.lr, args.epochs) == (0.5, 7)
+
+
+def test_without_settings_a_required_option_is_still_required(capsys):
+    with pytest.raises(SystemExit):
+        parse([])
+    assert "--epochs" in capsys.readouterr().err
+
+
+def test_a_missing_key_stops_the_stage_naming_it_and_what_is_there(capsys):
+    section = {"bma": {"epochs": 3, "sgd": {"momentum": 0.9}}, "fast": {}, "quant": {}}
+    with pytest.raises(SystemExit):
+        parse(["--settings", json.dumps(section)])
+    err = capsys.readouterr().err
+    assert "'bma.sgd.lr'" in err and "bma.sgd has ['momentum']" in err
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_settings_that_are_not_a_json_object_are_refused(text, capsys):
+    with pytest.raises(SystemExit):
+        parse(["--settings", text])
+    assert "--settings" in capsys.readouterr().err
+
+
+def test_a_key_that_names_no_option_is_a_bug_found_at_once():
+    with pytest.raises(ValueError, match="'bma.epochs' names no option 'epoch'"):
+        parse(["--settings", settings_json(SECTION)], {"bma.epochs": "epoch"})
+
+
+@pytest.mark.parametrize("profile", ["mini", "paper"])
+@pytest.mark.parametrize("name", sorted(MAPS))
+def test_every_key_a_stage_reads_is_a_key_of_the_config(name, profile):
+    """Keys outside job.* (the workflow's per-job values) exist in every validated config, so a
+    renamed config key fails here, not as a silently kept default."""
+    schema = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    config = validate(load_config_file(ROOT / f"config/{profile}.yaml"), schema)
+    for path in MAPS[name]:
+        if not path.startswith("job."):
+            lookup(config, path)
+
+
+def dry_run_commands(configfile: str) -> list[str]:
+    """Every stage command of a whole DAG (``snakemake -n -p --forceall``) of ``configfile``."""
+    run = subprocess.run(
+        ["snakemake", "-n", "-p", "--forceall", "--cores", "1", "--configfile", configfile],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = (line.split("python -m ", 1)[-1] for line in run.stdout.splitlines())
+    return sorted({f"python -m {line.split(' > ')[0]}" for line in lines
+                   if line.startswith("lpe.") and FLAG in line})  # fmt: skip
+
+
+def leaves(node: dict, prefix: str = "") -> list[str]:
+    """Every key path of a nested settings object down to its values."""
+    paths = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        paths += leaves(value, f"{path}.") if isinstance(value, dict) and value else [path]
+    return paths
+
+
+def without(node: dict, path: str) -> dict:
+    """``node`` with the key at ``path`` removed."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return {k: v for k, v in node.items() if k != head}
+    return {**node, head: without(node[head], rest)}
+
+
+def stage_accepts(module: str, argv: list[str]) -> bool:
+    """Whether the stage takes ``argv`` up to --help (its settings included)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            importlib.import_module(module).main([*argv, "--help"])
+        except SystemExit as stop:
+            return stop.code == 0
+    return True
+
+
+@pytest.mark.parametrize("configfile", ["config/mini.yaml", "config/paper.yaml"])
+def test_each_job_passes_exactly_the_keys_its_stage_reads(configfile):
+    """Every job's --settings holds every config key its stage reads (the stage starts), and
+    only those: without any one of them the stage stops, so no key is passed that the stage
+    ignores (a change to it would rerun the job for nothing)."""
+    checked = 0
+    for command in dry_run_commands(configfile):
+        tokens = shlex.split(command)
+        module, argv = tokens[2], tokens[3:]
+        at = argv.index(FLAG) + 1
+        settings = json.loads(argv[at])
+        assert stage_accepts(module, argv), f"{module} refuses its settings: {command}"
+        for path in leaves(settings):
+            if path.split(".")[0] == "job":  # the job's own values, not config keys
+                continue
+            argv[at] = json.dumps(without(settings, path))
+            assert not stage_accepts(module, argv), f"{module} does not read {path}: {command}"
+            checked += 1
+        argv[at] = json.dumps(settings)
+    assert checked > 50
+
+
+def test_pick_keeps_the_named_parts_nested_as_in_the_config():
+    config = {"bma": {"epochs": 3, "sgd": {"lr": 0.1, "momentum": 0.9}, "seeds": [0]}}
+    assert pick(config, ["bma.sgd", "bma.epochs"]) == {"bma": {"sgd": config["bma"]["sgd"],
+                                                              "epochs": 3}}  # fmt: skip
+    with pytest.raises(KeyError, match="bma.swag"):
+        pick(config, ["bma.swag.rank"])
