@@ -1,6 +1,68 @@
 # LPE-BSR against Bayesian model averaging: fine-tuning runs, posterior draws, landscapes.
 
 
+# Figures 3, 4 and 6: each landscape's source run, and its title
+LANDSCAPE_FIGURES = {
+    "fig3_landscape_swag": "swag",
+    "fig6_landscape_ivon": "ivon",
+    "fig4_landscape_sse": "sse",
+}
+LANDSCAPE_TITLES = {
+    "fig3_landscape_swag": "Figure 3: SWAG",
+    "fig6_landscape_ivon": "Figure 6: IVON",
+    "fig4_landscape_sse": "Figure 4: snapshot ensemble (SSE)",
+}
+LANDSCAPE_FILES = {
+    o: work(
+        f"landscape/{BMA_MODEL}-{o}-int{config['bma']['bits'][0]}"
+        f"-seed{config['landscape']['seed']}.npz"
+    )
+    for o in ("swag", "ivon")
+}
+# per fine-tuning run: the FP32 solution, LPE-BSR per precision x seed, BMA per seed (not SGD)
+BMA_RUNS = {
+    f"{BMA_MODEL}-{o}": [
+        "fp32",
+        *[f"bsr-int{b}-seed{s}" for b in config["bma"]["bits"] for s in BMA_SEEDS],
+        *([f"bma-seed{s}" for s in BMA_SEEDS] if o != "sgd" else []),
+    ]
+    for o in ("sgd", "swag", "ivon")
+}
+BMA_PREDICTIONS = [
+    work(f"preds/{m}/{run}.npz") for m, names in BMA_RUNS.items() for run in names
+]
+# Figures 2, 3, 6 and 8: solutions, posteriors, members, predictions, landscapes, scores,
+# figures, and bma.model's rule (mini)
+BMA_TARGETS = [
+    *[
+        work(f"checkpoints/{BMA_MODEL}-{o}.safetensors")
+        for o in ("sgd", "swag", "ivon")
+    ],
+    *[work(f"posteriors/{BMA_MODEL}-{o}.safetensors") for o in ("swag", "ivon")],
+    *[
+        work(f"members/{m}/{run}")
+        for m, names in BMA_RUNS.items()
+        for run in names
+        if run.startswith("bsr")
+    ],
+    *BMA_PREDICTIONS,
+    *LANDSCAPE_FILES.values(),
+    results("bma/scores.csv"),
+    *[
+        figures(f"{name}.{ext}")
+        for name in ("fig2_nll_vs_ensemble_size_bma", "fig8_nll_vs_memory_bma")
+        for ext in ("png", "pdf")
+    ],
+    *[figures(f"{name}.{ext}") for name in LANDSCAPE_FIGURES for ext in ("png", "pdf")],
+    *[results(f"landscapes/{name}.csv") for name in LANDSCAPE_FIGURES],
+    *(
+        [results("bma/model_choice.md")]
+        if config["bma"]["model_rule"] and not IMAGES
+        else []
+    ),
+]
+
+
 # bma.model's rule, measured on validation (mini profile: the paper fixed its model); fails when
 # the config's bma.model is not the rule's choice.
 rule select_bma_model:
@@ -154,7 +216,7 @@ rule landscape:
 
 rule score_bma:
     input:
-        bma_predictions(),
+        BMA_PREDICTIONS,
     output:
         results("bma/scores.csv"),
     log:
@@ -196,15 +258,17 @@ rule figures_bma:
 rule figure_landscape:
     input:
         lambda w: (
-            fast_landscape_file()
+            FAST_LANDSCAPE
             if LANDSCAPE_FIGURES[w.figure] == "sse"
-            else landscape_file(LANDSCAPE_FIGURES[w.figure])
+            else LANDSCAPE_FILES[LANDSCAPE_FIGURES[w.figure]]
         ),
     output:
         png=report(
             figures("{figure}.png"),
             caption="../report/landscape.rst",
-            category=landscape_category,
+            category=lambda w: (
+                "Fast ensembles" if LANDSCAPE_FIGURES[w.figure] == "sse" else "BMA"
+            ),
         ),
         pdf=figures("{figure}.pdf"),
         csv=results("landscapes/{figure}.csv"),

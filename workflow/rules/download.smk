@@ -1,5 +1,32 @@
 # The paper profile: pretrained checkpoints (download, cache) and the large models (Table 3, Figure 7).
 
+LLMS = {
+    re.sub("[/]", "--", name): name for name in config["llm"]["models"]
+}  # path-safe -> hub name
+# Table 3 and Figure 7: FP32, RTN and LPE-BSR per seed of each large model and LLM
+LARGE_RUNS = [
+    "fp32",
+    f"rtn-int{LARGE['bits']}-seed0",
+    *[f"bsr-int{LARGE['bits']}-seed{s}" for s in LARGE["seeds"]],
+]
+LARGE_PREDICTIONS = [
+    work(f"preds/{m}/{n}.npz") for m in [*LARGE["models"], *LLMS] for n in LARGE_RUNS
+]
+LARGE_TARGETS = (
+    [
+        *[work(f"checkpoints/{m}.safetensors") for m in LARGE["models"]],
+        *[work(f"llm/{m}") for m in LLMS],
+        *[work(f"members/{m}/{n}") for m in LARGE["models"] for n in LARGE_RUNS[1:]],
+        *LARGE_PREDICTIONS,
+        results("large/scores.csv"),
+        *[results(f"tables/table3.{ext}") for ext in ("csv", "md", "tex")],
+        *[figures(f"fig7_large_models.{ext}") for ext in ("png", "pdf")],
+        report_page("table3"),
+    ]
+    if LARGE["models"] or LLMS
+    else []
+)
+
 
 rule download_checkpoint:
     output:
@@ -73,7 +100,7 @@ rule predict_llm:
         ENV
     threads: 1
     params:
-        cfg=LLM,
+        cfg=config["llm"],
         settings=settings(["large.ensemble_size", "predict.dtype"]),
     shell:
         "python -m lpe.stages.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
@@ -84,7 +111,7 @@ rule predict_llm:
 
 rule score_large:
     input:
-        large_predictions(),
+        LARGE_PREDICTIONS,
     output:
         results("large/scores.csv"),
     log:

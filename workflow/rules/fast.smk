@@ -1,9 +1,77 @@
 # Fast ensembles as member sources, each with and without LPE-BSR: Figures 4, 5, 9 and Table 5.
 
 
+FAST_FIGURES = {
+    "fig5_fast_sse_csgld": ["sse", "csgld"],
+    "fig9_fast_sse_de_multiivon": ["sse", "de", "multiivon"],
+}
+# run 1 of DE and MultiIVON: the SGD and IVON runs of Figure 2
+FAST_REUSE = {
+    "de": {"reuse": work(f"checkpoints/{BMA_MODEL}-sgd.safetensors")},
+    "multiivon": {
+        "reuse": work(f"checkpoints/{BMA_MODEL}-ivon.safetensors"),
+        "reuse_posterior": work(f"posteriors/{BMA_MODEL}-ivon.safetensors"),
+    },
+}
+# Figures 5, 9 and Table 5's predictions: each method's FP32 and LPE-BSR files
+FAST_PREDICTIONS = [
+    *[work(f"preds/fast/{method}/fp32.npz") for method in FAST_ALONE],
+    *[
+        path
+        for method in FAST_METHODS
+        for path in (
+            work(f"preds/fast/{method}/fp32.npz"),
+            *[
+                work(f"preds/fast/{method}/bsr-int{FAST['bits']}-seed{s}.npz")
+                for s in FAST["seeds"]
+            ],
+        )
+    ],
+]
+# MAP and LPE-BSR of Table 5: the SGD solution of Figure 2 and its LPE-BSR ensembles
+TABLE5_PREDICTIONS = [
+    work(f"preds/{BMA_MODEL}-sgd/fp32.npz"),
+    *[
+        work(f"preds/{BMA_MODEL}-sgd/bsr-int{FAST['bits']}-seed{s}.npz")
+        for s in FAST["seeds"]
+    ],
+]
+FAST_LANDSCAPE = work(
+    f"landscape/fast-sse-int{FAST['bits']}-seed{config['landscape']['seed']}.npz"
+)
+FAST_TARGETS = [
+    *FAST_PREDICTIONS,
+    FAST_LANDSCAPE,
+    results("fast/scores.csv"),
+    *[results(f"tables/table5.{ext}") for ext in ("csv", "md", "tex")],
+    *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
+]
+# claim 5's checkpoint band: the trained checkpoints of the fast ensembles' starting model
+# (bma.model and its train_noise copies), when there are at least two; FP32 and LPE-BSR at
+# INT-fast.bits (first lpe seed) of each
+FAST_CHECKPOINTS = [
+    BMA_MODEL,
+    *[r for r in RETRAINED if r.startswith(f"{BMA_MODEL}-trainseed")],
+]
+FAST_CHECKPOINTS = FAST_CHECKPOINTS if len(FAST_CHECKPOINTS) > 1 else []
+FAST_CHECKPOINT_PREDICTIONS = {
+    name: [
+        work(f"preds/{name}/fp32.npz"),
+        work(f"preds/{name}/bsr-int{FAST['bits']}-seed{config['lpe']['seeds'][0]}.npz"),
+    ]
+    for name in FAST_CHECKPOINTS
+}
+if FAST_CHECKPOINTS and config["lpe"]["ensemble_size"] < FAST["copies"]:
+    raise WorkflowError(
+        f"lpe.ensemble_size ({config['lpe']['ensemble_size']}) is below fast.copies "
+        f"({FAST['copies']}): claim 5's checkpoint band scores LPE-BSR at fast.copies "
+        f"members on each checkpoint of {BMA_MODEL} (train_noise)"
+    )
+
+
 rule fast_train:
     input:
-        unpack(lambda w: {**fast_reuse(w.fast), **data_input(w)}),
+        unpack(lambda w: {**FAST_REUSE.get(w.fast, {}), **data_input(w)}),
         checkpoint=work(f"checkpoints/{BMA_MODEL}.safetensors"),
     output:
         directory(work("fast/{fast}")),
@@ -23,8 +91,8 @@ rule fast_train:
             FINETUNING,
             ["fast.runs", *([f"fast.{w.fast}"] if w.fast in FAST else [])],
             resume=resume_file(f"fast-{w.fast}"),
-            reuse=fast_reuse(w.fast).get("reuse"),
-            reuse_posterior=fast_reuse(w.fast).get("reuse_posterior"),
+            reuse=FAST_REUSE.get(w.fast, {}).get("reuse"),
+            reuse_posterior=FAST_REUSE.get(w.fast, {}).get("reuse_posterior"),
         ),
     shell:
         "python -m lpe.stages.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
@@ -133,7 +201,7 @@ rule landscape_fast:
 
 rule score_fast:
     input:
-        fast_predictions() + table5_predictions(),
+        FAST_PREDICTIONS + TABLE5_PREDICTIONS,
     output:
         results("fast/scores.csv"),
     log:

@@ -2,9 +2,31 @@
 # of lpe.smk, one job per model x format; these rules score them and draw the table and figure.
 
 
+# FP32, RTN and LPE-BSR of formats.models x formats.names (Table 1's INT-b files where a format
+# is one of quant.bits: the same jobs): predictions files and member folders (no FP32 member)
+FORMAT_RUNS = runs(FORMATS["names"])
+FORMAT_PREDICTIONS = [
+    work(f"preds/{m}/{run}.npz") for m in FORMATS["models"] for run in FORMAT_RUNS
+]
+FORMAT_TARGETS = [
+    *[work(f"members/{m}/{run}") for m in FORMATS["models"] for run in FORMAT_RUNS[1:]],
+    *FORMAT_PREDICTIONS,
+    *(
+        [
+            results("formats/scores.csv"),
+            *[results(f"tables/table_formats.{ext}") for ext in ("csv", "md", "tex")],
+            *[figures(f"lpe_across_formats.{ext}") for ext in ("png", "pdf")],
+            report_page("table_formats"),
+        ]
+        if FORMATS["models"]
+        else []
+    ),
+]
+
+
 rule score_formats:
     input:
-        format_predictions(),
+        FORMAT_PREDICTIONS,
     output:
         results("formats/scores.csv"),
     log:

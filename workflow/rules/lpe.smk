@@ -1,10 +1,105 @@
 # Low precision members as files, and the predictions of every run.
 
 
+# Table 1's predictions, and its checkpoints, member folders and predictions: targets of `all`,
+# so that a missing one is remade (Snakemake does not remake a missing intermediate whose
+# consumers are up to date), which also makes a fresh clone, where only results/ and figures/
+# are committed, regenerate everything from the data up.
+TABLE1_PREDICTIONS = [
+    work(f"preds/{m}/{run}.npz") for m in config["models"] for run in runs()
+]
+TABLE1_INTERMEDIATES = [
+    *[work(f"checkpoints/{m}.safetensors") for m in config["models"]],
+    *[
+        work(f"members/{m}/{run}") for m in config["models"] for run in runs()[1:]
+    ],  # no FP32
+    *TABLE1_PREDICTIONS,
+]
+
+# The kinds of model whose members are made per model x precision by one job: pretrained models
+# (Table 1, Figure 1's sizes, Table 6), large ones (Table 3), train_noise's retrained copies and
+# the fine-tuned solutions of Figures 2-6 and Table 5; a kind without models has no rule.
+MEMBER_FAMILIES = {
+    name: MemberRuns("|".join(map(re.escape, models)), seeds, members, rtn)
+    for name, (models, seeds, members, rtn) in {
+        "pretrained": (
+            [m for m in config["models"] if m not in LARGE["models"]],
+            config["lpe"]["seeds"],
+            config["lpe"]["ensemble_size"],
+            True,
+        ),
+        "large": (LARGE["models"], LARGE["seeds"], LARGE["ensemble_size"], True),
+        "retrained": (
+            RETRAINED,
+            config["lpe"]["seeds"][:1],
+            config["lpe"]["ensemble_size"],
+            True,
+        ),
+        "finetuned": (
+            [f"{BMA_MODEL}-{o}" for o in ("sgd", "swag", "ivon")],
+            config["bma"]["seeds"],
+            config["bma"]["ensemble_size"],
+            False,
+        ),
+    }.items()
+    if models
+}
+
+# Table 6: each baseline's ensembles on baselines.model (a pretrained model: Table 1's seeds and
+# ensemble size, or Table 3's), its choice on the validation split, and the model's FP32
+BASELINE_LARGE = BASELINE_MODEL in LARGE["models"]
+BASELINE_SEEDS = LARGE["seeds"] if BASELINE_LARGE else config["lpe"]["seeds"]
+BASELINE_MEMBERS = (
+    LARGE["ensemble_size"] if BASELINE_LARGE else config["lpe"]["ensemble_size"]
+)
+BASELINE_CHOICES = [
+    work(f"baselines/{BASELINE_MODEL}/{b}-choice.json") for b in BASELINES
+]
+BASELINE_PREDICTIONS = [
+    work(f"preds/{BASELINE_MODEL}/{b}-seed{s}.npz")
+    for b in BASELINES
+    for s in BASELINE_SEEDS
+]
+BASELINE_FP32 = work(f"preds/{BASELINE_MODEL}/fp32.npz")
+
+# train_noise: FP32, RTN and LPE-BSR (first lpe seed) per precision of each retrained copy
+RETRAINED_RUNS = ["fp32"] + [
+    run
+    for bits in config["quant"]["bits"]
+    for run in (
+        f"rtn-int{bits}-seed0",
+        f"bsr-int{bits}-seed{config['lpe']['seeds'][0]}",
+    )
+]
+RETRAINED_PREDICTIONS = {
+    name: [work(f"preds/{name}/{run}.npz") for run in RETRAINED_RUNS]
+    for name in RETRAINED
+}
+RETRAINED_SCORES = [results(f"train_noise/{name}/scores.csv") for name in RETRAINED]
+RETRAINED_INTERMEDIATES = [
+    path
+    for name in RETRAINED
+    for path in (
+        work(f"checkpoints/{name}.safetensors"),
+        *RETRAINED_PREDICTIONS[name],
+        *[
+            work(f"members/{name}/{run}") for run in RETRAINED_RUNS[1:]
+        ],  # no FP32 member
+    )
+]
+
+LPE_TARGETS = [
+    *TABLE1_INTERMEDIATES,
+    *BASELINE_PREDICTIONS,
+    *BASELINE_CHOICES,
+    *RETRAINED_INTERMEDIATES,
+]
+
+
 # One job per model x number format: it writes the members of every seed (and the RTN member) and
 # predicts them, in one process (lpe.stages.ensembles). The seeds, ensemble size and whether RTN is made
-# depend on the kind of model (member_families), so there is one such rule per kind.
-for family, kind in member_families().items():
+# depend on the kind of model (MEMBER_FAMILIES), so there is one such rule per kind.
+for family, kind in MEMBER_FAMILIES.items():
 
     rule:
         name:
@@ -87,8 +182,7 @@ rule baseline:
     output:
         choice=work("baselines/{model}/{baseline}-choice.json"),
         preds=[
-            work(f"preds/{{model}}/{{baseline}}-seed{s}.npz")
-            for s in seeds_of(BASELINE_MODEL)
+            work(f"preds/{{model}}/{{baseline}}-seed{s}.npz") for s in BASELINE_SEEDS
         ],
     log:
         work("logs/baselines/{model}/{baseline}.log"),
@@ -107,8 +201,8 @@ rule baseline:
             [f"baselines.{BASELINES[w.baseline]}"] if BASELINES[w.baseline] else [],
             setting_file=baseline_choice_input(w).get("bsr_choice"),
         ),
-        members=lambda w: ensemble_size(w.model),
-        seeds=seeds_of(BASELINE_MODEL),
+        members=BASELINE_MEMBERS,
+        seeds=BASELINE_SEEDS,
         split=config["predict"]["split"],
         batch_size=config["predict"]["batch_size"],
     shell:
