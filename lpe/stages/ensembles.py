@@ -49,8 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="LPE-BSR ensemble seeds")
     parser.add_argument("--members-out", nargs="*", default=[], help="member folder per seed")
     parser.add_argument("--out", nargs="*", default=[], help="predictions file per seed")
-    parser.add_argument("--rtn-members-out", help="member folder of the RTN member")
-    parser.add_argument("--rtn-out", help="predictions file of the RTN member")
+    # nargs="?": a flag with no value (a rule's empty output list) means no RTN run
+    parser.add_argument("--rtn-members-out", nargs="?", help="member folder of the RTN member")
+    parser.add_argument("--rtn-out", nargs="?", help="predictions file of the RTN member")
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=0, help="image loading processes")

@@ -132,18 +132,14 @@ for family, kind in MEMBER_FAMILIES.items():
             data=DATA,
             members=kind.members,
             seeds=kind.seeds,
-            rtn=lambda w, output: (
-                f"--rtn-members-out {output.rtn[0]} --rtn-out {output.rtn_preds[0]}"
-                if output.rtn
-                else ""
-            ),
             settings=settings(CALIBRATED, QUANT),
             split=config["predict"]["split"],
             batch_size=config["predict"]["batch_size"],
         shell:
             "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
             " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
-            " --members-out {output.members} --out {output.preds} {params.rtn}"
+            " --members-out {output.members} --out {output.preds} --rtn-members-out {output.rtn}"
+            " --rtn-out {output.rtn_preds}"
             " --settings {params.settings:q} --split {params.split}"
             " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
             " > {log} 2>&1"
