@@ -17,7 +17,7 @@ from lpe.reports.claims import (
     with_training_bands,
 )
 from lpe.reports.figures import nll_vs_ensemble_size, nll_vs_inference_time
-from lpe.reports.tables import table1, to_latex, to_markdown
+from lpe.reports.table1 import table1, to_latex, to_markdown
 from lpe.stages.score import COLUMNS
 
 

@@ -65,41 +65,6 @@ def nll_vs_ensemble_size(scores: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def nll_vs_size_and_memory(scores: pd.DataFrame) -> plt.Figure:
-    """Figure 7: per model, NLL against ensemble size (top) and memory budget (bottom)."""
-    models = scores.sort_values("params")["model"].unique().tolist()
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(2, len(models), figsize=(3.6 * len(models), 5.4), squeeze=False)
-    for j, model in enumerate(models):
-        here = scores[scores["model"] == model]
-        bsr = here[here["method"] == "lpe-bsr"]
-        stats = bsr.groupby("members").agg(
-            nll=("nll", "mean"), sd=("nll", "std"), mbit=("memory_bits", "mean")
-        )
-        stats["mbit"] /= 1e6
-        for ax, x in ((axes[0][j], stats.index), (axes[1][j], stats["mbit"])):
-            precision = format_label(bsr["precision"].iloc[0]) if len(bsr) else "?"
-            ax.errorbar(x, stats["nll"], yerr=stats["sd"].fillna(0), marker="o", markersize=3,
-                        capsize=2, label=f"LPE-BSR {precision}")  # fmt: skip
-        for method, marker, color in (("fp32", "*", "k"), ("rtn", "s", "C3")):
-            ref = here[(here["method"] == method) & (here["members"] == 1)]
-            if ref.empty:
-                continue
-            nll, mbit = ref["nll"].mean(), ref["memory_bits"].mean() / 1e6
-            axes[0][j].axhline(nll, ls=":" if method == "fp32" else "--", color=color,
-                               label=method.upper())  # fmt: skip
-            axes[1][j].plot([mbit], [nll], marker, color=color, markersize=9, label=method.upper())
-        axes[0][j].set_title(model, fontsize=8)
-        axes[0][j].set_xlabel("ensemble size (members)")
-        axes[1][j].set_xlabel("memory budget (Mbit)")
-        for ax in axes[:, j]:
-            ax.set_ylabel("NLL")
-    axes[0][0].legend(fontsize=7)
-    axes[1][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def nll_vs_inference_time(scores: pd.DataFrame) -> plt.Figure:
     """Per model, test NLL against the measured inference wall time per test example: LPE-BSR
     at every ensemble size (mean over seeds) per precision, RTN and FP32, each also after
@@ -143,7 +108,6 @@ def nll_vs_inference_time(scores: pd.DataFrame) -> plt.Figure:
 
 LAYOUTS = {
     "table1": nll_vs_ensemble_size,
-    "figure7": nll_vs_size_and_memory,
     "inference": nll_vs_inference_time,
 }
 
@@ -156,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         "--layout",
         choices=tuple(LAYOUTS),
         default="table1",
-        help="table1: per model and precision; figure7: vs size and memory; inference: vs "
-        "measured inference time per test example",
+        help="table1: per model and precision; inference: vs measured inference time per test "
+        "example",
     )
     args = parser.parse_args(argv)
     scores = pd.read_csv(args.scores)

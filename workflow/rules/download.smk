@@ -136,7 +136,7 @@ rule table3:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.reports.tables --layout table3 --scores {input} --out {params.prefix}"
+        "python -m lpe.reports.table3 --scores {input} --out {params.prefix}"
         " > {log} 2>&1"
 
 
@@ -157,5 +157,5 @@ rule figure7:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.reports.figures --layout figure7 --scores {input} --out {params.prefix}"
+        "python -m lpe.reports.fig7 --scores {input} --out {params.prefix}"
         " > {log} 2>&1"

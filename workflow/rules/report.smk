@@ -111,7 +111,7 @@ rule table1:
     params:
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.reports.tables --scores {input.scores} --checkpoints {input.checkpoints}"
+        "python -m lpe.reports.table1 --scores {input.scores} --checkpoints {input.checkpoints}"
         " --out {params.prefix} > {log} 2>&1"
 
 

@@ -1,4 +1,4 @@
-"""Tables from ``scores.csv``: Table 1 (RTN vs LPE-BSR across model sizes and precisions).
+"""Table 1 from ``scores.csv``: RTN vs LPE-BSR across model sizes and precisions.
 
 Rows: model (smallest first) x precision (FP32 reference row, then highest precision first) x
 method, each followed by the same runs temperature-scaled ("+ TS", the temperature T fit on the
@@ -8,7 +8,7 @@ in the scores; RTN and FP32 are deterministic given the checkpoint, so they have
 no spread), T, and the inference cost: forward passes per input and the
 measured wall time per test example. Written as csv (numbers), md and tex (formatted).
 
-Usage: ``python -m lpe.reports.tables --scores results/mini/scores.csv --out
+Usage: ``python -m lpe.reports.table1 --scores results/mini/scores.csv --out
 results/mini/tables/table1`` (writes ``table1.csv``, ``table1.md``, ``table1.tex``).
 """
 
@@ -28,18 +28,12 @@ from lpe.models.checkpoints import (
 )
 from lpe.reports.tabulate import (
     METHOD_NAMES,
-    METHOD_ORDER,
-    RUN_KEYS,
     cell,
     control_columns,
-    controls,
-    final_ensembles,
     final_rows,
     latex,
     markdown,
     method_name,
-    over_seeds,
-    with_controls,
     write_table,
 )
 
@@ -99,57 +93,18 @@ def to_latex(table: pd.DataFrame) -> str:
     return latex(formatted(table, r"$\pm$"))
 
 
-TABLE3_METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4),
-                  "ens_loss": ("Ens loss", 4), "nll": ("NLL", 4), "err": ("ERR (%)", 2),
-                  "ece": ("ECE", 4)}  # fmt: skip
-
-
-def table3(scores: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 (large models): per model x method, the six metrics and the ensemble size."""
-    runs = final_ensembles(scores)
-    table = over_seeds(runs, RUN_KEYS, [*TABLE3_METRICS, *controls(runs)])
-    table = table.assign(_m=lambda t: t["method"].map(METHOD_ORDER))
-    table = table.sort_values(["params", "_m"]).drop(columns="_m").reset_index(drop=True)
-    return with_controls(table, TABLE3_METRICS)
-
-
-def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "Model": table["model"],
-            "Params": table["params"].map(lambda p: f"{p / 1e6:.0f}M"),
-            "Method": table["method"].map(lambda m: method_name(METHOD_NAMES, m)),
-            "Precision": table["precision"].map(label),
-            "M": table["members"],
-            **{
-                label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
-                for m, (label, digits) in TABLE3_METRICS.items()
-            },
-            "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.1f}"),
-            **control_columns(table, pm),
-        }
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
     parser.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
-    parser.add_argument("--layout", choices=("table1", "table3"), default="table1")
     parser.add_argument(
-        "--checkpoints", nargs="*", default=[], help="table1: the checkpoints, for their gate"
+        "--checkpoints", nargs="*", default=[], help="the checkpoints, for their gate"
     )
     args = parser.parse_args(argv)
     scores = pd.read_csv(args.scores)
-    if args.layout == "table1":
-        gates = {checkpoint_info(p).model: convergence_gate(p) for p in args.checkpoints}
-        table = table1(scores, gates or None)
-        md, tex = to_markdown(table), to_latex(table)
-    else:
-        table = table3(scores)
-        md = markdown(formatted3(table, "±"))
-        tex = latex(formatted3(table, r"$\pm$"), text_columns=4)
-    write_table(args.out, table, md, tex)
+    gates = {checkpoint_info(p).model: convergence_gate(p) for p in args.checkpoints}
+    table = table1(scores, gates or None)
+    write_table(args.out, table, to_markdown(table), to_latex(table))
 
 
 if __name__ == "__main__":
