@@ -233,7 +233,8 @@ CANDIDATE_SETTINGS = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, float | None]:
+    """The stage's arguments, checked, and the setting read from --setting-file (or None)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     add_data_arguments(parser)
@@ -281,6 +282,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seeds and --out must pair up: got {args.seeds} and {args.out}")
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
+    return args, chosen
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, chosen = parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
     state, info = load_checkpoint(args.checkpoint)
