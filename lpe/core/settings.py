@@ -1,17 +1,18 @@
-"""A stage's settings from the workflow's config: its config section as JSON, read by the stage.
+"""A stage's settings from the workflow's config: the config keys it reads, as JSON.
 
 The workflow passes each stage the config keys it reads as one JSON argument (``--settings
-'{"bma": {"epochs": 3, "sgd": {"lr": 0.001, ...}}, ...}'``, nested as in the config), a rule
-``param``, so Snakemake reruns a job when its settings change, and only then; no rule builds
-flags by hand. The stage says which key of its section
-sets which of its options, in its own module (``options``: key path -> option, ``"swag.rank":
-"swag_rank"``), so a renamed key or option fails a test (tests/test_settings.py) instead of
-silently keeping a default. A value is converted by its option's type, as a flag's text would
-be, so a setting gives the stage the value its flag gives. Options given on the command line
-win over the settings: a stage still runs by hand with flags alone.
+'{"bma": {"epochs": 3, "sgd": {"lr": 0.001, ...}}, ...}'``, nested as in the config; ``job``
+holds the job's own values, such as a resume file). It is a rule ``param``, so Snakemake reruns
+a job when its settings change, and only then; no rule builds flags by hand.
 
-A key path missing from the section stops the stage before any work, naming the path and the
-keys the section has.
+The stage says, in its own module, which config key sets which of its options (``options``: key
+path -> option, ``"bma.swag.rank": "swag_rank"``); tests/test_settings.py checks every key
+against the config and every job's settings against what its stage reads, so a renamed key or
+option fails a test instead of silently keeping a default. A value is converted by its option's
+type, as the flag's text would be, so a setting gives the stage the value its flag gives.
+Options given on the command line win over the settings: a stage still runs by hand with flags
+alone. A key missing from the settings stops the stage before any work, naming the key and the
+keys that are there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 FLAG = "--settings"
-HELP = "the config section this stage reads, as JSON (what the workflow passes)"
+HELP = "the config keys this stage reads, as JSON (what the workflow passes)"
 
 
 @dataclass(frozen=True)
