@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import io
 import json
+import re
 import shlex
 import subprocess
 
@@ -182,3 +183,39 @@ def test_pick_keeps_the_named_parts_nested_as_in_the_config():
                                                               "epochs": 3}}  # fmt: skip
     with pytest.raises(KeyError, match="bma.swag"):
         pick(config, ["bma.swag.rank"])
+
+
+def outside_shell(text: str) -> list[str]:
+    """The code lines of a rule file outside its ``shell:`` sections (comments left out)."""
+    kept, shell_indent = [], None
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if shell_indent is not None and (not line.strip() or indent > shell_indent):
+            continue
+        shell_indent = indent if line.strip() == "shell:" else None
+        if line.strip() and not line.lstrip().startswith("#"):
+            kept.append(line)
+    return kept
+
+
+FLAG_TEXT = re.compile(r"[\"']--[a-z]")  # the start of a string that begins with a flag
+
+
+def test_no_rule_file_builds_flags_by_hand():
+    """Options reach a stage through --settings or a flag written in a rule's shell, never as a
+    flag string built in Python (as finetune_flags, QUANT_FLAGS and claims_flags were)."""
+    built = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted((ROOT / "workflow/rules").glob("*.smk"))
+        for line in outside_shell(path.read_text())
+        if FLAG_TEXT.search(line)
+    ]
+    assert not built, built
+    sample = 'def flags():\n    return f"--lr {LR}"\n\n\nrule x:\n    shell:\n        "a --b"\n'
+    assert outside_shell(sample) == [
+        "def flags():",
+        '    return f"--lr {LR}"',
+        "rule x:",
+        "    shell:",
+    ]
+    assert len((ROOT / "workflow/rules/common.smk").read_text().splitlines()) <= 200
