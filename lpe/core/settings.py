@@ -79,10 +79,20 @@ def _typed(action: argparse.Action, value: Any) -> Any:
     return action.type(value)
 
 
+def _arguments(argv: Sequence[str] | None) -> list[str]:
+    """``argv``, or the process's arguments when None (as argparse reads them)."""
+    return sys.argv[1:] if argv is None else list(argv)
+
+
+def subcommand(argv: Sequence[str] | None) -> str | None:
+    """The first argument (a stage's subcommand, ``train``/``predict``), before parsing."""
+    return next(iter(_arguments(argv)), None)
+
+
 def argument_value(argv: Sequence[str] | None, flag: str) -> str | None:
     """The text after ``flag`` in ``argv`` (the process's arguments when None), before parsing:
     what a stage needs to know which options its settings set (``--method``)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _arguments(argv)
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
             return argv[i + 1]

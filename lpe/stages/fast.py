@@ -57,7 +57,7 @@ from lpe.core.artifacts import (
 )
 from lpe.core.resume import Resume
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.core.settings import apply_settings, argument_value
+from lpe.core.settings import apply_settings, argument_value, subcommand
 from lpe.data.datasets import SPLITS
 from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.prediction import (
@@ -567,8 +567,7 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--fp32-out", help="with --bits: also the FP32 predictions of the sources")
     add_calibration_arguments(q, holdout=False)  # --holdout: the data flags'
     add_runtime_arguments(q)
-    given = sys.argv[1:] if argv is None else argv
-    command = given[0] if given else None  # the subcommand comes first
+    command = subcommand(argv)
     if command == "train":
         own = METHOD_SETTINGS.get(argument_value(argv, "--method"), {})
         apply_settings(p, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS,

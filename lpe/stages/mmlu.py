@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,7 +50,7 @@ from tqdm import tqdm
 
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
-from lpe.core.settings import apply_settings
+from lpe.core.settings import apply_settings, subcommand
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import FP32
 from lpe.formats.policy import QuantPolicy
@@ -327,8 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         "--seed, and one member for rtn",
     )
     add_runtime_arguments(p)
-    given = sys.argv[1:] if argv is None else argv
-    if given and given[0] == "predict":
+    if subcommand(argv) == "predict":
         apply_settings(p, argv, {"large.ensemble_size": "members", "predict.dtype": "dtype"})
     args = parser.parse_args(argv)
     if args.command == "predict" and args.run and args.run != FP32:
