@@ -134,7 +134,8 @@ def finetune_memory():
     import timm
 
     from lpe.sources.batchensemble import batch_ensemble
-    from lpe.stages.fast import _batch_ensemble_backward
+    from lpe.training.loop import Plan
+    from lpe.training.methods import BatchEnsembleSettings, BatchEnsembleSgd
 
     rows = ["| method | batch | peak GPU memory (GiB) | step (s) |", "|---|---|---|---|"]
     for method, batch, micro in (("sgd", 256, 0), ("ivon", 256, 0), ("batchensemble", 256, 64)):
@@ -147,16 +148,19 @@ def finetune_memory():
             opt = ivon.IVON(model.parameters(), lr=1e-3, ess=1_271_167, hess_init=1.0)
         else:
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        members = BatchEnsembleSgd(BatchEnsembleSettings(members=4, micro_batch=micro),
+                                   Plan(1, batch, 0))  # fmt: skip
+        members.optimizer = opt  # the training loop's backward hook, on this optimizer
         x = torch.randn(batch, 3, 224, 224, device="cuda")
         y = torch.randint(0, 1000, (batch,), device="cuda")
 
-        def step(model=model, opt=opt, x=x, y=y, method=method, micro=micro):
+        def step(model=model, opt=opt, x=x, y=y, method=method, members=members):
             opt.zero_grad(set_to_none=True)
             if method == "ivon":
                 with opt.sampled_params(train=True):
                     torch.nn.functional.cross_entropy(model(x), y).backward()
             elif method == "batchensemble":
-                _batch_ensemble_backward(model, x, y, 4, micro)
+                members.backward(model, x, y)
             else:
                 torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()

@@ -28,7 +28,8 @@ def run(spec: str, data: str) -> dict:
     from lpe.data.datasets import load_splits
     from lpe.models.checkpoints import convergence_gain
     from lpe.models.factory import factory as models
-    from lpe.training.loop import TrainConfig, evaluate, train
+    from lpe.training.loop import evaluate
+    from lpe.training.pretraining import TrainConfig, train
 
     torch.set_num_threads(1)
     shape, epochs, lr = spec.split(":")

@@ -105,7 +105,8 @@ def test_batch_ensemble_refuses_a_batch_that_does_not_split_into_members():
 
 
 def test_batch_ensemble_micro_batches_give_the_whole_batch_gradient():
-    from lpe.stages.fast import _batch_ensemble_backward
+    from lpe.training.loop import Plan
+    from lpe.training.methods import BatchEnsembleSettings, BatchEnsembleSgd
 
     splits = build("mnist1d", train=12, val=10, test=10, seed=0)
     x, y = splits.x["train"], splits.y["train"]
@@ -114,7 +115,12 @@ def test_batch_ensemble_micro_batches_give_the_whole_batch_gradient():
         model = batch_ensemble(create_model("vit_mini_t", 10, (1, 1, 40), seed=0), 3,
                                generator=torch.Generator().manual_seed(0), init="gaussian",
                                std=0.1)  # fmt: skip
-        loss = _batch_ensemble_backward(model, x, y, 3, micro)
+        method = BatchEnsembleSgd(
+            BatchEnsembleSettings(members=3, micro_batch=micro), Plan(1, 12, 0)
+        )
+        method.begin(model, Plan(1, 12, 0), len(y), torch.device("cpu"))
+        loss, passes = method.backward(model, x, y)
+        assert passes == 3  # one backward pass per member
         grads[micro] = (loss, [p.grad.clone() for p in model.parameters()])
     assert grads[5][0] == pytest.approx(grads[0][0], rel=1e-6)
     for whole, chunked in zip(grads[0][1], grads[5][1], strict=True):

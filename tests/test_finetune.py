@@ -13,6 +13,7 @@ from lpe.sources.swag import SwagError, SwagPosterior
 from lpe.stages.finetune import main as finetune
 from lpe.training.finetuning import FinetuneConfig, load_posterior
 from lpe.training.loop import DivergenceError
+from lpe.training.methods import IvonSettings, SwagSettings
 
 SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
 
@@ -84,16 +85,30 @@ def test_divergence_stops_the_run_naming_the_setting(tmp_path, checkpoint, data)
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"ivon_ess": 0.0}, "ivon_ess (effective sample size) must be > 0"),
+        ({"optimizer": "ivon", "ivon_ess": 0.0}, "ivon_ess (effective sample size) must be > 0"),
         ({"optimizer": "adam"}, "optimizer must be one of"),
         ({"optimizer": "swag", "swag_start_epoch": 3}, "swag_start_epoch must be in [0, epochs"),
+        ({"optimizer": "swag", "swag_rank": 1}, "swag_rank must be >= 2"),
+        ({"optimizer": "csgld", "csgld_exploration": 1.5}, "csgld exploration must be in [0, 1]"),
+        ({"optimizer": "sse", "cycles": 0}, "cycles must be >= 1"),
+        ({"lr": -1.0}, "learning rates must be > 0"),
         ({"epochs": 0}, "epochs must be >= 1"),
+        ({"swag_rnak": 2}, "unknown ['swag_rnak']"),
     ],
 )
 def test_bad_settings_are_named(settings, message):
+    """Each method checks its own settings, and the run's method is built (fresh) from them."""
     with pytest.raises(ValueError, match="bad fine-tuning settings") as info:
-        FinetuneConfig(**settings)
+        FinetuneConfig.of(**settings).method()
     assert message in str(info.value)
+
+
+def test_a_method_reads_only_its_own_settings():
+    cfg = FinetuneConfig.of("ivon", lr=0.5, ivon_lr=0.01, swag_rank=3)
+    assert cfg.settings == IvonSettings(ivon_lr=0.01)
+    assert FinetuneConfig.of("swag", lr=0.5, swag_rank=3).settings == SwagSettings(
+        lr=0.5, swag_rank=3
+    )
 
 
 def _finetune_process(checkpoint, data, out, *args):

@@ -19,9 +19,10 @@ from lpe.data.inputs import DATA_SETTINGS
 from lpe.evaluation.prediction import CALIBRATED_SETTINGS, PREDICT_SETTINGS
 from lpe.members.sets import QUANT_SETTINGS
 from lpe.reports.claims import CLAIMS_SETTINGS
+from lpe.sources.registry import family
 from lpe.stages.baselines import CANDIDATE_SETTINGS
-from lpe.stages.fast import METHOD_SETTINGS
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
+from lpe.training.fast import trainer
 from lpe.training.finetuning import FINETUNE_SETTINGS, RESUME_SETTINGS
 
 MAPS = {
@@ -32,7 +33,7 @@ MAPS = {
     "finetune": FINETUNE_SETTINGS,
     "resume": RESUME_SETTINGS,
     "claims": CLAIMS_SETTINGS,
-    **{f"fast {m}": own for m, own in METHOD_SETTINGS.items()},
+    **{f"fast {s.name}": trainer(s.name).SETTINGS for s in family("fast")},
     "baselines": {path: "candidates" for path in CANDIDATE_SETTINGS.values()},
 }
 

@@ -7,7 +7,8 @@ import torch
 from lpe.data.datasets import build, save_splits
 from lpe.models.checkpoints import load_checkpoint
 from lpe.stages.train import main
-from lpe.training.loop import DivergenceError, TrainConfig, lr_factor, train
+from lpe.training.loop import DivergenceError, lr_factor
+from lpe.training.pretraining import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

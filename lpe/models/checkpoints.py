@@ -63,7 +63,7 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 # - plateau: its best validation NLL so far improved by less than GATE_TOLERANCE (relative) over
 #   the last GATE_WINDOW of its epochs (still improving: under-trained);
 # - not past its best: the last epoch's validation NLL is at most GATE_RISE (relative) above the
-#   best epoch's. The checkpoint kept is the best epoch (lpe.training.loop), but a run whose
+#   best epoch's. The checkpoint kept is the best epoch (lpe.training.pretraining), but a run whose
 #   validation NLL rose by more has been trained into the region where one different rounding
 #   moves the result most (vit_mini_s rose 6.3% at its end on one CPU, 0.8% on another, with the
 #   same code and seeds). 5% is above the rises the mini profile's models show at their last

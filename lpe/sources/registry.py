@@ -2,7 +2,8 @@
 
 A source's ``name`` is the ``method`` its predictions files and score CSVs hold; the score stage,
 the reports, the claims and the rule files iterate this registry, so a new source is its module
-(how it trains or draws members) plus one entry here. No torch import: the workflow reads it
+(how it trains or draws members) plus one entry here; a fast source's entry names its trainer
+module (``lpe.training.fast``). No torch import: the workflow reads it
 while it builds the DAG.
 
 Families: ``reference`` (Table 1's FP32 model, its RTN member and LPE-BSR), ``posterior`` (BMA
@@ -25,9 +26,11 @@ class Source:
     members: str  # how its members are trained or drawn
     budget: str  # the training budget its members cost (backward passes)
     lpe_copies: bool = False  # fast sources: also with LPE-BSR copies of each member
+    trainer: str = ""  # fast sources: the module that trains them (lpe.training.fast)
 
 
 FREE = "none beyond the checkpoint's"
+FAST = "lpe.training.fast"  # where the fast sources' trainers live
 SOURCES = (
     Source("fp32", "FP32", "reference", "the checkpoint itself", FREE),
     Source("rtn", "RTN", "reference", "the checkpoint rounded to the nearest value", FREE),
@@ -44,17 +47,19 @@ SOURCES = (
     Source("mc-dropout", "MC dropout", "baseline",
            "dropout masks at a rate chosen on validation, at test time", FREE),
     Source("sse", "SSE", "fast", "a snapshot at the end of each cyclic learning-rate cycle",
-           "the cycles up to the snapshot", lpe_copies=True),
+           "the cycles up to the snapshot", lpe_copies=True, trainer=f"{FAST}.sse"),
     Source("csgld", "CSGLD", "fast", "a sample at the end of each cycle of cyclical SGLD",
-           "the cycles up to the sample", lpe_copies=True),
+           "the cycles up to the sample", lpe_copies=True, trainer=f"{FAST}.csgld"),
     Source("de", "DE", "fast", "independent fine-tuning runs (run 1: Figure 2's SGD run)",
-           "one run per member", lpe_copies=True),
+           "one run per member", lpe_copies=True, trainer=f"{FAST}.de"),
     Source("multiivon", "MultiIVON", "fast",
            "posterior draws of independent IVON runs (run 1: Figure 2's IVON run)",
-           "one run per IVON run, whatever its draws", lpe_copies=True),
+           "one run per IVON run, whatever its draws", lpe_copies=True,
+           trainer=f"{FAST}.multiivon"),
     Source("batchensemble", "BatchEnsemble", "fast",
            "the K rank-1 members of one BatchEnsemble run (they share weights: no LPE-BSR copies)",
-           "K runs' backward passes (each minibatch goes through every member)"),
+           "K runs' backward passes (each minibatch goes through every member)",
+           trainer=f"{FAST}.batchensemble"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SOURCES}
 LPE_SUFFIX = "+lpe-bsr"

@@ -1,6 +1,7 @@
 """The ``finetune`` stage: SGD, SWAG or IVON fine-tuning of a checkpoint (Figures 2, 3, 6, 8).
 
-The optimizers and their outputs are :mod:`lpe.training.finetuning`'s.
+The optimizers are ``lpe.training.methods``'s, the runs and their outputs
+``lpe.training.finetuning``'s.
 
 Outputs: the solution as a checkpoint (``lpe.models.checkpoints``; its backward passes are the
 pre-training's plus the fine-tuning's) and, for SWAG and IVON, a posterior file. Every random draw
@@ -30,6 +31,7 @@ from lpe.training.finetuning import (
     run_finetune,
     save_posterior,
 )
+from lpe.training.methods import FINETUNING
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     apply_settings(parser, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS})
     args = parser.parse_args(argv)
     cfg = finetune_config(args)
-    if cfg.optimizer in ("swag", "ivon") and not args.posterior:
+    if FINETUNING[cfg.optimizer].has_posterior and not args.posterior:
         parser.error(f"--posterior is required for {cfg.optimizer}")
     set_threads(args.threads)
     state, info = load_checkpoint(args.checkpoint)

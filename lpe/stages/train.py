@@ -1,4 +1,4 @@
-"""The ``train`` stage: MAP training of one model (:mod:`lpe.training.loop`), saved as a checkpoint.
+"""The ``train`` stage: MAP training of one model (``lpe.training.pretraining``), as a checkpoint.
 
 Every random draw (initialisation, minibatch order) comes from generators seeded by ``--seed``.
 The number of backward passes is saved with the checkpoint: it is the training budget of
@@ -19,7 +19,7 @@ from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.data.datasets import load_splits
 from lpe.models.checkpoints import save_checkpoint
 from lpe.models.factory import MODELS
-from lpe.training.loop import TrainConfig, train
+from lpe.training.pretraining import TrainConfig, train
 
 
 def main(argv: list[str] | None = None) -> None:

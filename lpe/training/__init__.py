@@ -1,3 +1,4 @@
-"""Training: the MAP training loop and fine-tuning with the sources' optimizers. Imports the
-layers below it.
+"""Training: the one loop (``loop``), the optimizers and methods it runs (``methods``), MAP
+training (``pretraining``), fine-tuning (``finetuning``) and the fast sources' trainers (``fast``,
+one module per source). Imports the layers below it.
 """

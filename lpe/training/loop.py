@@ -1,48 +1,35 @@
-"""MAP training: AdamW, linear warmup then cosine decay, weight decay; the loop and its checks.
+"""The one training loop: MAP training, fine-tuning and the fast sources all run :func:`fit`.
 
-The checkpoint kept is the epoch with the best validation NLL, not the last one: a model trained
-past its best sits where training is most sensitive (one different rounding of the GEMMs moved a
-mini model's test NLL by 9% at its last epoch), and the best epoch is the usual model-selection
-rule. The last epoch's weights are returned too (docs/experiments.md measures both rules' spread
-over training seeds); the convergence gate (``lpe.models.checkpoints``) reads the whole
-validation curve.
+A run is a model, its data, a :class:`Plan` (epochs, minibatch size, seed) and a :class:`Method`:
+the optimizer with its learning-rate schedule and what it does around each step (SWAG's
+snapshots, IVON's weight samples, CSGLD's noise, ...; ``lpe.training.methods``). The loop owns
+what every run shares:
 
-Every random draw (initialisation, minibatch order) comes from generators seeded by the config's
-seed. The number of backward passes (minibatch gradient evaluations) is counted: it is the
-training budget of everything derived from the weights. Fine-tuning and the fast ensembles reuse
-the schedule (``lr_factor``), the evaluation and the divergence check.
+- the minibatch order, drawn from a generator seeded by ``plan.seed + 1`` (one permutation per
+  epoch), so every method sees the same data in the same order;
+- the count of backward passes (minibatch gradient evaluations): the training budget of
+  everything derived from the weights;
+- the divergence checks: a non-finite loss stops the run at once, non-finite weights at the end
+  of an epoch, each naming the setting to lower;
+- resumable state (``lpe.core.resume``): the weights, the method's state, the epoch's minibatch
+  order and torch's global generators, every ``resume.every`` steps and at the end, continued
+  from to the weights of an uninterrupted run (tested);
+- the progress bar, and a per-epoch hook (validation, keeping the best epoch).
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from lpe.core import metrics
-from lpe.data.inputs import minibatches
+from lpe.core.resume import Resume, rng_state, set_rng_state
 from lpe.evaluation.prediction import predict_log_probs
-from lpe.models.factory import count_params, create_model
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0 or self.seed < 0:
-            raise ValueError(f"invalid training settings: {self}")
 
 
 class DivergenceError(RuntimeError):
@@ -71,66 +58,143 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def train(model_name: str, splits, cfg: TrainConfig, device: torch.device, log=sys.stderr):
-    """Train ``model_name`` on ``splits``; return the model at its best validation NLL, a
-    summary dict, and the last epoch's state dict."""
-    model = create_model(model_name, splits.num_classes, splits.input_shape, seed=cfg.seed)
+@dataclass(frozen=True)
+class Plan:
+    """How long a run is and where its randomness starts."""
+
+    epochs: int
+    batch_size: int
+    seed: int
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        return math.ceil(train_size / self.batch_size)
+
+
+# IVON counts its steps (for debiasing its momentum) outside its state_dict
+OPTIMIZER_ATTRIBUTES = ("current_step",)
+
+
+class Method:
+    """An optimizer and its hooks around the loop's steps. The defaults are one cross-entropy
+    backward per minibatch and a plain optimizer step; a method overrides what it changes.
+
+    ``begin`` builds the optimizer (``make_optimizer``) and the learning-rate schedule
+    (``make_scheduler``, None for a constant rate) once the run's length is known; ``step``
+    updates the weights (``after_step`` then sees them, before the schedule moves on);
+    ``state``/``restore`` carry the method's own state across a resumed run.
+    """
+
+    what = "training"  # names the run in messages
+    snapshots: list  # (CPU weights, backward passes so far) taken during the run, if any
+
+    def advice(self) -> str:
+        """How to avoid divergence: which setting to lower."""
+        raise NotImplementedError
+
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def make_scheduler(self, optimizer, total: int, steps_per_epoch: int):
+        return None
+
+    def begin(self, model, plan: Plan, train_size: int, device) -> None:
+        self.device = device
+        self.snapshots = []
+        self.optimizer = self.make_optimizer(model)
+        steps_per_epoch = plan.steps_per_epoch(train_size)
+        total = plan.epochs * steps_per_epoch
+        self.scheduler = self.make_scheduler(self.optimizer, total, steps_per_epoch)
+
+    def backward(self, model, xb, yb) -> tuple[float, int]:
+        """Gradients of the minibatch's loss; returns (the loss, backward passes spent)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        return loss.item(), 1
+
+    def step(self, model, step: int, passes: int) -> None:
+        self.optimizer.step()
+        self.after_step(model, step, passes)
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def after_step(self, model, step: int, passes: int) -> None:
+        """After the weights' update of 0-based ``step``, with ``passes`` spent so far."""
+
+    def snapshot(self, model, passes: int) -> None:
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self.snapshots.append((weights, passes))
+
+    def state(self) -> dict:
+        attributes = {a: getattr(self.optimizer, a) for a in OPTIMIZER_ATTRIBUTES
+                      if hasattr(self.optimizer, a)}  # fmt: skip
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "attributes": attributes,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "snapshots": self.snapshots,
+        }
+
+    def restore(self, saved: dict) -> None:
+        """``state()`` back: ``optimizer.load_state_dict``, the attributes it leaves out, and the
+        tensors IVON keeps in its parameter groups (torch moves only per-parameter state)."""
+        self.optimizer.load_state_dict(saved["optimizer"])
+        for name, value in saved["attributes"].items():
+            setattr(self.optimizer, name, value)
+        for group in self.optimizer.param_groups:
+            for key, value in group.items():
+                if isinstance(value, torch.Tensor) and key != "params":
+                    group[key] = value.to(self.device)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.snapshots = saved["snapshots"]
+
+
+def fit(model: torch.nn.Module, data, method: Method, plan: Plan, device, *, desc: str,
+        resume: Resume | None = None, on_epoch: Callable[[int], str] | None = None,
+        log=sys.stderr) -> int:  # fmt: skip
+    """Train ``model`` in place on ``data`` (``lpe.data.inputs``) with ``method``; return the
+    backward passes spent. ``on_epoch(epoch)`` runs after each epoch's weight check and returns
+    the line the progress bar prints."""
+    steps_per_epoch = plan.steps_per_epoch(data.train_size)
+    total = plan.epochs * steps_per_epoch
     model = model.to(device)
-    x, y = splits.x["train"], splits.y["train"]
-    steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, cfg.warmup_epochs * steps_per_epoch)
-    )
-    order = torch.Generator().manual_seed(cfg.seed + 1)
-    backward_passes = 0
-    val_curve: list[float] = []  # validation NLL after each epoch: the convergence gate's data
-    best: tuple[float, int, dict, dict] | None = None  # (val nll, epoch, state, val metrics)
-    print(f"{model_name}: {count_params(model):,} parameters, {total} steps", file=log)
-    advice = f"lower train.lr (now {cfg.lr}) or check the data"
-    with tqdm(total=total, desc=f"train {model_name}", file=log, mininterval=5) as bar:
-        for epoch in range(cfg.epochs):
+    method.begin(model, plan, data.train_size, device)
+    order = torch.Generator().manual_seed(plan.seed + 1)
+    passes = step = first_epoch = skip = 0
+    resume = resume or Resume(None, 0, {})
+    if (saved := resume.load()) is not None:
+        model.load_state_dict(saved["model"])
+        method.restore(saved["method"])
+        order.set_state(saved["epoch_order"])  # the epoch's minibatch order is drawn again
+        set_rng_state(saved["rng"], device)
+        passes, step, first_epoch, skip = (saved[k] for k in ("passes", "step", "epoch", "batch"))
+    with tqdm(total=total, initial=step, desc=desc, file=log, mininterval=5) as bar:
+        for epoch in range(first_epoch, plan.epochs):
             model.train()
-            for xb, yb in minibatches(x, y, cfg.batch_size, order, device):
-                loss = torch.nn.functional.cross_entropy(model(xb), yb)
-                if not torch.isfinite(loss):
+            epoch_order = order.get_state()
+            start = skip if epoch == first_epoch else 0
+            batches = data.train_batches(plan.batch_size, order, device, skip=start)
+            for batch, (xb, yb) in enumerate(batches, start=start):
+                loss, spent = method.backward(model, xb, yb)
+                if not math.isfinite(loss):
                     raise DivergenceError(
-                        f"{model_name}: training loss is {loss.item()} at epoch {epoch}; {advice}"
+                        f"{method.what} diverged: loss {loss} at epoch {epoch}; {method.advice()}"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                backward_passes += 1
-                optimizer.step()
-                schedule.step()
+                passes += spent
+                method.step(model, step, passes)
+                step += 1
                 bar.update(1)
-            require_finite_weights(model, model_name, advice)
-            val = evaluate(model, splits, "val", device)
-            val_curve.append(val["nll"])
-            if best is None or val["nll"] < best[0]:  # ties keep the earlier epoch
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (val["nll"], epoch + 1, state, val)
-            bar.write(
-                f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%"
-                + (" (best)" if best[1] == epoch + 1 else "")
-            )
-    last = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best[2])
-    print(f"kept epoch {best[1]} of {cfg.epochs} (best validation NLL {best[0]:.4f}; "
-          f"last epoch {val_curve[-1]:.4f})", file=log)  # fmt: skip
-    summary = {
-        "model": model_name,
-        "params": count_params(model),
-        "num_classes": splits.num_classes,
-        "input_shape": list(splits.input_shape),
-        "optimizer": "adamw",
-        "backward_passes": backward_passes,
-        "train": asdict(cfg),
-        "val": best[3],
-        "val_nll_curve": val_curve,
-        "best_epoch": best[1],
-    }
-    return model, summary, last
+                if resume.due(step) or step == total:  # the end too: a finished run is kept
+                    resume.save({
+                        "model": model.state_dict(), "method": method.state(),
+                        "epoch_order": epoch_order, "rng": rng_state(device), "passes": passes,
+                        "step": step, "epoch": epoch, "batch": batch + 1,
+                    })  # fmt: skip
+            require_finite_weights(model, method.what, method.advice())
+            if on_epoch is not None:
+                bar.write(on_epoch(epoch))
+    return passes
 
 
 def evaluate(model, splits, split: str, device) -> dict[str, float]:

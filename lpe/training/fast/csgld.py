@@ -1,0 +1,19 @@
+"""``csgld``: cyclical SGLD. ``sse``'s schedule with Langevin noise at ``--csgld-temperature`` in
+the sampling phase of each cycle (after ``--csgld-exploration`` of it); a sample at the end of
+each cycle. The peak rate is chosen on validation as ``sse``'s is."""
+
+from __future__ import annotations
+
+from lpe.training.fast import sse
+
+SETTINGS = {
+    "fast.csgld.lr": "lr_candidates",
+    "fast.csgld.momentum": "momentum",
+    "fast.csgld.temperature": "csgld_temperature",
+    "fast.csgld.exploration": "csgld_exploration",
+}
+add_arguments, check = sse.add_arguments, sse.check
+
+
+def train(job) -> dict:
+    return sse.train(job, optimizer="csgld")
