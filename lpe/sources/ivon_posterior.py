@@ -47,6 +47,25 @@ class IvonPosterior:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "hess": self.hess}
 
+    kind = "ivon"  # its posterior files' type
+
+    def metadata(self) -> dict:
+        """What a posterior file records beside the tensors (``hessian_moved``: for the claims
+        report); ``from_file`` reads it back."""
+        return {
+            "ess": self.ess,
+            "weight_decay": self.weight_decay,
+            "hess_init": self.hess_init,
+            "hessian_moved": self.hessian_moved(),
+        }
+
+    @classmethod
+    def from_file(cls, tensors: dict[str, torch.Tensor], metadata: dict) -> IvonPosterior:
+        init = metadata.get("hess_init", float("nan"))  # NaN: not recorded
+        return cls(
+            tensors["mean"], tensors["hess"], metadata["ess"], metadata["weight_decay"], init
+        )
+
     @classmethod
     def from_optimizer(cls, optimizer, model: torch.nn.Module) -> IvonPosterior:
         """Read the posterior of an ``ivon.IVON`` optimizer over all of ``model``'s parameters."""

@@ -57,6 +57,16 @@ class SwagPosterior:
     def from_tensors(cls, tensors: dict[str, torch.Tensor], snapshots: int) -> SwagPosterior:
         return cls(tensors["mean"], tensors["variance"], tensors["deviations"], snapshots)
 
+    kind = "swag"  # its posterior files' type
+
+    def metadata(self) -> dict:
+        """What a posterior file records beside the tensors (``from_file`` reads it back)."""
+        return {"snapshots": self.snapshots}
+
+    @classmethod
+    def from_file(cls, tensors: dict[str, torch.Tensor], metadata: dict) -> SwagPosterior:
+        return cls.from_tensors(tensors, metadata["snapshots"])
+
 
 class SwagCollector:
     """Running moments and the last ``rank`` deviations of the collected weight vectors."""

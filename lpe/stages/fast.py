@@ -69,7 +69,10 @@ from lpe.training.finetuning import (
     add_resume_arguments,
 )
 
-METHODS = tuple(s.name for s in family("fast"))  # lpe.sources.registry
+
+def fast_methods() -> tuple[str, ...]:
+    """The fast sources of the registry (read when used: a test may register one)."""
+    return tuple(s.name for s in family("fast"))
 
 
 def train(args) -> dict:
@@ -91,8 +94,8 @@ def train(args) -> dict:
 def read_sources(folder: str | Path) -> dict:
     manifest = read_manifest(folder, "sources folder")
     path = Path(folder) / MANIFEST
-    if manifest.get("method") not in METHODS or not manifest.get("sources"):
-        raise ArtifactError(f"{path} is not a sources manifest of {METHODS}")
+    if manifest.get("method") not in fast_methods() or not manifest.get("sources"):
+        raise ArtifactError(f"{path} is not a sources manifest of {fast_methods()}")
     return manifest
 
 
@@ -228,12 +231,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("train", help="a method's sources (checkpoints + manifest)")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=fast_methods())
     p.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
     add_data_arguments(p)
     p.add_argument("--runs", type=_positive, default=4, help="runs, cycles or BE members (K)")
     method = argument_value(argv, "--method")
-    if method in METHODS:  # the method's own flags (its trainer module's; --help lists them)
+    if method in fast_methods():  # the method's own flags (its trainer module's; --help lists them)
         trainer(method).add_arguments(p)
     add_finetune_arguments(p, optimizer=False)  # the method decides
     add_resume_arguments(p)
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     add_runtime_arguments(q)
     command = subcommand(argv)
     if command == "train":
-        own = trainer(method).SETTINGS if method in METHODS else {}
+        own = trainer(method).SETTINGS if method in fast_methods() else {}
         apply_settings(p, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS,
                                  "fast.runs": "runs", **own})  # fmt: skip
     elif command == "predict":

@@ -88,17 +88,13 @@ def validate(model, data, device) -> dict[str, float]:
     return evaluate_on(model, *data.inputs(data.selection_split), device)
 
 
+# the posterior types by the name their files record
+POSTERIORS = {p.kind: p for p in (SwagPosterior, IvonPosterior)}
+
+
 def save_posterior(path, posterior, solution_sha256: str) -> None:
-    if isinstance(posterior, SwagPosterior):
-        meta = {"type": "swag", "snapshots": posterior.snapshots}
-    else:
-        meta = {
-            "type": "ivon",
-            "ess": posterior.ess,
-            "weight_decay": posterior.weight_decay,
-            "hess_init": posterior.hess_init,
-            "hessian_moved": posterior.hessian_moved(),
-        }  # read by the claims report
+    meta = {"type": posterior.kind, **posterior.metadata()}
+    if "hessian_moved" in meta:
         print("IVON Hessian / hess_init: " + ", ".join(
             f"{k} {v:.3g}" for k, v in meta["hessian_moved"].items()))  # fmt: skip
     metadata = {"lpe_kind": POSTERIOR_KIND, "solution_sha256": solution_sha256}
@@ -108,14 +104,11 @@ def save_posterior(path, posterior, solution_sha256: str) -> None:
 
 def load_posterior(path) -> tuple[SwagPosterior | IvonPosterior, dict[str, str]]:
     tensors, meta = load_tensors(path, "posterior file")
-    if meta.get("lpe_kind") != POSTERIOR_KIND:
+    if meta.get("lpe_kind") != POSTERIOR_KIND or json.loads(meta["type"]) not in POSTERIORS:
         raise ArtifactError(f"{path} is not an LPE posterior file")
-    kind = json.loads(meta["type"])
-    if kind == "swag":
-        return SwagPosterior.from_tensors(tensors, json.loads(meta["snapshots"])), meta
-    ess, wd = json.loads(meta["ess"]), json.loads(meta["weight_decay"])
-    init = json.loads(meta.get("hess_init", "NaN"))
-    return IvonPosterior(tensors["mean"], tensors["hess"], ess, wd, init), meta
+    written = {k: v for k, v in meta.items() if k != "solution_sha256" and not k.startswith("lpe_")}
+    recorded = {k: json.loads(v) for k, v in written.items()}
+    return POSTERIORS[recorded["type"]].from_file(tensors, recorded), meta
 
 
 def load_solution(checkpoint, posterior_path):

@@ -85,6 +85,7 @@ class Method:
     """
 
     what = "training"  # names the run in messages
+    has_posterior = False  # whether ``posterior`` returns one (a posterior file to write)
     snapshots: list  # (CPU weights, backward passes so far) taken during the run, if any
 
     def advice(self) -> str:
@@ -120,6 +121,10 @@ class Method:
 
     def after_step(self, model, step: int, passes: int) -> None:
         """After the weights' update of 0-based ``step``, with ``passes`` spent so far."""
+
+    def posterior(self, model):
+        """The run's posterior, read once the run has ended (None: it has none)."""
+        return None
 
     def snapshot(self, model, passes: int) -> None:
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

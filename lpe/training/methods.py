@@ -48,7 +48,7 @@ class AdamWSettings:
 
 
 class AdamW(Method):
-    what = "training"
+    """AdamW with linear warmup then cosine decay: MAP training of a model from scratch."""
 
     def __init__(self, settings: AdamWSettings, model_name: str) -> None:
         self.settings, self.what = settings, model_name
@@ -84,7 +84,6 @@ class Sgd(Method):
     name, what = "sgd", "sgd fine-tuning"
     Settings = SgdSettings
     lr_setting = "bma.sgd.lr"  # the config key of its learning rate
-    has_posterior = False
 
     def __init__(self, settings, plan: Plan) -> None:
         self.settings = settings
@@ -100,10 +99,6 @@ class Sgd(Method):
 
     def make_scheduler(self, optimizer, total, steps_per_epoch):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
-
-    def posterior(self, model):
-        """The posterior file's content (None: none), read once the run has ended."""
-        return None
 
 
 @dataclass(frozen=True)
@@ -313,7 +308,14 @@ class Csgld(Sse):
 @dataclass(frozen=True)
 class BatchEnsembleSettings(SgdSettings):
     members: int = 4
-    micro_batch: int = 0
+    micro_batch: int = 0  # examples per accumulated chunk (0: the whole minibatch)
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.members < 1 or self.micro_batch < 0:
+            problems.append(f"members must be >= 1 and micro_batch >= 0, got {self.members} and "
+                            f"{self.micro_batch}")  # fmt: skip
+        return problems
 
 
 class BatchEnsembleSgd(Sgd):

@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args) -> str | None:
-    return None if args.micro_batch >= 0 else f"--micro-batch must be >= 0, got {args.micro_batch}"
+    if args.micro_batch < 0:
+        return f"--micro-batch must be >= 0, got {args.micro_batch}"
+    return None
 
 
 def train(job) -> dict:

@@ -1,0 +1,98 @@
+"""The house's training side: one loop, methods by registry, a fast source = a module + an entry."""
+
+import re
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_fast import RUN, SIZES, budgets, train
+
+from lpe.data.datasets import build, save_splits
+from lpe.sources import registry
+from lpe.training.fast import trainer
+from lpe.training.methods import FINETUNING
+
+LPE = Path(__file__).resolve().parents[1] / "lpe"
+NAMES = sorted({*FINETUNING, "adamw", *(s.name for s in registry.family("fast"))})
+# a comparison with a method's name: `== "sse"`, `!= "ivon"`, `in ("swag", "ivon")`
+NAME = "|".join(NAMES)
+CHAIN = re.compile(rf'[!=]=\s*"({NAME})"|\bin\s*[(\[{{][^)\]}}]*"({NAME})"')
+# where training methods are run: the registries (sources.registry, training.methods) say which
+CHECKED = ("training", "stages", "sources", "evaluation", "members")
+
+
+def test_every_fast_source_names_a_trainer_with_the_interface():
+    for source in registry.family("fast"):
+        module = trainer(source.name)
+        assert module.__name__ == source.trainer
+        assert isinstance(module.SETTINGS, dict)
+        assert all(callable(getattr(module, f)) for f in ("add_arguments", "check", "train"))
+    with pytest.raises(ValueError, match="unknown fast source 'swag-bma'"):
+        trainer("swag-bma")
+
+
+def chains(text: str) -> list[str]:
+    return [m.group(0) for m in CHAIN.finditer(text)]
+
+
+def test_no_if_chain_over_method_names_outside_the_registries():
+    found = {}
+    for package in CHECKED:
+        for path in (LPE / package).rglob("*.py"):
+            if path.name != "registry.py" and (hits := chains(path.read_text())):
+                found[str(path.relative_to(LPE))] = hits
+    assert found == {}
+
+
+def test_the_check_sees_a_planted_chain():
+    planted = 'if cfg.optimizer == "ivon":\n    pass\nelif method in ("sse", "csgld"):\n    pass\n'
+    assert chains(planted) == ['== "ivon"', 'in ("sse", "csgld"']
+    assert chains('label = "sse"\nif x == "other":\n    pass\n') == []
+
+
+NEW_SOURCE = '''
+"""A fast source for the test: one SGD run at half the learning rate."""
+from lpe.training.finetuning import finetune_config, run_finetune
+
+SETTINGS = {}
+
+
+def add_arguments(parser):
+    parser.add_argument("--shrink", type=float, default=0.5, help="the learning rate's factor")
+
+
+def check(args):
+    return None if args.shrink > 0 else "--shrink must be > 0"
+
+
+def train(job):
+    cfg = finetune_config(job.args, optimizer="sgd", lr=job.args.lr * job.args.shrink)
+    model, summary, _, _ = run_finetune(job.state, job.info, job.data, cfg, job.device)
+    job.sources.spent += summary["backward_passes"] - job.info.backward_passes
+    job.sources.add(model, summary)
+    return {"lr": cfg.settings.lr}
+'''
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "d.npz"
+    save_splits(path, build("mnist1d", **SIZES))
+    return path
+
+
+def test_a_new_fast_source_is_one_module_and_one_registry_entry(
+    tmp_path, monkeypatch, checkpoint, data
+):
+    (tmp_path / "halfsgd.py").write_text(textwrap.dedent(NEW_SOURCE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = replace(registry.BY_NAME["de"], name="halfsgd", label="Half SGD", trainer="halfsgd")
+    monkeypatch.setattr(registry, "SOURCES", (*registry.SOURCES, entry))
+    monkeypatch.setitem(registry.BY_NAME, "halfsgd", entry)
+    manifest = train(checkpoint, data, tmp_path / "s", "halfsgd", "--lr", 0.002, "--shrink", 0.25)
+    assert manifest["method"] == "halfsgd" and manifest["settings"]["lr"] == 0.0005
+    assert budgets(manifest) == [RUN]
+    with pytest.raises(SystemExit):  # its own check, through the stage
+        train(checkpoint, data, tmp_path / "bad", "halfsgd", "--shrink", 0)
+    assert not (tmp_path / "bad").exists()
