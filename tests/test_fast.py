@@ -138,7 +138,7 @@ def test_the_figure4_plane_holds_two_snapshots_and_a_draw_of_one(tmp_path, check
     train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2, "--lr", 0.01)
     predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--bits", 4, "--copies", 1,
             "--members-out", tmp_path / "members")  # fmt: skip
-    member = tmp_path / "members" / "source00" / "member00.safetensors"
+    member = tmp_path / "members" / "source00"  # a members folder: its first member
     args = ["--checkpoint", str(tmp_path / "sse" / "source00.safetensors"),
             "--second", str(tmp_path / "sse" / "source01.safetensors"), "--data", str(data),
             "--grid", "3", "--points", "8", "--device", "cpu"]  # fmt: skip
@@ -146,7 +146,7 @@ def test_the_figure4_plane_holds_two_snapshots_and_a_draw_of_one(tmp_path, check
     with np.load(tmp_path / "p.npz") as plane:
         assert list(plane["anchor_names"]) == ["snapshot 1", "snapshot 2", "LPE-BSR draw"]
         assert plane["anchors"][0].tolist() == [0.0, 0.0] and plane["anchors"][1][0] > 0
-    other = tmp_path / "members" / "source01" / "member00.safetensors"
+    other = tmp_path / "members" / "source01"
     with pytest.raises(ArtifactError, match="made from another checkpoint"):  # of snapshot 2
         landscape([*args, "--member", str(other), "--out", str(tmp_path / "q.npz")])
     assert not (tmp_path / "q.npz").exists()

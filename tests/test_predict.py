@@ -6,11 +6,14 @@ import pytest
 import torch
 
 import lpe.evaluation.prediction
+import lpe.members.sets
 import lpe.stages.predict
+from lpe.core.artifacts import ArtifactError
 from lpe.data.datasets import build, save_splits
 from lpe.evaluation.prediction import evaluate_members, predict_log_probs
 from lpe.formats.registry import int_format
 from lpe.members.files import load_member, member_seed, quantize
+from lpe.members.shared_base import SharedBase
 from lpe.models.checkpoints import load_checkpoint, save_checkpoint
 from lpe.models.factory import create_model
 from lpe.stages.generate import main as generate
@@ -89,17 +92,22 @@ def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data)
     info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
             "backward_passes": 1}  # fmt: skip
     save_checkpoint(other, model, info)
-    with pytest.raises(ValueError, match="another checkpoint"):
+    with pytest.raises(ArtifactError, match="another checkpoint"):
         run_predict(other, data, tmp_path / "p.npz", "--members", members)
     assert not (tmp_path / "p.npz").exists()
 
 
-def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, monkeypatch):
-    """Members are loaded one at a time: when member k is read, members < k are freed."""
+@pytest.mark.parametrize("layout", ["files", "container"])
+def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, monkeypatch, layout):
+    """Members are read (or decoded) one at a time: when member k is, members < k are freed."""
     members = tmp_path / "members"
-    run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4)
+    run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4,
+                 "--layout", layout)  # fmt: skip
     alive = []
-    real_load = lpe.evaluation.prediction.load_member_of
+    where, name = (
+        (lpe.members.sets, "load_member_of") if layout == "files" else (SharedBase, "member")
+    )
+    real_load = getattr(where, name)
 
     def tracking_load(*args):
         gc.collect()
@@ -108,7 +116,7 @@ def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, mon
         alive.append(weakref.ref(member))
         return member
 
-    monkeypatch.setattr(lpe.evaluation.prediction, "load_member_of", tracking_load)
+    monkeypatch.setattr(where, name, tracking_load)
     done, _, _ = lpe.evaluation.prediction.predict_members(
         checkpoint, members, test_inputs(), 100, torch.device("cpu")
     )

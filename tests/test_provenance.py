@@ -50,6 +50,25 @@ def test_a_member_of_another_checkpoint_swapped_in_is_refused(tmp_path, checkpoi
     assert not (tmp_path / "p.npz").exists()
 
 
+def test_an_ensemble_file_of_another_checkpoint_swapped_in_is_refused(tmp_path, checkpoint, data):
+    other = tmp_path / "other.safetensors"
+    model = create_model("vit_mini_t", 10, (1, 1, 40), seed=1)  # another training run
+    info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
+            "backward_passes": 7}  # fmt: skip
+    save_checkpoint(other, model, info)
+    ours, foreign = tmp_path / "ours", tmp_path / "foreign"
+    for source, folder in ((checkpoint, ours), (other, foreign)):
+        run_generate(source, folder, "--method", "bsr", "--bits", 4, "--members", 2,
+                     "--layout", "container")  # fmt: skip
+    shutil.copy(foreign / "ensemble.safetensors", ours / "ensemble.safetensors")
+    with pytest.raises(ArtifactError, match=r"ensemble.safetensors was made from another checkp"):
+        run_predict(checkpoint, data, tmp_path / "p.npz", "--members", ours)
+    edit_metadata(foreign / "ensemble.safetensors", seeds="[7, 8]")
+    with pytest.raises(ArtifactError, match="its metadata does not match"):
+        run_predict(other, data, tmp_path / "p.npz", "--members", foreign)
+    assert not (tmp_path / "p.npz").exists()
+
+
 @pytest.mark.parametrize("key, value", [("bits", 6), ("method", "rtn"), ("member_bits", [1, 1])])
 def test_an_edited_manifest_is_refused(tmp_path, checkpoint, data, members, key, value):
     path = members / "manifest.json"

@@ -5,7 +5,11 @@ alive at once besides that instance. A predictions file (``.npz``) holds, member
 
 - ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
 - ``labels``: int64 ``(N,)``;
-- ``member_bits``: int64 ``(M,)`` storage of each member;
+- ``member_bits``: int64 ``(M,)`` storage of each member (a full member each: the paper's
+  accounting);
+- for members stored as one shared-base ensemble file, ``member_shared_bits``: int64 ``(M,)``,
+  the same storage under the shared-base accounting (``lpe.members.shared_base``: member 0 the
+  base and its bit-plane, each other member its plane; the first m sum to an ensemble of m);
 - scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
   obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``, and for low precision members
   ``format`` (the number format's name, :mod:`lpe.formats.names`);
@@ -25,13 +29,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from lpe.core.artifacts import ArtifactError, read_manifest, write_with
+from lpe.core.artifacts import write_with
 from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
-from lpe.formats.names import int_name
-from lpe.members.files import Member, load_member_of
+from lpe.members.files import Member
+from lpe.members.sets import folder_members, listed_format
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
 from lpe.models.factory import count_params
 
@@ -263,53 +266,32 @@ def evaluate_members(
 def predict_members(
     checkpoint, members_dir, x, batch_size, device, members_per_call="auto", calibration_x=None
 ):
-    """Evaluate each member file of ``members_dir`` in turn (read lazily, one at a time).
+    """Evaluate each member of ``members_dir`` in turn (read or decoded lazily, one at a time;
+    ``lpe.members.sets.folder_members``).
 
     Returns the :class:`Evaluated` members (bits as an int64 array), the manifest and the
     checkpoint info.
     """
     info = checkpoint_info(checkpoint)
-    manifest = read_manifest(members_dir)
-    if manifest["checkpoint_sha256"] != info.sha256:
-        raise ValueError(
-            f"members in {members_dir} were made from another checkpoint than {checkpoint}; "
-            "delete the folder and rerun the workflow"
-        )
+    progress = f"predict {Path(members_dir).name}"
+    manifest, members = folder_members(members_dir, checkpoint, info.sha256, progress)
     model = info.build().to(device)  # the one instance every member is loaded into
-    files = tqdm(manifest["files"], desc=f"predict {Path(members_dir).name}", mininterval=5)
-    members = (_listed_member(members_dir, name, manifest, checkpoint, info) for name in files)
     done = evaluate_members(model, members, x, batch_size, device, members_per_call, calibration_x)
     return done._replace(bits=np.asarray(done.bits, dtype=np.int64)), manifest, info
 
 
 def member_run(manifest: dict) -> dict:
-    """The scalars a members folder's predictions file records: method, format, bits, seed."""
-    return {
+    """What a members folder's predictions file records besides the members: method, format,
+    bits, seed, and each member's bits under the shared-base accounting when it has them."""
+    run = {
         "method": manifest["method"],
         "format": listed_format(manifest),
         "bits": manifest["bits"],
         "seed": manifest["seed"],
     }
-
-
-def listed_format(manifest: dict) -> str:
-    """The format a manifest names; older manifests name INT-b by its bits only."""
-    return manifest.get("format", int_name(manifest["bits"]))
-
-
-def _listed_member(folder, name, manifest, checkpoint, info) -> Member:
-    """A manifest's member file: made from ``checkpoint``, of the manifest's method and format."""
-    path = Path(folder) / name
-    member = load_member_of(path, checkpoint, info.sha256)
-    listed = listed_format(manifest)
-    said = (manifest["method"], listed, manifest["bits"])
-    if (member.method, member.fmt.name, member.fmt.code_bits) != said:
-        raise ArtifactError(
-            f"member file {path} is {member.method} {member.fmt.label} ({member.fmt.code_bits}"
-            f"-bit codes), but {folder}'s manifest says {manifest['method']} {listed} "
-            f"({manifest['bits']}-bit codes); delete it and rerun"
-        )
-    return member
+    if "member_shared_bits" in manifest:
+        run["member_shared_bits"] = np.asarray(manifest["member_shared_bits"], dtype=np.int64)
+    return run
 
 
 def predict_fp32(checkpoint, x, batch_size, device, calibration_x=None):

@@ -1,33 +1,55 @@
-"""Member sets: one ensemble's member files and manifest in a folder, and the flags that pick them.
+"""Member sets: one ensemble's members and manifest in a folder, and the flags that pick them.
 
-``generate`` writes ``--members`` members of a checkpoint by Bernoulli stochastic rounding (member
+``generate`` makes ``--members`` members of a checkpoint by Bernoulli stochastic rounding (member
 ``k`` seeded by ``member_seed(seed, k)``) or the single rounding-to-nearest member, into a folder
-of ``member00.safetensors, ...`` and ``manifest.json`` (format, seeds, policy counts, bits) that
-appears under its final name only when complete.
+that appears under its final name only when complete, in one of two layouts:
+
+- ``container`` (what the workflow writes): one ``ensemble.safetensors``, the members as a shared
+  base plus one bit-plane each (``lpe.members.shared_base``), decoded one at a time;
+- ``files``: one member file each, ``member00.safetensors, ...`` (``lpe.members.files``).
+
+Beside it, ``manifest.json``: format, seeds, policy counts, and each member's bits under both
+accountings: ``member_bits`` (a full member each, the paper's) and, for a container,
+``member_shared_bits`` (member 0 the base and its plane, the others their plane). A folder's
+members read back (``folder_members``) equal, bit for bit, in either layout (tested).
 """
 
 from __future__ import annotations
 
 import argparse
 import operator
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
-from lpe.core.artifacts import atomic_dir, write_manifest
+from lpe.core.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
 from lpe.core.settings import Option
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import int_name
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.formats.registry import FORMATS, NumberFormat, get_format
-from lpe.members.files import member_seed, quantize, save_member
+from lpe.members.files import Member, load_member_of, member_seed, quantize, save_member
+from lpe.members.shared_base import encode, load_shared_base, save_shared_base
 from lpe.models.checkpoints import load_checkpoint
+
+LAYOUTS = ("container", "files")
+ENSEMBLE_FILE = "ensemble.safetensors"
 
 
 def generate(
-    checkpoint, out, fmt: NumberFormat, method: str, seed: int, members: int, policy: QuantPolicy
+    checkpoint,
+    out,
+    fmt: NumberFormat,
+    method: str,
+    seed: int,
+    members: int,
+    policy: QuantPolicy,
+    layout: str = "files",
 ) -> dict:
-    """Write the members and their manifest into ``out``; return the manifest."""
+    """Write the members (in ``layout``) and their manifest into ``out``; return the manifest."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"members layout must be one of {LAYOUTS}, got {layout!r}")
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     if method == "rtn" and members != 1:
@@ -35,16 +57,25 @@ def generate(
     state, info = load_checkpoint(checkpoint)
     split = policy.split(state)
     print(f"{info.model} {fmt.name} {method}: {split.describe()}")
-    files, seeds, bits = [], [], []
+    files, seeds, bits, made = [], [], [], []
+    provenance = {"checkpoint_sha256": info.sha256, "model": info.model}
     with atomic_dir(out) as tmp:
         for k in tqdm(range(members), desc=f"generate {Path(out).name}", mininterval=5):
             s = member_seed(seed, k) if method == "bsr" else 0
             member = quantize(state, fmt, method, seed=s, policy=policy)
+            seeds.append(s)
+            if layout == "container":  # encoded together below
+                made.append(member)
+                bits.append(member.bits)
+                continue
             name = f"member{k:02d}.safetensors"
-            provenance = {"checkpoint_sha256": info.sha256, "model": info.model}
             bits.append(save_member(tmp / name, member, provenance))
             files.append(name)
-            seeds.append(s)
+        stored = {"files": files}
+        if made:
+            ensemble = encode(made)
+            save_shared_base(tmp / ENSEMBLE_FILE, ensemble, provenance)
+            stored = {"ensemble": ENSEMBLE_FILE, "member_shared_bits": ensemble.member_bits()}
         manifest = {
             "model": info.model,
             "checkpoint_sha256": info.sha256,
@@ -54,7 +85,7 @@ def generate(
             "per_channel": fmt.per_channel,
             "seed": seed,
             "member_seeds": seeds,
-            "files": files,
+            **stored,
             "member_bits": bits,
             "policy": {"exclude": list(policy.exclude), "min_ndim": policy.min_ndim},
             "quantized_params": split.quantized_params,
@@ -62,6 +93,64 @@ def generate(
         }
         write_manifest(tmp, manifest)
     return manifest
+
+
+def listed_format(manifest: dict) -> str:
+    """The format a manifest names; older manifests name INT-b by its bits only."""
+    return manifest.get("format", int_name(manifest["bits"]))
+
+
+def folder_members(
+    folder, checkpoint, checkpoint_sha256: str, progress: str = ""
+) -> tuple[dict, Iterator[Member]]:
+    """A members folder's manifest and its members in order, read one at a time (decoded from
+    its ensemble file, or read from its member files), each checked against the manifest and
+    the checkpoint it must come from; ``progress``: a progress bar's label."""
+    manifest = read_manifest(folder)
+    if manifest["checkpoint_sha256"] != checkpoint_sha256:
+        raise ArtifactError(
+            f"members in {folder} were made from another checkpoint than {checkpoint}; "
+            "delete the folder and rerun the workflow"
+        )
+    said = (manifest["method"], listed_format(manifest), manifest["bits"])
+
+    def checked(member: Member, where) -> Member:
+        if (member.method, member.fmt.name, member.fmt.code_bits) != said:
+            raise ArtifactError(
+                f"{where} is {member.method} {member.fmt.label} ({member.fmt.code_bits}-bit "
+                f"codes), but {folder}'s manifest says {said[0]} {said[1]} ({said[2]}-bit "
+                "codes); delete it and rerun"
+            )
+        return member
+
+    def each(items):  # the bar wraps the names: it must not hold a member between two reads
+        return tqdm(items, desc=progress, mininterval=5) if progress else items
+
+    if "ensemble" not in manifest:
+        paths = (Path(folder) / name for name in each(manifest["files"]))
+        files = (checked(load_member_of(p, checkpoint, checkpoint_sha256), f"member file {p}")
+                 for p in paths)  # fmt: skip
+        return manifest, files
+    path = Path(folder) / manifest["ensemble"]
+    ensemble, meta = load_shared_base(path)
+    made_from = meta.get("checkpoint_sha256", "")
+    if made_from != checkpoint_sha256:
+        raise ArtifactError(
+            f"ensemble file {path} was made from another checkpoint (sha256 {made_from[:12]}...) "
+            f"than {checkpoint} ({checkpoint_sha256[:12]}...); delete its folder and rerun"
+        )
+    if len(ensemble) != len(manifest["member_bits"]):
+        raise ArtifactError(f"{path} holds {len(ensemble)} members, {folder}'s manifest lists "
+                            f"{len(manifest['member_bits'])}")  # fmt: skip
+    where = f"ensemble file {path}"
+    return manifest, (checked(ensemble.member(m), where) for m in each(range(len(ensemble))))
+
+
+def folder_member(path, checkpoint, checkpoint_sha256: str) -> Member:
+    """One member: a member file, or the first member of a members folder (either layout)."""
+    if Path(path).is_dir():
+        return next(folder_members(path, checkpoint, checkpoint_sha256)[1])
+    return load_member_of(path, checkpoint, checkpoint_sha256)
 
 
 # The rounding policy from the config's quant section (lpe.core.settings): config key -> option

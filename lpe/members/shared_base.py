@@ -78,6 +78,13 @@ class SharedBase:
         kept = sum(8 * t.element_size() * t.numel() for t in self.kept.values())
         return base + planes + scales + kept
 
+    def member_bits(self) -> list[int]:
+        """``bits`` split over the members, so that the first m sum to an ensemble of m members
+        stored this way: member 0 holds the base, the scales, the kept tensors and its plane;
+        every other member its plane."""
+        plane = sum(8 * p.shape[1] for p in self.planes.values())
+        return [self.bits - (len(self) - 1) * plane] + [plane] * (len(self) - 1)
+
 
 def encode(members: Sequence[Member]) -> SharedBase:
     """The shared base and bit-planes of ``members`` (one checkpoint, one format; BSR members

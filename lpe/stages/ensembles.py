@@ -1,11 +1,13 @@
 """The ``ensembles`` stage: the low precision runs of one checkpoint at one precision, in one job.
 
-For each run it writes the member files (``lpe.stages.generate``) and then evaluates them from those
-files (``lpe.stages.predict``), exactly as the two stages run one after the other would, and with
-the same numbers; one process pays the start-up (torch, timm) and reads the checkpoint and the data
-once for all of them. The runs are the optional rounding-to-nearest member (``--rtn-members-out``
-and ``--rtn-out``) and one LPE-BSR ensemble of ``--members`` members per ``--seeds`` entry
-(``--members-out`` and ``--out``, one folder and one predictions file per seed, in the same order).
+For each run it writes the members (``lpe.stages.generate``) as one shared-base ensemble file
+(``--layout container``, the default: ``lpe.members.shared_base``; ``files``: one file per member)
+and then evaluates them from it (``lpe.stages.predict``), exactly as the two stages run one after
+the other would, and with the same numbers in either layout (tested); one process pays the
+start-up (torch, timm) and reads the checkpoint and the data once for all of them. The runs are
+the optional rounding-to-nearest member (``--rtn-members-out`` and ``--rtn-out``) and one LPE-BSR
+ensemble of ``--members`` members per ``--seeds`` entry (``--members-out`` and ``--out``, one
+folder and one predictions file per seed, in the same order).
 
 Usage: ``python -m lpe.stages.ensembles --checkpoint CKPT --data DATA --format int4 --members 10
 --seeds 0 1 --members-out M/bsr-int4-seed0 M/bsr-int4-seed1
@@ -31,6 +33,7 @@ from lpe.evaluation.prediction import (
     write_evaluated,
 )
 from lpe.members.sets import (
+    LAYOUTS,
     QUANT_SETTINGS,
     add_member_arguments,
     generate,
@@ -46,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True)
     add_member_arguments(parser)
     parser.add_argument("--members", type=int, default=1, help="members per LPE-BSR seed")
+    parser.add_argument(
+        "--layout",
+        default="container",
+        choices=LAYOUTS,
+        help="one ensemble file (container) or one file per member (files)",
+    )
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="LPE-BSR ensemble seeds")
     parser.add_argument("--members-out", nargs="*", default=[], help="member folder per seed")
     parser.add_argument("--out", nargs="*", default=[], help="predictions file per seed")
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
     calib_x, calib_labels = calibration_split(args, info)
     for method, seed, members, folder, out in runs(args):
-        generate(args.checkpoint, folder, fmt, method, seed, members, policy)
+        generate(args.checkpoint, folder, fmt, method, seed, members, policy, args.layout)
         with autocast(device, args.dtype):
             done, manifest, info = predict_members(
                 args.checkpoint, folder, x, args.batch_size, device, calibration_x=calib_x

@@ -165,24 +165,28 @@ def predict_fp32_sources(folder, x, batch_size, device, calib_x=None):
 
 def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size, device,
                    calib_x=None):  # fmt: skip
-    """``copies`` LPE-BSR members of every source, written to ``members_out`` and evaluated."""
+    """``copies`` LPE-BSR members of every source, written to ``members_out`` (one shared-base
+    ensemble file per source) and evaluated; also the members' bits under the shared-base
+    accounting (each source's copies share its base)."""
     manifest = read_sources(folder)
-    source = BY_NAME[manifest["method"]]
-    if not source.lpe_copies:  # BatchEnsemble: its members share weights
-        raise ValueError(f"LPE-BSR copies of {source.label} are not part of the paper's design")
-    parts, budget, first = [], [], None
+    registered = BY_NAME[manifest["method"]]
+    if not registered.lpe_copies:  # BatchEnsemble: its members share weights
+        raise ValueError(f"LPE-BSR copies of {registered.label} are not part of the paper's design")
+    parts, budget, shared, first = [], [], [], None
     with atomic_dir(members_out) as tmp:
         for c, source in enumerate(manifest["sources"]):
             checkpoint = Path(folder) / source["file"]
             out = tmp / f"source{c:02d}"
-            generate(checkpoint, out, fmt, "bsr", derive_seed("source", seed, c), copies, policy)
+            copies_seed = derive_seed("source", seed, c)
+            made = generate(checkpoint, out, fmt, "bsr", copies_seed, copies, policy, "container")
             done, _, info = predict_members(
                 checkpoint, out, x, batch_size, device, calibration_x=calib_x
             )
             parts.append(done)
             budget += [source["backward_passes"]] * len(done.log_probs)
+            shared += made["member_shared_bits"]
             first = first or info
-    return manifest, _joined(parts), budget, first
+    return manifest, _joined(parts), budget, first, shared
 
 
 def predict(args) -> None:
@@ -207,11 +211,12 @@ def predict(args) -> None:
     policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
     for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
         with autocast(device, args.dtype):
-            manifest, done, budget, info = predict_copies(
+            manifest, done, budget, info, shared = predict_copies(
                 args.sources, members_out, fmt, args.copies, seed, policy, x,
                 args.batch_size, device, calib_x,
             )  # fmt: skip
-        run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": seed}
+        run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": seed,
+               "member_shared_bits": np.asarray(shared, dtype=np.int64)}  # fmt: skip
         _write(out, done, labels, calib_labels, budget, info, run)
 
 

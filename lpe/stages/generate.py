@@ -2,8 +2,10 @@
 
 For ``--method bsr`` it draws ``--members`` members by Bernoulli stochastic rounding, member ``k``
 seeded by ``member_seed(seed, k)``; for ``--method rtn`` it writes the single rounding-to-nearest
-member. The output folder holds ``member00.safetensors, ...`` and ``manifest.json`` (format,
-seeds, policy counts, bits); it appears under its final name only when complete.
+member. The output folder holds ``member00.safetensors, ...`` (``--layout files``, the default) or
+one shared-base ``ensemble.safetensors`` (``--layout container``, what the workflow writes), and
+``manifest.json`` (format, seeds, policy counts, bits); it appears under its final name only when
+complete (``lpe.members.sets``).
 
 Usage: ``python -m lpe.stages.generate --checkpoint CKPT --method bsr --format int4 --seed 0
 --members 10 --out work/mini/members/vit_mini_s/bsr-int4-seed0``
@@ -15,7 +17,7 @@ import argparse
 
 from lpe.core.runtime import set_threads
 from lpe.members.files import METHODS
-from lpe.members.sets import add_member_arguments, generate, member_format
+from lpe.members.sets import LAYOUTS, add_member_arguments, generate, member_format
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     add_member_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
     parser.add_argument("--members", type=int, default=1)
+    parser.add_argument(
+        "--layout",
+        default="files",
+        choices=LAYOUTS,
+        help="one file per member (files) or one ensemble file (container)",
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -36,11 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         parser.error(str(err))
     manifest = generate(
-        args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy
+        args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy, args.layout
     )
+    shared = manifest.get("member_shared_bits")
     print(
-        f"wrote {len(manifest['files'])} members to {args.out}; "
+        f"wrote {len(manifest['member_bits'])} members to {args.out}; "
         f"{manifest['member_bits'][0]:,} bits each"
+        + (f"; {sum(shared):,} bits in all as one shared base" if shared else "")
     )
 
 

@@ -37,7 +37,7 @@ from lpe.core.settings import apply_settings
 from lpe.data.datasets import SPLITS
 from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs
-from lpe.members.files import load_member_of
+from lpe.members.sets import folder_member
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.finetuning import draw, load_solution
 
@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     second = parser.add_mutually_exclusive_group(required=True)
     second.add_argument("--posterior", help="posterior file of the BMA draw (second anchor)")
     second.add_argument("--second", help="a second checkpoint as the second anchor (Figure 4)")
-    parser.add_argument("--member", required=True, help="an LPE-BSR member file of the solution")
+    parser.add_argument("--member", required=True,
+                        help="an LPE-BSR member of the solution: a member file, or a members "
+                             "folder (its first member)")  # fmt: skip
     add_data_arguments(parser)
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--grid", type=int, default=11, help="points per axis (>= 3)")
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         state, info, posterior = load_solution(args.checkpoint, args.posterior)
     else:
         state, info = load_checkpoint(args.checkpoint)
-    member = load_member_of(args.member, args.checkpoint, info.sha256)
+    member = folder_member(args.member, args.checkpoint, info.sha256)
     model = info.build().to(device)
     member.load_into(model)
     lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()

@@ -207,7 +207,7 @@ rule landscape:
         split=config["predict"]["split"],
     shell:
         "python -m lpe.stages.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
-        " --member {input.members}/member00.safetensors --data {params.data:q}"
+        " --member {input.members} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"

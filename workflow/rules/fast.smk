@@ -193,7 +193,7 @@ rule landscape_fast:
     shell:
         "python -m lpe.stages.landscape --checkpoint {input.sources}/source00.safetensors"
         " --second {input.sources}/source01.safetensors"
-        " --member {input.members}/source00/member00.safetensors --data {params.data:q}"
+        " --member {input.members}/source00 --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
         " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
