@@ -100,3 +100,22 @@ def test_figures_have_four_panels_per_method():
     assert fig.axes[0].get_xlabel() == "fine-tuning budget (backward passes)"
     assert fig.axes[2].get_xlabel() == "memory budget (Mbit)"
     assert fig.axes[1].get_title() == "SSE: ECE vs fine-tuning budget"
+
+
+def test_table5_and_the_memory_panels_show_the_shared_base_accounting_too():
+    scores = fast_scores(-0.01)
+    scores["memory_bits_shared"] = scores["memory_bits"]
+    copies = scores["precision"] == "int5"  # a base of 5 bits and one plane per member
+    scores.loc[copies, "memory_bits_shared"] = (5 + scores["members"]) * 1000
+    table = table5(scores, bits=5, runs=2, sizes=[1, 3])
+    assert table["memory_mbit_shared"].iloc[-1] == pytest.approx((5 + 3) * 1000 / 1e6)
+    assert table["memory_mbit"].iloc[-1] == pytest.approx(3 * 5 * 1000 / 1e6)
+    assert "Memory, shared base (Mbit)" in formatted(table, "±")
+    fig = curves(scores, ["sse"], 5, pretrain=0, title="Figure 5")
+    memory_nll = fig.axes[2]
+    labels = [text.get_text() for text in memory_nll.get_legend().get_texts()]
+    assert labels == ["SSE (FP32)", "SSE + LPE-BSR INT-5", "SSE + LPE-BSR INT-5, shared base"]
+    shared_line = [c for c in memory_nll.containers if c.get_label().endswith("shared base")][0]
+    x = shared_line.lines[0].get_xdata()
+    assert list(x) == pytest.approx([(5 + 2) * 1000 / 1e6, (5 + 4) * 1000 / 1e6])
+    assert "shared base" not in " ".join(formatted(table5(fast_scores(-0.01), 5, 2, [1]), "±"))

@@ -1,7 +1,9 @@
 """Tables, figure and claims from a hand-made scores table (no training involved)."""
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lpe.models.checkpoints import save_checkpoint
 from lpe.models.factory import create_model
@@ -333,3 +335,86 @@ def test_the_inference_figure_has_a_panel_per_model_and_needs_measured_times(sco
     assert {"FP32", "FP32 + TS", "LPE-BSR INT-4", "LPE-BSR INT-4 + TS"} <= set(labels)
     with pytest.raises(ValueError, match="no inference times"):
         nll_vs_inference_time(scores)
+
+
+def shared_rows(lpe_nll: float, other_nll: float, lpe_members: int = 40) -> pd.DataFrame:
+    """LPE-BSR INT-5 (2 seeds) and SWAG BMA (one member = one FP32 model of 1000 weights).
+
+    An LPE-BSR member is 5000 bits as a file; stored as one shared base, M members cost
+    5000 + 1000 M bits (the base, one plane each): M=40 is 45000 bits, where one BMA member
+    (32000) fits and two (64000) do not.
+    """
+    out = []
+    for seed in (0, 1):
+        for m in range(1, lpe_members + 1):
+            nll = lpe_nll + 0.1 / m + 0.001 * seed
+            out.append({"optimizer": "swag", "method": "lpe-bsr", "precision": "int5",
+                        "seed": seed, "members": m, "nll": nll, "memory_bits": 5000 * m,
+                        "memory_bits_shared": 5000 + 1000 * m})  # fmt: skip
+        for m in range(1, 5):
+            out.append({"optimizer": "swag", "method": "swag-bma", "precision": "fp32",
+                        "seed": seed, "members": m, "nll": other_nll + 0.1 / m + 0.001 * seed,
+                        "memory_bits": 32000 * m, "memory_bits_shared": 32000 * m})  # fmt: skip
+    frame = pd.DataFrame(out)
+    frame["model"], frame["params"] = "m", 1000
+    return frame
+
+
+def test_claim10_compares_at_equal_memory_under_the_shared_base_accounting(scores):
+    from lpe.reports.claims import claim10
+
+    better = claim10(scores, shared_rows(0.40, 0.45), 5, None, 5)
+    (check,) = better.checks
+    assert check.outcome == "holds" and better.number == 10
+    assert "M=40 as one shared base (0.01 MB)" in check.text  # 45000 bits
+    assert "vs SWAG BMA M=1 (the largest that fits" in check.text
+    worse = claim10(scores, shared_rows(0.60, 0.45), 5, None, 5)
+    assert worse.verdict == "not reproduced"
+    small = claim10(scores, shared_rows(0.40, 0.45, lpe_members=4), 5, None, 5)
+    assert "none fits" in small.checks[0].text  # 9000 bits: not even one FP32 model
+
+
+def test_shared_memory_is_a_column_of_table1_and_counts_members_in_an_fp32_model(scores):
+    from lpe.reports.claims import members_in_fp32_memory
+
+    shared = scores.copy()
+    bits = shared["precision"].str[3:].replace("", "32").astype(int)
+    lpe = shared["method"] == "lpe-bsr"  # base at b bits + one plane per member
+    shared["memory_bits_shared"] = shared["memory_bits"]
+    shared.loc[lpe, "memory_bits_shared"] = (bits + shared["members"]) * shared["params"]
+    t = table1(shared)
+    row = t[(t["model"] == "large") & (t["precision"] == "int4") & (t["method"] == "lpe-bsr")]
+    assert row["memory_mbit_shared"].item() == pytest.approx((4 + 2) * 9000 / 1e6)
+    assert row["memory_mbit"].item() == pytest.approx(2 * 4 * 9000 / 1e6)
+    assert "Memory, shared base (Mbit)" in to_markdown(t)
+    assert "Memory, shared base" not in to_markdown(table1(scores))  # older scores: absent
+    # an FP32 model is 32 bits a weight: the base and plane 1 take b + 1, each further plane 1
+    assert members_in_fp32_memory(shared) == ["small INT-6: 26", "small INT-4: 28",
+                                              "large INT-6: 26", "large INT-4: 28"]  # fmt: skip
+
+
+def test_the_score_stage_sums_shared_bits_of_the_first_members():
+    from lpe.stages.score import score_run
+
+    log_probs = torch.log_softmax(torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)),
+                                  dim=-1).numpy()  # fmt: skip
+    run = {"log_probs": log_probs, "labels": np.array([0, 1, 2, 3, 0]),
+           "member_bits": np.array([50, 50, 50]), "bits": np.asarray(4),
+           "method": np.asarray("bsr"), "seed": np.asarray(0), "model": np.asarray("m"),
+           "params": np.asarray(10), "backward_passes": np.asarray(7)}  # fmt: skip
+    assert [r["memory_bits_shared"] for r in score_run(run)] == [50, 100, 150]  # none shared
+    run["member_shared_bits"] = np.array([60, 10, 10])
+    rows = score_run(run)
+    assert [r["memory_bits_shared"] for r in rows] == [60, 70, 80]
+    assert [r["memory_bits"] for r in rows] == [50, 100, 150]
+
+
+def test_claim10_takes_the_smallest_ensemble_when_none_fits_and_sizes_start_above_one(scores):
+    from lpe.reports.claims import claim10
+
+    rows = shared_rows(0.40, 0.45, lpe_members=4)  # 9000 bits: not one FP32 model
+    bma = rows["method"] == "swag-bma"
+    rows.loc[bma, "members"] *= 2  # two draws per run, as MultiIVON's sources
+    rows.loc[bma, "memory_bits"] *= 2
+    (check,) = claim10(scores, rows, 5, None, 5).checks
+    assert "vs SWAG BMA M=2 (none fits" in check.text and "0.01 MB" in check.text

@@ -3,7 +3,8 @@
 ``curves``: from ``results/<profile>/bma/scores.csv``, one panel per fine-tuning run (SGD, SWAG,
 IVON). LPE-BSR around the run's solution at INT-b and BMA with the run's posterior draws (SWAG,
 IVON), mean over seeds with a +-1 std band; the FP32 solution as a reference. Figure 2 puts the
-ensemble size on the x axis, Figure 8 the memory budget in bits (log scale).
+ensemble size on the x axis, Figure 8 the memory budget in bits (log scale), LPE-BSR twice: as
+full members (the paper's accounting) and stored as one shared base (dashed).
 
 ``landscape``: from one ``lpe.stages.landscape`` file, four labelled panels over the plane: test
 NLL, then ``log10 KL(p_anchor || p_point)`` for each of the three anchors, with the anchors marked.
@@ -24,6 +25,7 @@ import pandas as pd
 
 from lpe.core.artifacts import write_with
 from lpe.reports.plotting import plt, save_figure, sns
+from lpe.reports.tabulate import has_shared_memory
 
 RUNS = {"sgd": "SGD solution", "swag": "SWAG (SWA mean)", "ivon": "IVON (IVON mean)"}
 SOLUTION_NAMES = {"swag": "SWA mean", "ivon": "IVON mean", "sgd": "SGD solution"}
@@ -42,10 +44,15 @@ def curves(scores: pd.DataFrame, bits: int, x: str) -> plt.Figure:
         run = scores[scores["optimizer"] == optimizer]
         lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == f"int{bits}")]
         bma = run[run["method"] == f"{optimizer}-bma"]
-        for data, name, color in ((bma, "BMA", "C1"), (lpe, f"LPE-BSR (INT-{bits})", "C0")):
+        series = [(bma, x, "BMA", "C1", {}), (lpe, x, f"LPE-BSR (INT-{bits})", "C0", {})]
+        if x == "memory_bits" and len(lpe) and has_shared_memory(lpe):  # Figure 8: both
+            name = f"LPE-BSR (INT-{bits}), shared base"
+            series.append((lpe, "memory_bits_shared", name, "C0", {"linestyle": "--"}))
+        for data, column, name, color, style in series:
             if len(data):
-                sns.lineplot(data=data, x=x, y="nll", errorbar="sd", color=color, marker="o",
-                             markersize=3, ax=ax, label=f"{name}, mean ± sd")  # fmt: skip
+                sns.lineplot(data=data, x=column, y="nll", errorbar="sd", color=color,
+                             marker="o", markersize=3, ax=ax, label=f"{name}, mean ± sd",
+                             **style)  # fmt: skip
         fp32 = run[run["method"] == "fp32"]
         if len(fp32) and x == "members":
             ax.axhline(fp32["nll"].mean(), ls=":", color="k", label="FP32 solution")

@@ -4,7 +4,9 @@ Claims 1-3 and 7 of docs/paper.md are checked on ``scores.csv`` (LPE-BSR at its 
 size, mean over BSR seeds; RTN and FP32 are deterministic given the checkpoint), claim 4 on
 ``bma/scores.csv`` (LPE-BSR vs SWAG and IVON BMA), claim 5 on ``fast/scores.csv`` (fast ensembles
 with and without LPE-BSR at equal training budget), claim 6 on ``baselines/scores.csv``, and
-the paper's outlook (claim 8: claim 1 in other number formats) on ``formats/scores.csv``. Each
+the paper's outlook (claim 8: claim 1 in other number formats) on ``formats/scores.csv``, and
+claim 10, beyond the paper (LPE-BSR stored as one shared base, at equal memory), on the scores'
+``memory_bits_shared``. Each
 claim is split into checks (one per model, precision or both). A check has a margin (positive on
 the claim's side) and a noise band: NOISE_SE standard errors of the mean over the ensemble seeds,
 widened by the spread over training seeds where a model was retrained (``train_noise``). It
@@ -44,7 +46,7 @@ from lpe.models.checkpoints import (
     checkpoint_info,
     convergence_gate,
 )
-from lpe.reports.tabulate import budget_points, final_ensembles
+from lpe.reports.tabulate import budget_points, final_ensembles, has_shared_memory
 from lpe.sources.registry import BY_NAME, family, fast_with_lpe
 
 
@@ -586,6 +588,88 @@ def claim5(
                  "training budget.", checks, note)  # fmt: skip
 
 
+def _largest_that_fits(runs: pd.DataFrame, budget: int) -> tuple[int, bool]:
+    """The largest ensemble size of ``runs`` whose memory (the paper's accounting: nothing is
+    shared) is within ``budget``, and True; when none fits, the smallest size, and False (a
+    fast source's sizes may start above 1: MultiIVON's draws of one run)."""
+    fits = runs[runs["memory_bits"] <= budget]["members"]
+    return (int(fits.max()), True) if len(fits) else (int(runs["members"].min()), False)
+
+
+def _at_shared_memory(name: str, lpe: pd.DataFrame, other: pd.DataFrame, lpe_name: str) -> Check:
+    """LPE-BSR at its largest size, stored as one shared base, against the largest ensemble of
+    ``other`` (one row per seed and size) that fits in that memory."""
+    full = lpe[lpe["members"] == lpe["members"].max()]
+    budget = int(full["memory_bits_shared"].max())
+    m, fits = _largest_that_fits(other, budget)
+    rows = other[other["members"] == m]
+    lpe_nll, lpe_sd, lpe_band = _mean_band(full)
+    nll, sd, other_band = _mean_band(rows)
+    fit = "the largest that fits" if fits else "none fits: the smallest, larger than the budget"
+    return Check.of(
+        f"{name}: {lpe_name} M={int(full['members'].max())} as one shared base "
+        f"({budget / 8e6:.2f} MB) NLL {lpe_nll:.5f} ± {lpe_sd:.5f} vs {name} M={m} ({fit}, "
+        f"{int(rows['memory_bits'].max()) / 8e6:.2f} MB) NLL {nll:.5f} ± {sd:.5f}",
+        nll - lpe_nll,
+        joint_band(lpe_band, other_band),
+    )
+
+
+def members_in_fp32_memory(scores: pd.DataFrame) -> list[str]:
+    """Per model and precision: how many LPE-BSR members, stored as one shared base, fit in the
+    memory of the FP32 model (the base with member 0's plane, then one plane per member)."""
+    found = []
+    for (model, precision), runs in scores[scores["method"] == "lpe-bsr"].groupby(
+        ["model", "precision"], sort=False
+    ):
+        fp32 = scores[(scores["model"] == model) & (scores["method"] == "fp32")]
+        sizes = runs.groupby("members")["memory_bits_shared"].max()
+        if fp32.empty or len(sizes) < 2:
+            continue
+        first, plane = int(sizes.iloc[0]), int(sizes.iloc[1] - sizes.iloc[0])
+        fit = 1 + (int(fp32["memory_bits"].max()) - first) // plane if plane > 0 else 0
+        found.append(f"{model} {label(precision)}: {max(fit, 0)}")
+    return found
+
+
+def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, bits: int,
+            fast_scores: pd.DataFrame | None, fast_bits: int) -> Claim:  # fmt: skip
+    """Beyond the paper: LPE-BSR stored as one shared base, at equal memory."""
+    checks = []
+    if bma_scores is not None:
+        for optimizer in ("swag", "ivon"):
+            run = bma_scores[bma_scores["optimizer"] == optimizer]
+            lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == f"int{bits}")]
+            bma = run[run["method"] == f"{optimizer}-bma"]
+            if len(lpe) and len(bma) and has_shared_memory(lpe):
+                checks.append(_at_shared_memory(f"{optimizer.upper()} BMA", lpe, bma,
+                                                f"LPE-BSR INT-{bits}"))  # fmt: skip
+    if fast_scores is not None:
+        lpe = fast_scores[(fast_scores["method"] == "lpe-bsr")
+                          & (fast_scores["precision"] == f"int{fast_bits}")]  # fmt: skip
+        around = f"LPE-BSR INT-{fast_bits} (SGD solution)"
+        for method, name in FAST_NAMES.items():
+            alone = budget_points(fast_scores, method)
+            if len(lpe) and len(alone) and has_shared_memory(lpe):
+                checks.append(_at_shared_memory(name, lpe, alone, around))
+    fit = members_in_fp32_memory(scores) if has_shared_memory(scores) else []
+    note = (
+        "Beyond the paper, which counts an LPE-BSR ensemble as M full members (claims 4 and 5 "
+        "keep that accounting). Stored as one shared base (`lpe.members.shared_base`), M "
+        "members of one checkpoint and format cost the base codes, the scales and the FP32 "
+        "tensors once and one bit per member and quantized weight; the score CSVs' "
+        "`memory_bits_shared`. A check holds when LPE-BSR's NLL is below that of the largest "
+        "ensemble of the other method that fits in the same memory (its members are FP32 "
+        "models: nothing of theirs is shared). Bands: the draws' seeds; the fast methods and "
+        "the fine-tuning runs are one training run each, whose own noise is not in the band. "
+        + (f"LPE-BSR members that fit in one FP32 model's memory: {'; '.join(fit)}." if fit
+           else "")
+    )  # fmt: skip
+    return Claim(10, "(beyond the paper) Stored as one shared base, an LPE-BSR ensemble beats "
+                 "the largest BMA, SSE, CSGLD, DE or MultiIVON ensemble that fits in its "
+                 "memory.", checks, note)  # fmt: skip
+
+
 def copies_per_source(fast_scores: pd.DataFrame) -> int:
     """k, the LPE-BSR copies of each fast source: the members with LPE-BSR at the first budget
     (one source) of any method."""
@@ -718,10 +802,12 @@ def report(
         claims.append(claim8(formats))
     if s["fp32_ts"].notna().all():
         claims.append(claim9(s))
+    if has_shared_memory(scores):
+        claims.append(claim10(scores, bma_scores, bits, fast_scores, fast_bits))
     seeds = sorted({seed for row in s["seeds"] for seed in row})
-    sources = ["`scores.csv` (claims 1-3, 7, 9)"]
-    sources += ["`bma/scores.csv` (claim 4)"] if bma_scores is not None else []
-    sources += ["`fast/scores.csv` (claim 5)"] if fast_scores is not None else []
+    sources = ["`scores.csv` (claims 1-3, 7, 9, 10)"]
+    sources += ["`bma/scores.csv` (claims 4, 10)"] if bma_scores is not None else []
+    sources += ["`fast/scores.csv` (claims 5, 10)"] if fast_scores is not None else []
     sources += ["`baselines/scores.csv` (claim 6)"] if baseline_scores is not None else []
     sources += ["`formats/scores.csv` (claim 8)"] if format_scores is not None else []
     head = [

@@ -7,11 +7,13 @@ the SGD solution of Figure 2 and its LPE-BSR ensembles).
   panels: NLL and ECE against the fine-tuning budget (backward passes after pre-training) and
   against the memory budget (Mbit). A point is the ensemble of every source that exists
   at that budget (c snapshots, samples or runs), alone (FP32) or with its LPE-BSR copies (mean +-
-  sd over seeds).
+  sd over seeds); on the memory panels the LPE-BSR copies twice: counted as full members (the
+  paper's accounting) and stored as one shared base per source (dashed).
 - ``table5``: MAP (the SGD solution), BatchEnsemble and DE with K members, and LPE-BSR around the
   SGD solution at the configured sizes: average loss, ambiguity, ensemble loss, NLL, ERR, ECE
   (mean +- std over LPE-BSR seeds; the trained methods have one training seed), memory budget and
-  training budget.
+  training budget (memory under both accountings: the paper's, M full members, and the
+  shared-base one of ``lpe.members.shared_base``).
 
 Usage: ``python -m lpe.reports.fast figures --scores fast/scores.csv --bits 5 --pretrained
 CKPT --out-dir figures/mini/`` and ``python -m lpe.reports.fast table5 --scores fast/scores.csv
@@ -31,8 +33,10 @@ from lpe.reports.tabulate import (
     cell,
     control_columns,
     controls,
+    has_shared_memory,
     latex,
     markdown,
+    memory_columns,
     method_name,
     over_seeds,
     with_controls,
@@ -68,17 +72,24 @@ def curves(scores: pd.DataFrame, methods: list[str], bits: int, pretrain: int, t
                 raise ValueError(f"no scores of {variant} in the scores file")
             points["backward_passes"] -= pretrain
             points["memory_bits"] = points["memory_bits"] / 1e6
+            shared = variant != method and has_shared_memory(points)
+            points["memory_bits_shared"] = points.get("memory_bits_shared", 0) / 1e6
             for ax, (x, y) in zip(row, PANELS, strict=True):
-                stats = points.groupby("backward_passes").agg(
-                    x=(x, "mean"), y=(y, "mean"), sd=(y, "std")
-                )
-                ax.errorbar(stats["x"], stats["y"], yerr=stats["sd"].fillna(0), marker="o",
-                            color=colour, label=label, capsize=2)  # fmt: skip
+                series = [(x, "-", label)]
+                if shared and x == "memory_bits":  # the copies stored as a shared base too
+                    series.append(("memory_bits_shared", "--", f"{label}, shared base"))
+                for column, style, name in series:
+                    stats = points.groupby("backward_passes").agg(
+                        x=(column, "mean"), y=(y, "mean"), sd=(y, "std")
+                    )
+                    ax.errorbar(stats["x"], stats["y"], yerr=stats["sd"].fillna(0), marker="o",
+                                ls=style, color=colour, label=name, capsize=2)  # fmt: skip
         for ax, (x, y) in zip(row, PANELS, strict=True):
             ax.set_xlabel(AXIS_LABELS[x])
             ax.set_ylabel(AXIS_LABELS[y])
             ax.set_title(f"{NAMES[method]}: {y.upper()} vs {AXIS_LABELS[x].split(' (')[0]}")
         row[0].legend(fontsize=7)
+        row[2].legend(fontsize=7)
     model = scores["model"].iloc[0]
     fig.suptitle(
         f"{title}: {model}, fast ensembles with and without LPE-BSR; a point is the ensemble "
@@ -133,7 +144,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
                 label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
                 for m, (label, digits) in METRICS.items()
             },
-            "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
+            **memory_columns(table),
             "Backward passes": table["backward_passes"],
             **control_columns(table, pm),
             "Seeds": table["seeds"],

@@ -2,11 +2,14 @@
 
 Rows: model (smallest first) x precision (FP32 reference row, then highest precision first) x
 method, each followed by the same runs temperature-scaled ("+ TS", the temperature T fit on the
-validation split; ``lpe.evaluation.temperature``) where the scores hold them. Columns: ensemble size
-M, memory budget, NLL, ERR and AMB as mean +- std over seeds (LPE-BSR at the largest ensemble size
-in the scores; RTN and FP32 are deterministic given the checkpoint, so they have one value and
-no spread), T, and the inference cost: forward passes per input and the
-measured wall time per test example. Written as csv (numbers), md and tex (formatted).
+validation split; ``lpe.evaluation.temperature``) where the scores hold them. Columns: ensemble
+size M; the memory budget under the paper's accounting (M full members) and under the
+shared-base one (one base, the scales and the FP32 tensors once, one bit per member and
+quantized weight; ``lpe.members.shared_base``); NLL, ERR and AMB as mean +- std over seeds
+(LPE-BSR at the largest ensemble size in the scores; RTN and FP32 are deterministic given the
+checkpoint, so they have one value and no spread), T, and the inference cost: forward passes per
+input and the measured wall time per test example. Written as csv (numbers), md and tex
+(formatted).
 
 Usage: ``python -m lpe.reports.table1 --scores results/mini/scores.csv --out
 results/mini/tables/table1`` (writes ``table1.csv``, ``table1.md``, ``table1.tex``).
@@ -33,6 +36,7 @@ from lpe.reports.tabulate import (
     final_rows,
     latex,
     markdown,
+    memory_columns,
     method_name,
     write_table,
 )
@@ -60,7 +64,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "Precision": table["precision"].map(label),
             "Method": table["method"].map(lambda m: method_name(METHOD_NAMES, m)),
             "M": table["members"],
-            "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}"),
+            **memory_columns(table),
             **{
                 label: table.apply(cell, axis=1, metric=m, digits=digits[m], pm=pm)
                 for m, label in METRICS.items()

@@ -20,6 +20,12 @@ METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
 METHOD_NAMES = {s.name: s.label for s in family("reference")}  # lpe.sources.registry
 
 
+def has_shared_memory(scores: pd.DataFrame) -> bool:
+    """Whether the scores count memory under the shared-base accounting too (score CSVs made
+    before it have no ``memory_bits_shared``)."""
+    return "memory_bits_shared" in scores and bool(scores["memory_bits_shared"].notna().all())
+
+
 def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:
     """Each run at its largest ensemble size."""
     largest = scores.groupby(["model", "precision", "method", "seed"])["members"].transform("max")
@@ -27,16 +33,31 @@ def final_ensembles(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def over_seeds(runs: pd.DataFrame, keys: list[str], metrics) -> pd.DataFrame:
-    """Per ``keys`` group: ``<metric>_mean``, ``<metric>_std``, ``memory_mbit`` and ``seeds``."""
+    """Per ``keys`` group: ``<metric>_mean``, ``<metric>_std``, ``memory_mbit`` (the paper's
+    accounting), ``memory_mbit_shared`` (the shared-base one, where the scores have it) and
+    ``seeds``."""
     grouped = runs.groupby(keys)
     table = grouped[list(metrics)].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table["memory_mbit"] = grouped["memory_bits"].mean() / 1e6
+    if has_shared_memory(runs):
+        table["memory_mbit_shared"] = grouped["memory_bits_shared"].mean() / 1e6
     table["seeds"] = grouped["seed"].nunique()
     return table.reset_index()
 
 
 RUN_KEYS = ["model", "params", "precision", "method", "members"]
+# the shared-base accounting (lpe.members.shared_base), beside the paper's (M full members)
+SHARED_LABEL = "Memory, shared base (Mbit)"
+
+
+def memory_columns(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """The memory budget's formatted columns: the paper's accounting and, where the table has
+    it, the shared-base one."""
+    columns = {"Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.2f}")}
+    if "memory_mbit_shared" in table:
+        columns[SHARED_LABEL] = table["memory_mbit_shared"].map(lambda b: f"{b:.2f}")
+    return columns
 
 
 def cell(row: pd.Series, metric: str, digits: int, pm: str) -> str:

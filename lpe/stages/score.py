@@ -7,17 +7,22 @@ run share members (as in the paper's "NLL vs ensemble size" curves). Columns (fi
 ``lpe.core.metrics``):
 
 ``model, optimizer, params, precision, method, seed, members, nll, err, ece, brier, avg_loss,
-ambiguity, ens_loss, memory_bits, backward_passes, forward_passes, infer_us, temperature,
-nll_ts, ece_ts``
+ambiguity, ens_loss, memory_bits, memory_bits_shared, backward_passes, forward_passes, infer_us,
+temperature, nll_ts, ece_ts``
 
-``memory_bits`` is the summed storage of the ``m`` members; ``backward_passes`` is the training
-budget (LPE-BSR adds none): a file's scalar, or, when it holds a per-member ``budget`` (the fast
-ensembles of ``lpe.stages.fast``, whose members come from successive runs or cycles), the budget
-spent once its first ``m`` members exist; ``forward_passes`` counts model evaluations per input
-(= members); ``infer_us`` is the measured inference wall time per test example in microseconds,
-the summed forward time of the ``m`` members on the stage's pinned threads (a measurement of the
-machine, not a number a regeneration reproduces: ``lpe.tools.compare`` checks only that it is
-there).
+``memory_bits`` is the summed storage of the ``m`` members (a full member each: the paper's
+accounting); ``memory_bits_shared`` the same ensemble's storage under the shared-base accounting
+(``lpe.members.shared_base``: LPE-BSR members of one checkpoint and format share one base, the
+scales and the FP32 tensors, and add one bit per quantized weight each; where a file records no
+``member_shared_bits``, nothing is shared and it equals ``memory_bits``).
+
+``backward_passes`` is the training budget (LPE-BSR adds none): a file's scalar, or, when it
+holds a per-member ``budget`` (the fast ensembles of ``lpe.stages.fast``, whose members come
+from successive runs or cycles), the budget spent once its first ``m`` members exist;
+``forward_passes`` counts model evaluations per input (= members); ``infer_us`` is the measured
+inference wall time per test example in microseconds, the summed forward time of the ``m``
+members on the stage's pinned threads (a measurement of the machine, not a number a
+regeneration reproduces: ``lpe.tools.compare`` checks only that it is there).
 
 The temperature-scaling control (:mod:`lpe.evaluation.temperature`): where a predictions file holds
 the calibration split (the stages' ``--calibrate``), each ensemble of ``m`` members gets one
@@ -46,8 +51,8 @@ METHOD_LABELS = methods()  # a predictions file's method -> the score CSVs' (lpe
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
-    "memory_bits", "backward_passes", "forward_passes", "infer_us", "temperature", "nll_ts",
-    "ece_ts",
+    "memory_bits", "memory_bits_shared", "backward_passes", "forward_passes", "infer_us",
+    "temperature", "nll_ts", "ece_ts",
 ]  # fmt: skip
 
 
@@ -100,6 +105,10 @@ def prediction_problems(run: dict) -> list[str]:
             f"member_bits is {member_bits.tolist()}; expected one count per member ({members},), "
             "the first positive, or the memory would be miscounted"
         )
+    shared = run.get("member_shared_bits")
+    if shared is not None and (shared.shape != (members,) or (shared < 0).any() or shared[0] <= 0):
+        problems.append(f"member_shared_bits is {shared.tolist()}; expected one count per member "
+                        f"({members},), the first positive")  # fmt: skip
     if "budget" in run and run["budget"].shape != (members,):
         problems.append(f"budget has shape {run['budget'].shape}; expected ({members},)")
     if "member_seconds" in run and run["member_seconds"].shape != (members,):
@@ -147,6 +156,8 @@ def score_run(run: dict) -> list[dict]:
     for m in range(1, log_probs.shape[0] + 1):
         row = {**common, "members": m, **metrics.score(log_probs[:m], labels)}
         row["memory_bits"] = int(run["member_bits"][:m].sum())
+        shared = run.get("member_shared_bits", run["member_bits"])  # nothing shared: the same
+        row["memory_bits_shared"] = int(shared[:m].sum())
         row["forward_passes"] = m
         if "budget" in run:
             row["backward_passes"] = int(run["budget"][:m].max())
