@@ -350,7 +350,7 @@ def shared_rows(lpe_nll: float, other_nll: float, lpe_members: int = 40) -> pd.D
             nll = lpe_nll + 0.1 / m + 0.001 * seed
             out.append({"optimizer": "swag", "method": "lpe-bsr", "precision": "int5",
                         "seed": seed, "members": m, "nll": nll, "memory_bits": 5000 * m,
-                        "memory_bits_shared": 5000 + 1000 * m})  # fmt: skip
+                        "memory_bits_shared": 5000 + 1000 * m if m > 1 else 5000})  # fmt: skip
         for m in range(1, 5):
             out.append({"optimizer": "swag", "method": "swag-bma", "precision": "fp32",
                         "seed": seed, "members": m, "nll": other_nll + 0.1 / m + 0.001 * seed,
@@ -379,18 +379,24 @@ def test_shared_memory_is_a_column_of_table1_and_counts_members_in_an_fp32_model
 
     shared = scores.copy()
     bits = shared["precision"].str[3:].replace("", "32").astype(int)
-    lpe = shared["method"] == "lpe-bsr"  # base at b bits + one plane per member
+    lpe = (shared["method"] == "lpe-bsr") & (shared["members"] > 1)  # base + a plane each
     shared["memory_bits_shared"] = shared["memory_bits"]
     shared.loc[lpe, "memory_bits_shared"] = (bits + shared["members"]) * shared["params"]
+    three = shared[lpe].assign(members=3)  # the size-2 rows again as size 3
+    three["memory_bits"] = 3 * bits[three.index] * three["params"]
+    three["memory_bits_shared"] = (bits[three.index] + 3) * three["params"]
+    shared = pd.concat([shared, three], ignore_index=True)
     t = table1(shared)
     row = t[(t["model"] == "large") & (t["precision"] == "int4") & (t["method"] == "lpe-bsr")]
-    assert row["memory_mbit_shared"].item() == pytest.approx((4 + 2) * 9000 / 1e6)
-    assert row["memory_mbit"].item() == pytest.approx(2 * 4 * 9000 / 1e6)
+    assert row["members"].item() == 3
+    assert row["memory_mbit_shared"].item() == pytest.approx((4 + 3) * 9000 / 1e6)
+    assert row["memory_mbit"].item() == pytest.approx(3 * 4 * 9000 / 1e6)
     assert "Memory, shared base (Mbit)" in to_markdown(t)
     assert "Memory, shared base" not in to_markdown(table1(scores))  # older scores: absent
     # an FP32 model is 32 bits a weight: the base and plane 1 take b + 1, each further plane 1
     assert members_in_fp32_memory(shared) == ["small INT-6: 26", "small INT-4: 28",
                                               "large INT-6: 26", "large INT-4: 28"]  # fmt: skip
+    assert members_in_fp32_memory(scores.assign(memory_bits_shared=1)) == []  # no sizes 2, 3
 
 
 def test_the_score_stage_sums_shared_bits_of_the_first_members():
@@ -405,7 +411,7 @@ def test_the_score_stage_sums_shared_bits_of_the_first_members():
     assert [r["memory_bits_shared"] for r in score_run(run)] == [50, 100, 150]  # none shared
     run["member_shared_bits"] = np.array([60, 10, 10])
     rows = score_run(run)
-    assert [r["memory_bits_shared"] for r in rows] == [60, 70, 80]
+    assert [r["memory_bits_shared"] for r in rows] == [50, 70, 80]  # one member: itself
     assert [r["memory_bits"] for r in rows] == [50, 100, 150]
 
 

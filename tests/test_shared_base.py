@@ -65,6 +65,18 @@ def test_the_shared_base_costs_b_plus_m_bits_per_quantized_weight(vit_state):
     assert fmt.code_bits + len(members) <= per_weight < fmt.code_bits + len(members) + 0.1
 
 
+@pytest.mark.parametrize("method", ["rtn", "bsr"])
+def test_one_member_is_stored_as_itself(tmp_path, vit_state, method):
+    """No plane: the container of one member costs its member file's bits (and decodes to it)."""
+    member = quantize(vit_state, get_format("int4"), method, seed=3)
+    path = tmp_path / "one.safetensors"
+    assert save_shared_base(path, encode([member]), {}) == member.bits
+    ensemble, _ = load_shared_base(path)
+    assert ensemble.member_bits() == [member.bits]
+    decoded = ensemble.member(0)
+    assert all(decoded.codes[n].equal(c) for n, c in member.codes.items())
+
+
 def test_members_that_are_not_one_ensemble_are_refused(vit_state):
     fmt = get_format("int4")
     other = {k: v * 1.5 for k, v in vit_state.items()}  # another checkpoint: other scales

@@ -8,7 +8,8 @@ takes the nearer). So M members are exactly
 
 - one **base**: per quantized weight, the smallest of the members' codes (the lower neighbour
   wherever a member took it), packed at the format's width; the scales and the kept tensors, once;
-- M **bit-planes**: ``code_m - base``, one bit per quantized weight per member.
+- M **bit-planes**: ``code_m - base``, one bit per quantized weight per member (none for a
+  single member: its codes are the base, and the file costs what its member file does).
 
 Member m decodes as ``base + plane_m`` into an ordinary :class:`lpe.members.files.Member`, bit for
 bit the one encoded, without materialising the others. Storage: ``b + M`` bits per quantized weight
@@ -60,6 +61,9 @@ class SharedBase:
             raise IndexError(f"member {m} of an ensemble of {len(self)}")
         codes = {}
         for name, base in self.base.items():
+            if not len(self.planes[name]):  # one member: the base is its codes
+                codes[name] = base
+                continue
             bit = np.unpackbits(self.planes[name][m], count=base.numel(), bitorder="little")
             # base + 1 stays on the grid (the base is a member's code minus 0 or 1): no overflow.
             # In numpy: torch has no addition for the uint16 codes of formats wider than 8 bits.
@@ -79,9 +83,9 @@ class SharedBase:
         return base + planes + scales + kept
 
     def member_bits(self) -> list[int]:
-        """``bits`` split over the members, so that the first m sum to an ensemble of m members
-        stored this way: member 0 holds the base, the scales, the kept tensors and its plane;
-        every other member its plane."""
+        """``bits`` split over the members: member 0 holds the base, the scales, the kept tensors
+        and its plane, every other member its plane; so the first m (m >= 2) sum to an ensemble
+        of m members stored this way (one member alone is stored as itself: no plane)."""
         plane = sum(8 * p.shape[1] for p in self.planes.values())
         return [self.bits - (len(self) - 1) * plane] + [plane] * (len(self) - 1)
 
@@ -109,6 +113,8 @@ def encode(members: Sequence[Member]) -> SharedBase:
             )
         base[name] = low.to(code.dtype)
         planes[name] = np.packbits(step.numpy().astype(np.uint8), axis=1, bitorder="little")
+        if len(members) == 1:  # all zero: the one member's codes are the base
+            planes[name] = planes[name][:0]
     return SharedBase(
         fmt=first.fmt,
         methods=[m.method for m in members],
@@ -179,7 +185,7 @@ def load_shared_base(path: str | Path) -> tuple[SharedBase, dict[str, str]]:
     )
     members = len(ensemble)
     for name, plane in ensemble.planes.items():
-        expected = (members, (int(np.prod(shapes[name])) + 7) // 8)
+        expected = (members if members > 1 else 0, (int(np.prod(shapes[name])) + 7) // 8)
         if plane.shape != expected or plane.dtype != np.uint8:
             raise ArtifactError(
                 f"ensemble file {path}: planes/{name} is {plane.shape}, not {expected}"

@@ -617,18 +617,20 @@ def _at_shared_memory(name: str, lpe: pd.DataFrame, other: pd.DataFrame, lpe_nam
 
 def members_in_fp32_memory(scores: pd.DataFrame) -> list[str]:
     """Per model and precision: how many LPE-BSR members, stored as one shared base, fit in the
-    memory of the FP32 model (the base with member 0's plane, then one plane per member)."""
+    memory of the FP32 model (m >= 2 members cost the base and m planes; read from the sizes 2
+    and 3 of the scores)."""
     found = []
     for (model, precision), runs in scores[scores["method"] == "lpe-bsr"].groupby(
         ["model", "precision"], sort=False
     ):
         fp32 = scores[(scores["model"] == model) & (scores["method"] == "fp32")]
         sizes = runs.groupby("members")["memory_bits_shared"].max()
-        if fp32.empty or len(sizes) < 2:
+        if fp32.empty or not {2, 3} <= set(sizes.index):
             continue
-        first, plane = int(sizes.iloc[0]), int(sizes.iloc[1] - sizes.iloc[0])
-        fit = 1 + (int(fp32["memory_bits"].max()) - first) // plane if plane > 0 else 0
-        found.append(f"{model} {label(precision)}: {max(fit, 0)}")
+        plane = int(sizes[3] - sizes[2])
+        base = int(sizes[2]) - 2 * plane
+        fit = (int(fp32["memory_bits"].max()) - base) // plane
+        found.append(f"{model} {label(precision)}: {fit}")
     return found
 
 

@@ -13,8 +13,9 @@ temperature, nll_ts, ece_ts``
 ``memory_bits`` is the summed storage of the ``m`` members (a full member each: the paper's
 accounting); ``memory_bits_shared`` the same ensemble's storage under the shared-base accounting
 (``lpe.members.shared_base``: LPE-BSR members of one checkpoint and format share one base, the
-scales and the FP32 tensors, and add one bit per quantized weight each; where a file records no
-``member_shared_bits``, nothing is shared and it equals ``memory_bits``).
+scales and the FP32 tensors, and add one bit per quantized weight each; one member alone is stored
+as itself; where a file records no ``member_shared_bits``, nothing is shared and it equals
+``memory_bits``).
 
 ``backward_passes`` is the training budget (LPE-BSR adds none): a file's scalar, or, when it
 holds a per-member ``budget`` (the fast ensembles of ``lpe.stages.fast``, whose members come
@@ -157,7 +158,8 @@ def score_run(run: dict) -> list[dict]:
         row = {**common, "members": m, **metrics.score(log_probs[:m], labels)}
         row["memory_bits"] = int(run["member_bits"][:m].sum())
         shared = run.get("member_shared_bits", run["member_bits"])  # nothing shared: the same
-        row["memory_bits_shared"] = int(shared[:m].sum())
+        # one member alone is stored as itself; m >= 2 as one base and m planes
+        row["memory_bits_shared"] = int(shared[:m].sum() if m > 1 else run["member_bits"][0])
         row["forward_passes"] = m
         if "budget" in run:
             row["backward_passes"] = int(run["budget"][:m].max())
