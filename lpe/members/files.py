@@ -186,10 +186,15 @@ def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
 def load_member_of(path: str | Path, checkpoint: str | Path, checkpoint_sha256: str) -> Member:
     """A member file, accepted only when it was made from this checkpoint (its recorded hash)."""
     member, meta = load_member(path)
+    require_made_from(meta, f"member file {path}", checkpoint, checkpoint_sha256)
+    return member
+
+
+def require_made_from(meta: dict, what: str, checkpoint, checkpoint_sha256: str) -> None:
+    """Refuse a file (``what``) whose metadata records another checkpoint's hash."""
     made_from = meta.get("checkpoint_sha256", "")
     if made_from != checkpoint_sha256:
         raise ArtifactError(
-            f"member file {path} was made from another checkpoint (sha256 {made_from[:12]}...) "
+            f"{what} was made from another checkpoint (sha256 {made_from[:12]}...) "
             f"than {checkpoint} ({checkpoint_sha256[:12]}...); delete its folder and rerun"
         )
-    return member

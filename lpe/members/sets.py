@@ -29,7 +29,14 @@ from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import int_name
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.formats.registry import FORMATS, NumberFormat, get_format
-from lpe.members.files import Member, load_member_of, member_seed, quantize, save_member
+from lpe.members.files import (
+    Member,
+    load_member_of,
+    member_seed,
+    quantize,
+    require_made_from,
+    save_member,
+)
 from lpe.members.shared_base import encode, load_shared_base, save_shared_base
 from lpe.models.checkpoints import load_checkpoint
 
@@ -133,12 +140,7 @@ def folder_members(
         return manifest, files
     path = Path(folder) / manifest["ensemble"]
     ensemble, meta = load_shared_base(path)
-    made_from = meta.get("checkpoint_sha256", "")
-    if made_from != checkpoint_sha256:
-        raise ArtifactError(
-            f"ensemble file {path} was made from another checkpoint (sha256 {made_from[:12]}...) "
-            f"than {checkpoint} ({checkpoint_sha256[:12]}...); delete its folder and rerun"
-        )
+    require_made_from(meta, f"ensemble file {path}", checkpoint, checkpoint_sha256)
     if len(ensemble) != len(manifest["member_bits"]):
         raise ArtifactError(f"{path} holds {len(ensemble)} members, {folder}'s manifest lists "
                             f"{len(manifest['member_bits'])}")  # fmt: skip
