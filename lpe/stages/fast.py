@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("train", help="a method's sources (checkpoints + manifest)")
-    p.add_argument("--method", required=True, choices=fast_methods())
+    p.add_argument("--method", required=True, choices=fast_methods(),
+                   help="the fast source (its own flags: train --method M --help)")  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
     add_data_arguments(p)
     p.add_argument("--runs", type=_positive, default=4, help="runs, cycles or BE members (K)")
