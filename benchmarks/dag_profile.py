@@ -4,9 +4,9 @@ and the packing efficiency of the whole run.
 It reads one run's Snakemake log (``.snakemake/log/*.snakemake.log``: each job's rule, start and
 finish, and its shell command) and the benchmark files the rules write (a job's wall time, when
 the rule has one; else the log's timestamps, to the second). A job's start-up is that of its
-stage: the median wall time of ``python -m lpe.<stage> --help`` (interpreter and imports, then
-exit), measured here three times per stage in the run's directory, so with that commit's code;
-run it on a quiet machine.
+stage: the median wall time of ``python -m lpe.<package>.<stage> --help`` (interpreter and
+imports, then exit), measured here three times per stage in the run's directory, so with that
+commit's code; run it on a quiet machine.
 
 - job wall: the sum over jobs of each job's wall time;
 - start-up share: start-up / job wall;
@@ -48,7 +48,7 @@ class Job:
 
     @property
     def stage(self) -> str | None:
-        found = re.search(r"python -m (lpe\.\w+)", self.command)
+        found = re.search(r"python -m (lpe(?:\.\w+)+)", self.command)  # lpe.stages.train
         return found.group(1) if found else None
 
 
@@ -179,9 +179,9 @@ def report(profiles: list[Profile], cores: int) -> str:
         "# DAG profile",
         "",
         "Written by `benchmarks/dag_profile.py` from Snakemake's logs and benchmark files "
-        f"(cores = {cores}). Job wall: sum of the jobs' wall times. Start-up: per job, its stage's"
-        " `python -m lpe.<stage> --help` time. Packing efficiency: job wall / (cores x DAG"
-        " wall).",
+        f"(cores = {cores}). Job wall: sum of the jobs' wall times. Start-up: per job, its "
+        "stage's `python -m lpe.<package>.<stage> --help` time. Packing efficiency: job wall / "
+        "(cores x DAG wall).",
         "",
         "| run | jobs | DAG wall (s) | job wall (s) | start-up (s, share) | packing |",
         "|---|---:|---:|---:|---:|---:|",

@@ -1,6 +1,6 @@
-"""Low precision ensembling (LPE-BSR) and the stages of its replication suite."""
+"""Low precision ensembling (LPE-BSR) and the stages of its replication suite.
 
-from lpe.core.numerics import pin_cpu_numerics
-
-# Before any submodule imports torch: every stage computes on the same CPU path (see numerics).
-pin_cpu_numerics()
+Importing the package changes nothing in the importing process (no environment variable, no
+thread count): the suite's pinned CPU numerics are set by its programs' entry points, and a
+library user who wants them calls :func:`lpe.core.numerics.pin_cpu_numerics` (docs/apply.md).
+"""

@@ -3,8 +3,14 @@ import tempfile
 
 import pytest
 
-from lpe.models.checkpoints import save_checkpoint
-from lpe.models.factory import count_params, create_model
+from lpe.core.numerics import pin_cpu_numerics
+
+# The test session computes on the stages' pinned CPU paths, as the stages it compares with do
+# (importing lpe no longer pins anything: tests/test_numerics.py checks both).
+pin_cpu_numerics()
+
+from lpe.models.checkpoints import save_checkpoint  # noqa: E402
+from lpe.models.factory import count_params, create_model  # noqa: E402
 
 # Decoded image splits go to a cache of the test session's own, not the user's (the workflow
 # tests' stages inherit it through the environment).

@@ -171,3 +171,50 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
     model.load_state_dict(state)
     direct = metrics.ensemble_log_probs(torch.stack(outputs))[None]
     assert table.loc["lpe-bsr", "nll"] == pytest.approx(metrics.nll(direct, loader.labels), 1e-6)
+
+
+def test_the_fp32_temperature_is_fit_on_the_held_out_images_only():
+    """The temperature stays when the evaluated images change and the held-out ones do not, and
+    moves when the held-out ones change (so the check can see a fit on the evaluated images)."""
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT)
+
+    def batches(seed: int, n: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(seed)
+        return [
+            (3 * torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 3, (n,), generator=g))
+        ]
+
+    def temperature(evaluated: int, held_out: int) -> float:
+        table = apply_lpe(model, batches(evaluated), bits=4, members=1,
+                          calibration=batches(held_out)).set_index("method")  # fmt: skip
+        return float(table.at["fp32+ts", "temperature"])
+
+    fit = temperature(evaluated=1, held_out=100)
+    assert temperature(evaluated=2, held_out=100) == fit
+    assert temperature(evaluated=3, held_out=100) == fit
+    assert temperature(evaluated=1, held_out=101) != fit
+
+
+def test_the_command_fits_the_temperature_on_held_out_images_only(tmp_path, monkeypatch, capsys):
+    """The command hands apply_lpe a calibration loader of other images than the evaluated ones
+    (apply_lpe fits on that loader only: the test above)."""
+    import lpe.tools.apply as tool
+
+    seen = {}
+
+    def recording(model, loader, *args, calibration=None, **kwargs):
+        seen.update(loader=loader, calibration=calibration)
+        return real(model, loader, *args, calibration=calibration, **kwargs)
+
+    real = tool.apply_lpe
+    monkeypatch.setattr(tool, "apply_lpe", recording)
+    folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
+    apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
+                "--bits", "4", "--members", "1", "--limit", "4", "--batch-size", "4",
+                "--device", "cpu", "--calibration-fraction", "0.004"])  # fmt: skip
+    capsys.readouterr()
+    evaluated, held_out = seen["loader"], seen["calibration"]
+    assert held_out is not None and held_out is not evaluated
+    assert len(held_out.labels) == 4 and len(evaluated.labels) == 4
+    pixels = {bytes(np.asarray(p)) for p in evaluated.pixels}
+    assert not pixels & {bytes(np.asarray(p)) for p in held_out.pixels}

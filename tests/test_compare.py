@@ -284,3 +284,28 @@ def test_a_line_in_one_tree_only_is_a_problem_unless_it_follows_the_gate(tmp_pat
     assert compare([*pair, "--mode", "noise"]) == 1
     err = capsys.readouterr().err
     assert "claims.md regenerated line 1: only in the regenerated\n    An added sentence." in err
+
+
+@pytest.mark.parametrize("mode", ["exact", "noise"])
+@pytest.mark.parametrize("became", ["nan", "inf", "-inf", ""])
+def test_a_number_that_became_nan_inf_or_empty_fails(tmp_path, capsys, mode, became):
+    """In a CSV (a column shown nowhere else, as ece_ts or temperature) and in a table's text."""
+    make_tree(tmp_path / "a")
+    make_tree(tmp_path / "b", nll=became)
+    pair = [str(tmp_path / "a"), str(tmp_path / "b"), "--mode", mode]
+    assert compare(pair) == 1
+    err = capsys.readouterr().err
+    assert (
+        "scores.csv [model=vit_mini_l, precision=int4, method=lpe-bsr, seed=0, members=10] nll"
+        in err
+    )
+    assert "table1.md line 1" in err
+    # the CSV alone: an extra column that no text repeats
+    for root, value in ((tmp_path / "a", "1.2769"), (tmp_path / "b", became)):
+        (root / "results/mini/tables/table1.md").write_text("| vit_mini_l | INT-4 |\n")
+        (root / "results/mini/scores.csv").write_text(
+            "model,precision,method,seed,members,nll,temperature\n"
+            f"vit_mini_l,int4,lpe-bsr,0,10,0.2276,{value}\n"
+        )
+    assert compare(pair) == 1
+    assert "temperature" in capsys.readouterr().err

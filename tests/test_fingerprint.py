@@ -45,6 +45,26 @@ def test_the_check_names_the_first_computation_that_differs(mine, tmp_path, caps
     assert "first: 'softmax'" in err
 
 
+def test_the_check_fails_on_a_difference_in_any_single_computation(
+    mine, tmp_path, monkeypatch, capsys
+):
+    """Each computation planted in turn (the last one too), and one missing from either side."""
+    monkeypatch.setattr(fingerprint, "fingerprint", lambda: mine)  # this machine's, computed once
+    reference = tmp_path / "ref.txt"
+    lines = mine.splitlines(keepends=True)
+    rows = [i for i, line in enumerate(lines) if not line.startswith("#")]
+    for i in rows:
+        h, _, name = lines[i].partition("  ")
+        planted = "0" * len(h) if h != "0" * len(h) else "1" * len(h)
+        reference.write_text("".join(lines[:i] + [f"{planted}  {name}"] + lines[i + 1 :]))
+        assert fingerprint.main(["--check", str(reference)]) == 1, name
+        assert f"first: {name.strip()!r}" in capsys.readouterr().err
+    for i in (rows[0], rows[len(rows) // 2], rows[-1]):  # a computation the reference lacks
+        reference.write_text("".join(lines[:i] + lines[i + 1 :]))
+        assert fingerprint.main(["--check", str(reference)]) == 1
+        capsys.readouterr()
+
+
 def test_a_missing_reference_file_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit):
         fingerprint.main(["--check", str(tmp_path / "nowhere.txt")])

@@ -8,6 +8,7 @@ after one epoch (measured when this test was written).
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from lpe.models.checkpoints import load_checkpoint
 # The environments a user's shell or a CI runner might hand a stage.
 VARIANTS = {
     "default": {},
-    "avx2+mkl-avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT"},
+    "avx2+mkl-compatible": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT"},
     "default+mkl-auto+onednn-avx512": {
         "ATEN_CPU_CAPABILITY": "default",
         "MKL_CBWR": "AUTO",
@@ -90,16 +91,69 @@ def test_pinning_sets_the_code_paths_and_can_be_opted_out(monkeypatch):
     numerics.pin_cpu_numerics()
     if numerics._is_x86_64():
         assert {k: os.environ[k] for k in numerics.PINNED} == numerics.PINNED
-        assert "pinned (ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE,STRICT" in numerics.describe()
+        assert "pinned (ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2,STRICT" in numerics.describe()
+
+
+# What a user's program sees: its environment, thread counts and torch's CPU path, before and
+# after importing lpe and the library modules a user imports (none of the stages or reports).
+IMPORT_SCRIPT = """
+import json, os, sys
+import torch
+def seen():
+    return {"env": dict(os.environ), "threads": torch.get_num_threads(),
+            "interop": torch.get_num_interop_threads()}
+before = seen()
+import lpe, lpe.core.runtime, lpe.core.metrics, lpe.data.images, lpe.data.datasets
+import lpe.evaluation.prediction, lpe.evaluation.temperature, lpe.formats.registry
+import lpe.formats.kernels, lpe.formats.policy, lpe.members.files, lpe.members.shared_base
+import lpe.models.factory, lpe.models.checkpoints, lpe.sources.registry, lpe.training.loop
+import lpe.tools.apply
+after = seen()
+after["capability"] = torch.backends.cpu.get_cpu_capability()
+print(json.dumps({"before": before, "after": after, "stages": sorted(
+    m for m in sys.modules if m.startswith(("lpe.stages", "lpe.reports")))}))
+"""
+
+STAGE_SCRIPT = """
+import json, os
+import lpe.stages.train  # what `python -m lpe.stages.train` imports first
+import torch
+print(json.dumps({"env": {k: os.environ.get(k) for k in %r},
+                  "capability": torch.backends.cpu.get_cpu_capability()}))
+"""
+
+
+def _fresh(script: str, **env: str) -> dict:
+    """Run ``script`` in a fresh process whose environment has none of the pins, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if k not in (*numerics.PINNED, numerics.OPT_OUT)}
+    run = subprocess.run([sys.executable, "-c", script], env={**clean, **env},
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def test_importing_lpe_changes_nothing_in_the_importing_process():
+    seen = _fresh(IMPORT_SCRIPT, MKL_CBWR="AUTO")  # a value of the user's own is kept
+    assert seen["after"]["env"] == seen["before"]["env"]
+    assert seen["after"]["env"]["MKL_CBWR"] == "AUTO"
+    assert not set(numerics.PINNED) - {"MKL_CBWR"} & set(seen["after"]["env"])
+    assert seen["after"]["threads"] == seen["before"]["threads"]
+    assert seen["after"]["interop"] == seen["before"]["interop"]
+    assert seen["stages"] == []  # no program's package came along
+    native = _fresh(
+        "import json, torch; print(json.dumps(torch.backends.cpu.get_cpu_capability()))"
+    )
+    assert seen["after"]["capability"] == native  # torch's own choice for this CPU
 
 
 @pytest.mark.skipif(not numerics._is_x86_64(), reason="the pinning is an x86-64 promise")
-def test_this_process_computes_on_the_pinned_path():
-    # lpe is imported before torch computes anything (conftest imports lpe), so the pin holds
-    # here too unless the tests were started with LPE_NATIVE_NUMERICS=1.
-    if numerics.native_requested():
-        pytest.skip("LPE_NATIVE_NUMERICS is set")
-    assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT")
+def test_a_stage_pins_its_own_process_whatever_the_shell_asked_for():
+    seen = _fresh(STAGE_SCRIPT % (tuple(numerics.PINNED),), MKL_CBWR="AUTO",
+                  ATEN_CPU_CAPABILITY="default")  # fmt: skip
+    assert seen["env"] == numerics.PINNED
+    assert seen["capability"] == "AVX2"
+    opted_out = _fresh(STAGE_SCRIPT % (tuple(numerics.PINNED),), MKL_CBWR="AUTO",
+                       **{numerics.OPT_OUT: "1"})  # fmt: skip
+    assert opted_out["env"]["MKL_CBWR"] == "AUTO"
 
 
 KERNEL_SCRIPT = """

@@ -13,8 +13,11 @@ from lpe.reports.claims import (
     claim3,
     claim4,
     claim7,
+    claim8,
     claim9,
+    over_checkpoints,
     report,
+    student_factor,
     summary,
     with_training_bands,
 )
@@ -309,7 +312,7 @@ def test_table1_and_the_claims_report_show_each_models_convergence_gate(scores, 
     assert "| vit_mini_t | -14.29% | +0.00% | FAILS |" in text
 
 
-def test_a_retrained_model_widens_its_bands_by_the_spread_over_training_seeds(scores):
+def test_claim8_widens_its_bands_by_the_spread_over_training_seeds(scores):
     # "small" trained again: INT-6 gain -0.005 there, +0.005 in the main run (BSR seed 0)
     again = pd.DataFrame(rows("small", 1000, 0.50, {"int6": (0.51, [0.515], 0.52),
                                                     "int4": (0.60, [0.55], 0.62)}))  # fmt: skip
@@ -318,14 +321,45 @@ def test_a_retrained_model_widens_its_bands_by_the_spread_over_training_seeds(sc
     assert small6["gain_train_band"] == pytest.approx(2 * pd.Series([0.005, -0.005]).std())
     assert small6["train_seeds"] == 2
     assert (s[s["model"] == "large"]["gain_train_band"] == 0).all()  # not retrained
-    check = claim1(s).checks[0]  # small INT-6: gain 0.004 inside sqrt(0.002^2 + 0.0141^2)
-    assert check.outcome == "within noise" and claim1(summary(scores)).checks[0].outcome == "holds"
+    check = claim8(s).checks[0]  # small INT-6: gain 0.004 inside sqrt(0.002^2 + 0.0141^2)
+    assert check.outcome == "within noise" and claim8(summary(scores)).checks[0].outcome == "holds"
     # claim 2's precision step of "small": 0.045 - 0.004 in the main run, 0.05 - (-0.005) again
     step = 2 * pd.Series([0.05 - 0.005, 0.05 + 0.005]).std()
     assert small6["step_train_band"] == pytest.approx(step)
-    text = report(scores, retrained=[again])
-    assert "(train_noise; trained models in brackets): small (2)." in text
+
+
+def _copies(gains: list[float]) -> list[pd.DataFrame]:
+    """Retrained copies of "small" whose INT-6 LPE-BSR gains over RTN (0.51) are ``gains``."""
+    return [pd.DataFrame(rows("small", 1000, 0.50, {"int6": (0.51, [0.51 - g], 0.52),
+                                                    "int4": (0.60, [0.55], 0.62)}))
+            for g in gains]  # fmt: skip
+
+
+def test_claims_are_decided_on_the_mean_margin_over_every_trained_model(scores):
+    # the main run's INT-6 gain at its first BSR seed is 0.005; four copies agree on about that
+    s = over_checkpoints(summary(scores), scores, _copies([0.006, 0.004, 0.005, 0.007]))
+    small6 = s[(s["model"] == "small") & (s["precision"] == "int6")].iloc[0]
+    each = [0.005, 0.006, 0.004, 0.005, 0.007]
+    assert small6["gain_each"] == pytest.approx(each)  # the main run's first, paired margins
+    assert small6["gain_mean"] == pytest.approx(np.mean(each))
+    # Student's t with 4 degrees of freedom (2.776), times the standard error of the mean
+    assert small6["gain_band"] == pytest.approx(2.776 * np.std(each, ddof=1) / 5**0.5, rel=1e-3)
+    check = claim1(s).checks[0]
+    assert check.outcome == "holds"
+    assert check.parts[0][0] == pytest.approx(np.mean(each))
+    assert "(per checkpoint: +0.00500, +0.00600, +0.00400, +0.00500, +0.00700)" in check.text
+    assert claim1(s).checks[2].text.count("per checkpoint") == 0  # "large": trained once
+    # copies that disagree: the mean is positive but the t band over 5 models covers zero
+    spread = over_checkpoints(summary(scores), scores, _copies([-0.01, 0.02, -0.008, 0.012]))
+    assert claim1(spread).checks[0].outcome == "within noise"
+    # three models buy little: the same agreeing margins over 3 models, t(2) = 4.30
+    few = over_checkpoints(summary(scores), scores, _copies([0.006, 0.004]))
+    assert student_factor(3) == pytest.approx(4.303, rel=1e-3)
+    assert few.iloc[0]["gain_band"] > small6["gain_band"]
+    text = report(scores, retrained=_copies([0.006, 0.004, 0.005, 0.007]))
+    assert "(train_noise; trained models in brackets): small (5)." in text
     assert "large trained once, their bands cover the draws only" in text
+    assert "Student's t" in text
 
 
 def test_the_inference_figure_has_a_panel_per_model_and_needs_measured_times(scores):

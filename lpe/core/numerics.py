@@ -8,22 +8,28 @@ paths before torch computes anything, to paths that every x86-64 CPU with AVX2, 
 runs the same way:
 
 - ``ATEN_CPU_CAPABILITY=avx2``: torch's own vectorised kernels (element-wise, reductions, softmax);
-- ``MKL_CBWR=COMPATIBLE,STRICT``: MKL's conditional numerical reproducibility for the matrix
-  products. ``COMPATIBLE`` is the one branch Intel documents as the same on Intel and non-Intel
-  CPUs: the named branches (``AVX2``, ``AVX512``, ``SSE2``) hold on Intel CPUs only, and on AMD
-  MKL takes its AUTO branch instead (measured: ``AVX2,STRICT`` on an AMD EPYC gives the AUTO
-  bits, not an Intel CPU's). ``STRICT`` so that a BLAS call does not depend on the thread count
-  either. It costs speed (``benchmarks/results/numerics_cost.md``);
+- ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility for the matrix products.
+  On Intel CPUs this is Intel's documented AVX2 branch, the same on every Intel CPU with AVX2. On
+  AMD CPUs MKL takes its AUTO branch instead, measured identical across AMD EPYC Zen 3, Zen 4 and
+  Zen 5 (``results/numerics_fingerprint.txt``; docs/reproducibility.md). ``STRICT`` so that a
+  BLAS call does not depend on the thread count either. It runs at native speed
+  (``benchmarks/results/numerics_cost.md``). ``COMPATIBLE`` (the pin before this one) gives the
+  same GEMM bits on Intel and AMD, but training steps still differed there, at 1.5x the DAG's
+  time, so it bought no exact regeneration across vendors;
 - ``ONEDNN_MAX_CPU_ISA=AVX2``: oneDNN (torch's CPU convolutions, e.g. the patch embedding).
 
 A pin is proven by equal hashes on two machines, not by one: ``python -m lpe.tools.fingerprint``
 hashes the computations that decide the suite's numbers and ``--check`` compares them with the
 reference machine's (``results/numerics_fingerprint.txt``).
 
-These are read once, when each library first runs, so they are set in ``os.environ`` when the
-package is imported (``lpe/__init__.py`` calls :func:`pin_cpu_numerics`), which is before any stage
-imports torch. A value the caller had set is overridden: a stage run by hand gives the workflow's
-numbers whatever the shell asked for.
+These are read once, when each library first computes (not when torch is imported), so they are set
+in ``os.environ`` by each program's entry point before it computes: the stage and report packages
+(``lpe/stages/__init__.py``, ``lpe/reports/__init__.py``) and the tools' ``main``. Importing ``lpe``
+or any library module sets nothing: a program of the user's keeps its own numerics and speed. A
+library user who wants the suite's numbers calls :func:`pin_cpu_numerics` first thing, before the
+program's first torch computation (docs/apply.md says what it costs). Inside an entry point, a
+value the caller had set is overridden: a stage run by hand gives the workflow's numbers whatever
+the shell asked for.
 
 Opting out: ``LPE_NATIVE_NUMERICS=1`` leaves the three variables as they are, for native speed;
 the numbers then depend on the CPU. Outside the promise: ARM CPUs, CUDA, and other versions of
@@ -38,7 +44,7 @@ import sys
 OPT_OUT = "LPE_NATIVE_NUMERICS"
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "COMPATIBLE,STRICT",
+    "MKL_CBWR": "AVX2,STRICT",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 
@@ -49,9 +55,12 @@ def native_requested() -> bool:
 
 
 def pin_cpu_numerics() -> None:
-    """Pin torch's, MKL's and oneDNN's CPU code paths (:data:`PINNED`), unless opted out.
+    """Pin torch's, MKL's and oneDNN's CPU code paths (:data:`PINNED`) for this process and its
+    children, unless opted out.
 
-    Only x86-64 has these paths; elsewhere (ARM) nothing is set and nothing is promised.
+    Call it before the process's first torch computation (importing torch is fine): the libraries
+    read these variables when they first compute. Only x86-64 has these paths; elsewhere (ARM)
+    nothing is set and nothing is promised.
     """
     if native_requested() or not _is_x86_64():
         return

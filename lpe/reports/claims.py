@@ -91,6 +91,7 @@ class Claim:
     statement: str
     checks: list[Check]
     note: str = ""
+    basis: str = ""  # what the verdict rests on, when it is less than every trained model
 
     def count(self, outcome: str) -> int:
         return sum(c.outcome == outcome for c in self.checks)
@@ -111,7 +112,8 @@ class Claim:
             f"## Claim {self.number}: {self.statement}",
             "",
             f"**Verdict: {self.verdict}** ({held} of {held + failed} decided checks hold; "
-            f"{self.count('within noise')} within noise)",
+            f"{self.count('within noise')} within noise)"
+            + (f"; it rests on {self.basis}" if self.basis else ""),
             "",
         ]
         lines += [check.markdown() for check in self.checks]
@@ -165,6 +167,9 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
     table["gain"] = table["rtn"] - table["bsr"]
     for name in [*TRAINED_MARGINS, "step"]:  # no retrained model: no training-seed band
         table[f"{name}_train_band"] = 0.0
+        # the margins over several trained checkpoints (over_checkpoints): none yet
+        table[f"{name}_mean"], table[f"{name}_band"] = math.nan, 0.0
+        table[f"{name}_each"] = [() for _ in range(len(table))]
     table["train_seeds"] = 1
     return table
 
@@ -220,12 +225,79 @@ def with_training_bands(s: pd.DataFrame, scores: pd.DataFrame, retrained: list[p
     return s
 
 
+CONFIDENCE = 0.975  # one side of a two-sided 95% interval: NOISE_SE = 2 is its normal analogue
+
+
+def student_factor(checkpoints: int) -> float:
+    """Student's t quantile for a mean over ``checkpoints`` values (``checkpoints`` - 1 degrees
+    of freedom): 4.30 for 3, 2.78 for 5, 2.45 for 7. NaN for fewer than two."""
+    from scipy.stats import t  # imported here: only the claims of a retrained model need it
+
+    return float(t.ppf(CONFIDENCE, checkpoints - 1)) if checkpoints > 1 else math.nan
+
+
+def over_checkpoints(s: pd.DataFrame, scores: pd.DataFrame, retrained: list[pd.DataFrame]):
+    """``s`` with every margin of TRAINED_MARGINS (and claim 2's precision step) decided over all
+    the trained checkpoints of a model, where the workflow retrained it (``train_noise``).
+
+    Per model and precision, each checkpoint gives its own paired margin (its FP32, RTN and
+    LPE-BSR, the LPE-BSR at its first BSR seed: the retrained copies have one). Added columns:
+    ``<margin>_mean`` (the mean over the K checkpoints), ``<margin>_band`` (Student's t with K - 1
+    degrees of freedom times the standard error of that mean: it holds the checkpoints' spread
+    and one draw's noise each) and ``<margin>_each`` (the K margins, the main run's first). A
+    model trained once keeps its one margin, K = 1 and a band of 0: the check then rests on the
+    draws' band alone.
+    """
+    s = with_training_bands(s, scores, retrained)  # train_seeds, and claim 8's old bands
+    first = scores["seed"][scores["method"] == "lpe-bsr"].min()
+    main = scores[(scores["method"] != "lpe-bsr") | (scores["seed"] == first)]
+    copies: dict[str, list[pd.DataFrame]] = {}
+    for frame in retrained:
+        copies.setdefault(frame["model"].iloc[0], []).append(frame)
+    margins = {**TRAINED_MARGINS, "step": None}
+    for i, r in enumerate(s.itertuples()):
+        runs = [summary(main[main["model"] == r.model]),
+                *(summary(frame) for frame in copies.get(r.model, []))]  # fmt: skip
+        for name, margin in margins.items():
+            if margin is None:  # claim 2's step: gain at the lowest precision - at the highest
+                each = [float(_precision_step(run).get(r.model, math.nan)) for run in runs]
+            else:
+                rows = [run[(run["model"] == r.model) & (run["precision"] == r.precision)]
+                        for run in runs]  # fmt: skip
+                each = [float(margin(row).iloc[0]) for row in rows if len(row)]
+            k = len(each)
+            sd = float(pd.Series(each).std(ddof=1)) if k > 1 else 0.0
+            s.at[s.index[i], f"{name}_mean"] = float(sum(each) / k) if k else math.nan
+            s.at[s.index[i], f"{name}_band"] = (
+                student_factor(k) * sd / math.sqrt(k) if k > 1 else 0.0
+            )
+            s.at[s.index[i], f"{name}_each"] = tuple(each)
+    return s
+
+
+def decided(r, name: str, draws: float, margin: float) -> tuple[float, float]:
+    """A check's (margin, band) for row ``r`` of :func:`over_checkpoints`: over the trained
+    checkpoints where there are several (their mean; Student's t band combined in quadrature with
+    the draws' band ``draws`` of the main run), else the main run's ``margin`` and ``draws``."""
+    if len(getattr(r, f"{name}_each")) > 1:
+        return getattr(r, f"{name}_mean"), joint_band(getattr(r, f"{name}_band"), draws)
+    return margin, draws
+
+
+def per_checkpoint(r, *names: str) -> str:
+    """`` (per checkpoint: +0.00234, ...)`` for a check decided over several checkpoints."""
+    parts = [", ".join(f"{v:+.5f}" for v in getattr(r, f"{n}_each")) for n in names
+             if len(getattr(r, f"{n}_each")) > 1]  # fmt: skip
+    return f" (per checkpoint: {'; '.join(parts)})" if parts else ""
+
+
 def _sd(values: pd.Series) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def _gain_checks(s: pd.DataFrame) -> list[Check]:
-    """Per row of a summary(): LPE-BSR's NLL gain over RTN, with its band."""
+    """Per row of a summary(): LPE-BSR's NLL gain over RTN, with its band (claim 8's rule: the
+    first checkpoint, its band widened by the spread over training seeds)."""
     return [
         Check.of(
             f"{r.model} {label(r.precision)}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} ± "
@@ -237,9 +309,23 @@ def _gain_checks(s: pd.DataFrame) -> list[Check]:
     ]
 
 
+def _gain_checks_over_checkpoints(s: pd.DataFrame) -> list[Check]:
+    """Per row of :func:`over_checkpoints`: LPE-BSR's NLL gain over RTN over the checkpoints."""
+    return [
+        Check.of(
+            f"{r.model} {label(r.precision)}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} ± "
+            f"{r.bsr_std:.5f} vs RTN {r.rtn:.5f} (gain {r.gain:+.5f})" + per_checkpoint(r, "gain"),
+            *decided(r, "gain", r.bsr_band, r.gain),
+        )
+        for r in s.itertuples()
+    ]
+
+
 def claim1(s: pd.DataFrame) -> Claim:
     return Claim(
-        1, "LPE-BSR beats RTN in NLL at the same precision, for every model size.", _gain_checks(s)
+        1,
+        "LPE-BSR beats RTN in NLL at the same precision, for every model size.",
+        _gain_checks_over_checkpoints(s),
     )
 
 
@@ -272,29 +358,31 @@ def claim2(s: pd.DataFrame) -> Claim:
     checks = []
     for precision, at in s.groupby("precision", sort=False):
         at = at.sort_values("params")
-        listed = ", ".join(f"{r.model} {r.gain:+.5f}" for r in at.itertuples())
-        steps = [
-            (b.gain - a.gain,
-             joint_band(a.bsr_band, b.bsr_band, a.gain_train_band, b.gain_train_band))
-            for a, b in zip(at.itertuples(), at.iloc[1:].itertuples(), strict=False)
-        ]  # fmt: skip
+        gains = [decided(r, "gain", r.bsr_band, r.gain) for r in at.itertuples()]
+        listed = ", ".join(f"{r.model} {g:+.5f}" for r, (g, _) in zip(at.itertuples(), gains,
+                                                                        strict=True))  # fmt: skip
+        steps = [(b - a, joint_band(band_a, band_b))
+                 for (a, band_a), (b, band_b) in zip(gains, gains[1:], strict=False)]  # fmt: skip
         checks.append(Check(f"{precision.upper()}: gain grows with model size ({listed})",
                             tuple(steps)))  # fmt: skip
     ordered = sorted(s["precision"].unique(), key=sort_key)
     high, low = ordered[0], ordered[-1]
     for model, mine in s.groupby("model", sort=False):
         g = mine.set_index("precision")
+        r = next(mine[mine["precision"] == low].itertuples())
         checks.append(
             Check.of(
                 f"{model}: gain at {low.upper()} {g.gain[low]:+.5f} > at {high.upper()} "
-                f"{g.gain[high]:+.5f}",
-                g.gain[low] - g.gain[high],
-                joint_band(g.bsr_band[low], g.bsr_band[high], g.step_train_band[low]),
+                f"{g.gain[high]:+.5f}" + per_checkpoint(r, "step"),
+                *decided(r, "step", joint_band(g.bsr_band[low], g.bsr_band[high]),
+                         g.gain[low] - g.gain[high]),
             )
-        )
+        )  # fmt: skip
     note = (
-        "Gain = NLL(RTN) - NLL(LPE-BSR), absolute. A size check has one margin per step from a "
-        "model to the next larger one: it holds when the gain grows at every step."
+        "Gain = NLL(RTN) - NLL(LPE-BSR), absolute; the gains listed are the main run's, the "
+        "margins those over the trained checkpoints (see the head of the report). A size check "
+        "has one margin per step from a model to the next larger one: it holds when the gain "
+        "grows at every step."
     )
     return Claim(
         2, "The LPE-BSR gain over RTN grows with model size and as precision drops.", checks, note
@@ -305,10 +393,11 @@ def claim3(s: pd.DataFrame) -> Claim:
     checks = [
         Check(
             f"{r.model} {r.precision.upper()}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs FP32 "
-            f"{r.fp32:.5f}; average member loss {r.bsr_avg_loss:.5f}, ambiguity {r.bsr_amb:.5f}",
+            f"{r.fp32:.5f}; average member loss {r.bsr_avg_loss:.5f}, ambiguity {r.bsr_amb:.5f}"
+            + per_checkpoint(r, "fp32_gap", "avg_rise"),
             (
-                (r.fp32 - r.bsr, joint_band(r.bsr_band, r.fp32_gap_train_band)),
-                (r.bsr_avg_loss - r.fp32, joint_band(r.avg_loss_band, r.avg_rise_train_band)),
+                decided(r, "fp32_gap", r.bsr_band, r.fp32 - r.bsr),
+                decided(r, "avg_rise", r.avg_loss_band, r.bsr_avg_loss - r.fp32),
             ),
         )
         for r in s.itertuples()
@@ -334,15 +423,14 @@ def claim9(s: pd.DataFrame) -> Claim:
         where = f"{r.model} {label(r.precision)}"
         fp32 = f"temperature-scaled FP32 {r.fp32_ts:.5f} (T = {r.fp32_t:.3f})"
         checks.append(Check.of(
-            f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs {fp32}",
-            r.fp32_ts - r.bsr,
-            joint_band(r.bsr_band, r.ts_gap_train_band),
+            f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs {fp32}"
+            + per_checkpoint(r, "ts_gap"),
+            *decided(r, "ts_gap", r.bsr_band, r.fp32_ts - r.bsr),
         ))  # fmt: skip
         checks.append(Check.of(
             f"{where}: temperature-scaled LPE-BSR (M={r.members}) NLL {r.bsr_ts:.5f} (T = "
-            f"{r.bsr_t:.3f}) vs {fp32}",
-            r.fp32_ts - r.bsr_ts,
-            joint_band(r.bsr_ts_band, r.ts_both_train_band),
+            f"{r.bsr_t:.3f}) vs {fp32}" + per_checkpoint(r, "ts_both"),
+            *decided(r, "ts_both", r.bsr_ts_band, r.fp32_ts - r.bsr_ts),
         ))  # fmt: skip
     note = (
         "The control a reviewer asks of claim 3: part of an ensemble's NLL gain is often what one "
@@ -437,6 +525,7 @@ def claim4(bma_scores: pd.DataFrame, bits: int, hessian: dict[str, float] | None
         "size, and better at equal memory budget.",
         checks,
         note,
+        basis="one fine-tuning run per optimizer",
     )
 
 
@@ -478,7 +567,7 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
     )
     return Claim(
         6, "LPE-BSR is better than the training-free Gaussian-noise and MC-dropout baselines.",
-        checks, note,
+        checks, note, basis="one trained model (the first checkpoint of baselines.model)",
     )  # fmt: skip
 
 
@@ -585,7 +674,8 @@ def claim5(
     if rates:
         note += f" Chosen on the validation split from the configured candidates: {rates}."
     return Claim(5, "Adding LPE-BSR to SSE, CSGLD, DE or MultiIVON improves NLL/ECE at equal "
-                 "training budget.", checks, note)  # fmt: skip
+                 "training budget.", checks, note,
+                 basis="one training run per fast method")  # fmt: skip
 
 
 def _largest_that_fits(runs: pd.DataFrame, budget: int) -> tuple[int, bool]:
@@ -669,7 +759,8 @@ def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, bits: int,
     )  # fmt: skip
     return Claim(10, "(beyond the paper) Stored as one shared base, an LPE-BSR ensemble beats "
                  "the largest BMA, SSE, CSGLD, DE or MultiIVON ensemble that fits in its "
-                 "memory.", checks, note)  # fmt: skip
+                 "memory.", checks, note,
+                 basis="one fine-tuning or training run per method")  # fmt: skip
 
 
 def copies_per_source(fast_scores: pd.DataFrame) -> int:
@@ -687,9 +778,9 @@ def claim7(s: pd.DataFrame) -> Claim:
             f"{r.model} {r.precision.upper()}: RTN {r.rtn:.5f}, LPE-BSR members' average loss "
             f"{r.bsr_avg_loss:.5f} ({r.bsr_avg_loss - r.rtn:+.5f}), AMB {r.bsr_amb:.5f}, "
             f"ensemble {r.bsr:.5f} (gain over RTN {r.gain:+.5f} = "
-            f"{r.rtn - r.bsr_avg_loss:+.5f} from the members + {r.bsr_amb:.5f} AMB)",
-            r.bsr_avg_loss - r.rtn,
-            joint_band(r.avg_loss_band, r.avg_vs_rtn_train_band),
+            f"{r.rtn - r.bsr_avg_loss:+.5f} from the members + {r.bsr_amb:.5f} AMB)"
+            + per_checkpoint(r, "avg_vs_rtn"),
+            *decided(r, "avg_vs_rtn", r.avg_loss_band, r.bsr_avg_loss - r.rtn),
         )
         for r in s.itertuples()
     ]
@@ -761,15 +852,21 @@ def _training_note(s: pd.DataFrame) -> str:
     others = sorted(set(s["model"]) - set(measured["model"]))
     return (
         f"The models trained more than once by the workflow (train_noise; trained models in "
-        f"brackets): {listed}. For them the bands of claims 1-3 and 7 also hold {NOISE_SE:g} "
-        "standard deviations of the margin over their trained models (each with its first BSR "
-        "seed), in quadrature, so that another rounding of the same training (another CPU) is "
-        "another draw inside the bands"
+        f"brackets): {listed}. For them each check of claims 1-3, 7 and 9 is decided on every "
+        "trained model: its margin is the mean over the trained models of each one's own margin "
+        "(paired: its FP32, RTN and LPE-BSR, the LPE-BSR at its first BSR seed), and its band "
+        f"is Student's t ({100 * (2 * CONFIDENCE - 1):g}%, K - 1 degrees of freedom for K trained "
+        "models) times the standard error of that mean, which holds the spread over training "
+        "seeds and one draw's noise each, combined in quadrature with the main run's band over "
+        "its BSR seeds. Each check lists the margin of every trained model, the main run's first. "
+        "So another rounding of the same training (another CPU) is another draw inside the bands"
         + (f"; {', '.join(others)} trained once, their bands cover the draws only" if others
            else "")
-        + ". Claim 5's bands also hold the spread of its starting checkpoint (see its note). "
-        "Claims 4 and 6 rest on one fine-tuning run per method: retraining those is beyond the "
-        "mini budget, so their bands cover the draws only."
+        + ". Claim 8's checks are on the first trained model (its formats are not retrained), "
+        f"their bands widened by {NOISE_SE:g} standard deviations of the INT-b margins over the "
+        "trained models. Claim 5's bands also hold the spread of its starting checkpoint (see "
+        "its note). Claims 4, 5, 6 and 10 rest on one fine-tuning or training run per method "
+        "(their verdict lines say so): retraining those is beyond the mini budget."
     )  # fmt: skip
 
 
@@ -788,7 +885,7 @@ def report(
     format_scores: pd.DataFrame | None = None,
     fast_checkpoints: list[pd.DataFrame] = (),
 ) -> str:
-    s = with_training_bands(summary(scores), scores, list(retrained))
+    s = over_checkpoints(summary(scores), scores, list(retrained))
     claims = [claim1(s), claim2(s), claim3(s)]
     if bma_scores is not None:
         claims.append(claim4(bma_scores, bits, hessian))

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from lpe.core import metrics
 from lpe.core.artifacts import tensors_sha256
+from lpe.core.numerics import pin_cpu_numerics
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.integer import MAX_BITS, MIN_BITS
@@ -183,6 +184,7 @@ def _numel(state: dict[str, torch.Tensor]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    pin_cpu_numerics()  # the suite's CPU paths for this program (lpe.core.numerics)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",

@@ -17,7 +17,7 @@ with a recorded one and names the first computation that differs (exit 1), so a 
 not regenerate the reference says so in seconds, with the reason.
 ``results/numerics_fingerprint.txt`` is the reference machine's (the one that made
 ``results/mini``), written with ``--out``. One thread, fixed seeds, the process's own pinning
-(``lpe.core.numerics``, applied when ``lpe`` is imported).
+(``lpe.core.numerics``, set by this tool's ``main`` before it computes).
 
 Usage: ``python -m lpe.tools.fingerprint [--check results/numerics_fingerprint.txt] [--out FILE]``
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from lpe.core.numerics import describe, settings
+from lpe.core.numerics import describe, pin_cpu_numerics, settings
 
 # Each mini ViT as the suite trains it: 40 inputs in patches of 4 give 10 tokens + the class token.
 TOKENS = 11
@@ -191,6 +191,7 @@ def differences(reference: str, actual: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_cpu_numerics()  # the suite's CPU paths for this program (lpe.core.numerics)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", type=Path, help="a recorded fingerprint to compare with")
     parser.add_argument("--out", type=Path, help="write this machine's fingerprint here")
