@@ -14,6 +14,8 @@ import sys
 
 DECIMAL = re.compile(r"[-+]?\d+\.\d+")
 COUNT = re.compile(r"\d+ of \d+")  # "better at 3 of 4 training budgets": a count, not a name
+# each trained model's margin, printed where a check is decided on several: numbers, not a name
+PER_CHECKPOINT = re.compile(r" \(per checkpoint: [^)]*\)")
 CHECK = re.compile(r"- \*\*(holds|fails|within noise)\*\*: (.*)\[")
 VERDICTS = re.compile(r"\| (\d+) \| ([a-z ()]+) \| (\d+ of \d+) \| (\d+) \|")
 
@@ -26,7 +28,8 @@ def checks(path: str) -> dict[tuple[str, str, int], str]:
         if heading := re.match(r"## Claim (\d+)", line):
             claim = heading.group(1)
         if claim and (check := CHECK.match(line)):
-            name = COUNT.sub("# of #", DECIMAL.sub("#", check.group(2))).strip()
+            text = PER_CHECKPOINT.sub("", check.group(2))
+            name = COUNT.sub("# of #", DECIMAL.sub("#", text)).strip()
             repeat = sum(1 for key in out if key[:2] == (claim, name))
             out[(claim, name, repeat)] = check.group(1)
     return out

@@ -309,3 +309,21 @@ def test_a_number_that_became_nan_inf_or_empty_fails(tmp_path, capsys, mode, bec
         )
     assert compare(pair) == 1
     assert "temperature" in capsys.readouterr().err
+
+
+def test_the_gate_may_name_another_model_in_noise_mode_only(tmp_path, capsys):
+    """Another rounding may fail a borderline gate for another model: its announcement moves
+    with the gate table's numbers (judged as numbers), any other text does not."""
+    make_tree(tmp_path / "a")
+    make_tree(tmp_path / "b")
+    ref, act = (tmp_path / f"{x}/results/mini/claims.md" for x in "ab")
+    body = ref.read_text()
+    for path, model in ((ref, "vit_mini_l"), (act, "vit_mini_b")):
+        gate = f"**Convergence gate FAILED for {model}** (see below).\n\n"
+        path.write_text(gate + body + f"\n**GATE FAILED for {model}: the claims ...**\n")
+    pair = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert compare([*pair, "--mode", "noise"]) == 0
+    assert "the gate's announcement names other models" in capsys.readouterr().out
+    assert compare([*pair, "--mode", "exact"]) == 1
+    act.write_text(act.read_text().replace("(see below)", "(see above)"))
+    assert compare([*pair, "--mode", "noise"]) == 1
