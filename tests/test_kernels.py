@@ -107,3 +107,34 @@ def test_draws_are_uncorrelated_across_weights_and_members():
     members = (a * b).mean() / (a.std() * b.std())
     assert abs(float(neighbours)) < bound and abs(float(members)) < bound
     assert abs(float(a.mean())) < 5 * (0.21 / n) ** 0.5  # P(up) = 0.3
+
+
+THREADS_SCRIPT = """
+import json, torch
+torch.set_num_threads(1)
+from lpe.formats.registry import get_format, int_format
+from lpe.members.files import quantize
+from lpe.models.factory import create_model
+state = create_model("vit_mini_t", 10, (1, 1, 40), seed=0).state_dict()
+seen = [torch.get_num_threads()]
+for fmt in (int_format(5), get_format("fp4_e2m1"), get_format("mxfp4")):
+    quantize(state, fmt, "bsr", seed=1)
+    seen.append(torch.get_num_threads())
+import numba
+print(json.dumps({"torch": seen, "numba": numba.get_num_threads(),
+                  "numba_default": numba.config.NUMBA_NUM_THREADS}))
+"""
+
+
+def test_drawing_members_leaves_the_callers_thread_counts_as_they_were():
+    """numba's threading layer, started by the first parallel kernel, used to set torch's thread
+    count to every core (1 -> 2 here): a user's program ran oversubscribed after one member."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    seen = json.loads(run.stdout.splitlines()[-1])
+    assert seen["torch"] == [1, 1, 1, 1]
+    assert seen["numba"] == seen["numba_default"]  # numba's own count untouched

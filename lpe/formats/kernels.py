@@ -29,6 +29,22 @@ MIX2 = 0x94D049BB133111EB
 INV24 = np.float32(2.0**-24)
 
 
+def keeping_threads(kernel, *args) -> None:
+    """Run a parallel numba ``kernel`` and leave the caller's torch thread count as it was.
+
+    numba's OpenMP threading layer, started by the first parallel kernel of a process, sets the
+    process's OpenMP thread count to numba's (every core), and torch's with it: a program that
+    ran torch on one thread found two after drawing one member, oversubscribed and 2x slower.
+    numba's own count is left alone. The codes do not depend on either count (tested).
+    """
+    threads = torch.get_num_threads()
+    try:
+        kernel(*args)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def code_dtype(bits: int) -> np.dtype:
     """The narrowest signed integer type that holds INT-``bits`` codes."""
     return np.dtype(np.int8) if bits <= 8 else np.dtype(np.int16)
@@ -74,7 +90,7 @@ def bsr_codes(weight: torch.Tensor, scales: torch.Tensor, qmax: int, key: int) -
     if w.device.type != "cpu":
         return _bsr_codes_torch(w2, s_rows, qmax, key, torch.int8 if bits <= 8 else torch.int16)
     out = np.empty(w2.shape, dtype=code_dtype(bits))
-    _bsr_rows(w2.contiguous().numpy(), s_rows.numpy(), qmax, np.uint64(key), out)
+    keeping_threads(_bsr_rows, w2.contiguous().numpy(), s_rows.numpy(), qmax, np.uint64(key), out)
     return torch.from_numpy(out).reshape(weight.shape)
 
 
@@ -176,12 +192,12 @@ def _unpack(packed, bits, qmax, out):
 def pack(codes: np.ndarray, bits: int, qmax: int) -> np.ndarray:
     """Flat signed codes -> packed uint8 stream (offset ``q + qmax``)."""
     out = np.empty((codes.size * bits + 7) // 8, dtype=np.uint8)
-    _pack(np.ascontiguousarray(codes).reshape(-1), bits, qmax, out)
+    keeping_threads(_pack, np.ascontiguousarray(codes).reshape(-1), bits, qmax, out)
     return out
 
 
 def unpack(packed: np.ndarray, bits: int, qmax: int, numel: int, dtype=None) -> np.ndarray:
     """Packed uint8 stream -> flat codes: signed (int8 or int16), or ``dtype`` (grid indices)."""
     out = np.empty(numel, dtype=code_dtype(bits) if dtype is None else dtype)
-    _unpack(packed, bits, qmax, out)
+    keeping_threads(_unpack, packed, bits, qmax, out)
     return out

@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 from lpe.formats import names as precision
-from lpe.formats.kernels import GOLDEN, INV24, _mix64, bsr_codes, counter_uniforms
+from lpe.formats.kernels import (
+    GOLDEN,
+    INV24,
+    _mix64,
+    bsr_codes,
+    counter_uniforms,
+    keeping_threads,
+)
 
 MX_BLOCK = 32  # weights per E8M0 scale in the MX formats (OCP MX v1.0)
 E8M0_BITS = 8
@@ -198,7 +205,8 @@ class NumberFormat:
         zero = int(np.flatnonzero(self.grid == 0)[0])
         block = self.block or w2.shape[1]
         scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()  # per tensor: each row
-        _round_rows(w2, scales_np, block, self.grid, zero, stochastic, np.uint64(key), out)
+        keeping_threads(_round_rows, w2, scales_np, block, self.grid, zero, stochastic,
+                        np.uint64(key), out)  # fmt: skip
         return torch.from_numpy(out).reshape(weight.shape), scales
 
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
