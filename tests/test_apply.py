@@ -71,6 +71,9 @@ def test_the_command_prints_the_three_rows(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("fp32", "rtn", "lpe-bsr"))
     assert out.read_text().count("\n") == 4  # header + three rows
+    # what the members quantize, before the evaluation: the patch embedding and head stay FP32
+    assert "policy: quantized 5,308,416 params in 48 tensors (92.8%)" in printed
+    assert "FP32 by role or --keep: patch_embed.proj.*, head.*, cls_token, pos_embed" in printed
 
 
 def test_the_command_prints_the_temperature_scaled_row_fit_on_held_out_images(tmp_path, capsys):

@@ -327,3 +327,65 @@ def test_the_gate_may_name_another_model_in_noise_mode_only(tmp_path, capsys):
     assert compare([*pair, "--mode", "exact"]) == 1
     act.write_text(act.read_text().replace("(see below)", "(see above)"))
     assert compare([*pair, "--mode", "noise"]) == 1
+
+
+# Today's code, twice (tests/data/cross_cpu/README.md): the committed reference at 284506c and its
+# regeneration on the same machine and commit with native numerics (torch's and oneDNN's AVX-512
+# kernels instead of AVX2), another rounding of every training, as another CPU would round.
+# The figures are kept as their headers only (what compare reads of them: a PNG's pixel size, a
+# PDF's signature).
+TODAY = CROSS_CPU / "reference-284506c"
+OTHER_ROUNDING = CROSS_CPU / "native-284506c"
+
+
+def compare_today(actual: Path, *extra: str) -> int:
+    args = [str(TODAY), str(actual), "--paths", "results/mini", "figures/mini", *extra]
+    return compare([*args, "--checkpoint-noise-from", str(TODAY)])
+
+
+def test_noise_mode_passes_on_another_rounding_of_todays_code(capsys):
+    assert compare_today(OTHER_ROUNDING, "--mode", "noise") == 0
+    out = capsys.readouterr().out
+    assert "regeneration check passed" in out
+    assert compare_today(OTHER_ROUNDING, "--mode", "exact") == 1
+
+
+def planted_today(tmp_path: Path, edit) -> Path:
+    """A copy of the other rounding with one change of the maths planted in its outputs."""
+    root = tmp_path / "planted"
+    shutil.copytree(OTHER_ROUNDING, root)
+    edit(root / "results/mini")
+    return root
+
+
+def _in_bits(top: Path) -> None:
+    """A changed metric: the NLL in bits instead of nats (every loss column times 1/ln 2)."""
+    scores = pd.read_csv(top / "scores.csv")
+    for column in ("nll", "avg_loss", "ens_loss", "ambiguity"):
+        scores[column] = scores[column] / math.log(2)
+    scores.to_csv(top / "scores.csv", index=False, float_format="%.6f")
+
+
+def _biased_rounding(top: Path) -> None:
+    """A biased rounding: every LPE-BSR ensemble as far above RTN's NLL as it was below it, in
+    the main run and every retrained model."""
+    for path in [top / "scores.csv", *sorted((top / "train_noise").glob("*/scores.csv"))]:
+        scores = pd.read_csv(path)
+        rtn = scores[scores["method"] == "rtn"].set_index(["model", "precision"])["nll"]
+        bsr = scores["method"] == "lpe-bsr"
+        at = zip(scores.loc[bsr, "model"], scores.loc[bsr, "precision"], strict=True)
+        scores.loc[bsr, "nll"] = [2 * rtn[key] for key in at] - scores.loc[bsr, "nll"]
+        scores.to_csv(path, index=False, float_format="%.6f")
+
+
+def _a_nan(top: Path) -> None:
+    """A number that became NaN in a column no text repeats (the fast scores' ece_ts)."""
+    scores = pd.read_csv(top / "fast/scores.csv")
+    scores.loc[scores["ece_ts"].first_valid_index(), "ece_ts"] = math.nan
+    scores.to_csv(top / "fast/scores.csv", index=False, float_format="%.6f")
+
+
+@pytest.mark.parametrize("plant", [_in_bits, _biased_rounding, _a_nan])
+def test_noise_mode_fails_every_planted_change_of_the_maths_on_todays_code(tmp_path, capsys, plant):
+    assert compare_today(planted_today(tmp_path, plant), "--mode", "noise") == 1
+    assert "REGENERATION CHECK FAILED" in capsys.readouterr().err

@@ -46,3 +46,63 @@ def test_min_ndim_must_be_positive():
 
 def test_integer_tensors_are_never_quantized():
     assert not QuantPolicy().quantizes("x", torch.zeros(3, 3, dtype=torch.int64))
+
+
+def test_the_policy_by_role_keeps_a_cnns_stem_and_classifier_and_quantizes_depthwise_kernels():
+    import timm
+
+    from lpe.formats.policy import policy_for
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)  # BatchNorm, depthwise
+    state = model.state_dict()
+    split = policy_for(model).split(state)
+    assert "conv_stem.weight" in split.kept and "classifier.weight" in split.kept
+    assert not any(name.startswith("bn") or ".bn" in name for name in split.quantized)
+    depthwise = [n for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.groups > 1]  # fmt: skip
+    assert depthwise and all(f"{n}.weight" in split.quantized for n in depthwise)
+    assert all(state[n].dim() >= 2 for n in split.quantized)
+    head = policy_for(model, quantize_head=True).split(state)
+    assert "classifier.weight" in head.quantized and "conv_stem.weight" in head.kept
+    more = policy_for(model, keep=["blocks.6.*"]).split(state)
+    assert not any(n.startswith("blocks.6.") for n in more.quantized)
+    assert len(more.quantized) < len(split.quantized)
+
+
+def test_the_policy_by_role_equals_the_vit_patterns_on_a_timm_vit():
+    import timm
+
+    from lpe.formats.policy import policy_for
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                              embed_dim=32, depth=2, num_heads=2, num_classes=3)  # fmt: skip
+    state = model.state_dict()
+    assert policy_for(model).split(state).quantized == QuantPolicy().split(state).quantized
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_policy_by_role_keeps_a_language_models_embeddings_and_head(family):
+    import transformers
+
+    if family == "gpt2":
+        config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
+                                         n_positions=16, bos_token_id=0,
+                                         eos_token_id=0)  # fmt: skip
+        model = transformers.GPT2LMHeadModel(config)
+        embeddings = ["transformer.wte.weight", "transformer.wpe.weight"]
+    else:
+        config = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=32,
+                                          intermediate_size=64, num_attention_heads=2,
+                                          num_key_value_heads=2, vocab_size=100, bos_token_id=0,
+                                          eos_token_id=0)  # fmt: skip
+        model = transformers.LlamaForCausalLM(config)
+        embeddings = ["model.embed_tokens.weight"]
+    from lpe.formats.policy import policy_for
+
+    split = policy_for(model).split(model.state_dict())
+    assert set(embeddings) <= set(split.kept) and "lm_head.weight" in split.kept
+    # every attention and MLP projection of every layer is quantized, the first layer's too
+    blocks, layers = ("transformer.h.", "model.layers."), ("Linear", "Conv1D")
+    projections = [n for n, m in model.named_modules()
+                   if n.startswith(blocks) and type(m).__name__ in layers]  # fmt: skip
+    assert projections and all(f"{n}.weight" in split.quantized for n in projections)

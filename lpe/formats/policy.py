@@ -3,6 +3,13 @@
 Default (docs/paper.md): weight tensors with 2 or more dimensions (linear and conv kernels) are
 quantized; biases and normalization parameters stay FP32. Token/patch/position embeddings and the
 classification head are kept FP32 by default (ASSUMED); both are name patterns in the config.
+
+:class:`QuantPolicy`'s default patterns are timm ViT names (the workflow's models). For any other
+model, :func:`policy_for` finds the same roles in the model itself: the first layer (a CNN's stem,
+a ViT's patch embedding, a language model's embedding table), the classifier (timm's
+``get_classifier()``, a Hugging Face model's ``get_output_embeddings()``), embedding tables,
+positional tables and tokens, and normalisation stay FP32; the weight of every other linear or
+convolution layer is quantized.
 """
 
 from __future__ import annotations
@@ -63,3 +70,51 @@ class PolicySummary:
             f"quantized {self.quantized_params:,} params in {len(self.quantized)} tensors "
             f"({share:.1f}%), kept FP32 {self.kept_params:,} params in {len(self.kept)} tensors"
         )
+
+
+def _layer_types() -> tuple[type, ...]:
+    """Linear and convolution layers (and GPT-2's ``Conv1D``, a linear layer, when transformers
+    is installed): the layers whose weight a policy by role quantizes."""
+    types: list[type] = [torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d]
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        types.append(Conv1D)
+    except ImportError:  # transformers is optional for the library
+        pass
+    return tuple(types)
+
+
+def classifier_name(model: torch.nn.Module) -> str | None:
+    """The module name of ``model``'s classifier: timm's ``get_classifier()``, a Hugging Face
+    model's ``get_output_embeddings()``; None when it has neither (or an empty one)."""
+    for getter in ("get_classifier", "get_output_embeddings"):
+        head = getattr(model, getter, None)
+        head = head() if callable(head) else None
+        if isinstance(head, torch.nn.Module) and not isinstance(head, torch.nn.Identity):
+            return next((name for name, m in model.named_modules() if m is head), None)
+    return None
+
+
+def policy_for(
+    model: torch.nn.Module,
+    keep: tuple[str, ...] | list[str] = (),
+    quantize_head: bool = False,
+    min_ndim: int = 2,
+) -> QuantPolicy:
+    """A policy by role for any model (see the module docstring): every tensor with at least
+    ``min_ndim`` dimensions that is not the weight of a linear or convolution layer, the first
+    such layer and the classifier (unless ``quantize_head``) stay FP32, and so does whatever
+    matches a ``keep`` pattern (``fnmatch``, e.g. ``"blocks.11.*"``)."""
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _layer_types())]
+    quantizable = {f"{name}.weight" if name else "weight" for name, _ in layers}
+    kept = [name for name, t in model.state_dict().items()
+            if t.dim() >= min_ndim and name not in quantizable]  # fmt: skip
+    # the first layer: a stem or patch embedding; a language model's is its embedding table
+    tokens = any(isinstance(m, torch.nn.Embedding) for m in model.modules())
+    roles = [layers[0][0]] if layers and not tokens else []
+    head = classifier_name(model)
+    if head is not None and not quantize_head:
+        roles.append(head)
+    exclude = [*(f"{name}.*" for name in roles if name), *kept, *keep]
+    return QuantPolicy(exclude=tuple(dict.fromkeys(exclude)), min_ndim=min_ndim)

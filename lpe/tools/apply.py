@@ -19,8 +19,10 @@ Images are decoded once (``lpe.data.images.image_loader``, into its cache) and e
 them from there: each member is rounded on the device, written into the one model instance once
 (``Member.load_into``) and evaluated on every batch, so memory holds one model plus one member's
 b-bit codes, and the ensemble is accumulated as it goes. Member k is drawn with
-``member_seed(seed, k)``; the quantization policy is the suite's default (embeddings, class token
-and head stay FP32).
+``member_seed(seed, k)``; the quantization policy is by role (``lpe.formats.policy.policy_for``:
+the first layer, the classifier, embeddings, positional tables and normalisation stay FP32; the
+weight of every other linear or convolution layer is quantized), printed before the evaluation;
+``--keep PATTERN`` keeps more FP32 and ``--quantize-head`` quantizes the classifier.
 Pretrained weights come through timm's hub download and its cache (``HF_HOME``); offline, a name
 whose weights are not cached stops with a message saying what to download and where.
 """
@@ -42,7 +44,7 @@ from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, se
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import REGISTRY
-from lpe.formats.policy import QuantPolicy
+from lpe.formats.policy import QuantPolicy, policy_for
 from lpe.formats.registry import get_format, int_format
 from lpe.members.files import member_seed, quantize
 from lpe.members.shared_base import SharedBase, encode, load_shared_base, save_shared_base
@@ -108,7 +110,7 @@ def apply_lpe(
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     device = device or torch.device("cpu")
-    policy = policy or QuantPolicy()
+    policy = policy or policy_for(model)
     model = model.to(device).eval()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # on the device
     fmt = get_format(bits) if isinstance(bits, str) else int_format(bits)
@@ -170,6 +172,13 @@ def _temperature_scaled(fp32_row, model, calibration, device, lp, labels) -> dic
             "temperature": temperature}  # fmt: skip
 
 
+def describe_policy(policy: QuantPolicy, model: torch.nn.Module) -> str:
+    """What the members quantize and what stays FP32, for the log: counts, share, the patterns."""
+    summary = policy.split(model.state_dict())
+    shown = ", ".join(policy.exclude[:8]) + (", ..." if len(policy.exclude) > 8 else "")
+    return f"policy: {summary.describe()}; FP32 by role or --keep: {shown}"
+
+
 def _log_probs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, C)`` FP32 log-softmax of the model on every batch, and the ``(N,)`` labels."""
     out, labels = [], []
@@ -224,6 +233,12 @@ def main(argv: list[str] | None = None) -> None:
         help="hold out this fraction of --images (seeded) to fit the temperature on; the rest "
         "is evaluated",
     )
+    parser.add_argument("--keep", action="append", default=[], metavar="PATTERN",
+                        help="also keep these tensors FP32 (fnmatch on state-dict names, e.g. "
+                        "'blocks.11.*'; repeatable). By default the first layer, the classifier, "
+                        "embeddings, positional tables and normalisation stay FP32")  # fmt: skip
+    parser.add_argument("--quantize-head", action="store_true",
+                        help="quantize the classifier too (kept FP32 by default)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--out", help="also write the table as csv")
     add_runtime_arguments(parser)
@@ -254,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print("no calibration images (--calibration, --calibration-fraction): no "
               "temperature-scaled row")  # fmt: skip
+    policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
+    print(describe_policy(policy, model))
     device = resolve_device(args.device)
     ensemble, kept = None, [] if args.save_ensemble else None
     weights = tensors_sha256(model.state_dict())  # the ensemble file's model, by its weights
@@ -267,8 +284,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{ensemble.bits / 1e6:.2f} Mbit stored")  # fmt: skip
     with autocast(device, args.dtype):
         table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
-                          args.seed, device, calibration=calibration, ensemble=ensemble,
-                          keep=kept)  # fmt: skip
+                          args.seed, device, policy, calibration=calibration,
+                          ensemble=ensemble, keep=kept)  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.save_ensemble:
         provenance = {"model": args.model, "weights_sha256": weights}
