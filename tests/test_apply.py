@@ -12,7 +12,13 @@ import torch
 from helpers import image_folder
 from safetensors.torch import save_file
 
-from lpe.data.images import ImageFolderError, check_folder, image_loader, model_transform
+from lpe.data.images import (
+    ImageFolderError,
+    check_folder,
+    image_loader,
+    model_transform,
+    read_class_map,
+)
 from lpe.tools.apply import ModelSourceError, apply_lpe, create_timm_model
 from lpe.tools.apply import main as apply_main
 
@@ -221,3 +227,63 @@ def test_the_command_fits_the_temperature_on_held_out_images_only(tmp_path, monk
     assert len(held_out.labels) == 4 and len(evaluated.labels) == 4
     pixels = {bytes(np.asarray(p)) for p in evaluated.pixels}
     assert not pixels & {bytes(np.asarray(p)) for p in held_out.pixels}
+
+
+def _wnid_folder(root, wnids, size=8):
+    """A folder of real ImageNet-1k WordNet ids, two images each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for wnid in wnids:
+        (root / wnid).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                root / wnid / f"{i}.png"
+            )
+    return root
+
+
+def test_a_subset_of_imagenet_classes_keeps_its_true_labels(tmp_path):
+    from lpe.data.images import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    chosen = [wnids[1], wnids[207], wnids[999]]  # goldfish, a retriever, toilet tissue
+    folder = _wnid_folder(tmp_path / "subset", chosen)
+    model = create_timm_model("vit_tiny_patch16_224", pretrained=False)
+    loader = image_loader(folder, model_transform(model), 1000)
+    assert sorted(set(loader.labels.tolist())) == [1, 207, 999]  # never 0, 1, 2
+    assert sorted(set(image_loader(folder, model_transform(model)).labels.tolist())) == [
+        1,
+        207,
+        999,
+    ]
+    # a folder that is no WordNet id: one line naming it and the fix
+    (folder / "my_cats").mkdir()
+    (folder / "my_cats" / "0.png").write_bytes((folder / chosen[0] / "0.png").read_bytes())
+    with pytest.raises(ImageFolderError, match="folder 'my_cats' is not an ImageNet-1k WordNet id"):
+        image_loader(folder, model_transform(model), 1000)
+    # a class map names any folder's class
+    mapping = tmp_path / "classes.txt"
+    mapping.write_text(f"{chosen[0]} 1\n{chosen[1]} 207\n{chosen[2]} 999\nmy_cats 281  # tabby\n")
+    mapped = image_loader(folder, model_transform(model), 1000, class_map=read_class_map(mapping))
+    assert sorted(set(mapped.labels.tolist())) == [1, 207, 281, 999]
+    mapping.write_text(f"{chosen[0]} 1\n")
+    with pytest.raises(ImageFolderError, match="class folder 'n01443537'|is not in the class map"):
+        image_loader(folder, model_transform(model), 1000, class_map=read_class_map(mapping))
+
+
+def test_the_command_evaluates_a_subset_folder_of_an_imagenet_model(tmp_path, capsys):
+    from lpe.data.images import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    folder = _wnid_folder(tmp_path / "subset", wnids[:19])  # 19 classes of 1000
+    apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
+                "--bits", "4", "--members", "2", "--batch-size", "8",
+                "--device", "cpu"])  # fmt: skip
+    assert "lpe-bsr" in capsys.readouterr().out
+    (folder / "not_a_class").mkdir()
+    (folder / "not_a_class" / "0.png").write_bytes((folder / wnids[0] / "0.png").read_bytes())
+    with pytest.raises(SystemExit):
+        apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
+                    "--device", "cpu"])  # fmt: skip
+    assert "'not_a_class' is not an ImageNet-1k WordNet id" in capsys.readouterr().err

@@ -9,6 +9,13 @@ checkpoint sees what it was trained on.
 A missing folder, a folder without class subfolders or images, or a number of classes that does
 not match the model's head stops with a message that names the path and the layout expected,
 before any model is evaluated.
+
+**Any subset of classes** (:func:`class_indices`): a folder may hold fewer classes than the model
+has (a per-class study, a 10-class subset such as Imagenette, a quick check on a few images).
+Each class folder's label is then the model's class index of its name: its ImageNet-1k index for
+a WordNet id (timm's ImageNet information), or the index a class map gives (``--class-map``).
+A folder that cannot be mapped stops with a one-line error naming it. A subset is never
+relabelled 0..k-1.
 """
 
 from __future__ import annotations
@@ -46,6 +53,70 @@ def check_folder(root: str | Path, num_classes: int | None = None) -> list[str]:
             f"{num_classes} classes; {LAYOUT}"
         )
     return classes
+
+
+def imagenet_wnids() -> list[str]:
+    """ImageNet-1k's 1000 WordNet ids in the order of timm's in1k heads (timm's class info)."""
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def read_class_map(path: str | Path) -> dict[str, int]:
+    """A class map file: a JSON object ``{"folder": index}``, or one ``folder index`` pair a line
+    (space, tab or comma between them; ``#`` starts a comment)."""
+    import json
+
+    text = Path(path).read_text()
+    mapping = json.loads(text) if text.lstrip().startswith("{") else {}
+    for number, line in enumerate([] if mapping else text.splitlines(), 1):
+        fields = line.split("#")[0].replace(",", " ").split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise ImageFolderError(f"class map {path} line {number}: expected 'folder index', "
+                                   f"got {line.strip()!r}")  # fmt: skip
+        mapping[fields[0]] = int(fields[1])
+    if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
+        raise ImageFolderError(f"class map {path}: expected folder names mapped to integers")
+    return mapping
+
+
+def class_indices(root: str | Path, classes: list[str], num_classes: int | None = None,
+                  class_map: dict[str, int] | None = None) -> list[int]:  # fmt: skip
+    """The model's class index of each class folder of ``root`` (``classes``, sorted names).
+
+    With a ``class_map``, each folder's entry. Without, a folder holding as many classes as the
+    model (or with no model given) is the model's class order (the sorted names), unless its names
+    are a subset of ImageNet-1k's WordNet ids: those take their ImageNet-1k index. A folder with
+    fewer classes than the model must be named by WordNet id (a 1000-class model) or mapped.
+    """
+    if class_map is not None:
+        unmapped = [c for c in classes if c not in class_map]
+        if unmapped:
+            raise ImageFolderError(f"image folder {root}: class folder {unmapped[0]!r} is not in "
+                                   f"the class map ({len(unmapped)} unmapped)")  # fmt: skip
+        indices = [class_map[c] for c in classes]
+    else:
+        wnids = {w: i for i, w in enumerate(imagenet_wnids())}
+        subset = len(classes) < 1000 and all(c in wnids for c in classes)
+        if subset and num_classes in (None, 1000):
+            indices = [wnids[c] for c in classes]
+        elif num_classes is None or len(classes) == num_classes:
+            indices = list(range(len(classes)))
+        else:
+            unknown = next((c for c in classes if c not in wnids), classes[0])
+            raise ImageFolderError(
+                f"image folder {root} has {len(classes)} class folders but the model has "
+                f"{num_classes} classes, and folder {unknown!r} is not an ImageNet-1k WordNet id "
+                f"of a 1000-class model: name the folders by WordNet id or map them to the "
+                f"model's classes with --class-map FILE (lines 'folder index'); {LAYOUT}"
+            )
+    if num_classes is not None and not all(0 <= i < num_classes for i in indices):
+        bad = next(c for c, i in zip(classes, indices, strict=True) if not 0 <= i < num_classes)
+        raise ImageFolderError(f"image folder {root}: class folder {bad!r} maps to a class the "
+                               f"model does not have (it has {num_classes})")  # fmt: skip
+    return indices
 
 
 def model_transform(model: torch.nn.Module):
@@ -96,6 +167,7 @@ def image_loader(
     workers: int = 0,
     held_out: float = 0.0,
     part: str = "evaluated",
+    class_map: dict[str, int] | None = None,
 ) -> DecodedImages:
     """Batches ``(images, labels)`` of ``root`` in a fixed order, preprocessed by ``transform``,
     decoded once into the image cache (``decoded_images``) and read from there after.
@@ -105,7 +177,8 @@ def image_loader(
     first ``round(held_out * N)`` images of that permutation aside (a calibration split):
     ``part="held_out"`` gives those, ``part="evaluated"`` the others (``limit`` then keeps the
     first ``limit`` of them), so the two parts never share an image. ``.labels`` holds the labels
-    in the batches' order.
+    in the batches' order: each folder's class index in the model (:func:`class_indices`; a
+    subset of the model's classes keeps its true indices, through WordNet ids or ``class_map``).
     """
     from torchvision.datasets import ImageFolder
 
@@ -113,9 +186,9 @@ def image_loader(
         raise ValueError(f"part must be 'evaluated' or 'held_out', got {part!r}")
     if not 0 <= held_out < 1 or (part == "held_out" and not held_out):
         raise ValueError(f"held_out must be a fraction in (0, 1) for part {part!r}, got {held_out}")
-    check_folder(root, num_classes)
+    indices = class_indices(root, check_folder(root), num_classes, class_map)
     dataset = ImageFolder(str(root), transform=transform)
-    labels = torch.as_tensor(dataset.targets)
+    labels = torch.as_tensor([indices[t] for t in dataset.targets], dtype=torch.long)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     if limit is not None or held_out:

@@ -233,6 +233,10 @@ def main(argv: list[str] | None = None) -> None:
         help="hold out this fraction of --images (seeded) to fit the temperature on; the rest "
         "is evaluated",
     )
+    parser.add_argument("--class-map", metavar="FILE",
+                        help="the model's class index of each class folder ('folder index' a "
+                        "line, or a JSON object); without it, folders named by ImageNet-1k "
+                        "WordNet id may be any subset of a 1000-class model's classes")  # fmt: skip
     parser.add_argument("--keep", action="append", default=[], metavar="PATTERN",
                         help="also keep these tensors FP32 (fnmatch on state-dict names, e.g. "
                         "'blocks.11.*'; repeatable). By default the first layer, the classifier, "
@@ -248,22 +252,28 @@ def main(argv: list[str] | None = None) -> None:
     fraction = args.calibration_fraction
     if fraction is not None and not 0 < fraction < 1:
         parser.error(f"--calibration-fraction must be in (0, 1), got {fraction}")
-    from lpe.data.images import image_loader, model_transform
+    from lpe.data.images import ImageFolderError, image_loader, model_transform, read_class_map
     from lpe.models.factory import keep_head_fp32
 
     set_threads(args.threads)
     model = keep_head_fp32(create_timm_model(args.model, not args.no_pretrained, args.weights))
     transform, held_out = model_transform(model), fraction or 0.0
-    loader = image_loader(args.images, transform, model.num_classes, args.batch_size,
-                          args.limit, args.workers, held_out)  # fmt: skip
+    try:
+        classes = read_class_map(args.class_map) if args.class_map else None
+        loader = image_loader(args.images, transform, model.num_classes, args.batch_size,
+                              args.limit, args.workers, held_out, class_map=classes)  # fmt: skip
+    except ImageFolderError as err:
+        parser.error(str(err))
     calibration = None
     if args.calibration:
         calibration = image_loader(args.calibration, transform, model.num_classes,
-                                   args.batch_size, workers=args.workers)  # fmt: skip
+                                   args.batch_size, workers=args.workers,
+                                   class_map=classes)  # fmt: skip
         print(f"temperature fit on {args.calibration} ({len(calibration.labels)} images)")
     elif fraction:
         calibration = image_loader(args.images, transform, model.num_classes, args.batch_size,
-                                   None, args.workers, fraction, "held_out")  # fmt: skip
+                                   None, args.workers, fraction, "held_out",
+                                   class_map=classes)  # fmt: skip
         print(f"temperature fit on {len(calibration.labels)} images of {args.images} held out "
               f"({fraction:g}, seeded); the other {len(loader.labels)} are evaluated")  # fmt: skip
     else:
