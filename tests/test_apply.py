@@ -98,7 +98,7 @@ def test_the_command_prints_the_temperature_scaled_row_fit_on_held_out_images(tm
     assert (table["infer_us"] > 0).all() and table.at["lpe-bsr", "forward_passes"] == 2
 
 
-def test_an_ensemble_file_saved_by_apply_evaluates_to_the_same_table(tmp_path):
+def test_an_ensemble_file_saved_by_apply_evaluates_to_the_same_table(tmp_path, capsys):
     folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
     out, ens, weights = (
         tmp_path / "drawn.csv",
@@ -108,19 +108,32 @@ def test_an_ensemble_file_saved_by_apply_evaluates_to_the_same_table(tmp_path):
     source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
     common = ["--model", "vit_tiny_patch16_224", "--weights", str(weights), "--images",
-              str(folder), "--format", "nf4", "--members", "2", "--limit", "4",
-              "--batch-size", "4", "--device", "cpu"]  # fmt: skip
-    apply_main([*common, "--save-ensemble", str(ens), "--out", str(out)])
+              str(folder), "--limit", "4", "--batch-size", "4", "--device", "cpu"]  # fmt: skip
+    drawing = ["--format", "nf4", "--members", "2"]
+    apply_main([*common, *drawing, "--save-ensemble", str(ens), "--out", str(out)])
     apply_main([*common, "--ensemble", str(ens), "--out", str(tmp_path / "stored.csv")])
     drawn, stored = pd.read_csv(out), pd.read_csv(tmp_path / "stored.csv")
     assert list(drawn["precision"]) == ["fp32", "nf4", "nf4"]
     numbers = ["members", "memory_mbit", "nll", "err", "ece", "avg_loss", "ambiguity"]
     pd.testing.assert_frame_equal(drawn[numbers], stored[numbers])  # the same members, decoded
     with pytest.raises(SystemExit):  # one precision: INT-b or a named format
-        apply_main([*common, "--bits", "4"])
+        apply_main([*common, *drawing, "--bits", "4"])
     other = ["--no-pretrained" if a == str(weights) else a for a in common if a != "--weights"]
     with pytest.raises(SystemExit):  # random weights: not the model the file was saved from
         apply_main([*other, "--ensemble", str(ens)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # the file's members, format and seed: flags refused
+        apply_main([*common, "--ensemble", str(ens), "--members", "5", "--seed", "1"])
+    assert "--members, --seed would be ignored" in capsys.readouterr().err
+
+
+def test_cuda_on_a_host_without_it_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA")
+    with pytest.raises(SystemExit):  # the images folder does not even exist: nothing was read
+        apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images",
+                    str(tmp_path / "nowhere"), "--device", "cuda"])  # fmt: skip
+    assert "CUDA is not available on this machine" in capsys.readouterr().err
 
 
 def test_held_out_and_evaluated_images_never_overlap(tmp_path):

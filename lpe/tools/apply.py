@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     stored.add_argument("--ensemble", metavar="E.safetensors",
                         help="evaluate the members of this ensemble file (made from the same "
                         "model) instead of drawing them")  # fmt: skip
-    parser.add_argument("--members", type=int, default=10, help="LPE-BSR ensemble size M")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--members", type=int, help="LPE-BSR ensemble size M (default 10)")
+    parser.add_argument("--seed", type=int, help="the members' seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, help="evaluate a fixed random subset of this size")
     calibrate = parser.add_mutually_exclusive_group()
@@ -247,6 +247,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="also write the table as csv")
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
+    if args.ensemble:  # its members, format and seed are the file's: refuse what would be ignored
+        given = {"--bits": args.bits, "--format": args.format, "--members": args.members,
+                 "--seed": args.seed}  # fmt: skip
+        ignored = [flag for flag, value in given.items() if value is not None]
+        if ignored:
+            parser.error(f"--ensemble evaluates the members stored in {args.ensemble}: "
+                         f"{', '.join(ignored)} would be ignored; drop them")  # fmt: skip
+    args.members = 10 if args.members is None else args.members
+    args.seed = 0 if args.seed is None else args.seed
+    try:  # before any download or decoding: a CUDA request on a CPU host is a one-line error
+        device = resolve_device(args.device)
+    except RuntimeError as err:
+        parser.error(str(err))
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
     fraction = args.calibration_fraction
@@ -281,7 +294,6 @@ def main(argv: list[str] | None = None) -> None:
               "temperature-scaled row")  # fmt: skip
     policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
     print(describe_policy(policy, model))
-    device = resolve_device(args.device)
     ensemble, kept = None, [] if args.save_ensemble else None
     weights = tensors_sha256(model.state_dict())  # the ensemble file's model, by its weights
     if args.ensemble:
