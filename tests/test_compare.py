@@ -385,7 +385,17 @@ def _a_nan(top: Path) -> None:
     scores.to_csv(top / "fast/scores.csv", index=False, float_format="%.6f")
 
 
-@pytest.mark.parametrize("plant", [_in_bits, _biased_rounding, _a_nan])
-def test_noise_mode_fails_every_planted_change_of_the_maths_on_todays_code(tmp_path, capsys, plant):
+@pytest.mark.parametrize(
+    ("plant", "seen"),
+    [
+        (_in_bits, "scores.csv [model=vit_mini_b, optimizer=adamw, precision=fp32, method=fp32"),
+        (_biased_rounding, "numbers moved by 3 to 6 noise units, more than the 12 allowed"),
+        (_a_nan, "fast/scores.csv ["),
+    ],
+)
+def test_noise_mode_fails_every_planted_change_of_the_maths_on_todays_code(
+    tmp_path, capsys, plant, seen
+):
     assert compare_today(planted_today(tmp_path, plant), "--mode", "noise") == 1
-    assert "REGENERATION CHECK FAILED" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "REGENERATION CHECK FAILED" in err and seen in err

@@ -29,8 +29,8 @@ in one of two modes:
   Verdict words may move: a check line may not go from "holds" to "fails" (or back) with its
   bands widened for the checkpoint; a claims report's verdicts only with its checks.
   The report counts the numbers that moved by more than 1, 2 and 3 noise units. A few numbers
-  (``--tail-share``, 0.1%) may move by up to ``--tail-units`` (6): a checkpoint unit is an sd
-  over three trained models. Text lines are aligned by their words (numbers and verdicts set
+  (``--tail-share``, 0.03%) may move by up to ``--tail-units`` (6): a checkpoint unit is an sd
+  over a few trained models. Text lines are aligned by their words (numbers and verdicts set
   aside) before they are compared, so that the announcement of a failed convergence gate,
   present in one tree only, shifts no other line.
 
@@ -100,7 +100,7 @@ class Report:
     verdicts_moved: list[str] = field(default_factory=list)  # noise mode: within noise
     # noise mode: a few numbers may move by up to tail_units (not beyond): see settle_tail
     tail_units: float = 6.0
-    tail_share: float = 0.001
+    tail_share: float = 0.0003
     tail: list[str] = field(default_factory=list)
     timings: int = 0  # measured times seen (present, not compared)
 
@@ -167,9 +167,13 @@ class Report:
 
         Why a tail: a checkpoint unit is an sd measured over three trained models (two degrees
         of freedom), which can fall well short of the true spread, and a tree holds tens of
-        thousands of numbers. Measured on a native-numerics regeneration of the reference on
-        another CPU (docs/reproducibility.md): 6 of 27,355 numbers between 3 and 3.4 units, none
-        beyond. A change of the maths moves many numbers, or some far: the planted changes of
+        thousands of numbers. Measured on native-numerics regenerations (docs/reproducibility.md):
+        6 of 27,355 numbers between 3 and 3.4 units (the reference at 9082677, another CPU) and 6
+        of 42,747 between 3 and 4.3 (the reference at 284506c, the same CPU): 0.01-0.02%, so the
+        default share, 0.03%, allows about twice that. A biased rounding planted in the scores
+        (every LPE-BSR ensemble as far above RTN as it was below) put 31 of 42,747 there (0.07%),
+        which the 0.1% share of before let pass. A change of the maths moves many numbers, or some
+        far: the planted changes of
         tests/test_compare.py fail either way."""
         allowed = int(self.tail_share * self.numbers)
         if len(self.tail) > allowed:
@@ -539,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tail-share",
         type=float,
-        default=0.001,
+        default=0.0003,
         help="noise mode: the share of numbers that may move by --units to --tail-units",
     )
     parser.add_argument(
