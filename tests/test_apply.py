@@ -92,8 +92,9 @@ def test_the_command_prints_the_temperature_scaled_row_fit_on_held_out_images(tm
     printed = capsys.readouterr().out
     assert "temperature fit on 4 images of" in printed and "the other 4 are evaluated" in printed
     table = pd.read_csv(out).set_index("method")
-    assert list(table.index) == ["fp32", "fp32+ts", "rtn", "lpe-bsr"]
-    assert table.at["fp32+ts", "temperature"] > 0 and table["temperature"].isna().sum() == 3
+    assert list(table.index) == ["fp32", "fp32+ts", "rtn", "rtn+ts", "lpe-bsr", "lpe-bsr+ts"]
+    fitted = table.loc[["fp32+ts", "rtn+ts", "lpe-bsr+ts"], "temperature"]
+    assert (fitted > 0).all() and table["temperature"].isna().sum() == 3
     assert table.at["fp32+ts", "err"] == table.at["fp32", "err"]  # the argmax is kept
     assert (table["infer_us"] > 0).all() and table.at["lpe-bsr", "forward_passes"] == 2
 
@@ -114,7 +115,8 @@ def test_an_ensemble_file_saved_by_apply_evaluates_to_the_same_table(tmp_path, c
     apply_main([*common, "--ensemble", str(ens), "--out", str(tmp_path / "stored.csv")])
     drawn, stored = pd.read_csv(out), pd.read_csv(tmp_path / "stored.csv")
     assert list(drawn["precision"]) == ["fp32", "nf4", "nf4"]
-    numbers = ["members", "memory_mbit", "nll", "err", "ece", "avg_loss", "ambiguity"]
+    numbers = ["members", "memory_mbit", "stored_mbit", "nll", "err", "ece", "avg_loss",
+               "ambiguity"]  # fmt: skip
     pd.testing.assert_frame_equal(drawn[numbers], stored[numbers])  # the same members, decoded
     with pytest.raises(SystemExit):  # one precision: INT-b or a named format
         apply_main([*common, *drawing, "--bits", "4"])
@@ -171,17 +173,20 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
     from lpe.core import metrics
     from lpe.formats.policy import QuantPolicy
     from lpe.formats.registry import int_format
-    from lpe.members.files import Member, member_seed, quantize
+    from lpe.members.files import member_seed, quantize
 
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).eval()
     folder = image_folder(tmp_path / "img", 3, per_class=4)
     loader = image_loader(folder, model_transform(model), model.num_classes, batch_size=4)
     assert len(loader) == 3  # batches
+    import lpe.ensemble
+
     loads = []
-    original = Member.load_into
-    monkeypatch.setattr(Member, "load_into", lambda self, m: (loads.append(1), original(self, m)))
+    original = lpe.ensemble.member_weights
+    monkeypatch.setattr(lpe.ensemble, "member_weights",
+                        lambda model, m: (loads.append(m.method), original(model, m))[1])  # fmt: skip
     table = apply_lpe(model, loader, bits=4, members=3, seed=5).set_index("method")
-    assert len(loads) == 1 + 3  # RTN and 3 members, once each, not once per batch
+    assert loads == ["rtn", "bsr", "bsr", "bsr"]  # once each, not once per batch
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.cat([xb for xb, _ in loader])
     outputs = []

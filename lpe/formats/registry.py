@@ -209,6 +209,17 @@ class NumberFormat:
                         np.uint64(key), out)  # fmt: skip
         return torch.from_numpy(out).reshape(weight.shape), scales
 
+    def lower_codes(self, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """Per weight, the index of the lower of the two grid neighbours of ``w / s`` (clamped
+        to ``0 ... len(grid) - 2``): every RTN or BSR code of the weight is this index or the
+        next one (a weight beyond the grid's ends rounds to an end, still one of the two). The
+        base of a shared-base ensemble (``lpe.members.shared_base``), from the weights alone."""
+        u = self.unit_values(weight, scales).contiguous()
+        grid = torch.as_tensor(self.grid, device=u.device)
+        lower = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, len(grid) - 2)
+        codes = lower.reshape(weight.shape).cpu().numpy().astype(self.code_dtype)
+        return torch.from_numpy(codes)
+
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """The FP32 weight a member runs with: ``scale * grid[code]``."""
         grid = torch.as_tensor(self.grid, device=codes.device)

@@ -31,11 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
+from lpe.formats.policy import QuantPolicy
 from lpe.formats.registry import NumberFormat, get_format
-from lpe.members.files import Member
+from lpe.members.files import Member, quantize
 
 ENSEMBLE_KIND = "lpe-shared-base-ensemble"
 
@@ -88,6 +90,55 @@ class SharedBase:
         of m members stored this way (one member alone is stored as itself: no plane)."""
         plane = sum(8 * p.shape[1] for p in self.planes.values())
         return [self.bits - (len(self) - 1) * plane] + [plane] * (len(self) - 1)
+
+
+def draw_shared_base(
+    state: Mapping[str, torch.Tensor],
+    fmt: NumberFormat,
+    draws: Sequence[tuple[str, int]],
+    policy: QuantPolicy | None = None,
+    progress: str = "",
+) -> SharedBase:
+    """Draw the members ``draws`` (``(method, seed)`` each, ``lpe.members.files.quantize``) of
+    ``state`` and encode each as it is drawn: memory holds the base, the planes and one member.
+
+    The base is each weight's lower grid neighbour, computed from the weights alone
+    (:meth:`NumberFormat.lower_codes`), so a member's plane (``code - base``, 0 or 1) can be
+    written before the next member is drawn. Decoded members are bit for bit the ones drawn, as
+    with :func:`encode` (whose base is the members' minimum: the same wherever some member took
+    the lower neighbour). One member is stored as itself (its codes are the base, no plane).
+    """
+    if not draws:
+        raise ValueError("draw_shared_base needs at least one (method, seed)")
+    if len(draws) == 1:
+        method, seed = draws[0]
+        return encode([quantize(state, fmt, method, seed, policy)])
+    policy = policy or QuantPolicy()
+    scales = {n: fmt.scales(t) for n, t in state.items() if policy.quantizes(n, t)}
+    base = {n: fmt.lower_codes(state[n], s) for n, s in scales.items()}
+    low = {n: b.numpy().astype(np.int32) for n, b in base.items()}
+    planes = {n: np.empty((len(draws), (b.numel() + 7) // 8), np.uint8) for n, b in base.items()}
+    kept = {}
+    for m, (method, seed) in enumerate(
+        tqdm(draws, desc=progress, mininterval=5, disable=not progress)
+    ):
+        member = quantize(state, fmt, method, seed, policy)
+        for name, code in member.codes.items():
+            step = code.cpu().numpy().astype(np.int32) - low[name]
+            if step.min() < 0 or step.max() > 1:  # cannot happen: both neighbours, one rule
+                raise AssertionError(f"{name}: member {m}'s codes are not its base or next")
+            planes[name][m] = np.packbits(step.reshape(-1).astype(np.uint8), bitorder="little")
+        kept = member.kept
+        del member  # before the next one is drawn
+    return SharedBase(
+        fmt=fmt,
+        methods=[method for method, _ in draws],
+        seeds=[seed for _, seed in draws],
+        base=base,
+        planes=planes,
+        scales={n: s.cpu() for n, s in scales.items()},
+        kept={n: t.cpu() for n, t in kept.items()},
+    )
 
 
 def encode(members: Sequence[Member]) -> SharedBase:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lpe.core.artifacts import read_manifest, read_metadata, write_text
+from lpe.core.checks import Check, outcome_of
 from lpe.core.selection import NOISE_SE, at_an_end, band, joint_band
 from lpe.core.settings import Option, apply_settings
 from lpe.formats.names import label, sort_key
@@ -48,41 +49,6 @@ from lpe.models.checkpoints import (
 )
 from lpe.reports.tabulate import budget_points, final_ensembles, has_shared_memory
 from lpe.sources.registry import BY_NAME, family, fast_with_lpe
-
-
-@dataclass(frozen=True)
-class Check:
-    """One comparison: ``margin`` > 0 is the claim's side, decided only outside ``+-band``.
-
-    A compound check (claim 3's two conditions, claim 5's budgets, claim 2's steps) has several
-    ``parts``; it holds when every part holds, fails when any part fails, else is within noise.
-    """
-
-    text: str
-    parts: tuple[tuple[float, float], ...]  # (margin, band) each
-
-    @classmethod
-    def of(cls, text: str, margin: float, noise: float) -> Check:
-        return cls(text, ((float(margin), float(noise)),))
-
-    @property
-    def outcome(self) -> str:
-        outcomes = {_outcome(margin, noise) for margin, noise in self.parts}
-        if "fails" in outcomes or not self.parts:
-            return "fails"
-        return "holds" if outcomes == {"holds"} else "within noise"
-
-    def markdown(self) -> str:
-        shown = "; ".join(f"margin {m:+.5f} vs band ±{b:.5f}" for m, b in self.parts)
-        return f"- **{self.outcome}**: {self.text} [{shown}]"
-
-
-def _outcome(margin: float, noise: float) -> str:
-    if margin != margin:  # NaN: nothing to decide on
-        return "fails"
-    if margin > noise:
-        return "holds"
-    return "fails" if margin < -noise else "within noise"
 
 
 @dataclass
@@ -653,7 +619,7 @@ def claim5(
             last = alone.index.max()
             parts = tuple(zip(margins.tolist(), bands.reindex(margins.index).tolist(),
                               strict=True))  # fmt: skip
-            better = sum(_outcome(m, b) == "holds" for m, b in parts)
+            better = sum(outcome_of(m, b) == "holds" for m, b in parts)
             checks.append(
                 Check(
                     f"{name} {metric.upper()}: + LPE-BSR INT-{bits} better at {better} of "

@@ -31,23 +31,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
+from typing import NamedTuple
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from lpe.core import metrics
-from lpe.core.artifacts import tensors_sha256
+from lpe.core.artifacts import ArtifactError
 from lpe.core.numerics import pin_cpu_numerics
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.ensemble import LowPrecisionEnsemble, number_format
+from lpe.evaluation import verdicts
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import REGISTRY
 from lpe.formats.policy import QuantPolicy, policy_for
-from lpe.formats.registry import get_format, int_format
-from lpe.members.files import member_seed, quantize
-from lpe.members.shared_base import SharedBase, encode, load_shared_base, save_shared_base
+from lpe.members.files import quantize
 
 
 class ModelSourceError(ValueError):
@@ -84,92 +84,133 @@ def create_timm_model(name: str, pretrained: bool = True, weights: str | None = 
 def apply_lpe(
     model: torch.nn.Module,
     loader,
-    bits: int | str,
-    members: int,
+    bits: int | str = 5,
+    members: int = 10,
     seed: int = 0,
     device: torch.device | None = None,
     policy: QuantPolicy | None = None,
     calibration=None,
-    ensemble: SharedBase | None = None,
-    keep: list | None = None,
+    ensembles: list[LowPrecisionEnsemble] | None = None,
+    seeds: list[int] | None = None,
+    keep_predictions: bool = False,
 ) -> pd.DataFrame:
     """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``, or in the number format named
-    ``bits``, ``lpe.formats.names.REGISTRY``) scores of ``model``, and with a ``calibration`` loader
-    (other images than ``loader``'s), the temperature-scaled FP32 model.
+    ``bits``, ``lpe.formats.names.REGISTRY``) scores of ``model``; with a ``calibration`` loader
+    (other images than ``loader``'s), each also at its temperature fit there ("+ts" rows).
 
-    ``ensemble`` (:mod:`lpe.members.shared_base`, made from this model) evaluates its RTN and
-    LPE-BSR members, decoded one at a time, instead of drawing them; ``keep``, a list, receives
-    every member drawn (RTN first), for saving them as one ensemble file.
+    One LPE-BSR ensemble (:class:`lpe.ensemble.LowPrecisionEnsemble`) per seed of ``seeds``
+    (default ``[seed]``), or the given ``ensembles`` (for example loaded from a file); RTN is
+    their stored RTN member or rounded from the model. ``table.attrs`` holds the checks with
+    their bands (``"checks"``, :mod:`lpe.evaluation.verdicts`), the warnings (``"warnings"``)
+    and, with ``keep_predictions``, every row's ``(N, C)`` log-probabilities and the labels
+    (``"predictions"``, ``"labels"``).
 
     ``loader`` yields ``(images, labels)`` batches and is read once per member, so it should be
     cheap to reread: ``lpe.data.images.image_loader`` decodes a folder once into its cache. Each
-    member is rounded on ``device`` from the weights there (its codes never leave the device),
-    written into the model once, and evaluated on every batch; the ensemble is accumulated as a
-    running log-sum-exp, so memory holds one model, one member and ``(N, C)`` log-probabilities.
+    member is decoded on ``device`` once and evaluated on every batch; ensembles are accumulated
+    as a running log-sum-exp, so memory holds one model, one member, the members' shared base and
+    ``(N, C)`` log-probabilities per row.
     """
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     device = device or torch.device("cpu")
-    policy = policy or policy_for(model)
     model = model.to(device).eval()
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # on the device
-    fmt = get_format(bits) if isinstance(bits, str) else int_format(bits)
-    draws = {
-        "fp32": lambda: [None],
-        "rtn": lambda: [quantize(state, fmt, "rtn", seed=0, policy=policy)],
-        "lpe-bsr": lambda: (
-            quantize(state, fmt, "bsr", seed=member_seed(seed, k), policy=policy)
-            for k in range(members)
-        ),
-    }
-    if ensemble is not None:
-        fmt = ensemble.fmt
-        for method, name in (("rtn", "rtn"), ("bsr", "lpe-bsr")):
-            indices = [m for m, made in enumerate(ensemble.methods) if made == method]
-            draws[name] = lambda indices=indices: (ensemble.member(m) for m in indices)
-    rows = []
-    for name, draw in draws.items():
-        total = None  # (N, C) log of the summed member probabilities
-        member_nll, m, memory, seconds = 0.0, 0, 0, 0.0
-        for member in tqdm(draw(), desc=f"apply {name}", mininterval=5):
-            if member is None:
-                model.load_state_dict(state)
-                memory += 32 * _numel(state)
-            else:
-                member.load_into(model)
-                memory += member.bits
-                if keep is not None:
-                    keep.append(member)
-            start = time.perf_counter()
-            lp, labels = _log_probs(model, loader, device)  # (N, C), (N,)
-            seconds += time.perf_counter() - start
-            member_nll += float(-lp.gather(-1, labels[:, None]).sum())
-            total = lp if total is None else torch.logaddexp(total, lp)
-            m += 1
-        lp = (total - math.log(m))[None]  # (1, N, C): the ensemble's own prediction
-        nll, avg = metrics.nll(lp, labels), member_nll / (m * len(labels))
+    if ensembles is None:
+        policy = policy or policy_for(model)
+        ensembles = [LowPrecisionEnsemble(model, number_format(bits), members, s, policy,
+                                          progress=f"draw seed {s}")
+                     for s in (seeds or [seed])]  # fmt: skip
+    first = ensembles[0]
+    rtn = first.rtn()
+    if rtn is None:
+        state = {name: t.detach() for name, t in model.state_dict().items()}
+        rtn = quantize(state, first.fmt, "rtn", policy=first.policy)
+    fp32_bits = 32 * _numel(model.state_dict())
+    runs = [("fp32", None, lambda: [None], fp32_bits, fp32_bits),
+            ("rtn", None, lambda: [rtn], rtn.bits, rtn.bits)]  # fmt: skip
+    runs += [("lpe-bsr", e.seed, e.members, e.paper_bits(), e.bits) for e in ensembles]
+    rows, per_image, predictions, bsr_seeds, bsr_ts = [], {}, {}, [], []
+    for name, run_seed, run_members, paper_bits, stored_bits in runs:
+        label = name if run_seed is None else f"{name} seed {run_seed}"
+        done = _ensemble_of(first.stream(loader, run_members(), device), label)
+        labels, lp = done.labels, done.log_probs[None]
+        nll = metrics.nll(lp, labels)
         rows.append({
-            "method": name, "precision": fmt.name if member is not None else "fp32",
-            "members": m, "memory_mbit": memory / 1e6, "nll": nll,
-            "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels), "avg_loss": avg,
-            "ambiguity": avg - nll, "temperature": math.nan, "forward_passes": m,
-            "infer_us": 1e6 * seconds / len(labels),
+            "method": name, "seed": run_seed,
+            "precision": "fp32" if name == "fp32" else first.fmt.name, "members": done.count,
+            "memory_mbit": paper_bits / 1e6, "stored_mbit": stored_bits / 1e6, "nll": nll,
+            "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels),
+            "avg_loss": done.avg_loss, "ambiguity": done.avg_loss - nll, "temperature": math.nan,
+            "forward_passes": done.count, "infer_us": 1e6 * done.seconds / len(labels),
         })  # fmt: skip
-        if name == "fp32" and calibration is not None:
-            rows.append(_temperature_scaled(rows[-1], model, calibration, device, lp, labels))
-    model.load_state_dict(state)
-    return pd.DataFrame(rows)
+        key = name if run_seed is None else f"{name}-{run_seed}"
+        if name == "lpe-bsr":
+            bsr_seeds.append(verdicts.per_image_nll(done.log_probs, labels))
+        else:
+            per_image[name] = verdicts.per_image_nll(done.log_probs, labels)
+        if keep_predictions:
+            predictions[key] = done.log_probs
+        if calibration is None:
+            continue
+        # the same members again, on the held-out images only
+        fit_on = _ensemble_of(first.stream(calibration, run_members(), device), f"{label} fit")
+        temperature = fit_temperature(fit_on.log_probs[None], fit_on.labels)
+        at_t = scaled(lp, temperature)
+        rows.append({**rows[-1], "method": f"{name}+ts", "nll": metrics.nll(at_t, labels),
+                     "ece": metrics.ece(at_t, labels), "avg_loss": math.nan,
+                     "ambiguity": math.nan, "temperature": temperature})  # fmt: skip
+        ts = verdicts.per_image_nll(at_t[0], labels)
+        if name == "lpe-bsr":
+            bsr_ts.append(ts)
+        else:
+            per_image[f"{name}+ts"] = ts
+        if keep_predictions:
+            predictions[f"{key}+ts"] = at_t[0]
+    table = pd.DataFrame(rows).astype({"seed": "Int64"})
+    table.attrs["checks"] = verdicts.lpe_checks(per_image, bsr_seeds, bsr_ts)
+    bsr_loss = float(table.loc[table["method"] == "lpe-bsr", "avg_loss"].mean())
+    warning = verdicts.far_from_rtn(bsr_loss, float(per_image["rtn"].mean()))
+    table.attrs["warnings"] = [warning] if warning else []
+    if keep_predictions:
+        table.attrs["predictions"], table.attrs["labels"] = predictions, labels
+    return table
 
 
-def _temperature_scaled(fp32_row, model, calibration, device, lp, labels) -> dict:
-    """The FP32 row at the temperature fit on the ``calibration`` images (never on ``labels``'
-    images): NLL and ECE at that temperature, the same ERR (a temperature keeps the argmax)."""
-    calib_lp, calib_labels = _log_probs(model, calibration, device)
-    temperature = fit_temperature(calib_lp[None], calib_labels)
-    at_t = scaled(lp, temperature)
-    return {**fp32_row, "method": "fp32+ts", "nll": metrics.nll(at_t, labels),
-            "ece": metrics.ece(at_t, labels), "avg_loss": math.nan, "ambiguity": math.nan,
-            "temperature": temperature}  # fmt: skip
+class _Evaluated(NamedTuple):
+    log_probs: torch.Tensor  # (N, C): the log of the mean member probability
+    labels: torch.Tensor
+    avg_loss: float  # the members' mean NLL
+    seconds: float
+    count: int
+
+
+def _ensemble_of(streamed, label: str) -> _Evaluated:
+    """Accumulate ``LowPrecisionEnsemble.stream``'s members into their ensemble."""
+    total, member_nll, seconds, count = None, 0.0, 0.0, 0
+    for _, lp, labels, took in tqdm(streamed, desc=f"apply {label}", mininterval=5):
+        member_nll += float(-lp.gather(-1, labels[:, None]).sum())
+        total = lp if total is None else torch.logaddexp(total, lp)
+        seconds, count = seconds + took, count + 1
+    return _Evaluated(total - math.log(count), labels, member_nll / (count * len(labels)),
+                      seconds, count)  # fmt: skip
+
+
+def summary_lines(table: pd.DataFrame) -> list[str]:
+    """What follows the table: LPE-BSR's mean ± sd over seeds (with several), the checks with
+    their bands, the warnings."""
+    lines = []
+    bsr = table[table["method"] == "lpe-bsr"]
+    if len(bsr) > 1:
+        spread = ", ".join(f"{m.upper()} {bsr[m].mean():.4f} ± {bsr[m].std(ddof=1):.4f}"
+                           for m in ("nll", "err", "ece"))  # fmt: skip
+        seeds = ", ".join(str(s) for s in bsr["seed"])
+        lines.append(f"LPE-BSR over {len(bsr)} seeds ({seeds}): {spread} (mean ± sd)")
+    checks = table.attrs.get("checks", [])
+    if checks:
+        lines.append("checks (margin > 0 on LPE-BSR's side; decided outside its band):")
+        lines += [f"  {c.outcome:>12}: {c.text}; margin {c.parts[0][0]:+.4f} vs band "
+                  f"±{c.parts[0][1]:.4f}" for c in checks]  # fmt: skip
+    return lines + list(table.attrs.get("warnings", []))
 
 
 def describe_policy(policy: QuantPolicy, model: torch.nn.Module) -> str:
@@ -179,13 +220,16 @@ def describe_policy(policy: QuantPolicy, model: torch.nn.Module) -> str:
     return f"policy: {summary.describe()}; FP32 by role or --keep: {shown}"
 
 
-def _log_probs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, C)`` FP32 log-softmax of the model on every batch, and the ``(N,)`` labels."""
-    out, labels = [], []
-    for x, y in loader:
-        out.append(torch.log_softmax(model(x.to(device)).float(), dim=-1).cpu())
-        labels.append(y)
-    return torch.cat(out), torch.cat(labels)
+def _save_predictions(path, table: pd.DataFrame) -> None:
+    """Every row's per-image log-probabilities and the labels, as one .npz (atomically)."""
+    import numpy as np
+
+    from lpe.core.artifacts import write_with
+
+    arrays = {key: lp.numpy().astype(np.float32) for key, lp in table.attrs["predictions"].items()}
+    arrays["labels"] = table.attrs["labels"].numpy()
+    write_with(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+    print(f"wrote {path}: per-image log-probabilities of {', '.join(arrays)}")
 
 
 def _numel(state: dict[str, torch.Tensor]) -> int:
@@ -213,13 +257,25 @@ def main(argv: list[str] | None = None) -> None:
     precision.add_argument("--format", choices=list(REGISTRY), help="members in this format")
     stored = parser.add_mutually_exclusive_group()
     stored.add_argument("--save-ensemble", metavar="E.safetensors",
-                        help="also write the RTN and LPE-BSR members as one ensemble file "
+                        help="also write the LPE-BSR members as one ensemble file "
                         "(a shared base plus a bit per member and weight)")  # fmt: skip
     stored.add_argument("--ensemble", metavar="E.safetensors",
                         help="evaluate the members of this ensemble file (made from the same "
                         "model) instead of drawing them")  # fmt: skip
     parser.add_argument("--members", type=int, help="LPE-BSR ensemble size M (default 10)")
-    parser.add_argument("--seed", type=int, help="the members' seed (default 0)")
+    seeding = parser.add_mutually_exclusive_group()
+    seeding.add_argument("--seed", type=int, help="the members' seed (default 0)")
+    seeding.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                         help="several LPE-BSR ensembles, one per seed: a row each, their mean "
+                         "± sd, and the draw's noise in the checks' bands")  # fmt: skip
+    parser.add_argument("--with-rtn", action="store_true",
+                        help="--save-ensemble stores the RTN member too (one more bit per "
+                        "quantized weight); otherwise RTN is rounded again from the "
+                        "model")  # fmt: skip
+    parser.add_argument("--save-predictions", metavar="P.npz",
+                        help="also write every row's per-image log-probabilities (N, C) and "
+                        "the labels (numpy .npz, a key per row: fp32, rtn, lpe-bsr-SEED, "
+                        "...+ts)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, help="evaluate a fixed random subset of this size")
     calibrate = parser.add_mutually_exclusive_group()
@@ -249,13 +305,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.ensemble:  # its members, format and seed are the file's: refuse what would be ignored
         given = {"--bits": args.bits, "--format": args.format, "--members": args.members,
-                 "--seed": args.seed}  # fmt: skip
+                 "--seed": args.seed, "--seeds": args.seeds,
+                 "--with-rtn": args.with_rtn or None}  # fmt: skip
         ignored = [flag for flag, value in given.items() if value is not None]
         if ignored:
             parser.error(f"--ensemble evaluates the members stored in {args.ensemble}: "
                          f"{', '.join(ignored)} would be ignored; drop them")  # fmt: skip
     args.members = 10 if args.members is None else args.members
-    args.seed = 0 if args.seed is None else args.seed
+    seeds = args.seeds or [0 if args.seed is None else args.seed]
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        parser.error(f"--seeds must be distinct and >= 0, got {seeds}")
+    if args.save_ensemble and len(seeds) > 1:
+        parser.error("--save-ensemble writes one ensemble: give one --seed, not --seeds")
+    if args.with_rtn and not args.save_ensemble:
+        parser.error("--with-rtn says what --save-ensemble stores: give --save-ensemble too")
     try:  # before any download or decoding: a CUDA request on a CPU host is a one-line error
         device = resolve_device(args.device)
     except RuntimeError as err:
@@ -270,6 +333,15 @@ def main(argv: list[str] | None = None) -> None:
 
     set_threads(args.threads)
     model = keep_head_fp32(create_timm_model(args.model, not args.no_pretrained, args.weights))
+    ensembles = None
+    if args.ensemble:  # before any image is decoded: a file of another model is refused first
+        try:
+            ensembles = [LowPrecisionEnsemble.load(args.ensemble, model)]
+        except ArtifactError as err:
+            parser.error(str(err))
+        shared = ensembles[0].shared
+        print(f"members from {args.ensemble}: {len(shared)} ({shared.fmt.label}), "
+              f"{shared.bits / 1e6:.2f} Mbit stored")  # fmt: skip
     transform, held_out = model_transform(model), fraction or 0.0
     try:
         classes = read_class_map(args.class_map) if args.class_map else None
@@ -294,27 +366,28 @@ def main(argv: list[str] | None = None) -> None:
               "temperature-scaled row")  # fmt: skip
     policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
     print(describe_policy(policy, model))
-    ensemble, kept = None, [] if args.save_ensemble else None
-    weights = tensors_sha256(model.state_dict())  # the ensemble file's model, by its weights
-    if args.ensemble:
-        ensemble, meta = load_shared_base(args.ensemble)
-        if meta.get("weights_sha256") != weights:
-            parser.error(f"{args.ensemble} was made from other weights than {args.model}'s "
-                         "(its weights_sha256 differs): evaluate it with the model it was "
-                         "saved from")  # fmt: skip
-        print(f"members from {args.ensemble}: {len(ensemble)} ({ensemble.fmt.label}), "
-              f"{ensemble.bits / 1e6:.2f} Mbit stored")  # fmt: skip
+    if args.save_ensemble:  # the one drawn for the table is the one saved
+        fmt = number_format(args.format or args.bits or 5)
+        ensembles = [LowPrecisionEnsemble(model.to(device), fmt, args.members,
+                                          seeds[0], policy, with_rtn=args.with_rtn,
+                                          progress=f"draw seed {seeds[0]}")]  # fmt: skip
     with autocast(device, args.dtype):
         table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
-                          args.seed, device, policy, calibration=calibration,
-                          ensemble=ensemble, keep=kept)  # fmt: skip
+                          seeds[0], device, policy,
+                          calibration=calibration, ensembles=ensembles, seeds=seeds,
+                          keep_predictions=bool(args.save_predictions))  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for line in summary_lines(table):
+        print(line)
     if args.save_ensemble:
-        provenance = {"model": args.model, "weights_sha256": weights}
-        bits = save_shared_base(args.save_ensemble, encode(kept), provenance)
-        paper = table.loc[table["method"] != "fp32", "memory_mbit"].sum()
-        print(f"wrote {args.save_ensemble}: {len(kept)} members in {bits / 1e6:.2f} Mbit (shared "
-              f"base), against {paper:.2f} Mbit as {len(kept)} member files")  # fmt: skip
+        ensemble = ensembles[0]
+        bits = ensemble.save(args.save_ensemble, {"model": args.model})
+        rtn = " and the RTN member" if args.with_rtn else ""
+        print(f"wrote {args.save_ensemble}: {len(ensemble)} LPE-BSR members{rtn} in "
+              f"{bits / 1e6:.2f} Mbit (shared base), against {ensemble.paper_bits() / 1e6:.2f} "
+              f"Mbit as {len(ensemble)} LPE-BSR member files")  # fmt: skip
+    if args.save_predictions:
+        _save_predictions(args.save_predictions, table)
     if args.out:
         from lpe.core.artifacts import write_with
 

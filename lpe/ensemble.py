@@ -1,0 +1,278 @@
+"""LPE-BSR around any PyTorch model: :class:`LowPrecisionEnsemble`.
+
+::
+
+    from lpe import LowPrecisionEnsemble
+    ensemble = LowPrecisionEnsemble(model, "int5", members=10, seed=0)   # draws the members
+    log_probs = ensemble(images)            # (N, C): log of the mean member probability
+    ensemble.calibrate(held_out_loader)     # a temperature, fit on held-out data only
+    ensemble.save("lpe.safetensors")        # a shared base plus one bit per member and weight
+    same = LowPrecisionEnsemble.load("lpe.safetensors", model)   # refuses other weights
+
+The members are stored as one shared base and M bit-planes (:mod:`lpe.members.shared_base`),
+drawn at construction and encoded as they are drawn (memory: the base, the planes and one
+member). Every evaluation streams them through the one model: member m is decoded from its
+plane, dequantized on the model's device in the model's dtype and run with
+``torch.func.functional_call``, so at most one member's weights exist at once and the model's own
+weights are never written (nothing to restore, also after an exception). The inference dtype is
+the caller's (``torch.autocast`` around the call, as ``lpe.core.runtime.autocast`` does).
+
+The same forward (:func:`member_weights` + ``functional_call``) is the one the suite's stages
+evaluate members with (``lpe.evaluation.prediction.evaluate_members``), and ``lpe.tools.apply``
+evaluates through this class. Outputs may be logits (a classifier) or carry ``.logits`` (a
+Hugging Face causal LM: next-token log-probabilities, averaged over members per position).
+
+Member k is drawn with ``lpe.members.files.member_seed(seed, k)``: the suite's members, bit for
+bit. The default policy is by role (``lpe.formats.policy.policy_for``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+from lpe.core.artifacts import ArtifactError, tensors_sha256
+from lpe.evaluation.temperature import fit_temperature
+from lpe.formats.policy import QuantPolicy, policy_for
+from lpe.formats.registry import NumberFormat, get_format, int_format
+from lpe.members.files import Member, member_seed
+from lpe.members.shared_base import (
+    SharedBase,
+    draw_shared_base,
+    load_shared_base,
+    save_shared_base,
+)
+
+RTN, BSR = "rtn", "bsr"
+
+
+def number_format(fmt: NumberFormat | str | int) -> NumberFormat:
+    """A registered format by name (``"int5"``, ``"fp6_e2m3"``, ...), INT-b by its bits, or
+    the format itself."""
+    if isinstance(fmt, NumberFormat):
+        return fmt
+    return int_format(fmt) if isinstance(fmt, int) else get_format(fmt)
+
+
+def member_weights(model: torch.nn.Module, member: Member) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model``'s state as ``member`` has it (dequantized codes and kept
+    tensors), on the device and in the dtype of the model's own tensor of that name: what
+    ``torch.func.functional_call(model, weights, ...)`` runs the member with. The member must
+    cover the model's state exactly (as ``load_state_dict(strict=True)``)."""
+    target = model.state_dict(keep_vars=True)
+    names = set(member.codes) | set(member.kept)
+    if names != set(target):
+        missing, unexpected = sorted(set(target) - names), sorted(names - set(target))
+        raise ValueError(
+            f"member does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    weights = {}
+    for name, codes in member.codes.items():
+        t = target[name]
+        value = member.fmt.dequantize(codes.to(t.device), member.scales[name].to(t.device))
+        weights[name] = value.to(t.dtype)
+    for name, value in member.kept.items():
+        weights[name] = value.to(device=target[name].device, dtype=target[name].dtype)
+    return weights
+
+
+def log_softmax_of(output) -> torch.Tensor:
+    """FP32 log-softmax over the last dimension of a model's output: a tensor of logits, or an
+    object with ``.logits`` (Hugging Face models)."""
+    logits = output.logits if hasattr(output, "logits") else output
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+class LowPrecisionEnsemble(torch.nn.Module):
+    """M low precision members of ``model`` (LPE-BSR), evaluated as one model.
+
+    ``fmt``: a registered number format (name, INT-b bits or a ``NumberFormat``); ``members``:
+    M; ``seed``: the ensemble seed; ``policy``: which tensors are quantized (default by role,
+    :func:`lpe.formats.policy.policy_for`); ``with_rtn``: also store the rounding-to-nearest
+    member (:meth:`rtn`, saved with the file; off by default: it costs one more bit per weight).
+    ``progress``: a progress bar's label while the members are drawn.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        fmt: NumberFormat | str | int = "int5",
+        members: int = 10,
+        seed: int = 0,
+        policy: QuantPolicy | None = None,
+        with_rtn: bool = False,
+        progress: str = "",
+    ) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"members must be >= 1, got {members}")
+        self.model = model
+        self.policy = policy or policy_for(model)
+        self.seed = seed
+        draws = [(RTN, 0)] * with_rtn + [(BSR, member_seed(seed, k)) for k in range(members)]
+        state = {name: t.detach() for name, t in model.state_dict().items()}
+        with torch.no_grad():
+            self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
+        self.temperature = 1.0
+
+    @classmethod
+    def from_shared_base(
+        cls, model: torch.nn.Module, shared: SharedBase, seed: int | None = None
+    ) -> LowPrecisionEnsemble:
+        """The ensemble of an already encoded :class:`SharedBase` of ``model``'s weights (its
+        ensemble ``seed``, when known, for the record)."""
+        ensemble = cls.__new__(cls)
+        torch.nn.Module.__init__(ensemble)
+        ensemble.model, ensemble.shared, ensemble.seed = model, shared, seed
+        # the stored split as a policy: exactly the stored FP32 tensors are kept
+        ensemble.policy = QuantPolicy(exclude=tuple(shared.kept), min_ndim=1)
+        ensemble.temperature = 1.0
+        return ensemble
+
+    # -- the members ---------------------------------------------------------------------------
+
+    @property
+    def fmt(self) -> NumberFormat:
+        return self.shared.fmt
+
+    def _indices(self, method: str) -> list[int]:
+        return [m for m, made in enumerate(self.shared.methods) if made == method]
+
+    def __len__(self) -> int:
+        """M, the LPE-BSR members (the RTN member, when stored, is not one of them)."""
+        return len(self._indices(BSR))
+
+    def members(self) -> Iterator[Member]:
+        """The LPE-BSR members in order, each decoded when asked for (one alive at a time)."""
+        return (self.shared.member(m) for m in self._indices(BSR))
+
+    def rtn(self) -> Member | None:
+        """The rounding-to-nearest member, when it was stored (``with_rtn``), else None."""
+        stored = self._indices(RTN)
+        return self.shared.member(stored[0]) if stored else None
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def member_outputs(self, member: Member, *args, **kwargs):
+        """``model(*args, **kwargs)`` with ``member``'s weights (the model's own stay as they
+        are)."""
+        weights = member_weights(self.model, member)
+        return torch.func.functional_call(self.model, weights, args, kwargs)
+
+    @torch.no_grad()
+    def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
+        """``(M, ..., C)``: each member's log-probabilities on one batch."""
+        return torch.stack(
+            [log_softmax_of(self.member_outputs(m, *args, **kwargs)) for m in self.members()]
+        )
+
+    @torch.no_grad()
+    def log_probs(self, *args, **kwargs) -> torch.Tensor:
+        """``(..., C)``: log of the mean member probability on one batch, at the ensemble's
+        temperature (1 until :meth:`calibrate`). Members are accumulated as they come."""
+        total, count = None, 0
+        for member in self.members():
+            lp = log_softmax_of(self.member_outputs(member, *args, **kwargs))
+            total = lp if total is None else torch.logaddexp(total, lp)
+            count += 1
+        return self._at_temperature(total - math.log(count))
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        """The same as :meth:`log_probs`."""
+        return self.log_probs(*args, **kwargs)
+
+    def _at_temperature(self, log_probs: torch.Tensor) -> torch.Tensor:
+        if self.temperature == 1.0:
+            return log_probs
+        return torch.log_softmax(log_probs / self.temperature, dim=-1)
+
+    @torch.no_grad()
+    def stream(
+        self, loader: Iterable, members: Iterable[Member] | None = None, device=None
+    ) -> Iterator[tuple[Member, torch.Tensor, torch.Tensor, float]]:
+        """Each member (``members``, default the LPE-BSR ones; None stands for the model's own
+        weights) on every batch of ``loader`` (``(inputs, labels)`` batches, read once per
+        member): yields the member, its ``(N, C)`` FP32 log-probabilities (on the CPU), the
+        ``(N,)`` labels and the seconds its forward passes took. The member is dequantized once
+        for all batches."""
+        device = device or _device_of(self.model)
+        self.model.eval()
+        for member in self.members() if members is None else members:
+            weights = {} if member is None else member_weights(self.model, member)
+            start = time.perf_counter()
+            out, labels = [], []
+            for x, y in loader:
+                output = torch.func.functional_call(self.model, weights, (x.to(device),))
+                out.append(log_softmax_of(output).cpu())
+                labels.append(y)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            yield member, torch.cat(out), torch.cat(labels), time.perf_counter() - start
+
+    def evaluate(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, C)`` ensemble log-probabilities (at the ensemble's temperature) and ``(N,)``
+        labels on ``loader``, members streamed (see :meth:`stream`)."""
+        total, count, labels = None, 0, None
+        for _, lp, seen, _ in self.stream(loader):
+            total = lp if total is None else torch.logaddexp(total, lp)
+            count, labels = count + 1, seen
+        return self._at_temperature(total - math.log(count)), labels
+
+    def calibrate(self, loader: Iterable) -> float:
+        """Fit the ensemble's temperature on ``loader`` (held-out data, never the evaluated
+        data: ``lpe.evaluation.temperature``), keep it for later predictions, return it."""
+        self.temperature = 1.0
+        log_probs, labels = self.evaluate(loader)
+        self.temperature = fit_temperature(log_probs[None], labels)
+        return self.temperature
+
+    # -- storage -------------------------------------------------------------------------------
+
+    @property
+    def bits(self) -> int:
+        """Storage of the members as saved (the shared-base accounting; ``docs/file_format.md``)."""
+        return self.shared.bits
+
+    def paper_bits(self) -> int:
+        """Storage as the paper counts it: M full members (codes, scales and kept tensors each)."""
+        return sum(self.shared.member(m).bits for m in self._indices(BSR)[:1]) * len(self)
+
+    def save(self, path: str | Path, provenance: dict[str, str] | None = None) -> int:
+        """Write the members as one shared-base file (``docs/file_format.md``), with the hash of
+        the model's weights (``weights_sha256``) for :meth:`load` to check and the temperature;
+        return its counted bits."""
+        meta = {"weights_sha256": tensors_sha256(self.model.state_dict()),
+                "temperature": repr(float(self.temperature)), **(provenance or {})}  # fmt: skip
+        if self.seed is not None:
+            meta["ensemble_seed"] = str(self.seed)
+        return save_shared_base(path, self.shared, meta)
+
+    @classmethod
+    def load(cls, path: str | Path, model: torch.nn.Module) -> LowPrecisionEnsemble:
+        """The ensemble saved in ``path``, around ``model``: the model it was made from (its
+        weights' hash, or for files without one its kept tensors, must match)."""
+        shared, meta = load_shared_base(path)
+        state = model.state_dict()
+        if "weights_sha256" in meta:
+            if meta["weights_sha256"] != tensors_sha256(state):
+                raise ArtifactError(
+                    f"{path} was made from other weights than this model's (weights_sha256 "
+                    "differs): load it with the model it was saved from"
+                )
+        elif any(
+            n not in state or not torch.equal(t, state[n].cpu()) for n, t in shared.kept.items()
+        ):
+            raise ArtifactError(f"{path} was made from another model: its FP32 tensors differ")
+        seed = int(meta["ensemble_seed"]) if "ensemble_seed" in meta else None
+        ensemble = cls.from_shared_base(model, shared, seed)
+        ensemble.temperature = float(meta.get("temperature", 1.0))
+        return ensemble
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    tensor = next(iter(model.state_dict().values()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
