@@ -1,7 +1,8 @@
 """Predictions of members and models: streamed evaluation, the predictions file, its writer.
 
-Members are evaluated one at a time into a single model instance: only one member's weights are
-alive at once besides that instance. A predictions file (``.npz``) holds, members first:
+Members are evaluated one at a time through a single model instance (``lpe.ensemble``'s
+forward): only one member's weights are alive at once besides that instance. A predictions file
+(``.npz``) holds, members first:
 
 - ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
 - ``labels``: int64 ``(N,)``;
@@ -33,6 +34,7 @@ import torch
 from lpe.core.artifacts import write_with
 from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
+from lpe.ensemble import log_softmax_of, member_weights
 from lpe.members.files import Member
 from lpe.members.sets import folder_members, listed_format
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
@@ -118,8 +120,10 @@ def predict_log_probs(
     batch_size: int,
     device: torch.device,
     eval_mode: bool = True,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """``(N, ...) -> (N, C)`` float32 log-softmax of ``model``, on the CPU.
+    """``(N, ...) -> (N, C)`` float32 log-softmax of ``model``, on the CPU; with ``weights``
+    (``lpe.ensemble.member_weights``), of the model run with those weights instead of its own.
 
     In eval mode by default; ``eval_mode=False`` keeps the modules' modes as the caller set them
     (MC dropout keeps its dropout modules in train mode).
@@ -127,19 +131,22 @@ def predict_log_probs(
     was_training = model.training
     if eval_mode:
         model.eval()
-    out = [
-        torch.log_softmax(model(xb.to(device)).float(), dim=-1).cpu()
-        for xb in batches(x, batch_size)
-    ]
+
+    def forward(xb):
+        if weights is None:
+            return model(xb)
+        return torch.func.functional_call(model, weights, (xb,))
+
+    out = [log_softmax_of(forward(xb.to(device))).cpu() for xb in batches(x, batch_size)]
     if eval_mode:
         model.train(was_training)
     return torch.cat(out)
 
 
-def timed_log_probs(model, x, batch_size: int, device, eval_mode: bool = True):
+def timed_log_probs(model, x, batch_size: int, device, eval_mode: bool = True, weights=None):
     """:func:`predict_log_probs` and its wall time in seconds (the device synchronised)."""
     start = time.perf_counter()
-    log_probs = predict_log_probs(model, x, batch_size, device, eval_mode)
+    log_probs = predict_log_probs(model, x, batch_size, device, eval_mode, weights)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return log_probs, time.perf_counter() - start
@@ -219,8 +226,9 @@ def evaluate_members(
 ) -> Evaluated:
     """Stream ``members`` through ``model`` on ``x`` (and on ``calibration_x`` when given).
 
-    With one member per call (the CPU default) each member is written into ``model`` in place
-    (``Member.load_into``), so memory holds one model plus one member's codes, never M models.
+    With one member per call (the CPU default) each member runs through ``model`` with its own
+    weights (``lpe.ensemble.member_weights``, the forward of ``LowPrecisionEnsemble``), so memory
+    holds one model plus one member, never M models.
     With K > 1, K members are dequantized and evaluated in one batched call (each member is
     charged 1/K of the call's time).
     """
@@ -243,17 +251,18 @@ def evaluate_members(
     for member in members:
         bits.append(member.bits)
         if members_per_call == 1:
-            member.load_into(model)
+            weights = member_weights(model, member)
         else:
             pending.append(member.state_dict())
-        del member  # freed before the next one is read: at most one member's codes alive
+        del member  # freed before the next one is read: at most one member alive
         if members_per_call == 1:
-            lp, took = timed_log_probs(model, x, batch_size, device)
+            lp, took = timed_log_probs(model, x, batch_size, device, weights=weights)
             log_probs.append(lp[None])
             seconds.append(took)
             if calibration_x is not None:
-                lp = predict_log_probs(model, calibration_x, batch_size, device)
+                lp = predict_log_probs(model, calibration_x, batch_size, device, weights=weights)
                 calibration.append(lp[None])
+            del weights
         elif len(pending) == members_per_call:
             flush()
     if pending:

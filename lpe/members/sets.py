@@ -37,7 +37,7 @@ from lpe.members.files import (
     require_made_from,
     save_member,
 )
-from lpe.members.shared_base import encode, load_shared_base, save_shared_base
+from lpe.members.shared_base import draw_shared_base, load_shared_base, save_shared_base
 from lpe.models.checkpoints import load_checkpoint
 
 LAYOUTS = ("container", "files")
@@ -64,25 +64,23 @@ def generate(
     state, info = load_checkpoint(checkpoint)
     split = policy.split(state)
     print(f"{info.model} {fmt.name} {method}: {split.describe()}")
-    files, seeds, bits, made = [], [], [], []
+    files, bits = [], []
     provenance = {"checkpoint_sha256": info.sha256, "model": info.model}
+    seeds = [member_seed(seed, k) if method == "bsr" else 0 for k in range(members)]
+    progress = f"generate {Path(out).name}"
     with atomic_dir(out) as tmp:
-        for k in tqdm(range(members), desc=f"generate {Path(out).name}", mininterval=5):
-            s = member_seed(seed, k) if method == "bsr" else 0
-            member = quantize(state, fmt, method, seed=s, policy=policy)
-            seeds.append(s)
-            if layout == "container":  # encoded together below
-                made.append(member)
-                bits.append(member.bits)
-                continue
-            name = f"member{k:02d}.safetensors"
-            bits.append(save_member(tmp / name, member, provenance))
-            files.append(name)
-        stored = {"files": files}
-        if made:
-            ensemble = encode(made)
+        if layout == "container":  # each member encoded as it is drawn (lpe.members.shared_base)
+            ensemble = draw_shared_base(state, fmt, [(method, s) for s in seeds], policy, progress)
             save_shared_base(tmp / ENSEMBLE_FILE, ensemble, provenance)
+            bits = [ensemble.member(0).bits] * members  # every member's file would cost this
             stored = {"ensemble": ENSEMBLE_FILE, "member_shared_bits": ensemble.member_bits()}
+        else:
+            for k in tqdm(range(members), desc=progress, mininterval=5):
+                member = quantize(state, fmt, method, seed=seeds[k], policy=policy)
+                name = f"member{k:02d}.safetensors"
+                bits.append(save_member(tmp / name, member, provenance))
+                files.append(name)
+            stored = {"files": files}
         manifest = {
             "model": info.model,
             "checkpoint_sha256": info.sha256,
