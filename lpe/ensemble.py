@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -94,7 +94,9 @@ class LowPrecisionEnsemble(torch.nn.Module):
     M; ``seed``: the ensemble seed; ``policy``: which tensors are quantized (default by role,
     :func:`lpe.formats.policy.policy_for`); ``with_rtn``: also store the rounding-to-nearest
     member (:meth:`rtn`, saved with the file; off by default: it costs one more bit per weight).
-    ``progress``: a progress bar's label while the members are drawn.
+    ``progress``: a progress bar's label while the members are drawn. ``weights``: the state
+    the members are rounded from, when not the model's own (a bf16 model's FP32 masters, on the
+    CPU: ``lpe.stages.mmlu``); the members' kept tensors are then those.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         policy: QuantPolicy | None = None,
         with_rtn: bool = False,
         progress: str = "",
+        weights: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if members < 1:
@@ -114,7 +117,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         self.policy = policy or policy_for(model)
         self.seed = seed
         draws = [(RTN, 0)] * with_rtn + [(BSR, member_seed(seed, k)) for k in range(members)]
-        state = {name: t.detach() for name, t in model.state_dict().items()}
+        state = {name: t.detach() for name, t in (weights or model.state_dict()).items()}
         with torch.no_grad():
             self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
         self.temperature = 1.0

@@ -71,20 +71,32 @@ def test_a_malformed_or_missing_mmlu_copy_names_the_path_and_the_layout(tmp_path
         read_split(root, "test")
 
 
-def test_members_rounded_tensor_by_tensor_equal_whole_state_members(tiny_llama):
+def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_llama):
+    """The stage's members (lpe.ensemble's, rounded from FP32 masters on the CPU) are the ones
+    quantize() makes of the FP32 model, whatever dtype the model runs in: the bf16 run's bits
+    and its members' first answers match a direct computation."""
+    from lpe.ensemble import member_weights
     from lpe.formats.policy import QuantPolicy
     from lpe.formats.registry import int_format
-    from lpe.members.files import quantize
-    from lpe.stages.mmlu import LLM_EXCLUDE, load_rounded
+    from lpe.members.files import member_seed, quantize
+    from lpe.stages.mmlu import LLM_EXCLUDE
 
-    model, _ = load_model(tiny_llama)
-    masters = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    root = write_mmlu(tmp_path / "mmlu")
+    out = tmp_path / "bf16.npz"
+    mmlu(["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
+          "--device", "cpu", "--bits", "4", "--members", "2", "--dtype", "bfloat16",
+          "--out", str(out)])  # fmt: skip
+    saved = np.load(out)
+    masters = load_model(tiny_llama)[0].state_dict()
     policy = QuantPolicy(exclude=LLM_EXCLUDE)
-    bits = load_rounded(model, masters, int_format(4), "bsr", 7, policy, "cpu")
-    whole = quantize(masters, int_format(4), "bsr", seed=7, policy=policy)
-    assert bits == whole.bits
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(model.state_dict()[name], tensor), name
+    model, tokenizer = load_model(tiny_llama, "bfloat16")
+    prompts, _ = build_prompts(root, "test", shots=1)
+    for k in range(2):
+        member = quantize(masters, int_format(4), "bsr", member_seed(0, k), policy)
+        assert saved["member_bits"][k] == member.bits
+        weights = member_weights(model, member)
+        direct = answer_log_probs(model, tokenizer, prompts, "cpu", 4, weights)
+        assert np.array_equal(saved["log_probs"][k], direct.numpy())
 
 
 def test_bfloat16_weights_keep_an_fp32_head_and_stay_close_to_fp32(tmp_path, tiny_llama):

@@ -23,8 +23,10 @@ At 8B scale (the paper profile):
 - ``--dtype bfloat16`` holds the model's weights in bf16 (16 GB instead of 32); the output head
   stays FP32 (it scores only the last position) and members are always rounded from the FP32
   masters, kept on the CPU, so a member is the same whatever ``--dtype``.
-- Rounding runs on the model's device, one tensor at a time (the CUDA BSR path, bit-identical to
-  the CPU kernel), so the GPU holds the model plus one FP32 tensor.
+- The members are the library's (``lpe.ensemble.LowPrecisionEnsemble``): rounded on the CPU
+  from the masters and held as one shared base plus a bit per member and weight (about
+  ``(b + M) / 8`` bytes per weight), each decoded on the model's device in the model's dtypes
+  when its turn comes, so the GPU holds the model plus one member (16 GB more in bf16 at 8B).
 - The forward keeps only the last position's logits and builds no KV cache.
 - Each member's predictions are saved as it finishes (``PREDS.npz.members/``); a rerun after a
   timeout or a kill resumes from there, so it loses one member, not twenty. The folder records
@@ -46,16 +48,18 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from torch.func import functional_call
 from tqdm import tqdm
 
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
 from lpe.core.settings import apply_settings, subcommand
+from lpe.ensemble import LowPrecisionEnsemble, member_weights
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import FP32
 from lpe.formats.policy import QuantPolicy
 from lpe.formats.registry import int_format
-from lpe.members.files import member_seed, quantize
+from lpe.members.files import quantize
 
 CHOICES = "ABCD"
 LLM_EXCLUDE = ("model.embed_tokens.*", "lm_head.*")
@@ -133,8 +137,11 @@ def answer_token_ids(tokenizer) -> list[int]:
 
 
 @torch.inference_mode()
-def answer_log_probs(model, tokenizer, prompts, device, batch_size: int = 4) -> torch.Tensor:
-    """``(N, 4)`` log-probabilities of the four answers at the answer position."""
+def answer_log_probs(
+    model, tokenizer, prompts, device, batch_size: int = 4, weights=None
+) -> torch.Tensor:
+    """``(N, 4)`` log-probabilities of the four answers at the answer position; with
+    ``weights`` (``lpe.ensemble.member_weights``), of the model run with a member's weights."""
     ids = answer_token_ids(tokenizer)
     if len(set(ids)) != 4:
         raise MMLUError(f"the tokenizer maps the answer letters to tokens {ids}, not 4 distinct")
@@ -147,7 +154,9 @@ def answer_log_probs(model, tokenizer, prompts, device, batch_size: int = 4) -> 
         batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
         # only the answer position's logits (not (batch, length, 128k)), and no KV cache
         inputs = {k: v.to(device) for k, v in batch.items()}
-        logits = model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, ids]
+        inputs.update(logits_to_keep=1, use_cache=False)
+        output = model(**inputs) if weights is None else functional_call(model, weights, (), inputs)
+        logits = output.logits[:, -1, ids]
         out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
 
@@ -164,42 +173,36 @@ def load_model(folder, dtype: str = "float32", device=None):
     return model.to(device or "cpu"), AutoTokenizer.from_pretrained(folder)
 
 
-@torch.no_grad()
-def load_rounded(model, masters, fmt, method: str, seed: int, policy, device) -> int:
-    """Round the FP32 ``masters`` (on the CPU) into ``model`` one tensor at a time on
-    ``device``; return the member's storage bits. A tensor's codes depend only on (seed, name),
-    so this is the member ``quantize(masters, ...)`` makes, without a second copy of the model."""
-    target = model.state_dict(keep_vars=True)
-    if set(masters) != set(target):
-        raise ValueError("the FP32 masters do not match the model's tensors")
-    bits = 0
-    for name, master in masters.items():
-        part = quantize({name: master.to(device)}, fmt, method, seed=seed, policy=policy)
-        part.write_into(target)
-        bits += part.bits
-    return bits
-
-
 def predict(args) -> None:
     device = resolve_device(args.device)
     model, tokenizer = load_model(args.model, args.dtype, device)
     prompts, labels = build_prompts(args.mmlu, args.split, args.shots, args.limit)
-    masters = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    # the FP32 weights on the CPU, read again from the files when the model runs in another
+    # dtype: members rounded from bf16-rounded weights would not be the FP32 model's members
+    fp32 = model if args.dtype == "float32" else load_model(args.model)[0]
+    masters = {k: v.detach().float().cpu() for k, v in fp32.state_dict().items()}  # never written
+    del fp32
     policy = QuantPolicy(exclude=LLM_EXCLUDE)
     numel = sum(t.numel() for t in masters.values())
     if args.bits is None:
         log_probs = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)[None]
         bits, run = [32 * numel], {"method": "fp32", "bits": 0, "seed": 0}
     else:
-        fmt, members = int_format(args.bits), 1 if args.method == "rtn" else args.members
+        fmt = int_format(args.bits)
         parts = MemberParts(Path(str(args.out) + ".members"), _run_record(args, len(prompts)))
+        if args.method == "bsr":  # the library's ensemble, rounded from the FP32 masters
+            ensemble = LowPrecisionEnsemble(model, fmt, args.members, args.seed, policy,
+                                            progress="draw members", weights=masters)  # fmt: skip
+            drawn = ensemble.members()
+        else:
+            drawn = iter([quantize(masters, fmt, "rtn", policy=policy)])
         log_probs, bits = [], []
-        for k in tqdm(range(members), desc=f"{args.method} members", mininterval=5):
-            seed = member_seed(args.seed, k) if args.method == "bsr" else 0
+        for k, member in enumerate(tqdm(drawn, desc=f"{args.method} members", mininterval=5)):
             if k not in parts:
-                member_bits = load_rounded(model, masters, fmt, args.method, seed, policy, device)
-                lp = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)
-                parts.save(k, lp, member_bits)
+                weights = member_weights(model, member)  # on the model's device, in its dtypes
+                lp = answer_log_probs(model, tokenizer, prompts, device, args.batch_size, weights)
+                parts.save(k, lp, member.bits)
+                del weights
             lp, member_bits = parts.load(k)
             log_probs.append(lp)
             bits.append(member_bits)
