@@ -13,11 +13,12 @@ The members are stored as one shared base and M bit-planes (:mod:`lpe.members.sh
 drawn at construction and encoded as they are drawn (memory: the base, the planes and one
 member). Every evaluation streams them through the one model: member m is decoded from its
 plane, dequantized on the model's device in the model's dtype and run with
-``torch.func.functional_call``, so at most one member's weights exist at once and the model's own
-weights are never written (nothing to restore, also after an exception). The inference dtype is
-the caller's (``torch.autocast`` around the call, as ``lpe.core.runtime.autocast`` does).
+``torch.func.functional_call`` (:func:`run_with`), so at most one member's weights exist at once
+and the model's own weights are never written (nothing to restore, also after an exception). The
+inference dtype is the caller's (``torch.autocast`` around the call, as
+``lpe.core.runtime.autocast`` does).
 
-The same forward (:func:`member_weights` + ``functional_call``) is the one the suite's stages
+The same forward (:func:`member_weights` + :func:`run_with`) is the one the suite's stages
 evaluate members with (``lpe.evaluation.prediction.evaluate_members``), and ``lpe.tools.apply``
 evaluates through this class. Outputs may be logits (a classifier) or carry ``.logits`` (a
 Hugging Face causal LM: next-token log-probabilities, averaged over members per position).
@@ -78,6 +79,13 @@ def member_weights(model: torch.nn.Module, member: Member) -> dict[str, torch.Te
     for name, value in member.kept.items():
         weights[name] = value.to(device=target[name].device, dtype=target[name].dtype)
     return weights
+
+
+def run_with(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], *args, **kwargs):
+    """``model(*args, **kwargs)`` with ``weights`` (:func:`member_weights`) in place of its own,
+    which are neither read nor written. Tied tensors (a language model's embedding and output
+    head) are given one value per name (``tie_weights=False``): a member holds both names."""
+    return torch.func.functional_call(model, dict(weights), args, kwargs, tie_weights=False)
 
 
 def log_softmax_of(output) -> torch.Tensor:
@@ -164,7 +172,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         """``model(*args, **kwargs)`` with ``member``'s weights (the model's own stay as they
         are)."""
         weights = member_weights(self.model, member)
-        return torch.func.functional_call(self.model, weights, args, kwargs)
+        return run_with(self.model, weights, *args, **kwargs)
 
     @torch.no_grad()
     def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
@@ -209,7 +217,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
             start = time.perf_counter()
             out, labels = [], []
             for x, y in loader:
-                output = torch.func.functional_call(self.model, weights, (x.to(device),))
+                output = run_with(self.model, weights, x.to(device))
                 out.append(log_softmax_of(output).cpu())
                 labels.append(y)
             if device.type == "cuda":

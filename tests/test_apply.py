@@ -183,8 +183,11 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
 
     loads = []
     original = lpe.ensemble.member_weights
-    monkeypatch.setattr(lpe.ensemble, "member_weights",
-                        lambda model, m: (loads.append(m.method), original(model, m))[1])  # fmt: skip
+    def counted(model, member):
+        loads.append(member.method)
+        return original(model, member)
+
+    monkeypatch.setattr(lpe.ensemble, "member_weights", counted)
     table = apply_lpe(model, loader, bits=4, members=3, seed=5).set_index("method")
     assert loads == ["rtn", "bsr", "bsr", "bsr"]  # once each, not once per batch
     state = {k: v.clone() for k, v in model.state_dict().items()}

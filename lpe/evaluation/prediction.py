@@ -34,7 +34,7 @@ import torch
 from lpe.core.artifacts import write_with
 from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
-from lpe.ensemble import log_softmax_of, member_weights
+from lpe.ensemble import log_softmax_of, member_weights, run_with
 from lpe.members.files import Member
 from lpe.members.sets import folder_members, listed_format
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
@@ -135,7 +135,7 @@ def predict_log_probs(
     def forward(xb):
         if weights is None:
             return model(xb)
-        return torch.func.functional_call(model, weights, (xb,))
+        return run_with(model, weights, xb)
 
     out = [log_softmax_of(forward(xb.to(device))).cpu() for xb in batches(x, batch_size)]
     if eval_mode:

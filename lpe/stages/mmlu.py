@@ -48,13 +48,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torch.func import functional_call
 from tqdm import tqdm
 
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
 from lpe.core.settings import apply_settings, subcommand
-from lpe.ensemble import LowPrecisionEnsemble, member_weights
+from lpe.ensemble import LowPrecisionEnsemble, member_weights, run_with
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import FP32
 from lpe.formats.policy import QuantPolicy
@@ -155,7 +154,7 @@ def answer_log_probs(
         # only the answer position's logits (not (batch, length, 128k)), and no KV cache
         inputs = {k: v.to(device) for k, v in batch.items()}
         inputs.update(logits_to_keep=1, use_cache=False)
-        output = model(**inputs) if weights is None else functional_call(model, weights, (), inputs)
+        output = model(**inputs) if weights is None else run_with(model, weights, **inputs)
         logits = output.logits[:, -1, ids]
         out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)

@@ -1,0 +1,194 @@
+"""lpe.LowPrecisionEnsemble on other people's models: a timm ViT, a timm CNN with BatchNorm and
+depthwise convolutions, tiny Hugging Face causal LMs. Each is checked against a hand-written loop
+over the members (each member's weights loaded into a copy of the model), bit for bit."""
+
+import copy
+import math
+
+import numba
+import pytest
+import timm
+import torch
+
+from lpe import LowPrecisionEnsemble
+from lpe.core.artifacts import ArtifactError
+from lpe.evaluation.temperature import fit_temperature
+from lpe.formats.policy import policy_for
+from lpe.formats.registry import get_format
+from lpe.members.files import member_seed, quantize
+
+TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)
+
+
+def tiny_vit():
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).eval()
+
+
+def tiny_cnn():
+    """EfficientNet-Lite0's layout (depthwise convolutions, BatchNorm), 5 classes, with BatchNorm
+    statistics that are not the initial ones (so a member that lost them would show)."""
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=5)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32))
+    return model.eval()
+
+
+def hand_written(model, fmt, members, seed, *inputs):
+    """The ensemble the long way: each member drawn with quantize(), loaded into a copy of the
+    model; the members' log-softmax and their average in probability."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    policy = policy_for(model)
+    outputs = []
+    for k in range(members):
+        member = quantize(state, get_format(fmt), "bsr", member_seed(seed, k), policy)
+        copied = copy.deepcopy(model)
+        member.load_into(copied)
+        with torch.no_grad():
+            out = copied(*inputs)
+        logits = out.logits if hasattr(out, "logits") else out
+        outputs.append(torch.log_softmax(logits.float(), -1))
+    stacked = torch.stack(outputs)
+    return stacked, torch.logsumexp(stacked, 0) - math.log(members)
+
+
+@pytest.mark.parametrize("build", [tiny_vit, tiny_cnn], ids=["timm-vit", "timm-cnn"])
+@pytest.mark.parametrize("fmt", ["int4", "fp6_e2m3"])
+def test_the_ensemble_equals_a_hand_written_loop_over_its_members(build, fmt):
+    model = build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ensemble = LowPrecisionEnsemble(model, fmt, members=3, seed=4)
+    member_lps = ensemble.member_log_probs(x)
+    assert member_lps.shape == (3, 6, 5)
+    assert not torch.equal(member_lps[0], member_lps[1])  # BSR members differ
+    members, expected = hand_written(model, fmt, 3, 4, x)
+    assert torch.equal(member_lps, members)  # each member bit for bit
+    # the ensemble accumulates members as they come (a running log-sum-exp): the last bits
+    assert torch.allclose(ensemble(x), expected, rtol=0, atol=1e-6)
+    for name, tensor in model.state_dict().items():  # the model's own weights are untouched
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_the_cnn_policy_keeps_its_stem_head_and_batchnorm():
+    ensemble = LowPrecisionEnsemble(tiny_cnn(), "int5", members=2)
+    member = next(ensemble.members())
+    assert "conv_stem.weight" in member.kept and "classifier.weight" in member.kept
+    assert all(name in member.kept for name in member.kept if ".bn" in name)
+    assert not any(".bn" in name for name in member.codes)
+    depthwise = [n for n in member.codes if "conv_dw" in n]
+    assert depthwise and all(member.codes[n].shape[1] == 1 for n in depthwise)
+
+
+def test_the_model_is_left_as_it_was_also_after_an_exception():
+    model = tiny_vit()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ensemble = LowPrecisionEnsemble(model, "int4", members=2)
+    with pytest.raises(Exception):  # noqa: B017 (whatever the model raises on a wrong shape)
+        ensemble(torch.randn(2, 3, 17, 17))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def loader_of(seed, n=12, batch=4):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 5, (n,), generator=g)
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
+
+
+def test_save_and_load_round_trip_and_other_weights_are_refused(tmp_path):
+    model = tiny_cnn()
+    x = torch.randn(4, 3, 32, 32)
+    ensemble = LowPrecisionEnsemble(model, "nf4", members=3, seed=2)
+    temperature = ensemble.calibrate(loader_of(7))
+    path = tmp_path / "e.safetensors"
+    bits = ensemble.save(path)
+    again = LowPrecisionEnsemble.load(path, model)
+    assert (len(again), again.seed, again.temperature, again.bits) == (3, 2, temperature, bits)
+    assert again.rtn() is None  # RTN is stored only when asked
+    assert torch.equal(again(x), ensemble(x))
+    for a, b in zip(again.members(), ensemble.members(), strict=True):
+        assert all(torch.equal(a.codes[n], b.codes[n]) for n in a.codes)
+    other = tiny_cnn()  # another random initialisation: other weights
+    with pytest.raises(ArtifactError, match="made from other weights"):
+        LowPrecisionEnsemble.load(path, other)
+
+
+def test_the_rtn_member_costs_one_more_bit_per_quantized_weight(tmp_path):
+    model = tiny_vit()
+    without = LowPrecisionEnsemble(model, "int5", members=4)
+    with_rtn = LowPrecisionEnsemble(model, "int5", members=4, with_rtn=True)
+    quantized = sum(c.numel() for c in next(without.members()).codes.values())
+    planes = lambda e: sum(p.size for p in e.shared.planes.values())  # noqa: E731
+    assert planes(with_rtn) - planes(without) == sum(
+        (c.numel() + 7) // 8 for c in next(without.members()).codes.values()
+    )
+    assert with_rtn.bits - without.bits == pytest.approx(quantized, rel=0.01)
+    rtn = with_rtn.rtn()
+    state = model.state_dict()
+    direct = quantize(state, get_format("int5"), "rtn", policy=policy_for(model))
+    assert all(torch.equal(rtn.codes[n], c) for n, c in direct.codes.items())
+    # the same LPE-BSR members either way
+    for a, b in zip(with_rtn.members(), without.members(), strict=True):
+        assert all(torch.equal(a.codes[n], b.codes[n]) for n in a.codes)
+
+
+def test_calibrate_fits_the_ensembles_temperature_on_the_given_data_only():
+    model = tiny_vit()
+    ensemble = LowPrecisionEnsemble(model, "int4", members=2)
+    held_out = loader_of(3)
+    x = torch.cat([xb for xb, _ in held_out])
+    y = torch.cat([yb for _, yb in held_out])
+    raw = torch.cat([ensemble.log_probs(xb) for xb, _ in held_out])  # the same batches
+    expected = fit_temperature(raw[None], y)
+    assert ensemble.calibrate(held_out) == pytest.approx(expected, rel=1e-9)
+    assert ensemble.temperature == expected
+    at_t = ensemble.evaluate(held_out)[0]
+    assert torch.allclose(at_t, torch.log_softmax(raw / expected, -1), atol=1e-6)
+    assert torch.allclose(ensemble.log_probs(x[:4]), at_t[:4], atol=1e-6)
+
+
+def test_drawing_and_evaluating_leave_the_callers_thread_counts_alone():
+    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ensemble = LowPrecisionEnsemble(tiny_vit(), "fp6_e2m3", members=2)  # the numba kernels
+        ensemble(torch.randn(2, 3, 32, 32))
+        assert torch.get_num_threads() == 1
+        assert numba.get_num_threads() == numba_threads
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def tiny_lm(family: str):
+    import transformers
+
+    torch.manual_seed(0)
+    if family == "gpt2":
+        config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
+                                         n_positions=64)  # fmt: skip
+        return transformers.GPT2LMHeadModel(config).eval()
+    config = transformers.LlamaConfig(
+        vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_a_causal_lm_ensemble_averages_next_token_probabilities(family):
+    model = tiny_lm(family)
+    tokens = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(0))
+    ensemble = LowPrecisionEnsemble(model, "int4", members=3, seed=1)
+    member = next(ensemble.members())
+    embeddings = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
+    assert names[id(embeddings)] in member.kept and names[id(head)] in member.kept
+    assert len(member.codes) > 0  # the attention and MLP weights are quantized
+    log_probs = ensemble(tokens)
+    assert log_probs.shape == (2, 7, 100)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2, 7), atol=1e-5)
+    members, expected = hand_written(model, "int4", 3, 1, tokens)
+    assert torch.equal(ensemble.member_log_probs(tokens), members)
+    assert torch.allclose(log_probs, expected, rtol=0, atol=1e-6)
