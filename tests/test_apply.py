@@ -183,6 +183,7 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
 
     loads = []
     original = lpe.ensemble.member_weights
+
     def counted(model, member):
         loads.append(member.method)
         return original(model, member)
