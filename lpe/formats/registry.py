@@ -214,11 +214,18 @@ class NumberFormat:
         to ``0 ... len(grid) - 2``): every RTN or BSR code of the weight is this index or the
         next one (a weight beyond the grid's ends rounds to an end, still one of the two). The
         base of a shared-base ensemble (``lpe.members.shared_base``), from the weights alone."""
-        u = self.unit_values(weight, scales).contiguous()
-        grid = torch.as_tensor(self.grid, device=u.device)
-        lower = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, len(grid) - 2)
-        codes = lower.reshape(weight.shape).cpu().numpy().astype(self.code_dtype)
-        return torch.from_numpy(codes)
+        if weight.device.type != "cpu":
+            u = self.unit_values(weight, scales).contiguous()
+            grid = torch.as_tensor(self.grid, device=u.device)
+            lower = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, len(grid) - 2)
+            return torch.from_numpy(
+                lower.reshape(weight.shape).cpu().numpy().astype(self.code_dtype)
+            )
+        w2 = _rows(weight).contiguous().numpy()
+        out = np.empty(w2.shape, dtype=self.code_dtype)
+        scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()
+        keeping_threads(_lower_rows, w2, scales_np, self.block or w2.shape[1], self.grid, out)
+        return torch.from_numpy(out).reshape(weight.shape)
 
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """The FP32 weight a member runs with: ``scale * grid[code]``."""
@@ -308,6 +315,19 @@ def _round_rows(w, scales, block, grid, zero, stochastic, key, out):
                         out[row, j] = lo + 1
                     else:  # a tie: the neighbour whose magnitude index is even
                         out[row, j] = lo if abs(lo - zero) % 2 == 0 else lo + 1
+
+
+@numba.njit(parallel=True, cache=True)
+def _lower_rows(w, scales, block, grid, out):
+    """The lower grid neighbour of each ``w / s`` (as ``_round_rows`` divides), at most
+    ``len(grid) - 2``: every code ``_round_rows`` can give is this index or the next."""
+    rows, cols = w.shape
+    top = len(grid) - 2
+    for row in numba.prange(rows):
+        for start in range(0, cols, block):
+            s = scales[row, start // block]
+            for j in range(start, min(start + block, cols)):
+                out[row, j] = min(_lower_index(grid, w[row, j] / s), top)
 
 
 def _round_torch(fmt: NumberFormat, w2: torch.Tensor, scales, stochastic: bool, key: int):

@@ -116,18 +116,18 @@ def draw_shared_base(
     policy = policy or QuantPolicy()
     scales = {n: fmt.scales(t) for n, t in state.items() if policy.quantizes(n, t)}
     base = {n: fmt.lower_codes(state[n], s) for n, s in scales.items()}
-    low = {n: b.numpy().astype(np.int32) for n, b in base.items()}
+    low = {n: b.numpy() for n, b in base.items()}
     planes = {n: np.empty((len(draws), (b.numel() + 7) // 8), np.uint8) for n, b in base.items()}
     kept = {}
-    for m, (method, seed) in enumerate(
-        tqdm(draws, desc=progress, mininterval=5, disable=not progress)
-    ):
+    steps = tqdm(draws, desc=progress, mininterval=5, disable=not progress)
+    for m, (method, seed) in enumerate(steps):
         member = quantize(state, fmt, method, seed, policy)
         for name, code in member.codes.items():
-            step = code.cpu().numpy().astype(np.int32) - low[name]
-            if step.min() < 0 or step.max() > 1:  # cannot happen: both neighbours, one rule
+            # in the codes' unsigned type: a code below its base would wrap to a large step
+            step = np.subtract(code.cpu().numpy(), low[name]).reshape(-1)
+            if step.max(initial=0) > 1:  # cannot happen: both neighbours, one rule
                 raise AssertionError(f"{name}: member {m}'s codes are not its base or next")
-            planes[name][m] = np.packbits(step.reshape(-1).astype(np.uint8), bitorder="little")
+            planes[name][m] = np.packbits(step.astype(np.uint8, copy=False), bitorder="little")
         kept = member.kept
         del member  # before the next one is drawn
     return SharedBase(
