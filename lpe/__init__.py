@@ -9,7 +9,7 @@ library user who wants them calls :func:`lpe.core.numerics.pin_cpu_numerics` (do
 def __getattr__(name: str):
     # lpe.LowPrecisionEnsemble without importing torch and the formats on `import lpe`
     if name == "LowPrecisionEnsemble":
-        from lpe.ensemble import LowPrecisionEnsemble
+        from lpe.evaluation.ensemble import LowPrecisionEnsemble
 
         return LowPrecisionEnsemble
     raise AttributeError(f"module 'lpe' has no attribute {name!r}")

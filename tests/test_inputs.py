@@ -107,3 +107,24 @@ def test_training_stages_do_not_offer_a_reduced_precision(capsys):
     with pytest.raises(SystemExit):
         finetune(["--checkpoint", "c", "--data", "d", "--out", "o", "--dtype", "bfloat16"])
     assert "unrecognized arguments: --dtype bfloat16" in capsys.readouterr().err
+
+
+def test_a_subset_of_imagenet_classes_trains_and_evaluates_with_its_true_labels(tmp_path):
+    """A paper-profile data folder may hold a subset of ImageNet-1k (Imagenette's 10 classes):
+    training, holdout and validation images keep their ImageNet-1k indices, never 0..k-1."""
+    from lpe.data.images import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    chosen = [5, 400, 999]
+    for split, per_class in (("train", 4), ("val", 2)):
+        image_folder(tmp_path / "subset" / split, 3, per_class=per_class, size=24)
+        for c, index in enumerate(chosen):  # rename n0000000c to the class's WordNet id
+            (tmp_path / "subset" / split / f"n{c:08d}").rename(
+                tmp_path / "subset" / split / wnids[index]
+            )
+    data = open_data(tmp_path / "subset", NAME, 1000, holdout=3)
+    trained = labels_of(data.train_batches(4, torch.Generator().manual_seed(0), CPU))
+    _, held = data.inputs("holdout")
+    _, val = data.inputs("val")
+    assert sorted(trained + held.tolist()) == [5] * 4 + [400] * 4 + [999] * 4
+    assert sorted(val.tolist()) == [5, 5, 400, 400, 999, 999]

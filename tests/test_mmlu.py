@@ -72,10 +72,10 @@ def test_a_malformed_or_missing_mmlu_copy_names_the_path_and_the_layout(tmp_path
 
 
 def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_llama):
-    """The stage's members (lpe.ensemble's, rounded from FP32 masters on the CPU) are the ones
+    """The stage's members (the library's, rounded from FP32 masters on the CPU) are the ones
     quantize() makes of the FP32 model, whatever dtype the model runs in: the bf16 run's bits
     and its members' first answers match a direct computation."""
-    from lpe.ensemble import member_weights
+    from lpe.evaluation.ensemble import member_weights
     from lpe.formats.policy import QuantPolicy
     from lpe.formats.registry import int_format
     from lpe.members.files import member_seed, quantize

@@ -136,10 +136,14 @@ class ImageData:
         """The training folder (train transform) and the indices of its holdout and the rest."""
         from torchvision.datasets import ImageFolder
 
-        from lpe.data.images import ImageFolderError, check_folder, train_transform
+        from lpe.data.images import ImageFolderError, check_folder, class_indices, train_transform
 
-        check_folder(self.root / "train", self.num_classes)
-        folder = ImageFolder(str(self.root / "train"), transform=train_transform(self.model_name))
+        root = self.root / "train"
+        indices = class_indices(root, check_folder(root), self.num_classes)
+        folder = ImageFolder(str(root), transform=train_transform(self.model_name))
+        # a subset of the model's classes (Imagenette's 10 of ImageNet-1k) keeps its true labels
+        folder.samples = [(path, indices[target]) for path, target in folder.samples]
+        folder.targets = [indices[target] for target in folder.targets]
         if not 0 < self.holdout < len(folder):
             raise ImageFolderError(
                 f"{self.root / 'train'} has {len(folder)} images: the holdout of {self.holdout} "

@@ -1,8 +1,8 @@
 """Predictions of members and models: streamed evaluation, the predictions file, its writer.
 
-Members are evaluated one at a time through a single model instance (``lpe.ensemble``'s
-forward): only one member's weights are alive at once besides that instance. A predictions file
-(``.npz``) holds, members first:
+Members are evaluated one at a time through a single model instance (the forward of
+``lpe.evaluation.ensemble``): only one member's weights are alive at once besides that instance.
+A predictions file (``.npz``) holds, members first:
 
 - ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
 - ``labels``: int64 ``(N,)``;
@@ -34,7 +34,7 @@ import torch
 from lpe.core.artifacts import write_with
 from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
-from lpe.ensemble import log_softmax_of, member_weights, run_with
+from lpe.evaluation.ensemble import log_softmax_of, member_weights, run_with
 from lpe.members.files import Member
 from lpe.members.sets import folder_members, listed_format
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
@@ -123,7 +123,8 @@ def predict_log_probs(
     weights: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``(N, ...) -> (N, C)`` float32 log-softmax of ``model``, on the CPU; with ``weights``
-    (``lpe.ensemble.member_weights``), of the model run with those weights instead of its own.
+    (``lpe.evaluation.ensemble.member_weights``), of the model run with those weights instead of
+    its own.
 
     In eval mode by default; ``eval_mode=False`` keeps the modules' modes as the caller set them
     (MC dropout keeps its dropout modules in train mode).
@@ -227,8 +228,8 @@ def evaluate_members(
     """Stream ``members`` through ``model`` on ``x`` (and on ``calibration_x`` when given).
 
     With one member per call (the CPU default) each member runs through ``model`` with its own
-    weights (``lpe.ensemble.member_weights``, the forward of ``LowPrecisionEnsemble``), so memory
-    holds one model plus one member, never M models.
+    weights (``lpe.evaluation.ensemble.member_weights``, the forward of ``LowPrecisionEnsemble``),
+    so memory holds one model plus one member, never M models.
     With K > 1, K members are dequantized and evaluated in one batched call (each member is
     charged 1/K of the call's time).
     """

@@ -23,8 +23,8 @@ At 8B scale (the paper profile):
 - ``--dtype bfloat16`` holds the model's weights in bf16 (16 GB instead of 32); the output head
   stays FP32 (it scores only the last position) and members are always rounded from the FP32
   masters, kept on the CPU, so a member is the same whatever ``--dtype``.
-- The members are the library's (``lpe.ensemble.LowPrecisionEnsemble``): rounded on the CPU
-  from the masters and held as one shared base plus a bit per member and weight (about
+- The members are the library's (``lpe.evaluation.ensemble.LowPrecisionEnsemble``): rounded on
+  the CPU from the masters and held as one shared base plus a bit per member and weight (about
   ``(b + M) / 8`` bytes per weight), each decoded on the model's device in the model's dtypes
   when its turn comes, so the GPU holds the model plus one member (16 GB more in bf16 at 8B).
 - The forward keeps only the last position's logits and builds no KV cache.
@@ -53,7 +53,7 @@ from tqdm import tqdm
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
 from lpe.core.settings import apply_settings, subcommand
-from lpe.ensemble import LowPrecisionEnsemble, member_weights, run_with
+from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import FP32
 from lpe.formats.policy import QuantPolicy
@@ -140,7 +140,8 @@ def answer_log_probs(
     model, tokenizer, prompts, device, batch_size: int = 4, weights=None
 ) -> torch.Tensor:
     """``(N, 4)`` log-probabilities of the four answers at the answer position; with
-    ``weights`` (``lpe.ensemble.member_weights``), of the model run with a member's weights."""
+    ``weights`` (``lpe.evaluation.ensemble.member_weights``), of the model run with a member's
+    weights."""
     ids = answer_token_ids(tokenizer)
     if len(set(ids)) != 4:
         raise MMLUError(f"the tokenizer maps the answer letters to tokens {ids}, not 4 distinct")

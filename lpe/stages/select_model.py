@@ -33,7 +33,7 @@ from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.core.selection import NOISE_SE, band, joint_band
 from lpe.core.settings import apply_settings
 from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
-from lpe.ensemble import member_weights
+from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.files import member_seed, quantize
 from lpe.members.sets import QUANT_SETTINGS, add_member_arguments, member_format
@@ -54,7 +54,7 @@ def validation_gains(path, args, fmt, policy, device) -> dict:
         members = []
         for k in range(args.members):
             member = quantize(state, fmt, "bsr", member_seed(seed, k), policy)
-            weights = member_weights(model, member)  # lpe.ensemble's forward, as every stage
+            weights = member_weights(model, member)  # the forward every stage runs members with
             members.append(predict_log_probs(model, x, args.batch_size, device, weights=weights))
         lpe.append(metrics.score(torch.stack(members), y)["nll"])
     gains = [fp32["nll"] - nll for nll in lpe]

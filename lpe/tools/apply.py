@@ -41,8 +41,8 @@ from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError
 from lpe.core.numerics import pin_cpu_numerics
 from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation import verdicts
+from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import REGISTRY
@@ -98,12 +98,12 @@ def apply_lpe(
     ``bits``, ``lpe.formats.names.REGISTRY``) scores of ``model``; with a ``calibration`` loader
     (other images than ``loader``'s), each also at its temperature fit there ("+ts" rows).
 
-    One LPE-BSR ensemble (:class:`lpe.ensemble.LowPrecisionEnsemble`) per seed of ``seeds``
-    (default ``[seed]``), or the given ``ensembles`` (for example loaded from a file); RTN is
-    their stored RTN member or rounded from the model. ``table.attrs`` holds the checks with
-    their bands (``"checks"``, :mod:`lpe.evaluation.verdicts`), the warnings (``"warnings"``)
-    and, with ``keep_predictions``, every row's ``(N, C)`` log-probabilities and the labels
-    (``"predictions"``, ``"labels"``).
+    One LPE-BSR ensemble (:class:`lpe.evaluation.ensemble.LowPrecisionEnsemble`) per seed of
+    ``seeds`` (default ``[seed]``), or the given ``ensembles`` (for example loaded from a
+    file); RTN is their stored RTN member or rounded from the model. ``table.attrs`` holds the
+    checks with their bands (``"checks"``, :mod:`lpe.evaluation.verdicts`), the warnings
+    (``"warnings"``) and, with ``keep_predictions``, every row's ``(N, C)`` log-probabilities
+    and the labels (``"predictions"``, ``"labels"``).
 
     ``loader`` yields ``(images, labels)`` batches and is read once per member, so it should be
     cheap to reread: ``lpe.data.images.image_loader`` decodes a folder once into its cache. Each
