@@ -321,3 +321,27 @@ def test_the_command_evaluates_a_subset_folder_of_an_imagenet_model(tmp_path, ca
         apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
                     "--device", "cpu"])  # fmt: skip
     assert "'not_a_class' is not an ImageNet-1k WordNet id" in capsys.readouterr().err
+
+
+def test_weights_with_other_key_names_are_summarised_in_one_line(tmp_path, capsys):
+    """Not timm's lists of every key: the counts, three examples, a prefix to strip, and the
+    Python route; before any image is read (the folder does not exist)."""
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    path = tmp_path / "w.safetensors"
+    save_file({f"backbone.{k}": v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    with pytest.raises(SystemExit):
+        apply_main(["--model", "vit_tiny_patch16_224", "--weights", str(path), "--images",
+                    str(tmp_path / "nowhere"), "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "152 of the model's 152 tensors are not in it" in err
+    assert "Its keys carry the prefix 'backbone.': strip it" in err
+    assert "lpe.LowPrecisionEnsemble(model)" in err and len(err) < 1000
+
+
+def test_a_misspelt_model_is_a_one_line_error_with_close_names(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        apply_main(["--model", "efficientnet_lite", "--no-pretrained", "--images",
+                    str(tmp_path / "nowhere")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "timm has no model 'efficientnet_lite'; close names: efficientnet_lite" in err
+    assert "Traceback" not in err

@@ -130,5 +130,9 @@ def unknown_timm_model(name: str) -> str | None:
     architecture = name.split(".")[0]
     if timm.is_model(architecture):
         return None
-    close = timm.list_models(f"*{architecture.split('_')[0]}*")[:8]
-    return f"timm has no model {name!r}; close names: {close}"
+    import difflib
+
+    close = difflib.get_close_matches(architecture, timm.list_models(), n=6, cutoff=0.6)
+    if not close:  # nothing close: the family by its first word
+        close = timm.list_models(f"*{architecture.split('_')[0]}*")[:6]
+    return f"timm has no model {name!r}; close names: {', '.join(close) or 'none'}"

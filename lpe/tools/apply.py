@@ -69,15 +69,43 @@ def create_timm_model(name: str, pretrained: bool = True, weights: str | None = 
         return timm.create_model(name, pretrained=pretrained)
     except (OSError, RuntimeError, ValueError) as err:
         if weights is not None:
-            raise ModelSourceError(
-                f"cannot load weights file {weights} into {name}: {err}"
-            ) from err
+            raise ModelSourceError(weights_problem(name, weights, err)) from err
         raise ModelSourceError(
             f"cannot fetch the pretrained weights of {name} ({type(err).__name__}: {err}). "
             'Offline? On a machine with network run `python -c "import timm; '
             f"timm.create_model('{name}', pretrained=True)\"` and copy its Hugging Face cache "
             "(~/.cache/huggingface, or $HF_HOME) here, or pass --weights FILE"
         ) from err
+
+
+def weights_problem(name: str, weights, err: Exception) -> str:
+    """One paragraph on why ``weights`` does not load into timm's ``name``: the key mismatch
+    summarised (not timm's full key lists), a common prefix to strip, and the Python route."""
+    import timm
+
+    try:
+        from timm.models import load_state_dict
+
+        given = set(load_state_dict(str(weights)))
+    except Exception:  # not a state dict at all: say what the loader said
+        return f"cannot read weights file {weights}: {type(err).__name__}: {str(err)[:300]}"
+    wanted = set(timm.create_model(name, pretrained=False).state_dict())
+    missing, unexpected = sorted(wanted - given), sorted(given - wanted)
+    if not missing and not unexpected:  # the names match: shapes or values do not
+        return f"cannot load weights file {weights} into {name}: {str(err)[:300]}"
+    hint = ""
+    prefixes = {k.split(".", 1)[0] + "." for k in unexpected if "." in k}
+    if len(prefixes) == 1 and {k.split(".", 1)[1] for k in unexpected} >= set(missing):
+        hint = f" Its keys carry the prefix {prefixes.pop()!r}: strip it."
+    return (
+        f"weights file {weights} does not fit {name}: {len(missing)} of the model's "
+        f"{len(wanted)} tensors are not in it (e.g. {', '.join(missing[:3])}) and "
+        f"{len(unexpected)} of its {len(given)} are not the model's (e.g. "
+        f"{', '.join(unexpected[:3])}).{hint} Another key naming? Load it in Python "
+        f"(model = timm.create_model({name!r}); model.load_state_dict(renamed)) and use "
+        "lpe.LowPrecisionEnsemble(model) or lpe.tools.apply.apply_lpe(model, loader) "
+        "(docs/apply.md)"
+    )
 
 
 @torch.inference_mode()
@@ -332,7 +360,11 @@ def main(argv: list[str] | None = None) -> None:
     from lpe.models.factory import keep_head_fp32
 
     set_threads(args.threads)
-    model = keep_head_fp32(create_timm_model(args.model, not args.no_pretrained, args.weights))
+    try:
+        model = create_timm_model(args.model, not args.no_pretrained, args.weights)
+    except ModelSourceError as err:
+        parser.error(str(err))
+    model = keep_head_fp32(model)
     ensembles = None
     if args.ensemble:  # before any image is decoded: a file of another model is refused first
         try:
