@@ -170,8 +170,9 @@ def main() -> None:
         print(lines[-1], flush=True)
     streamed = results["streamed"]
     lines += ["", f"Streamed: the base and the planes take {streamed['stored_mb']:.0f} MiB; one "
-              f"member's codes {streamed['member_codes_mb']:.0f} MiB (uint8) and its transient "
-              "int32 differences 4x that, per tensor.", ""]  # fmt: skip
+              f"member's codes {streamed['member_codes_mb']:.0f} MiB (uint8), as the kernel "
+              "alone holds them with its scales and kept tensors (the kernel row).",
+              ""]  # fmt: skip
     emit("\n".join(lines) + "\n", args.out, "Speed and memory of lpe.LowPrecisionEnsemble",
          "python benchmarks/lpe_object.py")  # fmt: skip
 

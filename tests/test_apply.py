@@ -311,10 +311,23 @@ def test_the_command_evaluates_a_subset_folder_of_an_imagenet_model(tmp_path, ca
 
     wnids = imagenet_wnids()
     folder = _wnid_folder(tmp_path / "subset", wnids[:19])  # 19 classes of 1000
-    apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
-                "--bits", "4", "--members", "2", "--batch-size", "8",
-                "--device", "cpu"])  # fmt: skip
-    assert "lpe-bsr" in capsys.readouterr().out
+    out = tmp_path / "t.csv"
+    apply_main(["--model", "efficientnet_lite0", "--no-pretrained", "--images", str(folder),
+                "--format", "int5", "--members", "2", "--seeds", "0", "1",
+                "--batch-size", "8", "--calibration-fraction", "0.25", "--device", "cpu",
+                "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    # what it quantized (a CNN: its stem and classifier stay FP32), before the evaluation
+    assert "policy: quantized" in printed and "conv_stem.*, classifier.*" in printed
+    assert "LPE-BSR over 2 seeds (0, 1): NLL" in printed and "(mean ± sd)" in printed
+    for check in ("LPE-BSR beats RTN", "LPE-BSR beats FP32", "LPE-BSR+TS beats FP32+TS",
+                  "LPE-BSR+TS beats RTN+TS"):  # fmt: skip
+        line = next(line for line in printed.splitlines() if check + ":" in line)
+        assert "vs band ±" in line and "seeds ±" in line
+        assert line.split(":")[0].strip() in ("holds", "fails", "within noise")
+    table = pd.read_csv(out)
+    bsr = table[table["method"] == "lpe-bsr"]
+    assert list(bsr["seed"]) == [0, 1] and (bsr["stored_mbit"] < bsr["memory_mbit"]).all()
     (folder / "not_a_class").mkdir()
     (folder / "not_a_class" / "0.png").write_bytes((folder / wnids[0] / "0.png").read_bytes())
     with pytest.raises(SystemExit):

@@ -247,3 +247,20 @@ def test_a_config_file_that_is_not_a_mapping_or_not_yaml_is_named(tmp_path):
     bad.write_text("lpe:\n  seeds: [0, 0]\n")
     with pytest.raises(SystemExit, match=rf"(?s){bad}: invalid config.*'lpe.seeds'"):
         main([str(bad)])
+
+
+def test_the_paper_profile_on_a_class_subset_is_a_valid_overlay():
+    """config/paper_subset.yaml over config/paper.yaml (snakemake merges --configfile files key
+    by key) passes the schema and the cross-field rules, keeps a 1000-class ImageNet profile and
+    drops only what a subset cannot run."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    update_config(config, yaml.safe_load((ROOT / "config/paper_subset.yaml").read_text()))
+    checked = validate(config, SCHEMA)
+    assert checked["profile"] == "paper" and checked["dataset"]["name"] == "imagenet"
+    assert checked["bma"]["model"] in checked["models"] and checked["llm"]["models"] == []
+    assert checked["formats"]["models"] == checked["models"]
+    steps = -(-checked["bma"]["ivon"]["ess"] // checked["bma"]["batch_size"])
+    snapshots = steps * (checked["bma"]["epochs"] - checked["bma"]["swag"]["start_epoch"])
+    assert checked["bma"]["swag"]["rank"] <= snapshots // checked["bma"]["swag"]["collect_every"]
