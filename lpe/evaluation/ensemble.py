@@ -64,13 +64,7 @@ def member_weights(model: torch.nn.Module, member: Member) -> dict[str, torch.Te
     tensors), on the device and in the dtype of the model's own tensor of that name: what
     ``torch.func.functional_call(model, weights, ...)`` runs the member with. The member must
     cover the model's state exactly (as ``load_state_dict(strict=True)``)."""
-    target = model.state_dict(keep_vars=True)
-    names = set(member.codes) | set(member.kept)
-    if names != set(target):
-        missing, unexpected = sorted(set(target) - names), sorted(names - set(target))
-        raise ValueError(
-            f"member does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    target = member.state_of(model)
     weights = {}
     for name, codes in member.codes.items():
         t = target[name]

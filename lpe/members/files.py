@@ -88,6 +88,11 @@ class Member:
         of FP32 weights: the extra memory is one dequantized tensor. Every tensor of the model's
         state must be covered by the member (a mismatch is an error, as with ``strict=True``).
         """
+        self.write_into(self.state_of(model))
+
+    def state_of(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """``model.state_dict(keep_vars=True)``, refusing a model whose tensors are not exactly
+        the member's (as ``load_state_dict(strict=True)`` would)."""
         target = model.state_dict(keep_vars=True)
         names = set(self.codes) | set(self.kept)
         if names != set(target):
@@ -96,7 +101,7 @@ class Member:
                 f"member does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
-        self.write_into(target)
+        return target
 
     @torch.no_grad()
     def write_into(self, target: Mapping[str, torch.Tensor]) -> None:
