@@ -81,12 +81,19 @@ def test_the_cnn_policy_keeps_its_stem_head_and_batchnorm():
 
 
 def test_the_model_is_left_as_it_was_also_after_an_exception():
-    model = tiny_vit()
+    model = tiny_cnn().train()  # the caller's mode: training (BatchNorm on batch statistics)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ensemble = LowPrecisionEnsemble(model, "int4", members=2)
+    x = torch.randn(2, 3, 32, 32)
+    evaluated = ensemble(x)
+    assert model.training and all(m.training for m in model.modules())  # modes restored
+    model.eval()
+    assert torch.equal(ensemble(x), evaluated)  # members run in eval mode either way
+    model.train()
     with pytest.raises(Exception):  # noqa: B017 (whatever the model raises on a wrong shape)
-        ensemble(torch.randn(2, 3, 17, 17))
-    for name, tensor in model.state_dict().items():
+        ensemble(torch.randn(2, 5, 32, 32))
+    assert model.training
+    for name, tensor in model.state_dict().items():  # weights and BatchNorm statistics
         assert torch.equal(tensor, before[name]), name
 
 

@@ -29,6 +29,7 @@ bit. The default policy is by role (``lpe.formats.policy.policy_for``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -168,22 +169,36 @@ class LowPrecisionEnsemble(torch.nn.Module):
         weights = member_weights(self.model, member)
         return run_with(self.model, weights, *args, **kwargs)
 
-    @torch.no_grad()
-    def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
-        """``(M, ..., C)``: each member's log-probabilities on one batch."""
-        return torch.stack(
-            [log_softmax_of(self.member_outputs(m, *args, **kwargs)) for m in self.members()]
-        )
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """The model in eval mode (BatchNorm's running statistics, no dropout), each module's
+        own mode restored after: the caller's model is left as it was given."""
+        modes = [(module, module.training) for module in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for module, training in modes:
+                module.training = training
 
-    @torch.no_grad()
+    def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
+        """``(M, ..., C)``: each member's log-probabilities on one batch (eval mode)."""
+        with self._evaluating():
+            return torch.stack(
+                [log_softmax_of(self.member_outputs(m, *args, **kwargs)) for m in self.members()]
+            )
+
     def log_probs(self, *args, **kwargs) -> torch.Tensor:
-        """``(..., C)``: log of the mean member probability on one batch, at the ensemble's
-        temperature (1 until :meth:`calibrate`). Members are accumulated as they come."""
+        """``(..., C)``: log of the mean member probability on one batch (eval mode), at the
+        ensemble's temperature (1 until :meth:`calibrate`). Members are accumulated as they
+        come."""
         total, count = None, 0
-        for member in self.members():
-            lp = log_softmax_of(self.member_outputs(member, *args, **kwargs))
-            total = lp if total is None else torch.logaddexp(total, lp)
-            count += 1
+        with self._evaluating():
+            for member in self.members():
+                lp = log_softmax_of(self.member_outputs(member, *args, **kwargs))
+                total = lp if total is None else torch.logaddexp(total, lp)
+                count += 1
         return self._at_temperature(total - math.log(count))
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
@@ -195,28 +210,28 @@ class LowPrecisionEnsemble(torch.nn.Module):
             return log_probs
         return torch.log_softmax(log_probs / self.temperature, dim=-1)
 
-    @torch.no_grad()
     def stream(
         self, loader: Iterable, members: Iterable[Member] | None = None, device=None
     ) -> Iterator[tuple[Member, torch.Tensor, torch.Tensor, float]]:
         """Each member (``members``, default the LPE-BSR ones; None stands for the model's own
         weights) on every batch of ``loader`` (``(inputs, labels)`` batches, read once per
         member): yields the member, its ``(N, C)`` FP32 log-probabilities (on the CPU), the
-        ``(N,)`` labels and the seconds its forward passes took. The member is dequantized once
-        for all batches."""
+        ``(N,)`` labels and the seconds its forward passes took (eval mode). The member is
+        dequantized once for all batches."""
         device = device or _device_of(self.model)
-        self.model.eval()
         for member in self.members() if members is None else members:
-            weights = {} if member is None else member_weights(self.model, member)
-            start = time.perf_counter()
-            out, labels = [], []
-            for x, y in loader:
-                output = run_with(self.model, weights, x.to(device))
-                out.append(log_softmax_of(output).cpu())
-                labels.append(y)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            yield member, torch.cat(out), torch.cat(labels), time.perf_counter() - start
+            with self._evaluating():
+                weights = {} if member is None else member_weights(self.model, member)
+                start = time.perf_counter()
+                out, labels = [], []
+                for x, y in loader:
+                    output = run_with(self.model, weights, x.to(device))
+                    out.append(log_softmax_of(output).cpu())
+                    labels.append(y)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds = time.perf_counter() - start
+            yield member, torch.cat(out), torch.cat(labels), seconds
 
     def evaluate(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, C)`` ensemble log-probabilities (at the ensemble's temperature) and ``(N,)``

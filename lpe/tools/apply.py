@@ -142,7 +142,7 @@ def apply_lpe(
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     device = device or torch.device("cpu")
-    model = model.to(device).eval()
+    model = model.to(device)  # its modes are its own: members run in eval mode (stream)
     if ensembles is None:
         policy = policy or policy_for(model)
         ensembles = [LowPrecisionEnsemble(model, number_format(bits), members, s, policy,
