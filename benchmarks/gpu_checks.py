@@ -13,6 +13,8 @@ Prints a markdown report (and writes it with ``--out``):
 4. One MMLU member of a small random Llama in bf16 (``lpe.stages.mmlu predict``), its time and peak
    memory, against the FP32 weights.
 5. ``lpe.tools.apply`` in bf16 on CUDA (random weights, a generated image folder).
+6. ``lpe.LowPrecisionEnsemble`` on CUDA in bf16, members drawn and decoded on the device: its
+   codes against the CPU's, and M = 10 members against 10 passes of the model.
 
 Usage (on the GPU machine, from the repository root): ``python benchmarks/gpu_checks.py
 [--out FILE]``. The paper profile's stand-in DAG is run separately, by its test.
@@ -270,6 +272,50 @@ def apply_bf16():
                       "included.")  # fmt: skip
 
 
+def _ensemble_row(name: str) -> str:
+    import timm
+
+    from lpe import LowPrecisionEnsemble
+
+    torch.manual_seed(0)
+    cpu_model = timm.create_model(name, pretrained=False).eval()
+    model = timm.create_model(name, pretrained=False).eval()
+    model.load_state_dict(cpu_model.state_dict())
+    model = model.cuda()
+    x = torch.randn(64, 3, 224, 224, device="cuda")
+    on_gpu = LowPrecisionEnsemble(model, "int5", 10, seed=0)  # drawn on the device
+    on_cpu = LowPrecisionEnsemble(cpu_model, "int5", 10, seed=0)
+    pairs = zip(on_gpu.members(), on_cpu.members(), strict=True)
+    same = all(torch.equal(a.codes[n], b.codes[n]) for a, b in pairs for n in a.codes)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        bf16 = on_gpu(x)
+    gap = float((bf16 - on_gpu(x)).abs().max())
+    torch.cuda.reset_peak_memory_stats()
+
+    def passes():
+        with torch.inference_mode():
+            return [model(x) for _ in range(10)]
+
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        ensemble_s = cuda_time(lambda: on_gpu(x), repeats=3)
+        fp32_s = cuda_time(passes, repeats=3)
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    NUMBERS[f"ensemble_{name}"] = {
+        "same_codes": same, "bf16_gap": gap, "ensemble_s": ensemble_s, "passes_s": fp32_s,
+    }  # fmt: skip
+    return (f"| {name} | {same} | {gap:.3g} | {1e3 * ensemble_s:.1f} | {1e3 * fp32_s:.1f} | "
+            f"{ensemble_s / fp32_s:.2f}x | {peak:.0f} |")  # fmt: skip
+
+
+@section("6. lpe.LowPrecisionEnsemble on CUDA in bf16 (random ViT-S/16 and EfficientNet-Lite0)")
+def ensemble_cuda():
+    REPORT.append("| model | codes equal the CPU's | bf16 vs FP32 ensemble, max abs log-prob "
+                  "| 10 members (ms) | 10 model passes (ms) | ratio | peak GPU MiB |\n"
+                  "|---|---|---:|---:|---:|---:|---:|")  # fmt: skip
+    for name in ("vit_small_patch16_224", "efficientnet_lite0"):
+        REPORT.append(_ensemble_row(name))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the report (and FILE.json with the numbers)")
@@ -277,7 +323,8 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run this on the GPU machine")
     REPORT.append(f"# GPU checks\n\n{torch.cuda.get_device_name()}, torch {torch.__version__}.")
-    checks = (bsr_check, formats_check, finetune_memory, eval_throughput, mmlu_member, apply_bf16)
+    checks = (bsr_check, formats_check, finetune_memory, eval_throughput, mmlu_member, apply_bf16,
+              ensemble_cuda)  # fmt: skip
     for check in checks:
         check()
     text = "\n".join(REPORT) + "\n"
