@@ -54,6 +54,7 @@ from lpe.core.selection import at_an_end
 from lpe.core.settings import apply_settings, argument_value
 from lpe.data.datasets import SPLITS
 from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
+from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.prediction import (
     CALIBRATED_SETTINGS,
     Evaluated,
@@ -132,13 +133,12 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
 
 
 def write_member(model, state, policy: QuantPolicy, method: str, setting, seed: int) -> None:
-    """Write the member ``seed`` of a weight-perturbing method into ``model``."""
+    """Write the member ``seed`` of a Gaussian weight-noise method into ``model`` (LPE-BSR's
+    members are not written: they run through the model, see :func:`ensemble`)."""
     if method == "gaussian":
         gaussian_member(model, state, policy, setting, seed)
-    elif method == "matched":
+    else:
         matched_member(model, state, policy, int(setting), seed)
-    else:  # bsr: the generate stage's member of this seed
-        quantize(state, int_format(int(setting)), "bsr", seed, policy).load_into(model)
 
 
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
@@ -158,15 +158,19 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
     if dropout:
         model.load_state_dict(state)  # MC dropout keeps its dropout modules training
 
-    def evaluate() -> None:
-        lp, took = timed_log_probs(model, x, batch_size, device, eval_mode=not dropout)
+    def evaluate(weights=None) -> None:
+        lp, took = timed_log_probs(model, x, batch_size, device, not dropout, weights)
         out.append(lp)
         seconds.append(took)
         if calib_x is not None:
-            lp = predict_log_probs(model, calib_x, batch_size, device, eval_mode=not dropout)
+            lp = predict_log_probs(model, calib_x, batch_size, device, not dropout, weights)
             calibration.append(lp)
 
     for k in range(members):
+        if method == "bsr":  # the generate stage's member of this seed, run as every stage runs it
+            member = quantize(state, int_format(int(setting)), "bsr", member_seed(seed, k), policy)
+            evaluate(member_weights(model, member))
+            continue
         if not dropout:  # a perturbed copy of the weights
             write_member(model, state, policy, method, setting, member_seed(seed, k))
             evaluate()
