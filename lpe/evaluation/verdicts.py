@@ -25,7 +25,7 @@ from lpe.core.selection import NOISE_SE, band, joint_band
 
 # "Far": LPE-BSR beats RTN when its members' diversity (the ambiguity: average member loss minus
 # the ensemble's NLL) is larger than the gap between the average member loss and RTN's NLL. Over
-# the suite's 24 measured model and format pairs (results/mini, M = 10) the ambiguity was at most
+# the suite's 20 measured model and format pairs (results/mini, M = 10) the ambiguity was at most
 # 31% of RTN's NLL and LPE-BSR won every pair, with gaps of up to 25%. A gap above FAR_GAP is
 # one its diversity has not been seen to close (EfficientNet-Lite0 at INT-5: 114%, and it lost).
 FAR_GAP = 0.30
@@ -88,7 +88,7 @@ def far_from_rtn(avg_member_loss: float, rtn_nll: float) -> str | None:
     return (
         f"warning: the LPE-BSR members' average loss ({avg_member_loss:.4f}) is {100 * gap:.0f}% "
         f"above RTN's NLL ({rtn_nll:.4f}). LPE-BSR beats RTN only when its members' diversity "
-        f"closes that gap, and on the suite's own models it never closed more than 31% (the "
-        f"warning starts at {100 * FAR_GAP:.0f}%): members this far off are the regime where "
-        "LPE-BSR cannot win; try more bits or keep more tensors FP32 (--keep)"
+        f"closes that gap, and on the suite's own models its diversity never exceeded 31% of "
+        f"RTN's NLL (the warning starts at {100 * FAR_GAP:.0f}%): members this far off are the "
+        "regime where LPE-BSR cannot win; try more bits or keep more tensors FP32 (--keep)"
     )
