@@ -1,30 +1,36 @@
 """LPE-BSR on your own timm model: FP32, RTN and LPE-BSR NLL/ERR/ECE on an image folder.
 
 One command (and ``apply_lpe``, the function behind it) takes a timm model, by name with its
-pretrained weights, or a local weights file, an image folder (``lpe.data.images`` layout), a
-precision INT-b and an ensemble size M, and prints one row each for the FP32 model, rounding to
-nearest and the LPE-BSR ensemble of M members, with the memory each needs, its forward passes per
-image and its measured inference time per image::
+pretrained weights, or a local weights file, an image folder (``lpe.data.images`` layout; any
+subset of the model's classes), a number format (INT-b or any registered one), an ensemble size
+M and one or several seeds, and prints one row each for the FP32 model, rounding to nearest and
+each seed's LPE-BSR ensemble, with its memory under both accountings (M full members; the
+shared-base file), its forward passes per image and its measured inference time per image, then
+LPE-BSR's mean ± sd over the seeds, the suite's checks with their bands
+(``lpe.evaluation.verdicts``) and a warning where the members are too far from RTN to win::
 
-    python -m lpe.tools.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k \\
-        --images /data/imagenet/val --bits 5 --members 10 --calibration-fraction 0.2
+    python -m lpe.tools.apply --model vit_base_patch16_224.augreg_in21k_ft_in1k \
+        --images /data/imagenet/val --format int5 --members 10 --seeds 0 1 2 \
+        --calibration-fraction 0.2
 
 The calibration control: with ``--calibration DIR`` (an image folder of the same classes) or
 ``--calibration-fraction F`` (that fraction of ``--images`` held out, seeded, and the rest
-evaluated), the table also holds the temperature-scaled FP32 model ("fp32+ts"), its temperature
-fit on those images only (``lpe.evaluation.temperature``), never on the evaluated ones; the command
-says which images it was fit on.
+evaluated), every row gets its temperature-scaled twin ("+ts"), the temperature fit on those
+images only (``lpe.evaluation.temperature``), never on the evaluated ones; the command says which
+images it was fit on.
 
 Images are decoded once (``lpe.data.images.image_loader``, into its cache) and every member reads
-them from there: each member is rounded on the device, written into the one model instance once
-(``Member.load_into``) and evaluated on every batch, so memory holds one model plus one member's
-b-bit codes, and the ensemble is accumulated as it goes. Member k is drawn with
-``member_seed(seed, k)``; the quantization policy is by role (``lpe.formats.policy.policy_for``:
-the first layer, the classifier, embeddings, positional tables and normalisation stay FP32; the
-weight of every other linear or convolution layer is quantized), printed before the evaluation;
-``--keep PATTERN`` keeps more FP32 and ``--quantize-head`` quantizes the classifier.
-Pretrained weights come through timm's hub download and its cache (``HF_HOME``); offline, a name
-whose weights are not cached stops with a message saying what to download and where.
+them from there. The members are a :class:`lpe.evaluation.ensemble.LowPrecisionEnsemble` per seed
+(member k drawn with ``member_seed(seed, k)``), each decoded on the device once and run through
+the one model instance on every batch, so memory holds one model, one member and the members'
+shared base, and the ensemble is accumulated as it goes. The quantization policy is by role
+(``lpe.formats.policy.policy_for``: the first layer, the classifier, embeddings, positional tables
+and normalisation stay FP32; the weight of every other linear or convolution layer is quantized),
+printed before the evaluation; ``--keep PATTERN`` keeps more FP32 and ``--quantize-head``
+quantizes the classifier. ``--save-ensemble`` writes the members as one file (docs/file_format.md)
+and ``--ensemble`` evaluates such a file. Pretrained weights come through timm's hub download and
+its cache (``HF_HOME``); offline, a name whose weights are not cached stops with a message saying
+what to download and where. Every user error is one line before any image is decoded.
 """
 
 from __future__ import annotations
