@@ -80,7 +80,9 @@ def test_every_module_lives_in_a_known_package():
 
 def test_the_workflow_runs_entry_points_that_exist():
     run = run_by_workflow()
-    assert len(run) >= 20 and run <= modules().keys(), run - modules().keys()
+    # an entry point is a module, or a package with a __main__ (lpe.reports.claims)
+    runnable = modules().keys() | {m.removesuffix(".__main__") for m in modules()}
+    assert len(run) >= 20 and run <= runnable, run - runnable
     assert {package(m) for m in run} == {"stages", "reports"}
 
 
@@ -95,14 +97,18 @@ def test_a_package_imports_only_itself_and_the_layers_below():
 
 def test_entry_points_import_no_other_entry_point():
     """Stages and reports share only library code: no stage imports another stage or a report,
-    no report a stage (tools may use the reports' shared tabulate)."""
+    no report a stage (tools may use the reports' shared tabulate). An entry point that is a
+    package (``lpe.reports.claims``) imports its own modules."""
     crossing = {}
     for m, imported in import_graph().items():
         if package(m) in {"stages", "reports"}:
+            own = ".".join(m.split(".")[:3]) + "."  # lpe.reports.claims.: the same entry point
             bad = {
                 i
                 for i in imported - {m}
-                if package(i) in {"stages", "reports"} and i not in LIBRARY_IN_ENTRY_POINTS
+                if package(i) in {"stages", "reports"}
+                and i not in LIBRARY_IN_ENTRY_POINTS
+                and not i.startswith(own)
             }
             if bad:
                 crossing[m] = sorted(bad)
