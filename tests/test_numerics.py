@@ -105,6 +105,7 @@ def seen():
 before = seen()
 import lpe, lpe.core.runtime, lpe.core.metrics, lpe.data.images, lpe.data.datasets
 import lpe.evaluation.prediction, lpe.evaluation.temperature, lpe.formats.registry
+import lpe.evaluation.ensemble, lpe.evaluation.predictions_file, lpe.evaluation.verdicts
 import lpe.formats.kernels, lpe.formats.policy, lpe.members.files, lpe.members.shared_base
 import lpe.models.factory, lpe.models.checkpoints, lpe.sources.registry, lpe.training.loop
 import lpe.tools.apply

@@ -1,24 +1,8 @@
-"""Predictions of members and models: streamed evaluation, the predictions file, its writer.
+"""Predictions of members and models: streamed evaluation (the forward passes).
 
 Members are evaluated one at a time through a single model instance (the forward of
 ``lpe.evaluation.ensemble``): only one member's weights are alive at once besides that instance.
-A predictions file (``.npz``) holds, members first:
-
-- ``log_probs``: float32 ``(M, N, C)`` log-softmax of each member;
-- ``labels``: int64 ``(N,)``;
-- ``member_bits``: int64 ``(M,)`` storage of each member (a full member each: the paper's
-  accounting);
-- for members stored as one shared-base ensemble file, ``member_shared_bits``: int64 ``(M,)``,
-  the same storage under the shared-base accounting (``lpe.members.shared_base``: member 0 the
-  base and its bit-plane, each other member its plane; the first m sum to an ensemble of m);
-- scalars ``backward_passes``, ``params``, ``model``, ``optimizer`` (how the weights were
-  obtained), ``bits`` (0 for FP32 members), ``method``, ``seed``, and for low precision members
-  ``format`` (the number format's name, :mod:`lpe.formats.names`);
-- where the stage timed them, ``member_seconds``: float64 ``(M,)`` wall time of each member's
-  forward passes over the evaluated split (loading a member excluded; the stage's pinned threads);
-- where the stage also predicted the calibration split (the data's selection split, never the
-  evaluated one), ``calibration_log_probs`` ``(M, Nc, C)`` and ``calibration_labels`` ``(Nc,)``:
-  what :mod:`lpe.evaluation.temperature` fits a temperature on.
+What the stages write from them is ``lpe.evaluation.predictions_file``'s.
 """
 
 from __future__ import annotations
@@ -31,12 +15,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from lpe.core.artifacts import write_with
 from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
 from lpe.evaluation.ensemble import log_softmax_of, member_weights, run_with
 from lpe.members.files import Member
-from lpe.members.sets import folder_members, listed_format
+from lpe.members.sets import folder_members
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
 from lpe.models.factory import count_params
 
@@ -290,20 +273,6 @@ def predict_members(
     return done._replace(bits=np.asarray(done.bits, dtype=np.int64)), manifest, info
 
 
-def member_run(manifest: dict) -> dict:
-    """What a members folder's predictions file records besides the members: method, format,
-    bits, seed, and each member's bits under the shared-base accounting when it has them."""
-    run = {
-        "method": manifest["method"],
-        "format": listed_format(manifest),
-        "bits": manifest["bits"],
-        "seed": manifest["seed"],
-    }
-    if "member_shared_bits" in manifest:
-        run["member_shared_bits"] = np.asarray(manifest["member_shared_bits"], dtype=np.int64)
-    return run
-
-
 def predict_fp32(checkpoint, x, batch_size, device, calibration_x=None):
     """The FP32 model of ``checkpoint`` as one :class:`Evaluated` member, and its info."""
     state, info = load_checkpoint(checkpoint)
@@ -315,47 +284,3 @@ def predict_fp32(checkpoint, x, batch_size, device, calibration_x=None):
     if calibration_x is not None:
         calibration = predict_log_probs(model, calibration_x, batch_size, device)[None]
     return Evaluated(log_probs[None], np.asarray([bits]), [took], calibration), info
-
-
-def write_predictions(
-    out,
-    log_probs,
-    labels,
-    member_bits,
-    info,
-    run: dict,
-    params=None,
-    seconds=None,
-    calibration=None,
-) -> None:
-    """The predictions file every ensemble method ends in (see the module docstring).
-
-    ``params`` defaults to the parameter count of ``info.build()``; ``seconds`` are the members'
-    forward wall times on the evaluated split; ``calibration`` is ``(log_probs, labels)`` of the
-    calibration split.
-    """
-    arrays = {
-        "log_probs": log_probs.numpy().astype(np.float32),  # (M, N, C)
-        "labels": labels.numpy(),  # (N,)
-        "member_bits": np.asarray(member_bits, dtype=np.int64),  # (M,)
-        "backward_passes": np.asarray(info.backward_passes),
-        "params": np.asarray(count_params(info.build()) if params is None else params),
-        "model": np.asarray(info.model),
-        "optimizer": np.asarray(info.optimizer),
-        **{k: np.asarray(v) for k, v in run.items()},
-    }
-    if seconds is not None:
-        arrays["member_seconds"] = np.asarray(seconds, dtype=np.float64)  # (M,)
-    if calibration is not None:
-        arrays["calibration_log_probs"] = calibration[0].numpy().astype(np.float32)  # (M, Nc, C)
-        arrays["calibration_labels"] = calibration[1].numpy()  # (Nc,)
-    write_with(out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
-    print(f"wrote {out}: {log_probs.shape[0]} members x {log_probs.shape[1]} points")
-
-
-def write_evaluated(out, done: Evaluated, labels, info, run: dict, calibration_labels=None):
-    """``write_predictions`` of :class:`Evaluated` members (with their seconds and, when they
-    were evaluated on it, the calibration split)."""
-    calibration = None if done.calibration is None else (done.calibration, calibration_labels)
-    write_predictions(out, done.log_probs, labels, done.bits, info, run, seconds=done.seconds,
-                      calibration=calibration)  # fmt: skip

@@ -62,8 +62,8 @@ from lpe.evaluation.prediction import (
     check_calibration,
     predict_log_probs,
     timed_log_probs,
-    write_evaluated,
 )
+from lpe.evaluation.predictions_file import write_evaluated
 from lpe.formats.integer import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.formats.policy import QuantPolicy
 from lpe.formats.registry import int_format

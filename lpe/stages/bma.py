@@ -21,7 +21,8 @@ from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, se
 from lpe.core.settings import apply_settings
 from lpe.data.datasets import SPLITS
 from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
-from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs, write_predictions
+from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs
+from lpe.evaluation.predictions_file import write_predictions
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution
 

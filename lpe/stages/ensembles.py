@@ -28,10 +28,9 @@ from lpe.evaluation.prediction import (
     calibration_split,
     check_calibration,
     eval_inputs,
-    member_run,
     predict_members,
-    write_evaluated,
 )
+from lpe.evaluation.predictions_file import member_run, write_evaluated
 from lpe.members.sets import (
     LAYOUTS,
     QUANT_SETTINGS,

@@ -51,8 +51,8 @@ from lpe.evaluation.prediction import (
     check_calibration,
     predict_fp32,
     predict_members,
-    write_evaluated,
 )
+from lpe.evaluation.predictions_file import write_evaluated
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.formats.registry import get_format

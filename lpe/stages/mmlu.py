@@ -210,7 +210,7 @@ def predict(args) -> None:
         run = {"method": args.method, "bits": args.bits, "seed": args.seed}
     meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
     info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")
-    from lpe.evaluation.prediction import write_predictions
+    from lpe.evaluation.predictions_file import write_predictions
 
     write_predictions(args.out, log_probs, labels, bits, info, run, params=numel)
     if args.bits is not None:

@@ -22,11 +22,10 @@ from lpe.evaluation.prediction import (
     calibration_split,
     check_calibration,
     eval_inputs,
-    member_run,
     predict_fp32,
     predict_members,
-    write_evaluated,
 )
+from lpe.evaluation.predictions_file import member_run, write_evaluated
 from lpe.models.checkpoints import checkpoint_info
 
 
