@@ -7,14 +7,9 @@ import pytest
 import torch
 from helpers import make_tiny_llama, write_mmlu
 
-from lpe.stages.mmlu import (
-    MMLUError,
-    answer_log_probs,
-    answer_token_ids,
-    build_prompts,
-    load_model,
-    read_split,
-)
+from lpe.data.mmlu import MMLUError, build_prompts, read_split
+from lpe.models.llm import load_model
+from lpe.stages.mmlu import answer_log_probs, answer_token_ids
 from lpe.stages.mmlu import main as mmlu
 from lpe.stages.score import score_files
 

@@ -5,9 +5,8 @@ Hendrycks et al., and the model's log-probabilities of the tokens " A", " B", " 
 answer position, renormalised over the four, as the class log-probabilities. Token embeddings and
 the output head stay FP32; every other weight matrix is quantized (``LLM_EXCLUDE``).
 
-MMLU is read from a local copy in its original CSV layout: ``ROOT/dev/<subject>_dev.csv`` and
-``ROOT/<split>/<subject>_<split>.csv``, rows ``question, A, B, C, D, answer`` without a header. A
-missing folder or a malformed row stops with the path and the layout expected.
+MMLU is read from a local copy in its original CSV layout (``lpe.data.mmlu``: the reader and the
+prompts); the model and tokenizer are loaded by ``lpe.models.llm``.
 
 Subcommands:
 
@@ -36,13 +35,11 @@ At 8B scale (the paper profile):
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -51,83 +48,18 @@ import torch
 from tqdm import tqdm
 
 from lpe.core.artifacts import write_json, write_with
-from lpe.core.runtime import DTYPES, add_runtime_arguments, resolve_device, set_threads
+from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
 from lpe.core.settings import apply_settings, subcommand
+from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import FP32
 from lpe.formats.policy import QuantPolicy
 from lpe.formats.registry import int_format
 from lpe.members.files import quantize
+from lpe.models.llm import load_model
 
-CHOICES = "ABCD"
 LLM_EXCLUDE = ("model.embed_tokens.*", "lm_head.*")
-LAYOUT = (
-    "expected ROOT/dev/<subject>_dev.csv and ROOT/<split>/<subject>_<split>.csv, each row "
-    "question,A,B,C,D,answer (no header; answer one of A-D), as in the original MMLU release"
-)
-
-
-class MMLUError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Question:
-    subject: str
-    question: str
-    options: tuple[str, str, str, str]
-    answer: int  # 0..3
-
-
-def read_split(root: str | Path, split: str) -> dict[str, list[Question]]:
-    """Subject -> questions of ``split``, refusing a missing folder or a malformed row."""
-    folder = Path(root) / split
-    if not folder.is_dir():
-        raise MMLUError(f"MMLU folder {folder} does not exist; {LAYOUT}")
-    files = sorted(folder.glob(f"*_{split}.csv"))
-    if not files:
-        raise MMLUError(f"MMLU folder {folder} has no *_{split}.csv files; {LAYOUT}")
-    subjects = {}
-    for path in files:
-        rows = []
-        with path.open(newline="", encoding="utf-8") as f:
-            for i, row in enumerate(csv.reader(f)):
-                if len(row) != 6 or row[5].strip() not in CHOICES:
-                    raise MMLUError(f"{path} row {i + 1} is malformed ({row[:6]}); {LAYOUT}")
-                subject = path.name.removesuffix(f"_{split}.csv")
-                rows.append(Question(subject, row[0], tuple(row[1:5]), CHOICES.index(row[5])))
-        subjects[path.name.removesuffix(f"_{split}.csv")] = rows
-    return subjects
-
-
-def format_question(q: Question, with_answer: bool) -> str:
-    text = q.question + "".join(f"\n{c}. {o}" for c, o in zip(CHOICES, q.options, strict=True))
-    return text + "\nAnswer:" + (f" {CHOICES[q.answer]}\n\n" if with_answer else "")
-
-
-def prompt(q: Question, shots: list[Question]) -> str:
-    subject = q.subject.replace("_", " ")
-    head = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
-    return head + "".join(format_question(s, True) for s in shots) + format_question(q, False)
-
-
-def build_prompts(root, split: str, shots: int, limit: int | None = None):
-    """Prompts and labels of ``split``, each with its subject's first ``shots`` dev questions."""
-    questions = read_split(root, split)
-    dev = read_split(root, "dev") if shots else {}
-    prompts, labels = [], []
-    for subject, rows in questions.items():
-        examples = dev.get(subject, [])
-        if len(examples) < shots:
-            raise MMLUError(f"{subject}: {len(examples)} dev questions for {shots}-shot prompts")
-        for q in rows:
-            prompts.append(prompt(q, examples[:shots]))
-            labels.append(q.answer)
-    if limit is not None:  # a fixed, subject-balanced subset for quick runs
-        order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(0))[:limit]
-        prompts, labels = [prompts[i] for i in order], [labels[i] for i in order]
-    return prompts, torch.tensor(labels)
 
 
 def answer_token_ids(tokenizer) -> list[int]:
@@ -159,18 +91,6 @@ def answer_log_probs(
         logits = output.logits[:, -1, ids]
         out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
-
-
-def load_model(folder, dtype: str = "float32", device=None):
-    """The model with its weights in ``dtype`` (its output head in FP32), and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
-    head = model.get_output_embeddings()
-    if DTYPES[dtype] != torch.float32 and head is not model.get_input_embeddings():
-        # FP32 answer logits: the head (one position per prompt) runs on FP32 inputs
-        head.float().register_forward_pre_hook(lambda _, args: (args[0].float(), *args[1:]))
-    return model.to(device or "cpu"), AutoTokenizer.from_pretrained(folder)
 
 
 def predict(args) -> None:
