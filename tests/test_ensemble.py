@@ -199,3 +199,30 @@ def test_a_causal_lm_ensemble_averages_next_token_probabilities(family):
     members, expected = hand_written(model, "int4", 3, 1, tokens)
     assert torch.equal(ensemble.member_log_probs(tokens), members)
     assert torch.allclose(log_probs, expected, rtol=0, atol=1e-6)
+
+
+def test_the_python_example_that_opens_docs_apply_runs(tmp_path, monkeypatch):
+    """docs/apply.md's example, at most 12 lines, run as written on a generated Imagenette-like
+    folder (WordNet-id class folders), offline: random weights and 2 members instead of 10."""
+    from pathlib import Path
+
+    from helpers import image_folder
+
+    from lpe.data.images import imagenet_wnids
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "apply.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 12
+    val = tmp_path / "imagenette2-320" / "val"
+    image_folder(val, 2, per_class=5, size=32)
+    wnids = imagenet_wnids()
+    for c, index in enumerate((0, 217)):  # tench and English springer, as Imagenette's
+        (val / f"n{c:08d}").rename(val / wnids[index])
+    code = code.replace("pretrained=True", "pretrained=False").replace("members=10", "members=2")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/apply.md", "exec"), namespace)  # noqa: S102 (the docs' own code)
+    log_probs, labels = namespace["log_probs"], namespace["labels"]
+    assert log_probs.shape == (8, 1000) and set(labels.tolist()) <= {0, 217}
+    same, ensemble = namespace["same"], namespace["ensemble"]
+    assert same.temperature == ensemble.temperature != 1.0 and len(same) == 2
