@@ -148,8 +148,8 @@ def test_the_checks_see_a_crossing(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text(
         "from lpe.stages import predict\n"
-        "def main():\n    from lpe.training.loop import train\n    import lpe.tools.compare\n"
+        "def main():\n    from lpe.training.loop import train\n    import lpe.tools.fingerprint\n"
     )
     found = lpe_imports(sample) & modules().keys()
-    assert found == {"lpe.stages.predict", "lpe.training.loop", "lpe.tools.compare"}
+    assert found == {"lpe.stages.predict", "lpe.training.loop", "lpe.tools.fingerprint"}
     assert max(layer(package(m)) for m in found) > layer("training")
