@@ -155,6 +155,10 @@ FAST = config["fast"]
 FAST_SOURCES = [s.name for s in source_family("fast")]
 FAST_METHODS = fast_with_lpe()
 FAST_ALONE = [s.name for s in source_family("fast") if not s.lpe_copies]
+# Figure 4's plane (fast.smk makes it, bma.smk draws it with the other landscapes)
+FAST_LANDSCAPE = work(
+    f"landscape/fast-sse-int{FAST['bits']}-seed{config['landscape']['seed']}.npz"
+)
 
 
 def report_page(page):

@@ -36,9 +36,6 @@ TABLE5_PREDICTIONS = [
         for s in FAST["seeds"]
     ],
 ]
-FAST_LANDSCAPE = work(
-    f"landscape/fast-sse-int{FAST['bits']}-seed{config['landscape']['seed']}.npz"
-)
 FAST_TARGETS = [
     *FAST_PREDICTIONS,
     FAST_LANDSCAPE,
