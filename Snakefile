@@ -7,6 +7,7 @@ configfile: os.path.join(workflow.basedir, "config/mini.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/score.smk"
 
 
 if IMAGES:  # the paper profile: pretrained checkpoints, an image folder

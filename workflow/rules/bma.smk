@@ -14,8 +14,7 @@ LANDSCAPE_TITLES = {
 }
 LANDSCAPE_FILES = {
     o: work(
-        f"landscape/{BMA_MODEL}-{o}-int{config['bma']['bits'][0]}"
-        f"-seed{config['landscape']['seed']}.npz"
+        f"landscape/{BMA_MODEL}-{o}-{BMA_FORMATS[0]}-seed{config['landscape']['seed']}.npz"
     )
     for o in ("swag", "ivon")
 }
@@ -23,24 +22,19 @@ LANDSCAPE_FILES = {
 BMA_RUNS = {
     f"{BMA_MODEL}-{o}": [
         "fp32",
-        *[f"bsr-int{b}-seed{s}" for b in config["bma"]["bits"] for s in BMA_SEEDS],
+        *[bsr_run(fmt, s) for fmt in BMA_FORMATS for s in BMA_SEEDS],
         *([f"bma-seed{s}" for s in BMA_SEEDS] if o != "sgd" else []),
     ]
     for o in ("sgd", "swag", "ivon")
 }
-BMA_PREDICTIONS = [
-    work(f"preds/{m}/{run}.npz") for m, names in BMA_RUNS.items() for run in names
-]
+BMA_PREDICTIONS = [preds_file(m, run) for m, names in BMA_RUNS.items() for run in names]
 # Figures 2, 3, 6 and 8: solutions, posteriors, members, predictions, landscapes, scores,
 # figures, and bma.model's rule (mini)
 BMA_TARGETS = [
+    *[checkpoint_file(f"{BMA_MODEL}-{o}") for o in ("sgd", "swag", "ivon")],
+    *[posterior_file(f"{BMA_MODEL}-{o}") for o in ("swag", "ivon")],
     *[
-        work(f"checkpoints/{BMA_MODEL}-{o}.safetensors")
-        for o in ("sgd", "swag", "ivon")
-    ],
-    *[work(f"posteriors/{BMA_MODEL}-{o}.safetensors") for o in ("swag", "ivon")],
-    *[
-        work(f"members/{m}/{run}")
+        members_dir(m, run)
         for m, names in BMA_RUNS.items()
         for run in names
         if run.startswith("bsr")
@@ -48,12 +42,9 @@ BMA_TARGETS = [
     *BMA_PREDICTIONS,
     *LANDSCAPE_FILES.values(),
     results("bma/scores.csv"),
-    *[
-        figures(f"{name}.{ext}")
-        for name in ("fig2_nll_vs_ensemble_size_bma", "fig8_nll_vs_memory_bma")
-        for ext in ("png", "pdf")
-    ],
-    *[figures(f"{name}.{ext}") for name in LANDSCAPE_FIGURES for ext in ("png", "pdf")],
+    *figure_files("fig2_nll_vs_ensemble_size_bma"),
+    *figure_files("fig8_nll_vs_memory_bma"),
+    *[path for name in LANDSCAPE_FIGURES for path in figure_files(name)],
     *[results(f"landscapes/{name}.csv") for name in LANDSCAPE_FIGURES],
     *(
         [results("bma/model_choice.md")]
@@ -68,7 +59,7 @@ BMA_TARGETS = [
 rule select_bma_model:
     input:
         unpack(data_input),
-        checkpoints=[work(f"checkpoints/{m}.safetensors") for m in config["models"]],
+        checkpoints=[checkpoint_file(m) for m in config["models"]],
     output:
         results("bma/model_choice.md"),
     log:
@@ -97,9 +88,9 @@ rule select_bma_model:
 rule finetune:
     input:
         unpack(data_input),
-        checkpoint=work("checkpoints/{model}.safetensors"),
+        checkpoint=checkpoint_file("{model}"),
     output:
-        work("checkpoints/{model}-sgd.safetensors"),
+        checkpoint_file("{model}-sgd"),
     log:
         work("logs/finetune/{model}-sgd.log"),
     benchmark:
@@ -122,10 +113,10 @@ rule finetune:
 rule finetune_posterior:
     input:
         unpack(data_input),
-        checkpoint=work("checkpoints/{model}.safetensors"),
+        checkpoint=checkpoint_file("{model}"),
     output:
-        solution=work("checkpoints/{model}-{optimizer}.safetensors"),
-        posterior=work("posteriors/{model}-{optimizer}.safetensors"),
+        solution=checkpoint_file("{model}-{optimizer}"),
+        posterior=posterior_file("{model}-{optimizer}"),
     log:
         work("logs/finetune/{model}-{optimizer}.log"),
     benchmark:
@@ -152,10 +143,10 @@ rule finetune_posterior:
 rule predict_bma:
     input:
         unpack(data_input),
-        checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
-        posterior=work("posteriors/{model}-{optimizer}.safetensors"),
+        checkpoint=checkpoint_file("{model}-{optimizer}"),
+        posterior=posterior_file("{model}-{optimizer}"),
     output:
-        [work(f"preds/{{model}}-{{optimizer}}/bma-seed{s}.npz") for s in BMA_SEEDS],
+        [preds_file("{model}-{optimizer}", f"bma-seed{s}") for s in BMA_SEEDS],
     log:
         work("logs/predict/{model}-{optimizer}/bma.log"),
     benchmark:
@@ -167,13 +158,11 @@ rule predict_bma:
         ENV
     threads: 1
     params:
-        data=DATA,
+        **PREDICTION_PARAMS,
         settings=settings(DTYPE),
         members=config["bma"]["ensemble_size"],
         seeds=BMA_SEEDS,
         scale=config["bma"]["swag"]["scale"],
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
@@ -185,15 +174,15 @@ rule predict_bma:
 rule landscape:
     input:
         unpack(data_input),
-        checkpoint=work("checkpoints/{model}-{optimizer}.safetensors"),
-        posterior=work("posteriors/{model}-{optimizer}.safetensors"),
-        members=work("members/{model}-{optimizer}/bsr-int{bits}-seed{seed}"),
+        checkpoint=checkpoint_file("{model}-{optimizer}"),
+        posterior=posterior_file("{model}-{optimizer}"),
+        members=members_dir("{model}-{optimizer}", bsr_run("{fmt}", "{seed}")),
     output:
-        work("landscape/{model}-{optimizer}-int{bits}-seed{seed}.npz"),
+        work("landscape/{model}-{optimizer}-{fmt}-seed{seed}.npz"),
     log:
-        work("logs/landscape/{model}-{optimizer}-int{bits}-seed{seed}.log"),
+        work("logs/landscape/{model}-{optimizer}-{fmt}-seed{seed}.log"),
     benchmark:
-        work("benchmarks/landscape/{model}-{optimizer}-int{bits}-seed{seed}.tsv")
+        work("benchmarks/landscape/{model}-{optimizer}-{fmt}-seed{seed}.tsv")
     wildcard_constraints:
         model=TRAINED,
         optimizer="swag|ivon",
@@ -201,10 +190,7 @@ rule landscape:
         ENV
     threads: 1
     params:
-        data=DATA,
-        settings=settings(DTYPE),
-        cfg=config["landscape"],
-        split=config["predict"]["split"],
+        **LANDSCAPE_PARAMS,
     shell:
         "python -m lpe.stages.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --member {input.members} --data {params.data:q}"
@@ -214,18 +200,13 @@ rule landscape:
         " --out {output} > {log} 2>&1"
 
 
-rule score_bma:
+use rule score_template as score_bma with:
     input:
         BMA_PREDICTIONS,
     output:
         results("bma/scores.csv"),
     log:
         work("logs/score_bma.log"),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule figures_bma:

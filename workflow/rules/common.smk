@@ -33,6 +33,10 @@ DATA = (
 )
 
 
+# the paths of every kind of file and the run names (work/, results/, figures/)
+include: "paths.smk"
+
+
 def settings(*keys, **job):
     """The config keys a job's stage reads, with the job's own values, as the stage's
     --settings JSON (lpe.core.settings): a param, so a changed setting reruns the job and no
@@ -71,28 +75,38 @@ def data_input(wildcards):
     return {} if IMAGES else {"data": DATA}
 
 
-def work(path):
-    return f"work/{PROFILE}/{path}"
+# Each precision by its format name (lpe.formats.names) from here on: the config's bit widths
+# (quant.bits, bma.bits, fast.bits, large.bits) are named once, here; the paths, the wildcards
+# and the score CSVs carry the names.
+QUANT_FORMATS = [int_name(b) for b in config["quant"]["bits"]]
+BMA_FORMATS = [int_name(b) for b in config["bma"]["bits"]]
+FAST_FORMAT = int_name(config["fast"]["bits"])
+LARGE_FORMAT = int_name(config["large"]["bits"])
 
 
-def results(path):
-    return f"results/{PROFILE}/{path}"
-
-
-def figures(path):
-    return f"figures/{PROFILE}/{path}"
-
-
-def runs(formats=None):
+def runs(formats=QUANT_FORMATS):
     """Predictions to make per model: FP32, RTN per format, LPE-BSR per format x seed; the
     formats are names (lpe.formats.names), Table 1's INT-b of quant.bits by default."""
-    if formats is None:
-        formats = [int_name(b) for b in config["quant"]["bits"]]
     names = ["fp32"]
     for fmt in formats:
-        names.append(f"rtn-{fmt}-seed0")
-        names += [f"bsr-{fmt}-seed{seed}" for seed in config["lpe"]["seeds"]]
+        names.append(rtn_run(fmt))
+        names += [bsr_run(fmt, seed) for seed in config["lpe"]["seeds"]]
     return names
+
+
+# the flags every prediction job passes its stage: the data, the split and the batch size
+PREDICTION_PARAMS = {
+    "data": DATA,
+    "split": config["predict"]["split"],
+    "batch_size": config["predict"]["batch_size"],
+}
+# and every landscape job (lpe.stages.landscape): the data, the split, the plane's settings
+LANDSCAPE_PARAMS = {
+    "data": DATA,
+    "settings": settings(DTYPE),
+    "cfg": config["landscape"],
+    "split": config["predict"]["split"],
+}
 
 
 def train_settings(model):
@@ -157,12 +171,8 @@ FAST_METHODS = fast_with_lpe()
 FAST_ALONE = [s.name for s in source_family("fast") if not s.lpe_copies]
 # Figure 4's plane (fast.smk makes it, bma.smk draws it with the other landscapes)
 FAST_LANDSCAPE = work(
-    f"landscape/fast-sse-int{FAST['bits']}-seed{config['landscape']['seed']}.npz"
+    f"landscape/fast-sse-{FAST_FORMAT}-seed{config['landscape']['seed']}.npz"
 )
-
-
-def report_page(page):
-    return results(f"report/{page}.html")
 
 
 TRAINED = "|".join(re.escape(m) for m in [*config["models"], *LARGE["models"]])
@@ -175,7 +185,6 @@ wildcard_constraints:
     # a trained model, one fine-tuned from it (vit_mini_s-swag), or one retrained (train_noise)
     model=f"({TRAINED})(-(sgd|swag|ivon|trainseed\\d+))?",
     method="rtn|bsr",
-    bits=r"\d+",
     # a number format's name (lpe.formats.names): int4, fp8_e4m3, nf4, mxfp4
     fmt=r"[a-z]+\d+(_e\d+m\d+)?",
     seed=r"\d+",

@@ -6,21 +6,21 @@ LLMS = {
 # Table 3 and Figure 7: FP32, RTN and LPE-BSR per seed of each large model and LLM
 LARGE_RUNS = [
     "fp32",
-    f"rtn-int{LARGE['bits']}-seed0",
-    *[f"bsr-int{LARGE['bits']}-seed{s}" for s in LARGE["seeds"]],
+    rtn_run(LARGE_FORMAT),
+    *[bsr_run(LARGE_FORMAT, s) for s in LARGE["seeds"]],
 ]
 LARGE_PREDICTIONS = [
-    work(f"preds/{m}/{n}.npz") for m in [*LARGE["models"], *LLMS] for n in LARGE_RUNS
+    preds_file(m, n) for m in [*LARGE["models"], *LLMS] for n in LARGE_RUNS
 ]
 LARGE_TARGETS = (
     [
-        *[work(f"checkpoints/{m}.safetensors") for m in LARGE["models"]],
+        *[checkpoint_file(m) for m in LARGE["models"]],
         *[work(f"llm/{m}") for m in LLMS],
-        *[work(f"members/{m}/{n}") for m in LARGE["models"] for n in LARGE_RUNS[1:]],
+        *[members_dir(m, n) for m in LARGE["models"] for n in LARGE_RUNS[1:]],
         *LARGE_PREDICTIONS,
         results("large/scores.csv"),
-        *[results(f"tables/table3.{ext}") for ext in ("csv", "md", "tex")],
-        *[figures(f"fig7_large_models.{ext}") for ext in ("png", "pdf")],
+        *tables("table3"),
+        *figure_files("fig7_large_models"),
         report_page("table3"),
     ]
     if LARGE["models"] or LLMS
@@ -30,7 +30,7 @@ LARGE_TARGETS = (
 
 rule download_checkpoint:
     output:
-        work("checkpoints/{model}.safetensors"),
+        checkpoint_file("{model}"),
     log:
         work("logs/download/{model}.log"),
     wildcard_constraints:
@@ -50,7 +50,7 @@ rule download_checkpoint:
 # batches (an hour or more on a few CPU threads; seconds to minutes on a GPU).
 rule download_zeroshot:
     output:
-        work("checkpoints/{model}.safetensors"),
+        checkpoint_file("{model}"),
     log:
         work("logs/download/{model}.log"),
     wildcard_constraints:
@@ -88,7 +88,7 @@ rule predict_llm:
     input:
         work("llm/{llm}"),
     output:
-        work("preds/{llm}/{run}.npz"),
+        preds_file("{llm}", "{run}"),
     log:
         work("logs/predict/{llm}/{run}.log"),
     benchmark:
@@ -109,18 +109,13 @@ rule predict_llm:
         " --out {output:q} > {log:q} 2>&1"
 
 
-rule score_large:
+use rule score_template as score_large with:
     input:
         LARGE_PREDICTIONS,
     output:
         results("large/scores.csv"),
     log:
         work("logs/score_large.log"),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input:q} --out {output} > {log} 2>&1"
 
 
 rule table3:

@@ -7,22 +7,22 @@ FAST_FIGURES = {
 }
 # run 1 of DE and MultiIVON: the SGD and IVON runs of Figure 2
 FAST_REUSE = {
-    "de": {"reuse": work(f"checkpoints/{BMA_MODEL}-sgd.safetensors")},
+    "de": {"reuse": checkpoint_file(f"{BMA_MODEL}-sgd")},
     "multiivon": {
-        "reuse": work(f"checkpoints/{BMA_MODEL}-ivon.safetensors"),
-        "reuse_posterior": work(f"posteriors/{BMA_MODEL}-ivon.safetensors"),
+        "reuse": checkpoint_file(f"{BMA_MODEL}-ivon"),
+        "reuse_posterior": posterior_file(f"{BMA_MODEL}-ivon"),
     },
 }
 # Figures 5, 9 and Table 5's predictions: each method's FP32 and LPE-BSR files
 FAST_PREDICTIONS = [
-    *[work(f"preds/fast/{method}/fp32.npz") for method in FAST_ALONE],
+    *[preds_file(f"fast/{method}", "fp32") for method in FAST_ALONE],
     *[
         path
         for method in FAST_METHODS
         for path in (
-            work(f"preds/fast/{method}/fp32.npz"),
+            preds_file(f"fast/{method}", "fp32"),
             *[
-                work(f"preds/fast/{method}/bsr-int{FAST['bits']}-seed{s}.npz")
+                preds_file(f"fast/{method}", bsr_run(FAST_FORMAT, s))
                 for s in FAST["seeds"]
             ],
         )
@@ -30,18 +30,15 @@ FAST_PREDICTIONS = [
 ]
 # MAP and LPE-BSR of Table 5: the SGD solution of Figure 2 and its LPE-BSR ensembles
 TABLE5_PREDICTIONS = [
-    work(f"preds/{BMA_MODEL}-sgd/fp32.npz"),
-    *[
-        work(f"preds/{BMA_MODEL}-sgd/bsr-int{FAST['bits']}-seed{s}.npz")
-        for s in FAST["seeds"]
-    ],
+    preds_file(f"{BMA_MODEL}-sgd", "fp32"),
+    *[preds_file(f"{BMA_MODEL}-sgd", bsr_run(FAST_FORMAT, s)) for s in FAST["seeds"]],
 ]
 FAST_TARGETS = [
     *FAST_PREDICTIONS,
     FAST_LANDSCAPE,
     results("fast/scores.csv"),
-    *[results(f"tables/table5.{ext}") for ext in ("csv", "md", "tex")],
-    *[figures(f"{name}.{ext}") for name in FAST_FIGURES for ext in ("png", "pdf")],
+    *tables("table5"),
+    *[path for name in FAST_FIGURES for path in figure_files(name)],
 ]
 # claim 5's checkpoint band: the trained checkpoints of the fast ensembles' starting model
 # (bma.model and its train_noise copies), when there are at least two; FP32 and LPE-BSR at
@@ -53,8 +50,8 @@ FAST_CHECKPOINTS = [
 FAST_CHECKPOINTS = FAST_CHECKPOINTS if len(FAST_CHECKPOINTS) > 1 else []
 FAST_CHECKPOINT_PREDICTIONS = {
     name: [
-        work(f"preds/{name}/fp32.npz"),
-        work(f"preds/{name}/bsr-int{FAST['bits']}-seed{config['lpe']['seeds'][0]}.npz"),
+        preds_file(name, "fp32"),
+        preds_file(name, bsr_run(FAST_FORMAT, config["lpe"]["seeds"][0])),
     ]
     for name in FAST_CHECKPOINTS
 }
@@ -69,7 +66,7 @@ if FAST_CHECKPOINTS and config["lpe"]["ensemble_size"] < FAST["copies"]:
 rule fast_train:
     input:
         unpack(lambda w: {**FAST_REUSE.get(w.fast, {}), **data_input(w)}),
-        checkpoint=work(f"checkpoints/{BMA_MODEL}.safetensors"),
+        checkpoint=checkpoint_file(BMA_MODEL),
     output:
         directory(work("fast/{fast}")),
     log:
@@ -103,14 +100,13 @@ rule fast_predict:
         unpack(data_input),
         sources=work("fast/{fast}"),
     output:
-        fp32=work("preds/fast/{fast}/fp32.npz"),
+        fp32=preds_file("fast/{fast}", "fp32"),
         members=[
-            directory(work(f"members/fast/{{fast}}/bsr-int{FAST['bits']}-seed{s}"))
+            directory(members_dir("fast/{fast}", bsr_run(FAST_FORMAT, s)))
             for s in FAST["seeds"]
         ],
         preds=[
-            work(f"preds/fast/{{fast}}/bsr-int{FAST['bits']}-seed{s}.npz")
-            for s in FAST["seeds"]
+            preds_file("fast/{fast}", bsr_run(FAST_FORMAT, s)) for s in FAST["seeds"]
         ],
     log:
         work("logs/predict/fast/{fast}.log"),
@@ -122,13 +118,11 @@ rule fast_predict:
         ENV
     threads: 1
     params:
-        data=DATA,
+        **PREDICTION_PARAMS,
         settings=settings(CALIBRATED, QUANT),
         bits=FAST["bits"],
         copies=FAST["copies"],
         seeds=FAST["seeds"],
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
@@ -146,7 +140,7 @@ rule fast_predict_fp32:
         unpack(data_input),
         sources=work("fast/{fast}"),
     output:
-        work("preds/fast/{fast}/fp32.npz"),
+        preds_file("fast/{fast}", "fp32"),
     log:
         work("logs/predict/fast/{fast}/fp32.log"),
     benchmark:
@@ -157,10 +151,8 @@ rule fast_predict_fp32:
         ENV
     threads: 1
     params:
-        data=DATA,
+        **PREDICTION_PARAMS,
         settings=settings(CALIBRATED),
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
@@ -172,21 +164,18 @@ rule landscape_fast:
     input:
         unpack(data_input),
         sources=work("fast/sse"),
-        members=work("members/fast/sse/bsr-int{bits}-seed{seed}"),
+        members=members_dir("fast/sse", bsr_run("{fmt}", "{seed}")),
     output:
-        work("landscape/fast-sse-int{bits}-seed{seed}.npz"),
+        work("landscape/fast-sse-{fmt}-seed{seed}.npz"),
     log:
-        work("logs/landscape/fast-sse-int{bits}-seed{seed}.log"),
+        work("logs/landscape/fast-sse-{fmt}-seed{seed}.log"),
     benchmark:
-        work("benchmarks/landscape/fast-sse-int{bits}-seed{seed}.tsv")
+        work("benchmarks/landscape/fast-sse-{fmt}-seed{seed}.tsv")
     conda:
         ENV
     threads: 1
     params:
-        data=DATA,
-        settings=settings(DTYPE),
-        cfg=config["landscape"],
-        split=config["predict"]["split"],
+        **LANDSCAPE_PARAMS,
     shell:
         "python -m lpe.stages.landscape --checkpoint {input.sources}/source00.safetensors"
         " --second {input.sources}/source01.safetensors"
@@ -196,24 +185,19 @@ rule landscape_fast:
         " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
 
 
-rule score_fast:
+use rule score_template as score_fast with:
     input:
         FAST_PREDICTIONS + TABLE5_PREDICTIONS,
     output:
         results("fast/scores.csv"),
     log:
         work("logs/score_fast.log"),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule figures_fast:
     input:
         scores=results("fast/scores.csv"),
-        checkpoint=work(f"checkpoints/{BMA_MODEL}.safetensors"),
+        checkpoint=checkpoint_file(BMA_MODEL),
     output:
         report(
             multiext(figures("fig5_fast_sse_csgld"), ".png", ".pdf"),

@@ -6,16 +6,16 @@
 # is one of quant.bits: the same jobs): predictions files and member folders (no FP32 member)
 FORMAT_RUNS = runs(FORMATS["names"])
 FORMAT_PREDICTIONS = [
-    work(f"preds/{m}/{run}.npz") for m in FORMATS["models"] for run in FORMAT_RUNS
+    preds_file(m, run) for m in FORMATS["models"] for run in FORMAT_RUNS
 ]
 FORMAT_TARGETS = [
-    *[work(f"members/{m}/{run}") for m in FORMATS["models"] for run in FORMAT_RUNS[1:]],
+    *[members_dir(m, run) for m in FORMATS["models"] for run in FORMAT_RUNS[1:]],
     *FORMAT_PREDICTIONS,
     *(
         [
             results("formats/scores.csv"),
-            *[results(f"tables/table_formats.{ext}") for ext in ("csv", "md", "tex")],
-            *[figures(f"lpe_across_formats.{ext}") for ext in ("png", "pdf")],
+            *tables("table_formats"),
+            *figure_files("lpe_across_formats"),
             report_page("table_formats"),
         ]
         if FORMATS["models"]
@@ -24,18 +24,13 @@ FORMAT_TARGETS = [
 ]
 
 
-rule score_formats:
+use rule score_template as score_formats with:
     input:
         FORMAT_PREDICTIONS,
     output:
         results("formats/scores.csv"),
     log:
         work("logs/score_formats.log"),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule table_formats:

@@ -5,14 +5,10 @@
 # so that a missing one is remade (Snakemake does not remake a missing intermediate whose
 # consumers are up to date), which also makes a fresh clone, where only results/ and figures/
 # are committed, regenerate everything from the data up.
-TABLE1_PREDICTIONS = [
-    work(f"preds/{m}/{run}.npz") for m in config["models"] for run in runs()
-]
+TABLE1_PREDICTIONS = [preds_file(m, run) for m in config["models"] for run in runs()]
 TABLE1_INTERMEDIATES = [
-    *[work(f"checkpoints/{m}.safetensors") for m in config["models"]],
-    *[
-        work(f"members/{m}/{run}") for m in config["models"] for run in runs()[1:]
-    ],  # no FP32
+    *[checkpoint_file(m) for m in config["models"]],
+    *[members_dir(m, run) for m in config["models"] for run in runs()[1:]],  # no FP32
     *TABLE1_PREDICTIONS,
 ]
 
@@ -56,35 +52,29 @@ BASELINE_CHOICES = [
     work(f"baselines/{BASELINE_MODEL}/{b}-choice.json") for b in BASELINES
 ]
 BASELINE_PREDICTIONS = [
-    work(f"preds/{BASELINE_MODEL}/{b}-seed{s}.npz")
+    preds_file(BASELINE_MODEL, f"{b}-seed{s}")
     for b in BASELINES
     for s in BASELINE_SEEDS
 ]
-BASELINE_FP32 = work(f"preds/{BASELINE_MODEL}/fp32.npz")
+BASELINE_FP32 = preds_file(BASELINE_MODEL, "fp32")
 
 # train_noise: FP32, RTN and LPE-BSR (first lpe seed) per precision of each retrained copy
 RETRAINED_RUNS = ["fp32"] + [
     run
-    for bits in config["quant"]["bits"]
-    for run in (
-        f"rtn-int{bits}-seed0",
-        f"bsr-int{bits}-seed{config['lpe']['seeds'][0]}",
-    )
+    for fmt in QUANT_FORMATS
+    for run in (rtn_run(fmt), bsr_run(fmt, config["lpe"]["seeds"][0]))
 ]
 RETRAINED_PREDICTIONS = {
-    name: [work(f"preds/{name}/{run}.npz") for run in RETRAINED_RUNS]
-    for name in RETRAINED
+    name: [preds_file(name, run) for run in RETRAINED_RUNS] for name in RETRAINED
 }
 RETRAINED_SCORES = [results(f"train_noise/{name}/scores.csv") for name in RETRAINED]
 RETRAINED_INTERMEDIATES = [
     path
     for name in RETRAINED
     for path in (
-        work(f"checkpoints/{name}.safetensors"),
+        checkpoint_file(name),
         *RETRAINED_PREDICTIONS[name],
-        *[
-            work(f"members/{name}/{run}") for run in RETRAINED_RUNS[1:]
-        ],  # no FP32 member
+        *[members_dir(name, run) for run in RETRAINED_RUNS[1:]],  # no FP32 member
     )
 ]
 
@@ -106,19 +96,19 @@ for family, kind in MEMBER_FAMILIES.items():
             f"ensembles_{family}"
         input:
             unpack(data_input),
-            checkpoint=work("checkpoints/{model}.safetensors"),
+            checkpoint=checkpoint_file("{model}"),
         output:
             members=[
-                directory(work(f"members/{{model}}/bsr-{{fmt}}-seed{s}"))
+                directory(members_dir("{model}", bsr_run("{fmt}", s)))
                 for s in kind.seeds
             ],
-            preds=[work(f"preds/{{model}}/bsr-{{fmt}}-seed{s}.npz") for s in kind.seeds],
+            preds=[preds_file("{model}", bsr_run("{fmt}", s)) for s in kind.seeds],
             rtn=(
-                [directory(work("members/{model}/rtn-{fmt}-seed0"))]
+                [directory(members_dir("{model}", rtn_run("{fmt}")))]
                 if kind.rtn
                 else []
             ),
-            rtn_preds=([work("preds/{model}/rtn-{fmt}-seed0.npz")] if kind.rtn else []),
+            rtn_preds=[preds_file("{model}", rtn_run("{fmt}"))] if kind.rtn else [],
         log:
             work("logs/ensembles/{model}/{fmt}.log"),
         benchmark:
@@ -129,12 +119,10 @@ for family, kind in MEMBER_FAMILIES.items():
             ENV
         threads: 1
         params:
-            data=DATA,
+            **PREDICTION_PARAMS,
             members=kind.members,
             seeds=kind.seeds,
             settings=settings(CALIBRATED, QUANT),
-            split=config["predict"]["split"],
-            batch_size=config["predict"]["batch_size"],
         shell:
             "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
             " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
@@ -148,9 +136,9 @@ for family, kind in MEMBER_FAMILIES.items():
 rule predict_fp32:
     input:
         unpack(data_input),
-        checkpoint=work("checkpoints/{model}.safetensors"),
+        checkpoint=checkpoint_file("{model}"),
     output:
-        work("preds/{model}/fp32.npz"),
+        preds_file("{model}", "fp32"),
     log:
         work("logs/predict/{model}/fp32.log"),
     benchmark:
@@ -159,10 +147,8 @@ rule predict_fp32:
         ENV
     threads: 1
     params:
-        data=DATA,
+        **PREDICTION_PARAMS,
         settings=settings(CALIBRATED),
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.predict --checkpoint {input.checkpoint} --data {params.data:q}"
         " --settings {params.settings:q} --split {params.split}"
@@ -174,12 +160,10 @@ rule baseline:
     input:
         unpack(data_input),
         unpack(baseline_choice_input),
-        checkpoint=work("checkpoints/{model}.safetensors"),
+        checkpoint=checkpoint_file("{model}"),
     output:
         choice=work("baselines/{model}/{baseline}-choice.json"),
-        preds=[
-            work(f"preds/{{model}}/{{baseline}}-seed{s}.npz") for s in BASELINE_SEEDS
-        ],
+        preds=[preds_file("{model}", f"{{baseline}}-seed{s}") for s in BASELINE_SEEDS],
     log:
         work("logs/baselines/{model}/{baseline}.log"),
     benchmark:
@@ -191,7 +175,7 @@ rule baseline:
         ENV
     threads: 1
     params:
-        data=DATA,
+        **PREDICTION_PARAMS,
         settings=lambda w: settings(
             CALIBRATED,
             [f"baselines.{BASELINES[w.baseline]}"] if BASELINES[w.baseline] else [],
@@ -199,8 +183,6 @@ rule baseline:
         ),
         members=BASELINE_MEMBERS,
         seeds=BASELINE_SEEDS,
-        split=config["predict"]["split"],
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.baselines --checkpoint {input.checkpoint} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q} --method {wildcards.baseline}"

@@ -10,35 +10,30 @@ REPORT_PAGES = yaml.safe_load(
 # data) and the report's pages
 REPORT_TARGETS = [
     results("scores.csv"),
-    *[results(f"tables/table1.{ext}") for ext in ("csv", "md", "tex")],
-    *[
-        figures(f"{name}.{ext}")
-        for name in ("nll_vs_ensemble_size", "nll_vs_inference_time")
-        for ext in ("png", "pdf")
-    ],
+    *tables("table1"),
+    *figure_files("nll_vs_ensemble_size"),
+    *figure_files("nll_vs_inference_time"),
     results("claims.md"),
     results("baselines/scores.csv"),
-    *[results(f"tables/table6.{ext}") for ext in ("csv", "md", "tex")],
+    *tables("table6"),
     *[report_page(page) for page in ("table1", "claims", "table5", "table6")],
     *(
         []
         if IMAGES
         else [
-            *[figures(f"fig1_concept.{ext}") for ext in ("png", "pdf")],
+            *figure_files("fig1_concept"),
             results("fig1_concept.csv"),
         ]
     ),
 ]
 # The Table 1 checkpoints trained here (mini), whose convergence gate is reported; the paper
 # profile's are downloaded (no training curve)
-TRAINED_CHECKPOINTS = (
-    [] if IMAGES else [work(f"checkpoints/{m}.safetensors") for m in config["models"]]
-)
+TRAINED_CHECKPOINTS = [] if IMAGES else [checkpoint_file(m) for m in config["models"]]
 # the files behind the convergence gate and claims 4-6 and 8
 CLAIMS_INPUTS = {
     "checkpoints": TRAINED_CHECKPOINTS,
     "bma": results("bma/scores.csv"),
-    "ivon": work(f"posteriors/{BMA_MODEL}-ivon.safetensors"),
+    "ivon": posterior_file(f"{BMA_MODEL}-ivon"),
     "baselines": results("baselines/scores.csv"),
     "choices": BASELINE_CHOICES,
     "fast": results("fast/scores.csv"),
@@ -51,21 +46,16 @@ CLAIMS_INPUTS = {
 }
 
 
-rule score:
+use rule score_template as score with:
     input:
         TABLE1_PREDICTIONS,
     output:
         results("scores.csv"),
     log:
         work("logs/score.log"),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
-rule score_retrained:
+use rule score_template as score_retrained with:
     input:
         lambda w: RETRAINED_PREDICTIONS[w.name],
     output:
@@ -74,14 +64,9 @@ rule score_retrained:
         work("logs/score_retrained/{name}.log"),
     wildcard_constraints:
         name="|".join(map(re.escape, RETRAINED)) or "^$",
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
-rule score_fast_checkpoint:
+use rule score_template as score_fast_checkpoint with:
     input:
         lambda w: FAST_CHECKPOINT_PREDICTIONS[w.name],
     output:
@@ -90,11 +75,6 @@ rule score_fast_checkpoint:
         work("logs/score_fast_checkpoint/{name}.log"),
     wildcard_constraints:
         name="|".join(map(re.escape, FAST_CHECKPOINTS)) or "^$",
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule table1:
@@ -208,18 +188,13 @@ rule figure1:
         " --out {params.prefix} --csv {output.csv} > {log} 2>&1"
 
 
-rule score_baselines:
+use rule score_template as score_baselines with:
     input:
         BASELINE_PREDICTIONS + [BASELINE_FP32],
     output:
         results("baselines/scores.csv"),
     log:
         work("logs/score_baselines.log"),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "python -m lpe.stages.score --preds {input} --out {output} > {log} 2>&1"
 
 
 rule table6:

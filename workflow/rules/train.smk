@@ -2,7 +2,7 @@ rule train:
     input:
         data=DATA,
     output:
-        best=work("checkpoints/{model}.safetensors"),
+        best=checkpoint_file("{model}"),
         last=work("checkpoints/last/{model}.safetensors"),
     log:
         work("logs/train/{model}.log"),
@@ -28,7 +28,7 @@ rule train:
 # train_noise: a Table 1 model trained again with another seed (its spread over training seeds)
 use rule train as train_seed with:
     output:
-        best=work("checkpoints/{model}-trainseed{seed}.safetensors"),
+        best=checkpoint_file("{model}-trainseed{seed}"),
         last=work("checkpoints/last/{model}-trainseed{seed}.safetensors"),
     log:
         work("logs/train/{model}-trainseed{seed}.log"),
