@@ -26,10 +26,13 @@ LAYERS = [
     {"evaluation"},
     {"sources"},
     {"training"},
+    {"cli"},  # the flags the entry points share: above the library, below its users
     {"stages", "reports"},
     {"tools"},
 ]
 ENTRY_POINTS = {"stages", "reports", "tools"}
+# the packages that know about command lines: the entry points and their shared flags
+COMMAND_LINE = ENTRY_POINTS | {"cli"}
 LIBRARY_IN_ENTRY_POINTS = {"lpe.reports.tabulate", "lpe.reports.plotting"}  # shared by reports
 
 
@@ -115,15 +118,46 @@ def test_entry_points_import_no_other_entry_point():
     assert not crossing, f"entry points importing entry points: {crossing}"
 
 
-def test_only_entry_points_parse_arguments():
-    # (lpe.core.settings reads the value of --settings from the arguments; the stage parses them)
-    parsing = re.compile(r"ArgumentParser\(|\.parse_args\(")
-    found = sorted(
-        m
+# what knowing about a command line looks like in a module: argparse, a parser's methods, a
+# namespace of flags handed around as ``args``
+COMMAND_LINE_TEXT = re.compile(
+    r"\bargparse\b|ArgumentParser|\.parse_args\(|\.add_argument\(|\bNamespace\b"
+    r"|\bdef \w+\([^)]*(?<![*\w])args\b[:,)]|(?<![*\w])args\.\w+"
+)
+# (mnist1d's own dataset arguments: its API, read and set in lpe.data.datasets)
+NOT_OURS = {"lpe.data.datasets": ("args.num_samples", "args.train_split", "args.seed")}
+
+
+def command_line_uses(module: str, text: str) -> list[str]:
+    for allowed in NOT_OURS.get(module, ()):
+        text = text.replace(allowed, "")
+    return [m.group(0) for m in COMMAND_LINE_TEXT.finditer(text)]
+
+
+def test_only_entry_points_know_about_command_lines():
+    """The library takes values and dataclasses: no library module imports argparse, builds or
+    fills a parser, or takes a namespace of flags (``args``); lpe.cli holds the shared flags."""
+    found = {
+        m: command_line_uses(m, path.read_text())
         for m, path in modules().items()
-        if package(m) not in ENTRY_POINTS and parsing.search(path.read_text())
-    )
-    assert not found, f"library modules parsing arguments: {found}"
+        if package(m) not in COMMAND_LINE
+    }
+    found = {m: hits for m, hits in found.items() if hits}
+    assert not found, f"library modules that know about command lines: {found}"
+
+
+def test_the_command_line_check_sees_each_form():
+    planted = [
+        "import argparse",
+        "def member_format(args):",
+        "def f(x, args: object) -> None:",
+        "p.add_argument('--bits')",
+        "n = args.bits",
+        "ns: Namespace",
+    ]
+    assert all(command_line_uses("lpe.members.sets", line) for line in planted)
+    assert not command_line_uses("lpe.members.sets", "def f(arguments, kwargs): return kwargs.x")
+    assert not command_line_uses("lpe.members.sets", "def forward(self, *args, **kwargs):")
 
 
 def test_the_import_graph_has_no_cycle():

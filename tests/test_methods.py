@@ -10,7 +10,7 @@ from test_fast import RUN, SIZES, budgets, train
 
 from lpe.data.datasets import build, save_splits
 from lpe.sources import registry
-from lpe.training.fast import trainer
+from lpe.training.fast import Setting, trainer
 from lpe.training.methods import FINETUNING
 
 LPE = Path(__file__).resolve().parents[1] / "lpe"
@@ -27,7 +27,8 @@ def test_every_fast_source_names_a_trainer_with_the_interface():
         module = trainer(source.name)
         assert module.__name__ == source.trainer
         assert isinstance(module.SETTINGS, dict)
-        assert all(callable(getattr(module, f)) for f in ("add_arguments", "check", "train"))
+        assert all(callable(getattr(module, f)) for f in ("check", "train"))
+        assert all(isinstance(option, Setting) for option in module.OPTIONS)
     with pytest.raises(ValueError, match="unknown fast source 'swag-bma'"):
         trainer("swag-bma")
 
@@ -53,21 +54,20 @@ def test_the_check_sees_a_planted_chain():
 
 NEW_SOURCE = '''
 """A fast source for the test: one SGD run at half the learning rate."""
+from lpe.training.fast import Setting
 from lpe.training.finetuning import finetune_config, run_finetune
 
 SETTINGS = {}
+OPTIONS = (Setting("shrink", float, 0.5, help="the learning rate's factor"),)
 
 
-def add_arguments(parser):
-    parser.add_argument("--shrink", type=float, default=0.5, help="the learning rate's factor")
-
-
-def check(args):
-    return None if args.shrink > 0 else "--shrink must be > 0"
+def check(options):
+    return None if options["shrink"] > 0 else "--shrink must be > 0"
 
 
 def train(job):
-    cfg = finetune_config(job.args, optimizer="sgd", lr=job.args.lr * job.args.shrink)
+    options = job.options
+    cfg = finetune_config(options, optimizer="sgd", lr=options["lr"] * options["shrink"])
     model, summary, _, _ = run_finetune(job.state, job.info, job.data, cfg, job.device)
     job.sources.spent += summary["backward_passes"] - job.info.backward_passes
     job.sources.add(model, summary)

@@ -14,16 +14,21 @@ import subprocess
 
 import pytest
 
-from lpe.core.settings import FLAG, Option, apply_settings, lookup, pick, settings_json
-from lpe.data.inputs import DATA_SETTINGS
-from lpe.evaluation.prediction import CALIBRATED_SETTINGS, PREDICT_SETTINGS
-from lpe.members.sets import QUANT_SETTINGS
+from lpe.cli.flags import (
+    CALIBRATED_SETTINGS,
+    DATA_SETTINGS,
+    FINETUNE_SETTINGS,
+    PREDICT_SETTINGS,
+    QUANT_SETTINGS,
+    RESUME_SETTINGS,
+    apply_settings,
+)
+from lpe.core.settings import FLAG, Option, lookup, pick, settings_json
 from lpe.reports.claims import CLAIMS_SETTINGS
 from lpe.sources.registry import family
 from lpe.stages.baselines import CANDIDATE_SETTINGS
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 from lpe.training.fast import trainer
-from lpe.training.finetuning import FINETUNE_SETTINGS, RESUME_SETTINGS
 
 MAPS = {
     "data": DATA_SETTINGS,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 
@@ -10,22 +9,6 @@ import numba
 import torch
 
 from lpe.core.numerics import describe
-
-
-def add_runtime_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
-    """``--threads``, ``--device`` and, for stages that only evaluate (``inference``),
-    ``--dtype``: how a stage runs. Training stages compute in FP32 and do not offer ``--dtype``."""
-    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
-    if not inference:
-        return
-    parser.add_argument(
-        "--dtype",
-        default="float32",
-        choices=sorted(DTYPES),
-        help="inference precision of the forward passes (autocast; weights stay as stored)",
-    )
-
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -17,15 +17,12 @@ keys that are there.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 FLAG = "--settings"
-HELP = "the config keys this stage reads, as JSON (what the workflow passes)"
 
 
 @dataclass(frozen=True)
@@ -68,69 +65,3 @@ def lookup(section: Mapping[str, Any], path: str) -> Any:
             raise KeyError(f"{FLAG}: no key {path!r} ({where} has {have})")
         value = value[key]
     return value
-
-
-def _typed(action: argparse.Action, value: Any) -> Any:
-    """``value`` as the option's flag text would give it (its ``type``, per item for lists)."""
-    if value is None or action.type is None:
-        return value
-    if isinstance(value, list):
-        return [action.type(v) for v in value]
-    return action.type(value)
-
-
-def _arguments(argv: Sequence[str] | None) -> list[str]:
-    """``argv``, or the process's arguments when None (as argparse reads them)."""
-    return sys.argv[1:] if argv is None else list(argv)
-
-
-def subcommand(argv: Sequence[str] | None) -> str | None:
-    """The first argument (a stage's subcommand, ``train``/``predict``), before parsing."""
-    return next(iter(_arguments(argv)), None)
-
-
-def argument_value(argv: Sequence[str] | None, flag: str) -> str | None:
-    """The text after ``flag`` in ``argv`` (the process's arguments when None), before parsing:
-    what a stage needs to know which options its settings set (``--method``)."""
-    argv = _arguments(argv)
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-Options = Mapping[str, "str | Option | tuple[str | Option, ...]"]
-
-
-def apply_settings(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None, options: Options
-) -> None:
-    """Add ``--settings`` to ``parser``; when ``argv`` has it, its values become the defaults of
-    ``options`` (and a required option is no longer required). Stops the stage on bad settings.
-    """
-    parser.add_argument(FLAG, help=HELP)
-    text = argument_value(argv, FLAG)
-    if text is None:
-        return
-    try:
-        section = json.loads(text)
-    except json.JSONDecodeError as err:
-        parser.error(f"{FLAG} is not JSON ({err})")
-    if not isinstance(section, dict):
-        parser.error(f"{FLAG} must be a JSON object, got {type(section).__name__}")
-    actions = {action.dest: action for action in parser._actions}
-    for path, targets in options.items():
-        try:
-            value = lookup(section, path)
-        except KeyError as err:
-            parser.error(err.args[0])
-        for option in targets if isinstance(targets, tuple) else (targets,):
-            if isinstance(option, str):
-                option = Option(option, lambda v: v)
-            dest, convert = option.dest, option.convert
-            if dest not in actions:
-                raise ValueError(f"settings key {path!r} names no option {dest!r} of this stage")
-            actions[dest].default = _typed(actions[dest], convert(value))
-            actions[dest].required = False

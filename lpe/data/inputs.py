@@ -22,7 +22,6 @@ fine-tuning augmentation); every other image the model's eval transform.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 from functools import cached_property
@@ -52,33 +51,6 @@ def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HO
     splits = load_splits(path)
     require_match(path, splits, input_shape or splits.input_shape, num_classes, model_name)
     return TensorData(splits)
-
-
-# An image folder's holdout from the config's dataset section (lpe.core.settings)
-DATA_SETTINGS = {"dataset.holdout": "holdout"}
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data`` and, for an image folder, its holdout size and image-loading processes."""
-    parser.add_argument("--data", required=True, help="a data file (mini) or an image folder")
-    parser.add_argument(
-        "--holdout",
-        type=int,
-        default=DEFAULT_HOLDOUT,
-        help="image folder: training images held out for validation",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="image folder: processes decoding images (0: in the main one)",
-    )
-
-
-def open_stage_data(args: argparse.Namespace, info):
-    """The examples of ``--data`` for the checkpoint ``info`` (see add_data_arguments)."""
-    return open_data(args.data, info.model, info.num_classes, args.holdout, args.workers,
-                     info.input_shape)  # fmt: skip
 
 
 def minibatches(x, y, batch_size: int, order: torch.Generator, device, skip: int = 0):

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
 from lpe.evaluation.ensemble import log_softmax_of, member_weights, run_with
 from lpe.members.files import Member
@@ -43,49 +42,6 @@ def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
     data = open_data(data, info.model, info.num_classes, workers=workers,
                      input_shape=info.input_shape)  # fmt: skip
     return data.inputs(split, batch_size)
-
-
-def _evaluates_test(split: str) -> bool:
-    return split == "test"
-
-
-# The predict stages' settings (lpe.core.settings): config key -> option. The inference precision;
-# and, for the stages behind Tables 1, 5 and 6, the temperature-scaling control: evaluating the
-# test split also predicts the selection split (an image folder's holdout), where the
-# temperatures are fit. The selection split cannot calibrate itself.
-PREDICT_SETTINGS = {"predict.dtype": "dtype"}
-CALIBRATED_SETTINGS = {
-    **PREDICT_SETTINGS,
-    "predict.split": Option("calibrate", _evaluates_test),
-    "dataset.holdout": "holdout",
-}
-
-CALIBRATE_HELP = (
-    "also predict the data's selection split (validation; an image folder's holdout, see "
-    "--holdout), on which lpe.stages.score fits each run's temperature"
-)
-HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
-
-
-def add_calibration_arguments(parser, holdout: bool = True) -> None:
-    """``--calibrate`` (and, for stages without data flags of their own, ``--holdout``)."""
-    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
-    if holdout:
-        parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
-
-
-def check_calibration(parser, args) -> None:
-    """The selection split cannot calibrate itself: ``--calibrate`` evaluates the test split."""
-    if args.calibrate and args.split != "test":
-        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
-
-
-def calibration_split(args, info):
-    """``(inputs, labels)`` of the calibration split of a stage's ``--data``, or ``(None, None)``
-    without ``--calibrate``."""
-    if not args.calibrate:
-        return None, None
-    return calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
 
 
 def calibration_inputs(data, info, batch_size: int, workers: int = 0, holdout=DEFAULT_HOLDOUT):

@@ -16,19 +16,15 @@ members read back (``folder_members``) equal, bit for bit, in either layout (tes
 
 from __future__ import annotations
 
-import argparse
-import operator
 from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
-from lpe.core.settings import Option
-from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.names import int_name
-from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.formats.registry import FORMATS, NumberFormat, get_format
+from lpe.formats.policy import QuantPolicy
+from lpe.formats.registry import NumberFormat
 from lpe.members.files import (
     Member,
     load_member_of,
@@ -153,35 +149,6 @@ def folder_member(path, checkpoint, checkpoint_sha256: str) -> Member:
     return load_member_of(path, checkpoint, checkpoint_sha256)
 
 
-# The rounding policy from the config's quant section (lpe.core.settings): config key -> option
-QUANT_SETTINGS = {
-    "quant.per_channel": Option("per_tensor", operator.not_),
-    "quant.exclude": "exclude",
-    "quant.min_ndim": "min_ndim",
-}
-
-
-def add_member_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--format`` (or ``--bits`` for INT-b) and the rounding policy's flags, shared by the
-    stages that make members."""
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--format", help=f"number format name: {', '.join(FORMATS)} (and int2..int16)"
-    )
-    which.add_argument(
-        "--bits",
-        type=int,
-        choices=range(MIN_BITS, MAX_BITS + 1),
-        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
-        help="INT-b: the same as --format intB",
-    )
-    parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
-    parser.add_argument(
-        "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"
-    )
-    parser.add_argument("--min-ndim", type=int, default=2)
-
-
 def seed_runs_problem(seeds: list[int], members_out: list, out: list) -> str | None:
     """What is wrong with per-seed run lists (``--seeds``, ``--members-out``, ``--out``), if any."""
     if not len(seeds) == len(members_out) == len(out):
@@ -192,10 +159,3 @@ def seed_runs_problem(seeds: list[int], members_out: list, out: list) -> str | N
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         return f"--seeds must be distinct and >= 0, got {seeds}"
     return None
-
-
-def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
-    """The number format and rounding policy of ``add_member_arguments``' flags."""
-    name = args.format if args.format is not None else int_name(args.bits)
-    fmt = get_format(name, per_channel=not args.per_tensor)
-    return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)

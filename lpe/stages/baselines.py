@@ -47,22 +47,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lpe.cli.flags import (
+    CALIBRATED_SETTINGS,
+    DATA_SETTINGS,
+    add_calibration_arguments,
+    add_data_arguments,
+    add_runtime_arguments,
+    apply_settings,
+    argument_value,
+    check_calibration,
+    open_stage_data,
+)
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError, write_json
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.core.selection import at_an_end
-from lpe.core.settings import apply_settings, argument_value
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.ensemble import member_weights
-from lpe.evaluation.prediction import (
-    CALIBRATED_SETTINGS,
-    Evaluated,
-    add_calibration_arguments,
-    check_calibration,
-    predict_log_probs,
-    timed_log_probs,
-)
+from lpe.evaluation.prediction import Evaluated, predict_log_probs, timed_log_probs
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.formats.integer import MAX_BITS, MIN_BITS, IntFormat, compute_scales
 from lpe.formats.policy import QuantPolicy

@@ -17,11 +17,17 @@ import argparse
 import torch
 from tqdm import tqdm
 
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.core.settings import apply_settings
+from lpe.cli.flags import (
+    DATA_SETTINGS,
+    PREDICT_SETTINGS,
+    add_data_arguments,
+    add_runtime_arguments,
+    apply_settings,
+    open_stage_data,
+)
+from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
-from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs
+from lpe.evaluation.prediction import predict_log_probs
 from lpe.evaluation.predictions_file import write_predictions
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution

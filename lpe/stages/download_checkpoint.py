@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
+from lpe.cli.flags import apply_settings
 from lpe.core.artifacts import ArtifactError, atomic_path
-from lpe.core.settings import apply_settings
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.models.factory import unknown_timm_model
 from lpe.models.zeroshot import SUFFIX, fetch_zeroshot, tower_name

@@ -19,26 +19,22 @@ from __future__ import annotations
 
 import argparse
 
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.core.settings import apply_settings
-from lpe.data.datasets import SPLITS
-from lpe.evaluation.prediction import (
+from lpe.cli.flags import (
     CALIBRATED_SETTINGS,
+    QUANT_SETTINGS,
     add_calibration_arguments,
+    add_member_arguments,
+    add_runtime_arguments,
+    apply_settings,
     calibration_split,
     check_calibration,
-    eval_inputs,
-    predict_members,
-)
-from lpe.evaluation.predictions_file import member_run, write_evaluated
-from lpe.members.sets import (
-    LAYOUTS,
-    QUANT_SETTINGS,
-    add_member_arguments,
-    generate,
     member_format,
-    seed_runs_problem,
 )
+from lpe.core.runtime import autocast, resolve_device, set_threads
+from lpe.data.datasets import SPLITS
+from lpe.evaluation.prediction import eval_inputs, predict_members
+from lpe.evaluation.predictions_file import member_run, write_evaluated
+from lpe.members.sets import LAYOUTS, generate, seed_runs_problem
 from lpe.models.checkpoints import checkpoint_info
 
 

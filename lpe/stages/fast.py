@@ -31,6 +31,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lpe.cli.flags import (
+    CALIBRATED_SETTINGS,
+    DATA_SETTINGS,
+    FINETUNE_SETTINGS,
+    QUANT_SETTINGS,
+    RESUME_SETTINGS,
+    add_calibration_arguments,
+    add_data_arguments,
+    add_finetune_arguments,
+    add_resume_arguments,
+    add_runtime_arguments,
+    add_setting_arguments,
+    apply_settings,
+    argument_value,
+    check_calibration,
+    open_stage_data,
+    subcommand,
+)
 from lpe.core.artifacts import (
     MANIFEST,
     ArtifactError,
@@ -39,35 +57,19 @@ from lpe.core.artifacts import (
     read_metadata,
     write_manifest,
 )
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.core.settings import apply_settings, argument_value, subcommand
+from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
-from lpe.evaluation.prediction import (
-    CALIBRATED_SETTINGS,
-    Evaluated,
-    add_calibration_arguments,
-    batches,
-    check_calibration,
-    predict_fp32,
-    predict_members,
-)
+from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.formats.integer import MAX_BITS, MIN_BITS
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.formats.registry import get_format
 from lpe.members.files import derive_seed
-from lpe.members.sets import QUANT_SETTINGS, generate, seed_runs_problem
+from lpe.members.sets import generate, seed_runs_problem
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
 from lpe.sources.batchensemble import batch_ensemble, member_log_probs
 from lpe.sources.registry import BY_NAME, family
 from lpe.training.fast import FastJob, RunResumes, Sources, trainer
-from lpe.training.finetuning import (
-    FINETUNE_SETTINGS,
-    RESUME_SETTINGS,
-    add_finetune_arguments,
-    add_resume_arguments,
-)
 
 
 def fast_methods() -> tuple[str, ...]:
@@ -83,7 +85,7 @@ def train(args) -> dict:
     resumes = RunResumes(args.resume, args.checkpoint_every)
     with atomic_dir(args.out) as tmp:
         sources = Sources(tmp, args.method, info.backward_passes)
-        job = FastJob(args, state, info, data, resolve_device(args.device), sources, resumes)
+        job = FastJob(vars(args), state, info, data, resolve_device(args.device), sources, resumes)
         settings = trainer(args.method).train(job)
         manifest = sources.manifest({"runs": args.runs, **settings})
         write_manifest(tmp, manifest)
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=_positive, default=4, help="runs, cycles or BE members (K)")
     method = argument_value(argv, "--method")
     if method in fast_methods():  # the method's own flags (its trainer module's; --help lists them)
-        trainer(method).add_arguments(p)
+        add_setting_arguments(p, trainer(method).OPTIONS)
     add_finetune_arguments(p, optimizer=False)  # the method decides
     add_resume_arguments(p)
     p.add_argument("--out", required=True, help="the sources folder")
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         apply_settings(q, argv, {**DATA_SETTINGS, **CALIBRATED_SETTINGS, **policy})
     args = parser.parse_args(argv)
     if args.command == "train":
-        if problem := trainer(args.method).check(args):
+        if problem := trainer(args.method).check(vars(args)):
             parser.error(problem)
         set_threads(args.threads)
         manifest = train(args)

@@ -17,20 +17,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lpe.core.resume import Resume
-from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
-from lpe.core.settings import apply_settings
-from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
-from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
-from lpe.training.finetuning import (
+from lpe.cli.flags import (
+    DATA_SETTINGS,
     FINETUNE_SETTINGS,
     RESUME_SETTINGS,
+    add_data_arguments,
     add_finetune_arguments,
     add_resume_arguments,
-    finetune_config,
-    run_finetune,
-    save_posterior,
+    add_runtime_arguments,
+    apply_settings,
+    open_stage_data,
 )
+from lpe.core.resume import Resume
+from lpe.core.runtime import resolve_device, set_threads
+from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
+from lpe.training.finetuning import finetune_config, run_finetune, save_posterior
 from lpe.training.methods import FINETUNING
 
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     add_runtime_arguments(parser, inference=False)
     apply_settings(parser, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS})
     args = parser.parse_args(argv)
-    cfg = finetune_config(args)
+    cfg = finetune_config(vars(args))
     if FINETUNING[cfg.optimizer].has_posterior and not args.posterior:
         parser.error(f"--posterior is required for {cfg.optimizer}")
     set_threads(args.threads)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 
+from lpe.cli.flags import add_member_arguments, member_format
 from lpe.core.runtime import set_threads
 from lpe.members.files import METHODS
-from lpe.members.sets import LAYOUTS, add_member_arguments, generate, member_format
+from lpe.members.sets import LAYOUTS, generate
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,12 +31,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lpe.cli.flags import (
+    DATA_SETTINGS,
+    PREDICT_SETTINGS,
+    add_data_arguments,
+    add_runtime_arguments,
+    apply_settings,
+    open_stage_data,
+)
 from lpe.core.artifacts import write_with
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.core.settings import apply_settings
+from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
-from lpe.evaluation.prediction import PREDICT_SETTINGS, predict_log_probs
+from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.sets import folder_member
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.finetuning import draw, load_solution

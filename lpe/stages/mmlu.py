@@ -47,9 +47,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lpe.cli.flags import add_runtime_arguments, apply_settings, subcommand
 from lpe.core.artifacts import write_json, write_with
-from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
-from lpe.core.settings import apply_settings, subcommand
+from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
 from lpe.formats.integer import MAX_BITS, MIN_BITS

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
-from lpe.core.settings import apply_settings
-from lpe.data.datasets import SPLITS
-from lpe.evaluation.prediction import (
+from lpe.cli.flags import (
     CALIBRATED_SETTINGS,
     add_calibration_arguments,
+    add_runtime_arguments,
+    apply_settings,
     calibration_split,
     check_calibration,
-    eval_inputs,
-    predict_fp32,
-    predict_members,
 )
+from lpe.core.runtime import autocast, resolve_device, set_threads
+from lpe.data.datasets import SPLITS
+from lpe.evaluation.prediction import eval_inputs, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import member_run, write_evaluated
 from lpe.models.checkpoints import checkpoint_info
 

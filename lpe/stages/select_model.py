@@ -27,16 +27,23 @@ import statistics
 
 import torch
 
+from lpe.cli.flags import (
+    DATA_SETTINGS,
+    QUANT_SETTINGS,
+    add_data_arguments,
+    add_member_arguments,
+    add_runtime_arguments,
+    apply_settings,
+    member_format,
+    open_stage_data,
+)
 from lpe.core import metrics
 from lpe.core.artifacts import write_text
-from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.core.runtime import resolve_device, set_threads
 from lpe.core.selection import NOISE_SE, band, joint_band
-from lpe.core.settings import apply_settings
-from lpe.data.inputs import DATA_SETTINGS, add_data_arguments, open_stage_data
 from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.files import member_seed, quantize
-from lpe.members.sets import QUANT_SETTINGS, add_member_arguments, member_format
 from lpe.models.checkpoints import load_checkpoint
 from lpe.models.factory import count_params
 

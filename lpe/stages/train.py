@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from lpe.core.runtime import add_runtime_arguments, resolve_device, set_threads
+from lpe.cli.flags import add_runtime_arguments
+from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.datasets import load_splits
 from lpe.models.checkpoints import save_checkpoint
 from lpe.models.factory import MODELS

@@ -43,10 +43,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from lpe.cli.flags import add_runtime_arguments
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError
 from lpe.core.numerics import pin_cpu_numerics
-from lpe.core.runtime import add_runtime_arguments, autocast, resolve_device, set_threads
+from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.evaluation import verdicts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation.temperature import fit_temperature, scaled

@@ -14,9 +14,10 @@ generator, IVON's weight noise (drawn by ``ivon-opt`` from torch's global genera
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 
@@ -123,55 +124,14 @@ def load_solution(checkpoint, posterior_path):
     return state, info, posterior
 
 
-# FinetuneConfig from the config's bma section (lpe.core.settings): config key -> field. The
-# optimizer is the job's (a wildcard), not a setting.
-FINETUNE_SETTINGS = {
-    "bma.epochs": "epochs",
-    "bma.batch_size": "batch_size",
-    "bma.seed": "seed",
-    "bma.sgd.lr": "lr",
-    "bma.sgd.momentum": "momentum",
-    "bma.sgd.weight_decay": "weight_decay",
-    "bma.swag.rank": "swag_rank",
-    "bma.swag.start_epoch": "swag_start_epoch",
-    "bma.swag.collect_every": "swag_collect_every",
-    "bma.ivon.lr": "ivon_lr",
-    "bma.ivon.ess": "ivon_ess",
-    "bma.ivon.hess_init": "ivon_hess_init",
-    "bma.ivon.beta2": "ivon_beta2",
-    "bma.ivon.weight_decay": "ivon_weight_decay",
-    "bma.ivon.mc_samples": "ivon_mc_samples",
-}
-# Resumable state: every bma.checkpoint_every steps, to the job's own file (the workflow's
-# job.resume: none when checkpoint_every is 0)
-RESUME_SETTINGS = {"bma.checkpoint_every": "checkpoint_every", "job.resume": "resume"}
-
-
 RUN_FIELDS = {"optimizer": "sgd", "epochs": 3, "batch_size": 128, "seed": 0}
 
 
-def add_finetune_arguments(parser: argparse.ArgumentParser, optimizer: bool = True) -> None:
-    """``--optimizer`` (unless the stage decides it), ``--epochs``, ``--batch-size``, ``--seed``
-    and one flag per settings field of the methods (``--lr``, ``--swag-rank``, ...), each
-    defaulting to its default."""
-    if optimizer:
-        parser.add_argument("--optimizer", default="sgd", choices=tuple(FINETUNING))
-    for name, default in {**RUN_FIELDS, **SETTINGS_FIELDS}.items():
-        if name != "optimizer":
-            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
-
-
-def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--resume PATH`` and ``--checkpoint-every N``: resumable training (``lpe.core.resume``)."""
-    parser.add_argument("--resume", help="file (or, for several runs, folder) of resumable state")
-    parser.add_argument("--checkpoint-every", type=int, default=0,
-                        help="save the resumable state every N steps (0: never)")  # fmt: skip
-
-
-def finetune_config(args: argparse.Namespace, **override) -> FinetuneConfig:
-    """The run the flags describe, with ``override`` (field name -> value) on top."""
+def finetune_config(options: Mapping[str, Any], **override) -> FinetuneConfig:
+    """The run ``options`` (name -> value, such as a stage's flags) describe, with ``override``
+    (field name -> value) on top; names that are not a run's field are ignored."""
     names = {**RUN_FIELDS, **SETTINGS_FIELDS}
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values = {name: options[name] for name in names if name in options}
     return FinetuneConfig.of(**{**values, **override})
 
 

@@ -33,9 +33,10 @@ import sys
 
 import pandas as pd
 
+from lpe.cli.flags import apply_settings
 from lpe.core.artifacts import read_metadata, write_text
 from lpe.core.selection import NOISE_SE
-from lpe.core.settings import Option, apply_settings
+from lpe.core.settings import Option
 from lpe.models.checkpoints import (
     GATE_RISE,
     GATE_TOLERANCE,

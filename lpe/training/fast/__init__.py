@@ -10,8 +10,9 @@ and MultiIVON with c runs all cost the same.
 A trainer module has:
 
 - ``SETTINGS``: its own config keys (``fast.<name>.*``) -> its options (``lpe.core.settings``);
-- ``add_arguments(parser)``: its own flags (the shared ones are the ``fast`` stage's);
-- ``check(args)``: a problem with its flags, or None;
+- ``OPTIONS``: its own options, as :class:`Setting` values (the ``fast`` stage offers each as a
+  flag beside the shared ones; the trainer never sees a command line);
+- ``check(options)``: a problem with the options (a mapping: option name -> value), or None;
 - ``train(job)``: its sources, added to ``job.sources``; returns the settings its manifest records.
 
 A new fast source is its module here and its entry in the registry: the ``fast`` stage and the
@@ -22,14 +23,28 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lpe.core.resume import Resume
 from lpe.models.checkpoints import save_checkpoint
 from lpe.sources.registry import BY_NAME, family
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option of a trainer: its name (``lr_candidates``), the type of one value, its default,
+    ``many`` when it takes a list of values, and what it means."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    many: bool = False
 
 
 def trainer(method: str):
@@ -83,10 +98,11 @@ class RunResumes:
 
 @dataclass
 class FastJob:
-    """What a trainer starts from: the stage's flags, the trained checkpoint (``state``,
-    ``info``), the data, the device, the sources being written and the runs' resumable states."""
+    """What a trainer starts from: the run's options (name -> value: the shared fine-tuning ones,
+    ``runs`` and the trainer's own ``OPTIONS``), the trained checkpoint (``state``, ``info``), the
+    data, the device, the sources being written and the runs' resumable states."""
 
-    args: object
+    options: Mapping[str, Any]
     state: dict
     info: object
     data: object

@@ -5,12 +5,12 @@ step counts ``runs`` backward passes (every member's gradient, in one K-times-wi
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 
 import torch
 
 from lpe.sources.batchensemble import batch_ensemble
+from lpe.training.fast import Setting
 from lpe.training.loop import Plan, fit
 from lpe.training.methods import BatchEnsembleSettings, BatchEnsembleSgd
 
@@ -20,28 +20,28 @@ SETTINGS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--init-std", type=float, default=0.1, help="fast weights' std around 1")
-    parser.add_argument("--micro-batch", type=int, default=0,
-                        help="examples per accumulated chunk (0: the whole batch)")  # fmt: skip
+OPTIONS = (
+    Setting("init_std", float, 0.1, help="fast weights' std around 1"),
+    Setting("micro_batch", int, 0, help="examples per accumulated chunk (0: the whole batch)"),
+)
 
 
-def check(args) -> str | None:
-    if args.micro_batch < 0:
-        return f"--micro-batch must be >= 0, got {args.micro_batch}"
+def check(options) -> str | None:
+    if options["micro_batch"] < 0:
+        return f"--micro-batch must be >= 0, got {options['micro_batch']}"
     return None
 
 
 def train(job) -> dict:
-    args, info = job.args, job.info
-    settings = BatchEnsembleSettings(args.lr, args.momentum, args.weight_decay, args.runs,
-                                     args.micro_batch)  # fmt: skip
-    plan = Plan(args.epochs, args.batch_size, args.seed)
+    o, info = job.options, job.info
+    settings = BatchEnsembleSettings(o["lr"], o["momentum"], o["weight_decay"], o["runs"],
+                                     o["micro_batch"])  # fmt: skip
+    plan = Plan(o["epochs"], o["batch_size"], o["seed"])
     model = info.build()
     model.load_state_dict(job.state)
-    batch_ensemble(model, args.runs, torch.Generator().manual_seed(args.seed), "gaussian",
-                   args.init_std)  # fmt: skip
-    record = {**asdict(plan), **asdict(settings), "init_std": args.init_std}
+    batch_ensemble(model, o["runs"], torch.Generator().manual_seed(o["seed"]), "gaussian",
+                   o["init_std"])  # fmt: skip
+    record = {**asdict(plan), **asdict(settings), "init_std": o["init_std"]}
     resume = job.resumes.run("batchensemble", {"batchensemble": record, "start": info.sha256})
     passes = fit(model, job.data, BatchEnsembleSgd(settings, plan), plan, job.device,
                  desc="batchensemble", resume=resume)  # fmt: skip
@@ -51,7 +51,7 @@ def train(job) -> dict:
         "num_classes": info.num_classes,
         "input_shape": list(info.input_shape),
         "optimizer": "sgd",
-        "batch_ensemble": args.runs,
+        "batch_ensemble": o["runs"],
     }
-    job.sources.add(model.cpu(), summary, members=args.runs)
-    return {"epochs_per_run": args.epochs, **record}
+    job.sources.add(model.cpu(), summary, members=o["runs"])
+    return {"epochs_per_run": o["epochs"], **record}

@@ -12,7 +12,7 @@ SETTINGS = {
     "fast.csgld.temperature": "csgld_temperature",
     "fast.csgld.exploration": "csgld_exploration",
 }
-add_arguments, check = sse.add_arguments, sse.check
+OPTIONS, check = sse.OPTIONS, sse.check
 
 
 def train(job) -> dict:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 
@@ -11,6 +10,7 @@ import torch
 
 from lpe.core.artifacts import read_metadata
 from lpe.models.checkpoints import load_checkpoint
+from lpe.training.fast import Setting
 from lpe.training.finetuning import (
     FinetuneConfig,
     draw,
@@ -20,24 +20,21 @@ from lpe.training.finetuning import (
 )
 
 SETTINGS = {"job.reuse": "reuse"}
+OPTIONS = (Setting("reuse", str, None, help="an existing run 0 (its checkpoint)"),)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reuse", help="an existing run 0 (its checkpoint)")
-
-
-def check(args) -> str | None:
+def check(options) -> str | None:
     return None
 
 
 def train(job, optimizer: str = "sgd", draws: int = 1, reuse_posterior: str | None = None) -> dict:
     """``runs`` independent runs of ``optimizer`` with seeds ``seed + r``. A run's source is its
     solution, or, when it has a posterior (IVON), ``draws`` draws from it."""
-    args, info = job.args, job.info
-    for r in range(args.runs):
-        cfg = finetune_config(args, optimizer=optimizer, seed=args.seed + r)
-        if r == 0 and args.reuse:
-            model, summary, posterior = reused_run(cfg, job, args.reuse, reuse_posterior)
+    options, info = job.options, job.info
+    for r in range(options["runs"]):
+        cfg = finetune_config(options, optimizer=optimizer, seed=options["seed"] + r)
+        if r == 0 and options["reuse"]:
+            model, summary, posterior = reused_run(cfg, job, options["reuse"], reuse_posterior)
         else:
             model, summary, posterior, _ = run_finetune(
                 job.state, info, job.data, cfg, job.device, job.resumes.path(f"run{r}"),
@@ -51,8 +48,8 @@ def train(job, optimizer: str = "sgd", draws: int = 1, reuse_posterior: str | No
             torch.nn.utils.vector_to_parameters(draw(posterior, cfg.seed, d), model.parameters())
             job.sources.add(model, {**summary, "run": r, "draw": d})
     return {
-        "epochs_per_run": args.epochs,
-        "finetune": asdict(finetune_config(args, optimizer=optimizer)),
+        "epochs_per_run": options["epochs"],
+        "finetune": asdict(finetune_config(options, optimizer=optimizer)),
     }
 
 

@@ -4,37 +4,31 @@ draws each (FP32 sources); run 0 is the IVON run of the SWAG/IVON figures when g
 
 from __future__ import annotations
 
-import argparse
-
-from lpe.training.fast import de
+from lpe.training.fast import Setting, de
 
 SETTINGS = {
     **de.SETTINGS,
     "job.reuse_posterior": "reuse_posterior",
     "fast.multiivon.draws": "draws",
 }
+OPTIONS = (
+    *de.OPTIONS,
+    Setting("reuse_posterior", str, None, help="run 0's posterior file (with --reuse)"),
+    Setting("draws", int, 2, help="posterior draws per run"),
+)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    de.add_arguments(parser)
-    parser.add_argument("--reuse-posterior", help="run 0's posterior file (with --reuse)")
-    parser.add_argument("--draws", type=_positive, default=2, help="posterior draws per run")
-
-
-def _positive(value: str) -> int:
-    if int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return int(value)
-
-
-def check(args) -> str | None:
-    if args.reuse_posterior and not args.reuse:
+def check(options) -> str | None:
+    if options["draws"] < 1:
+        return f"--draws must be >= 1, got {options['draws']}"
+    if options["reuse_posterior"] and not options["reuse"]:
         return "--reuse-posterior needs --reuse"
-    if args.reuse and not args.reuse_posterior:
+    if options["reuse"] and not options["reuse_posterior"]:
         return "multiivon --reuse needs --reuse-posterior (run 0's posterior file)"
     return None
 
 
 def train(job) -> dict:
-    settings = de.train(job, "ivon", job.args.draws, job.args.reuse_posterior)
-    return {**settings, "draws": job.args.draws}
+    options = job.options
+    settings = de.train(job, "ivon", options["draws"], options["reuse_posterior"])
+    return {**settings, "draws": options["draws"]}

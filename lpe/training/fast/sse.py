@@ -4,38 +4,37 @@ is chosen on validation among ``--lr-candidates`` by the first cycle's snapshot.
 
 from __future__ import annotations
 
-import argparse
-
+from lpe.training.fast import Setting
 from lpe.training.finetuning import finetune_config, run_finetune, validate
 
 SETTINGS = {"fast.sse.lr": "lr_candidates", "fast.sse.momentum": "momentum"}
+OPTIONS = (
+    Setting("lr_candidates", float, [], many=True,
+            help="peak rates to choose from on validation (first cycle; replaces --lr)"),
+)  # fmt: skip
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--lr-candidates", type=float, nargs="*", default=[],
-        help="peak rates to choose from on validation (first cycle; replaces --lr)",
-    )  # fmt: skip
-
-
-def check(args) -> str | None:
-    if args.lr_candidates and min(args.lr_candidates) <= 0:
-        return f"--lr-candidates are positive peak rates; got {args.lr_candidates}"
+def check(options) -> str | None:
+    candidates = options["lr_candidates"]
+    if candidates and min(candidates) <= 0:
+        return f"--lr-candidates are positive peak rates; got {candidates}"
     return None
 
 
 def train(job, optimizer: str = "sse") -> dict:
     """The cyclic run of ``optimizer`` (``sse`` or ``csgld``), its snapshots as the sources."""
-    args, settings = job.args, {}
-    lr = args.lr
-    if len(args.lr_candidates) == 1:  # nothing to choose
-        lr = settings["lr"] = args.lr_candidates[0]
-    elif args.lr_candidates:
-        choice = choose_peak_rate(job, optimizer, args.lr_candidates)
+    options, settings = job.options, {}
+    lr, candidates = options["lr"], options["lr_candidates"]
+    if len(candidates) == 1:  # nothing to choose
+        lr = settings["lr"] = candidates[0]
+    elif candidates:
+        choice = choose_peak_rate(job, optimizer, candidates)
         lr = settings["lr"] = choice["chosen"]
         settings["lr_choice"] = choice
-    runs, resumes = args.runs, job.resumes
-    cfg = finetune_config(args, optimizer=optimizer, lr=lr, cycles=runs, epochs=args.epochs * runs)
+    runs, resumes = options["runs"], job.resumes
+    cfg = finetune_config(
+        options, optimizer=optimizer, lr=lr, cycles=runs, epochs=options["epochs"] * runs
+    )
     model, summary, _, snapshots = run_finetune(
         job.state, job.info, job.data, cfg, job.device, resumes.path("run"), resumes.every
     )
@@ -61,7 +60,7 @@ def choose_peak_rate(job, optimizer: str, candidates) -> dict:
     start = validate(model, job.data, job.device)["nll"]
     nll = {}
     for lr in sorted(candidates):
-        cfg = finetune_config(job.args, optimizer=optimizer, lr=lr, cycles=1)
+        cfg = finetune_config(job.options, optimizer=optimizer, lr=lr, cycles=1)
         snapshot, *_ = run_finetune(job.state, job.info, job.data, cfg, job.device)
         nll[lr] = validate(snapshot.to(job.device), job.data, job.device)["nll"]
         print(f"{optimizer} peak rate {lr:g}: snapshot 1 validation NLL {nll[lr]:.5f} "

@@ -1,0 +1,1 @@
+"""Command-line flags shared by the entry points (stages, reports, tools)."""

@@ -1,0 +1,283 @@
+"""The command-line flags the stages, reports and tools share, and how a stage's ``--settings``
+JSON sets them: the only place, with the entry points, that knows about ``argparse``.
+
+The library below takes values and dataclasses; each helper here turns a stage's flags into them
+(``member_format``: a number format and rounding policy; ``calibration_split``: the inputs a
+temperature is fit on; ``open_stage_data``: the examples of ``--data``). Each ``*_SETTINGS`` maps
+config keys to the options they set (lpe.core.settings, tests/test_settings.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lpe.core.runtime import DTYPES
+from lpe.core.settings import FLAG, Option, lookup
+from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
+from lpe.evaluation.prediction import calibration_inputs
+from lpe.formats.integer import MAX_BITS, MIN_BITS
+from lpe.formats.names import int_name
+from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
+from lpe.formats.registry import FORMATS, NumberFormat, get_format
+from lpe.training.fast import Setting
+from lpe.training.finetuning import RUN_FIELDS, SETTINGS_FIELDS
+from lpe.training.methods import FINETUNING
+
+# ---- --settings: config keys as the defaults of a stage's options
+HELP = "the config keys this stage reads, as JSON (what the workflow passes)"
+
+
+def _typed(action: argparse.Action, value: Any) -> Any:
+    """``value`` as the option's flag text would give it (its ``type``, per item for lists)."""
+    if value is None or action.type is None:
+        return value
+    if isinstance(value, list):
+        return [action.type(v) for v in value]
+    return action.type(value)
+
+
+def _arguments(argv: Sequence[str] | None) -> list[str]:
+    """``argv``, or the process's arguments when None (as argparse reads them)."""
+    return sys.argv[1:] if argv is None else list(argv)
+
+
+def subcommand(argv: Sequence[str] | None) -> str | None:
+    """The first argument (a stage's subcommand, ``train``/``predict``), before parsing."""
+    return next(iter(_arguments(argv)), None)
+
+
+def argument_value(argv: Sequence[str] | None, flag: str) -> str | None:
+    """The text after ``flag`` in ``argv`` (the process's arguments when None), before parsing:
+    what a stage needs to know which options its settings set (``--method``)."""
+    argv = _arguments(argv)
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+Options = Mapping[str, "str | Option | tuple[str | Option, ...]"]
+
+
+def apply_settings(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, options: Options
+) -> None:
+    """Add ``--settings`` to ``parser``; when ``argv`` has it, its values become the defaults of
+    ``options`` (and a required option is no longer required). Stops the stage on bad settings.
+    """
+    parser.add_argument(FLAG, help=HELP)
+    text = argument_value(argv, FLAG)
+    if text is None:
+        return
+    try:
+        section = json.loads(text)
+    except json.JSONDecodeError as err:
+        parser.error(f"{FLAG} is not JSON ({err})")
+    if not isinstance(section, dict):
+        parser.error(f"{FLAG} must be a JSON object, got {type(section).__name__}")
+    actions = {action.dest: action for action in parser._actions}
+    for path, targets in options.items():
+        try:
+            value = lookup(section, path)
+        except KeyError as err:
+            parser.error(err.args[0])
+        for option in targets if isinstance(targets, tuple) else (targets,):
+            if isinstance(option, str):
+                option = Option(option, lambda v: v)
+            dest, convert = option.dest, option.convert
+            if dest not in actions:
+                raise ValueError(f"settings key {path!r} names no option {dest!r} of this stage")
+            actions[dest].default = _typed(actions[dest], convert(value))
+            actions[dest].required = False
+
+
+# ---- how a stage runs: threads, device, inference precision
+def add_runtime_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
+    """``--threads``, ``--device`` and, for stages that only evaluate (``inference``),
+    ``--dtype``: how a stage runs. Training stages compute in FP32 and do not offer ``--dtype``."""
+    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    if not inference:
+        return
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=sorted(DTYPES),
+        help="inference precision of the forward passes (autocast; weights stay as stored)",
+    )
+
+
+# ---- the data a stage reads
+# An image folder's holdout from the config's dataset section (lpe.core.settings)
+DATA_SETTINGS = {"dataset.holdout": "holdout"}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and, for an image folder, its holdout size and image-loading processes."""
+    parser.add_argument("--data", required=True, help="a data file (mini) or an image folder")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=DEFAULT_HOLDOUT,
+        help="image folder: training images held out for validation",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="image folder: processes decoding images (0: in the main one)",
+    )
+
+
+def open_stage_data(args: argparse.Namespace, info):
+    """The examples of ``--data`` for the checkpoint ``info`` (see add_data_arguments)."""
+    return open_data(args.data, info.model, info.num_classes, args.holdout, args.workers,
+                     info.input_shape)  # fmt: skip
+
+
+# ---- the number format and rounding policy of the members a stage makes
+# The rounding policy from the config's quant section (lpe.core.settings): config key -> option
+QUANT_SETTINGS = {
+    "quant.per_channel": Option("per_tensor", operator.not_),
+    "quant.exclude": "exclude",
+    "quant.min_ndim": "min_ndim",
+}
+
+
+def add_member_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--format`` (or ``--bits`` for INT-b) and the rounding policy's flags, shared by the
+    stages that make members."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--format", help=f"number format name: {', '.join(FORMATS)} (and int2..int16)"
+    )
+    which.add_argument(
+        "--bits",
+        type=int,
+        choices=range(MIN_BITS, MAX_BITS + 1),
+        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
+        help="INT-b: the same as --format intB",
+    )
+    parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
+    parser.add_argument(
+        "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"
+    )
+    parser.add_argument("--min-ndim", type=int, default=2)
+
+
+def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
+    """The number format and rounding policy of ``add_member_arguments``' flags."""
+    name = args.format if args.format is not None else int_name(args.bits)
+    fmt = get_format(name, per_channel=not args.per_tensor)
+    return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+
+
+# ---- temperature scaling's calibration split
+def _evaluates_test(split: str) -> bool:
+    return split == "test"
+
+
+# The predict stages' settings (lpe.core.settings): config key -> option. The inference precision;
+# and, for the stages behind Tables 1, 5 and 6, the temperature-scaling control: evaluating the
+# test split also predicts the selection split (an image folder's holdout), where the
+# temperatures are fit. The selection split cannot calibrate itself.
+PREDICT_SETTINGS = {"predict.dtype": "dtype"}
+
+
+CALIBRATED_SETTINGS = {
+    **PREDICT_SETTINGS,
+    "predict.split": Option("calibrate", _evaluates_test),
+    "dataset.holdout": "holdout",
+}
+
+
+CALIBRATE_HELP = (
+    "also predict the data's selection split (validation; an image folder's holdout, see "
+    "--holdout), on which lpe.stages.score fits each run's temperature"
+)
+
+
+HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
+
+
+def add_calibration_arguments(parser, holdout: bool = True) -> None:
+    """``--calibrate`` (and, for stages without data flags of their own, ``--holdout``)."""
+    parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
+    if holdout:
+        parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
+
+
+def check_calibration(parser, args) -> None:
+    """The selection split cannot calibrate itself: ``--calibrate`` evaluates the test split."""
+    if args.calibrate and args.split != "test":
+        parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
+
+
+def calibration_split(args, info):
+    """``(inputs, labels)`` of the calibration split of a stage's ``--data``, or ``(None, None)``
+    without ``--calibrate``."""
+    if not args.calibrate:
+        return None, None
+    return calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
+
+
+# ---- a fine-tuning run and its resumable state
+# FinetuneConfig from the config's bma section (lpe.core.settings): config key -> field. The
+# optimizer is the job's (a wildcard), not a setting.
+FINETUNE_SETTINGS = {
+    "bma.epochs": "epochs",
+    "bma.batch_size": "batch_size",
+    "bma.seed": "seed",
+    "bma.sgd.lr": "lr",
+    "bma.sgd.momentum": "momentum",
+    "bma.sgd.weight_decay": "weight_decay",
+    "bma.swag.rank": "swag_rank",
+    "bma.swag.start_epoch": "swag_start_epoch",
+    "bma.swag.collect_every": "swag_collect_every",
+    "bma.ivon.lr": "ivon_lr",
+    "bma.ivon.ess": "ivon_ess",
+    "bma.ivon.hess_init": "ivon_hess_init",
+    "bma.ivon.beta2": "ivon_beta2",
+    "bma.ivon.weight_decay": "ivon_weight_decay",
+    "bma.ivon.mc_samples": "ivon_mc_samples",
+}
+
+
+# Resumable state: every bma.checkpoint_every steps, to the job's own file (the workflow's
+# job.resume: none when checkpoint_every is 0)
+RESUME_SETTINGS = {"bma.checkpoint_every": "checkpoint_every", "job.resume": "resume"}
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser, optimizer: bool = True) -> None:
+    """``--optimizer`` (unless the stage decides it), ``--epochs``, ``--batch-size``, ``--seed``
+    and one flag per settings field of the methods (``--lr``, ``--swag-rank``, ...), each
+    defaulting to its default."""
+    if optimizer:
+        parser.add_argument("--optimizer", default="sgd", choices=tuple(FINETUNING))
+    for name, default in {**RUN_FIELDS, **SETTINGS_FIELDS}.items():
+        if name != "optimizer":
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+
+
+def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--resume PATH`` and ``--checkpoint-every N``: resumable training (``lpe.core.resume``)."""
+    parser.add_argument("--resume", help="file (or, for several runs, folder) of resumable state")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="save the resumable state every N steps (0: never)")  # fmt: skip
+
+
+# ---- a trainer's own options (lpe.training.fast: OPTIONS)
+def add_setting_arguments(parser: argparse.ArgumentParser, options: Sequence[Setting]) -> None:
+    """One flag per option (``lr_candidates`` -> ``--lr-candidates``), typed and defaulted as it
+    says; an option of many values takes any number of them."""
+    for option in options:
+        many = {"nargs": "*", "default": list(option.default)} if option.many else {}
+        parser.add_argument(f"--{option.name.replace('_', '-')}", type=option.type,
+                            **{"default": option.default, **many}, help=option.help)  # fmt: skip
