@@ -6,7 +6,7 @@ import pytest
 from lpe.core.numerics import pin_cpu_numerics
 
 # The test session computes on the stages' pinned CPU paths, as the stages it compares with do
-# (importing lpe no longer pins anything: tests/test_numerics.py checks both).
+# (importing lpe no longer pins anything: tests/core/test_numerics.py checks both).
 pin_cpu_numerics()
 
 from lpe.models.checkpoints import save_checkpoint  # noqa: E402
@@ -26,6 +26,18 @@ def seeded_torch():
     import torch
 
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def data(tmp_path, request):
+    """A seeded MNIST-1D data file of the test module's ``SIZES`` (helpers.SMALL if it has none)."""
+    from helpers import SMALL
+
+    from lpe.data.datasets import build, save_splits
+
+    path = tmp_path / "d.npz"
+    save_splits(path, build("mnist1d", **getattr(request.module, "SIZES", SMALL)))
+    return path
 
 
 @pytest.fixture

@@ -1,14 +1,66 @@
-"""Stand-ins shared by the tests: a generated image folder, fake MMLU rows, a tiny random Llama.
+"""Stand-ins and runners shared by the tests: data sizes, the stages run as a test runs them, the
+workflow's command, a generated image folder, fake MMLU rows, a tiny random Llama.
 
-Imported as ``from helpers import ...`` (pytest puts this folder on ``sys.path``).
+Imported as ``from helpers import ...`` (pytest puts this folder on ``sys.path``); no test module
+imports another.
 """
 
 import csv
 import json
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+import lpe.stages.predict
+from lpe.stages.fast import main as fast
+from lpe.stages.fast import read_sources
+from lpe.stages.generate import main as generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The data sizes of the ``data`` fixture (tests/conftest.py): a module's ``SIZES``, SMALL if none
+SMALL = {"train": 20, "val": 10, "test": 30, "seed": 0}
+TRAINING = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
+
+
+def run_generate(checkpoint, out, *args):
+    generate(["--checkpoint", str(checkpoint), "--out", str(out), *map(str, args)])
+
+
+def run_predict(checkpoint, data, out, *args):
+    lpe.stages.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
+                             "--out", str(out), "--device", "cpu", *map(str, args)])  # fmt: skip
+
+
+# The fast stage on TRAINING data: a run is 2 epochs x 4 steps; the checkpoint fixture's
+# pre-training counts PRETRAIN backward passes
+FAST_RUN = 2 * 4
+PRETRAIN = 7
+FAST_COMMON = ["--device", "cpu", "--epochs", "2", "--batch-size", "16"]
+
+
+def train_fast(checkpoint, data, out, method, *args):
+    fast(["train", "--method", method, "--checkpoint", str(checkpoint), "--data", str(data),
+          "--out", str(out), *FAST_COMMON, *map(str, args)])  # fmt: skip
+    return read_sources(out)
+
+
+def budgets(manifest):
+    """Each source's backward passes beyond the starting checkpoint's."""
+    return [s["backward_passes"] - PRETRAIN for s in manifest["sources"]]
+
+
+# The workflow as the end-to-end tests run it: this interpreter's snakemake, whose jobs' `python`
+# is this one (its venv), activated or not
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+ENV = {
+    **os.environ,
+    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+}
 
 
 def image_folder(root, classes, per_class=2, size=40):

@@ -4,7 +4,7 @@ JSON sets them: the only place, with the entry points, that knows about ``argpar
 The library below takes values and dataclasses; each helper here turns a stage's flags into them
 (``member_format``: a number format and rounding policy; ``calibration_split``: the inputs a
 temperature is fit on; ``open_stage_data``: the examples of ``--data``). Each ``*_SETTINGS`` maps
-config keys to the options they set (lpe.core.settings, tests/test_settings.py).
+config keys to the options they set (lpe.core.settings, tests/cli/test_settings.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ holds the job's own values, such as a resume file). It is a rule ``param``, so S
 a job when its settings change, and only then; no rule builds flags by hand.
 
 The stage says, in its own module, which config key sets which of its options (``options``: key
-path -> option, ``"bma.swag.rank": "swag_rank"``); tests/test_settings.py checks every key
+path -> option, ``"bma.swag.rank": "swag_rank"``); tests/cli/test_settings.py checks every key
 against the config and every job's settings against what its stage reads, so a renamed key or
 option fails a test instead of silently keeping a default. A value is converted by its option's
 type, as the flag's text would be, so a setting gives the stage the value its flag gives.

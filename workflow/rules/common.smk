@@ -40,7 +40,7 @@ include: "paths.smk"
 def settings(*keys, **job):
     """The config keys a job's stage reads, with the job's own values, as the stage's
     --settings JSON (lpe.core.settings): a param, so a changed setting reruns the job and no
-    other. tests/test_settings.py checks each job's keys against what its stage reads.
+    other. tests/cli/test_settings.py checks each job's keys against what its stage reads.
     """
     return settings_json(pick(config, [k for group in keys for k in group]), job=job)
 

@@ -112,7 +112,7 @@ class Report:
         (every LPE-BSR ensemble as far above RTN as it was below) put 31 of 42,747 there (0.07%),
         which the 0.1% share of before let pass. A change of the maths moves many numbers, or some
         far: the planted changes of
-        tests/test_compare.py fail either way."""
+        tests/tools/test_compare.py fail either way."""
         allowed = int(self.tail_share * self.numbers)
         if len(self.tail) > allowed:
             self.problems.append(

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from test_predict import SIZES, run_predict
+from helpers import SMALL as SIZES
+from helpers import run_predict
 
 from lpe.core.artifacts import ArtifactError
 from lpe.data.datasets import build, save_splits

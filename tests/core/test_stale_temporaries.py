@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from test_predict import run_generate
+from helpers import run_generate
 
 from lpe.core.artifacts import atomic_dir, remove_stale_temporaries
 

@@ -152,12 +152,12 @@ def test_empty_reference_fails(tmp_path, capsys):
 
 
 # The mini profile at bd77013 as the committed reference had it (Intel) and as two AMD runs
-# regenerated it (the suite's pin then, and MKL's COMPATIBLE branch); see tests/data/cross_cpu/.
+# regenerated it (the suite's pin then, and MKL's COMPATIBLE branch); see tests/fixtures/cross_cpu/.
 # Their checkpoints moved as far as another training seed moves them, and their verdicts with
 # them; the checkpoint noise that judges them is the committed reference's (every Table 1 model
 # retrained with 2 more seeds; bd77013 retrained vit_mini_t only).
-CROSS_CPU = Path(__file__).parent / "data/cross_cpu"
-REPO = Path(__file__).parents[1]
+CROSS_CPU = Path(__file__).parents[1] / "fixtures/cross_cpu"
+REPO = Path(__file__).parents[2]
 AMD = ["amd-epyc-bd77013", "amd-epyc-bd77013-compatible"]
 
 
@@ -329,8 +329,8 @@ def test_the_gate_may_name_another_model_in_noise_mode_only(tmp_path, capsys):
     assert compare([*pair, "--mode", "noise"]) == 1
 
 
-# Today's code, twice (tests/data/cross_cpu/README.md): the committed reference at 284506c and its
-# regeneration on the same machine and commit with native numerics (torch's and oneDNN's AVX-512
+# Today's code, twice (tests/fixtures/cross_cpu/README.md): the committed reference at 284506c and
+# its regeneration on the same machine and commit with native numerics (torch's and oneDNN's AVX-512
 # kernels instead of AVX2), another rounding of every training, as another CPU would round.
 # The figures are kept as their headers only (what compare reads of them: a PNG's pixel size, a
 # PDF's signature).

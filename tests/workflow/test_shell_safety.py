@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import timm
 import yaml
-from test_workflow import ENV, ROOT, SNAKEMAKE
+from helpers import ENV, ROOT, SNAKEMAKE
 
 from lpe.stages.download_checkpoint import download
 

@@ -10,15 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ENV, ROOT, SNAKEMAKE
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests/config/tiny.yaml"
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
-# the jobs' `python` is this one (its venv), activated or not
-ENV = {
-    **os.environ,
-    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-}
 
 
 def snakemake(workdir, *args, check=True):
@@ -81,42 +75,52 @@ def _made_once(tmp_path_factory) -> None:
         )
 
 
+def read(tiny_run, path: str) -> str:
+    return (tiny_run / "results/tiny" / path).read_text()
+
+
+def csv(tiny_run, path: str) -> pd.DataFrame:
+    return pd.read_csv(tiny_run / "results/tiny" / path)
+
+
+# What a figure file starts with: a PNG's signature, a PDF's header
+FIGURE_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-"}
+TINY_FIGURES = [
+    "nll_vs_ensemble_size", "nll_vs_inference_time", "fig1_concept",
+    "fig2_nll_vs_ensemble_size_bma", "fig8_nll_vs_memory_bma", "fig3_landscape_swag",
+    "fig6_landscape_ivon", "fig4_landscape_sse", "fig5_fast_sse_csgld",
+    "fig9_fast_sse_de_multiivon", "lpe_across_formats",
+]  # fmt: skip
+
+
 @pytest.mark.slow
 @TINY_RUN
-def test_tiny_workflow_produces_every_artifact(tiny_run):
-    for path in [
-        "results/tiny/scores.csv",
-        "results/tiny/claims.md",
-        *[f"results/tiny/tables/table1.{e}" for e in ("csv", "md", "tex")],
-        *[f"figures/tiny/nll_vs_ensemble_size.{e}" for e in ("png", "pdf")],
-        *[f"figures/tiny/nll_vs_inference_time.{e}" for e in ("png", "pdf")],
-        "results/tiny/bma/scores.csv",
-        "results/tiny/fig1_concept.csv",
-        "results/tiny/baselines/scores.csv",
-        *[f"results/tiny/tables/table6.{e}" for e in ("csv", "md", "tex")],
-        *[f"figures/tiny/fig1_concept.{e}" for e in ("png", "pdf")],
-        *[
-            f"results/tiny/landscapes/{f}.csv"
-            for f in ("fig3_landscape_swag", "fig6_landscape_ivon", "fig4_landscape_sse")
-        ],
-        "results/tiny/fast/scores.csv",
-        *[f"results/tiny/tables/table5.{e}" for e in ("csv", "md", "tex")],
-        *[
-            f"figures/tiny/{f}.{e}"
-            for f in (
-                "fig2_nll_vs_ensemble_size_bma",
-                "fig8_nll_vs_memory_bma",
-                "fig3_landscape_swag",
-                "fig6_landscape_ivon",
-                "fig4_landscape_sse",
-                "fig5_fast_sse_csgld",
-                "fig9_fast_sse_de_multiivon",
-            )
-            for e in ("png", "pdf")
-        ],
-    ]:
-        assert (tiny_run / path).stat().st_size > 0, path
-    scores = pd.read_csv(tiny_run / "results/tiny/scores.csv")
+def test_every_figure_of_the_tiny_run_is_a_png_and_a_pdf(tiny_run):
+    for name in TINY_FIGURES:
+        for ext, magic in FIGURE_MAGIC.items():
+            head = (tiny_run / f"figures/tiny/{name}.{ext}").read_bytes()[: len(magic)]
+            assert head == magic, f"{name}.{ext}"
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_every_table_of_the_tiny_run_is_written_in_its_three_forms(tiny_run):
+    for table in ("table1", "table5", "table6", "table_formats"):
+        rows = csv(tiny_run, f"tables/{table}.csv")
+        assert len(rows) >= 2 and "method" in rows, table
+        md = read(tiny_run, f"tables/{table}.md").splitlines()
+        assert md[0].startswith("| ") and md[1].startswith("|---"), table  # a Markdown table
+        assert "\\begin{tabular}" in read(tiny_run, f"tables/{table}.tex"), table
+    for name in ("fig3_landscape_swag", "fig6_landscape_ivon", "fig4_landscape_sse"):
+        plane = csv(tiny_run, f"landscapes/{name}.csv")
+        assert len(plane) > 0 and plane.notna().all().all(), name
+    assert len(csv(tiny_run, "fig1_concept.csv")) > 0
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_table1_scores_hold_every_run_with_its_controls(tiny_run):
+    scores = csv(tiny_run, "scores.csv")
     # 2 models x (FP32 + 2 precisions x (RTN + 2 seeds x 3 sizes))
     assert len(scores) == 2 * (1 + 2 * (1 + 2 * 3))
     assert set(scores["method"]) == {"fp32", "rtn", "lpe-bsr"}
@@ -124,48 +128,74 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     # the controls: every run timed and calibrated on the validation split
     assert scores[["infer_us", "temperature", "nll_ts", "ece_ts"]].notna().all().all()
     assert (scores["infer_us"] > 0).all() and (scores["temperature"] > 0).all()
-    table1 = (tiny_run / "results/tiny/tables/table1.md").read_text()
+    table1 = read(tiny_run, "tables/table1.md")
     assert "FP32 + TS" in table1 and "LPE-BSR + TS" in table1 and " µs |" in table1
-    claims = (tiny_run / "results/tiny/claims.md").read_text()
-    assert "## Claim 9: (control of claim 3" in claims
+    assert "Converged (best val NLL change over the last 20% of epochs" in table1
     for table in ("table5", "table6"):
-        assert " + TS |" in (tiny_run / f"results/tiny/tables/{table}.md").read_text(), table
-    for ext in ("csv", "md", "tex"):
-        assert (tiny_run / f"results/tiny/tables/table1.{ext}").read_text().strip()
-    bma = pd.read_csv(tiny_run / "results/tiny/bma/scores.csv")
-    # 3 runs x (FP32 + 1 precision x 2 seeds x 3 sizes) + 2 posteriors x 2 seeds x 3 sizes
-    assert len(bma) == 3 * (1 + 2 * 3) + 2 * 2 * 3
-    assert set(bma["optimizer"]) == {"sgd", "swag", "ivon"}
-    assert set(bma["method"]) == {"fp32", "lpe-bsr", "swag-bma", "ivon-bma"}
-    assert bma[["nll", "err", "ece"]].notna().all().all()
-    finetuned = bma[bma["method"] == "fp32"].set_index("optimizer")["backward_passes"]
-    pretrained = scores[scores["model"] == "vit_mini_t"]["backward_passes"].iloc[0]
-    assert (finetuned == pretrained + 2 * 10).all()  # 2 epochs of 600 / 64 -> 10 steps
-    claims = (tiny_run / "results/tiny/claims.md").read_text()
+        assert " + TS |" in read(tiny_run, f"tables/{table}.md"), table
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_the_claims_report_states_the_gate_and_every_claim(tiny_run):
+    claims = read(tiny_run, "claims.md")
     assert all(f"## Claim {n}" in claims for n in (1, 2, 3, 4, 5, 6, 7, 8))
+    assert "## Claim 9: (control of claim 3" in claims
     # two-epoch models: the convergence gate fails, loudly, before any claim
     assert "**Convergence gate FAILED for" in claims.split("## Claim 1")[0]
     assert "| vit_mini_t |" in claims.split("## Convergence gate")[1].split("## Claim")[0]
     assert "(train_noise; trained models in brackets): vit_mini_t (2)." in claims
     assert "vit_mini_s trained once, their bands cover the draws only" in claims
     assert "IVON's learned posterior: the median ratio" in claims
-    # claim 5's bands hold the spread over bma.model's checkpoints (main run + its retrained copy)
+    assert re.search(r"^- \*\*(holds|fails|within noise)\*\*: .*band ±", claims, re.M)
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_bma_scores_hold_every_run_at_the_fine_tunings_budget(tiny_run):
+    bma = csv(tiny_run, "bma/scores.csv")
+    # 3 runs x (FP32 + 1 precision x 2 seeds x 3 sizes) + 2 posteriors x 2 seeds x 3 sizes
+    assert len(bma) == 3 * (1 + 2 * 3) + 2 * 2 * 3
+    assert set(bma["optimizer"]) == {"sgd", "swag", "ivon"}
+    assert set(bma["method"]) == {"fp32", "lpe-bsr", "swag-bma", "ivon-bma"}
+    assert bma[["nll", "err", "ece"]].notna().all().all()
+    finetuned = bma[bma["method"] == "fp32"].set_index("optimizer")["backward_passes"]
+    assert (finetuned == pretrained_passes(tiny_run) + 2 * 10).all()  # 2 epochs x 10 steps
+
+
+def pretrained_passes(tiny_run) -> int:
+    scores = csv(tiny_run, "scores.csv")
+    return scores[scores["model"] == "vit_mini_t"]["backward_passes"].iloc[0]
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_claim5s_band_holds_every_checkpoint_of_the_fast_ensembles_model(tiny_run):
+    claims = read(tiny_run, "claims.md")
+    # the band holds the spread over bma.model's checkpoints (main run + its retrained copy)
     assert "band also holds the starting checkpoint: 2 standard deviations over 2 trained" in claims
     for name in ("vit_mini_t", "vit_mini_t-trainseed1"):
-        own = pd.read_csv(tiny_run / f"results/tiny/fast/checkpoints/{name}.csv")
+        own = csv(tiny_run, f"fast/checkpoints/{name}.csv")
         assert set(own["method"]) == {"fp32", "lpe-bsr"}
         assert set(own["precision"]) == {"fp32", "int4"}  # tiny's fast.bits
-    assert re.search(r"^- \*\*(holds|fails|within noise)\*\*: .*band ±", claims, re.M)
-    retrained = pd.read_csv(tiny_run / "results/tiny/train_noise/vit_mini_t-trainseed1/scores.csv")
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_a_retrained_copy_is_scored_at_the_first_bsr_seed(tiny_run):
+    retrained = csv(tiny_run, "train_noise/vit_mini_t-trainseed1/scores.csv")
     assert set(retrained["method"]) == {"fp32", "rtn", "lpe-bsr"}
-    assert set(retrained["seed"]) == {0}  # the first BSR seed only
-    baselines = pd.read_csv(tiny_run / "results/tiny/baselines/scores.csv")
-    assert set(baselines["method"]) == {
-        "fp32", "lpe-bsr", "gaussian-noise", "gaussian-matched", "mc-dropout"
-    }  # fmt: skip
-    assert set(baselines["model"]) == {"vit_mini_s"}
-    table6 = pd.read_csv(tiny_run / "results/tiny/tables/table6.csv")
+    assert set(retrained["seed"]) == {0}
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_table6_holds_each_baseline_at_its_chosen_setting(tiny_run):
+    baselines = csv(tiny_run, "baselines/scores.csv")
     plain = ["fp32", "lpe-bsr", "gaussian-noise", "gaussian-matched", "mc-dropout"]
+    assert set(baselines["method"]) == set(plain)
+    assert set(baselines["model"]) == {"vit_mini_s"}
+    table6 = csv(tiny_run, "tables/table6.csv")
     # each row followed by its temperature-scaled twin (the calibration control)
     assert table6["method"].tolist() == [m for p in plain for m in (p, f"{p}+ts")]
     chosen = table6.set_index("method")["setting"]
@@ -173,14 +203,18 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
     assert chosen["gaussian-matched"] == chosen["lpe-bsr"].replace(
         "precision", "variance of LPE-BSR"
     )
-    table1 = (tiny_run / "results/tiny/tables/table1.md").read_text()
-    assert "Converged (best val NLL change over the last 20% of epochs" in table1
-    fast = pd.read_csv(tiny_run / "results/tiny/fast/scores.csv")
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_the_fast_ensembles_spend_equal_budgets_and_table5_pairs_them(tiny_run):
+    fast = csv(tiny_run, "fast/scores.csv")
     methods = {"sse", "csgld", "de", "multiivon"}
     assert set(fast["method"]) == {"fp32", "lpe-bsr", "batchensemble"} | methods | {
         f"{m}+lpe-bsr" for m in methods
     }
-    budget = fast.set_index(["method", "seed", "members"])["backward_passes"] - pretrained
+    budget = fast.set_index(["method", "seed", "members"])["backward_passes"]
+    budget = budget - pretrained_passes(tiny_run)
     run = 2 * 10  # one run: 2 epochs x 10 steps
     for method in methods - {"multiivon"}:  # 2 sources; 2 LPE-BSR copies each
         assert budget[method, 0, 1] == run and budget[method, 0, 2] == 2 * run
@@ -188,15 +222,16 @@ def test_tiny_workflow_produces_every_artifact(tiny_run):
         assert budget[f"{method}+lpe-bsr", 1, 4] == 2 * run
     assert budget["multiivon", 0, 4] == 2 * run  # 2 runs x 2 draws
     assert budget["batchensemble", 0, 2] == 2 * run  # 2 members x one run's steps
-    table5 = pd.read_csv(tiny_run / "results/tiny/tables/table5.csv")
+    table5 = csv(tiny_run, "tables/table5.csv")
     plain = ["fp32", "batchensemble", "de", "lpe-bsr", "lpe-bsr"]
     assert table5["method"].tolist() == [m for p in plain for m in (p, f"{p}+ts")]
-    _the_number_systems_experiment(tiny_run, scores, claims)
-    assert not list(tiny_run.rglob("*.tmp-*")), "no temporary files are left behind"
 
 
-def _the_number_systems_experiment(tiny_run, scores, claims):
+@pytest.mark.slow
+@TINY_RUN
+def test_the_number_systems_experiment(tiny_run):
     """formats: vit_mini_t in int3 (Table 1's own files), fp4_e2m1 and mxfp4."""
+    scores, claims = csv(tiny_run, "scores.csv"), read(tiny_run, "claims.md")
     formats = pd.read_csv(tiny_run / "results/tiny/formats/scores.csv")
     assert set(formats["model"]) == {"vit_mini_t"}
     assert set(formats["precision"]) == {"fp32", "int3", "fp4_e2m1", "mxfp4"}
@@ -212,10 +247,14 @@ def _the_number_systems_experiment(tiny_run, scores, claims):
     assert table["method"].tolist() == [m for p in plain for m in (p, f"{p}+ts")]
     md = (tiny_run / "results/tiny/tables/table_formats.md").read_text()
     assert "| FP4 E2M1 | LPE-BSR | 3 |" in md and "| MXFP4 | RTN | 1 |" in md
-    for ext in ("png", "pdf"):
-        assert (tiny_run / f"figures/tiny/lpe_across_formats.{ext}").stat().st_size > 0
     claim8 = claims.split("## Claim 8")[1]
     assert "vit_mini_t FP4 E2M1: LPE-BSR (M=3)" in claim8 and "vit_mini_t MXFP4" in claim8
+
+
+@pytest.mark.slow
+@TINY_RUN
+def test_no_temporary_file_is_left_behind(tiny_run):
+    assert not list(tiny_run.rglob("*.tmp-*"))
 
 
 @pytest.mark.slow
@@ -247,10 +286,12 @@ def test_nothing_to_do_after_a_run(tiny_run):
 
 @pytest.mark.slow
 @TINY_RUN
-def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
-    # the file's job (vit_mini_s at INT-3: RTN and both seeds) reruns, then what reads its outputs
-    (tiny_run / "work/tiny/preds/vit_mini_s/bsr-int3-seed1.npz").unlink()
-    assert planned_jobs(tiny_run) == {
+def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run, tmp_path):
+    # on a copy of the shared run (times kept), which the other tests then see whole: the file's
+    # job (vit_mini_s at INT-3: RTN and both seeds) reruns, then what reads its outputs
+    copy = shutil.copytree(tiny_run, tmp_path / "tiny", symlinks=True)
+    (copy / "work/tiny/preds/vit_mini_s/bsr-int3-seed1.npz").unlink()
+    assert planned_jobs(copy) == {
         "ensembles_pretrained": 1,
         "score": 1,
         "table1": 1,
@@ -265,9 +306,7 @@ def test_deleting_one_intermediate_reruns_only_what_depends_on_it(tiny_run):
 @pytest.mark.slow
 @TINY_RUN
 def test_a_changed_candidate_list_reruns_its_baseline_and_what_reads_it(tiny_run, tmp_path):
-    # another test of the shared run may have deleted an unrelated file: compare with no change
-    unchanged = planned_jobs(tiny_run)
-    assert not {"baseline", "score_baselines", "table6"} & set(unchanged), unchanged
+    assert planned_jobs(tiny_run) == {}  # the shared run is whole: no test changes it
     override = tmp_path / "dropout.yaml"
     override.write_text("baselines:\n  dropout_rates: [0.05, 0.1]\n")
     changed = planned_jobs(tiny_run, "--configfile", str(TINY), str(override))

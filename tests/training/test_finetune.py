@@ -5,6 +5,7 @@ import time
 
 import pytest
 import torch
+from helpers import TRAINING
 
 from lpe.data.datasets import build, save_splits
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
@@ -15,14 +16,7 @@ from lpe.training.finetuning import FinetuneConfig, load_posterior
 from lpe.training.loop import DivergenceError
 from lpe.training.methods import IvonSettings, SwagSettings
 
-SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", **SIZES))
-    return path
+SIZES = TRAINING
 
 
 def run(checkpoint, data, out, *args):

@@ -5,34 +5,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import FAST_COMMON, FAST_RUN, PRETRAIN, TRAINING, budgets
+from helpers import train_fast as train
 
 from lpe.core.artifacts import ArtifactError, write_manifest
-from lpe.data.datasets import build, save_splits
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
-from lpe.stages.fast import batch_ensemble_bits, load_batch_ensemble, read_sources
+from lpe.stages.fast import batch_ensemble_bits, load_batch_ensemble
 from lpe.stages.fast import main as fast
 from lpe.stages.finetune import main as finetune
 from lpe.stages.landscape import main as landscape
 from lpe.stages.score import score_files
 from lpe.training.loop import DivergenceError
 
-SIZES = {"train": 64, "val": 16, "test": 16, "seed": 0}  # batch 16 -> 4 steps per epoch
-RUN = 2 * 4  # one run: 2 epochs x 4 steps
-PRETRAIN = 7  # the checkpoint fixture's backward passes
-COMMON = ["--device", "cpu", "--epochs", "2", "--batch-size", "16"]
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", **SIZES))
-    return path
-
-
-def train(checkpoint, data, out, method, *args):
-    fast(["train", "--method", method, "--checkpoint", str(checkpoint), "--data", str(data),
-          "--out", str(out), *COMMON, *map(str, args)])  # fmt: skip
-    return read_sources(out)
+SIZES = TRAINING
+RUN = FAST_RUN  # one run: 2 epochs x 4 steps
+COMMON = FAST_COMMON
 
 
 def predict(sources, data, out, *args):
@@ -40,10 +27,6 @@ def predict(sources, data, out, *args):
           "--device", "cpu", *map(str, args)])  # fmt: skip
     with np.load(out) as f:
         return {k: f[k] for k in f.files}
-
-
-def budgets(manifest):
-    return [s["backward_passes"] - PRETRAIN for s in manifest["sources"]]
 
 
 def weights(path):

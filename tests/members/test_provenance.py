@@ -5,21 +5,13 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import run_generate, run_predict
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_predict import SIZES, run_generate, run_predict
 
 from lpe.core.artifacts import ArtifactError, read_manifest, write_manifest
-from lpe.data.datasets import build, save_splits
 from lpe.models.checkpoints import checkpoint_info, save_checkpoint
 from lpe.models.factory import create_model
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", **SIZES))
-    return path
 
 
 @pytest.fixture

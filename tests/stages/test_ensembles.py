@@ -8,17 +8,9 @@ from safetensors import safe_open
 
 import lpe.stages.ensembles
 import lpe.stages.predict
-from lpe.data.datasets import build, save_splits
 from lpe.members.sets import folder_members
 from lpe.models.checkpoints import checkpoint_info
 from lpe.stages.generate import main as generate
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", train=20, val=10, test=30, seed=0))
-    return path
 
 
 def _separately(tmp_path, checkpoint, data, method, seed, members):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from test_predict import SIZES, run_generate, run_predict
+from helpers import SMALL as SIZES
+from helpers import run_generate, run_predict
 
 from lpe.core import metrics
 from lpe.data.datasets import build, load_splits, save_splits

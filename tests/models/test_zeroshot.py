@@ -17,7 +17,7 @@ from lpe.stages.download_checkpoint import download
 from lpe.stages.generate import main as generate
 from lpe.stages.predict import main as predict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOWER = "vit_xsmall_patch16_clip_224.tinyclip_yfcc15m"  # TinyCLIP's 8M-parameter tower
 
 

@@ -4,22 +4,22 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL, run_generate, run_predict
 
 import lpe.evaluation.prediction
 import lpe.members.sets
 import lpe.stages.predict
 from lpe.core.artifacts import ArtifactError
-from lpe.data.datasets import build, save_splits
+from lpe.data.datasets import build
 from lpe.evaluation.prediction import evaluate_members, predict_log_probs
 from lpe.formats.registry import int_format
 from lpe.members.files import load_member, member_seed, quantize
 from lpe.members.shared_base import SharedBase
 from lpe.models.checkpoints import load_checkpoint, save_checkpoint
 from lpe.models.factory import create_model
-from lpe.stages.generate import main as generate
 from lpe.stages.score import score_files
 
-SIZES = {"train": 20, "val": 10, "test": 30, "seed": 0}
+SIZES = SMALL
 
 
 def test_inputs() -> torch.Tensor:
@@ -27,22 +27,6 @@ def test_inputs() -> torch.Tensor:
 
 
 test_inputs.__test__ = False  # a helper, not a test
-
-
-def run_generate(checkpoint, out, *args):
-    generate(["--checkpoint", str(checkpoint), "--out", str(out), *map(str, args)])
-
-
-def run_predict(checkpoint, data, out, *args):
-    lpe.stages.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
-                             "--out", str(out), "--device", "cpu", *map(str, args)])  # fmt: skip
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", **SIZES))
-    return path
 
 
 def test_fp32_predictions_match_the_model(tmp_path, checkpoint, data):

@@ -210,7 +210,7 @@ def test_the_python_example_that_opens_docs_apply_runs(tmp_path, monkeypatch):
 
     from lpe.data.images import imagenet_wnids
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "apply.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "apply.md").read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     assert len([line for line in code.splitlines() if line.strip()]) <= 12
     val = tmp_path / "imagenette2-320" / "val"

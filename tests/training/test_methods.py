@@ -6,14 +6,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_fast import RUN, SIZES, budgets, train
+from helpers import FAST_RUN as RUN
+from helpers import TRAINING, budgets
+from helpers import train_fast as train
 
-from lpe.data.datasets import build, save_splits
 from lpe.sources import registry
 from lpe.training.fast import Setting, trainer
 from lpe.training.methods import FINETUNING
 
-LPE = Path(__file__).resolve().parents[1] / "lpe"
+SIZES = TRAINING  # the data fixture's sizes (tests/conftest.py)
+LPE = Path(__file__).resolve().parents[2] / "lpe"
 NAMES = sorted({*FINETUNING, "adamw", *(s.name for s in registry.family("fast"))})
 # a comparison with a method's name: `== "sse"`, `!= "ivon"`, `in ("swag", "ivon")`
 NAME = "|".join(NAMES)
@@ -73,13 +75,6 @@ def train(job):
     job.sources.add(model, summary)
     return {"lr": cfg.settings.lr}
 '''
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "d.npz"
-    save_splits(path, build("mnist1d", **SIZES))
-    return path
 
 
 def test_a_new_fast_source_is_one_module_and_one_registry_entry(
