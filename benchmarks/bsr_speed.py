@@ -1,11 +1,11 @@
 """Benchmark: Bernoulli stochastic rounding of a ViT-B/16-sized weight set to INT-b codes (and,
-through ``lpe.formats.registry``, to the float, NF4 and MX formats).
+through ``lpe.formats.number_formats``, to the float, NF4 and MX formats).
 
 Prints one table. The weight set is the quantized tensors of timm's ``vit_base_patch16_224``
 (``pretrained=False``, no download), per-output-channel scales. Every row rounds the same weights
 to codes in the same run: the torch reference expression (floor + rand + compare), the same under
 ``torch.compile`` (optional, slow to compile), QPyTorch's stochastic fixed-point quantizer (when
-installed), and this suite's counter-based kernel (``lpe.formats.kernels``). The limit row is a
+installed), and this suite's counter-based kernel (``lpe.formats.rounding``). The limit row is a
 plain memory copy into a preallocated buffer, converted to params/s for the 4 bytes read + 1 byte
 written that rounding needs.
 Bit-packing and unpacking of the codes are timed too.
@@ -21,10 +21,10 @@ import timm
 import torch
 from common import best_time, emit, machine_line
 
-from lpe.formats import kernels
-from lpe.formats.integer import IntFormat, compute_scales, round_stochastic
+from lpe.formats import packing, rounding
+from lpe.formats.number_formats import get_format, int_format
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import get_format
+from lpe.formats.rounding import bsr_reference, round_stochastic
 from lpe.members.files import tensor_key
 
 
@@ -35,32 +35,33 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args()
-    fmt = IntFormat(args.bits)
+    fmt = int_format(args.bits)
+    qmax = int(fmt.max_value)
 
     model = timm.create_model("vit_base_patch16_224", pretrained=False)
     state = model.state_dict()
     names = QuantPolicy().split(state).quantized
     tensors = {n: state[n].contiguous() for n in names}
-    scales = {n: compute_scales(t, fmt) for n, t in tensors.items()}
+    scales = {n: fmt.scales(t) for n, t in tensors.items()}  # (rows, 1): 2-D weights
     params = sum(t.numel() for t in tensors.values())
 
     def torch_expression():
         g = torch.Generator().manual_seed(0)
-        return [round_stochastic(t, scales[n], fmt, g) for n, t in tensors.items()]
+        return [bsr_reference(t, scales[n], qmax, g) for n, t in tensors.items()]
 
     def lpe_kernel():
-        return [kernels.bsr_codes(t, scales[n], fmt.qmax, tensor_key(0, n))
+        return [rounding.bsr_codes(t, scales[n], qmax, tensor_key(0, n))
                 for n, t in tensors.items()]  # fmt: skip
 
     rows = [
         ("torch expression (floor + rand + compare)", best_time(torch_expression, args.repeats))
     ]
     if args.compile:
-        compiled = torch.compile(round_stochastic)
+        compiled = torch.compile(bsr_reference)
 
         def torch_compiled():
             g = torch.Generator().manual_seed(0)
-            return [compiled(t, scales[n], fmt, g) for n, t in tensors.items()]
+            return [compiled(t, scales[n], qmax, g) for n, t in tensors.items()]
 
         rows.append(("torch.compile of the expression", best_time(torch_compiled, args.repeats)))
     try:
@@ -77,7 +78,7 @@ def main() -> None:
         rows.append(("QPyTorch fixed_point_quantize (not installed)", float("nan")))
     rows.append(
         (
-            "lpe.formats.kernels.bsr_codes (counter-based, numba)",
+            "lpe.formats.rounding.bsr_codes (counter-based, numba)",
             best_time(lpe_kernel, args.repeats),
         )
     )
@@ -86,20 +87,25 @@ def main() -> None:
     # floor fast path) and for grid formats (a binary search per weight). The INT kernel with
     # its scales is the row to compare INT-b with.
     def kernel_with_scales():
-        return [kernels.bsr_codes(t, compute_scales(t, fmt), fmt.qmax, tensor_key(0, n))
+        return [rounding.bsr_codes(t, fmt.scales(t), qmax, tensor_key(0, n))
                 for n, t in tensors.items()]  # fmt: skip
 
     rows.append(
-        ("lpe.formats.kernels.bsr_codes + its scales", best_time(kernel_with_scales, args.repeats))
+        ("lpe.formats.rounding.bsr_codes + its scales", best_time(kernel_with_scales, args.repeats))
     )
     for name in (f"int{args.bits}", "fp8_e4m3", "fp6_e3m2", "fp4_e2m1", "nf4", "mxfp4"):
         number_format = get_format(name)
 
         def format_bsr(number_format=number_format):
-            return [number_format.round_stochastic(t, tensor_key(0, n)) for n, t in tensors.items()]
+            return [
+                round_stochastic(number_format, t, tensor_key(0, n)) for n, t in tensors.items()
+            ]
 
         rows.append(
-            (f"lpe.formats.registry {name} (scales + codes)", best_time(format_bsr, args.repeats))
+            (
+                f"lpe.formats.rounding {name} (scales + codes)",
+                best_time(format_bsr, args.repeats),
+            )
         )
 
     flat = torch.cat([t.reshape(-1) for t in tensors.values()])
@@ -109,9 +115,9 @@ def main() -> None:
     limit = copy_bytes_per_s / 5  # rounding reads 4 bytes and writes 1 per parameter
 
     codes = torch.cat([c.reshape(-1) for c in lpe_kernel()]).numpy()
-    pack_s = best_time(lambda: kernels.pack(codes, args.bits, fmt.qmax), args.repeats)
-    packed = kernels.pack(codes, args.bits, fmt.qmax)
-    unpack_s = best_time(lambda: kernels.unpack(packed, args.bits, fmt.qmax, params),
+    pack_s = best_time(lambda: packing.pack(codes, args.bits, qmax), args.repeats)
+    packed = packing.pack(codes, args.bits, qmax)
+    unpack_s = best_time(lambda: packing.unpack(packed, args.bits, qmax, params),
                          args.repeats)  # fmt: skip
 
     qpy = next((t for name, t in rows if name.startswith("QPyTorch") and t == t), None)
@@ -133,8 +139,8 @@ def main() -> None:
             f"| {name:<46} | {seconds:8.3f} | {rate / 1e6:10.0f} | {ratio:>10} | "
             f"{100 * rate / limit:14.0f}% |"
         )
-    for name, seconds in (("pack codes (lpe.formats.kernels.pack)", pack_s),
-                          ("unpack codes (lpe.formats.kernels.unpack)", unpack_s)):  # fmt: skip
+    for name, seconds in (("pack codes (lpe.formats.packing.pack)", pack_s),
+                          ("unpack codes (lpe.formats.packing.unpack)", unpack_s)):  # fmt: skip
         lines.append(
             f"| {name:<46} | {seconds:8.3f} | {params / seconds / 1e6:10.0f} | {'-':>10} | "
             f"{'-':>15} |"

@@ -36,8 +36,9 @@ from common import best_time, emit, machine_line
 
 from lpe.data.datasets import build
 from lpe.evaluation.prediction import evaluate_members, predict_log_probs
-from lpe.formats.integer import IntFormat, compute_scales, dequantize, round_stochastic
+from lpe.formats.number_formats import NumberFormat, int_format
 from lpe.formats.policy import QuantPolicy
+from lpe.formats.rounding import bsr_reference
 from lpe.members.files import Member, load_member, member_seed, quantize, save_member
 from lpe.models.factory import count_params, create_model
 
@@ -45,20 +46,20 @@ CPU = torch.device("cpu")
 IMAGE_BATCH = 16
 
 
-def naive_member(model, fmt: IntFormat, generator: torch.Generator, policy: QuantPolicy):
+def naive_member(model, fmt: NumberFormat, generator: torch.Generator, policy: QuantPolicy):
     """What one writes without the suite: a deep copy per member, rounded with torch ops."""
     member = copy.deepcopy(model)
     state = member.state_dict()
     for name, tensor in state.items():
         if policy.quantizes(name, tensor):
-            scales = compute_scales(tensor, fmt)
-            codes = round_stochastic(tensor, scales, fmt, generator)
-            state[name] = dequantize(codes, scales)
+            scales = fmt.scales(tensor).reshape(-1, *[1] * (tensor.dim() - 1))
+            codes = bsr_reference(tensor, scales, int(fmt.max_value), generator)
+            state[name] = codes.float() * scales
     member.load_state_dict(state)
     return member
 
 
-def naive_loop(model, fmt: IntFormat, members: int, x, batch_size: int, forward: bool = True):
+def naive_loop(model, fmt: NumberFormat, members: int, x, batch_size: int, forward: bool = True):
     generator, policy = torch.Generator().manual_seed(0), QuantPolicy()
     out = []
     for _ in range(members):
@@ -68,18 +69,18 @@ def naive_loop(model, fmt: IntFormat, members: int, x, batch_size: int, forward:
     return out
 
 
-def suite(model, state, fmt: IntFormat, members: int, x, batch_size: int, per_call: int):
+def suite(model, state, fmt: NumberFormat, members: int, x, batch_size: int, per_call: int):
     stream = (quantize(state, fmt, "bsr", member_seed(0, k)) for k in range(members))
     return evaluate_members(model, stream, x, batch_size, CPU, per_call).log_probs
 
 
-def suite_preparation(model, state, fmt: IntFormat, members: int) -> None:
+def suite_preparation(model, state, fmt: NumberFormat, members: int) -> None:
     for k in range(members):
         quantize(state, fmt, "bsr", member_seed(0, k)).load_into(model)
 
 
 def throughput_table(args) -> list[str]:
-    fmt = IntFormat(args.bits)
+    fmt = int_format(args.bits)
     x = build("mnist1d", train=10, val=10, test=6000, seed=0).x["test"]
     model = create_model("vit_mini_b", 10, (1, 1, 40), seed=0).eval()
     state = {n: t.clone() for n, t in model.state_dict().items()}
@@ -158,7 +159,7 @@ def measure(mode: str, folder: Path) -> float:
 
 
 def memory_table(args) -> list[str]:
-    fmt = IntFormat(args.bits)
+    fmt = int_format(args.bits)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = timm.create_model("vit_base_patch16_224", pretrained=False)

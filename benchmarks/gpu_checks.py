@@ -74,22 +74,22 @@ def cuda_time(fn, repeats=5) -> float:
 def bsr_check():
     import timm
 
-    from lpe.formats.integer import IntFormat, compute_scales
-    from lpe.formats.kernels import bsr_codes
+    from lpe.formats.number_formats import int_format
     from lpe.formats.policy import QuantPolicy
+    from lpe.formats.rounding import bsr_codes
     from lpe.members.files import member_seed, tensor_key
 
     model = timm.create_model("vit_base_patch16_224", pretrained=False)
-    policy, fmt = QuantPolicy(), IntFormat(5)
+    policy, fmt = QuantPolicy(), int_format(5)
     state = {n: t for n, t in model.state_dict().items() if policy.quantizes(n, t)}
     seed, numel, mismatched = member_seed(0, 0), sum(t.numel() for t in state.values()), 0
     gpu = {n: t.cuda() for n, t in state.items()}
-    scales = {n: compute_scales(t, fmt) for n, t in gpu.items()}
+    scales = {n: fmt.scales(t) for n, t in gpu.items()}
     for name, tensor in state.items():
-        cpu = bsr_codes(tensor, scales[name].cpu(), fmt.qmax, tensor_key(seed, name))
-        cuda = bsr_codes(gpu[name], scales[name], fmt.qmax, tensor_key(seed, name))
+        cpu = bsr_codes(tensor, scales[name].cpu(), int(fmt.max_value), tensor_key(seed, name))
+        cuda = bsr_codes(gpu[name], scales[name], int(fmt.max_value), tensor_key(seed, name))
         mismatched += int((cuda.cpu() != cpu).sum())
-    t_bsr = cuda_time(lambda: [bsr_codes(gpu[n], scales[n], fmt.qmax, tensor_key(seed, n))
+    t_bsr = cuda_time(lambda: [bsr_codes(gpu[n], scales[n], int(fmt.max_value), tensor_key(seed, n))
                                for n in gpu])  # fmt: skip
     flat = torch.cat([t.reshape(-1) for t in gpu.values()])
     t_copy = cuda_time(lambda: flat.clone())
@@ -106,8 +106,9 @@ def bsr_check():
 def formats_check():
     import timm
 
+    from lpe.formats.number_formats import FORMATS
     from lpe.formats.policy import QuantPolicy
-    from lpe.formats.registry import FORMATS
+    from lpe.formats.rounding import round_nearest, round_stochastic
     from lpe.members.files import tensor_key
 
     model = timm.create_model("vit_base_patch16_224", pretrained=False)
@@ -119,11 +120,11 @@ def formats_check():
         mismatched = 0
         for name, tensor in state.items():
             key = tensor_key(0, name)
-            for cpu, cuda in ((fmt.round_nearest(tensor), fmt.round_nearest(gpu[name])),
-                              (fmt.round_stochastic(tensor, key),
-                               fmt.round_stochastic(gpu[name], key))):  # fmt: skip
+            for cpu, cuda in ((round_nearest(fmt, tensor), round_nearest(fmt, gpu[name])),
+                              (round_stochastic(fmt, tensor, key),
+                               round_stochastic(fmt, gpu[name], key))):  # fmt: skip
                 mismatched += int((cuda[0].cpu().long() != cpu[0].long()).sum())
-        t_bsr = cuda_time(lambda fmt=fmt: [fmt.round_stochastic(t, 1) for t in gpu.values()])
+        t_bsr = cuda_time(lambda fmt=fmt: [round_stochastic(fmt, t, 1) for t in gpu.values()])
         NUMBERS["formats"][fmt_name] = {"mismatched_codes": mismatched, "bsr_s": t_bsr}
         lines.append(f"| {fmt_name} | {mismatched} | {t_bsr * 1e3:.1f} |")
     REPORT.append("| format | codes differing from the CPU (RTN + BSR) | one member's BSR (ms) |\n"

@@ -89,8 +89,8 @@ def evaluate(kind: str, name: str, members: int, batch: int, queue) -> None:
 
 def build(kind: str, name: str, members: int, bits: int, queue) -> None:
     from lpe.core.runtime import set_threads
+    from lpe.formats.number_formats import int_format
     from lpe.formats.policy import policy_for
-    from lpe.formats.registry import int_format
     from lpe.members.files import member_seed, quantize
     from lpe.members.shared_base import draw_shared_base, encode
 

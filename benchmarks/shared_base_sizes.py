@@ -18,8 +18,8 @@ from pathlib import Path
 
 import timm
 
+from lpe.formats.number_formats import int_format
 from lpe.formats.packing import packed_nbytes
-from lpe.formats.registry import int_format
 from lpe.members.files import member_seed, quantize
 from lpe.members.shared_base import encode, save_shared_base
 from lpe.models.factory import keep_head_fp32

@@ -22,8 +22,8 @@ import torch
 from common import best_time
 
 from lpe.core.runtime import set_threads
+from lpe.formats.number_formats import int_format
 from lpe.formats.packing import pack_indices
-from lpe.formats.registry import int_format
 from lpe.members.files import load_member, member_seed, quantize, save_member
 from lpe.members.shared_base import encode, load_shared_base, save_shared_base
 from lpe.models.factory import keep_head_fp32

@@ -20,10 +20,9 @@ from lpe.core.runtime import DTYPES
 from lpe.core.settings import FLAG, Option, lookup
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
 from lpe.evaluation.prediction import calibration_inputs
-from lpe.formats.integer import MAX_BITS, MIN_BITS
-from lpe.formats.names import int_name
+from lpe.formats.names import MAX_BITS, MIN_BITS, int_name
+from lpe.formats.number_formats import FORMATS, NumberFormat, get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.formats.registry import FORMATS, NumberFormat, get_format
 from lpe.training.fast import Setting
 from lpe.training.finetuning import RUN_FIELDS, SETTINGS_FIELDS
 from lpe.training.methods import FINETUNING

@@ -52,3 +52,19 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     print(describe(), file=sys.stderr, flush=True)  # in the log: the CPU path of these numbers
+
+
+def keeping_threads(kernel, *args) -> None:
+    """Run a parallel numba ``kernel`` and leave the caller's torch thread count as it was.
+
+    numba's OpenMP threading layer, started by the first parallel kernel of a process, sets the
+    process's OpenMP thread count to numba's (every core), and torch's with it: a program that
+    ran torch on one thread found two after drawing one member, oversubscribed and 2x slower.
+    numba's own count is left alone. The codes do not depend on either count (tested).
+    """
+    threads = torch.get_num_threads()
+    try:
+        kernel(*args)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

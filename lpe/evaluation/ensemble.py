@@ -39,8 +39,8 @@ import torch
 
 from lpe.core.artifacts import ArtifactError, tensors_sha256
 from lpe.evaluation.temperature import fit_temperature
+from lpe.formats.number_formats import NumberFormat, get_format, int_format
 from lpe.formats.policy import QuantPolicy, policy_for
-from lpe.formats.registry import NumberFormat, get_format, int_format
 from lpe.members.files import Member, member_seed
 from lpe.members.shared_base import (
     SharedBase,

@@ -1,6 +1,6 @@
 """Precision names, the one token that names a number format everywhere: parse, label, order.
 
-A precision is ``fp32`` or a number format's name (:mod:`lpe.formats.registry`): ``int4``,
+A precision is ``fp32`` or a number format's name (:mod:`lpe.formats.number_formats`): ``int4``,
 ``fp8_e4m3``, ``fp6_e2m3``, ``nf4``, ``mxfp4``, ``mxfp6_e2m3``. The name is what the config lists,
 what the paths hold (``preds/vit_mini_t/bsr-fp4_e2m1-seed0.npz``), what the predictions files and
 the ``precision`` column of the score CSVs store, and what the tables print through :func:`label`
@@ -8,8 +8,8 @@ the ``precision`` column of the score CSVs store, and what the tables print thro
 ``_e<E>m<M>`` (exponent and mantissa bits), so the label and the width are read off the name here,
 in one place, without importing the formats themselves (torch), which the report stages do not.
 
-``REGISTRY`` lists the registered formats, one line each, so that the config can be checked
-before any job without importing torch; :mod:`lpe.formats.registry` builds each entry into its
+``CATALOGUE`` lists the registered formats, one line each, so that the config can be checked
+before any job without importing torch; :mod:`lpe.formats.number_formats` builds each entry into its
 object.
 """
 
@@ -20,18 +20,19 @@ import re
 FP32 = "fp32"
 NAME = re.compile(r"(?P<family>[a-z]+?)(?P<bits>\d+)(?:_e(?P<e>\d+)m(?P<m>\d+))?")
 INT_BITS = range(2, 17)  # int2..int16 are known; int2..int8 are registered (listed)
+MIN_BITS, MAX_BITS = INT_BITS[0], INT_BITS[-1]
 
-# name -> (kind, argument): lpe.formats.registry.BUILDERS has one builder per kind. A float's
+# name -> (kind, argument): lpe.formats.number_formats.BUILDERS has one builder per kind. A float's
 # exponent and mantissa widths are in its name; the argument says which bit patterns are not
 # numbers.
-REGISTRY: dict[str, tuple[str, str]] = {
+CATALOGUE: dict[str, tuple[str, str]] = {
     **{int_format: ("int", "") for int_format in (f"int{b}" for b in range(2, 9))},
     "fp8_e4m3": ("float", "nan_top_code"),  # OFP8 E4M3 ("fn"): only S.1111.111 is NaN
     "fp8_e5m2": ("float", "ieee_specials"),  # OFP8 E5M2: IEEE infinities and NaNs
     "fp6_e2m3": ("float", ""),  # the MX v1.0 element formats: every pattern is a number
     "fp6_e3m2": ("float", ""),
     "fp4_e2m1": ("float", ""),
-    "nf4": ("codebook", ""),  # QLoRA's NormalFloat (lpe.formats.registry.CODEBOOKS)
+    "nf4": ("codebook", ""),  # QLoRA's NormalFloat (lpe.formats.number_formats.CODEBOOKS)
     "mxfp8_e4m3": ("mx", "fp8_e4m3"),  # OCP MX v1.0: the element format, 32 weights per scale
     "mxfp6_e2m3": ("mx", "fp6_e2m3"),
     "mxfp4": ("mx", "fp4_e2m1"),
@@ -39,8 +40,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def known(precision: str) -> bool:
-    """Whether ``precision`` names a format lpe.formats.registry can build (or is fp32)."""
-    if precision == FP32 or precision in REGISTRY:
+    """Whether ``precision`` names a format lpe.formats.number_formats can build (or is fp32)."""
+    if precision == FP32 or precision in CATALOGUE:
         return True
     match = NAME.fullmatch(precision)
     is_int = match and match["family"] == "int" and match["e"] is None
@@ -51,7 +52,7 @@ def unknown_problem(precision: str) -> str | None:
     """Why ``precision`` is not a format name, naming the known ones; None when it is one."""
     if known(precision):
         return None
-    return f"unknown number format {precision!r}; known: {', '.join(REGISTRY)} (and int2..int16)"
+    return f"unknown number format {precision!r}; known: {', '.join(CATALOGUE)} (and int2..int16)"
 
 
 def parse(precision: str) -> tuple[str, int, str]:

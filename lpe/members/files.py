@@ -1,12 +1,12 @@
 """Low precision ensemble members: rounding a full-precision state dict, and members as files.
 
 A member is reproducible from (checkpoint, format, method, seed). Each quantized tensor draws its
-randomness from its own counter-based stream (``lpe.formats.kernels``), keyed by the member seed and
-the tensor's name, so a member does not depend on the order in which tensors are visited, on which
-other tensors are quantized, on the thread count or on the device.
+randomness from its own counter-based stream (``lpe.formats.rounding``), keyed by the member seed
+and the tensor's name, so a member does not depend on the order in which tensors are visited, on
+which other tensors are quantized, on the thread count or on the device.
 
-A member's number format is an ``lpe.formats.registry.NumberFormat``: its codes index the format's
-grid of representable values (for INT-b, code ``q + qmax`` is the integer ``q``).
+A member's number format is an ``lpe.formats.number_formats.NumberFormat``: its codes index the
+format's grid of representable values (for INT-b, code ``q + qmax`` is the integer ``q``).
 
 On disk (safetensors, see ``lpe.core.artifacts``), a member holds exactly what it needs:
 ``codes/<name>`` the codes bit-packed at the format's width (uint8 stream, ``lpe.formats.packing``),
@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 
 from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
+from lpe.formats.number_formats import NumberFormat, get_format
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import NumberFormat, get_format
+from lpe.formats.rounding import round_nearest, round_stochastic
 
 METHODS = ("rtn", "bsr")
 MEMBER_KIND = "lpe-member"
@@ -139,9 +140,9 @@ def quantize(
             kept[name] = tensor.detach().clone()
             continue
         if method == "rtn":
-            codes[name], scales[name] = fmt.round_nearest(tensor)
+            codes[name], scales[name] = round_nearest(fmt, tensor)
         else:
-            codes[name], scales[name] = fmt.round_stochastic(tensor, tensor_key(seed, name))
+            codes[name], scales[name] = round_stochastic(fmt, tensor, tensor_key(seed, name))
     return Member(fmt=fmt, method=method, seed=seed, codes=codes, scales=scales, kept=kept)
 
 

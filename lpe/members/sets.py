@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
 from lpe.formats.names import int_name
+from lpe.formats.number_formats import NumberFormat
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import NumberFormat
 from lpe.members.files import (
     Member,
     load_member_of,

@@ -34,9 +34,10 @@ import torch
 from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
+from lpe.formats.number_formats import NumberFormat, get_format
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import NumberFormat, get_format
+from lpe.formats.rounding import lower_codes
 from lpe.members.files import Member, quantize
 
 ENSEMBLE_KIND = "lpe-shared-base-ensemble"
@@ -115,7 +116,7 @@ def draw_shared_base(
         return encode([quantize(state, fmt, method, seed, policy)])
     policy = policy or QuantPolicy()
     scales = {n: fmt.scales(t) for n, t in state.items() if policy.quantizes(n, t)}
-    base = {n: fmt.lower_codes(state[n], s) for n, s in scales.items()}
+    base = {n: lower_codes(fmt, state[n], s) for n, s in scales.items()}
     low = {n: b.numpy() for n, b in base.items()}
     planes = {n: np.empty((len(draws), (b.numel() + 7) // 8), np.uint8) for n, b in base.items()}
     kept = {}

@@ -8,8 +8,8 @@ run), so each tower here is paired with the OpenCLIP ``[architecture, pretrained
 run. OpenAI's CLIP was trained with QuickGELU: timm's plain ``*_clip_224.openai`` towers build
 ``nn.GELU`` ("natively QuickGELU, use quickgelu model variant for original results", timm's
 note), so only the ``*_clip_quickgelu_224`` variants reproduce OpenAI's image embeddings.
-``tests/models/test_zeroshot.py`` checks every pair numerically (random OpenCLIP weights copied into the
-timm tower give OpenCLIP's image embedding).
+``tests/models/test_zeroshot.py`` checks every pair numerically (random OpenCLIP weights copied into
+the timm tower give OpenCLIP's image embedding).
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ import torch
 
 from lpe.core.artifacts import write_with
 from lpe.data.datasets import load_splits
-from lpe.formats.integer import IntFormat, round_nearest, round_stochastic
+from lpe.formats.number_formats import int_format
+from lpe.formats.rounding import bsr_reference, rtn_reference
 from lpe.reports.plotting import plt, save_figure, sns
 
 CLASSES = (0, 1)
@@ -68,10 +69,10 @@ def train(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return w.detach()
 
 
-def bsr_counts(w, scale, fmt: IntFormat, draws: int, seed: int) -> dict[tuple[int, int], int]:
+def bsr_counts(w, scale, qmax: int, draws: int, seed: int) -> dict[tuple[int, int], int]:
     generator = torch.Generator().manual_seed(seed)
     stacked = w.float().expand(draws, 2).contiguous()
-    codes = round_stochastic(stacked, scale, fmt, generator)
+    codes = bsr_reference(stacked, scale, qmax, generator)
     points, counts = torch.unique(codes, dim=0, return_counts=True)
     return {tuple(map(int, p)): int(c) for p, c in zip(points, counts, strict=True)}
 
@@ -89,12 +90,12 @@ def expected_share(w, scale, code: tuple[int, int]) -> float:
 def compute(splits, bits: int, grid_range: float, draws: int, points: int, seed: int):
     if grid_range < 1:
         raise ValueError(f"figure1.range must be >= 1, got {grid_range}")
-    fmt = IntFormat(bits, per_channel=False)
+    qmax = int(int_format(bits).max_value)  # INT-b's largest code
     features, labels = two_features(splits, points)
     w = train(features, labels)
-    scale = float(grid_range * w.abs().max() / fmt.qmax)
-    rtn = round_nearest(w.float(), torch.tensor(scale), fmt)
-    counts = bsr_counts(w, torch.tensor(scale), fmt, draws, seed)
+    scale = float(grid_range * w.abs().max() / qmax)
+    rtn = rtn_reference(w.float(), torch.tensor(scale), qmax)
+    counts = bsr_counts(w, torch.tensor(scale), qmax, draws, seed)
     rows = [
         {"point": "trained", "w1": w[0].item(), "w2": w[1].item()},
         {"point": "rtn", "w1": rtn[0].item() * scale, "w2": rtn[1].item() * scale},

@@ -1,7 +1,8 @@
 """LPE-BSR across number systems: the table and the figure of ``formats/scores.csv``.
 
 The paper's outlook, made here: FP32, RTN and LPE-BSR in each number format of the config's
-``formats.names`` (INT-b, FP8/FP6/FP4, NF4, MXFP4, ...; :mod:`lpe.formats.registry`), per model.
+``formats.names`` (INT-b, FP8/FP6/FP4, NF4, MXFP4, ...; :mod:`lpe.formats.number_formats`), per
+model.
 Rows: model (smallest first) x format (FP32 first, then the widest codes first) x method. Columns:
 ensemble size M, memory of the ensemble (codes, scales and the weights kept in FP32; Mbit),
 NLL, ERR, ECE and AMB as mean +- sd over the BSR seeds (RTN and FP32 are

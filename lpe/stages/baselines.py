@@ -66,9 +66,9 @@ from lpe.data.datasets import SPLITS
 from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.prediction import Evaluated, predict_log_probs, timed_log_probs
 from lpe.evaluation.predictions_file import write_evaluated
-from lpe.formats.integer import MAX_BITS, MIN_BITS, IntFormat, compute_scales
+from lpe.formats.names import MAX_BITS, MIN_BITS
+from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import int_format
 from lpe.members.files import member_seed, quantize
 from lpe.models.checkpoints import load_checkpoint
 from lpe.models.factory import count_params
@@ -96,6 +96,11 @@ def check_candidates(method: str, candidates: Sequence[float]) -> None:
         raise ValueError(f"baselines.gaussian scales must be >= 0, got {list(candidates)}")
 
 
+def channel_scales(fmt, tensor: torch.Tensor) -> torch.Tensor:
+    """``fmt``'s per-output-channel scales of ``tensor``, shaped to broadcast against it."""
+    return fmt.scales(tensor).reshape(-1, *[1] * (tensor.dim() - 1))
+
+
 @torch.no_grad()
 def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) -> None:
     """Write ``state`` plus Gaussian noise (std ``scale x`` channel absmax) into ``model``."""
@@ -104,8 +109,8 @@ def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) 
     for name, tensor in state.items():
         noisy = tensor
         if policy.quantizes(name, tensor):
-            # compute_scales with qmax 1 is the per-channel absmax
-            absmax = compute_scales(tensor, IntFormat(2, per_channel=True))
+            # INT-2's scales (qmax 1) are the per-channel absmax
+            absmax = channel_scales(int_format(2), tensor)
             noise = torch.randn(tensor.shape, generator=generator)
             noisy = tensor + scale * absmax * noise
         target[name].copy_(noisy)
@@ -121,12 +126,12 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
     member only in the shape of the noise (Gaussian, not two-point on the grid).
     """
     generator = torch.Generator().manual_seed(seed)
-    fmt = IntFormat(bits, per_channel=True)
+    fmt = int_format(bits)
     target = model.state_dict(keep_vars=True)
     for name, tensor in state.items():
         noisy = tensor
         if policy.quantizes(name, tensor):
-            step = compute_scales(tensor, fmt)
+            step = channel_scales(fmt, tensor)
             u = tensor.float() / step
             f = u - u.floor()
             noise = torch.randn(tensor.shape, generator=generator)

@@ -61,9 +61,9 @@ from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
 from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import write_evaluated
-from lpe.formats.integer import MAX_BITS, MIN_BITS
+from lpe.formats.names import MAX_BITS, MIN_BITS
+from lpe.formats.number_formats import get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.formats.registry import get_format
 from lpe.members.files import derive_seed
 from lpe.members.sets import generate, seed_runs_problem
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint

@@ -52,10 +52,9 @@ from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
-from lpe.formats.integer import MAX_BITS, MIN_BITS
-from lpe.formats.names import FP32
+from lpe.formats.names import FP32, MAX_BITS, MIN_BITS
+from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import int_format
 from lpe.members.files import quantize
 from lpe.models.llm import load_model
 

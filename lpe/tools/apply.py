@@ -51,8 +51,7 @@ from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.evaluation import verdicts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation.temperature import fit_temperature, scaled
-from lpe.formats.integer import MAX_BITS, MIN_BITS
-from lpe.formats.names import REGISTRY
+from lpe.formats.names import CATALOGUE, MAX_BITS, MIN_BITS
 from lpe.formats.policy import QuantPolicy, policy_for
 from lpe.members.files import quantize
 
@@ -130,7 +129,7 @@ def apply_lpe(
     keep_predictions: bool = False,
 ) -> pd.DataFrame:
     """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``, or in the number format named
-    ``bits``, ``lpe.formats.names.REGISTRY``) scores of ``model``; with a ``calibration`` loader
+    ``bits``, ``lpe.formats.names.CATALOGUE``) scores of ``model``; with a ``calibration`` loader
     (other images than ``loader``'s), each also at its temperature fit there ("+ts" rows).
 
     One LPE-BSR ensemble (:class:`lpe.evaluation.ensemble.LowPrecisionEnsemble`) per seed of
@@ -289,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     precision.add_argument("--bits", type=int, choices=range(MIN_BITS, MAX_BITS + 1),
                            metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
                            help="INT-b members (default 5)")  # fmt: skip
-    precision.add_argument("--format", choices=list(REGISTRY), help="members in this format")
+    precision.add_argument("--format", choices=list(CATALOGUE), help="members in this format")
     stored = parser.add_mutually_exclusive_group()
     stored.add_argument("--save-ensemble", metavar="E.safetensors",
                         help="also write the LPE-BSR members as one ensemble file "

@@ -104,9 +104,9 @@ def seen():
             "interop": torch.get_num_interop_threads()}
 before = seen()
 import lpe, lpe.core.runtime, lpe.core.metrics, lpe.data.images, lpe.data.datasets
-import lpe.evaluation.prediction, lpe.evaluation.temperature, lpe.formats.registry
+import lpe.evaluation.prediction, lpe.evaluation.temperature, lpe.formats.number_formats
 import lpe.evaluation.ensemble, lpe.evaluation.predictions_file, lpe.evaluation.verdicts
-import lpe.formats.kernels, lpe.formats.policy, lpe.members.files, lpe.members.shared_base
+import lpe.formats.rounding, lpe.formats.policy, lpe.members.files, lpe.members.shared_base
 import lpe.models.factory, lpe.models.checkpoints, lpe.sources.registry, lpe.training.loop
 import lpe.tools.apply
 after = seen()
@@ -160,7 +160,8 @@ def test_a_stage_pins_its_own_process_whatever_the_shell_asked_for():
 KERNEL_SCRIPT = """
 import hashlib, sys
 import numba, numpy as np, torch
-from lpe.formats.kernels import bsr_codes, pack
+from lpe.formats.packing import pack
+from lpe.formats.rounding import bsr_codes
 numba.set_num_threads(int(sys.argv[1]))
 w = torch.randn(384, 1000, generator=torch.Generator().manual_seed(0))
 scales = w.abs().amax(dim=1) / 7
@@ -187,7 +188,8 @@ def test_numba_kernels_are_exact_for_any_thread_count_and_target_cpu(cpu, tmp_pa
         ).stdout.strip()  # fmt: skip
         for threads in (1, 2)
     }
-    from lpe.formats.kernels import _bsr_codes_torch, pack
+    from lpe.formats.packing import pack
+    from lpe.formats.rounding import _bsr_codes_torch
 
     w = torch.randn(384, 1000, generator=torch.Generator().manual_seed(0))
     scales = w.abs().amax(dim=1) / 7

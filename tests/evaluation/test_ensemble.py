@@ -13,8 +13,8 @@ import torch
 from lpe import LowPrecisionEnsemble
 from lpe.core.artifacts import ArtifactError
 from lpe.evaluation.temperature import fit_temperature
+from lpe.formats.number_formats import get_format
 from lpe.formats.policy import policy_for
-from lpe.formats.registry import get_format
 from lpe.members.files import member_seed, quantize
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)

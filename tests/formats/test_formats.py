@@ -1,18 +1,18 @@
-"""Number formats (lpe.formats.registry): grids and RTN against ml_dtypes, BSR's unbiasedness
+"""Number formats (lpe.formats.number_formats): grids and RTN against ml_dtypes, BSR's unbiasedness
 per format, INT-b identical to the INT-b kernels, MX block scales and bits per weight."""
 
 from __future__ import annotations
 
+import int_oracle as numbers
 import ml_dtypes
 import numpy as np
 import pytest
 import torch
 
-from lpe.formats import integer as numbers
-from lpe.formats import kernels
 from lpe.formats import names as precision
-from lpe.formats import registry as formats
-from lpe.formats.registry import FORMATS, MX_BLOCK, get_format
+from lpe.formats import rounding
+from lpe.formats.number_formats import FORMATS, MX_BLOCK, get_format
+from lpe.formats.rounding import _round, round_nearest, round_stochastic
 
 # our element formats -> the ml_dtypes type that implements them (round-to-nearest-even casts)
 ML_DTYPES = {
@@ -61,7 +61,7 @@ def test_rtn_equals_the_ml_dtypes_cast(name):
     x = np.concatenate([midpoints, inside, grid]).astype(np.float32)
     rows = np.full((len(x), 2), fmt.max_value, dtype=np.float32)
     rows[:, 0] = x  # column 1 pins each row's scale to exactly 1
-    codes, scales = fmt.round_nearest(torch.from_numpy(rows))
+    codes, scales = round_nearest(fmt, torch.from_numpy(rows))
     assert torch.equal(scales, torch.ones_like(scales))
     ours = fmt.grid[codes[:, 0].numpy()]
     reference = x.astype(ML_DTYPES[name]).astype(np.float32)
@@ -76,13 +76,13 @@ def test_int_formats_give_the_int_kernels_codes_and_scales(bits):
     old_scales = numbers.compute_scales(weight, old)
     qmax = old.qmax
 
-    codes, scales = fmt.round_nearest(weight)
+    codes, scales = round_nearest(fmt, weight)
     assert torch.equal(scales, old_scales.reshape(-1, 1))
     expected = numbers.round_nearest(weight, old_scales, old)
     assert torch.equal(codes.int() - qmax, expected)
 
-    codes, _ = fmt.round_stochastic(weight, key=12345)
-    expected = kernels.bsr_codes(weight, old_scales, qmax, key=12345)
+    codes, _ = round_stochastic(fmt, weight, key=12345)
+    expected = rounding.bsr_codes(weight, old_scales, qmax, key=12345)
     assert torch.equal(codes.int() - qmax, expected.int())
     assert torch.equal(fmt.dequantize(codes, scales), numbers.dequantize(expected, old_scales))
 
@@ -92,10 +92,10 @@ def test_the_integer_fast_path_draws_what_the_grid_search_draws(bits):
     """INT-b's BSR takes a branch-free floor path; the generic grid search gives the same codes."""
     fmt = get_format(f"int{bits}")
     weight = torch.randn(16, 70, generator=torch.Generator().manual_seed(3))
-    fast, scales = fmt.round_stochastic(weight, key=99)
+    fast, scales = round_stochastic(fmt, weight, key=99)
     searched = np.empty(fast.shape, dtype=fmt.code_dtype)
     zero = int(np.flatnonzero(fmt.grid == 0)[0])
-    formats._round_rows(weight.numpy(), scales.numpy(), weight.shape[1], fmt.grid, zero, True,
+    rounding._round_rows(weight.numpy(), scales.numpy(), weight.shape[1], fmt.grid, zero, True,
                         np.uint64(99), searched)  # fmt: skip
     assert torch.equal(fast, torch.from_numpy(searched))
 
@@ -112,10 +112,10 @@ def test_bsr_is_unbiased_in_every_format(name):
     else:  # a block maximum of 2**emax gives scale 1 and unit values within [-2**emax, 2**emax]
         weight = torch.rand(4, 2 * MX_BLOCK, generator=gen) * 2 ** (fmt.emax + 1) - 2**fmt.emax
         weight[:, ::MX_BLOCK] = 2.0**fmt.emax
-    rtn_codes, scales = fmt.round_nearest(weight)
+    rtn_codes, scales = round_nearest(fmt, weight)
     draws, codes = [], []
     for key in range(2000):
-        drawn, drawn_scales = fmt.round_stochastic(weight, key=key)
+        drawn, drawn_scales = round_stochastic(fmt, weight, key=key)
         assert torch.equal(drawn_scales, scales)
         codes.append(drawn.long())
         draws.append(fmt.dequantize(drawn, scales))
@@ -165,8 +165,8 @@ def test_the_torch_path_for_other_devices_gives_the_cpu_kernels_codes(name):
     weight = torch.randn(12, 100, generator=torch.Generator().manual_seed(4)) * 2
     weight[0, :50] = torch.linspace(-1, 1, 50)  # a row with exact ties for the coarse grids
     for stochastic in (False, True):
-        expected, scales = fmt._round(weight, stochastic, key=2024)
-        ours = formats._round_torch(fmt, weight, scales, stochastic, key=2024)
+        expected, scales = _round(fmt, weight, stochastic, key=2024)
+        ours = rounding._round_torch(fmt, weight, scales, stochastic, key=2024)
         assert torch.equal(ours.long(), expected.long()), (name, stochastic)
 
 
@@ -203,7 +203,7 @@ def qlora_nf4_values() -> np.ndarray:
     """NF4 built as QLoRA builds it (bitsandbytes' ``create_normal_map``, offset 0.9677083): 8
     positive and 7 negative quantiles of N(0, 1) between the offset and 1/2, an exact zero, then
     scaled so that the largest is 1. Computed here, independently of the table in
-    lpe.formats.registry."""
+    lpe.formats.number_formats."""
     from scipy.stats import norm
 
     offset = 0.9677083
@@ -214,7 +214,7 @@ def qlora_nf4_values() -> np.ndarray:
 
 
 def test_the_nf4_codebook_is_qloras_normal_quantiles():
-    from lpe.formats.registry import NF4_VALUES
+    from lpe.formats.number_formats import NF4_VALUES
 
     ours = np.asarray(NF4_VALUES, dtype=np.float32)
     expected = qlora_nf4_values()

@@ -4,9 +4,9 @@ import numba
 import numpy as np
 import pytest
 import torch
+from int_oracle import IntFormat, compute_scales, round_stochastic
 
-from lpe.formats import kernels
-from lpe.formats.integer import IntFormat, compute_scales, round_stochastic
+from lpe.formats import packing, rounding
 
 
 def weights(shape=(48, 70), seed=0):
@@ -25,10 +25,10 @@ def reference_pack(codes: np.ndarray, bits: int, qmax: int) -> np.ndarray:
 def test_pack_kernel_matches_the_numpy_reference(bits, n):
     qmax = 2 ** (bits - 1) - 1
     rng = np.random.default_rng(bits * 100 + n)
-    codes = rng.integers(-qmax, qmax + 1, n).astype(kernels.code_dtype(bits))
-    packed = kernels.pack(codes, bits, qmax)
+    codes = rng.integers(-qmax, qmax + 1, n).astype(packing.code_dtype(bits))
+    packed = packing.pack(codes, bits, qmax)
     np.testing.assert_array_equal(packed, reference_pack(codes, bits, qmax))
-    np.testing.assert_array_equal(kernels.unpack(packed, bits, qmax, n), codes)
+    np.testing.assert_array_equal(packing.unpack(packed, bits, qmax, n), codes)
 
 
 @pytest.mark.parametrize("shape", [(48, 70), (8, 3, 2, 2), (5,), (1, 1000)])
@@ -38,10 +38,10 @@ def test_cpu_kernel_and_torch_path_are_bit_identical(shape, per_channel):
     fmt = IntFormat(4, per_channel=per_channel)
     w = weights(shape)
     s = compute_scales(w, fmt)
-    codes = kernels.bsr_codes(w, s, fmt.qmax, key=2024)
+    codes = rounding.bsr_codes(w, s, fmt.qmax, key=2024)
     rows = shape[0]
     s_rows = torch.broadcast_to(s, w.shape).reshape(rows, -1)[:, 0]
-    via_torch = kernels._bsr_codes_torch(w.reshape(rows, -1), s_rows, fmt.qmax, 2024, torch.int8)
+    via_torch = rounding._bsr_codes_torch(w.reshape(rows, -1), s_rows, fmt.qmax, 2024, torch.int8)
     assert torch.equal(codes, via_torch.reshape(shape))
 
 
@@ -51,13 +51,13 @@ def test_codes_do_not_depend_on_the_thread_count():
     default = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = kernels.bsr_codes(w, s, 15, key=7)
+        one = rounding.bsr_codes(w, s, 15, key=7)
         numba.set_num_threads(default)
-        many = kernels.bsr_codes(w, s, 15, key=7)
+        many = rounding.bsr_codes(w, s, 15, key=7)
     finally:
         numba.set_num_threads(default)
     assert torch.equal(one, many)
-    assert not torch.equal(one, kernels.bsr_codes(w, s, 15, key=8))
+    assert not torch.equal(one, rounding.bsr_codes(w, s, 15, key=8))
 
 
 def test_codes_land_on_the_two_neighbours_and_are_unbiased():
@@ -68,7 +68,7 @@ def test_codes_land_on_the_two_neighbours_and_are_unbiased():
     draws = 3000
     total = torch.zeros_like(w, dtype=torch.float64)
     for key in range(draws):
-        q = kernels.bsr_codes(w, s, fmt.qmax, key).float()
+        q = rounding.bsr_codes(w, s, fmt.qmax, key).float()
         assert torch.all((q == torch.floor(u)) | (q == torch.ceil(u)))
         total += q.double()
     frac = u - torch.floor(u)
@@ -85,7 +85,7 @@ def test_kernel_agrees_in_distribution_with_the_reference_expression():
     low = torch.floor(w / s)
     draws = 4000
     g = torch.Generator().manual_seed(0)
-    kernel_up = sum((kernels.bsr_codes(w, s, fmt.qmax, k).float() > low).double()
+    kernel_up = sum((rounding.bsr_codes(w, s, fmt.qmax, k).float() > low).double()
                     for k in range(draws)) / draws  # fmt: skip
     reference_up = sum((round_stochastic(w, s, fmt, g).float() > low).double()
                        for _ in range(draws)) / draws  # fmt: skip
@@ -99,8 +99,8 @@ def test_draws_are_uncorrelated_across_weights_and_members():
     """Centred round-up indicators: neighbouring weights and consecutive keys are uncorrelated."""
     w = torch.full((1, 20000), 0.5)
     s = torch.full((1, 1), 0.5 / 6.3)  # every weight has u = 6.3: rounds up to 7 w.p. 0.3
-    a = kernels.bsr_codes(w, s, 7, key=11).double() - 6 - 0.3  # round-up indicator minus p
-    b = kernels.bsr_codes(w, s, 7, key=12).double() - 6 - 0.3
+    a = rounding.bsr_codes(w, s, 7, key=11).double() - 6 - 0.3  # round-up indicator minus p
+    b = rounding.bsr_codes(w, s, 7, key=12).double() - 6 - 0.3
     n = a.numel()
     bound = 5 / n**0.5  # 5 sd of a sample correlation under independence
     neighbours = (a[0, 1:] * a[0, :-1]).mean() / a.var()
@@ -112,7 +112,7 @@ def test_draws_are_uncorrelated_across_weights_and_members():
 THREADS_SCRIPT = """
 import json, torch
 torch.set_num_threads(1)
-from lpe.formats.registry import get_format, int_format
+from lpe.formats.number_formats import get_format, int_format
 from lpe.members.files import quantize
 from lpe.models.factory import create_model
 state = create_model("vit_mini_t", 10, (1, 1, 40), seed=0).state_dict()

@@ -1,15 +1,14 @@
 import pytest
 import torch
-
-from lpe.formats.integer import (
-    MAX_BITS,
-    MIN_BITS,
+from int_oracle import (
     IntFormat,
     compute_scales,
     dequantize,
     round_nearest,
     round_stochastic,
 )
+
+from lpe.formats.names import MAX_BITS, MIN_BITS
 
 
 def gen(seed=0):

@@ -146,7 +146,7 @@ def counted_bits(tensors, meta) -> int:
 def test_a_reader_written_from_the_page_decodes_every_member(
     tmp_path, fmt, members, with_rtn, per_tensor
 ):
-    from lpe.formats.registry import get_format
+    from lpe.formats.number_formats import get_format
 
     torch.manual_seed(0)
     model = timm.create_model(

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from lpe.core.artifacts import ArtifactError
+from lpe.formats.number_formats import get_format, int_format
 from lpe.formats.packing import pack_codes, pack_indices
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import get_format, int_format
 from lpe.members.files import load_member, member_seed, quantize, save_member
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lpe.core.artifacts import ArtifactError
-from lpe.formats.names import REGISTRY
-from lpe.formats.registry import get_format
+from lpe.formats.names import CATALOGUE
+from lpe.formats.number_formats import get_format
 from lpe.members.files import load_member, member_seed, quantize, save_member
 from lpe.members.shared_base import encode, load_shared_base, save_shared_base
 
@@ -30,7 +30,7 @@ def assert_same_member(a, b):
         assert torch.equal(a.kept[name], b.kept[name]), name
 
 
-@pytest.mark.parametrize("name", [*REGISTRY, "int12"])  # int12: 16-bit codes
+@pytest.mark.parametrize("name", [*CATALOGUE, "int12"])  # int12: 16-bit codes
 def test_every_member_of_every_format_round_trips_bit_for_bit(tmp_path, vit_state, name):
     fmt = get_format(name)
     members = members_of(vit_state, fmt)

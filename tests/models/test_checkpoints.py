@@ -35,7 +35,7 @@ def test_corrupted_checkpoint_is_refused(checkpoint):
 
 
 def test_a_member_file_is_not_a_checkpoint(tmp_path, vit_state):
-    from lpe.formats.registry import int_format
+    from lpe.formats.number_formats import int_format
     from lpe.members.files import quantize, save_member
 
     path = tmp_path / "m.safetensors"

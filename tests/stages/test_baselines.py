@@ -8,8 +8,8 @@ import torch
 from lpe.core import metrics
 from lpe.data.datasets import build, save_splits
 from lpe.data.inputs import TensorData
+from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.registry import int_format
 from lpe.members.files import member_seed, quantize
 from lpe.models.factory import create_model
 from lpe.reports.claims import claim6

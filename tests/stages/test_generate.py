@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lpe.core.artifacts import read_manifest
-from lpe.formats.registry import int_format
+from lpe.formats.number_formats import int_format
 from lpe.members.files import load_member, member_seed, quantize
 from lpe.stages.generate import main
 

@@ -71,8 +71,8 @@ def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_
     quantize() makes of the FP32 model, whatever dtype the model runs in: the bf16 run's bits
     and its members' first answers match a direct computation."""
     from lpe.evaluation.ensemble import member_weights
+    from lpe.formats.number_formats import int_format
     from lpe.formats.policy import QuantPolicy
-    from lpe.formats.registry import int_format
     from lpe.members.files import member_seed, quantize
     from lpe.stages.mmlu import LLM_EXCLUDE
 

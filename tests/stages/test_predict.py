@@ -12,7 +12,7 @@ import lpe.stages.predict
 from lpe.core.artifacts import ArtifactError
 from lpe.data.datasets import build
 from lpe.evaluation.prediction import evaluate_members, predict_log_probs
-from lpe.formats.registry import int_format
+from lpe.formats.number_formats import int_format
 from lpe.members.files import load_member, member_seed, quantize
 from lpe.members.shared_base import SharedBase
 from lpe.models.checkpoints import load_checkpoint, save_checkpoint

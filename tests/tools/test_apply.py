@@ -171,8 +171,8 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
     tmp_path, monkeypatch
 ):
     from lpe.core import metrics
+    from lpe.formats.number_formats import int_format
     from lpe.formats.policy import QuantPolicy
-    from lpe.formats.registry import int_format
     from lpe.members.files import member_seed, quantize
 
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).eval()

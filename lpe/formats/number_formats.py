@@ -1,4 +1,4 @@
-"""Number formats as objects: a name, a grid of representable values, bits per weight, RTN and BSR.
+"""Number formats as objects: a name, a grid of representable values, its scales and codes.
 
 A format maps a weight tensor to codes and scales: ``w ~ scale * grid[code]``. Every format here is
 a finite, sorted grid of representable values at unit scale (INT-b's integers, the OCP FP8/FP6/FP4
@@ -11,14 +11,9 @@ element values, the NF4 codebook), plus a rule for its scales:
   format's largest exponent; elements beyond the grid's largest value are clamped (the spec's
   rule).
 
-RTN is the nearest grid value, ties to the even magnitude index, which is round-half-to-even for
-INT-b and for the float formats (neighbouring floats alternate their last mantissa bit). BSR draws
-one of the two neighbours ``lo <= u <= hi``, ``hi`` with probability ``(u - lo) / (hi - lo)``, so
-``E[scale * value] = w`` inside the grid's range (a weight beyond it is clamped to the end). The
-uniform comes from the counter-based stream of :mod:`lpe.formats.kernels`: weight ``i`` of a tensor
-with key ``k`` draws ``mix64(k + (i + 1) * GOLDEN)``, so a draw depends on (key, index) only. On an
-integer grid the rule is exactly INT-b's ``floor(u) + (r < frac(u))``, and so are the codes
-(tested).
+Rounding weights onto a grid (RTN, BSR and their kernels) is :mod:`lpe.formats.rounding`;
+storing the codes at their width is :mod:`lpe.formats.packing`. INT-b is ``int_format(bits)``, the
+suite's one INT-b type (tests/int_oracle.py writes it out plainly, as the tests' oracle).
 
 Why a grid of our own rather than ``ml_dtypes`` casts: ml_dtypes has no stochastic rounding, no
 NF4 and no block scales, and gfloat's generic kernels are pure Python over arrays (seconds per
@@ -30,19 +25,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import torch
 
 from lpe.formats import names as precision
-from lpe.formats.kernels import (
-    GOLDEN,
-    INV24,
-    _mix64,
-    bsr_codes,
-    counter_uniforms,
-    keeping_threads,
-)
 
 MX_BLOCK = 32  # weights per E8M0 scale in the MX formats (OCP MX v1.0)
 E8M0_BITS = 8
@@ -158,7 +144,7 @@ class NumberFormat:
     def scales(self, weight: torch.Tensor) -> torch.Tensor:
         """FP32 scales, one per row (``(rows, 1)``), per tensor (``(1, 1)``) or per block
         (``(rows, blocks)``)."""
-        w2 = _rows(weight)
+        w2 = as_rows(weight)
         if self.block is None:
             absmax = w2.abs().amax(dim=1, keepdim=True) if self.per_channel else w2.abs().amax()
             absmax = absmax.reshape(-1, 1)
@@ -172,60 +158,11 @@ class NumberFormat:
 
     def unit_values(self, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """``w / scale`` per weight, as a (rows, row_length) float32 tensor."""
-        w2 = _rows(weight)
+        w2 = as_rows(weight)
         if self.block is None:
             return w2 / scales
         per_weight = scales.repeat_interleave(self.block, dim=1)[:, : w2.shape[1]]
         return w2 / per_weight
-
-    def round_nearest(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """RTN: (codes, scales); ``codes`` index the grid (uint8/uint16, weight's shape)."""
-        return self._round(weight, stochastic=False, key=0)
-
-    def round_stochastic(self, weight: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """BSR: (codes, scales) drawn from the counter-based stream with ``key`` (< 2**63)."""
-        return self._round(weight, stochastic=True, key=key)
-
-    def _round(self, weight, stochastic: bool, key: int) -> tuple[torch.Tensor, torch.Tensor]:
-        scales = self.scales(weight)
-        if weight.device.type != "cpu":
-            codes = _round_torch(self, _rows(weight), scales, stochastic, key)
-            return codes.reshape(weight.shape), scales
-        if stochastic and self.integer_grid and self.block is None:
-            # INT-b: lpe.formats.kernels' branch-free floor kernel (a grid search costs ~4x more).
-            # Its signed codes q are this grid's indices q + qmax (tested): reinterpreted as
-            # unsigned and offset in place, since two's complement wraps q + qmax into 0 ... 2 qmax.
-            qmax = int(self.grid[-1])
-            codes = bsr_codes(weight, scales, qmax, key).numpy()
-            indices = codes.view(self.code_dtype)  # int8 -> uint8, int16 -> uint16
-            indices += indices.dtype.type(qmax)
-            return torch.from_numpy(indices), scales
-        w2 = _rows(weight).contiguous().numpy()
-        out = np.empty(w2.shape, dtype=self.code_dtype)
-        zero = int(np.flatnonzero(self.grid == 0)[0])
-        block = self.block or w2.shape[1]
-        scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()  # per tensor: each row
-        keeping_threads(_round_rows, w2, scales_np, block, self.grid, zero, stochastic,
-                        np.uint64(key), out)  # fmt: skip
-        return torch.from_numpy(out).reshape(weight.shape), scales
-
-    def lower_codes(self, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """Per weight, the index of the lower of the two grid neighbours of ``w / s`` (clamped
-        to ``0 ... len(grid) - 2``): every RTN or BSR code of the weight is this index or the
-        next one (a weight beyond the grid's ends rounds to an end, still one of the two). The
-        base of a shared-base ensemble (``lpe.members.shared_base``), from the weights alone."""
-        if weight.device.type != "cpu":
-            u = self.unit_values(weight, scales).contiguous()
-            grid = torch.as_tensor(self.grid, device=u.device)
-            lower = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, len(grid) - 2)
-            return torch.from_numpy(
-                lower.reshape(weight.shape).cpu().numpy().astype(self.code_dtype)
-            )
-        w2 = _rows(weight).contiguous().numpy()
-        out = np.empty(w2.shape, dtype=self.code_dtype)
-        scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()
-        keeping_threads(_lower_rows, w2, scales_np, self.block or w2.shape[1], self.grid, out)
-        return torch.from_numpy(out).reshape(weight.shape)
 
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """The FP32 weight a member runs with: ``scale * grid[code]``."""
@@ -254,7 +191,7 @@ class NumberFormat:
         return np.dtype(np.uint8) if len(self.grid) <= 256 else np.dtype(np.uint16)
 
 
-def _rows(weight: torch.Tensor) -> torch.Tensor:
+def as_rows(weight: torch.Tensor) -> torch.Tensor:
     w = weight.detach().float()
     return w.reshape(w.shape[0] if w.dim() >= 1 else 1, -1)
 
@@ -264,95 +201,6 @@ def _blocked(w2: torch.Tensor, block: int) -> torch.Tensor:
     rows, cols = w2.shape
     pad = -cols % block
     return torch.nn.functional.pad(w2, (0, pad)).reshape(rows, -1, block)
-
-
-@numba.njit(cache=True)
-def _lower_index(grid, u):
-    """Index of the largest grid value <= u (0 below the grid, len - 1 above)."""
-    lo, hi = 0, len(grid) - 1
-    if u <= grid[0]:
-        return 0
-    if u >= grid[hi]:
-        return hi
-    while hi - lo > 1:  # invariant: grid[lo] <= u < grid[hi]
-        mid = (lo + hi) // 2
-        if grid[mid] <= u:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-@numba.njit(parallel=True, cache=True)
-def _round_rows(w, scales, block, grid, zero, stochastic, key, out):
-    """Codes of ``w`` (rows, cols) with ``scales`` (rows, blocks), ``block`` weights per scale.
-
-    RTN: the nearest grid value, ties to the even magnitude index (``zero`` is 0.0's index).
-    BSR: weight ``i = row * cols + j`` draws the ``(i + 1)``-th output of SplitMix64 seeded with
-    ``key``, as lpe.formats.kernels does for INT-b, and takes the upper neighbour when ``r < p``.
-    """
-    rows, cols = w.shape
-    n = len(grid)
-    for row in numba.prange(rows):
-        base = key + np.uint64(row) * np.uint64(cols) * np.uint64(GOLDEN)
-        for start in range(0, cols, block):  # one scale per block (no division per weight)
-            s = scales[row, start // block]
-            for j in range(start, min(start + block, cols)):
-                x = w[row, j] / s
-                lo = _lower_index(grid, x)
-                if lo == n - 1 or x <= grid[0]:  # at or beyond an end: clamped
-                    out[row, j] = lo
-                elif stochastic:
-                    h = _mix64(base + np.uint64(j + 1) * np.uint64(GOLDEN))
-                    r = np.float32(h >> np.uint64(40)) * INV24
-                    p = (x - grid[lo]) / (grid[lo + 1] - grid[lo])
-                    out[row, j] = lo + 1 if r < p else lo
-                else:
-                    below, above = x - grid[lo], grid[lo + 1] - x
-                    if below < above:
-                        out[row, j] = lo
-                    elif above < below:
-                        out[row, j] = lo + 1
-                    else:  # a tie: the neighbour whose magnitude index is even
-                        out[row, j] = lo if abs(lo - zero) % 2 == 0 else lo + 1
-
-
-@numba.njit(parallel=True, cache=True)
-def _lower_rows(w, scales, block, grid, out):
-    """The lower grid neighbour of each ``w / s`` (as ``_round_rows`` divides), at most
-    ``len(grid) - 2``: every code ``_round_rows`` can give is this index or the next."""
-    rows, cols = w.shape
-    top = len(grid) - 2
-    for row in numba.prange(rows):
-        for start in range(0, cols, block):
-            s = scales[row, start // block]
-            for j in range(start, min(start + block, cols)):
-                out[row, j] = min(_lower_index(grid, w[row, j] / s), top)
-
-
-def _round_torch(fmt: NumberFormat, w2: torch.Tensor, scales, stochastic: bool, key: int):
-    """The CPU kernels' rule with torch ops, for tensors on other devices (CUDA): the same
-    codes bit for bit (the same float32 division and comparisons, the same hash; tested on the
-    CPU here, on a GPU by benchmarks/gpu_checks.py)."""
-    rows, cols = w2.shape
-    block = fmt.block or cols
-    per_weight = scales.expand(rows, -1).repeat_interleave(block, dim=1)[:, :cols]
-    u = w2 / per_weight
-    grid = torch.as_tensor(fmt.grid, device=w2.device)
-    n = len(grid)
-    lo = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, n - 2)
-    lower, upper = grid[lo], grid[lo + 1]
-    if stochastic:
-        r = counter_uniforms(key, rows, cols, w2.device)
-        codes = lo + (r < (u - lower) / (upper - lower)).long()
-    else:
-        below, above = u - lower, upper - u
-        zero = int(np.flatnonzero(fmt.grid == 0)[0])
-        even = (lo - zero).abs() % 2 == 0
-        codes = torch.where(below < above, lo, lo + 1)
-        codes = torch.where(below == above, torch.where(even, lo, lo + 1), codes)
-    codes = torch.where(u <= grid[0], 0, torch.where(u >= grid[-1], n - 1, codes))
-    return codes.to(torch.uint8 if fmt.code_dtype == np.uint8 else torch.int32)
 
 
 def int_format(bits: int) -> NumberFormat:
@@ -392,14 +240,14 @@ BUILDERS = {
 
 
 def build(name: str) -> NumberFormat:
-    """The format ``name`` of lpe.formats.names.REGISTRY (or INT-b for b in 2..16)."""
+    """The format ``name`` of lpe.formats.names.CATALOGUE (or INT-b for b in 2..16)."""
     if problem := precision.unknown_problem(name):
         raise ValueError(problem)
-    kind, argument = precision.REGISTRY.get(name, ("int", ""))
+    kind, argument = precision.CATALOGUE.get(name, ("int", ""))
     return BUILDERS[kind](name, argument)
 
 
-FORMATS: dict[str, NumberFormat] = {name: build(name) for name in precision.REGISTRY}
+FORMATS: dict[str, NumberFormat] = {name: build(name) for name in precision.CATALOGUE}
 
 
 def get_format(name: str, per_channel: bool = True) -> NumberFormat:
