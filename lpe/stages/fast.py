@@ -234,7 +234,9 @@ def _positive(value: str) -> int:
     return number
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
+    """The two subcommands' flags; ``argv`` says which method's own flags and which config keys
+    (``--settings``) they take."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("train", help="a method's sources (checkpoints + manifest)")
@@ -286,6 +288,11 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "predict":
         policy = QUANT_SETTINGS if argument_value(argv, "--bits") else {}  # LPE-BSR copies only
         apply_settings(q, argv, {**DATA_SETTINGS, **CALIBRATED_SETTINGS, **policy})
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "train":
         if problem := trainer(args.method).check(vars(args)):

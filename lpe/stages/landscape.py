@@ -124,6 +124,29 @@ def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, x, labels, devi
     return nll, kl, anchor_nll
 
 
+def anchor_weights(args: argparse.Namespace, device: torch.device):
+    """The plane's three anchors as flat weight vectors (the solution, the BMA draw or second
+    snapshot, the LPE-BSR draw), the model the plane is evaluated with, its checkpoint's info and
+    the member."""
+    if args.posterior:
+        state, info, posterior = load_solution(args.checkpoint, args.posterior)
+    else:
+        state, info = load_checkpoint(args.checkpoint)
+    member = folder_member(args.member, args.checkpoint, info.sha256)
+    model = info.build().to(device)
+    member.load_into(model)
+    lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    model.load_state_dict(state)
+    solution = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    if args.posterior:
+        second_w = draw(posterior, args.seed, 0)
+    else:
+        second_state, _ = load_checkpoint(args.second)
+        model.load_state_dict(second_state)
+        second_w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
+    return [solution, second_w, lpe_draw], model, info, member
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the solution (first anchor)")
@@ -149,23 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--points must be >= 1, got {args.points}")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    if args.posterior:
-        state, info, posterior = load_solution(args.checkpoint, args.posterior)
-    else:
-        state, info = load_checkpoint(args.checkpoint)
-    member = folder_member(args.member, args.checkpoint, info.sha256)
-    model = info.build().to(device)
-    member.load_into(model)
-    lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
-    model.load_state_dict(state)
-    solution = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
-    if args.posterior:
-        second_w = draw(posterior, args.seed, 0)
-    else:
-        second_state, _ = load_checkpoint(args.second)
-        model.load_state_dict(second_state)
-        second_w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
-    anchors_w = [solution, second_w, lpe_draw]
+    anchors_w, model, info, member = anchor_weights(args, device)
     plane = Plane.through(*anchors_w)
     anchors = np.array([plane.coordinates(w) for w in anchors_w])
     a_axis, b_axis = grid_axes(anchors, args.grid, args.margin)

@@ -270,8 +270,7 @@ def _numel(state: dict[str, torch.Tensor]) -> int:
     return sum(math.prod(t.shape) for t in state.values())
 
 
-def main(argv: list[str] | None = None) -> None:
-    pin_cpu_numerics()  # the suite's CPU paths for this program (lpe.core.numerics)
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
@@ -336,7 +335,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--out", help="also write the table as csv")
     add_runtime_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def checked_seeds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """The LPE-BSR seeds, after every check that needs no model or image (one-line errors)."""
     if args.ensemble:  # its members, format and seed are the file's: refuse what would be ignored
         given = {"--bits": args.bits, "--format": args.format, "--members": args.members,
                  "--seed": args.seed, "--seeds": args.seeds,
@@ -353,19 +356,18 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--save-ensemble writes one ensemble: give one --seed, not --seeds")
     if args.with_rtn and not args.save_ensemble:
         parser.error("--with-rtn says what --save-ensemble stores: give --save-ensemble too")
-    try:  # before any download or decoding: a CUDA request on a CPU host is a one-line error
-        device = resolve_device(args.device)
-    except RuntimeError as err:
-        parser.error(str(err))
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
     fraction = args.calibration_fraction
     if fraction is not None and not 0 < fraction < 1:
         parser.error(f"--calibration-fraction must be in (0, 1), got {fraction}")
-    from lpe.data.images import ImageFolderError, image_loader, model_transform, read_class_map
+    return seeds
+
+
+def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The model (its head kept FP32) and, with ``--ensemble``, that file's ensemble."""
     from lpe.models.factory import keep_head_fp32
 
-    set_threads(args.threads)
     try:
         model = create_timm_model(args.model, not args.no_pretrained, args.weights)
     except ModelSourceError as err:
@@ -380,6 +382,14 @@ def main(argv: list[str] | None = None) -> None:
         shared = ensembles[0].shared
         print(f"members from {args.ensemble}: {len(shared)} ({shared.fmt.label}), "
               f"{shared.bits / 1e6:.2f} Mbit stored")  # fmt: skip
+    return model, ensembles
+
+
+def open_images(parser: argparse.ArgumentParser, args: argparse.Namespace, model):
+    """The evaluated images and the calibration images (or None), as the model sees them."""
+    from lpe.data.images import ImageFolderError, image_loader, model_transform, read_class_map
+
+    fraction = args.calibration_fraction
     transform, held_out = model_transform(model), fraction or 0.0
     try:
         classes = read_class_map(args.class_map) if args.class_map else None
@@ -402,18 +412,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print("no calibration images (--calibration, --calibration-fraction): no "
               "temperature-scaled row")  # fmt: skip
-    policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
-    print(describe_policy(policy, model))
-    if args.save_ensemble:  # the one drawn for the table is the one saved
-        fmt = number_format(args.format or args.bits or 5)
-        ensembles = [LowPrecisionEnsemble(model.to(device), fmt, args.members,
-                                          seeds[0], policy, with_rtn=args.with_rtn,
-                                          progress=f"draw seed {seeds[0]}")]  # fmt: skip
-    with autocast(device, args.dtype):
-        table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
-                          seeds[0], device, policy,
-                          calibration=calibration, ensembles=ensembles, seeds=seeds,
-                          keep_predictions=bool(args.save_predictions))  # fmt: skip
+    return loader, calibration
+
+
+def write_outputs(args: argparse.Namespace, table: pd.DataFrame, ensembles) -> None:
+    """The table, the summary and what the flags ask to keep (ensemble, predictions, CSV)."""
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for line in summary_lines(table):
         print(line)
@@ -430,6 +433,33 @@ def main(argv: list[str] | None = None) -> None:
         from lpe.core.artifacts import write_with
 
         write_with(args.out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    pin_cpu_numerics()  # the suite's CPU paths for this program (lpe.core.numerics)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    seeds = checked_seeds(parser, args)
+    try:  # before any download or decoding: a CUDA request on a CPU host is a one-line error
+        device = resolve_device(args.device)
+    except RuntimeError as err:
+        parser.error(str(err))
+    set_threads(args.threads)
+    model, ensembles = load_model(parser, args)
+    loader, calibration = open_images(parser, args, model)
+    policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
+    print(describe_policy(policy, model))
+    if args.save_ensemble:  # the one drawn for the table is the one saved
+        fmt = number_format(args.format or args.bits or 5)
+        ensembles = [LowPrecisionEnsemble(model.to(device), fmt, args.members,
+                                          seeds[0], policy, with_rtn=args.with_rtn,
+                                          progress=f"draw seed {seeds[0]}")]  # fmt: skip
+    with autocast(device, args.dtype):
+        table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
+                          seeds[0], device, policy,
+                          calibration=calibration, ensembles=ensembles, seeds=seeds,
+                          keep_predictions=bool(args.save_predictions))  # fmt: skip
+    write_outputs(args, table, ensembles)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,31 @@ from lpe.reports.claims.claim import Claim
 COMPETITIVE = 0.01  # claim 4's "competitive": NLL at most 1% above BMA's (fixed, not tuned)
 
 
+def claim4_note(bma_scores: pd.DataFrame, hessian: dict[str, float] | None) -> str:
+    """What claim 4's checks mean, the FP32 solutions' NLL for context, and IVON's posterior."""
+    note = (
+        f"Competitive = LPE-BSR's NLL at most {100 * COMPETITIVE:.0f}% above BMA's at the same "
+        "ensemble size; better at equal memory = lower NLL than the largest BMA ensemble that "
+        "fits in the LPE-BSR ensemble's memory. Mean ± sd over the seeds of the draws; one "
+        "fine-tuning run per optimizer."
+    )
+    solutions = bma_scores[bma_scores["method"] == "fp32"].set_index("optimizer")["nll"]
+    if len(solutions):
+        listed = ", ".join(f"{o.upper()} {v:.5f}" for o, v in solutions.items())
+        note += (
+            f" For context, the FP32 solutions themselves (one model each) have NLL {listed}: "
+            "an ensemble above its solution's NLL has not improved on the single model."
+        )
+    if hessian:
+        note += (
+            f" IVON's learned posterior: the median ratio of its Hessian estimate to "
+            f"`hess_init` is {hessian['median_ratio']:.3g} (10%-90% of the weights: "
+            f"{hessian['p10_ratio']:.3g}-{hessian['p90_ratio']:.3g}); a ratio of 1 would mean "
+            "the posterior's variance is still the configured isotropic one."
+        )
+    return note
+
+
 def claim4(bma_scores: pd.DataFrame, bits: int, hessian: dict[str, float] | None = None) -> Claim:
     """LPE-BSR around SWAG's and IVON's solutions against their BMA, by size and by memory."""
     checks = []
@@ -53,26 +78,7 @@ def claim4(bma_scores: pd.DataFrame, bits: int, hessian: dict[str, float] | None
                 joint_band(lpe_band, bma_band),
             )
         )
-    note = (
-        f"Competitive = LPE-BSR's NLL at most {100 * COMPETITIVE:.0f}% above BMA's at the same "
-        "ensemble size; better at equal memory = lower NLL than the largest BMA ensemble that "
-        "fits in the LPE-BSR ensemble's memory. Mean ± sd over the seeds of the draws; one "
-        "fine-tuning run per optimizer."
-    )
-    solutions = bma_scores[bma_scores["method"] == "fp32"].set_index("optimizer")["nll"]
-    if len(solutions):
-        listed = ", ".join(f"{o.upper()} {v:.5f}" for o, v in solutions.items())
-        note += (
-            f" For context, the FP32 solutions themselves (one model each) have NLL {listed}: "
-            "an ensemble above its solution's NLL has not improved on the single model."
-        )
-    if hessian:
-        note += (
-            f" IVON's learned posterior: the median ratio of its Hessian estimate to "
-            f"`hess_init` is {hessian['median_ratio']:.3g} (10%-90% of the weights: "
-            f"{hessian['p10_ratio']:.3g}-{hessian['p90_ratio']:.3g}); a ratio of 1 would mean "
-            "the posterior's variance is still the configured isotropic one."
-        )
+    note = claim4_note(bma_scores, hessian)
     return Claim(
         4,
         "LPE-BSR around a solution is competitive with SWAG and IVON BMA at equal ensemble "

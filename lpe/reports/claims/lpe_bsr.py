@@ -144,7 +144,7 @@ def claim8(s: pd.DataFrame) -> Claim:
         "Not a claim of the paper: its outlook (LPE in other low precision number systems), "
         "made here. Each format's members are made as INT-b's are (the two neighbouring "
         "representable values, each with the probability that keeps the expectation; "
-        "lpe.formats.number_formats), at the same ensemble size and seeds. The training-seed band "
+        "lpe.formats.rounding), at the same ensemble size and seeds. The training-seed band "
         "applies to the INT-b of Table 1 only, where it is measured. Checks that hold, per format: "
         + ", ".join(f"{name} {count}" for name, count in families.items())
         + "."

@@ -110,7 +110,7 @@ def compare_trees(reference: Path, actual: Path, paths: list[str], report: Repor
     report.settle_tail()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path, help="root holding the committed reference")
     parser.add_argument("actual", type=Path, help="root holding the regenerated outputs")
@@ -146,23 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint noise (default: the reference; give a newer reference for an older one "
         "that retrained fewer models)",
     )
-    args = parser.parse_args(argv)
-    if args.units <= 0 or args.floor_rel < 0:
-        parser.error("--units must be > 0 and --floor-rel >= 0")
-    if args.tail_units < args.units or not 0 <= args.tail_share < 1:
-        parser.error("--tail-units must be >= --units and --tail-share in [0, 1)")
-    for root in (args.reference, args.actual, args.checkpoint_noise_from):
-        if root is not None and not root.is_dir():
-            parser.error(f"{root}: no such folder")
-    report = Report(mode=args.mode, units=args.units, floor_rel=args.floor_rel,
-                    tail_units=args.tail_units, tail_share=args.tail_share)  # fmt: skip
-    if args.mode == "noise":
-        report.checkpoint = Units(measure(args.checkpoint_noise_from or args.reference, args.paths))
-        print(
-            "checkpoint noise (sd over training runs): "
-            + (report.checkpoint.summary() or "none measured (no train_noise scores)")
-        )
-    compare_trees(args.reference, args.actual, args.paths, report)
+    return parser
+
+
+def print_summary(args: argparse.Namespace, report: Report) -> None:
+    """What was compared and how far it moved; in noise mode, the moves within noise."""
     print(
         f"compared {report.numbers} numbers under {', '.join(args.paths)} ({args.mode} mode); "
         f"largest relative drift {report.max_drift:.3g}"
@@ -184,6 +172,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"allowance ({len(report.tail)}):")  # fmt: skip
             for moved in report.tail:
                 print(f"  - {moved}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.units <= 0 or args.floor_rel < 0:
+        parser.error("--units must be > 0 and --floor-rel >= 0")
+    if args.tail_units < args.units or not 0 <= args.tail_share < 1:
+        parser.error("--tail-units must be >= --units and --tail-share in [0, 1)")
+    for root in (args.reference, args.actual, args.checkpoint_noise_from):
+        if root is not None and not root.is_dir():
+            parser.error(f"{root}: no such folder")
+    report = Report(mode=args.mode, units=args.units, floor_rel=args.floor_rel,
+                    tail_units=args.tail_units, tail_share=args.tail_share)  # fmt: skip
+    if args.mode == "noise":
+        report.checkpoint = Units(measure(args.checkpoint_noise_from or args.reference, args.paths))
+        print(
+            "checkpoint noise (sd over training runs): "
+            + (report.checkpoint.summary() or "none measured (no train_noise scores)")
+        )
+    compare_trees(args.reference, args.actual, args.paths, report)
+    print_summary(args, report)
     if report.problems:
         print(f"REGENERATION CHECK FAILED: {len(report.problems)} problem(s)", file=sys.stderr)
         for problem in report.problems:
