@@ -39,9 +39,11 @@ P1.npz``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,27 +75,30 @@ from lpe.members.files import member_seed, quantize
 from lpe.models.checkpoints import load_checkpoint
 from lpe.models.factory import count_params
 
-METHODS = ("gaussian", "dropout", "bsr", "matched")
-# the method names predictions files carry (lpe.stages.score labels "bsr" as lpe-bsr)
-LABELS = {"gaussian": "gaussian-noise", "dropout": "mc-dropout", "bsr": "bsr",
-          "matched": "gaussian-matched"}  # fmt: skip
-# matched noise takes LPE-BSR's chosen precision: it reads the bsr choice, it has none of its own
-CHOICE_OF = {"matched": "bsr"}
+
+def bits_problem(candidates: Sequence[float]) -> str | None:
+    if all(float(b).is_integer() and MIN_BITS <= b <= MAX_BITS for b in candidates):
+        return None
+    return f"baselines.bits must be integers in {MIN_BITS}..{MAX_BITS}, got {list(candidates)}"
+
+
+def rates_problem(candidates: Sequence[float]) -> str | None:
+    if all(0 <= p < 1 for p in candidates):
+        return None
+    return f"baselines.dropout rates must be in [0, 1), got {list(candidates)}"
+
+
+def scales_problem(candidates: Sequence[float]) -> str | None:
+    if all(s >= 0 for s in candidates):
+        return None
+    return f"baselines.gaussian scales must be >= 0, got {list(candidates)}"
 
 
 def check_candidates(method: str, candidates: Sequence[float]) -> None:
     if not candidates:
         raise ValueError(f"baselines.{method}: the search has no candidates")
-    if method in ("bsr", "matched") and not all(
-        float(b).is_integer() and MIN_BITS <= b <= MAX_BITS for b in candidates
-    ):
-        raise ValueError(
-            f"baselines.bits must be integers in {MIN_BITS}..{MAX_BITS}, got {list(candidates)}"
-        )
-    if method == "dropout" and not all(0 <= p < 1 for p in candidates):
-        raise ValueError(f"baselines.dropout rates must be in [0, 1), got {list(candidates)}")
-    if method == "gaussian" and not all(s >= 0 for s in candidates):
-        raise ValueError(f"baselines.gaussian scales must be >= 0, got {list(candidates)}")
+    if problem := BASELINES[method].problem(candidates):
+        raise ValueError(problem)
 
 
 def channel_scales(fmt, tensor: torch.Tensor) -> torch.Tensor:
@@ -139,13 +144,33 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
         target[name].copy_(noisy)
 
 
-def write_member(model, state, policy: QuantPolicy, method: str, setting, seed: int) -> None:
-    """Write the member ``seed`` of a Gaussian weight-noise method into ``model`` (LPE-BSR's
-    members are not written: they run through the model, see :func:`ensemble`)."""
-    if method == "gaussian":
-        gaussian_member(model, state, policy, setting, seed)
-    else:
-        matched_member(model, state, policy, int(setting), seed)
+# How each method's member ``seed`` runs: a context in which the model computes that member,
+# giving the weights to run it with (None: the model's own, as the context left them).
+@contextlib.contextmanager
+def bsr_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+    """The generate stage's member of this seed, run as every stage runs it."""
+    yield member_weights(model, quantize(state, int_format(int(setting)), "bsr", seed, policy))
+
+
+@contextlib.contextmanager
+def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+    gaussian_member(model, state, policy, setting, seed)  # a perturbed copy of the weights
+    yield None
+
+
+@contextlib.contextmanager
+def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+    matched_member(model, state, policy, int(setting), seed)
+    yield None
+
+
+@contextlib.contextmanager
+def dropout_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+    """Masks from torch's global generator seeded with ``seed``, inside ``fork_rng``."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        set_dropout(model, setting)
+        yield None
 
 
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
@@ -159,9 +184,9 @@ def set_dropout(model: torch.nn.Module, rate: float) -> None:
 
 def ensemble(model, state, method, setting, members, seed, x, batch_size, device, calib_x=None):
     """The ``method`` ensemble at ``setting``, evaluated on ``x`` (and ``calib_x``, when given)."""
-    policy = QuantPolicy()
+    policy, baseline = QuantPolicy(), BASELINES[method]
     out, calibration, seconds = [], [], []
-    dropout = method == "dropout"
+    dropout = baseline.dropout
     if dropout:
         model.load_state_dict(state)  # MC dropout keeps its dropout modules training
 
@@ -174,19 +199,11 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
             calibration.append(lp)
 
     for k in range(members):
-        if method == "bsr":  # the generate stage's member of this seed, run as every stage runs it
-            member = quantize(state, int_format(int(setting)), "bsr", member_seed(seed, k), policy)
-            evaluate(member_weights(model, member))
-            continue
-        if not dropout:  # a perturbed copy of the weights
-            write_member(model, state, policy, method, setting, member_seed(seed, k))
-            evaluate()
-            continue
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(member_seed(seed, k))
-            set_dropout(model, setting)
-            evaluate()
-    bits = [0] * members  # the caller's member_bits() counts the storage
+        with baseline.member(
+            model, state, policy, setting, member_seed(seed, k), device
+        ) as weights:
+            evaluate(weights)
+    bits = [0] * members  # the caller counts the storage (Baseline.storage)
     stacked = torch.stack(calibration) if calibration else None
     return Evaluated(torch.stack(out), bits, seconds, stacked)
 
@@ -217,31 +234,63 @@ def read_choice(path, method: str) -> float:
         raise ArtifactError(
             f"{path} is not a baseline choice file ({err}); rerun the selection"
         ) from err
-    if choice.get("method") != CHOICE_OF.get(method, method):
+    if choice.get("method") != (BASELINES[method].choice_of or method):
         raise ValueError(f"{path} chose a setting for {choice.get('method')!r}, not {method!r}")
     check_candidates(method, [setting])
     return setting
 
 
-def member_bits(model, state, method: str, setting: float, members: int) -> list[int]:
-    """Each member's storage: an LPE-BSR member's codes, scales and kept tensors; a noisy member
-    is a full FP32 model; MC dropout's members are masks of the one stored FP32 model."""
-    params = count_params(model)
-    if method == "bsr":
-        fmt = int_format(int(setting))
-        return [quantize(state, fmt, "rtn").bits] * members  # the same layout as a BSR member
-    if method == "dropout":
-        return [32 * params] + [0] * (members - 1)
-    return [32 * params] * members
+def rounded_bits(model, state, setting: float, members: int) -> list[int]:
+    """An LPE-BSR member's codes, scales and kept tensors (an RTN member has its layout)."""
+    return [quantize(state, int_format(int(setting)), "rtn").bits] * members
 
 
-# Each method's candidates from the config's baselines section (lpe.core.settings); matched noise
-# has none: it takes LPE-BSR's chosen precision (--setting-file).
-CANDIDATE_SETTINGS = {
-    "bsr": "baselines.bits",
-    "gaussian": "baselines.gaussian_scales",
-    "dropout": "baselines.dropout_rates",
-}
+def fp32_bits(model, state, setting: float, members: int) -> list[int]:
+    """A noisy member is a full FP32 model."""
+    return [32 * count_params(model)] * members
+
+
+def mask_bits(model, state, setting: float, members: int) -> list[int]:
+    """MC dropout's members are masks of the one stored FP32 model."""
+    return [32 * count_params(model)] + [0] * (members - 1)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One training-free ensemble of Table 6, by its name on the command line and in the rules.
+
+    ``label``: the method its predictions files carry (lpe.sources.registry; the score stage
+    reads ``bsr`` as lpe-bsr); ``candidates``: the config list its setting is chosen from, or
+    None when it takes ``choice_of``'s choice; ``problem``: what is wrong with settings;
+    ``member``: the context a member runs in; ``storage``: each member's bits; ``rounded``:
+    whether its setting is a bit width (the members' precision); ``dropout``: whether its
+    members run with dropout in train mode.
+    """
+
+    label: str
+    candidates: str | None
+    problem: Callable[[Sequence[float]], str | None]
+    member: Callable
+    storage: Callable[..., list[int]]
+    rounded: bool = False
+    dropout: bool = False
+    choice_of: str | None = None
+
+
+BASELINES = {
+    "gaussian": Baseline("gaussian-noise", "baselines.gaussian_scales", scales_problem,
+                         gaussian_noise_member, fp32_bits),
+    "dropout": Baseline("mc-dropout", "baselines.dropout_rates", rates_problem, dropout_member,
+                        mask_bits, dropout=True),
+    "bsr": Baseline("bsr", "baselines.bits", bits_problem, bsr_member, rounded_bits,
+                    rounded=True),
+    # matched noise takes LPE-BSR's chosen precision (--setting-file): no candidates of its own
+    "matched": Baseline("gaussian-matched", None, bits_problem, matched_noise_member, fp32_bits,
+                        choice_of="bsr"),
+}  # fmt: skip
+METHODS = tuple(BASELINES)
+# Each method's candidates from the config's baselines section (lpe.core.settings)
+CANDIDATE_SETTINGS = {name: b.candidates for name, b in BASELINES.items() if b.candidates}
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, float | None]:
@@ -282,7 +331,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, float | None
     check_calibration(parser, args)
     chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
     if chosen is None:
-        if args.method in CHOICE_OF or args.copy_choice_to:
+        if BASELINES[args.method].choice_of or args.copy_choice_to:
             parser.error(f"--method {args.method} and --copy-choice-to need a --setting-file")
         check_candidates(args.method, args.candidates)
     elif args.select_out:
@@ -333,13 +382,14 @@ def main(argv: list[str] | None = None) -> None:
     calib_x, calib_labels = (
         data.inputs(data.selection_split, args.batch_size) if args.calibrate else (None, None)
     )
-    bits = member_bits(model, state, args.method, setting, args.members)
+    baseline = BASELINES[args.method]
+    bits = baseline.storage(model, state, setting, args.members)
     for seed, out in zip(args.seeds, args.out, strict=True):
         with autocast(device, args.dtype):
             done = ensemble(model, state, args.method, setting, args.members, seed, x,
                             args.batch_size, device, calib_x)  # fmt: skip
-        precision = int(setting) if args.method == "bsr" else 0  # 0: FP32
-        run = {"method": LABELS[args.method], "bits": precision, "seed": seed,
+        precision = int(setting) if baseline.rounded else 0  # 0: FP32
+        run = {"method": baseline.label, "bits": precision, "seed": seed,
                "setting": np.asarray(setting)}  # fmt: skip
         write_evaluated(out, done._replace(bits=bits), labels, info, run, calib_labels)
 
