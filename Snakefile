@@ -8,6 +8,7 @@ configfile: os.path.join(workflow.basedir, "config/mini.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/runs.smk"
 
 
 if IMAGES:  # the paper profile: pretrained checkpoints, an image folder

@@ -40,27 +40,6 @@ FAST_TARGETS = [
     *tables("table5"),
     *[path for name in FAST_FIGURES for path in figure_files(name)],
 ]
-# claim 5's checkpoint band: the trained checkpoints of the fast ensembles' starting model
-# (bma.model and its train_noise copies), when there are at least two; FP32 and LPE-BSR at
-# INT-fast.bits (first lpe seed) of each
-FAST_CHECKPOINTS = [
-    BMA_MODEL,
-    *[r for r in RETRAINED if r.startswith(f"{BMA_MODEL}-trainseed")],
-]
-FAST_CHECKPOINTS = FAST_CHECKPOINTS if len(FAST_CHECKPOINTS) > 1 else []
-FAST_CHECKPOINT_PREDICTIONS = {
-    name: [
-        preds_file(name, "fp32"),
-        preds_file(name, bsr_run(FAST_FORMAT, config["lpe"]["seeds"][0])),
-    ]
-    for name in FAST_CHECKPOINTS
-}
-if FAST_CHECKPOINTS and config["lpe"]["ensemble_size"] < FAST["copies"]:
-    raise WorkflowError(
-        f"lpe.ensemble_size ({config['lpe']['ensemble_size']}) is below fast.copies "
-        f"({FAST['copies']}): claim 5's checkpoint band scores LPE-BSR at fast.copies "
-        f"members on each checkpoint of {BMA_MODEL} (train_noise)"
-    )
 
 
 rule fast_train:

@@ -5,7 +5,6 @@
 # so that a missing one is remade (Snakemake does not remake a missing intermediate whose
 # consumers are up to date), which also makes a fresh clone, where only results/ and figures/
 # are committed, regenerate everything from the data up.
-TABLE1_PREDICTIONS = [preds_file(m, run) for m in config["models"] for run in runs()]
 TABLE1_INTERMEDIATES = [
     *[checkpoint_file(m) for m in config["models"]],
     *[members_dir(m, run) for m in config["models"] for run in runs()[1:]],  # no FP32
@@ -41,33 +40,6 @@ MEMBER_FAMILIES = {
     if models
 }
 
-# Table 6: each baseline's ensembles on baselines.model (a pretrained model: Table 1's seeds and
-# ensemble size, or Table 3's), its choice on the validation split, and the model's FP32
-BASELINE_LARGE = BASELINE_MODEL in LARGE["models"]
-BASELINE_SEEDS = LARGE["seeds"] if BASELINE_LARGE else config["lpe"]["seeds"]
-BASELINE_MEMBERS = (
-    LARGE["ensemble_size"] if BASELINE_LARGE else config["lpe"]["ensemble_size"]
-)
-BASELINE_CHOICES = [
-    work(f"baselines/{BASELINE_MODEL}/{b}-choice.json") for b in BASELINES
-]
-BASELINE_PREDICTIONS = [
-    preds_file(BASELINE_MODEL, f"{b}-seed{s}")
-    for b in BASELINES
-    for s in BASELINE_SEEDS
-]
-BASELINE_FP32 = preds_file(BASELINE_MODEL, "fp32")
-
-# train_noise: FP32, RTN and LPE-BSR (first lpe seed) per precision of each retrained copy
-RETRAINED_RUNS = ["fp32"] + [
-    run
-    for fmt in QUANT_FORMATS
-    for run in (rtn_run(fmt), bsr_run(fmt, config["lpe"]["seeds"][0]))
-]
-RETRAINED_PREDICTIONS = {
-    name: [preds_file(name, run) for run in RETRAINED_RUNS] for name in RETRAINED
-}
-RETRAINED_SCORES = [results(f"train_noise/{name}/scores.csv") for name in RETRAINED]
 RETRAINED_INTERMEDIATES = [
     path
     for name in RETRAINED
