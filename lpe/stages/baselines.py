@@ -147,25 +147,25 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
 # How each method's member ``seed`` runs: a context in which the model computes that member,
 # giving the weights to run it with (None: the model's own, as the context left them).
 @contextlib.contextmanager
-def bsr_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+def bsr_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
     """The generate stage's member of this seed, run as every stage runs it."""
     yield member_weights(model, quantize(state, int_format(int(setting)), "bsr", seed, policy))
 
 
 @contextlib.contextmanager
-def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
     gaussian_member(model, state, policy, setting, seed)  # a perturbed copy of the weights
     yield None
 
 
 @contextlib.contextmanager
-def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
     matched_member(model, state, policy, int(setting), seed)
     yield None
 
 
 @contextlib.contextmanager
-def dropout_member(model, state, policy: QuantPolicy, setting, seed: int, device):
+def dropout_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
     """Masks from torch's global generator seeded with ``seed``, inside ``fork_rng``."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -199,9 +199,8 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
             calibration.append(lp)
 
     for k in range(members):
-        with baseline.member(
-            model, state, policy, setting, member_seed(seed, k), device
-        ) as weights:
+        seeded = member_seed(seed, k)
+        with baseline.member(model, state, policy, setting, seeded, device=device) as weights:
             evaluate(weights)
     bits = [0] * members  # the caller counts the storage (Baseline.storage)
     stacked = torch.stack(calibration) if calibration else None
