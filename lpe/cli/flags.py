@@ -150,6 +150,12 @@ QUANT_SETTINGS = {
 }
 
 
+def add_bits_argument(parser, help: str) -> None:
+    """``--bits b``: INT-b, for b in MIN_BITS..MAX_BITS (``parser`` may be a group)."""
+    parser.add_argument("--bits", type=int, choices=range(MIN_BITS, MAX_BITS + 1),
+                        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}", help=help)  # fmt: skip
+
+
 def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     """``--format`` (or ``--bits`` for INT-b) and the rounding policy's flags, shared by the
     stages that make members."""
@@ -157,13 +163,7 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument(
         "--format", help=f"number format name: {', '.join(FORMATS)} (and int2..int16)"
     )
-    which.add_argument(
-        "--bits",
-        type=int,
-        choices=range(MIN_BITS, MAX_BITS + 1),
-        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
-        help="INT-b: the same as --format intB",
-    )
+    add_bits_argument(which, "INT-b: the same as --format intB")
     parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
     parser.add_argument(
         "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"

@@ -37,6 +37,7 @@ from lpe.cli.flags import (
     FINETUNE_SETTINGS,
     QUANT_SETTINGS,
     RESUME_SETTINGS,
+    add_bits_argument,
     add_calibration_arguments,
     add_data_arguments,
     add_finetune_arguments,
@@ -61,7 +62,6 @@ from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
 from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import write_evaluated
-from lpe.formats.names import MAX_BITS, MIN_BITS
 from lpe.formats.number_formats import get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.members.files import derive_seed
@@ -257,13 +257,7 @@ def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
     add_data_arguments(q)
     q.add_argument("--split", default="test", choices=SPLITS)
     q.add_argument("--batch-size", type=int, default=1000)
-    q.add_argument(
-        "--bits",
-        type=int,
-        choices=range(MIN_BITS, MAX_BITS + 1),
-        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
-        help="make LPE-BSR copies at INT-b (omit for the FP32 sources)",
-    )
+    add_bits_argument(q, "make LPE-BSR copies at INT-b (omit for the FP32 sources)")
     q.add_argument("--copies", type=_positive, default=5, help="LPE-BSR copies per source (k)")
     q.add_argument(
         "--seeds", "--seed", type=int, nargs="+", default=[0], help="LPE-BSR ensemble seeds"

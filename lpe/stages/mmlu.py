@@ -47,12 +47,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import add_runtime_arguments, apply_settings, subcommand
+from lpe.cli.flags import add_bits_argument, add_runtime_arguments, apply_settings, subcommand
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
-from lpe.formats.names import FP32, MAX_BITS, MIN_BITS
+from lpe.formats.names import FP32
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import quantize
@@ -230,13 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--limit", type=int, help="a fixed random subset of this many questions")
-    p.add_argument(
-        "--bits",
-        type=int,
-        choices=range(MIN_BITS, MAX_BITS + 1),
-        metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
-        help="omit for the FP32 model",
-    )
+    add_bits_argument(p, "omit for the FP32 model")
     p.add_argument("--method", default="bsr", choices=("rtn", "bsr"))
     p.add_argument("--members", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)

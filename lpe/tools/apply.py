@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import add_runtime_arguments
+from lpe.cli.flags import add_bits_argument, add_runtime_arguments
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError
 from lpe.core.numerics import pin_cpu_numerics
@@ -51,7 +51,7 @@ from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.evaluation import verdicts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation.temperature import fit_temperature, scaled
-from lpe.formats.names import CATALOGUE, MAX_BITS, MIN_BITS
+from lpe.formats.names import CATALOGUE
 from lpe.formats.policy import QuantPolicy, policy_for
 from lpe.members.files import quantize
 
@@ -284,9 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--no-pretrained", action="store_true", help="random weights (for tests)")
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--bits", type=int, choices=range(MIN_BITS, MAX_BITS + 1),
-                           metavar=f"{{{MIN_BITS}..{MAX_BITS}}}",
-                           help="INT-b members (default 5)")  # fmt: skip
+    add_bits_argument(precision, "INT-b members (default 5)")
     precision.add_argument("--format", choices=list(CATALOGUE), help="members in this format")
     stored = parser.add_mutually_exclusive_group()
     stored.add_argument("--save-ensemble", metavar="E.safetensors",
