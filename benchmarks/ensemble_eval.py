@@ -71,7 +71,7 @@ def naive_loop(model, fmt: NumberFormat, members: int, x, batch_size: int, forwa
 
 def suite(model, state, fmt: NumberFormat, members: int, x, batch_size: int, per_call: int):
     stream = (quantize(state, fmt, "bsr", member_seed(0, k)) for k in range(members))
-    return evaluate_members(model, stream, x, batch_size, CPU, per_call).log_probs
+    return evaluate_members(model, stream, x, batch_size, CPU, members_per_call=per_call).log_probs
 
 
 def suite_preparation(model, state, fmt: NumberFormat, members: int) -> None:
@@ -148,7 +148,9 @@ def child(mode: str, folder: Path) -> None:
         predict_log_probs(model, images, IMAGE_BATCH, CPU)
     else:
         files = sorted(folder.glob("member*.safetensors"))
-        evaluate_members(model, (load_member(f)[0] for f in files), images, IMAGE_BATCH, CPU, 1)
+        evaluate_members(
+            model, (load_member(f)[0] for f in files), images, IMAGE_BATCH, CPU, members_per_call=1
+        )
     print(f"{peak_rss_mb():.1f}")
 
 

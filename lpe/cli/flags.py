@@ -138,7 +138,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def open_stage_data(args: argparse.Namespace, info):
     """The examples of ``--data`` for the checkpoint ``info`` (see add_data_arguments)."""
     return open_data(args.data, info.model, info.num_classes, args.holdout, args.workers,
-                     info.input_shape)  # fmt: skip
+                     input_shape=info.input_shape)  # fmt: skip
 
 
 # ---- the number format and rounding policy of the members a stage makes

@@ -164,6 +164,7 @@ def image_loader(
     num_classes: int | None = None,
     batch_size: int = 64,
     limit: int | None = None,
+    *,
     workers: int = 0,
     held_out: float = 0.0,
     part: str = "evaluated",
@@ -264,7 +265,7 @@ class DecodedImages:
 
 
 def decoded_images(dataset, labels, transform, batch_size: int = 64, workers: int = 0,
-                   cache: Path | None = None) -> DecodedImages:  # fmt: skip
+                   *, cache: Path | None = None) -> DecodedImages:  # fmt: skip
     """``dataset`` (an ImageFolder, or a Subset of one) decoded once with ``transform``'s PIL
     operations into the image cache, keyed by its files (paths, sizes, times) and the operations;
     a later call with the same files and operations reads the cached file."""

@@ -40,7 +40,7 @@ def is_image_folder(path) -> bool:
 
 
 def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HOLDOUT,
-              workers: int = 0, input_shape=None):  # fmt: skip
+              workers: int = 0, *, input_shape=None):  # fmt: skip
     """The examples at ``path`` for the model ``model_name`` (its transforms, its classes).
 
     A data file is checked up front against the model (``input_shape``, when given, and
@@ -53,7 +53,7 @@ def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HO
     return TensorData(splits)
 
 
-def minibatches(x, y, batch_size: int, order: torch.Generator, device, skip: int = 0):
+def minibatches(x, y, batch_size: int, order: torch.Generator, device, *, skip: int = 0):
     """One epoch of ``(inputs, labels)`` minibatches, in a permutation drawn from ``order``;
     ``skip`` leaves out the first batches (a resumed epoch: the same draw, then the rest)."""
     permutation = torch.randperm(len(y), generator=order)
@@ -76,7 +76,7 @@ class TensorData:
 
     def train_batches(self, batch_size: int, order: torch.Generator, device, skip: int = 0):
         yield from minibatches(self.splits.x["train"], self.splits.y["train"], batch_size, order,
-                               device, skip)  # fmt: skip
+                               device, skip=skip)  # fmt: skip
 
     def inputs(self, split: str, batch_size: int = 1000):
         return self.splits.x[split], self.splits.y[split]

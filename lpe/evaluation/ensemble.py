@@ -109,6 +109,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         members: int = 10,
         seed: int = 0,
         policy: QuantPolicy | None = None,
+        *,
         with_rtn: bool = False,
         progress: str = "",
         weights: Mapping[str, torch.Tensor] | None = None,

@@ -48,7 +48,9 @@ def calibration_inputs(data, info, batch_size: int, workers: int = 0, holdout=DE
     """``(inputs, labels)`` of the data's selection split, the one temperatures are fit on: the
     validation split of a data file, the ``holdout`` training images of an image folder; never
     the test split."""
-    data = open_data(data, info.model, info.num_classes, holdout, workers, info.input_shape)
+    data = open_data(
+        data, info.model, info.num_classes, holdout, workers, input_shape=info.input_shape
+    )
     return data.inputs(data.selection_split, batch_size)
 
 
@@ -59,6 +61,7 @@ def predict_log_probs(
     batch_size: int,
     device: torch.device,
     eval_mode: bool = True,
+    *,
     weights: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``(N, ...) -> (N, C)`` float32 log-softmax of ``model``, on the CPU; with ``weights``
@@ -83,10 +86,10 @@ def predict_log_probs(
     return torch.cat(out)
 
 
-def timed_log_probs(model, x, batch_size: int, device, eval_mode: bool = True, weights=None):
+def timed_log_probs(model, x, batch_size: int, device, eval_mode: bool = True, *, weights=None):
     """:func:`predict_log_probs` and its wall time in seconds (the device synchronised)."""
     start = time.perf_counter()
-    log_probs = predict_log_probs(model, x, batch_size, device, eval_mode, weights)
+    log_probs = predict_log_probs(model, x, batch_size, device, eval_mode, weights=weights)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return log_probs, time.perf_counter() - start
@@ -161,6 +164,7 @@ def evaluate_members(
     x: torch.Tensor,
     batch_size: int,
     device: torch.device,
+    *,
     members_per_call: int | str = "auto",
     calibration_x=None,
 ) -> Evaluated:
@@ -213,7 +217,7 @@ def evaluate_members(
 
 
 def predict_members(
-    checkpoint, members_dir, x, batch_size, device, members_per_call="auto", calibration_x=None
+    checkpoint, members_dir, x, batch_size, device, *, members_per_call="auto", calibration_x=None
 ):
     """Evaluate each member of ``members_dir`` in turn (read or decoded lazily, one at a time;
     ``lpe.members.sets.folder_members``).
@@ -225,7 +229,15 @@ def predict_members(
     progress = f"predict {Path(members_dir).name}"
     manifest, members = folder_members(members_dir, checkpoint, info.sha256, progress)
     model = info.build().to(device)  # the one instance every member is loaded into
-    done = evaluate_members(model, members, x, batch_size, device, members_per_call, calibration_x)
+    done = evaluate_members(
+        model,
+        members,
+        x,
+        batch_size,
+        device,
+        members_per_call=members_per_call,
+        calibration_x=calibration_x,
+    )
     return done._replace(bits=np.asarray(done.bits, dtype=np.int64)), manifest, info
 
 

@@ -49,6 +49,7 @@ def write_predictions(
     labels,
     member_bits,
     info,
+    *,
     run: dict,
     params=None,
     seconds=None,
@@ -79,9 +80,9 @@ def write_predictions(
     print(f"wrote {out}: {log_probs.shape[0]} members x {log_probs.shape[1]} points")
 
 
-def write_evaluated(out, done: Evaluated, labels, info, run: dict, calibration_labels=None):
+def write_evaluated(out, done: Evaluated, labels, info, run: dict, *, calibration_labels=None):
     """``write_predictions`` of :class:`Evaluated` members (with their seconds and, when they
     were evaluated on it, the calibration split)."""
     calibration = None if done.calibration is None else (done.calibration, calibration_labels)
-    write_predictions(out, done.log_probs, labels, done.bits, info, run, seconds=done.seconds,
+    write_predictions(out, done.log_probs, labels, done.bits, info, run=run, seconds=done.seconds,
                       calibration=calibration)  # fmt: skip

@@ -46,6 +46,7 @@ def generate(
     fmt: NumberFormat,
     method: str,
     seed: int,
+    *,
     members: int,
     policy: QuantPolicy,
     layout: str = "files",

@@ -87,7 +87,7 @@ def expected_share(w, scale, code: tuple[int, int]) -> float:
     return share
 
 
-def compute(splits, bits: int, grid_range: float, draws: int, points: int, seed: int):
+def compute(splits, bits: int, grid_range: float, draws: int, points: int, *, seed: int):
     if grid_range < 1:
         raise ValueError(f"figure1.range must be >= 1, got {grid_range}")
     qmax = int(int_format(bits).max_value)  # INT-b's largest code
@@ -109,7 +109,7 @@ def compute(splits, bits: int, grid_range: float, draws: int, points: int, seed:
     return table, scale, features, labels
 
 
-def figure(table: pd.DataFrame, scale: float, features, labels, bits: int, draws: int):
+def figure(table: pd.DataFrame, scale: float, features, labels, bits: int, *, draws: int):
     trained = table[table["point"] == "trained"].iloc[0]
     center = np.array([trained.w1, trained.w2])
     span = 2.5 * scale
@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--draws must be >= 1 and --points >= 2")
     splits = load_splits(args.data)
     table, scale, features, labels = compute(
-        splits, args.bits, args.grid_range, args.draws, args.points, args.seed
+        splits, args.bits, args.grid_range, args.draws, args.points, seed=args.seed
     )
-    save_figure(figure(table, scale, features, labels, args.bits, args.draws), args.out)
+    save_figure(figure(table, scale, features, labels, args.bits, draws=args.draws), args.out)
     write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
     print(table.to_string(index=False))
 

@@ -182,7 +182,7 @@ def set_dropout(model: torch.nn.Module, rate: float) -> None:
             module.train()
 
 
-def ensemble(model, state, method, setting, members, seed, x, batch_size, device, calib_x=None):
+def ensemble(model, state, method, setting, members, *, seed, x, batch_size, device, calib_x=None):
     """The ``method`` ensemble at ``setting``, evaluated on ``x`` (and ``calib_x``, when given)."""
     policy, baseline = QuantPolicy(), BASELINES[method]
     out, calibration, seconds = [], [], []
@@ -191,11 +191,11 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
         model.load_state_dict(state)  # MC dropout keeps its dropout modules training
 
     def evaluate(weights=None) -> None:
-        lp, took = timed_log_probs(model, x, batch_size, device, not dropout, weights)
+        lp, took = timed_log_probs(model, x, batch_size, device, not dropout, weights=weights)
         out.append(lp)
         seconds.append(took)
         if calib_x is not None:
-            lp = predict_log_probs(model, calib_x, batch_size, device, not dropout, weights)
+            lp = predict_log_probs(model, calib_x, batch_size, device, not dropout, weights=weights)
             calibration.append(lp)
 
     for k in range(members):
@@ -207,7 +207,7 @@ def ensemble(model, state, method, setting, members, seed, x, batch_size, device
     return Evaluated(torch.stack(out), bits, seconds, stacked)
 
 
-def choose_setting(model, state, method, candidates, members, seed, data, batch_size, device):
+def choose_setting(model, state, method, candidates, members, *, seed, data, batch_size, device):
     """The candidate with the lowest validation NLL of the ensemble; all validation NLLs.
 
     Validation is the data's selection split: the val split of a data file, the holdout of an
@@ -216,7 +216,15 @@ def choose_setting(model, state, method, candidates, members, seed, data, batch_
     scores = {}
     for setting in candidates:
         log_probs = ensemble(
-            model, state, method, setting, members, seed, x, batch_size, device
+            model,
+            state,
+            method,
+            setting,
+            members,
+            seed=seed,
+            x=x,
+            batch_size=batch_size,
+            device=device,
         ).log_probs
         scores[setting] = metrics.score(log_probs, y)["nll"]
         print(f"{method} {setting}: validation NLL {scores[setting]:.5f}")
@@ -354,8 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     if chosen is None:
         with autocast(device, args.dtype):
             setting, validation = choose_setting(model, state, args.method, args.candidates,
-                                                 args.members, args.seeds[0], data,
-                                                 args.batch_size, device)  # fmt: skip
+                                                 args.members, seed=args.seeds[0], data=data,
+                                                 batch_size=args.batch_size,
+                                                 device=device)  # fmt: skip
         print(f"chosen on the validation split: {args.method} {setting}")
         candidates = sorted(args.candidates)
         if at_an_end(setting, candidates):
@@ -385,12 +394,14 @@ def main(argv: list[str] | None = None) -> None:
     bits = baseline.storage(model, state, setting, args.members)
     for seed, out in zip(args.seeds, args.out, strict=True):
         with autocast(device, args.dtype):
-            done = ensemble(model, state, args.method, setting, args.members, seed, x,
-                            args.batch_size, device, calib_x)  # fmt: skip
+            done = ensemble(model, state, args.method, setting, args.members, seed=seed, x=x,
+                            batch_size=args.batch_size, device=device, calib_x=calib_x)  # fmt: skip
         precision = int(setting) if baseline.rounded else 0  # 0: FP32
         run = {"method": baseline.label, "bits": precision, "seed": seed,
                "setting": np.asarray(setting)}  # fmt: skip
-        write_evaluated(out, done._replace(bits=bits), labels, info, run, calib_labels)
+        write_evaluated(
+            out, done._replace(bits=bits), labels, info, run, calibration_labels=calib_labels
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from lpe.training.finetuning import draw, load_solution
 
 
 @torch.inference_mode()
-def predict_draws(model, posterior, members, seed, x, batch_size, device, swag_scale=0.5):
+def predict_draws(model, posterior, members, seed, x, *, batch_size, device, swag_scale=0.5):
     """``(M, N, C)`` log-probs of ``members`` posterior draws, each written into ``model``."""
     out = []
     for k in tqdm(range(members), desc="bma", mininterval=5):
@@ -76,10 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     for seed, out in zip(args.seeds, args.out, strict=True):
         with autocast(device, args.dtype):
             log_probs = predict_draws(
-                model, posterior, args.members, seed, x, args.batch_size, device, args.swag_scale
+                model,
+                posterior,
+                args.members,
+                seed,
+                x,
+                batch_size=args.batch_size,
+                device=device,
+                swag_scale=args.swag_scale,
             )
         run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": seed}
-        write_predictions(out, log_probs, labels, bits, info, run)
+        write_predictions(out, log_probs, labels, bits, info, run=run)
 
 
 if __name__ == "__main__":

@@ -98,12 +98,23 @@ def main(argv: list[str] | None = None) -> None:
     x, labels = eval_inputs(args.data, args.split, info, args.batch_size, args.workers)
     calib_x, calib_labels = calibration_split(args, info)
     for method, seed, members, folder, out in runs(args):
-        generate(args.checkpoint, folder, fmt, method, seed, members, policy, args.layout)
+        generate(
+            args.checkpoint,
+            folder,
+            fmt,
+            method,
+            seed,
+            members=members,
+            policy=policy,
+            layout=args.layout,
+        )
         with autocast(device, args.dtype):
             done, manifest, info = predict_members(
                 args.checkpoint, folder, x, args.batch_size, device, calibration_x=calib_x
             )
-        write_evaluated(out, done, labels, info, member_run(manifest), calib_labels)
+        write_evaluated(
+            out, done, labels, info, member_run(manifest), calibration_labels=calib_labels
+        )
 
 
 if __name__ == "__main__":

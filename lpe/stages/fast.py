@@ -165,7 +165,7 @@ def predict_fp32_sources(folder, x, batch_size, device, calib_x=None):
     return manifest, _joined(parts), budget, first
 
 
-def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size, device,
+def predict_copies(folder, members_out, fmt, copies, seed, *, policy, x, batch_size, device,
                    calib_x=None):  # fmt: skip
     """``copies`` LPE-BSR members of every source, written to ``members_out`` (one shared-base
     ensemble file per source) and evaluated; also the members' bits under the shared-base
@@ -180,7 +180,16 @@ def predict_copies(folder, members_out, fmt, copies, seed, policy, x, batch_size
             checkpoint = Path(folder) / source["file"]
             out = tmp / f"source{c:02d}"
             copies_seed = derive_seed("source", seed, c)
-            made = generate(checkpoint, out, fmt, "bsr", copies_seed, copies, policy, "container")
+            made = generate(
+                checkpoint,
+                out,
+                fmt,
+                "bsr",
+                copies_seed,
+                members=copies,
+                policy=policy,
+                layout="container",
+            )
             done, _, info = predict_members(
                 checkpoint, out, x, batch_size, device, calibration_x=calib_x
             )
@@ -206,7 +215,7 @@ def predict(args) -> None:
                 args.sources, x, args.batch_size, device, calib_x
             )
         run = {"method": manifest["method"], "bits": 0, "seed": 0}
-        _write(fp32_out, done, labels, calib_labels, budget, info, run)
+        _write(fp32_out, done, labels, calib_labels, budget, info=info, run=run)
     if args.bits is None:
         return
     fmt = get_format(f"int{args.bits}", per_channel=not args.per_tensor)
@@ -214,17 +223,17 @@ def predict(args) -> None:
     for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
         with autocast(device, args.dtype):
             manifest, done, budget, info, shared = predict_copies(
-                args.sources, members_out, fmt, args.copies, seed, policy, x,
-                args.batch_size, device, calib_x,
+                args.sources, members_out, fmt, args.copies, seed, policy=policy, x=x,
+                batch_size=args.batch_size, device=device, calib_x=calib_x,
             )  # fmt: skip
         run = {"method": f"{manifest['method']}+lpe-bsr", "bits": args.bits, "seed": seed,
                "member_shared_bits": np.asarray(shared, dtype=np.int64)}  # fmt: skip
-        _write(out, done, labels, calib_labels, budget, info, run)
+        _write(out, done, labels, calib_labels, budget, info=info, run=run)
 
 
-def _write(out, done: Evaluated, labels, calib_labels, budget, info, run) -> None:
+def _write(out, done: Evaluated, labels, calib_labels, budget, *, info, run) -> None:
     run["budget"] = np.asarray(budget, dtype=np.int64)
-    write_evaluated(out, done, labels, info, run, calib_labels)
+    write_evaluated(out, done, labels, info, run, calibration_labels=calib_labels)
 
 
 def _positive(value: str) -> int:

@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     state, info = load_checkpoint(args.checkpoint)
     data = open_stage_data(args, info)
     device = resolve_device(args.device)
-    model, summary, posterior, _ = run_finetune(state, info, data, cfg, device, args.resume,
-                                                args.checkpoint_every)  # fmt: skip
+    model, summary, posterior, _ = run_finetune(state, info, data, cfg, device,
+                                                resume_path=args.resume,
+                                                checkpoint_every=args.checkpoint_every)  # fmt: skip
     save_checkpoint(args.out, model, summary)
     if posterior is not None:
         save_posterior(args.posterior, posterior, checkpoint_info(args.out).sha256)

@@ -45,7 +45,14 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         parser.error(str(err))
     manifest = generate(
-        args.checkpoint, args.out, fmt, args.method, args.seed, args.members, policy, args.layout
+        args.checkpoint,
+        args.out,
+        fmt,
+        args.method,
+        args.seed,
+        members=args.members,
+        policy=policy,
+        layout=args.layout,
     )
     shared = manifest.get("member_shared_bits")
     print(

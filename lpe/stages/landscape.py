@@ -101,7 +101,7 @@ def nll_of(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, x, labels, device, batch=1000):
+def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, *, x, labels, device, batch=1000):
     """NLL and KL-from-each-anchor at every grid point; also each anchor's own NLL."""
 
     def log_probs_at(weights: torch.Tensor) -> torch.Tensor:
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     x, labels = open_stage_data(args, info).tensors(args.split, args.points)
     with autocast(device, args.dtype):
         nll, kl, anchor_nll = evaluate_plane(
-            model, plane, anchors_w, a_axis, b_axis, x, labels, device
+            model, plane, anchors_w, a_axis, b_axis, x=x, labels=labels, device=device
         )
     arrays = {
         "a": a_axis,

@@ -68,7 +68,7 @@ def answer_token_ids(tokenizer) -> list[int]:
 
 @torch.inference_mode()
 def answer_log_probs(
-    model, tokenizer, prompts, device, batch_size: int = 4, weights=None
+    model, tokenizer, prompts, device, batch_size: int = 4, *, weights=None
 ) -> torch.Tensor:
     """``(N, 4)`` log-probabilities of the four answers at the answer position; with
     ``weights`` (``lpe.evaluation.ensemble.member_weights``), of the model run with a member's
@@ -119,7 +119,9 @@ def predict(args) -> None:
         for k, member in enumerate(tqdm(drawn, desc=f"{args.method} members", mininterval=5)):
             if k not in parts:
                 weights = member_weights(model, member)  # on the model's device, in its dtypes
-                lp = answer_log_probs(model, tokenizer, prompts, device, args.batch_size, weights)
+                lp = answer_log_probs(
+                    model, tokenizer, prompts, device, args.batch_size, weights=weights
+                )
                 parts.save(k, lp, member.bits)
                 del weights
             lp, member_bits = parts.load(k)
@@ -131,7 +133,7 @@ def predict(args) -> None:
     info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")
     from lpe.evaluation.predictions_file import write_predictions
 
-    write_predictions(args.out, log_probs, labels, bits, info, run, params=numel)
+    write_predictions(args.out, log_probs, labels, bits, info, run=run, params=numel)
     if args.bits is not None:
         parts.remove()
 

@@ -55,13 +55,14 @@ def main(argv: list[str] | None = None) -> None:
     calib_x, calib_labels = calibration_split(args, info)
     with autocast(device, args.dtype):
         done, info, run = _predict(args, x, device, calib_x)
-    write_evaluated(args.out, done, labels, info, run, calib_labels)
+    write_evaluated(args.out, done, labels, info, run, calibration_labels=calib_labels)
 
 
 def _predict(args, x, device, calib_x):
     if args.members:
         done, manifest, info = predict_members(args.checkpoint, args.members, x, args.batch_size,
-                                               device, args.members_per_call, calib_x)  # fmt: skip
+                                               device, members_per_call=args.members_per_call,
+                                               calibration_x=calib_x)  # fmt: skip
         return done, info, member_run(manifest)
     done, info = predict_fp32(args.checkpoint, x, args.batch_size, device, calib_x)
     return done, info, {"method": "fp32", "bits": 0, "seed": 0}

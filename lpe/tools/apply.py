@@ -121,6 +121,7 @@ def apply_lpe(
     bits: int | str = 5,
     members: int = 10,
     seed: int = 0,
+    *,
     device: torch.device | None = None,
     policy: QuantPolicy | None = None,
     calibration=None,
@@ -392,7 +393,8 @@ def open_images(parser: argparse.ArgumentParser, args: argparse.Namespace, model
     try:
         classes = read_class_map(args.class_map) if args.class_map else None
         loader = image_loader(args.images, transform, model.num_classes, args.batch_size,
-                              args.limit, args.workers, held_out, class_map=classes)  # fmt: skip
+                              args.limit, workers=args.workers, held_out=held_out,
+                              class_map=classes)  # fmt: skip
     except ImageFolderError as err:
         parser.error(str(err))
     calibration = None
@@ -403,7 +405,7 @@ def open_images(parser: argparse.ArgumentParser, args: argparse.Namespace, model
         print(f"temperature fit on {args.calibration} ({len(calibration.labels)} images)")
     elif fraction:
         calibration = image_loader(args.images, transform, model.num_classes, args.batch_size,
-                                   None, args.workers, fraction, "held_out",
+                                   None, workers=args.workers, held_out=fraction, part="held_out",
                                    class_map=classes)  # fmt: skip
         print(f"temperature fit on {len(calibration.labels)} images of {args.images} held out "
               f"({fraction:g}, seeded); the other {len(loader.labels)} are evaluated")  # fmt: skip
@@ -454,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
                                           progress=f"draw seed {seeds[0]}")]  # fmt: skip
     with autocast(device, args.dtype):
         table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
-                          seeds[0], device, policy,
+                          seeds[0], device=device, policy=policy,
                           calibration=calibration, ensembles=ensembles, seeds=seeds,
                           keep_predictions=bool(args.save_predictions))  # fmt: skip
     write_outputs(args, table, ensembles)

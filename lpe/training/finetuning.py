@@ -135,7 +135,7 @@ def finetune_config(options: Mapping[str, Any], **override) -> FinetuneConfig:
     return FinetuneConfig.of(**{**values, **override})
 
 
-def run_finetune(state, info, data, cfg: FinetuneConfig, device, resume_path=None,
+def run_finetune(state, info, data, cfg: FinetuneConfig, device, *, resume_path=None,
                  checkpoint_every: int = 0):  # fmt: skip
     """Fine-tune a fresh model from ``state`` with every random draw seeded by ``cfg.seed``.
 

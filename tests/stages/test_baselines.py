@@ -81,7 +81,9 @@ def test_matched_noise_has_bsr_variance_per_weight(model_and_state):
 def test_the_bsr_baseline_draws_the_generate_stages_members(model_and_state, splits):
     model, state = model_and_state
     x = splits.x["val"]
-    log_probs = ensemble(model, state, "bsr", 4, 2, 7, x, 16, CPU).log_probs
+    log_probs = ensemble(
+        model, state, "bsr", 4, 2, seed=7, x=x, batch_size=16, device=CPU
+    ).log_probs
     fmt = int_format(4)
     for k in range(2):
         quantize(state, fmt, "bsr", member_seed(7, k), QuantPolicy()).load_into(model)
@@ -117,15 +119,21 @@ def test_matched_noise_takes_lpe_bsrs_chosen_precision(tmp_path, checkpoint, spl
 def test_dropout_at_rate_zero_is_the_model_and_above_zero_members_differ(model_and_state, splits):
     model, state = model_and_state
     x = splits.x["test"]
-    reference = ensemble(model, state, "dropout", 0.0, 1, 0, x, 16, CPU).log_probs[0]
+    reference = ensemble(
+        model, state, "dropout", 0.0, 1, seed=0, x=x, batch_size=16, device=CPU
+    ).log_probs[0]
     with torch.no_grad():
         expected = torch.log_softmax(
             create_model("vit_mini_t", 10, (1, 1, 40), seed=0).eval()(x), -1
         )
     torch.testing.assert_close(reference, expected, rtol=1e-5, atol=1e-5)
-    members = ensemble(model, state, "dropout", 0.2, 2, 0, x, 16, CPU).log_probs
+    members = ensemble(
+        model, state, "dropout", 0.2, 2, seed=0, x=x, batch_size=16, device=CPU
+    ).log_probs
     assert not torch.allclose(members[0], members[1])
-    again = ensemble(model, state, "dropout", 0.2, 2, 0, x, 16, CPU, calib_x=x[:5])
+    again = ensemble(
+        model, state, "dropout", 0.2, 2, seed=0, x=x, batch_size=16, device=CPU, calib_x=x[:5]
+    )
     torch.testing.assert_close(again.log_probs, members)  # masks seeded per member
     # predicting a calibration split after each member leaves the test predictions unchanged
     assert again.calibration.shape == (2, 5, 10)
@@ -136,8 +144,12 @@ def test_dropout_at_rate_zero_is_the_model_and_above_zero_members_differ(model_a
 def test_the_setting_is_chosen_by_validation_nll(model_and_state, splits):
     model, state = model_and_state
     data = TensorData(splits)
-    best, scores = choose_setting(model, state, "gaussian", [0.01, 0.5], 2, 0, data, 16, CPU)
-    direct = ensemble(model, state, "gaussian", 0.5, 2, 0, splits.x["val"], 16, CPU).log_probs
+    best, scores = choose_setting(
+        model, state, "gaussian", [0.01, 0.5], 2, seed=0, data=data, batch_size=16, device=CPU
+    )
+    direct = ensemble(
+        model, state, "gaussian", 0.5, 2, seed=0, x=splits.x["val"], batch_size=16, device=CPU
+    ).log_probs
     assert scores[0.5] == pytest.approx(metrics.score(direct, splits.y["val"])["nll"])
     assert best == min(scores, key=scores.get)
 

@@ -42,7 +42,7 @@ def test_each_draw_is_written_into_the_one_model_and_evaluated():
     post = IvonPosterior(mean, torch.full_like(mean, 100.0), ess=100, weight_decay=0.0)
     x = build("mnist1d", train=10, val=10, test=20, seed=0).x["test"]
     cpu = torch.device("cpu")
-    log_probs = predict_draws(model, post, 3, 7, x, 8, cpu)
+    log_probs = predict_draws(model, post, 3, 7, x, batch_size=8, device=cpu)
     assert log_probs.shape == (3, 20, 10)
     for k in range(3):
         other = create_model("vit_mini_t", 10, (1, 1, 40), seed=5)

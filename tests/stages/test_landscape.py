@@ -54,7 +54,9 @@ def test_the_grid_point_at_an_anchor_reproduces_that_anchors_nll():
     coords = np.array([plane.coordinates(w) for w in anchors_w])
     cpu = torch.device("cpu")
     for k, (a, b) in enumerate(coords):
-        nll, kl, anchor_nll = evaluate_plane(model, plane, anchors_w, [a], [b], x, y, cpu)
+        nll, kl, anchor_nll = evaluate_plane(
+            model, plane, anchors_w, [a], [b], x=x, labels=y, device=cpu
+        )
         assert nll[0, 0] == pytest.approx(anchor_nll[k], abs=1e-5)
         assert kl[k, 0, 0] == pytest.approx(0.0, abs=1e-5)  # no divergence from itself
         assert (np.delete(kl[:, 0, 0], k) > 1e-6).all()  # but from the other anchors

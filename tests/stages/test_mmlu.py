@@ -90,7 +90,7 @@ def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_
         member = quantize(masters, int_format(4), "bsr", member_seed(0, k), policy)
         assert saved["member_bits"][k] == member.bits
         weights = member_weights(model, member)
-        direct = answer_log_probs(model, tokenizer, prompts, "cpu", 4, weights)
+        direct = answer_log_probs(model, tokenizer, prompts, "cpu", 4, weights=weights)
         assert np.array_equal(saved["log_probs"][k], direct.numpy())
 
 

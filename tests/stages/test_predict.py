@@ -114,8 +114,18 @@ def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call
     members = [quantize(state, fmt, "bsr", member_seed(3, k)) for k in range(5)]
     x, cpu = test_inputs(), torch.device("cpu")
     calib = x[:11]
-    one = evaluate_members(info.build(), iter(members), x, 7, cpu, 1, calibration_x=calib)
-    batched = evaluate_members(info.build(), iter(members), x, 7, cpu, members_per_call, calib)
+    one = evaluate_members(
+        info.build(), iter(members), x, 7, cpu, members_per_call=1, calibration_x=calib
+    )
+    batched = evaluate_members(
+        info.build(),
+        iter(members),
+        x,
+        7,
+        cpu,
+        members_per_call=members_per_call,
+        calibration_x=calib,
+    )
     assert one.log_probs.shape == batched.log_probs.shape == (5, 30, 10)
     assert one.bits == batched.bits
     torch.testing.assert_close(batched.log_probs, one.log_probs, rtol=1e-5, atol=1e-5)
@@ -134,7 +144,9 @@ def test_auto_evaluates_one_member_at_a_time_on_cpu(checkpoint):
 def test_bad_members_per_call_is_refused(checkpoint):
     state, info = load_checkpoint(checkpoint)
     with pytest.raises(ValueError, match="members_per_call"):
-        evaluate_members(info.build(), iter([]), test_inputs(), 7, torch.device("cpu"), 0)
+        evaluate_members(
+            info.build(), iter([]), test_inputs(), 7, torch.device("cpu"), members_per_call=0
+        )
 
 
 def test_load_into_writes_the_members_weights_in_place(checkpoint):

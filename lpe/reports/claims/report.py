@@ -137,6 +137,7 @@ def report(
     bits: int = 5,
     baseline_scores: pd.DataFrame | None = None,
     fast_scores: pd.DataFrame | None = None,
+    *,
     fast_bits: int = 5,
     checkpoints: list[str] = (),
     hessian: dict[str, float] | None = None,
@@ -252,11 +253,12 @@ def main(argv: list[str] | None = None) -> None:
         meta = read_metadata(args.ivon_posterior, "posterior file")
         hessian = json.loads(meta["hessian_moved"]) if "hessian_moved" in meta else None
     text = report(
-        pd.read_csv(args.scores), bma, args.bma_bits, baselines, fast, args.fast_bits,
-        args.checkpoints, hessian, choices_text(args.baseline_choices),
-        [pd.read_csv(p) for p in args.retrained_scores], rate_choices(args.fast_sources),
-        pd.read_csv(args.format_scores) if args.format_scores else None,
-        [pd.read_csv(p) for p in args.fast_checkpoint_scores],
+        pd.read_csv(args.scores), bma, args.bma_bits, baselines, fast, fast_bits=args.fast_bits,
+        checkpoints=args.checkpoints, hessian=hessian, chosen=choices_text(args.baseline_choices),
+        retrained=[pd.read_csv(p) for p in args.retrained_scores],
+        rates=rate_choices(args.fast_sources),
+        format_scores=pd.read_csv(args.format_scores) if args.format_scores else None,
+        fast_checkpoints=[pd.read_csv(p) for p in args.fast_checkpoint_scores],
     )  # fmt: skip
     write_text(args.out, text)
     print(text)

@@ -45,7 +45,7 @@ def csv_spreads(table: pd.DataFrame) -> pd.DataFrame:
     return spreads
 
 
-def _cell_checkpoint(report, ref, i, models, key, column) -> float:
+def _cell_checkpoint(report, ref, i, models, key, *, column) -> float:
     """A cell's checkpoint unit; ``<m>_std`` moves at the scale of ``<m>_mean``'s noise."""
     mean = column.removesuffix("_std") + "_mean"
     if column.endswith("_std") and mean in ref.columns:
@@ -89,7 +89,7 @@ def compare_csv(name: str, ref_path: Path, act_path: Path, report: Report) -> No
                     spread,
                     resolution(raw.at[i, column]),
                     count=pd.api.types.is_integer_dtype(ref[column]),
-                    checkpoint=_cell_checkpoint(report, ref, i, models, key, column)
+                    checkpoint=_cell_checkpoint(report, ref, i, models, key, column=column)
                     if noise
                     else 0.0,
                 )

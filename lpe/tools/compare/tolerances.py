@@ -57,6 +57,7 @@ class Report:
         act: float,
         spread=None,
         resolution=0.0,
+        *,
         count=False,
         checkpoint=0.0,
     ) -> None:

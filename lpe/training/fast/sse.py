@@ -36,7 +36,13 @@ def train(job, optimizer: str = "sse") -> dict:
         options, optimizer=optimizer, lr=lr, cycles=runs, epochs=options["epochs"] * runs
     )
     model, summary, _, snapshots = run_finetune(
-        job.state, job.info, job.data, cfg, job.device, resumes.path("run"), resumes.every
+        job.state,
+        job.info,
+        job.data,
+        cfg,
+        job.device,
+        resume_path=resumes.path("run"),
+        checkpoint_every=resumes.every,
     )
     model.to(job.device)  # run_finetune hands it back on the CPU; its snapshots are validated here
     for weights, passes in snapshots:
