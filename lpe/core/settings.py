@@ -12,7 +12,8 @@ option fails a test instead of silently keeping a default. A value is converted 
 type, as the flag's text would be, so a setting gives the stage the value its flag gives.
 Options given on the command line win over the settings: a stage still runs by hand with flags
 alone. A key missing from the settings stops the stage before any work, naming the key and the
-keys that are there.
+keys that are there. This module has no command line: the settings become a parser's defaults
+in ``lpe.cli.flags.apply_settings``.
 """
 
 from __future__ import annotations
