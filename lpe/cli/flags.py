@@ -164,6 +164,11 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", help=f"number format name: {', '.join(FORMATS)} (and int2..int16)"
     )
     add_bits_argument(which, "INT-b: the same as --format intB")
+    add_policy_arguments(parser)
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rounding policy's flags (``QUANT_SETTINGS`` sets them from the config)."""
     parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
     parser.add_argument(
         "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"
@@ -172,8 +177,9 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
-    """The number format and rounding policy of ``add_member_arguments``' flags."""
-    name = args.format if args.format is not None else int_name(args.bits)
+    """The number format and rounding policy of ``add_member_arguments``' flags (``--format``,
+    or INT-``--bits``, and ``add_policy_arguments``')."""
+    name = args.format if getattr(args, "format", None) is not None else int_name(args.bits)
     fmt = get_format(name, per_channel=not args.per_tensor)
     return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
 

@@ -41,12 +41,14 @@ from lpe.cli.flags import (
     add_calibration_arguments,
     add_data_arguments,
     add_finetune_arguments,
+    add_policy_arguments,
     add_resume_arguments,
     add_runtime_arguments,
     add_setting_arguments,
     apply_settings,
     argument_value,
     check_calibration,
+    member_format,
     open_stage_data,
     subcommand,
 )
@@ -62,8 +64,6 @@ from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
 from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import write_evaluated
-from lpe.formats.number_formats import get_format
-from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.members.files import derive_seed
 from lpe.members.sets import generate, seed_runs_problem
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
@@ -218,8 +218,7 @@ def predict(args) -> None:
         _write(fp32_out, done, labels, calib_labels, budget, info=info, run=run)
     if args.bits is None:
         return
-    fmt = get_format(f"int{args.bits}", per_channel=not args.per_tensor)
-    policy = QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
+    fmt, policy = member_format(args)
     for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
         with autocast(device, args.dtype):
             manifest, done, budget, info, shared = predict_copies(
@@ -274,9 +273,7 @@ def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
     q.add_argument(
         "--members-out", nargs="+", default=[], help="per seed, the copies' folder (with --bits)"
     )
-    q.add_argument("--per-tensor", action="store_true")
-    q.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE))
-    q.add_argument("--min-ndim", type=int, default=2)
+    add_policy_arguments(q)
     q.add_argument(
         "--out", nargs="+", required=True, help="the predictions file (per seed with --bits)"
     )
