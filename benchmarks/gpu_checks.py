@@ -136,9 +136,8 @@ def finetune_memory():
     import ivon
     import timm
 
-    from lpe.sources.batchensemble import batch_ensemble
+    from lpe.methods.batchensemble import BatchEnsembleSettings, BatchEnsembleSgd, batch_ensemble
     from lpe.training.loop import Plan
-    from lpe.training.methods import BatchEnsembleSettings, BatchEnsembleSgd
 
     rows = ["| method | batch | peak GPU memory (GiB) | step (s) |", "|---|---|---|---|"]
     for method, batch, micro in (("sgd", 256, 0), ("ivon", 256, 0), ("batchensemble", 256, 64)):

@@ -23,9 +23,13 @@ from lpe.evaluation.prediction import calibration_inputs
 from lpe.formats.names import MAX_BITS, MIN_BITS, int_name
 from lpe.formats.number_formats import FORMATS, NumberFormat, get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
-from lpe.training.fast import Setting
-from lpe.training.finetuning import RUN_FIELDS, SETTINGS_FIELDS
-from lpe.training.methods import FINETUNING
+from lpe.methods import load_all
+from lpe.training.finetuning import FINETUNING, RUN_FIELDS, settings_fields
+from lpe.training.sources import Setting
+
+# The flags offer the registered methods (--optimizer, their settings) and the stages load their
+# posteriors: importing the flags registers the suite's methods.
+load_all()
 
 # ---- --settings: config keys as the defaults of a stage's options
 HELP = "the config keys this stage reads, as JSON (what the workflow passes)"
@@ -266,7 +270,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, optimizer: bool = Tr
     defaulting to its default."""
     if optimizer:
         parser.add_argument("--optimizer", default="sgd", choices=tuple(FINETUNING))
-    for name, default in {**RUN_FIELDS, **SETTINGS_FIELDS}.items():
+    for name, default in {**RUN_FIELDS, **settings_fields()}.items():
         if name != "optimizer":
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
 
@@ -278,7 +282,7 @@ def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save the resumable state every N steps (0: never)")  # fmt: skip
 
 
-# ---- a trainer's own options (lpe.training.fast: OPTIONS)
+# ---- a trainer's own options (a fast source's module, lpe.methods: OPTIONS)
 def add_setting_arguments(parser: argparse.ArgumentParser, options: Sequence[Setting]) -> None:
     """One flag per option (``lr_candidates`` -> ``--lr-candidates``), typed and defaulted as it
     says; an option of many values takes any number of them."""

@@ -26,6 +26,7 @@ import argparse
 
 import pandas as pd
 
+from lpe.methods import family
 from lpe.models.checkpoints import checkpoint_info
 from lpe.reports.plotting import plt, save_figure, sns
 from lpe.reports.tabulate import (
@@ -42,9 +43,8 @@ from lpe.reports.tabulate import (
     with_controls,
     write_table,
 )
-from lpe.sources.registry import family
 
-NAMES = {s.name: s.label for s in family("fast")}  # lpe.sources.registry
+NAMES = {s.name: s.label for s in family("fast")}  # lpe.methods
 FIGURES = {
     "fig5_fast_sse_csgld": ("Figure 5", ["sse", "csgld"]),
     "fig9_fast_sse_de_multiivon": ("Figure 9", ["sse", "de", "multiivon"]),

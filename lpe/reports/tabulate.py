@@ -12,12 +12,12 @@ import pandas as pd
 
 from lpe.core.artifacts import write_text, write_with
 from lpe.formats.names import sort_key
-from lpe.sources.registry import family
+from lpe.methods import family
 
 METHOD_ORDER = {"fp32": 0, "rtn": 1, "lpe-bsr": 2}
 
 
-METHOD_NAMES = {s.name: s.label for s in family("reference")}  # lpe.sources.registry
+METHOD_NAMES = {s.name: s.label for s in family("reference")}  # lpe.methods
 
 
 def has_shared_memory(scores: pd.DataFrame) -> bool:

@@ -266,7 +266,7 @@ def mask_bits(model, state, setting: float, members: int) -> list[int]:
 class Baseline:
     """One training-free ensemble of Table 6, by its name on the command line and in the rules.
 
-    ``label``: the method its predictions files carry (lpe.sources.registry; the score stage
+    ``label``: the method its predictions files carry (lpe.methods; the score stage
     reads ``bsr`` as lpe-bsr); ``candidates``: the config list its setting is chosen from, or
     None when it takes ``choice_of``'s choice; ``problem``: what is wrong with settings;
     ``member``: the context a member runs in; ``storage``: each member's bits; ``rounded``:

@@ -1,7 +1,7 @@
 """The ``fast`` stage: fast ensembles as member sources, with and without LPE-BSR (Figures 4, 5, 9).
 
-Each fast source of the registry (``lpe.sources.registry``) has a trainer module in
-``lpe.training.fast`` (``sse``, ``csgld``, ``de``, ``multiivon``, ``batchensemble``): it
+Each fast source of the registry (``lpe.methods``) has a trainer in its module there
+(``sse``, ``csgld``, ``de``, ``multiivon``, ``batchensemble``): it
 fine-tunes the same trained checkpoint with the SGD/IVON settings of the SWAG/IVON figures, one
 "run" being ``epochs`` epochs of them, into an ordered list of FP32 *sources*, each with the
 training budget spent when it exists (cumulative backward passes, pre-training included).
@@ -66,10 +66,10 @@ from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.members.files import derive_seed
 from lpe.members.sets import generate, seed_runs_problem
+from lpe.methods import BY_NAME, family, load
+from lpe.methods.batchensemble import batch_ensemble, member_log_probs
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
-from lpe.sources.batchensemble import batch_ensemble, member_log_probs
-from lpe.sources.registry import BY_NAME, family
-from lpe.training.fast import FastJob, RunResumes, Sources, trainer
+from lpe.training.sources import FastJob, RunResumes, Sources
 
 
 def fast_methods() -> tuple[str, ...]:
@@ -86,7 +86,7 @@ def train(args) -> dict:
     with atomic_dir(args.out) as tmp:
         sources = Sources(tmp, args.method, info.backward_passes)
         job = FastJob(vars(args), state, info, data, resolve_device(args.device), sources, resumes)
-        settings = trainer(args.method).train(job)
+        settings = load(args.method).train(job)
         manifest = sources.manifest({"runs": args.runs, **settings})
         write_manifest(tmp, manifest)
     resumes.done()
@@ -255,7 +255,7 @@ def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive, default=4, help="runs, cycles or BE members (K)")
     method = argument_value(argv, "--method")
     if method in fast_methods():  # the method's own flags (its trainer module's; --help lists them)
-        add_setting_arguments(p, trainer(method).OPTIONS)
+        add_setting_arguments(p, load(method).OPTIONS)
     add_finetune_arguments(p, optimizer=False)  # the method decides
     add_resume_arguments(p)
     p.add_argument("--out", required=True, help="the sources folder")
@@ -282,7 +282,7 @@ def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
     add_runtime_arguments(q)
     command = subcommand(argv)
     if command == "train":
-        own = trainer(method).SETTINGS if method in fast_methods() else {}
+        own = load(method).SETTINGS if method in fast_methods() else {}
         apply_settings(p, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS,
                                  "fast.runs": "runs", **own})  # fmt: skip
     elif command == "predict":
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "train":
-        if problem := trainer(args.method).check(vars(args)):
+        if problem := load(args.method).check(vars(args)):
             parser.error(problem)
         set_threads(args.threads)
         manifest = train(args)

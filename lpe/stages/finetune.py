@@ -1,6 +1,6 @@
 """The ``finetune`` stage: SGD, SWAG or IVON fine-tuning of a checkpoint (Figures 2, 3, 6, 8).
 
-The optimizers are ``lpe.training.methods``'s, the runs and their outputs
+The optimizers are ``lpe.methods``'s, the runs and their outputs
 ``lpe.training.finetuning``'s.
 
 Outputs: the solution as a checkpoint (``lpe.models.checkpoints``; its backward passes are the
@@ -31,8 +31,7 @@ from lpe.cli.flags import (
 from lpe.core.resume import Resume
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
-from lpe.training.finetuning import finetune_config, run_finetune, save_posterior
-from lpe.training.methods import FINETUNING
+from lpe.training.finetuning import FINETUNING, finetune_config, run_finetune, save_posterior
 
 
 def main(argv: list[str] | None = None) -> None:

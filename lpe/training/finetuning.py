@@ -1,10 +1,10 @@
-"""Fine-tuning a checkpoint with one of the methods of ``lpe.training.methods``; posterior files.
+"""Fine-tuning a checkpoint with one of the registered methods (``lpe.methods``); posterior files.
 
 All start from the same trained checkpoint and see the same minibatch order (seeded), in the one
 loop of ``lpe.training.loop``. ``sgd``, ``swag`` and ``ivon`` make the solutions and posteriors of
 Figures 2-8 (the SGD solution is the LPE-BSR centre of Figure 2's first panel; SWAG's is its SWA
 mean and IVON's its mean, each with a posterior file); ``sse`` and ``csgld`` take a snapshot at
-the end of every cycle (Figures 4, 5, 9, used by ``lpe.training.fast``); the solution is the last.
+the end of every cycle (Figures 4, 5, 9, the fast sources' trainers); the solution is the last.
 
 A run's settings are :class:`FinetuneConfig`: the run's length and seed, and its method's own
 settings dataclass. Every random draw comes from the seed: the minibatch order from an explicit
@@ -25,12 +25,28 @@ from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.core.resume import Resume
 from lpe.members.files import member_seed
 from lpe.models.checkpoints import load_checkpoint
-from lpe.sources.ivon_posterior import IvonPosterior
-from lpe.sources.swag import SwagPosterior
-from lpe.training.loop import Plan, evaluate_on, fit
-from lpe.training.methods import FINETUNING
+from lpe.training.loop import Method, Plan, evaluate_on, fit
 
 POSTERIOR_KIND = "lpe-posterior"
+
+# The fine-tuning methods (the finetune stage's --optimizer) by name, and the posterior types by
+# the name their files record. Each method's module registers itself (``lpe.methods``, whose
+# ``load_all`` imports them all): this layer runs methods without knowing them, as timm's
+# factory builds models its model modules register.
+FINETUNING: dict[str, type[Method]] = {}
+POSTERIORS: dict[str, type] = {}
+
+
+def finetuning_method(cls: type[Method]) -> type[Method]:
+    """Register ``cls`` (its ``name``, its ``Settings``) as a fine-tuning method."""
+    FINETUNING[cls.name] = cls
+    return cls
+
+
+def posterior_type(cls: type) -> type:
+    """Register ``cls`` (its ``kind``, ``from_file``) as a posterior file's type."""
+    POSTERIORS[cls.kind] = cls
+    return cls
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,7 @@ class FinetuneConfig:
            **values) -> FinetuneConfig:  # fmt: skip
         """The run with ``values`` for its method's settings fields (``lr``, ``swag_rank``, ...);
         values of other methods' fields are ignored, unknown names refused."""
-        unknown = set(values) - set(SETTINGS_FIELDS)
+        unknown = set(values) - set(settings_fields())
         if unknown:
             raise ValueError(f"bad fine-tuning settings: unknown {sorted(unknown)}")
         if optimizer not in FINETUNING:
@@ -80,17 +96,15 @@ class FinetuneConfig:
         return FINETUNING[self.optimizer](self.settings, self.plan)
 
 
-# every settings field of every fine-tuning method, with its default (a flag each)
-SETTINGS_FIELDS = {f.name: f.default for m in FINETUNING.values() for f in fields(m.Settings)}
+def settings_fields() -> dict[str, object]:
+    """Every settings field of every registered fine-tuning method, with its default (a flag
+    each)."""
+    return {f.name: f.default for m in FINETUNING.values() for f in fields(m.Settings)}
 
 
 def validate(model, data, device) -> dict[str, float]:
     """NLL, ERR, ECE on the data's selection split (validation, or an image folder's holdout)."""
     return evaluate_on(model, *data.inputs(data.selection_split), device)
-
-
-# the posterior types by the name their files record
-POSTERIORS = {p.kind: p for p in (SwagPosterior, IvonPosterior)}
 
 
 def save_posterior(path, posterior, solution_sha256: str) -> None:
@@ -103,10 +117,14 @@ def save_posterior(path, posterior, solution_sha256: str) -> None:
     save_tensors(path, posterior.tensors(), metadata)
 
 
-def load_posterior(path) -> tuple[SwagPosterior | IvonPosterior, dict[str, str]]:
+def load_posterior(path) -> tuple[object, dict[str, str]]:
     tensors, meta = load_tensors(path, "posterior file")
-    if meta.get("lpe_kind") != POSTERIOR_KIND or json.loads(meta["type"]) not in POSTERIORS:
+    if meta.get("lpe_kind") != POSTERIOR_KIND or "type" not in meta:
         raise ArtifactError(f"{path} is not an LPE posterior file")
+    if json.loads(meta["type"]) not in POSTERIORS:
+        raise ArtifactError(f"{path} holds a {json.loads(meta['type'])!r} posterior, a type no "
+                            f"loaded method registers ({sorted(POSTERIORS)}; lpe.methods.load_all "
+                            "loads the suite's)")  # fmt: skip
     written = {k: v for k, v in meta.items() if k != "solution_sha256" and not k.startswith("lpe_")}
     recorded = {k: json.loads(v) for k, v in written.items()}
     return POSTERIORS[recorded["type"]].from_file(tensors, recorded), meta
@@ -130,7 +148,7 @@ RUN_FIELDS = {"optimizer": "sgd", "epochs": 3, "batch_size": 128, "seed": 0}
 def finetune_config(options: Mapping[str, Any], **override) -> FinetuneConfig:
     """The run ``options`` (name -> value, such as a stage's flags) describe, with ``override``
     (field name -> value) on top; names that are not a run's field are ignored."""
-    names = {**RUN_FIELDS, **SETTINGS_FIELDS}
+    names = {**RUN_FIELDS, **settings_fields()}
     values = {name: options[name] for name in names if name in options}
     return FinetuneConfig.of(**{**values, **override})
 
@@ -178,6 +196,6 @@ def draw(posterior, seed: int, index: int, swag_scale: float = 0.5) -> torch.Ten
     # FP32 whatever the forwards' precision: SWAG's low-rank product would otherwise run at the
     # autocast dtype of a CPU stage (--dtype bfloat16)
     with torch.autocast("cpu", enabled=False):
-        if isinstance(posterior, SwagPosterior):
+        if posterior.scaled:  # SWAG's draws take a scale (lpe.methods.swag)
             return posterior.sample(generator, scale=swag_scale)
         return posterior.sample(generator)

@@ -2,7 +2,7 @@
 
 A run is a model, its data, a :class:`Plan` (epochs, minibatch size, seed) and a :class:`Method`:
 the optimizer with its learning-rate schedule and what it does around each step (SWAG's
-snapshots, IVON's weight samples, CSGLD's noise, ...; ``lpe.training.methods``). The loop owns
+snapshots, IVON's weight samples, CSGLD's noise, ...; ``lpe.methods``). The loop owns
 what every run shares:
 
 - the minibatch order, drawn from a generator seeded by ``plan.seed + 1`` (one permutation per
@@ -72,6 +72,12 @@ class Plan:
 
 # IVON counts its steps (for debiasing its momentum) outside its state_dict
 OPTIMIZER_ATTRIBUTES = ("current_step",)
+
+
+def settings_problems(problems: list[str], what: str) -> None:
+    """Refuse a method's settings with every problem found (``bad <what> settings: ...``)."""
+    if problems:
+        raise ValueError(f"bad {what} settings: " + "; ".join(problems))
 
 
 class Method:

@@ -17,10 +17,36 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 
+import torch
+
 from lpe.data.inputs import TensorData
 from lpe.models.factory import count_params, create_model
-from lpe.training.loop import Plan, evaluate, fit
-from lpe.training.methods import AdamW, AdamWSettings
+from lpe.training.loop import Method, Plan, evaluate, fit, lr_factor
+
+
+@dataclass(frozen=True)
+class AdamWSettings:
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+
+
+class AdamW(Method):
+    """AdamW with linear warmup then cosine decay: MAP training of a model from scratch."""
+
+    def __init__(self, settings: AdamWSettings, model_name: str) -> None:
+        self.settings, self.what = settings, model_name
+
+    def advice(self) -> str:
+        return f"lower train.lr (now {self.settings.lr}) or check the data"
+
+    def make_optimizer(self, model):
+        s = self.settings
+        return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+
+    def make_scheduler(self, optimizer, total, steps_per_epoch):
+        warmup = self.settings.warmup_epochs * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,10 @@ from lpe.cli.flags import (
     apply_settings,
 )
 from lpe.core.settings import FLAG, Option, lookup, pick, settings_json
+from lpe.methods import family, load
 from lpe.reports.claims import CLAIMS_SETTINGS
-from lpe.sources.registry import family
 from lpe.stages.baselines import CANDIDATE_SETTINGS
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
-from lpe.training.fast import trainer
 
 MAPS = {
     "data": DATA_SETTINGS,
@@ -38,7 +37,7 @@ MAPS = {
     "finetune": FINETUNE_SETTINGS,
     "resume": RESUME_SETTINGS,
     "claims": CLAIMS_SETTINGS,
-    **{f"fast {s.name}": trainer(s.name).SETTINGS for s in family("fast")},
+    **{f"fast {s.name}": load(s.name).SETTINGS for s in family("fast")},
     "baselines": {path: "candidates" for path in CANDIDATE_SETTINGS.values()},
 }
 

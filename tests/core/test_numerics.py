@@ -107,7 +107,7 @@ import lpe, lpe.core.runtime, lpe.core.metrics, lpe.data.images, lpe.data.datase
 import lpe.evaluation.prediction, lpe.evaluation.temperature, lpe.formats.number_formats
 import lpe.evaluation.ensemble, lpe.evaluation.predictions_file, lpe.evaluation.verdicts
 import lpe.formats.rounding, lpe.formats.policy, lpe.members.files, lpe.members.shared_base
-import lpe.models.factory, lpe.models.checkpoints, lpe.sources.registry, lpe.training.loop
+import lpe.models.factory, lpe.models.checkpoints, lpe.methods, lpe.training.loop
 import lpe.tools.apply
 after = seen()
 after["capability"] = torch.backends.cpu.get_cpu_capability()

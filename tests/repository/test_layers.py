@@ -24,8 +24,8 @@ LAYERS = [
     {"data"},
     {"members"},
     {"evaluation"},
-    {"sources"},
     {"training"},
+    {"methods"},  # one module per ensemble method, registered into the loop below
     {"cli"},  # the flags the entry points share: above the library, below its users
     {"stages", "reports"},
     {"tools"},

@@ -5,9 +5,9 @@ import torch
 from lpe.data.datasets import build
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.files import member_seed
+from lpe.methods.ivon import IvonPosterior
+from lpe.methods.swag import SwagPosterior
 from lpe.models.factory import create_model
-from lpe.sources.ivon_posterior import IvonPosterior
-from lpe.sources.swag import SwagPosterior
 from lpe.stages.bma import predict_draws
 from lpe.training.finetuning import draw
 

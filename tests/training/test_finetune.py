@@ -8,13 +8,12 @@ import torch
 from helpers import TRAINING
 
 from lpe.data.datasets import build, save_splits
+from lpe.methods.ivon import IvonPosterior, IvonSettings
+from lpe.methods.swag import SwagError, SwagPosterior, SwagSettings
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
-from lpe.sources.ivon_posterior import IvonPosterior
-from lpe.sources.swag import SwagError, SwagPosterior
 from lpe.stages.finetune import main as finetune
 from lpe.training.finetuning import FinetuneConfig, load_posterior
 from lpe.training.loop import DivergenceError
-from lpe.training.methods import IvonSettings, SwagSettings
 
 SIZES = TRAINING
 

@@ -10,9 +10,11 @@ from helpers import FAST_RUN as RUN
 from helpers import TRAINING, budgets
 from helpers import train_fast as train
 
-from lpe.sources import registry
-from lpe.training.fast import Setting, trainer
-from lpe.training.methods import FINETUNING
+from lpe import methods as registry
+from lpe.training.finetuning import FINETUNING
+from lpe.training.sources import Setting
+
+registry.load_all()
 
 SIZES = TRAINING  # the data fixture's sizes (tests/conftest.py)
 LPE = Path(__file__).resolve().parents[2] / "lpe"
@@ -20,19 +22,19 @@ NAMES = sorted({*FINETUNING, "adamw", *(s.name for s in registry.family("fast"))
 # a comparison with a method's name: `== "sse"`, `!= "ivon"`, `in ("swag", "ivon")`
 NAME = "|".join(NAMES)
 CHAIN = re.compile(rf'[!=]=\s*"({NAME})"|\bin\s*[(\[{{][^)\]}}]*"({NAME})"')
-# where training methods are run: the registries (sources.registry, training.methods) say which
-CHECKED = ("training", "stages", "sources", "evaluation", "members")
+# where training methods are run: the registry (lpe.methods) and the methods' modules say which
+CHECKED = ("training", "stages", "methods", "evaluation", "members")
 
 
 def test_every_fast_source_names_a_trainer_with_the_interface():
     for source in registry.family("fast"):
-        module = trainer(source.name)
-        assert module.__name__ == source.trainer
+        module = registry.load(source.name)
+        assert module.__name__ == f"lpe.methods.{source.module}"
         assert isinstance(module.SETTINGS, dict)
         assert all(callable(getattr(module, f)) for f in ("check", "train"))
         assert all(isinstance(option, Setting) for option in module.OPTIONS)
-    with pytest.raises(ValueError, match="unknown fast source 'swag-bma'"):
-        trainer("swag-bma")
+    with pytest.raises(ValueError, match="unknown method 'lpe-bsr'"):
+        registry.load("lpe-bsr")  # no module: its members are lpe.members'
 
 
 def chains(text: str) -> list[str]:
@@ -43,7 +45,7 @@ def test_no_if_chain_over_method_names_outside_the_registries():
     found = {}
     for package in CHECKED:
         for path in (LPE / package).rglob("*.py"):
-            if path.name != "registry.py" and (hits := chains(path.read_text())):
+            if path != LPE / "methods/__init__.py" and (hits := chains(path.read_text())):
                 found[str(path.relative_to(LPE))] = hits
     assert found == {}
 
@@ -56,7 +58,7 @@ def test_the_check_sees_a_planted_chain():
 
 NEW_SOURCE = '''
 """A fast source for the test: one SGD run at half the learning rate."""
-from lpe.training.fast import Setting
+from lpe.training.sources import Setting
 from lpe.training.finetuning import finetune_config, run_finetune
 
 SETTINGS = {}
@@ -81,8 +83,8 @@ def test_a_new_fast_source_is_one_module_and_one_registry_entry(
     tmp_path, monkeypatch, checkpoint, data
 ):
     (tmp_path / "halfsgd.py").write_text(textwrap.dedent(NEW_SOURCE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    entry = replace(registry.BY_NAME["de"], name="halfsgd", label="Half SGD", trainer="halfsgd")
+    monkeypatch.setattr(registry, "__path__", [*registry.__path__, str(tmp_path)])  # a plugin
+    entry = replace(registry.BY_NAME["de"], name="halfsgd", label="Half SGD", module="halfsgd")
     monkeypatch.setattr(registry, "SOURCES", (*registry.SOURCES, entry))
     monkeypatch.setitem(registry.BY_NAME, "halfsgd", entry)
     manifest = train(checkpoint, data, tmp_path / "s", "halfsgd", "--lr", 0.002, "--shrink", 0.25)

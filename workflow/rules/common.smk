@@ -8,8 +8,8 @@ import yaml
 from lpe.tools.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
 from lpe.core.settings import pick, settings_json
 from lpe.formats.names import int_name
-from lpe.sources.registry import family as source_family
-from lpe.sources.registry import fast_with_lpe
+from lpe.methods import family as source_family
+from lpe.methods import fast_with_lpe
 
 try:
     # Validate before any job: a bad key or value stops the run with a message naming it.
@@ -165,7 +165,7 @@ BASELINE_MODEL = config["baselines"]["model"]
 
 
 FAST = config["fast"]
-# the fast sources of lpe.sources.registry: each with and without LPE-BSR, and those without copies
+# the fast sources of lpe.methods: each with and without LPE-BSR, and those without copies
 FAST_SOURCES = [s.name for s in source_family("fast")]
 FAST_METHODS = fast_with_lpe()
 FAST_ALONE = [s.name for s in source_family("fast") if not s.lpe_copies]

@@ -9,14 +9,14 @@ import pandas as pd
 
 from lpe.core.checks import Check
 from lpe.core.selection import at_an_end, joint_band
+from lpe.methods import family
 from lpe.reports.claims.bands import (
     _mean_band,
 )
 from lpe.reports.claims.claim import Claim
 from lpe.reports.tabulate import final_ensembles
-from lpe.sources.registry import family
 
-BASELINE_NAMES = {s.name: s.label for s in family("baseline")}  # lpe.sources.registry
+BASELINE_NAMES = {s.name: s.label for s in family("baseline")}  # lpe.methods
 
 
 CHOICE_NAMES = {"bsr": "LPE-BSR INT-{:g}", "gaussian": "noise scale {:g}",

@@ -8,9 +8,9 @@ import pandas as pd
 from lpe.core.artifacts import read_manifest
 from lpe.core.checks import Check, outcome_of
 from lpe.core.selection import NOISE_SE
+from lpe.methods import BY_NAME, fast_with_lpe
 from lpe.reports.claims.claim import Claim
 from lpe.reports.tabulate import budget_points
-from lpe.sources.registry import BY_NAME, fast_with_lpe
 
 FAST_NAMES = {m: BY_NAME[m].label for m in fast_with_lpe()}
 

@@ -2,7 +2,7 @@ import ivon
 import pytest
 import torch
 
-from lpe.sources.ivon_posterior import IvonPosterior
+from lpe.methods.ivon import IvonPosterior
 
 
 def trained_ivon(steps=20):

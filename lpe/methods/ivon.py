@@ -1,4 +1,5 @@
-"""The IVON posterior (Shen et al., 2024): a diagonal Gaussian read from the optimizer's state.
+"""``ivon``: the IVON optimizer (Shen et al., 2024) and its posterior, a diagonal Gaussian read from
+the optimizer's state; BMA draws from it (Figures 2-8, method ``ivon-bma``).
 
 IVON (the authors' ``ivon-opt`` package) keeps, besides the mean weights, a Hessian estimate
 ``h`` per weight; its posterior is ``N(mean, 1 / (ess * (h + weight_decay)))`` with ``ess`` the
@@ -12,7 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.methods.sgd import Sgd
+from lpe.training.finetuning import finetuning_method, posterior_type
+from lpe.training.loop import DivergenceError, settings_problems
 
+
+@posterior_type
 @dataclass
 class IvonPosterior:
     mean: torch.Tensor  # (P,) in the order of model.parameters()
@@ -48,6 +54,7 @@ class IvonPosterior:
         return {"mean": self.mean, "hess": self.hess}
 
     kind = "ivon"  # its posterior files' type
+    scaled = False  # its draws take no scale (lpe.training.finetuning.draw)
 
     def metadata(self) -> dict:
         """What a posterior file records beside the tensors (``hessian_moved``: for the claims
@@ -76,3 +83,65 @@ class IvonPosterior:
             raise ValueError("the IVON optimizer does not cover every parameter of the model")
         hess = group["hess"].detach().cpu().clone()
         return cls(mean, hess, group["ess"], group["weight_decay"], group["hess_init"])
+
+
+@dataclass(frozen=True)
+class IvonSettings:
+    ivon_lr: float = 3e-4
+    ivon_ess: float = 12000.0
+    ivon_hess_init: float = 10.0
+    ivon_beta2: float = 0.99999
+    ivon_weight_decay: float = 1e-4
+    ivon_mc_samples: int = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.ivon_lr <= 0:
+            problems.append(f"learning rates must be > 0, got ivon_lr={self.ivon_lr}")
+        if not self.ivon_ess > 0:
+            problems.append(f"ivon_ess (effective sample size) must be > 0, got {self.ivon_ess}")
+        if self.ivon_mc_samples < 1:
+            problems.append(f"ivon_mc_samples must be >= 1, got {self.ivon_mc_samples}")
+        settings_problems(problems, "fine-tuning")
+
+
+@finetuning_method
+class Ivon(Sgd):
+    """The IVON optimizer (``ivon-opt``) with cosine decay; ends at the IVON mean."""
+
+    name, what = "ivon", "ivon fine-tuning"
+    Settings = IvonSettings
+    lr_setting = "bma.ivon.lr"
+    has_posterior = True
+
+    def advice(self) -> str:
+        return f"lower {self.lr_setting} (now {self.settings.ivon_lr})"
+
+    def make_optimizer(self, model):
+        import ivon  # the IVON authors' optimizer (package ivon-opt)
+
+        s = self.settings
+        return ivon.IVON(
+            model.parameters(),
+            lr=s.ivon_lr,
+            ess=s.ivon_ess,
+            hess_init=s.ivon_hess_init,
+            beta2=s.ivon_beta2,
+            weight_decay=s.ivon_weight_decay,
+            mc_samples=s.ivon_mc_samples,
+        )
+
+    def backward(self, model, xb, yb) -> tuple[float, int]:
+        """One backward pass per weight sample (``sampled_params`` draws from torch's global
+        generator, seeded by the caller); the loss is the samples' mean."""
+        losses = []
+        for _ in range(self.settings.ivon_mc_samples):
+            with self.optimizer.sampled_params(train=True):
+                losses.append(super().backward(model, xb, yb)[0])
+        return sum(losses) / len(losses), len(losses)
+
+    def posterior(self, model):
+        posterior = IvonPosterior.from_optimizer(self.optimizer, model)
+        if not torch.isfinite(posterior.hess).all():
+            raise DivergenceError("ivon: the Hessian estimate is not finite; lower ivon.lr")
+        return posterior

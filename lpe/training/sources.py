@@ -1,5 +1,7 @@
-"""The fast sources' trainers (Figures 4, 5, 9, Table 5): one module per source, named by the
-registry (``lpe.sources.registry``: a fast source's ``trainer``).
+"""What a fast source's trainer starts from and writes (Figures 4, 5, 9, Table 5): the options'
+:class:`Setting`, the :class:`FastJob`, the :class:`Sources` folder and the runs' resumable states.
+The trainers are the fast sources' modules (``lpe.methods``: ``sse``, ``csgld``, ``de``,
+``multiivon``, ``batchensemble``).
 
 Every method fine-tunes the same trained checkpoint with the SGD/IVON settings of the SWAG/IVON
 figures, one "run" being ``epochs`` epochs of them, and yields an ordered list of FP32 *sources*,
@@ -7,21 +9,17 @@ each recording the training budget spent when it exists (cumulative backward pas
 included). A cycle costs one run, so SSE with c snapshots, CSGLD with c samples, a DE of c runs
 and MultiIVON with c runs all cost the same.
 
-A trainer module has:
+A fast source's module has, beside its method:
 
 - ``SETTINGS``: its own config keys (``fast.<name>.*``) -> its options (``lpe.core.settings``);
 - ``OPTIONS``: its own options, as :class:`Setting` values (the ``fast`` stage offers each as a
   flag beside the shared ones; the trainer never sees a command line);
 - ``check(options)``: a problem with the options (a mapping: option name -> value), or None;
 - ``train(job)``: its sources, added to ``job.sources``; returns the settings its manifest records.
-
-A new fast source is its module here and its entry in the registry: the ``fast`` stage and the
-workflow find it there.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +30,6 @@ import torch
 
 from lpe.core.resume import Resume
 from lpe.models.checkpoints import save_checkpoint
-from lpe.sources.registry import BY_NAME, family
 
 
 @dataclass(frozen=True)
@@ -45,14 +42,6 @@ class Setting:
     default: Any
     help: str
     many: bool = False
-
-
-def trainer(method: str):
-    """The trainer module of fast source ``method``."""
-    if method not in BY_NAME or BY_NAME[method].family != "fast":
-        raise ValueError(f"unknown fast source {method!r}; the registry has "
-                         f"{[s.name for s in family('fast')]}")  # fmt: skip
-    return importlib.import_module(BY_NAME[method].trainer)
 
 
 class Sources:

@@ -1,4 +1,5 @@
-"""SWAG (Maddox et al., 2019): a Gaussian posterior from the SGD iterates, and draws from it.
+"""``swag`` (Maddox et al., 2019): SGD at a constant rate whose iterates give a Gaussian posterior;
+BMA draws from it (Figures 2-8, method ``swag-bma``).
 
 During SGD with a constant learning rate, snapshots of the flattened weights are collected. SWAG
 keeps their first moment (the SWA mean), their second moment (for the diagonal variance) and the
@@ -20,11 +21,16 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.methods.sgd import Sgd, SgdSettings
+from lpe.training.finetuning import finetuning_method, posterior_type
+from lpe.training.loop import Plan
+
 
 class SwagError(ValueError):
     """A SWAG setting that cannot work (for example a rank above the snapshot count)."""
 
 
+@posterior_type
 @dataclass
 class SwagPosterior:
     mean: torch.Tensor  # (P,)
@@ -58,6 +64,7 @@ class SwagPosterior:
         return cls(tensors["mean"], tensors["variance"], tensors["deviations"], snapshots)
 
     kind = "swag"  # its posterior files' type
+    scaled = True  # its draws take a scale (lpe.training.finetuning.draw)
 
     def metadata(self) -> dict:
         """What a posterior file records beside the tensors (``from_file`` reads it back)."""
@@ -117,3 +124,71 @@ class SwagCollector:
             deviations=torch.stack(self.deviations).float(),
             snapshots=self.count,
         )
+
+
+@dataclass(frozen=True)
+class SwagSettings(SgdSettings):
+    swag_rank: int = 20
+    swag_start_epoch: int = 1
+    swag_collect_every: int = 5
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.swag_collect_every < 1:
+            problems.append(f"swag_collect_every must be >= 1, got {self.swag_collect_every}")
+        if self.swag_rank < 2:
+            problems.append(f"swag_rank must be >= 2, got {self.swag_rank}")
+        return problems
+
+
+@finetuning_method
+class Swag(Sgd):
+    """SGD at a constant rate whose iterates feed SWAG's moments; ends at the SWA mean."""
+
+    name, what = "swag", "swag fine-tuning"
+    Settings = SwagSettings
+    has_posterior = True
+
+    def __init__(self, settings: SwagSettings, plan: Plan) -> None:
+        super().__init__(settings, plan)
+        if not 0 <= settings.swag_start_epoch < plan.epochs:
+            raise ValueError(
+                f"bad fine-tuning settings: swag_start_epoch must be in [0, epochs={plan.epochs}),"
+                f" got {settings.swag_start_epoch}"
+            )
+        self.plan = plan
+
+    def make_scheduler(self, optimizer, total, steps_per_epoch):
+        return None  # SWAG collects at a constant learning rate
+
+    def begin(self, model, plan, train_size, device) -> None:
+        s, steps_per_epoch = self.settings, plan.steps_per_epoch(train_size)
+        collecting = (plan.epochs - s.swag_start_epoch) * steps_per_epoch
+        snapshots = collecting // s.swag_collect_every
+        if s.swag_rank > snapshots:
+            raise SwagError(
+                f"swag.rank = {s.swag_rank} is larger than the {snapshots} snapshots the "
+                f"schedule collects ({plan.epochs - s.swag_start_epoch} epochs x "
+                f"{steps_per_epoch} steps / every {s.swag_collect_every}); lower swag.rank "
+                "or collect more often"
+            )
+        self.collector = SwagCollector(s.swag_rank)
+        self.first = s.swag_start_epoch * steps_per_epoch  # the step collecting starts after
+        super().begin(model, plan, train_size, device)
+
+    def after_step(self, model, step, passes) -> None:
+        since = step + 1 - self.first  # steps into collection
+        if since > 0 and since % self.settings.swag_collect_every == 0:
+            self.collector.collect(torch.nn.utils.parameters_to_vector(model.parameters()))
+
+    def state(self) -> dict:
+        return {**super().state(), "collector": self.collector.state()}
+
+    def restore(self, saved: dict) -> None:
+        super().restore(saved)
+        self.collector.restore(saved["collector"])
+
+    def posterior(self, model):
+        posterior = self.collector.posterior()
+        torch.nn.utils.vector_to_parameters(posterior.mean.to(self.device), model.parameters())
+        return posterior

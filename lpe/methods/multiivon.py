@@ -4,7 +4,9 @@ draws each (FP32 sources); run 0 is the IVON run of the SWAG/IVON figures when g
 
 from __future__ import annotations
 
-from lpe.training.fast import Setting, de
+from lpe.methods import de
+from lpe.methods import ivon as _ivon  # noqa: F401  (registers its runs' method, ivon)
+from lpe.training.sources import Setting
 
 SETTINGS = {
     **de.SETTINGS,

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lpe.data.datasets import build
+from lpe.methods.batchensemble import BatchEnsembleLinear, batch_ensemble, member_log_probs
+from lpe.methods.csgld import add_langevin_noise, noise_std
+from lpe.methods.sse import CyclicSchedule
 from lpe.models.factory import create_model
-from lpe.sources.batchensemble import BatchEnsembleLinear, batch_ensemble, member_log_probs
-from lpe.sources.csgld import add_langevin_noise, noise_std
-from lpe.sources.cyclic import CyclicSchedule
 
 
 def test_a_cyclic_schedule_restarts_where_configured_and_ends_each_cycle_at_its_minimum():
@@ -105,8 +105,8 @@ def test_batch_ensemble_refuses_a_batch_that_does_not_split_into_members():
 
 
 def test_batch_ensemble_micro_batches_give_the_whole_batch_gradient():
+    from lpe.methods.batchensemble import BatchEnsembleSettings, BatchEnsembleSgd
     from lpe.training.loop import Plan
-    from lpe.training.methods import BatchEnsembleSettings, BatchEnsembleSgd
 
     splits = build("mnist1d", train=12, val=10, test=10, seed=0)
     x, y = splits.x["train"], splits.y["train"]

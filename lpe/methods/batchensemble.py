@@ -10,12 +10,23 @@ is ``model(x.repeat(K, ...))``, whose output chunk k is member k's prediction.
 fc1, fc2 and the head) in place. Fast weights start at 1 (optionally with random signs, the
 paper's initialisation, or near 1 for fine-tuning, from an explicit generator), so a fresh
 BatchEnsemble with ``init="ones"`` equals the model.
+
+The fast source ``batchensemble``: one BatchEnsemble of ``runs`` rank-1 members fine-tuned with
+the SGD settings, as a single source holding all members. Every minibatch is repeated for the
+members, so each member sees the same data order as the other methods' runs; a step counts
+``runs`` backward passes (every member's gradient, in one K-times-wider pass).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
+
+from lpe.methods.sgd import Sgd, SgdSettings
+from lpe.training.loop import Plan, fit
+from lpe.training.sources import Setting
 
 
 class BatchEnsembleLinear(nn.Module):
@@ -90,3 +101,89 @@ def member_log_probs(model: nn.Module, members: int, x: torch.Tensor) -> torch.T
     out = torch.log_softmax(model(x.repeat(members, *([1] * (x.dim() - 1)))).float(), dim=-1)
     model.train(was_training)
     return out.reshape(members, x.shape[0], -1)
+
+
+@dataclass(frozen=True)
+class BatchEnsembleSettings(SgdSettings):
+    members: int = 4
+    micro_batch: int = 0  # examples per accumulated chunk (0: the whole minibatch)
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.members < 1 or self.micro_batch < 0:
+            problems.append(f"members must be >= 1 and micro_batch >= 0, got {self.members} and "
+                            f"{self.micro_batch}")  # fmt: skip
+        return problems
+
+
+class BatchEnsembleSgd(Sgd):
+    """``sgd`` on a BatchEnsemble model (``lpe.methods.batchensemble``): every minibatch repeated
+    once per member, each member's gradient counted as a backward pass."""
+
+    name, what = "batchensemble", "batchensemble fine-tuning"
+    Settings = BatchEnsembleSettings
+
+    def backward(self, model, xb, yb) -> tuple[float, int]:
+        """Backward of the members' mean cross-entropy on ``xb`` repeated once per member (member
+        m takes the m-th copy); with ``micro_batch``, in chunks whose gradients add up to the
+        whole batch's (for a GPU on which the repeated batch does not fit)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        members, micro_batch = self.settings.members, self.settings.micro_batch
+        if not micro_batch or micro_batch >= len(xb):
+            loss = torch.nn.functional.cross_entropy(
+                model(xb.repeat(members, *([1] * (xb.dim() - 1)))), yb.repeat(members)
+            )
+            loss.backward()
+            return loss.item(), members
+        total = 0.0
+        for chunk_x, chunk_y in zip(xb.split(micro_batch), yb.split(micro_batch), strict=True):
+            repeated = chunk_x.repeat(members, *([1] * (chunk_x.dim() - 1)))
+            loss = torch.nn.functional.cross_entropy(model(repeated), chunk_y.repeat(members))
+            (loss * (len(chunk_x) / len(xb))).backward()  # the chunk's share of the batch mean
+            total += loss.item() * len(chunk_x) / len(xb)
+        return total, members
+
+
+# ---- the fast source's trainer (lpe.training.sources)
+
+SETTINGS = {
+    "fast.batchensemble.init_std": "init_std",
+    "fast.batchensemble.micro_batch": "micro_batch",
+}
+
+
+OPTIONS = (
+    Setting("init_std", float, 0.1, help="fast weights' std around 1"),
+    Setting("micro_batch", int, 0, help="examples per accumulated chunk (0: the whole batch)"),
+)
+
+
+def check(options) -> str | None:
+    if options["micro_batch"] < 0:
+        return f"--micro-batch must be >= 0, got {options['micro_batch']}"
+    return None
+
+
+def train(job) -> dict:
+    o, info = job.options, job.info
+    settings = BatchEnsembleSettings(o["lr"], o["momentum"], o["weight_decay"], o["runs"],
+                                     o["micro_batch"])  # fmt: skip
+    plan = Plan(o["epochs"], o["batch_size"], o["seed"])
+    model = info.build()
+    model.load_state_dict(job.state)
+    batch_ensemble(model, o["runs"], torch.Generator().manual_seed(o["seed"]), "gaussian",
+                   o["init_std"])  # fmt: skip
+    record = {**asdict(plan), **asdict(settings), "init_std": o["init_std"]}
+    resume = job.resumes.run("batchensemble", {"batchensemble": record, "start": info.sha256})
+    passes = fit(model, job.data, BatchEnsembleSgd(settings, plan), plan, job.device,
+                 desc="batchensemble", resume=resume)  # fmt: skip
+    job.sources.spent += passes
+    summary = {
+        "model": info.model,
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        "optimizer": "sgd",
+        "batch_ensemble": o["runs"],
+    }
+    job.sources.add(model.cpu(), summary, members=o["runs"])
+    return {"epochs_per_run": o["epochs"], **record}

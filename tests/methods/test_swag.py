@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lpe.sources.swag import SwagCollector, SwagError, SwagPosterior
+from lpe.methods.swag import SwagCollector, SwagError, SwagPosterior
 
 
 def toy_weights(n=30, p=4, seed=0):

@@ -1,11 +1,11 @@
-"""The member-source registry (lpe.sources.registry): what the stages, reports and rules iterate."""
+"""The member-source registry (lpe.methods): what the stages, reports and rules iterate."""
 
 from __future__ import annotations
 
+from lpe import methods as sources
 from lpe.reports.claims import BASELINE_NAMES, FAST_NAMES
 from lpe.reports.fast import NAMES as FAST_REPORT_NAMES
 from lpe.reports.tabulate import METHOD_NAMES
-from lpe.sources import registry as sources
 from lpe.stages.fast import fast_methods
 from lpe.stages.score import METHOD_LABELS
 

@@ -1,21 +1,28 @@
-"""The member sources: every way the suite gets ensemble members, with its label and its budget.
+"""The ensemble methods: one module each, and this registry of every way the suite gets ensemble
+members (no torch import: the workflow reads it while it builds the DAG).
 
-A source's ``name`` is the ``method`` its predictions files and score CSVs hold; the score stage,
-the reports, the claims and the rule files iterate this registry, so a new source is its module
-(how it trains or draws members) plus one entry here; a fast source's entry names its trainer
-module (``lpe.training.fast``). No torch import: the workflow reads it
-while it builds the DAG.
+A method's module holds all of it: its settings and their config keys, its optimizer and the
+loop's hooks (registered as a fine-tuning method, ``lpe.training.finetuning``), its posterior or
+its members' mathematics, its fast source's trainer (``SETTINGS``, ``OPTIONS``, ``check``,
+``train``; ``lpe.training.sources``). Its line here gives its name (the ``method`` its predictions
+files and score CSVs hold), its label, its family, what its members are and what they cost, and its
+module. The score stage, the reports, the claims and the rule files iterate this registry, so a new
+method is its module plus one line here (``docs/extending.md``).
 
 Families: ``reference`` (Table 1's FP32 model, its RTN member and LPE-BSR), ``posterior`` (BMA
 over SWAG's and IVON's posteriors; Figures 2-8), ``baseline`` (training-free perturbations;
 Table 6) and ``fast`` (ensembles from one fine-tuning budget; Figures 4, 5, 9 and Table 5). A
 fast source with ``lpe_copies`` is also run with LPE-BSR copies of every source member (method
-``<name>+lpe-bsr``), at no extra training budget.
+``<name>+lpe-bsr``), at no extra training budget. ``sgd`` (Figure 2's SGD run, ``de``'s runs) is
+a fine-tuning method without members of its own: a module, no line.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
+from types import ModuleType
 
 
 @dataclass(frozen=True)
@@ -26,20 +33,19 @@ class Source:
     members: str  # how its members are trained or drawn
     budget: str  # the training budget its members cost (backward passes)
     lpe_copies: bool = False  # fast sources: also with LPE-BSR copies of each member
-    trainer: str = ""  # fast sources: the module that trains them (lpe.training.fast)
+    module: str = ""  # its module in this package (lpe.methods.<module>), if it has one
 
 
 FREE = "none beyond the checkpoint's"
-FAST = "lpe.training.fast"  # where the fast sources' trainers live
 SOURCES = (
     Source("fp32", "FP32", "reference", "the checkpoint itself", FREE),
     Source("rtn", "RTN", "reference", "the checkpoint rounded to the nearest value", FREE),
     Source("lpe-bsr", "LPE-BSR", "reference",
            "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE),
     Source("swag-bma", "SWAG BMA", "posterior", "draws from SWAG's Gaussian posterior",
-           "the SWAG fine-tuning run"),
+           "the SWAG fine-tuning run", module="swag"),
     Source("ivon-bma", "IVON BMA", "posterior", "draws from IVON's Gaussian posterior",
-           "the IVON fine-tuning run"),
+           "the IVON fine-tuning run", module="ivon"),
     Source("gaussian-noise", "Gaussian noise", "baseline",
            "the checkpoint plus Gaussian noise of a scale chosen on validation", FREE),
     Source("gaussian-matched", "Gaussian noise of BSR's variance", "baseline",
@@ -47,19 +53,19 @@ SOURCES = (
     Source("mc-dropout", "MC dropout", "baseline",
            "dropout masks at a rate chosen on validation, at test time", FREE),
     Source("sse", "SSE", "fast", "a snapshot at the end of each cyclic learning-rate cycle",
-           "the cycles up to the snapshot", lpe_copies=True, trainer=f"{FAST}.sse"),
+           "the cycles up to the snapshot", lpe_copies=True, module="sse"),
     Source("csgld", "CSGLD", "fast", "a sample at the end of each cycle of cyclical SGLD",
-           "the cycles up to the sample", lpe_copies=True, trainer=f"{FAST}.csgld"),
+           "the cycles up to the sample", lpe_copies=True, module="csgld"),
     Source("de", "DE", "fast", "independent fine-tuning runs (run 1: Figure 2's SGD run)",
-           "one run per member", lpe_copies=True, trainer=f"{FAST}.de"),
+           "one run per member", lpe_copies=True, module="de"),
     Source("multiivon", "MultiIVON", "fast",
            "posterior draws of independent IVON runs (run 1: Figure 2's IVON run)",
            "one run per IVON run, whatever its draws", lpe_copies=True,
-           trainer=f"{FAST}.multiivon"),
+           module="multiivon"),
     Source("batchensemble", "BatchEnsemble", "fast",
            "the K rank-1 members of one BatchEnsemble run (they share weights: no LPE-BSR copies)",
            "K runs' backward passes (each minibatch goes through every member)",
-           trainer=f"{FAST}.batchensemble"),
+           module="batchensemble"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SOURCES}
 LPE_SUFFIX = "+lpe-bsr"
@@ -80,3 +86,21 @@ def methods() -> dict[str, str]:
     names = {s.name: s.name for s in SOURCES}
     names.update({f"{m}{LPE_SUFFIX}": f"{m}{LPE_SUFFIX}" for m in fast_with_lpe()})
     return {**names, "bsr": "lpe-bsr"}
+
+
+def load(name: str) -> ModuleType:
+    """The module of method ``name`` (a registry line's name), imported (and so registered)."""
+    if name not in BY_NAME or not BY_NAME[name].module:
+        with_modules = [s.name for s in SOURCES if s.module]
+        raise ValueError(f"unknown method {name!r}; the registry's with a module: {with_modules}")
+    return importlib.import_module(f"{__name__}.{BY_NAME[name].module}")
+
+
+def load_all() -> None:
+    """Import every method module of this package, so each registers its fine-tuning method and
+    posterior type (``lpe.training.finetuning``) in the registry's order (``sgd`` first: the
+    others build on it)."""
+    ordered = ["sgd", *(s.module for s in SOURCES if s.module)]
+    found = [m.name for m in pkgutil.iter_modules(__path__)]
+    for module in dict.fromkeys([*ordered, *sorted(found)]):
+        importlib.import_module(f"{__name__}.{module}")

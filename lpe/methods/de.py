@@ -9,8 +9,8 @@ from dataclasses import asdict
 import torch
 
 from lpe.core.artifacts import read_metadata
+from lpe.methods import sgd as _sgd  # noqa: F401  (registers run 0's method, sgd)
 from lpe.models.checkpoints import load_checkpoint
-from lpe.training.fast import Setting
 from lpe.training.finetuning import (
     FinetuneConfig,
     draw,
@@ -18,6 +18,7 @@ from lpe.training.finetuning import (
     load_solution,
     run_finetune,
 )
+from lpe.training.sources import Setting
 
 SETTINGS = {"job.reuse": "reuse"}
 OPTIONS = (Setting("reuse", str, None, help="an existing run 0 (its checkpoint)"),)
