@@ -34,6 +34,10 @@ class Source:
     budget: str  # the training budget its members cost (backward passes)
     lpe_copies: bool = False  # fast sources: also with LPE-BSR copies of each member
     module: str = ""  # its module in this package (lpe.methods.<module>), if it has one
+    # Table 6's training-free ensembles (their module's BASELINE): the config list their setting
+    # is chosen from on validation, or the method whose choice they take
+    candidates: str = ""
+    choice_of: str = ""
 
 
 FREE = "none beyond the checkpoint's"
@@ -41,17 +45,21 @@ SOURCES = (
     Source("fp32", "FP32", "reference", "the checkpoint itself", FREE),
     Source("rtn", "RTN", "reference", "the checkpoint rounded to the nearest value", FREE),
     Source("lpe-bsr", "LPE-BSR", "reference",
-           "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE),
+           "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE,
+           module="lpe_bsr", candidates="baselines.bits"),
     Source("swag-bma", "SWAG BMA", "posterior", "draws from SWAG's Gaussian posterior",
            "the SWAG fine-tuning run", module="swag"),
     Source("ivon-bma", "IVON BMA", "posterior", "draws from IVON's Gaussian posterior",
            "the IVON fine-tuning run", module="ivon"),
     Source("gaussian-noise", "Gaussian noise", "baseline",
-           "the checkpoint plus Gaussian noise of a scale chosen on validation", FREE),
+           "the checkpoint plus Gaussian noise of a scale chosen on validation", FREE,
+           module="gaussian_noise", candidates="baselines.gaussian_scales"),
     Source("gaussian-matched", "Gaussian noise of BSR's variance", "baseline",
-           "the checkpoint plus Gaussian noise of LPE-BSR's per-weight variance", FREE),
+           "the checkpoint plus Gaussian noise of LPE-BSR's per-weight variance", FREE,
+           module="gaussian_matched", choice_of="lpe-bsr"),
     Source("mc-dropout", "MC dropout", "baseline",
-           "dropout masks at a rate chosen on validation, at test time", FREE),
+           "dropout masks at a rate chosen on validation, at test time", FREE,
+           module="mc_dropout", candidates="baselines.dropout_rates"),
     Source("sse", "SSE", "fast", "a snapshot at the end of each cyclic learning-rate cycle",
            "the cycles up to the snapshot", lpe_copies=True, module="sse"),
     Source("csgld", "CSGLD", "fast", "a sample at the end of each cycle of cyclical SGLD",
@@ -94,6 +102,17 @@ def load(name: str) -> ModuleType:
         with_modules = [s.name for s in SOURCES if s.module]
         raise ValueError(f"unknown method {name!r}; the registry's with a module: {with_modules}")
     return importlib.import_module(f"{__name__}.{BY_NAME[name].module}")
+
+
+def table6() -> list[Source]:
+    """Table 6's training-free ensembles (LPE-BSR among them), in the registry's order."""
+    return [s for s in SOURCES if s.candidates or s.choice_of]
+
+
+def baselines() -> dict:
+    """Table 6's training-free ensembles, name -> their module's ``BASELINE``
+    (``lpe.evaluation.baselines``)."""
+    return {s.name: load(s.name).BASELINE for s in table6()}
 
 
 def load_all() -> None:

@@ -18,6 +18,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
+from lpe.methods import baselines
 from lpe.reports.tabulate import (
     cell,
     control_columns,
@@ -30,19 +31,8 @@ from lpe.reports.tabulate import (
     write_table,
 )
 
-ROWS = {
-    "fp32": "FP32",
-    "lpe-bsr": "LPE-BSR",
-    "gaussian-noise": "Gaussian noise",
-    "gaussian-matched": "Gaussian noise, BSR's variance",
-    "mc-dropout": "MC dropout",
-}
-SETTING_NAMES = {
-    "gaussian-noise": "noise scale",
-    "mc-dropout": "dropout rate",
-    "lpe-bsr": "precision INT-",
-    "gaussian-matched": "variance of LPE-BSR INT-",
-}
+# its rows: the reference, then each training-free ensemble (its module's row, lpe.methods)
+ROWS = {"fp32": "FP32", **{name: baseline.row for name, baseline in baselines().items()}}
 METRICS = {"nll": ("NLL", 4), "err": ("ERR (%)", 2), "ece": ("ECE", 4)}
 
 
@@ -51,15 +41,13 @@ def chosen_settings(paths: list[str]) -> dict[str, str]:
     by_method: dict[str, list[tuple[int, float]]] = {}
     for path in paths:
         with np.load(path, allow_pickle=False) as f:
-            method = {"bsr": "lpe-bsr"}.get(
-                str(f["method"]), str(f["method"])
-            )  # as lpe.stages.score
+            method = str(f["method"])
             by_method.setdefault(method, []).append((int(f["seed"]), float(f["setting"])))
-    text = {}
+    text, settings = {}, baselines()  # each one's setting's name (lpe.methods)
     for method, pairs in by_method.items():
         pairs.sort()
         values = sorted({v for _, v in pairs})
-        name = SETTING_NAMES[method]
+        name = settings[method].setting
         gap = "" if name.endswith("-") else " "
         if len(values) == 1:  # chosen once and shared by the seeds
             text[method] = f"{name}{gap}{values[0]:g}"

@@ -133,7 +133,7 @@ def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, c
             ["--checkpoint", str(checkpoint), *common, "--format", "int4", "--seeds", "0",
              "--members-out", "m", "--out", "p.npz"]),
         "baselines": lambda: lpe.stages.baselines.main(
-            ["--checkpoint", str(checkpoint), *common, "--method", "gaussian",
+            ["--checkpoint", str(checkpoint), *common, "--method", "gaussian-noise",
              "--candidates", "0.1", "--members", "1", "--seeds", "0", "--out", "b.npz"]),
         "fast": lambda: lpe.stages.fast.main(["predict", "--sources", str(tmp_path), *common,
                                        "--out", "f.npz"]),

@@ -31,3 +31,27 @@ def test_the_consumers_take_their_names_and_labels_from_it():
     assert METHOD_LABELS["bsr"] == "lpe-bsr" and METHOD_LABELS["sse+lpe-bsr"] == "sse+lpe-bsr"
     assert set(METHOD_LABELS) >= {s.name for s in sources.SOURCES}
     assert "batchensemble+lpe-bsr" not in METHOD_LABELS  # its members share weights
+
+
+def test_a_method_module_holds_what_its_registry_line_promises():
+    sources.load_all()
+    for source in sources.SOURCES:
+        if not source.module:
+            continue
+        module = sources.load(source.name)
+        # Table 6's ensembles: a BASELINE in the module, a candidates list or a chooser in the line
+        assert hasattr(module, "BASELINE") == (source in sources.table6()), source.name
+        if source.family == "fast":
+            assert all(hasattr(module, part) for part in ("SETTINGS", "OPTIONS", "check", "train"))
+    chooser = [s for s in sources.table6() if s.choice_of]
+    assert all(sources.BY_NAME[s.choice_of].candidates for s in chooser)  # it chooses on its own
+
+
+def test_table6_and_the_claims_take_rows_and_wording_from_the_modules():
+    from lpe.reports.claims.baselines import CHOICE_NAMES
+    from lpe.reports.table6 import ROWS
+
+    assert list(ROWS) == ["fp32", *(s.name for s in sources.table6())]
+    assert ROWS["gaussian-matched"] == "Gaussian noise, BSR's variance"
+    assert CHOICE_NAMES == {"lpe-bsr": "LPE-BSR INT-{:g}", "gaussian-noise": "noise scale {:g}",
+                            "mc-dropout": "dropout rate {:g}"}  # fmt: skip

@@ -11,17 +11,13 @@ from lpe.data.inputs import TensorData
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import member_seed, quantize
+from lpe.methods.gaussian_matched import matched_member
+from lpe.methods.gaussian_noise import gaussian_member
+from lpe.methods.mc_dropout import set_dropout
 from lpe.models.factory import create_model
 from lpe.reports.claims import claim6
 from lpe.reports.table6 import chosen_settings, table6
-from lpe.stages.baselines import (
-    check_candidates,
-    choose_setting,
-    ensemble,
-    gaussian_member,
-    matched_member,
-    set_dropout,
-)
+from lpe.stages.baselines import check_candidates, choose_setting, ensemble
 from lpe.stages.baselines import main as baselines
 
 CPU = torch.device("cpu")
@@ -82,7 +78,7 @@ def test_the_bsr_baseline_draws_the_generate_stages_members(model_and_state, spl
     model, state = model_and_state
     x = splits.x["val"]
     log_probs = ensemble(
-        model, state, "bsr", 4, 2, seed=7, x=x, batch_size=16, device=CPU
+        model, state, "lpe-bsr", 4, 2, seed=7, x=x, batch_size=16, device=CPU
     ).log_probs
     fmt = int_format(4)
     for k in range(2):
@@ -98,13 +94,13 @@ def test_matched_noise_takes_lpe_bsrs_chosen_precision(tmp_path, checkpoint, spl
     common = ["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
               "--seed", "0", "--device", "cpu"]  # fmt: skip
     choice, copied = tmp_path / "bsr.json", tmp_path / "matched.json"
-    baselines([*common, "--method", "bsr", "--candidates", "6", "3", "--select-out", str(choice),
-               "--out", str(tmp_path / "b.npz")])  # fmt: skip
+    baselines([*common, "--method", "lpe-bsr", "--candidates", "6", "3",
+               "--select-out", str(choice), "--out", str(tmp_path / "b.npz")])  # fmt: skip
     bits = json.loads(choice.read_text())["setting"]
     with np.load(tmp_path / "b.npz") as f:
-        assert str(f["method"]) == "bsr" and int(f["bits"]) == bits
+        assert str(f["method"]) == "lpe-bsr" and int(f["bits"]) == bits
         assert (f["member_bits"] < 32 * 16000).all()  # stored at INT-b, not FP32
-    baselines([*common, "--method", "matched", "--setting-file", str(choice),
+    baselines([*common, "--method", "gaussian-matched", "--setting-file", str(choice),
                "--copy-choice-to", str(copied), "--out", str(tmp_path / "m.npz")])  # fmt: skip
     assert json.loads(copied.read_text())["setting"] == bits
     shown = chosen_settings([str(tmp_path / "b.npz"), str(tmp_path / "m.npz")])
@@ -113,14 +109,14 @@ def test_matched_noise_takes_lpe_bsrs_chosen_precision(tmp_path, checkpoint, spl
     with np.load(tmp_path / "m.npz") as f:
         assert str(f["method"]) == "gaussian-matched" and float(f["setting"]) == bits
     with pytest.raises(SystemExit):  # matched noise has no candidates of its own
-        baselines([*common, "--method", "matched", "--candidates", "6"])
+        baselines([*common, "--method", "gaussian-matched", "--candidates", "6"])
 
 
 def test_dropout_at_rate_zero_is_the_model_and_above_zero_members_differ(model_and_state, splits):
     model, state = model_and_state
     x = splits.x["test"]
     reference = ensemble(
-        model, state, "dropout", 0.0, 1, seed=0, x=x, batch_size=16, device=CPU
+        model, state, "mc-dropout", 0.0, 1, seed=0, x=x, batch_size=16, device=CPU
     ).log_probs[0]
     with torch.no_grad():
         expected = torch.log_softmax(
@@ -128,11 +124,11 @@ def test_dropout_at_rate_zero_is_the_model_and_above_zero_members_differ(model_a
         )
     torch.testing.assert_close(reference, expected, rtol=1e-5, atol=1e-5)
     members = ensemble(
-        model, state, "dropout", 0.2, 2, seed=0, x=x, batch_size=16, device=CPU
+        model, state, "mc-dropout", 0.2, 2, seed=0, x=x, batch_size=16, device=CPU
     ).log_probs
     assert not torch.allclose(members[0], members[1])
     again = ensemble(
-        model, state, "dropout", 0.2, 2, seed=0, x=x, batch_size=16, device=CPU, calib_x=x[:5]
+        model, state, "mc-dropout", 0.2, 2, seed=0, x=x, batch_size=16, device=CPU, calib_x=x[:5]
     )
     torch.testing.assert_close(again.log_probs, members)  # masks seeded per member
     # predicting a calibration split after each member leaves the test predictions unchanged
@@ -145,10 +141,10 @@ def test_the_setting_is_chosen_by_validation_nll(model_and_state, splits):
     model, state = model_and_state
     data = TensorData(splits)
     best, scores = choose_setting(
-        model, state, "gaussian", [0.01, 0.5], 2, seed=0, data=data, batch_size=16, device=CPU
+        model, state, "gaussian-noise", [0.01, 0.5], 2, seed=0, data=data, batch_size=16, device=CPU
     )
     direct = ensemble(
-        model, state, "gaussian", 0.5, 2, seed=0, x=splits.x["val"], batch_size=16, device=CPU
+        model, state, "gaussian-noise", 0.5, 2, seed=0, x=splits.x["val"], batch_size=16, device=CPU
     ).log_probs
     assert scores[0.5] == pytest.approx(metrics.score(direct, splits.y["val"])["nll"])
     assert best == min(scores, key=scores.get)
@@ -157,11 +153,11 @@ def test_the_setting_is_chosen_by_validation_nll(model_and_state, splits):
 @pytest.mark.parametrize(
     ("method", "candidates", "message"),
     [
-        ("gaussian", [], "the search has no candidates"),
-        ("dropout", [0.1, 1.0], r"dropout rates must be in \[0, 1\)"),
-        ("gaussian", [-0.1], "scales must be >= 0"),
-        ("bsr", [6, 4.5], "integers in 2..16"),
-        ("bsr", [1], "integers in 2..16"),
+        ("gaussian-noise", [], "the search has no candidates"),
+        ("mc-dropout", [0.1, 1.0], r"dropout rates must be in \[0, 1\)"),
+        ("gaussian-noise", [-0.1], "scales must be >= 0"),
+        ("lpe-bsr", [6, 4.5], "integers in 2..16"),
+        ("lpe-bsr", [1], "integers in 2..16"),
     ],
 )
 def test_bad_candidates_are_refused(method, candidates, message):
@@ -173,7 +169,7 @@ def test_the_stage_writes_test_predictions_and_the_chosen_setting(tmp_path, chec
     data = tmp_path / "d.npz"
     save_splits(data, splits)
     out = tmp_path / "g.npz"
-    baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--method", "gaussian",
+    baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--method", "gaussian-noise",
                "--candidates", "0.01", "0.3", "--members", "2", "--seed", "1",
                "--out", str(out), "--device", "cpu"])  # fmt: skip
     with np.load(out) as f:
@@ -188,18 +184,18 @@ def test_a_choice_made_once_is_shared_by_other_seeds(tmp_path, checkpoint, split
     common = ["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
               "--device", "cpu"]  # fmt: skip
     choice = tmp_path / "choice.json"
-    baselines([*common, "--method", "gaussian", "--candidates", "0.01", "0.3", "--seed", "0",
+    baselines([*common, "--method", "gaussian-noise", "--candidates", "0.01", "0.3", "--seed", "0",
                "--select-out", str(choice)])  # fmt: skip
     chosen = json.loads(choice.read_text())
     best = min(chosen["validation_nll"].items(), key=lambda kv: kv[1])[0]
     assert chosen["setting"] == float(best) and chosen["seed"] == 0
     out = tmp_path / "g1.npz"
-    baselines([*common, "--method", "gaussian", "--setting-file", str(choice), "--seed", "1",
+    baselines([*common, "--method", "gaussian-noise", "--setting-file", str(choice), "--seed", "1",
                "--out", str(out)])  # fmt: skip
     with np.load(out) as f:
         assert float(f["setting"]) == chosen["setting"] and int(f["seed"]) == 1
-    with pytest.raises(ValueError, match="chose a setting for 'gaussian', not 'dropout'"):
-        baselines([*common, "--method", "dropout", "--setting-file", str(choice), "--seed", "1",
+    with pytest.raises(ValueError, match="chose a setting for 'gaussian-noise', not 'mc-dropout'"):
+        baselines([*common, "--method", "mc-dropout", "--setting-file", str(choice), "--seed", "1",
                    "--out", str(tmp_path / "d1.npz")])  # fmt: skip
 
 
@@ -234,11 +230,11 @@ def test_a_choice_at_an_end_of_its_candidates_is_flagged_in_the_log_and_the_clai
     save_splits(data, splits)
     choice = tmp_path / "choice.json"
     baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
-               "--device", "cpu", "--method", "gaussian", "--candidates", "0.3", "0.01",
+               "--device", "cpu", "--method", "gaussian-noise", "--candidates", "0.3", "0.01",
                "--seed", "0", "--select-out", str(choice)])  # fmt: skip
     chosen = json.loads(choice.read_text())
     assert chosen["candidates"] == [0.01, 0.3]  # two candidates: either choice is an end
-    assert f"WARNING: gaussian {chosen['setting']} is at an end of its candidates" in (
+    assert f"WARNING: gaussian-noise {chosen['setting']} is at an end of its candidates" in (
         capsys.readouterr().err
     )
     assert choices_text([str(choice)]) == (

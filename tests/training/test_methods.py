@@ -33,8 +33,8 @@ def test_every_fast_source_names_a_trainer_with_the_interface():
         assert isinstance(module.SETTINGS, dict)
         assert all(callable(getattr(module, f)) for f in ("check", "train"))
         assert all(isinstance(option, Setting) for option in module.OPTIONS)
-    with pytest.raises(ValueError, match="unknown method 'lpe-bsr'"):
-        registry.load("lpe-bsr")  # no module: its members are lpe.members'
+    with pytest.raises(ValueError, match="unknown method 'fp32'"):
+        registry.load("fp32")  # no module: the checkpoint itself
 
 
 def chains(text: str) -> list[str]:

@@ -10,6 +10,7 @@ from lpe.core.settings import pick, settings_json
 from lpe.formats.names import int_name
 from lpe.methods import family as source_family
 from lpe.methods import fast_with_lpe
+from lpe.methods import table6 as table6_methods
 
 try:
     # Validate before any job: a bad key or value stops the run with a message naming it.
@@ -131,20 +132,18 @@ class MemberRuns(NamedTuple):
     rtn: bool  # whether the job also makes the rounding-to-nearest member
 
 
-# Table 6's ensembles (lpe.stages.baselines), each with the config list its setting is chosen
-# from; matched noise has none: it takes LPE-BSR's chosen precision.
-BASELINES = {
-    "bsr": "bits",
-    "gaussian": "gaussian_scales",
-    "matched": None,
-    "dropout": "dropout_rates",
-}
+# Table 6's ensembles (lpe.stages.baselines), by name: the registry's lines (lpe.methods), each
+# with the config list its setting is chosen from or the method whose choice it takes.
+BASELINES = {s.name: s for s in table6_methods()}
 
 
 def baseline_choice_input(wildcards):
     """Matched noise reads LPE-BSR's choice; the others make their own."""
-    if BASELINES[wildcards.baseline] is None:
-        return {"bsr_choice": work(f"baselines/{wildcards.model}/bsr-choice.json")}
+    chooser = BASELINES[wildcards.baseline].choice_of
+    if chooser:
+        return {
+            "bsr_choice": work(f"baselines/{wildcards.model}/{chooser}-choice.json")
+        }
     return {}
 
 

@@ -150,7 +150,11 @@ rule baseline:
         **PREDICTION_PARAMS,
         settings=lambda w: settings(
             CALIBRATED,
-            [f"baselines.{BASELINES[w.baseline]}"] if BASELINES[w.baseline] else [],
+            (
+                [BASELINES[w.baseline].candidates]
+                if BASELINES[w.baseline].candidates
+                else []
+            ),
             setting_file=baseline_choice_input(w).get("bsr_choice"),
         ),
         members=BASELINE_MEMBERS,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from lpe.core.checks import Check
 from lpe.core.selection import at_an_end, joint_band
-from lpe.methods import family
+from lpe.methods import baselines, family
 from lpe.reports.claims.bands import (
     _mean_band,
 )
@@ -19,8 +19,8 @@ from lpe.reports.tabulate import final_ensembles
 BASELINE_NAMES = {s.name: s.label for s in family("baseline")}  # lpe.methods
 
 
-CHOICE_NAMES = {"bsr": "LPE-BSR INT-{:g}", "gaussian": "noise scale {:g}",
-                "dropout": "dropout rate {:g}"}  # fmt: skip
+# how each choice is worded (its module's, lpe.methods); matched noise takes LPE-BSR's
+CHOICE_NAMES = {name: b.chosen for name, b in baselines().items() if b.chosen}
 
 
 def choices_text(paths: list[str]) -> str:

@@ -1,0 +1,55 @@
+"""``gaussian-matched`` (Table 6): Gaussian weight noise of LPE-BSR's per-weight variance
+``s^2 f (1 - f)`` at the precision ``lpe-bsr`` chose (its choice file, ``--setting-file``): the
+same perturbation size as LPE-BSR, Gaussian instead of two-point; stored as FP32 weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits
+from lpe.formats.number_formats import int_format
+from lpe.formats.policy import QuantPolicy
+from lpe.methods.lpe_bsr import bits_problem
+
+
+@torch.no_grad()
+def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> None:
+    """Write ``state`` plus Gaussian noise of LPE-BSR's per-weight variance at INT-``bits``.
+
+    BSR rounds ``w = s (c + f)`` (grid step ``s``, code ``c``, fraction ``f`` in [0, 1)) up with
+    probability ``f``: an unbiased perturbation of variance ``s^2 f (1 - f)``. This member adds
+    a Gaussian of exactly that variance, weight by weight, so that it differs from an LPE-BSR
+    member only in the shape of the noise (Gaussian, not two-point on the grid).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    fmt = int_format(bits)
+    target = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        noisy = tensor
+        if policy.quantizes(name, tensor):
+            step = channel_scales(fmt, tensor)
+            u = tensor.float() / step
+            f = u - u.floor()
+            noise = torch.randn(tensor.shape, generator=generator)
+            noisy = tensor + step * (f * (1 - f)).sqrt() * noise
+        target[name].copy_(noisy)
+
+
+@contextlib.contextmanager
+def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
+    matched_member(model, state, policy, int(setting), seed)
+    yield None
+
+
+# no candidates of its own: it takes LPE-BSR's chosen precision (its registry line)
+BASELINE = Baseline(
+    row="Gaussian noise, BSR's variance",
+    setting="variance of LPE-BSR INT-",
+    chosen="",
+    problem=bits_problem,
+    member=matched_noise_member,
+    storage=fp32_bits,
+)

@@ -1,0 +1,54 @@
+"""``gaussian-noise`` (Table 6): Gaussian weight noise on the tensors LPE-BSR quantizes (the same
+policy), with a standard deviation of ``scale x max|w|`` of each output channel, i.e. in the units
+of the INT-b grid's per-channel range (ASSUMED parameterisation; the paper's was not available).
+Member k draws from its own generator, ``member_seed(seed, k)``; it is stored as FP32 weights
+(32 bits per parameter). The scale is chosen on validation from ``baselines.gaussian_scales``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+
+from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits
+from lpe.formats.number_formats import int_format
+from lpe.formats.policy import QuantPolicy
+
+
+def scales_problem(candidates: Sequence[float]) -> str | None:
+    if all(s >= 0 for s in candidates):
+        return None
+    return f"baselines.gaussian scales must be >= 0, got {list(candidates)}"
+
+
+@torch.no_grad()
+def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) -> None:
+    """Write ``state`` plus Gaussian noise (std ``scale x`` channel absmax) into ``model``."""
+    generator = torch.Generator().manual_seed(seed)
+    target = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        noisy = tensor
+        if policy.quantizes(name, tensor):
+            # INT-2's scales (qmax 1) are the per-channel absmax
+            absmax = channel_scales(int_format(2), tensor)
+            noise = torch.randn(tensor.shape, generator=generator)
+            noisy = tensor + scale * absmax * noise
+        target[name].copy_(noisy)
+
+
+@contextlib.contextmanager
+def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
+    gaussian_member(model, state, policy, setting, seed)  # a perturbed copy of the weights
+    yield None
+
+
+BASELINE = Baseline(
+    row="Gaussian noise",
+    setting="noise scale",
+    chosen="noise scale {:g}",
+    problem=scales_problem,
+    member=gaussian_noise_member,
+    storage=fp32_bits,
+)
