@@ -193,16 +193,17 @@ def _evaluates_test(split: str) -> bool:
     return split == "test"
 
 
-# The predict stages' settings (lpe.core.settings): config key -> option. The inference precision;
-# and, for the stages behind Tables 1, 5 and 6, the temperature-scaling control: evaluating the
-# test split also predicts the selection split (an image folder's holdout), where the
-# temperatures are fit. The selection split cannot calibrate itself.
-PREDICT_SETTINGS = {"predict.dtype": "dtype"}
+# The predict stages' settings (lpe.core.settings): config key -> option. The split evaluated and
+# the inference precision; and, for the stages behind Tables 1, 5 and 6, the same split as the
+# temperature-scaling control: evaluating the test split also predicts the selection split (an
+# image folder's holdout), where the temperatures are fit. The selection split cannot calibrate
+# itself.
+PREDICT_SETTINGS = {"predict.split": "split", "predict.dtype": "dtype"}
 
 
 CALIBRATED_SETTINGS = {
     **PREDICT_SETTINGS,
-    "predict.split": Option("calibrate", _evaluates_test),
+    "predict.split": ("split", Option("calibrate", _evaluates_test)),
     "dataset.holdout": "holdout",
 }
 

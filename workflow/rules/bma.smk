@@ -159,7 +159,7 @@ rule predict_bma:
     threads: 1
     params:
         **PREDICTION_PARAMS,
-        settings=settings(DTYPE),
+        settings=settings(PREDICT),
         members=config["bma"]["ensemble_size"],
         seeds=BMA_SEEDS,
         scale=config["bma"]["swag"]["scale"],
@@ -167,7 +167,7 @@ rule predict_bma:
         "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
         " --members {params.members} --seeds {params.seeds} --swag-scale {params.scale}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --batch-size {params.batch_size} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -195,7 +195,7 @@ rule landscape:
         "python -m lpe.stages.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --member {input.members} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
+        " --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 

@@ -46,12 +46,12 @@ def settings(*keys, **job):
     return settings_json(pick(config, [k for group in keys for k in group]), job=job)
 
 
-# key groups the stages read (lpe.core.settings): the rounding policy, the inference precision,
-# the temperature-scaling control (Tables 1, 5, 6), and the fine-tuning runs
+# key groups the stages read (lpe.core.settings): the rounding policy; a prediction's split (the
+# temperature-scaling control of Tables 1, 5 and 6 too) and inference precision; the fine-tuning
+# runs
 QUANT = ("quant.per_channel", "quant.exclude", "quant.min_ndim")
 HOLDOUT = ("dataset.holdout",)
-DTYPE = ("predict.dtype", *HOLDOUT)
-CALIBRATED = ("predict.split", *DTYPE)
+PREDICT = ("predict.split", "predict.dtype", *HOLDOUT)
 FINETUNING = (
     *HOLDOUT,
     *("bma.epochs", "bma.batch_size", "bma.seed", "bma.checkpoint_every"),
@@ -95,18 +95,13 @@ def runs(formats=QUANT_FORMATS):
     return names
 
 
-# the flags every prediction job passes its stage: the data, the split and the batch size
-PREDICTION_PARAMS = {
-    "data": DATA,
-    "split": config["predict"]["split"],
-    "batch_size": config["predict"]["batch_size"],
-}
-# and every landscape job (lpe.stages.landscape): the data, the split, the plane's settings
+# the flags every prediction job passes its stage: the data and the batch size
+PREDICTION_PARAMS = {"data": DATA, "batch_size": config["predict"]["batch_size"]}
+# and every landscape job (lpe.stages.landscape): the data, the plane's settings
 LANDSCAPE_PARAMS = {
     "data": DATA,
-    "settings": settings(DTYPE),
+    "settings": settings(PREDICT),
     "cfg": config["landscape"],
-    "split": config["predict"]["split"],
 }
 
 

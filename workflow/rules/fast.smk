@@ -98,7 +98,7 @@ rule fast_predict:
     threads: 1
     params:
         **PREDICTION_PARAMS,
-        settings=settings(CALIBRATED, QUANT),
+        settings=settings(PREDICT, QUANT),
         bits=FAST["bits"],
         copies=FAST["copies"],
         seeds=FAST["seeds"],
@@ -106,7 +106,7 @@ rule fast_predict:
         "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
         " --bits {params.bits} --copies {params.copies} --seeds {params.seeds}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --batch-size {params.batch_size} --threads {threads}"
         " --members-out {output.members} --out {output.preds}"
         " --fp32-out {output.fp32}"
         " > {log} 2>&1"
@@ -131,11 +131,11 @@ rule fast_predict_fp32:
     threads: 1
     params:
         **PREDICTION_PARAMS,
-        settings=settings(CALIBRATED),
+        settings=settings(PREDICT),
     shell:
         "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --batch-size {params.batch_size} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -160,7 +160,7 @@ rule landscape_fast:
         " --second {input.sources}/source01.safetensors"
         " --member {input.members}/source00 --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --split {params.split} --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
+        " --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
         " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -94,13 +94,13 @@ for family, kind in MEMBER_FAMILIES.items():
             **PREDICTION_PARAMS,
             members=kind.members,
             seeds=kind.seeds,
-            settings=settings(CALIBRATED, QUANT),
+            settings=settings(PREDICT, QUANT),
         shell:
             "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
             " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
             " --members-out {output.members} --out {output.preds} --rtn-members-out {output.rtn}"
             " --rtn-out {output.rtn_preds}"
-            " --settings {params.settings:q} --split {params.split}"
+            " --settings {params.settings:q}"
             " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
             " > {log} 2>&1"
 
@@ -120,10 +120,10 @@ rule predict_fp32:
     threads: 1
     params:
         **PREDICTION_PARAMS,
-        settings=settings(CALIBRATED),
+        settings=settings(PREDICT),
     shell:
         "python -m lpe.stages.predict --checkpoint {input.checkpoint} --data {params.data:q}"
-        " --settings {params.settings:q} --split {params.split}"
+        " --settings {params.settings:q}"
         " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -149,7 +149,7 @@ rule baseline:
     params:
         **PREDICTION_PARAMS,
         settings=lambda w: settings(
-            CALIBRATED,
+            PREDICT,
             (
                 [BASELINES[w.baseline].candidates]
                 if BASELINES[w.baseline].candidates
@@ -163,5 +163,5 @@ rule baseline:
         "python -m lpe.stages.baselines --checkpoint {input.checkpoint} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q} --method {wildcards.baseline}"
         " --choice-out {output.choice} --members {params.members} --seeds {params.seeds}"
-        " --split {params.split} --batch-size {params.batch_size} --threads {threads}"
+        " --batch-size {params.batch_size} --threads {threads}"
         " --out {output.preds} > {log} 2>&1"
