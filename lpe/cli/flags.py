@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import operator
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -148,7 +147,7 @@ def open_stage_data(args: argparse.Namespace, info):
 # ---- the number format and rounding policy of the members a stage makes
 # The rounding policy from the config's quant section (lpe.core.settings): config key -> option
 QUANT_SETTINGS = {
-    "quant.per_channel": Option("per_tensor", operator.not_),
+    "quant.per_channel": "per_channel",
     "quant.exclude": "exclude",
     "quant.min_ndim": "min_ndim",
 }
@@ -173,7 +172,10 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     """The rounding policy's flags (``QUANT_SETTINGS`` sets them from the config)."""
-    parser.add_argument("--per-tensor", action="store_true", help="one scale per tensor")
+    parser.add_argument(
+        "--per-channel", action=argparse.BooleanOptionalAction, default=True,
+        help="one scale per output channel (--no-per-channel: one per tensor)",
+    )  # fmt: skip
     parser.add_argument(
         "--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="name patterns kept in FP32"
     )
@@ -184,7 +186,7 @@ def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
     """The number format and rounding policy of ``add_member_arguments``' flags (``--format``,
     or INT-``--bits``, and ``add_policy_arguments``')."""
     name = args.format if getattr(args, "format", None) is not None else int_name(args.bits)
-    fmt = get_format(name, per_channel=not args.per_tensor)
+    fmt = get_format(name, per_channel=args.per_channel)
     return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
 
 

@@ -28,7 +28,7 @@ FLAG = "--settings"
 
 @dataclass(frozen=True)
 class Option:
-    """An option set from a settings key through ``convert`` (``per_channel`` -> ``per_tensor``)."""
+    """An option set from a settings key through ``convert`` (``predict.split``: ``calibrate``)."""
 
     dest: str
     convert: Callable[[Any], Any]
