@@ -90,7 +90,7 @@ class IvonSettings:
     ivon_lr: float = 3e-4
     ivon_ess: float = 12000.0
     ivon_hess_init: float = 10.0
-    ivon_beta2: float = 0.99999
+    ivon_beta2: float = 0.99  # the schema's bma.ivon.beta2 (ivon-opt's 0.99999 suits 10^5+ steps)
     ivon_weight_decay: float = 1e-4
     ivon_mc_samples: int = 1
 

@@ -225,3 +225,38 @@ def test_no_rule_file_builds_flags_by_hand():
     ]
     assert [line for line in outside_shell(sample) if FLAG_TEXT.search(line)]  # seen
     assert len((ROOT / "workflow/rules/common.smk").read_text().splitlines()) <= 200
+
+
+def schema_default(path: str):
+    node = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node["default"]
+
+
+# flags one key of several methods sets, whose one default cannot be each key's: the fast stage's
+# --momentum (fast.<source>.momentum; csgld's key defaults to 0) and --lr-candidates (empty: no
+# search, the run takes --lr)
+SHARED_FLAGS = {"fast.csgld.momentum", "fast.sse.lr", "fast.csgld.lr"}
+
+
+def test_a_flag_defaults_to_its_config_keys_schema_default():
+    """One default per key, the schema's: a stage run by hand without a flag runs as the workflow
+    does with the key left out of the config."""
+    from lpe.training.finetuning import RUN_FIELDS, settings_fields
+
+    defaults = {**RUN_FIELDS, **settings_fields()}
+    wrong = {}
+    for key, dest in FINETUNE_SETTINGS.items():
+        if defaults[dest] != schema_default(key):
+            wrong[key] = (defaults[dest], schema_default(key))
+    for source in family("fast"):
+        module = load(source.name)
+        own = {option.name: option.default for option in module.OPTIONS}
+        for key, dest in module.SETTINGS.items():
+            if key.startswith("job.") or key in SHARED_FLAGS:
+                continue
+            flag_default = own.get(dest, defaults.get(dest))
+            if flag_default != schema_default(key):
+                wrong[key] = (flag_default, schema_default(key))
+    assert wrong == {}
