@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 import lpe.stages.predict
-from lpe.stages.fast import main as fast
-from lpe.stages.fast import read_sources
+from lpe.stages.fast_predict import read_sources
+from lpe.stages.fast_train import main as fast_train
 from lpe.stages.generate import main as generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ FAST_COMMON = ["--device", "cpu", "--epochs", "2", "--batch-size", "16"]
 
 
 def train_fast(checkpoint, data, out, method, *args):
-    fast(["train", "--method", method, "--checkpoint", str(checkpoint), "--data", str(data),
+    fast_train(["--method", method, "--checkpoint", str(checkpoint), "--data", str(data),
           "--out", str(out), *FAST_COMMON, *map(str, args)])  # fmt: skip
     return read_sources(out)
 

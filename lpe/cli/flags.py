@@ -30,6 +30,18 @@ from lpe.training.sources import Setting
 # posteriors: importing the flags registers the suite's methods.
 load_all()
 
+
+FORMAT_NAMES = f"{', '.join(FORMATS)} (and int2..int16)"  # what --format takes
+
+
+def positive_int(value: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
 # ---- --settings: config keys as the defaults of a stage's options
 HELP = "the config keys this stage reads, as JSON (what the workflow passes)"
 
@@ -163,9 +175,7 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     """``--format`` (or ``--bits`` for INT-b) and the rounding policy's flags, shared by the
     stages that make members."""
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--format", help=f"number format name: {', '.join(FORMATS)} (and int2..int16)"
-    )
+    which.add_argument("--format", help=f"number format name: {FORMAT_NAMES}")
     add_bits_argument(which, "INT-b: the same as --format intB")
     add_policy_arguments(parser)
 

@@ -19,12 +19,16 @@ members, so each member sees the same data order as the other methods' runs; a s
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from lpe.core.artifacts import read_metadata
 from lpe.methods.sgd import Sgd, SgdSettings
+from lpe.models.checkpoints import load_checkpoint
 from lpe.training.loop import Plan, fit
 from lpe.training.sources import Setting
 
@@ -142,6 +146,29 @@ class BatchEnsembleSgd(Sgd):
             (loss * (len(chunk_x) / len(xb))).backward()  # the chunk's share of the batch mean
             total += loss.item() * len(chunk_x) / len(xb)
         return total, members
+
+
+# ---- its checkpoints: loading and storage
+
+
+def load_batch_ensemble(path: str | Path) -> tuple[torch.nn.Module, int, object]:
+    state, info = load_checkpoint(path)
+    members = json.loads(read_metadata(path, "checkpoint")["batch_ensemble"])
+    model = batch_ensemble(info.build(), members)
+    model.load_state_dict(state, strict=True)
+    return model, members, info
+
+
+def batch_ensemble_bits(model: torch.nn.Module, members: int) -> list[int]:
+    """FP32 storage: member 1 carries the shared weights, each member its own fast weights."""
+    fast = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if n.rsplit(".", 1)[-1] in ("r", "s") or (n.endswith("bias") and p.dim() == 2)
+    )
+    total = sum(t.numel() for t in model.state_dict().values())
+    per_member = fast // members
+    return [32 * (total - fast + per_member)] + [32 * per_member] * (members - 1)
 
 
 # ---- the fast source's trainer (lpe.training.sources)

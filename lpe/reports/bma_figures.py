@@ -10,7 +10,8 @@ full members (the paper's accounting) and stored as one shared base (dashed).
 NLL, then ``log10 KL(p_anchor || p_point)`` for each of the three anchors, with the anchors marked.
 Also writes the anchors' plane coordinates and NLL as a csv (the numbers behind the figure).
 
-Usage: ``python -m lpe.reports.bma_figures curves --scores S.csv --bits 5 --out-dir figures/mini/``;
+Usage: ``python -m lpe.reports.bma_figures curves --scores S.csv --format int5 --out-dir
+figures/mini/``;
 ``python -m lpe.reports.bma_figures landscape --plane P.npz --title "Figure 3: SWAG" --out PREFIX
 --csv C.csv``
 """
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lpe.core.artifacts import write_with
+from lpe.formats.names import label as precision_label
 from lpe.reports.plotting import plt, save_figure, sns
 from lpe.reports.tabulate import has_shared_memory
 
@@ -35,18 +37,21 @@ X_AXES = {
 }
 
 
-def curves(scores: pd.DataFrame, bits: int, x: str) -> plt.Figure:
+def curves(scores: pd.DataFrame, fmt: str, x: str) -> plt.Figure:
     """Figure 2 (``x='members'``) or Figure 8 (``x='memory_bits'``)."""
     label, log_x = X_AXES[x]
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, len(RUNS), figsize=(3.4 * len(RUNS), 3.0), sharey=True)
     for ax, (optimizer, title) in zip(axes, RUNS.items(), strict=True):
         run = scores[scores["optimizer"] == optimizer]
-        lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == f"int{bits}")]
+        lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
         bma = run[run["method"] == f"{optimizer}-bma"]
-        series = [(bma, x, "BMA", "C1", {}), (lpe, x, f"LPE-BSR (INT-{bits})", "C0", {})]
+        series = [
+            (bma, x, "BMA", "C1", {}),
+            (lpe, x, f"LPE-BSR ({precision_label(fmt)})", "C0", {}),
+        ]
         if x == "memory_bits" and len(lpe) and has_shared_memory(lpe):  # Figure 8: both
-            name = f"LPE-BSR (INT-{bits}), shared base"
+            name = f"LPE-BSR ({precision_label(fmt)}), shared base"
             series.append((lpe, "memory_bits_shared", name, "C0", {"linestyle": "--"}))
         for data, column, name, color, style in series:
             if len(data):
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="figure", required=True)
     c = sub.add_parser("curves", help="Figures 2 and 8")
     c.add_argument("--scores", required=True)
-    c.add_argument("--bits", type=int, required=True, help="the LPE-BSR precision shown")
+    c.add_argument("--format", required=True, help="the LPE-BSR members' format shown (int5)")
     c.add_argument("--out-dir", required=True)
     p = sub.add_parser("landscape", help="Figures 3 and 6")
     p.add_argument("--plane", required=True)
@@ -141,11 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.figure == "curves":
         scores = pd.read_csv(args.scores)
-        if f"int{args.bits}" not in set(scores["precision"]):
-            parser.error(f"no LPE-BSR scores at INT-{args.bits} in {args.scores}")
-        save_figure(curves(scores, args.bits, "members"),
+        if args.format not in set(scores["precision"]):
+            parser.error(f"no LPE-BSR scores at {precision_label(args.format)} in {args.scores}")
+        save_figure(curves(scores, args.format, "members"),
                     f"{args.out_dir}fig2_nll_vs_ensemble_size_bma")  # fmt: skip
-        save_figure(curves(scores, args.bits, "memory_bits"),
+        save_figure(curves(scores, args.format, "memory_bits"),
                     f"{args.out_dir}fig8_nll_vs_memory_bma")  # fmt: skip
         return
     with np.load(args.plane, allow_pickle=False) as f:

@@ -1,6 +1,6 @@
 """Figures 5 and 9 and Table 5: fast ensembles with and without LPE-BSR, on equal budgets.
 
-Both read ``fast/scores.csv`` (``lpe.stages.score`` over the predictions of ``lpe.stages.fast`` plus
+Both read ``fast/scores.csv`` (``lpe.stages.score`` over the predictions of ``lpe.stages.fast_predict`` plus
 the SGD solution of Figure 2 and its LPE-BSR ensembles).
 
 - ``figures``: one row per method (Figure 5: SSE, CSGLD; Figure 9: SSE, DE, MultiIVON) and four
@@ -15,9 +15,9 @@ the SGD solution of Figure 2 and its LPE-BSR ensembles).
   training budget (memory under both accountings: the paper's, M full members, and the
   shared-base one of ``lpe.members.shared_base``).
 
-Usage: ``python -m lpe.reports.fast figures --scores fast/scores.csv --bits 5 --pretrained
+Usage: ``python -m lpe.reports.fast figures --scores fast/scores.csv --format int5 --pretrained
 CKPT --out-dir figures/mini/`` and ``python -m lpe.reports.fast table5 --scores fast/scores.csv
---bits 5 --runs 4 --sizes 5 10 20 --out results/mini/tables/table5``
+--format int5 --runs 4 --sizes 5 10 20 --out results/mini/tables/table5``
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 
 import pandas as pd
 
+from lpe.formats.names import label as precision_label
 from lpe.methods import family
 from lpe.models.checkpoints import checkpoint_info
 from lpe.reports.plotting import plt, save_figure, sns
@@ -59,13 +60,13 @@ AXIS_LABELS = {
 }
 
 
-def curves(scores: pd.DataFrame, methods: list[str], bits: int, pretrain: int, title: str):
+def curves(scores: pd.DataFrame, methods: list[str], fmt: str, pretrain: int, title: str):
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(len(methods), 4, figsize=(15, 3.2 * len(methods)), squeeze=False)
     for row, method in zip(axes, methods, strict=True):
         for variant, label, colour in (
             (method, f"{NAMES[method]} (FP32)", "C0"),
-            (f"{method}+lpe-bsr", f"{NAMES[method]} + LPE-BSR INT-{bits}", "C1"),
+            (f"{method}+lpe-bsr", f"{NAMES[method]} + LPE-BSR {precision_label(fmt)}", "C1"),
         ):
             points = budget_points(scores, variant).copy()
             if points.empty:
@@ -106,7 +107,7 @@ METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4), "ens_loss": ("E
 ROW_NAMES = {"fp32": "MAP", "batchensemble": "BatchEnsemble", "de": "DE", "lpe-bsr": "LPE-BSR"}
 
 
-def table5(scores: pd.DataFrame, bits: int, runs: int, sizes: list[int]) -> pd.DataFrame:
+def table5(scores: pd.DataFrame, fmt: str, runs: int, sizes: list[int]) -> pd.DataFrame:
     sgd = scores["optimizer"] == "sgd"
     picks = [
         scores[sgd & (scores["method"] == "fp32") & (scores["members"] == 1)],
@@ -115,7 +116,7 @@ def table5(scores: pd.DataFrame, bits: int, runs: int, sizes: list[int]) -> pd.D
         scores[
             sgd
             & (scores["method"] == "lpe-bsr")
-            & (scores["precision"] == f"int{bits}")
+            & (scores["precision"] == fmt)
             & scores["members"].isin(sizes)
         ],
     ]
@@ -127,7 +128,9 @@ def table5(scores: pd.DataFrame, bits: int, runs: int, sizes: list[int]) -> pd.D
     budget = chosen.groupby(["method", "members"])["backward_passes"].max()
     # the same group order as over_seeds; the column before "seeds"
     table.insert(table.columns.get_loc("seeds"), "backward_passes", budget.to_numpy())
-    table["precision"] = table["method"].map(lambda m: f"INT-{bits}" if m == "lpe-bsr" else "FP32")
+    table["precision"] = table["method"].map(
+        lambda m: precision_label(fmt) if m == "lpe-bsr" else "FP32"
+    )
     order = list(ROW_NAMES)
     table = table.sort_values(["method", "members"], key=lambda c: (
         c.map(order.index) if c.name == "method" else c)).reset_index(drop=True)  # fmt: skip
@@ -157,12 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     f = sub.add_parser("figures", help="Figures 5 and 9")
     f.add_argument("--scores", required=True)
-    f.add_argument("--bits", type=int, required=True, help="the LPE-BSR precision shown")
+    f.add_argument("--format", required=True, help="the LPE-BSR members' format shown (int5)")
     f.add_argument("--pretrained", required=True, help="the checkpoint every method starts from")
     f.add_argument("--out-dir", required=True)
     t = sub.add_parser("table5", help="Table 5")
     t.add_argument("--scores", required=True)
-    t.add_argument("--bits", type=int, required=True)
+    t.add_argument("--format", required=True, help="the LPE-BSR members' format shown (int5)")
     t.add_argument("--runs", type=int, required=True, help="K of BatchEnsemble and DE")
     t.add_argument("--sizes", type=int, nargs="+", required=True, help="LPE-BSR sizes shown")
     t.add_argument("--out", required=True, help="path prefix; .csv, .md, .tex are added")
@@ -171,10 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.what == "figures":
         pretrain = checkpoint_info(args.pretrained).backward_passes
         for name, (title, methods) in FIGURES.items():
-            fig = curves(scores, methods, args.bits, pretrain, title)
+            fig = curves(scores, methods, args.format, pretrain, title)
             save_figure(fig, f"{args.out_dir}{name}")
         return
-    table = table5(scores, args.bits, args.runs, args.sizes)
+    table = table5(scores, args.format, args.runs, args.sizes)
     md = markdown(formatted(table, "±"))
     write_table(args.out, table, md, latex(formatted(table, r"$\pm$"), text_columns=2))
 

@@ -18,7 +18,7 @@ as itself; where a file records no ``member_shared_bits``, nothing is shared and
 ``memory_bits``).
 
 ``backward_passes`` is the training budget (LPE-BSR adds none): a file's scalar, or, when it
-holds a per-member ``budget`` (the fast ensembles of ``lpe.stages.fast``, whose members come
+holds a per-member ``budget`` (the fast ensembles of ``lpe.stages.fast_predict``, whose members come
 from successive runs or cycles), the budget spent once its first ``m`` members exist;
 ``forward_passes`` counts model evaluations per input (= members); ``infer_us`` is the measured
 inference wall time per test example in microseconds, the summed forward time of the ``m``

@@ -123,7 +123,7 @@ def test_calibrate_refuses_a_non_test_evaluation_split(tmp_path, checkpoint):
 def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, checkpoint, capsys):
     import lpe.stages.baselines
     import lpe.stages.ensembles
-    import lpe.stages.fast
+    import lpe.stages.fast_predict
 
     data = tmp_path / "d.npz"
     save_splits(data, build("mnist1d", **SIZES))
@@ -135,7 +135,7 @@ def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, c
         "baselines": lambda: lpe.stages.baselines.main(
             ["--checkpoint", str(checkpoint), *common, "--method", "gaussian-noise",
              "--candidates", "0.1", "--members", "1", "--seeds", "0", "--out", "b.npz"]),
-        "fast": lambda: lpe.stages.fast.main(["predict", "--sources", str(tmp_path), *common,
+        "fast": lambda: lpe.stages.fast_predict.main(["--sources", str(tmp_path), *common,
                                        "--out", "f.npz"]),
     }  # fmt: skip
     for stage, call in calls.items():

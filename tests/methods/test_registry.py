@@ -6,7 +6,7 @@ from lpe import methods as sources
 from lpe.reports.claims import BASELINE_NAMES, FAST_NAMES
 from lpe.reports.fast import NAMES as FAST_REPORT_NAMES
 from lpe.reports.tabulate import METHOD_NAMES
-from lpe.stages.fast import fast_methods
+from lpe.stages.fast_train import fast_methods
 from lpe.stages.score import METHOD_LABELS
 
 

@@ -79,7 +79,7 @@ def test_stages_import_timm_without_torch_dynamo_and_leave_torch_as_it_was():
     torch.compiler.disable is torch's own and torch._dynamo imports and works as usual."""
     code = (
         "import sys, torch, torch.compiler; disable = torch.compiler.disable\n"
-        "import lpe.stages.ensembles, lpe.stages.train, lpe.stages.fast\n"
+        "import lpe.stages.ensembles, lpe.stages.train, lpe.stages.fast_train\n"
         "assert 'timm' in sys.modules\n"
         "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
         "assert torch.compiler.disable is disable\n"

@@ -83,7 +83,7 @@ def test_claim5_bands_hold_the_spread_over_starting_checkpoints():
 
 
 def test_table5_rows_and_statistics():
-    t = table5(fast_scores(-0.01), bits=5, runs=2, sizes=[1, 3])
+    t = table5(fast_scores(-0.01), fmt="int5", runs=2, sizes=[1, 3])
     assert t["method"].tolist() == ["fp32", "batchensemble", "de", "lpe-bsr", "lpe-bsr"]
     assert t["members"].tolist() == [1, 2, 2, 1, 3]
     lpe = t.iloc[-1]
@@ -91,11 +91,13 @@ def test_table5_rows_and_statistics():
     shown = formatted(t, "±")
     assert shown["Method"].tolist()[:3] == ["MAP", "BatchEnsemble", "DE"]
     with pytest.raises(ValueError, match="no scores for LPE-BSR"):
-        table5(fast_scores(-0.01), bits=4, runs=2, sizes=[1])
+        table5(fast_scores(-0.01), fmt="int4", runs=2, sizes=[1])
 
 
 def test_figures_have_four_panels_per_method():
-    fig = curves(fast_scores(-0.01), ["sse", "de", "multiivon"], 5, pretrain=0, title="Figure 9")
+    fig = curves(
+        fast_scores(-0.01), ["sse", "de", "multiivon"], "int5", pretrain=0, title="Figure 9"
+    )
     assert len(fig.axes) == 12
     assert fig.axes[0].get_xlabel() == "fine-tuning budget (backward passes)"
     assert fig.axes[2].get_xlabel() == "memory budget (Mbit)"
@@ -107,15 +109,15 @@ def test_table5_and_the_memory_panels_show_the_shared_base_accounting_too():
     scores["memory_bits_shared"] = scores["memory_bits"]
     copies = scores["precision"] == "int5"  # a base of 5 bits and one plane per member
     scores.loc[copies, "memory_bits_shared"] = (5 + scores["members"]) * 1000
-    table = table5(scores, bits=5, runs=2, sizes=[1, 3])
+    table = table5(scores, fmt="int5", runs=2, sizes=[1, 3])
     assert table["memory_mbit_shared"].iloc[-1] == pytest.approx((5 + 3) * 1000 / 1e6)
     assert table["memory_mbit"].iloc[-1] == pytest.approx(3 * 5 * 1000 / 1e6)
     assert "Memory, shared base (Mbit)" in formatted(table, "±")
-    fig = curves(scores, ["sse"], 5, pretrain=0, title="Figure 5")
+    fig = curves(scores, ["sse"], "int5", pretrain=0, title="Figure 5")
     memory_nll = fig.axes[2]
     labels = [text.get_text() for text in memory_nll.get_legend().get_texts()]
     assert labels == ["SSE (FP32)", "SSE + LPE-BSR INT-5", "SSE + LPE-BSR INT-5, shared base"]
     shared_line = [c for c in memory_nll.containers if c.get_label().endswith("shared base")][0]
     x = shared_line.lines[0].get_xdata()
     assert list(x) == pytest.approx([(5 + 2) * 1000 / 1e6, (5 + 4) * 1000 / 1e6])
-    assert "shared base" not in " ".join(formatted(table5(fast_scores(-0.01), 5, 2, [1]), "±"))
+    assert "shared base" not in " ".join(formatted(table5(fast_scores(-0.01), "int5", 2, [1]), "±"))

@@ -9,9 +9,9 @@ from helpers import FAST_COMMON, FAST_RUN, PRETRAIN, TRAINING, budgets
 from helpers import train_fast as train
 
 from lpe.core.artifacts import ArtifactError, write_manifest
+from lpe.methods.batchensemble import batch_ensemble_bits, load_batch_ensemble
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
-from lpe.stages.fast import batch_ensemble_bits, load_batch_ensemble
-from lpe.stages.fast import main as fast
+from lpe.stages.fast_predict import main as fast_predict
 from lpe.stages.finetune import main as finetune
 from lpe.stages.landscape import main as landscape
 from lpe.stages.score import score_files
@@ -23,7 +23,7 @@ COMMON = FAST_COMMON
 
 
 def predict(sources, data, out, *args):
-    fast(["predict", "--sources", str(sources), "--data", str(data), "--out", str(out),
+    fast_predict(["--sources", str(sources), "--data", str(data), "--out", str(out),
           "--device", "cpu", *map(str, args)])  # fmt: skip
     with np.load(out) as f:
         return {k: f[k] for k in f.files}
@@ -96,15 +96,15 @@ def test_batch_ensemble_counts_every_members_passes_and_bits(tmp_path, checkpoin
     assert preds["log_probs"].shape == (3, 16, 10)
     assert not np.allclose(preds["log_probs"][0], preds["log_probs"][1])  # members differ
     with pytest.raises(ValueError, match="BatchEnsemble"):
-        predict(tmp_path / "be", data, tmp_path / "x.npz", "--bits", 4, "--members-out",
+        predict(tmp_path / "be", data, tmp_path / "x.npz", "--format", "int4", "--members-out",
                 tmp_path / "m")  # fmt: skip
 
 
 def test_lpe_copies_add_members_and_memory_but_no_training_budget(tmp_path, checkpoint, data):
     train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2)
     alone = predict(tmp_path / "sse", data, tmp_path / "fp32.npz")
-    copies = predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--bits", 4, "--copies", 3,
-                     "--seed", 1, "--members-out", tmp_path / "members")  # fmt: skip
+    copies = predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--format", "int4",
+                     "--copies", 3, "--seed", 1, "--members-out", tmp_path / "members")  # fmt: skip
     assert alone["log_probs"].shape[0] == 2 and copies["log_probs"].shape[0] == 6
     assert list(alone["budget"] - PRETRAIN) == [RUN, 2 * RUN]
     assert list(copies["budget"] - PRETRAIN) == [RUN] * 3 + [2 * RUN] * 3
@@ -119,7 +119,7 @@ def test_lpe_copies_add_members_and_memory_but_no_training_budget(tmp_path, chec
 
 def test_the_figure4_plane_holds_two_snapshots_and_a_draw_of_one(tmp_path, checkpoint, data):
     train(checkpoint, data, tmp_path / "sse", "sse", "--runs", 2, "--lr", 0.01)
-    predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--bits", 4, "--copies", 1,
+    predict(tmp_path / "sse", data, tmp_path / "bsr.npz", "--format", "int4", "--copies", 1,
             "--members-out", tmp_path / "members")  # fmt: skip
     member = tmp_path / "members" / "source00"  # a members folder: its first member
     args = ["--checkpoint", str(tmp_path / "sse" / "source00.safetensors"),

@@ -42,7 +42,7 @@ def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(t
     best = max(gains, key=gains.get)
     other = min(gains, key=gains.get)
     args = ["--checkpoints", *(str(tmp_path / f"{n}.safetensors") for n in models),
-            "--data", str(tmp_path / "d.npz"), "--bits", "3", "--members", "3", "--seeds", "0",
+            "--data", str(tmp_path / "d.npz"), "--format", "int3", "--members", "3", "--seeds", "0",
             "--device", "cpu", "--out", str(tmp_path / "choice.md")]  # fmt: skip
     select([*args, "--configured", best])
     text = (tmp_path / "choice.md").read_text()

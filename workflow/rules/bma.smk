@@ -72,7 +72,7 @@ rule select_bma_model:
     params:
         data=DATA,
         settings=settings(HOLDOUT, QUANT),
-        bits=FAST["bits"],
+        fmt=FAST_FORMAT,
         members=config["lpe"]["ensemble_size"],
         seeds=" ".join(str(s) for s in config["lpe"]["seeds"]),
         configured=BMA_MODEL,
@@ -80,7 +80,7 @@ rule select_bma_model:
     shell:
         "python -m lpe.stages.select_model --checkpoints {input.checkpoints}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
-        " --bits {params.bits} --members {params.members} --seeds {params.seeds}"
+        " --format {params.fmt} --members {params.members} --seeds {params.seeds}"
         " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -229,10 +229,10 @@ rule figures_bma:
         ENV
     threads: 1
     params:
-        bits=config["bma"]["bits"][0],
+        fmt=BMA_FORMATS[0],
         out_dir=lambda w, output: os.path.dirname(output[0]) + "/",
     shell:
-        "python -m lpe.reports.bma_figures curves --scores {input} --bits {params.bits}"
+        "python -m lpe.reports.bma_figures curves --scores {input} --format {params.fmt}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -68,7 +68,7 @@ rule fast_train:
             reuse_posterior=FAST_REUSE.get(w.fast, {}).get("reuse_posterior"),
         ),
     shell:
-        "python -m lpe.stages.fast train --method {wildcards.fast} --checkpoint {input.checkpoint}"
+        "python -m lpe.stages.fast_train --method {wildcards.fast} --checkpoint {input.checkpoint}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
@@ -99,13 +99,13 @@ rule fast_predict:
     params:
         **PREDICTION_PARAMS,
         settings=settings(PREDICT, QUANT),
-        bits=FAST["bits"],
+        fmt=FAST_FORMAT,
         copies=FAST["copies"],
         seeds=FAST["seeds"],
     shell:
-        "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
+        "python -m lpe.stages.fast_predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --bits {params.bits} --copies {params.copies} --seeds {params.seeds}"
+        " --format {params.fmt} --copies {params.copies} --seeds {params.seeds}"
         " --batch-size {params.batch_size} --threads {threads}"
         " --members-out {output.members} --out {output.preds}"
         " --fp32-out {output.fp32}"
@@ -133,7 +133,7 @@ rule fast_predict_fp32:
         **PREDICTION_PARAMS,
         settings=settings(PREDICT),
     shell:
-        "python -m lpe.stages.fast predict --sources {input.sources} --data {params.data:q}"
+        "python -m lpe.stages.fast_predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
         " --batch-size {params.batch_size} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -194,10 +194,10 @@ rule figures_fast:
         ENV
     threads: 1
     params:
-        bits=FAST["bits"],
+        fmt=FAST_FORMAT,
         out_dir=lambda w, output: os.path.dirname(output[0]) + "/",
     shell:
-        "python -m lpe.reports.fast figures --scores {input.scores} --bits {params.bits}"
+        "python -m lpe.reports.fast figures --scores {input.scores} --format {params.fmt}"
         " --pretrained {input.checkpoint} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -212,10 +212,10 @@ rule table5:
         ENV
     threads: 1
     params:
-        bits=FAST["bits"],
+        fmt=FAST_FORMAT,
         runs=FAST["runs"],
         sizes=FAST["table5_sizes"],
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.reports.fast table5 --scores {input} --bits {params.bits}"
+        "python -m lpe.reports.fast table5 --scores {input} --format {params.fmt}"
         " --runs {params.runs} --sizes {params.sizes} --out {params.prefix} > {log} 2>&1"

@@ -9,6 +9,7 @@ import pandas as pd
 
 from lpe.core.checks import Check
 from lpe.core.selection import at_an_end, joint_band
+from lpe.formats.names import label as precision_label
 from lpe.methods import baselines, family
 from lpe.reports.claims.bands import (
     _mean_band,
@@ -44,20 +45,20 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
     if lpe["precision"].nunique() > 1:
         listed = sorted(lpe["precision"].unique())
         raise ValueError(f"baselines/scores.csv has LPE-BSR at {listed}; expected the one chosen")
-    bits = lpe["precision"].iloc[0].removeprefix("int") if len(lpe) else "?"
+    shown = precision_label(lpe["precision"].iloc[0]) if len(lpe) else "INT-?"
     checks = []
     for method, name in BASELINE_NAMES.items():
         other = runs[runs["method"] == method]
         if other.empty:
             continue
         if lpe.empty:
-            checks.append(Check(f"no LPE-BSR INT-{bits} scores to compare with {name}", ()))
+            checks.append(Check(f"no LPE-BSR {shown} scores to compare with {name}", ()))
             continue
         (lpe_nll, lpe_sd, lpe_band) = _mean_band(lpe)
         (other_nll, other_sd, other_band) = _mean_band(other)
         checks.append(
             Check.of(
-                f"{lpe['model'].iloc[0]}: LPE-BSR INT-{bits} (M={int(lpe['members'].max())}) NLL "
+                f"{lpe['model'].iloc[0]}: LPE-BSR {shown} (M={int(lpe['members'].max())}) NLL "
                 f"{lpe_nll:.5f} ± {lpe_sd:.5f} vs {name} (M={int(other['members'].max())}) "
                 f"{other_nll:.5f} ± {other_sd:.5f}",
                 other_nll - lpe_nll,
