@@ -4,12 +4,12 @@
 ``k`` seeded by ``member_seed(seed, k)``) or the single rounding-to-nearest member, into a folder
 that appears under its final name only when complete, in one of two layouts:
 
-- ``container`` (what the workflow writes): one ``ensemble.safetensors``, the members as a shared
+- ``shared-base`` (what the workflow writes): one ``ensemble.safetensors``, the members as a shared
   base plus one bit-plane each (``lpe.members.shared_base``), decoded one at a time;
 - ``files``: one member file each, ``member00.safetensors, ...`` (``lpe.members.files``).
 
 Beside it, ``manifest.json``: format, seeds, policy counts, and each member's bits under both
-accountings: ``member_bits`` (a full member each, the paper's) and, for a container,
+accountings: ``member_bits`` (a full member each, the paper's) and, for a shared-base file,
 ``member_shared_bits`` (member 0 the base and its plane, the others their plane). A folder's
 members read back (``folder_members``) equal, bit for bit, in either layout (tested).
 """
@@ -36,7 +36,7 @@ from lpe.members.files import (
 from lpe.members.shared_base import draw_shared_base, load_shared_base, save_shared_base
 from lpe.models.checkpoints import load_checkpoint
 
-LAYOUTS = ("container", "files")
+LAYOUTS = ("shared-base", "files")
 ENSEMBLE_FILE = "ensemble.safetensors"
 
 
@@ -66,7 +66,7 @@ def generate(
     seeds = [member_seed(seed, k) if method == "bsr" else 0 for k in range(members)]
     progress = f"generate {Path(out).name}"
     with atomic_dir(out) as tmp:
-        if layout == "container":  # each member encoded as it is drawn (lpe.members.shared_base)
+        if layout == "shared-base":  # each member encoded as it is drawn (lpe.members.shared_base)
             ensemble = draw_shared_base(state, fmt, [(method, s) for s in seeds], policy, progress)
             save_shared_base(tmp / ENSEMBLE_FILE, ensemble, provenance)
             bits = [ensemble.member(0).bits] * members  # every member's file would cost this

@@ -1,7 +1,7 @@
 """Figures 5 and 9 and Table 5: fast ensembles with and without LPE-BSR, on equal budgets.
 
-Both read ``fast/scores.csv`` (``lpe.stages.score`` over the predictions of ``lpe.stages.fast_predict`` plus
-the SGD solution of Figure 2 and its LPE-BSR ensembles).
+Both read ``fast/scores.csv`` (``lpe.stages.score`` over the predictions of
+``lpe.stages.fast_predict`` plus the SGD solution of Figure 2 and its LPE-BSR ensembles).
 
 - ``figures``: one row per method (Figure 5: SSE, CSGLD; Figure 9: SSE, DE, MultiIVON) and four
   panels: NLL and ECE against the fine-tuning budget (backward passes after pre-training) and

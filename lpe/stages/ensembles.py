@@ -1,7 +1,7 @@
 """The ``ensembles`` stage: the low precision runs of one checkpoint at one precision, in one job.
 
 For each run it writes the members (``lpe.stages.generate``) as one shared-base ensemble file
-(``--layout container``, the default: ``lpe.members.shared_base``; ``files``: one file per member)
+(``--layout shared-base``, the default: ``lpe.members.shared_base``; ``files``: one file per member)
 and then evaluates them from it (``lpe.stages.predict``), exactly as the two stages run one after
 the other would, and with the same numbers in either layout (tested); one process pays the
 start-up (torch, timm) and reads the checkpoint and the data once for all of them. The runs are
@@ -46,9 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=1, help="members per LPE-BSR seed")
     parser.add_argument(
         "--layout",
-        default="container",
+        default="shared-base",
         choices=LAYOUTS,
-        help="one ensemble file (container) or one file per member (files)",
+        help="one shared-base ensemble file or one file per member (files)",
     )
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="LPE-BSR ensemble seeds")
     parser.add_argument("--members-out", nargs="*", default=[], help="member folder per seed")

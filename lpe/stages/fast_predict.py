@@ -127,7 +127,7 @@ def predict_copies(folder, members_out, fmt, copies, seed, *, policy, x, batch_s
                 copies_seed,
                 members=copies,
                 policy=policy,
-                layout="container",
+                layout="shared-base",
             )
             done, _, info = predict_members(
                 checkpoint, out, x, batch_size, device, calibration_x=calib_x

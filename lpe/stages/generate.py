@@ -3,7 +3,7 @@
 For ``--method bsr`` it draws ``--members`` members by Bernoulli stochastic rounding, member ``k``
 seeded by ``member_seed(seed, k)``; for ``--method rtn`` it writes the single rounding-to-nearest
 member. The output folder holds ``member00.safetensors, ...`` (``--layout files``, the default) or
-one shared-base ``ensemble.safetensors`` (``--layout container``, what the workflow writes), and
+one shared-base ``ensemble.safetensors`` (``--layout shared-base``, what the workflow writes), and
 ``manifest.json`` (format, seeds, policy counts, bits); it appears under its final name only when
 complete (``lpe.members.sets``).
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         "--layout",
         default="files",
         choices=LAYOUTS,
-        help="one file per member (files) or one ensemble file (container)",
+        help="one file per member (files) or one shared-base ensemble file",
     )
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=1)

@@ -51,7 +51,7 @@ def test_an_ensemble_file_of_another_checkpoint_swapped_in_is_refused(tmp_path, 
     ours, foreign = tmp_path / "ours", tmp_path / "foreign"
     for source, folder in ((checkpoint, ours), (other, foreign)):
         run_generate(source, folder, "--method", "bsr", "--bits", 4, "--members", 2,
-                     "--layout", "container")  # fmt: skip
+                     "--layout", "shared-base")  # fmt: skip
     shutil.copy(foreign / "ensemble.safetensors", ours / "ensemble.safetensors")
     with pytest.raises(ArtifactError, match=r"ensemble.safetensors was made from another checkp"):
         run_predict(checkpoint, data, tmp_path / "p.npz", "--members", ours)

@@ -67,7 +67,8 @@ def test_the_shared_base_costs_b_plus_m_bits_per_quantized_weight(vit_state):
 
 @pytest.mark.parametrize("method", ["rtn", "bsr"])
 def test_one_member_is_stored_as_itself(tmp_path, vit_state, method):
-    """No plane: the container of one member costs its member file's bits (and decodes to it)."""
+    """No plane: the shared-base file of one member costs its member file's bits (and decodes to
+    it)."""
     member = quantize(vit_state, get_format("int4"), method, seed=3)
     path = tmp_path / "one.safetensors"
     assert save_shared_base(path, encode([member]), {}) == member.bits

@@ -23,10 +23,10 @@ def _separately(tmp_path, checkpoint, data, method, seed, members):
     return folder, out
 
 
-@pytest.mark.parametrize("layout", ["files", "container"])
+@pytest.mark.parametrize("layout", ["files", "shared-base"])
 def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint, data, layout):
-    """The same members and predictions in either layout; a container's predictions also carry
-    the shared-base bits, which sum to the container's and are below the member files'."""
+    """The same members and predictions in either layout; a shared-base file's predictions also
+    carry the shared-base bits, which sum to the file's and are below the member files'."""
     ours = {s: (tmp_path / f"bsr{s}", tmp_path / f"bsr{s}.npz") for s in (0, 2)}
     lpe.stages.ensembles.main([
         "--checkpoint", str(checkpoint), "--data", str(data), "--bits", "4", "--members", "3",
@@ -62,10 +62,10 @@ def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint
                 assert all(t.equal(getattr(b, part)[n]) for n, t in getattr(a, part).items())
         with np.load(preds) as a, np.load(sep_preds) as b:
             assert set(a.files) - set(b.files) == ({"member_shared_bits"} if layout ==
-                                                   "container" else set())  # fmt: skip
+                                                   "shared-base" else set())  # fmt: skip
             for key in set(b.files) - {"member_seconds"}:  # a measured time: never the same
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{run} {key}")
-            if layout == "container":
+            if layout == "shared-base":
                 shared = a["member_shared_bits"]
                 assert shared.sum() == json.loads(
                     safe_open(folder / "ensemble.safetensors", "pt").metadata()["memory_bits"]

@@ -81,7 +81,7 @@ def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data)
     assert not (tmp_path / "p.npz").exists()
 
 
-@pytest.mark.parametrize("layout", ["files", "container"])
+@pytest.mark.parametrize("layout", ["files", "shared-base"])
 def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, monkeypatch, layout):
     """Members are read (or decoded) one at a time: when member k is, members < k are freed."""
     members = tmp_path / "members"
