@@ -13,10 +13,10 @@ Subcommands:
 - ``download --name meta-llama/Meta-Llama-3-8B --cache DIR --out MODEL_DIR``: the model and its
   tokenizer through transformers (a gated model reads its token from ``HF_TOKEN``), saved to
   ``MODEL_DIR``; a copy already in ``DIR`` is used without network access.
-- ``predict --model MODEL_DIR --mmlu ROOT --out PREDS.npz [--bits 5 --method bsr --members 20
-  --seed 0] [--dtype bfloat16]``: the predictions file of the FP32 model or of its RTN or LPE-BSR
-  members, which are made in memory and written into the one model in turn (no member files at
-  this scale).
+- ``predict --model MODEL_DIR --mmlu ROOT --out PREDS.npz [--format int5 --method bsr --members
+  20 --seed 0] [--dtype bfloat16]``: the predictions file of the FP32 model or of its RTN member
+  (one: rounding to nearest is deterministic) or LPE-BSR members, which are made in memory and
+  written into the one model in turn (no member files at this scale).
 
 At 8B scale (the paper profile):
 - ``--dtype bfloat16`` holds the model's weights in bf16 (16 GB instead of 32); the output head
@@ -38,7 +38,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,13 +46,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import add_bits_argument, add_runtime_arguments, apply_settings, subcommand
+from lpe.cli.flags import FORMAT_NAMES, add_runtime_arguments, apply_settings, subcommand
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
-from lpe.formats.names import FP32
-from lpe.formats.number_formats import int_format
+from lpe.formats.number_formats import get_format
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import quantize
 from lpe.models.llm import load_model
@@ -103,11 +101,11 @@ def predict(args) -> None:
     del fp32
     policy = QuantPolicy(exclude=LLM_EXCLUDE)
     numel = sum(t.numel() for t in masters.values())
-    if args.bits is None:
+    if args.format is None:
         log_probs = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)[None]
         bits, run = [32 * numel], {"method": "fp32", "bits": 0, "seed": 0}
     else:
-        fmt = int_format(args.bits)
+        fmt = get_format(args.format)
         parts = MemberParts(Path(str(args.out) + ".members"), _run_record(args, len(prompts)))
         if args.method == "bsr":  # the library's ensemble, rounded from the FP32 masters
             ensemble = LowPrecisionEnsemble(model, fmt, args.members, args.seed, policy,
@@ -128,7 +126,7 @@ def predict(args) -> None:
             log_probs.append(lp)
             bits.append(member_bits)
         log_probs = torch.stack(log_probs)
-        run = {"method": args.method, "bits": args.bits, "seed": args.seed}
+        run = {"method": args.method, "bits": fmt.code_bits, "seed": args.seed}
     meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
     info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")
     from lpe.evaluation.predictions_file import write_predictions
@@ -141,7 +139,7 @@ def predict(args) -> None:
 def _run_record(args, prompts: int) -> dict:
     """What determines a member's predictions; saved parts of another run are not reused."""
     source = json.loads((Path(args.model) / "lpe_source.json").read_text())
-    keys = ("split", "shots", "limit", "bits", "method", "seed", "dtype")
+    keys = ("split", "shots", "limit", "format", "method", "seed", "dtype")
     return {"model": source["sha256"], "prompts": prompts, **{k: getattr(args, k) for k in keys}}
 
 
@@ -215,10 +213,6 @@ def download(name: str, cache, out) -> None:
     shutil.copytree(cached, out)
 
 
-# a run name of the workflow's LLM rules (fp32 is the model itself)
-RUN_NAME = re.compile(r"(?P<method>rtn|bsr)-int(?P<bits>\d+)-seed(?P<seed>\d+)")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,28 +226,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--limit", type=int, help="a fixed random subset of this many questions")
-    add_bits_argument(p, "omit for the FP32 model")
+    p.add_argument("--format", help=f"the members' number format: {FORMAT_NAMES} (omit for the "
+                   "FP32 model)")  # fmt: skip
     p.add_argument("--method", default="bsr", choices=("rtn", "bsr"))
     p.add_argument("--members", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", required=True)
-    p.add_argument(
-        "--run",
-        help="a workflow run name (fp32, rtn-int5-seed0, bsr-int5-seed1): sets --bits, --method, "
-        "--seed, and one member for rtn",
-    )
     add_runtime_arguments(p)
     if subcommand(argv) == "predict":
         apply_settings(p, argv, {"large.ensemble_size": "members", "predict.dtype": "dtype"})
     args = parser.parse_args(argv)
-    if args.command == "predict" and args.run and args.run != FP32:
-        if not (match := RUN_NAME.fullmatch(args.run)):
-            parser.error(
-                f"--run {args.run!r} is not fp32, rtn-int<b>-seed<s> or bsr-int<b>-seed<s>"
-            )
-        args.method, args.bits, args.seed = match["method"], int(match["bits"]), int(match["seed"])
-        args.members = 1 if args.method == "rtn" else args.members
+    if args.command == "predict" and args.method == "rtn":
+        args.members = 1  # rounding to nearest is deterministic: one member
     if args.command == "download":
         download(args.name, args.cache, args.out)
         return

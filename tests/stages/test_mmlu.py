@@ -34,7 +34,7 @@ def test_members_are_scored_on_the_four_answer_letters(tmp_path, tiny_llama):
     common = ["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
               "--device", "cpu"]  # fmt: skip
     mmlu([*common, "--out", str(tmp_path / "fp32.npz")])
-    mmlu([*common, "--bits", "4", "--members", "3", "--seed", "1",
+    mmlu([*common, "--format", "int4", "--members", "3", "--seed", "1",
           "--out", str(tmp_path / "bsr.npz")])  # fmt: skip
     with np.load(tmp_path / "fp32.npz") as f, np.load(tmp_path / "bsr.npz") as g:
         assert f["log_probs"].shape == (1, 6, 4) and g["log_probs"].shape == (3, 6, 4)
@@ -79,7 +79,7 @@ def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_
     root = write_mmlu(tmp_path / "mmlu")
     out = tmp_path / "bf16.npz"
     mmlu(["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
-          "--device", "cpu", "--bits", "4", "--members", "2", "--dtype", "bfloat16",
+          "--device", "cpu", "--format", "int4", "--members", "2", "--dtype", "bfloat16",
           "--out", str(out)])  # fmt: skip
     saved = np.load(out)
     masters = load_model(tiny_llama)[0].state_dict()
@@ -113,7 +113,7 @@ def test_an_interrupted_member_run_resumes_from_its_saved_members(
 
     root = write_mmlu(tmp_path / "mmlu")
     args = ["predict", "--model", str(tiny_llama), "--mmlu", str(root), "--shots", "1",
-            "--device", "cpu", "--bits", "4", "--members", "3"]  # fmt: skip
+            "--device", "cpu", "--format", "int4", "--members", "3"]  # fmt: skip
     mmlu([*args, "--out", str(tmp_path / "clean.npz")])
     forward = lpe.stages.mmlu.answer_log_probs
     calls = []

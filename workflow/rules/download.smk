@@ -84,29 +84,49 @@ rule download_llm:
         " --out {output:q} > {log:q} 2>&1"
 
 
+# An LLM's RTN or LPE-BSR members (the run names of paths.smk: method, format, seed), and the
+# model itself (predict_llm_fp32: no member flags)
 rule predict_llm:
     input:
         work("llm/{llm}"),
     output:
-        preds_file("{llm}", "{run}"),
+        preds_file("{llm}", "{method}-{fmt}-seed{seed}"),
     log:
-        work("logs/predict/{llm}/{run}.log"),
+        work("logs/predict/{llm}/{method}-{fmt}-seed{seed}.log"),
     benchmark:
-        work("benchmarks/predict/{llm}/{run}.tsv")
+        work("benchmarks/predict/{llm}/{method}-{fmt}-seed{seed}.tsv")
     wildcard_constraints:
         llm="|".join(re.escape(m) for m in LLMS) or "^$",
-        run=r"fp32|(rtn|bsr)-int\d+-seed\d+",
+        method="rtn|bsr",
+        fmt="[a-z0-9_]+",
+        seed=r"\d+",
     conda:
         ENV
     threads: 1
     params:
         cfg=config["llm"],
         settings=settings(["large.ensemble_size", "predict.dtype"]),
+        members=lambda w: f"--method {w.method} --format {w.fmt} --seed {w.seed}",
     shell:
         "python -m lpe.stages.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
-        " --split {params.cfg[split]} --shots {params.cfg[shots]} --run {wildcards.run}"
+        " --split {params.cfg[split]} --shots {params.cfg[shots]} {params.members}"
         " --batch-size {params.cfg[batch_size]} --settings {params.settings:q} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+use rule predict_llm as predict_llm_fp32 with:
+    output:
+        preds_file("{llm}", "fp32"),
+    log:
+        work("logs/predict/{llm}/fp32.log"),
+    benchmark:
+        work("benchmarks/predict/{llm}/fp32.tsv")
+    wildcard_constraints:
+        llm="|".join(re.escape(m) for m in LLMS) or "^$",
+    params:
+        cfg=config["llm"],
+        settings=settings(["large.ensemble_size", "predict.dtype"]),
+        members="",
 
 
 use rule score_template as score_large with:
