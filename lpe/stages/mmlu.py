@@ -132,7 +132,7 @@ def predict(args) -> None:
     from lpe.evaluation.predictions_file import write_predictions
 
     write_predictions(args.out, log_probs, labels, bits, info, run=run, params=numel)
-    if args.bits is not None:
+    if args.format is not None:
         parts.remove()
 
 
@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     add_runtime_arguments(p)
     if subcommand(argv) == "predict":
-        apply_settings(p, argv, {"large.ensemble_size": "members", "predict.dtype": "dtype"})
+        job = {f"job.{name}": name for name in ("method", "format", "seed")}  # the run's members
+        apply_settings(p, argv, {"large.ensemble_size": "members", "predict.dtype": "dtype", **job})
     args = parser.parse_args(argv)
     if args.command == "predict" and args.method == "rtn":
         args.members = 1  # rounding to nearest is deterministic: one member

@@ -85,7 +85,7 @@ rule download_llm:
 
 
 # An LLM's RTN or LPE-BSR members (the run names of paths.smk: method, format, seed), and the
-# model itself (predict_llm_fp32: no member flags)
+# model itself (predict_llm_fp32: no members)
 rule predict_llm:
     input:
         work("llm/{llm}"),
@@ -105,11 +105,15 @@ rule predict_llm:
     threads: 1
     params:
         cfg=config["llm"],
-        settings=settings(["large.ensemble_size", "predict.dtype"]),
-        members=lambda w: f"--method {w.method} --format {w.fmt} --seed {w.seed}",
+        settings=lambda w: settings(
+            ["large.ensemble_size", "predict.dtype"],
+            method=w.method,
+            format=w.fmt,
+            seed=int(w.seed),
+        ),
     shell:
         "python -m lpe.stages.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
-        " --split {params.cfg[split]} --shots {params.cfg[shots]} {params.members}"
+        " --split {params.cfg[split]} --shots {params.cfg[shots]}"
         " --batch-size {params.cfg[batch_size]} --settings {params.settings:q} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
@@ -125,8 +129,12 @@ use rule predict_llm as predict_llm_fp32 with:
         llm="|".join(re.escape(m) for m in LLMS) or "^$",
     params:
         cfg=config["llm"],
-        settings=settings(["large.ensemble_size", "predict.dtype"]),
-        members="",
+        settings=settings(
+            ["large.ensemble_size", "predict.dtype"],
+            method=None,
+            format=None,
+            seed=None,
+        ),
 
 
 use rule score_template as score_large with:
