@@ -71,10 +71,15 @@ def test_csgld_adds_noise_only_in_the_sampling_phase(tmp_path, checkpoint, data)
                   "--csgld-exploration", 1.0)  # fmt: skip
     half = train(checkpoint, data, tmp_path / "half", "csgld", *common,
                  "--csgld-exploration", 0.5)  # fmt: skip
+    # The first training run in a process can differ from a later identical one by ~1e-9 (seen
+    # when this test runs alone: sse, then sse again, differ as sse and "never" do), so equality
+    # is up to 1e-6; the Langevin noise at temperature 5 moves weights by far more.
     for a, b, c in zip(sse["sources"], never["sources"], half["sources"], strict=True):
         plain = weights(tmp_path / "sse" / a["file"])
-        assert torch.equal(plain, weights(tmp_path / "never" / b["file"]))  # no sampling phase
-        assert not torch.equal(plain, weights(tmp_path / "half" / c["file"]))
+        never_moved = weights(tmp_path / "never" / b["file"]) - plain
+        half_moved = weights(tmp_path / "half" / c["file"]) - plain
+        assert never_moved.abs().max() < 1e-6  # no sampling phase
+        assert half_moved.abs().max() > 1e-3
 
 
 def test_cycles_that_do_not_divide_the_run_stop_before_training(tmp_path, checkpoint, data):
