@@ -115,6 +115,34 @@ def weights_problem(name: str, weights, err: Exception) -> str:
 
 
 @torch.inference_mode()
+def _runs(model: torch.nn.Module, ensembles: list[LowPrecisionEnsemble]) -> list[tuple]:
+    """The runs scored: ``(method, seed, members, paper bits, stored bits)`` of FP32, RTN (the
+    first ensemble's stored RTN member, or rounded from the model) and each LPE-BSR ensemble;
+    ``members`` gives the run's members (None: the model itself)."""
+    first = ensembles[0]
+    rtn = first.rtn()
+    if rtn is None:
+        state = {name: t.detach() for name, t in model.state_dict().items()}
+        rtn = quantize(state, first.fmt, "rtn", policy=first.policy)
+    fp32_bits = 32 * _numel(model.state_dict())
+    runs = [("fp32", None, lambda: [None], fp32_bits, fp32_bits),
+            ("rtn", None, lambda: [rtn], rtn.bits, rtn.bits)]  # fmt: skip
+    return runs + [("lpe-bsr", e.seed, e.members, e.paper_bits(), e.bits) for e in ensembles]
+
+
+def _row(name, seed, precision, done, paper_bits, stored_bits) -> dict:
+    """A run's row of scores: its ensemble's (``done``) NLL, ERR, ECE, diversity and costs."""
+    labels, lp = done.labels, done.log_probs[None]
+    nll = metrics.nll(lp, labels)
+    return {
+        "method": name, "seed": seed, "precision": precision, "members": done.count,
+        "memory_mbit": paper_bits / 1e6, "stored_mbit": stored_bits / 1e6, "nll": nll,
+        "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels),
+        "avg_loss": done.avg_loss, "ambiguity": done.avg_loss - nll, "temperature": math.nan,
+        "forward_passes": done.count, "infer_us": 1e6 * done.seconds / len(labels),
+    }  # fmt: skip
+
+
 def apply_lpe(
     model: torch.nn.Module,
     loader,
@@ -156,28 +184,13 @@ def apply_lpe(
                                           progress=f"draw seed {s}")
                      for s in (seeds or [seed])]  # fmt: skip
     first = ensembles[0]
-    rtn = first.rtn()
-    if rtn is None:
-        state = {name: t.detach() for name, t in model.state_dict().items()}
-        rtn = quantize(state, first.fmt, "rtn", policy=first.policy)
-    fp32_bits = 32 * _numel(model.state_dict())
-    runs = [("fp32", None, lambda: [None], fp32_bits, fp32_bits),
-            ("rtn", None, lambda: [rtn], rtn.bits, rtn.bits)]  # fmt: skip
-    runs += [("lpe-bsr", e.seed, e.members, e.paper_bits(), e.bits) for e in ensembles]
     rows, per_image, predictions, bsr_seeds, bsr_ts = [], {}, {}, [], []
-    for name, run_seed, run_members, paper_bits, stored_bits in runs:
+    for name, run_seed, run_members, paper_bits, stored_bits in _runs(model, ensembles):
         label = name if run_seed is None else f"{name} seed {run_seed}"
         done = _ensemble_of(first.stream(loader, run_members(), device), label)
         labels, lp = done.labels, done.log_probs[None]
-        nll = metrics.nll(lp, labels)
-        rows.append({
-            "method": name, "seed": run_seed,
-            "precision": "fp32" if name == "fp32" else first.fmt.name, "members": done.count,
-            "memory_mbit": paper_bits / 1e6, "stored_mbit": stored_bits / 1e6, "nll": nll,
-            "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels),
-            "avg_loss": done.avg_loss, "ambiguity": done.avg_loss - nll, "temperature": math.nan,
-            "forward_passes": done.count, "infer_us": 1e6 * done.seconds / len(labels),
-        })  # fmt: skip
+        precision = "fp32" if name == "fp32" else first.fmt.name
+        rows.append(_row(name, run_seed, precision, done, paper_bits, stored_bits))
         key = name if run_seed is None else f"{name}-{run_seed}"
         if name == "lpe-bsr":
             bsr_seeds.append(verdicts.per_image_nll(done.log_probs, labels))
