@@ -88,7 +88,7 @@ def fast_with_lpe() -> list[str]:
     return [s.name for s in family("fast") if s.lpe_copies]
 
 
-def methods() -> dict[str, str]:
+def score_names() -> dict[str, str]:
     """Every ``method`` a predictions file may hold -> its name in the score CSVs: the sources,
     the fast sources' LPE-BSR variants, and ``bsr`` (the members' own name for LPE-BSR)."""
     names = {s.name: s.name for s in SOURCES}

@@ -46,9 +46,9 @@ from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError, write_with
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.names import FP32, int_name
-from lpe.methods import methods
+from lpe.methods import score_names
 
-METHOD_LABELS = methods()  # a predictions file's method -> the score CSVs' (lpe.methods)
+METHOD_LABELS = score_names()  # a predictions file's method -> the score CSVs' (lpe.methods)
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
