@@ -130,7 +130,7 @@ def _runs(model: torch.nn.Module, ensembles: list[LowPrecisionEnsemble]) -> list
     return runs + [("lpe-bsr", e.seed, e.members, e.paper_bits(), e.bits) for e in ensembles]
 
 
-def _row(name, seed, precision, done, paper_bits, stored_bits) -> dict:
+def _row(name, seed, precision, done, *, paper_bits, stored_bits) -> dict:
     """A run's row of scores: its ensemble's (``done``) NLL, ERR, ECE, diversity and costs."""
     labels, lp = done.labels, done.log_probs[None]
     nll = metrics.nll(lp, labels)
@@ -190,7 +190,9 @@ def apply_lpe(
         done = _ensemble_of(first.stream(loader, run_members(), device), label)
         labels, lp = done.labels, done.log_probs[None]
         precision = "fp32" if name == "fp32" else first.fmt.name
-        rows.append(_row(name, run_seed, precision, done, paper_bits, stored_bits))
+        rows.append(
+            _row(name, run_seed, precision, done, paper_bits=paper_bits, stored_bits=stored_bits)
+        )
         key = name if run_seed is None else f"{name}-{run_seed}"
         if name == "lpe-bsr":
             bsr_seeds.append(verdicts.per_image_nll(done.log_probs, labels))
