@@ -258,20 +258,20 @@ def bma_scores(lpe_nll: float, bma_nll: float) -> pd.DataFrame:
 
 
 def test_claim4_compares_at_equal_size_and_at_equal_memory():
-    better = claim4(bma_scores(lpe_nll=0.50, bma_nll=0.51), bits=5)
+    better = claim4(bma_scores(lpe_nll=0.50, bma_nll=0.51), fmt="int5")
     assert better.verdict == "reproduced" and len(better.checks) == 4
     texts = [c.text for c in better.checks]
     assert "equal size M=4" in texts[0] and "LPE-BSR INT-5 M=4" in texts[1]
     assert "vs BMA M=1" in texts[1]  # the most BMA members that fit in 20000 bits, at least 1
     # 0.5% worse at equal size is still competitive; at equal memory it is compared with BMA M=1
-    close = claim4(bma_scores(lpe_nll=0.5125, bma_nll=0.51), bits=5)
+    close = claim4(bma_scores(lpe_nll=0.5125, bma_nll=0.51), fmt="int5")
     assert [c.outcome for c in close.checks] == ["holds"] * 4
-    worse = claim4(bma_scores(lpe_nll=0.60, bma_nll=0.51), bits=5)
+    worse = claim4(bma_scores(lpe_nll=0.60, bma_nll=0.51), fmt="int5")
     assert worse.verdict == "not reproduced"
 
 
 def test_claim4_is_not_reproduced_without_scores_at_the_precision():
-    claim = claim4(bma_scores(0.5, 0.5), bits=4)
+    claim = claim4(bma_scores(0.5, 0.5), fmt="int4")
     assert claim.verdict == "not reproduced"
     assert "no LPE-BSR INT-4 or BMA scores" in claim.checks[0].text
 
@@ -397,14 +397,14 @@ def shared_rows(lpe_nll: float, other_nll: float, lpe_members: int = 40) -> pd.D
 def test_claim10_compares_at_equal_memory_under_the_shared_base_accounting(scores):
     from lpe.reports.claims import claim10
 
-    better = claim10(scores, shared_rows(0.40, 0.45), 5, None, 5)
+    better = claim10(scores, shared_rows(0.40, 0.45), "int5", None, "int5")
     (check,) = better.checks
     assert check.outcome == "holds" and better.number == 10
     assert "M=40 as one shared base (0.01 MB)" in check.text  # 45000 bits
     assert "vs SWAG BMA M=1 (the largest that fits" in check.text
-    worse = claim10(scores, shared_rows(0.60, 0.45), 5, None, 5)
+    worse = claim10(scores, shared_rows(0.60, 0.45), "int5", None, "int5")
     assert worse.verdict == "not reproduced"
-    small = claim10(scores, shared_rows(0.40, 0.45, lpe_members=4), 5, None, 5)
+    small = claim10(scores, shared_rows(0.40, 0.45, lpe_members=4), "int5", None, "int5")
     assert "none fits" in small.checks[0].text  # 9000 bits: not even one FP32 model
 
 
@@ -456,5 +456,5 @@ def test_claim10_takes_the_smallest_ensemble_when_none_fits_and_sizes_start_abov
     bma = rows["method"] == "swag-bma"
     rows.loc[bma, "members"] *= 2  # two draws per run, as MultiIVON's sources
     rows.loc[bma, "memory_bits"] *= 2
-    (check,) = claim10(scores, rows, 5, None, 5).checks
+    (check,) = claim10(scores, rows, "int5", None, "int5").checks
     assert "vs SWAG BMA M=2 (none fits" in check.text and "0.01 MB" in check.text

@@ -149,7 +149,9 @@ rule claims:
     threads: 1
     params:
         settings=settings(
-            ["bma.bits", "fast.bits"],
+            [],
+            bma_format=BMA_FORMATS[0],
+            fast_format=FAST_FORMAT,
             format_scores=results("formats/scores.csv") if FORMATS["models"] else None,
         ),
     shell:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from lpe.core.checks import Check
 from lpe.core.selection import joint_band
+from lpe.formats.names import label as precision_label
 from lpe.reports.claims.bands import (
     _mean_band,
 )
@@ -39,22 +40,23 @@ def claim4_note(bma_scores: pd.DataFrame, hessian: dict[str, float] | None) -> s
     return note
 
 
-def claim4(bma_scores: pd.DataFrame, bits: int, hessian: dict[str, float] | None = None) -> Claim:
+def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None = None) -> Claim:
     """LPE-BSR around SWAG's and IVON's solutions against their BMA, by size and by memory."""
+    shown = precision_label(fmt)
     checks = []
     for optimizer in ("swag", "ivon"):
         run = bma_scores[bma_scores["optimizer"] == optimizer]
-        lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == f"int{bits}")]
+        lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
         bma = run[run["method"] == f"{optimizer}-bma"]
         if lpe.empty or bma.empty:
-            checks.append(Check(f"{optimizer}: no LPE-BSR INT-{bits} or BMA scores", ()))
+            checks.append(Check(f"{optimizer}: no LPE-BSR {shown} or BMA scores", ()))
             continue
         size = int(min(lpe["members"].max(), bma["members"].max()))
         lpe_nll, lpe_sd, lpe_band = _mean_band(lpe[lpe["members"] == size])
         bma_nll, bma_sd, bma_band = _mean_band(bma[bma["members"] == size])
         checks.append(
             Check.of(
-                f"{optimizer.upper()}, equal size M={size}: LPE-BSR INT-{bits} NLL {lpe_nll:.5f} "
+                f"{optimizer.upper()}, equal size M={size}: LPE-BSR {shown} NLL {lpe_nll:.5f} "
                 f"± {lpe_sd:.5f} vs BMA {bma_nll:.5f} ± {bma_sd:.5f} "
                 f"({100 * (lpe_nll / bma_nll - 1):+.2f}%)",
                 (1 + COMPETITIVE) * bma_nll - lpe_nll,
@@ -71,7 +73,7 @@ def claim4(bma_scores: pd.DataFrame, bits: int, hessian: dict[str, float] | None
         bma_bits = int(bma[bma["members"] == m]["memory_bits"].max())
         checks.append(
             Check.of(
-                f"{optimizer.upper()}, equal memory: LPE-BSR INT-{bits} M={full} "
+                f"{optimizer.upper()}, equal memory: LPE-BSR {shown} M={full} "
                 f"({budget / 8e6:.2f} MB) NLL {lpe_nll:.5f} ± {lpe_sd:.5f} vs BMA M={m} "
                 f"({bma_bits / 8e6:.2f} MB) NLL {bma_nll:.5f} ± {bma_sd:.5f}",
                 bma_nll - lpe_nll,

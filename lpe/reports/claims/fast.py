@@ -8,6 +8,7 @@ import pandas as pd
 from lpe.core.artifacts import read_manifest
 from lpe.core.checks import Check, outcome_of
 from lpe.core.selection import NOISE_SE
+from lpe.formats.names import label as precision_label
 from lpe.methods import BY_NAME, fast_with_lpe
 from lpe.reports.claims.claim import Claim
 from lpe.reports.tabulate import budget_points
@@ -33,19 +34,20 @@ def rate_choices(folders: list[str]) -> str:
 
 
 def checkpoint_spread(
-    checkpoints: list[pd.DataFrame], members: int, bits: int
+    checkpoints: list[pd.DataFrame], members: int, fmt: str
 ) -> tuple[dict[str, float], str]:
     """Claim 5's checkpoint band: per metric (NLL, ECE), NOISE_SE standard deviations over
     trained checkpoints of one model (``checkpoints``: each one's scores, FP32 and LPE-BSR
-    INT-``bits`` at its first seed; the workflow's ``fast/checkpoints/``: the fast ensembles'
+    ``fmt`` at its first seed; the workflow's ``fast/checkpoints/``: the fast ensembles'
     starting model and its ``train_noise`` copies) of LPE-BSR's gain over FP32 at ``members``
     members, the one-source analogue of "a source with its LPE-BSR copies". The fast ensembles
     all start from one checkpoint, so their margins move with it, which their seeds cannot see.
     Returns ({}, "") for fewer than two checkpoints.
     """
+    shown = precision_label(fmt)
     if len(checkpoints) < 2:
         return {}, ""
-    precision = f"int{bits}"
+    precision = fmt
     spreads = {}
     for metric in ("nll", "ece"):
         gains = []
@@ -61,7 +63,7 @@ def checkpoint_spread(
     text = (
         f"Each budget's band also holds the starting checkpoint: {NOISE_SE:g} standard "
         f"deviations over {len(checkpoints)} trained checkpoints of the starting model "
-        f"(train_noise) of LPE-BSR INT-{bits}'s gain over FP32 at {members} members, in "
+        f"(train_noise) of LPE-BSR {shown}'s gain over FP32 at {members} members, in "
         f"quadrature: NLL ±{spreads['nll']:.5f}, ECE ±{spreads['ece']:.5f}."
     )
     return spreads, text
@@ -77,7 +79,7 @@ def copies_per_source(fast_scores: pd.DataFrame) -> int:
 
 def claim5(
     fast_scores: pd.DataFrame,
-    bits: int,
+    fmt: str,
     rates: str = "",
     checkpoint: tuple[dict[str, float], str] = ({}, ""),
 ) -> Claim:
@@ -86,6 +88,7 @@ def claim5(
     ``checkpoint`` is :func:`checkpoint_spread`'s band per metric and its sentence: added in
     quadrature to every budget's band (none when empty: the bands cover the draws only).
     """
+    shown = precision_label(fmt)
     spreads, spread_text = checkpoint
     checks = []
     for method, name in FAST_NAMES.items():
@@ -104,7 +107,7 @@ def claim5(
             better = sum(outcome_of(m, b) == "holds" for m, b in parts)
             checks.append(
                 Check(
-                    f"{name} {metric.upper()}: + LPE-BSR INT-{bits} better at {better} of "
+                    f"{name} {metric.upper()}: + LPE-BSR {shown} better at {better} of "
                     f"{len(parts)} training budgets; with all {int(alone.loc[last, 'members'])}"
                     f" sources {alone.loc[last, metric]:.5f} alone vs {with_lpe[last]:.5f} with "
                     f"LPE-BSR ({int(copies['members'].max()[last])} members)",

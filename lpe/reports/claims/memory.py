@@ -7,7 +7,7 @@ import pandas as pd
 
 from lpe.core.checks import Check
 from lpe.core.selection import joint_band
-from lpe.formats.names import label
+from lpe.formats.names import label as precision_label
 from lpe.reports.claims.bands import (
     _mean_band,
 )
@@ -58,26 +58,27 @@ def members_in_fp32_memory(scores: pd.DataFrame) -> list[str]:
         plane = int(sizes[3] - sizes[2])
         base = int(sizes[2]) - 2 * plane
         fit = (int(fp32["memory_bits"].max()) - base) // plane
-        found.append(f"{model} {label(precision)}: {fit}")
+        found.append(f"{model} {precision_label(precision)}: {fit}")
     return found
 
 
-def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, bits: int,
-            fast_scores: pd.DataFrame | None, fast_bits: int) -> Claim:  # fmt: skip
+def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, fmt: str,
+            fast_scores: pd.DataFrame | None, fast_fmt: str) -> Claim:  # fmt: skip
     """Beyond the paper: LPE-BSR stored as one shared base, at equal memory."""
     checks = []
     if bma_scores is not None:
+        shown = precision_label(fmt)
         for optimizer in ("swag", "ivon"):
             run = bma_scores[bma_scores["optimizer"] == optimizer]
-            lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == f"int{bits}")]
+            lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
             bma = run[run["method"] == f"{optimizer}-bma"]
             if len(lpe) and len(bma) and has_shared_memory(lpe):
                 checks.append(_at_shared_memory(f"{optimizer.upper()} BMA", lpe, bma,
-                                                f"LPE-BSR INT-{bits}"))  # fmt: skip
+                                                f"LPE-BSR {shown}"))  # fmt: skip
     if fast_scores is not None:
         lpe = fast_scores[(fast_scores["method"] == "lpe-bsr")
-                          & (fast_scores["precision"] == f"int{fast_bits}")]  # fmt: skip
-        around = f"LPE-BSR INT-{fast_bits} (SGD solution)"
+                          & (fast_scores["precision"] == fast_fmt)]  # fmt: skip
+        around = f"LPE-BSR {precision_label(fast_fmt)} (SGD solution)"
         for method, name in FAST_NAMES.items():
             alone = budget_points(fast_scores, method)
             if len(lpe) and len(alone) and has_shared_memory(lpe):

@@ -18,9 +18,9 @@ Nothing here is tuned: the thresholds are the claims' own (a difference of NLL >
 trained model (lpe.models.checkpoints), loudly when one fails.
 
 Usage: ``python -m lpe.reports.claims --scores results/mini/scores.csv [--checkpoints CKPT ...]
-[--bma-scores results/mini/bma/scores.csv --bma-bits 5 --ivon-posterior POSTERIOR]
+[--bma-scores results/mini/bma/scores.csv --bma-format int5 --ivon-posterior POSTERIOR]
 [--baseline-scores results/mini/baselines/scores.csv --baseline-choices CHOICE ...]
-[--fast-scores results/mini/fast/scores.csv --fast-bits 5 --fast-checkpoint-scores SCORES ...]
+[--fast-scores results/mini/fast/scores.csv --fast-format int5 --fast-checkpoint-scores SCORES ...]
 [--retrained-scores SCORES ...]
 [--format-scores results/mini/formats/scores.csv] --out results/mini/claims.md``
 """
@@ -36,7 +36,6 @@ import pandas as pd
 from lpe.cli.flags import apply_settings
 from lpe.core.artifacts import read_metadata, write_text
 from lpe.core.selection import NOISE_SE
-from lpe.core.settings import Option
 from lpe.models.checkpoints import (
     GATE_RISE,
     GATE_TOLERANCE,
@@ -134,11 +133,11 @@ def _training_note(s: pd.DataFrame) -> str:
 def report(
     scores: pd.DataFrame,
     bma_scores: pd.DataFrame | None = None,
-    bits: int = 5,
+    fmt: str = "int5",
     baseline_scores: pd.DataFrame | None = None,
     fast_scores: pd.DataFrame | None = None,
     *,
-    fast_bits: int = 5,
+    fast_fmt: str = "int5",
     checkpoints: list[str] = (),
     hessian: dict[str, float] | None = None,
     chosen: str = "",
@@ -150,11 +149,11 @@ def report(
     s = over_checkpoints(summary(scores), scores, list(retrained))
     claims = [claim1(s), claim2(s), claim3(s)]
     if bma_scores is not None:
-        claims.append(claim4(bma_scores, bits, hessian))
+        claims.append(claim4(bma_scores, fmt, hessian))
     if fast_scores is not None:
         spread = (checkpoint_spread(list(fast_checkpoints), copies_per_source(fast_scores),
-                                    fast_bits) if fast_checkpoints else ({}, ""))  # fmt: skip
-        claims.append(claim5(fast_scores, fast_bits, rates, spread))
+                                    fast_fmt) if fast_checkpoints else ({}, ""))  # fmt: skip
+        claims.append(claim5(fast_scores, fast_fmt, rates, spread))
     if baseline_scores is not None:
         claims.append(claim6(baseline_scores, chosen))
     claims.append(claim7(s))
@@ -164,7 +163,7 @@ def report(
     if s["fp32_ts"].notna().all():
         claims.append(claim9(s))
     if has_shared_memory(scores):
-        claims.append(claim10(scores, bma_scores, bits, fast_scores, fast_bits))
+        claims.append(claim10(scores, bma_scores, fmt, fast_scores, fast_fmt))
     seeds = sorted({seed for row in s["seeds"] for seed in row})
     sources = ["`scores.csv` (claims 1-3, 7, 9, 10)"]
     sources += ["`bma/scores.csv` (claims 4, 10)"] if bma_scores is not None else []
@@ -208,11 +207,12 @@ def report(
     return "\n".join(head) + "\n\n" + gate + "\n" + "\n".join(c.markdown() for c in claims)
 
 
-# The precisions of claims 4 and 5 from the config (lpe.core.settings); the formats' scores, when
-# the config has a formats section with models (job.format_scores, else none)
+# The job's values (lpe.core.settings): the members' formats of claims 4 and 5 (the workflow
+# names them from the config once), and the formats' scores when the config has a formats
+# section with models (else none)
 CLAIMS_SETTINGS = {
-    "bma.bits": Option("bma_bits", lambda bits: bits[0]),
-    "fast.bits": "fast_bits",
+    "job.bma_format": "bma_format",
+    "job.fast_format": "fast_format",
     "job.format_scores": "format_scores",
 }
 
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", nargs="*", default=[],
                         help="Table 1's checkpoints, for the convergence gate")  # fmt: skip
     parser.add_argument("--bma-scores", help="bma/scores.csv, for claim 4")
-    parser.add_argument("--bma-bits", type=int, default=5, help="LPE-BSR precision of claim 4")
+    parser.add_argument("--bma-format", default="int5", help="LPE-BSR members' format of claim 4")
     parser.add_argument("--ivon-posterior", help="IVON's posterior file: how far it moved")
     parser.add_argument("--baseline-scores", help="baselines/scores.csv, for claim 6")
     parser.add_argument(
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="sources folders whose peak rate was chosen (SSE, CSGLD)")  # fmt: skip
     parser.add_argument("--retrained-scores", nargs="*", default=[],
                         help="scores of one Table 1 model retrained with other seeds")  # fmt: skip
-    parser.add_argument("--fast-bits", type=int, default=5, help="precision of claim 5")
+    parser.add_argument("--fast-format", default="int5", help="LPE-BSR copies' format of claim 5")
     parser.add_argument("--fast-checkpoint-scores", nargs="*", default=[],
                         help="scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
                         "ensembles' starting model: claim 5's checkpoint band")  # fmt: skip
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         meta = read_metadata(args.ivon_posterior, "posterior file")
         hessian = json.loads(meta["hessian_moved"]) if "hessian_moved" in meta else None
     text = report(
-        pd.read_csv(args.scores), bma, args.bma_bits, baselines, fast, fast_bits=args.fast_bits,
+        pd.read_csv(args.scores), bma, args.bma_format, baselines, fast, fast_fmt=args.fast_format,
         checkpoints=args.checkpoints, hessian=hessian, chosen=choices_text(args.baseline_choices),
         retrained=[pd.read_csv(p) for p in args.retrained_scores],
         rates=rate_choices(args.fast_sources),
