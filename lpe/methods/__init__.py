@@ -5,9 +5,11 @@ A method's module holds all of it: its settings and their config keys, its optim
 loop's hooks (registered as a fine-tuning method, ``lpe.training.finetuning``), its posterior or
 its members' mathematics, its fast source's trainer (``SETTINGS``, ``OPTIONS``, ``check``,
 ``train``; ``lpe.training.sources``). Its line here gives its name (the ``method`` its predictions
-files and score CSVs hold), its label, its family, what its members are and what they cost, and its
-module. The score stage, the reports, the claims and the rule files iterate this registry, so a new
-method is its module plus one line here (``docs/extending.md``).
+files and score CSVs hold), its label, its family, what its members are and what they cost, its
+module and, for Table 6's training-free ensembles, the config list their setting is chosen from
+(``candidates``) or the method whose choice they take (``choice_of``). The score stage, the
+reports, the claims and the rule files iterate this registry, so a new method is its module plus
+one line here (``docs/extending.md``).
 
 Families: ``reference`` (Table 1's FP32 model, its RTN member and LPE-BSR), ``posterior`` (BMA
 over SWAG's and IVON's posteriors; Figures 2-8), ``baseline`` (training-free perturbations;
