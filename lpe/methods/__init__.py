@@ -85,6 +85,11 @@ def family(name: str) -> list[Source]:
     return [s for s in SOURCES if s.family == name]
 
 
+def fast_sources() -> tuple[str, ...]:
+    """The fast sources' names (read when called: a test may register one)."""
+    return tuple(s.name for s in family("fast"))
+
+
 def fast_with_lpe() -> list[str]:
     """The fast sources run with LPE-BSR copies too (Figures 5 and 9, claim 5)."""
     return [s.name for s in family("fast") if s.lpe_copies]

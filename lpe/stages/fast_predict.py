@@ -42,21 +42,16 @@ from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.members.files import derive_seed
 from lpe.members.sets import generate, seed_runs_problem
-from lpe.methods import BY_NAME, family
+from lpe.methods import BY_NAME, fast_sources
 from lpe.methods.batchensemble import batch_ensemble_bits, load_batch_ensemble, member_log_probs
 from lpe.models.checkpoints import checkpoint_info
-
-
-def fast_methods() -> tuple[str, ...]:
-    """The fast sources of the registry (read when used: a test may register one)."""
-    return tuple(s.name for s in family("fast"))
 
 
 def read_sources(folder: str | Path) -> dict:
     manifest = read_manifest(folder, "sources folder")
     path = Path(folder) / MANIFEST
-    if manifest.get("method") not in fast_methods() or not manifest.get("sources"):
-        raise ArtifactError(f"{path} is not a sources manifest of {fast_methods()}")
+    if manifest.get("method") not in fast_sources() or not manifest.get("sources"):
+        raise ArtifactError(f"{path} is not a sources manifest of {fast_sources()}")
     return manifest
 
 

@@ -32,14 +32,9 @@ from lpe.cli.flags import (
 )
 from lpe.core.artifacts import atomic_dir, write_manifest
 from lpe.core.runtime import resolve_device, set_threads
-from lpe.methods import family, load
+from lpe.methods import fast_sources, load
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.sources import FastJob, RunResumes, Sources
-
-
-def fast_methods() -> tuple[str, ...]:
-    """The fast sources of the registry (read when used: a test may register one)."""
-    return tuple(s.name for s in family("fast"))
 
 
 def train(args) -> dict:
@@ -62,14 +57,14 @@ def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
     """The stage's flags; ``argv`` says which method's own flags and config keys (``--settings``)
     it takes."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--method", required=True, choices=fast_methods(),
+    p.add_argument("--method", required=True, choices=fast_sources(),
                    help="the fast source (its own flags: --method M --help)")  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
     add_data_arguments(p)
     p.add_argument("--runs", type=positive_int, default=4, help="runs, cycles or BE members (K)")
     method = argument_value(argv, "--method")
     own = {}
-    if method in fast_methods():  # the method's own flags (its module's; --help lists them)
+    if method in fast_sources():  # the method's own flags (its module's; --help lists them)
         add_setting_arguments(p, load(method).OPTIONS)
         own = load(method).SETTINGS
     add_finetune_arguments(p, optimizer=False)  # the method decides

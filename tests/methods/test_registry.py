@@ -6,7 +6,6 @@ from lpe import methods as sources
 from lpe.reports.claims import BASELINE_NAMES, FAST_NAMES
 from lpe.reports.fast import NAMES as FAST_REPORT_NAMES
 from lpe.reports.tabulate import METHOD_NAMES
-from lpe.stages.fast_train import fast_methods
 from lpe.stages.score import METHOD_LABELS
 
 
@@ -22,7 +21,7 @@ def test_the_registry_lists_every_source_of_the_paper_once():
 
 def test_the_consumers_take_their_names_and_labels_from_it():
     fast = [s.name for s in sources.family("fast")]
-    assert list(fast_methods()) == fast
+    assert list(sources.fast_sources()) == fast
     assert FAST_REPORT_NAMES == {s.name: s.label for s in sources.family("fast")}
     assert set(FAST_NAMES) == set(sources.fast_with_lpe()) == set(fast) - {"batchensemble"}
     assert set(BASELINE_NAMES) == {s.name for s in sources.family("baseline")}

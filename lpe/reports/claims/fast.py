@@ -47,16 +47,15 @@ def checkpoint_spread(
     shown = precision_label(fmt)
     if len(checkpoints) < 2:
         return {}, ""
-    precision = fmt
     spreads = {}
     for metric in ("nll", "ece"):
         gains = []
         for run in checkpoints:
             first = run.loc[run["method"] == "lpe-bsr", "seed"].min()
-            bsr = run[(run["method"] == "lpe-bsr") & (run["precision"] == precision)
+            bsr = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)
                       & (run["seed"] == first) & (run["members"] == members)]  # fmt: skip
             if bsr.empty:
-                raise ValueError(f"a checkpoint's scores have no LPE-BSR {precision} ensemble of "
+                raise ValueError(f"a checkpoint's scores have no LPE-BSR {fmt} ensemble of "
                                  f"{members} members (claim 5's copies per source)")  # fmt: skip
             gains.append(run.loc[run["method"] == "fp32", metric].iloc[0] - bsr[metric].iloc[0])
         spreads[metric] = NOISE_SE * float(pd.Series(gains).std(ddof=1))
