@@ -14,16 +14,19 @@ from dataclasses import dataclass
 class Check:
     """One comparison: ``margin`` > 0 is the claim's side, decided only outside ``+-band``.
 
-    A compound check (claim 3's two conditions, claim 5's budgets, claim 2's steps) has several
-    ``parts``; it holds when every part holds, fails when any part fails, else is within noise.
+    A compound check (claim 5's budgets, claim 2's steps) has several ``parts``; it holds when
+    every part holds, fails when any part fails, else is within noise. ``claim_part`` names the
+    part of its claim's statement that it checks (claim 2's "size" or "precision"): a claim with
+    several parts is decided part by part (``lpe.reports.claims.claim``).
     """
 
     text: str
     parts: tuple[tuple[float, float], ...]  # (margin, band) each
+    claim_part: str = ""
 
     @classmethod
-    def of(cls, text: str, margin: float, noise: float) -> Check:
-        return cls(text, ((float(margin), float(noise)),))
+    def of(cls, text: str, margin: float, noise: float, claim_part: str = "") -> Check:
+        return cls(text, ((float(margin), float(noise)),), claim_part)
 
     @property
     def outcome(self) -> str:
@@ -32,9 +35,18 @@ class Check:
             return "fails"
         return "holds" if outcomes == {"holds"} else "within noise"
 
+    @property
+    def leaning(self) -> str:
+        """Which way the margins lean, decided or not: "for" the claim when every part's margin
+        is positive (as "holds" needs every part), else "against"."""
+        return "for" if self.parts and all(m > 0 for m, _ in self.parts) else "against"
+
     def markdown(self) -> str:
         shown = "; ".join(f"margin {m:+.5f} vs band ±{b:.5f}" for m, b in self.parts)
-        return f"- **{self.outcome}**: {self.text} [{shown}]"
+        outcome = self.outcome
+        if outcome == "within noise":
+            outcome += f", leaning {self.leaning}"
+        return f"- **{outcome}**: {self.text} [{shown}]"
 
 
 def outcome_of(margin: float, noise: float) -> str:

@@ -7,6 +7,12 @@ from collections.abc import Sequence
 
 NOISE_SE = 2.0  # a noise band is this many standard errors of the mean over the seeds
 
+# How bma.model's choice file (lpe.stages.select_model) opens its line when the rule chose another
+# model than the configured one, and the words that say whether the rule's tie band covers it:
+# the claims report repeats the line, lpe.tools.compare judges a move by it.
+DISAGREEMENT = "**bma.model: the rule chooses "
+WITHIN_TIE_BAND = "within the rule's tie band"
+
 
 def band(sd: float, n: int) -> float:
     """The noise band of a mean over ``n`` seeds with spread ``sd``: NOISE_SE standard errors."""

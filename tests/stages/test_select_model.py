@@ -11,7 +11,7 @@ from lpe.formats.policy import QuantPolicy
 from lpe.members.files import member_seed, quantize
 from lpe.models.checkpoints import save_checkpoint
 from lpe.models.factory import create_model
-from lpe.stages.select_model import choose
+from lpe.stages.select_model import choice_line, choose
 from lpe.stages.select_model import main as select
 
 
@@ -22,7 +22,7 @@ def _checkpoint(path, name, seed):
     return model
 
 
-def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(tmp_path):
+def test_the_rule_picks_the_largest_validation_gain_and_says_when_the_config_differs(tmp_path):
     splits = build("mnist1d", train=10, val=50, test=10, seed=0)
     save_splits(tmp_path / "d.npz", splits)
     models = {n: _checkpoint(tmp_path / f"{n}.safetensors", n, 0)
@@ -46,11 +46,29 @@ def test_the_rule_picks_the_largest_validation_gain_and_refuses_another_choice(t
             "--device", "cpu", "--out", str(tmp_path / "choice.md")]  # fmt: skip
     select([*args, "--configured", best])
     text = (tmp_path / "choice.md").read_text()
-    assert f"| {best} (chosen) |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| vit_mini_")]
+    assert [row.rstrip(" |").split("| ")[-1] for row in rows] == [
+        "yes" if name == best else "no" for name in models
+    ]  # the rule's choice column
+    assert f"Configured bma.model: {best}, the rule's choice." in text
     for name, gain in gains.items():
         assert f"{gain:+.5f}" in text, name
-    with pytest.raises(SystemExit, match=f"the rule chooses '{best}'.*set bma.model: {best}"):
-        select([*args, "--configured", other])
+    # another configured model: the run goes on with it, and the file says so in one line
+    select([*args, "--configured", other])
+    line = (tmp_path / "choice.md").read_text().splitlines()[-1]
+    assert line.startswith(f"**bma.model: the rule chooses {best} (gain {gains[best]:+.5f}")
+    assert f"not the configured {other} (gain {gains[other]:+.5f}" in line
+    assert line.endswith(f"the DAG goes on with {other}.**")
+    with pytest.raises(SystemExit):
+        select([*args, "--configured", "vit_mini_b"])  # none of the checkpoints
+
+
+def test_the_choice_line_says_whether_the_configured_model_is_within_the_tie_band():
+    rows = [{"model": m, "gain": g, "band": 0.001} for m, g in (("t", 0.004), ("s", 0.0035))]
+    assert choice_line(rows, "t", ["t"], "t") == "Configured bma.model: t, the rule's choice."
+    assert "s (gain +0.00350 ± 0.00100), within the rule's tie band of" in choice_line(
+        rows, "t", ["t", "s"], "s")
+    assert "outside the rule's tie band" in choice_line(rows, "t", ["t"], "s")
 
 
 def test_a_gain_within_noise_of_the_largest_is_a_tie_that_goes_to_the_smaller_model():

@@ -154,6 +154,12 @@ RETRAINED = (
 
 LARGE = config["large"]
 BMA_MODEL = config["bma"]["model"]
+# bma.model's rule measured on validation (mini profile; the paper profile fixes its model)
+MODEL_CHOICE = (
+    results("bma/model_choice.md")
+    if config["bma"]["model_rule"] and not IMAGES
+    else None
+)
 BMA_SEEDS = config["bma"]["seeds"]
 BASELINE_MODEL = config["baselines"]["model"]
 

@@ -43,6 +43,7 @@ CLAIMS_INPUTS = {
     ],
     "sources": [work(f"fast/{m}") for m in ("sse", "csgld")],
     **({"formats": results("formats/scores.csv")} if FORMATS["models"] else {}),
+    **({"choice": MODEL_CHOICE} if MODEL_CHOICE else {}),
 }
 
 
@@ -153,6 +154,7 @@ rule claims:
             bma_format=BMA_FORMATS[0],
             fast_format=FAST_FORMAT,
             format_scores=results("formats/scores.csv") if FORMATS["models"] else None,
+            model_choice=MODEL_CHOICE,
         ),
     shell:
         "python -m lpe.reports.claims --scores {input.scores} --settings {params.settings:q}"

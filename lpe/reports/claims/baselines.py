@@ -52,7 +52,7 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
         if other.empty:
             continue
         if lpe.empty:
-            checks.append(Check(f"no LPE-BSR {shown} scores to compare with {name}", ()))
+            checks.append(Check(f"no LPE-BSR {shown} scores to compare with {name}", (), name))
             continue
         (lpe_nll, lpe_sd, lpe_band) = _mean_band(lpe)
         (other_nll, other_sd, other_band) = _mean_band(other)
@@ -63,6 +63,7 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
                 f"{other_nll:.5f} ± {other_sd:.5f}",
                 other_nll - lpe_nll,
                 joint_band(lpe_band, other_band),
+                name,
             )
         )
     note = (
@@ -76,4 +77,5 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
     return Claim(
         6, "LPE-BSR is better than the training-free Gaussian-noise and MC-dropout baselines.",
         checks, note, basis="one trained model (the first checkpoint of baselines.model)",
+        parts=tuple(c.claim_part for c in checks),
     )  # fmt: skip

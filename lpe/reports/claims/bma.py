@@ -49,7 +49,8 @@ def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None 
         lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
         bma = run[run["method"] == f"{optimizer}-bma"]
         if lpe.empty or bma.empty:
-            checks.append(Check(f"{optimizer}: no LPE-BSR {shown} or BMA scores", ()))
+            checks += [Check(f"{optimizer}: no LPE-BSR {shown} or BMA scores", (), part)
+                       for part in ("equal size", "equal memory")]  # fmt: skip
             continue
         size = int(min(lpe["members"].max(), bma["members"].max()))
         lpe_nll, lpe_sd, lpe_band = _mean_band(lpe[lpe["members"] == size])
@@ -61,6 +62,7 @@ def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None 
                 f"({100 * (lpe_nll / bma_nll - 1):+.2f}%)",
                 (1 + COMPETITIVE) * bma_nll - lpe_nll,
                 joint_band(lpe_band, bma_band),
+                "equal size",
             )
         )
         full = int(lpe["members"].max())
@@ -78,6 +80,7 @@ def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None 
                 f"({bma_bits / 8e6:.2f} MB) NLL {bma_nll:.5f} ± {bma_sd:.5f}",
                 bma_nll - lpe_nll,
                 joint_band(lpe_band, bma_band),
+                "equal memory",
             )
         )
     note = claim4_note(bma_scores, hessian)
@@ -88,4 +91,5 @@ def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None 
         checks,
         note,
         basis="one fine-tuning run per optimizer",
+        parts=("equal size", "equal memory"),
     )

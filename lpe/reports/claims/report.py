@@ -12,7 +12,9 @@ the claim's side) and a noise band: NOISE_SE standard errors of the mean over th
 widened by the spread over training seeds where a model was retrained (``train_noise``). It
 holds above the band, fails below minus the band, and is "within noise" in between. A claim's
 verdict counts the decided checks only: "reproduced" when all hold, "partially reproduced" when
-some do, "not reproduced" when none does, "undecided" when every check is within noise.
+some do, "not reproduced" when none does, "undecided" when every check is within noise; a claim
+with several parts (claim 2's size and precision) is decided per part and reproduced only when
+every part is. A check within noise prints which way its margins lean.
 Nothing here is tuned: the thresholds are the claims' own (a difference of NLL > 0), and claim
 4's "competitive" is a fixed 1% of NLL. The report opens with the convergence gate of each
 trained model (lpe.models.checkpoints), loudly when one fails.
@@ -35,7 +37,7 @@ import pandas as pd
 
 from lpe.cli.flags import apply_settings
 from lpe.core.artifacts import read_metadata, write_text
-from lpe.core.selection import NOISE_SE
+from lpe.core.selection import DISAGREEMENT, NOISE_SE
 from lpe.models.checkpoints import (
     GATE_RISE,
     GATE_TOLERANCE,
@@ -101,6 +103,13 @@ def gate_section(checkpoints: list[str]) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", failing
 
 
+def disagreement(choice_file: str) -> str:
+    """The choice file's line when the rule chose another model than bma.model (else empty):
+    claims 4-6 and 10 are then about the configured model, not the rule's choice."""
+    with open(choice_file) as f:
+        return next((line.strip() for line in f if line.startswith(DISAGREEMENT)), "")
+
+
 def _training_note(s: pd.DataFrame) -> str:
     measured = s[s["train_seeds"] > 1].drop_duplicates("model")
     if measured.empty:
@@ -145,6 +154,7 @@ def report(
     rates: str = "",
     format_scores: pd.DataFrame | None = None,
     fast_checkpoints: list[pd.DataFrame] = (),
+    choice_note: str = "",
 ) -> str:
     s = over_checkpoints(summary(scores), scores, list(retrained))
     claims = [claim1(s), claim2(s), claim3(s)]
@@ -191,14 +201,23 @@ def report(
         + _training_note(s)
         + " A verdict counts only the decided checks.",
         "",
-        "| claim | verdict | decided checks that hold | within noise |",
-        "|---|---|---:|---:|",
+        "A claim whose statement has several parts is decided part by part (its verdict line "
+        "lists them): it is reproduced only when every part is. A check within noise is "
+        "undecided, but its margins still lean one way: the last column counts those that lean "
+        "against the claim.",
+        "",
+        "| claim | verdict | decided checks that hold | within noise | within noise, leaning "
+        "against |",
+        "|---|---|---:|---:|---:|",
     ]
     head += [
         f"| {c.number} | {c.verdict} | {c.count('holds')} of "
-        f"{c.count('holds') + c.count('fails')} | {c.count('within noise')} |"
+        f"{c.count('holds') + c.count('fails')} | {c.count('within noise')} | "
+        f"{c.leaning_against()} |"
         for c in claims
     ]
+    if choice_note:
+        head[2:2] = [choice_note, ""]
     gate = ""
     if checkpoints:
         gate, failing = gate_section(list(checkpoints))
@@ -214,6 +233,7 @@ CLAIMS_SETTINGS = {
     "job.bma_format": "bma_format",
     "job.fast_format": "fast_format",
     "job.format_scores": "format_scores",
+    "job.model_choice": "model_choice",
 }
 
 
@@ -242,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
                         "ensembles' starting model: claim 5's checkpoint band")  # fmt: skip
     parser.add_argument("--format-scores", help="formats/scores.csv, for claim 8 (the outlook)")
+    parser.add_argument("--model-choice", help="bma/model_choice.md: its line is repeated here "
+                        "when the rule chose another model than bma.model")  # fmt: skip
     parser.add_argument("--out", required=True)
     apply_settings(parser, argv, CLAIMS_SETTINGS)
     args = parser.parse_args(argv)
@@ -259,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         rates=rate_choices(args.fast_sources),
         format_scores=pd.read_csv(args.format_scores) if args.format_scores else None,
         fast_checkpoints=[pd.read_csv(p) for p in args.fast_checkpoint_scores],
+        choice_note=disagreement(args.model_choice) if args.model_choice else "",
     )  # fmt: skip
     write_text(args.out, text)
     print(text)

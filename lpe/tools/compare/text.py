@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from lpe.core.selection import DISAGREEMENT, WITHIN_TIE_BAND
 from lpe.reports.tabulate import TIMING_UNIT
 from lpe.tools.compare.tolerances import NUMBER, PLUS_MINUS, Report, resolution
 from lpe.tools.compare.verdicts import (
@@ -23,6 +24,27 @@ GATE_LINE = re.compile(r"\bgate FAILED\b", re.IGNORECASE)
 
 # the models such a line names ("gate FAILED for vit_mini_b, vit_mini_l**" or "...l: the claims")
 GATE_MODELS = re.compile(r"(\bgate FAILED for )([\w.\-, ]+?)(\*\*|:)", re.IGNORECASE)
+
+# how bma.model's choice file says that the configured model is the rule's choice
+CHOICE_AGREES = "Configured bma.model: "
+
+
+def _choice_moved(where: str, lines: list[str], report: Report) -> bool:
+    """Lines of bma.model's choice (lpe.stages.select_model) that differ between the trees, in
+    noise mode: when the rule chose another model than the configured one, accepted as a verdict
+    moved within noise if the rule's own tie band covers the configured model, else a problem.
+    False: not such lines."""
+    said = [line for line in lines if line.lstrip().startswith(DISAGREEMENT)]
+    if not said and not any(line.startswith(CHOICE_AGREES) for line in lines):
+        return False
+    shown = "\n".join(f"    {line}" for line in lines)
+    if all(WITHIN_TIE_BAND in line for line in said):
+        report.verdicts_moved.append(f"{where}: the rule's model choice moved within its tie "
+                                     f"band\n{shown}")  # fmt: skip
+    else:
+        report.problems.append(f"{where}: the rule chose another model than bma.model, outside "
+                               f"its tie band\n{shown}")  # fmt: skip
+    return True
 
 
 def _text_tokens(text: str) -> list[str | float]:
@@ -101,6 +123,8 @@ def _paired_lines(name: str, ref: list[str], act: list[str], report: Report):
         for side, lines, first in (("reference", ref[i1:i2], i1), ("regenerated", act[j1:j2], j1)):
             for k, line in enumerate(lines, first + 1):
                 where = f"{name} {side} line {k}: only in the {side}"
+                if _choice_moved(where, [line], report):
+                    continue
                 if not line.strip() or GATE_LINE.search(line):
                     kind = "the gate's announcement" if line.strip() else "a blank line"
                     report.verdicts_moved.append(f"{where} ({kind}): {line}")
@@ -129,6 +153,9 @@ def compare_text(name: str, ref: str, act: str, report: Report) -> None:
             # borderline gate fails follows its numbers (the gate table, judged as numbers)
             report.verdicts_moved.append(f"{name} line {n} (the gate's announcement names other "
                                          f"models): {ref_line} -> {act_line}")  # fmt: skip
+            continue
+        if noise and ref_line != act_line and _choice_moved(f"{name} line {n}",
+                                                            [ref_line, act_line], report):
             continue
         a, b = _text_tokens(ref_line), _text_tokens(act_line)
         same_text = len(a) == len(b) and all(

@@ -15,7 +15,7 @@ from lpe.tools.compare.tolerances import Report
 # from "holds" to "fails" beyond the checkpoint's noise; the other words follow from the checks.
 VERDICT = re.compile(
     r"\b(?:partially reproduced|not reproduced|reproduced|undecided \(within noise\)"
-    r"|within noise|holds|fails|passes|FAILS|yes|no|NO)\b"
+    r"|within noise|leaning for|leaning against|holds|fails|passes|FAILS|yes|no|NO)\b"
 )
 
 
