@@ -488,8 +488,10 @@ def test_a_claim_of_two_parts_is_reproduced_only_when_both_are(scores):
     assert c2.verdict.startswith("partially reproduced (size: undecided")
     assert c2.leaning_against() == 2
     text = c2.markdown()
-    assert "- part *size*: **undecided (within noise)** (0 of 0 decided checks hold; 2 within " \
+    assert (
+        "- part *size*: **undecided (within noise)** (0 of 0 decided checks hold; 2 within "
         "noise, 2 leaning against)" in text
+    )
     assert "- part *precision*: **reproduced**" in text
 
 

@@ -67,7 +67,8 @@ def test_the_choice_line_says_whether_the_configured_model_is_within_the_tie_ban
     rows = [{"model": m, "gain": g, "band": 0.001} for m, g in (("t", 0.004), ("s", 0.0035))]
     assert choice_line(rows, "t", ["t"], "t") == "Configured bma.model: t, the rule's choice."
     assert "s (gain +0.00350 ± 0.00100), within the rule's tie band of" in choice_line(
-        rows, "t", ["t", "s"], "s")
+        rows, "t", ["t", "s"], "s"
+    )
     assert "outside the rule's tie band" in choice_line(rows, "t", ["t"], "s")
 
 

@@ -71,9 +71,11 @@ class Claim:
             return verdict_of(self.checks)
         if len(set(by_part.values())) == 1:
             return next(iter(by_part.values()))
-        return "partially reproduced (" + "; ".join(
-            f"{part}: {verdict}" for part, verdict in by_part.items()
-        ) + ")"
+        return (
+            "partially reproduced ("
+            + "; ".join(f"{part}: {verdict}" for part, verdict in by_part.items())
+            + ")"
+        )
 
     def markdown(self) -> str:
         lines = [

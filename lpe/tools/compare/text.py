@@ -154,8 +154,11 @@ def compare_text(name: str, ref: str, act: str, report: Report) -> None:
             report.verdicts_moved.append(f"{name} line {n} (the gate's announcement names other "
                                          f"models): {ref_line} -> {act_line}")  # fmt: skip
             continue
-        if noise and ref_line != act_line and _choice_moved(f"{name} line {n}",
-                                                            [ref_line, act_line], report):
+        if (
+            noise
+            and ref_line != act_line
+            and _choice_moved(f"{name} line {n}", [ref_line, act_line], report)
+        ):
             continue
         a, b = _text_tokens(ref_line), _text_tokens(act_line)
         same_text = len(a) == len(b) and all(
