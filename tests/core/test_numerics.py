@@ -117,7 +117,7 @@ print(json.dumps({"before": before, "after": after, "stages": sorted(
 
 STAGE_SCRIPT = """
 import json, os
-import lpe.stages.train  # what `python -m lpe.stages.train` imports first
+import %s  # what `python -m <the program>` imports first
 import torch
 print(json.dumps({"env": {k: os.environ.get(k) for k in %r},
                   "capability": torch.backends.cpu.get_cpu_capability()}))
@@ -147,13 +147,15 @@ def test_importing_lpe_changes_nothing_in_the_importing_process():
 
 
 @pytest.mark.skipif(not numerics._is_x86_64(), reason="the pinning is an x86-64 promise")
-def test_a_stage_pins_its_own_process_whatever_the_shell_asked_for():
-    seen = _fresh(STAGE_SCRIPT % (tuple(numerics.PINNED),), MKL_CBWR="AUTO",
-                  ATEN_CPU_CAPABILITY="default")  # fmt: skip
+# one program of each package that pins on import: a stage, and a report (the claims and the
+# tables compute on the pinned paths too; the pin lives in each package's __init__)
+@pytest.mark.parametrize("program", ["lpe.stages.train", "lpe.reports.claims"])
+def test_a_program_pins_its_own_process_whatever_the_shell_asked_for(program):
+    script = STAGE_SCRIPT % (program, tuple(numerics.PINNED))
+    seen = _fresh(script, MKL_CBWR="AUTO", ATEN_CPU_CAPABILITY="default")
     assert seen["env"] == numerics.PINNED
     assert seen["capability"] == "AVX2"
-    opted_out = _fresh(STAGE_SCRIPT % (tuple(numerics.PINNED),), MKL_CBWR="AUTO",
-                       **{numerics.OPT_OUT: "1"})  # fmt: skip
+    opted_out = _fresh(script, MKL_CBWR="AUTO", **{numerics.OPT_OUT: "1"})
     assert opted_out["env"]["MKL_CBWR"] == "AUTO"
 
 

@@ -399,3 +399,31 @@ def test_noise_mode_fails_every_planted_change_of_the_maths_on_todays_code(
     assert compare_today(planted_today(tmp_path, plant), "--mode", "noise") == 1
     err = capsys.readouterr().err
     assert "REGENERATION CHECK FAILED" in err and seen in err
+
+
+# Another vendor's rounding (issue 45): the reference of 8c7fd71 and its regeneration on an Intel
+# Xeon (AVX-512, AMX) exactly as CI makes it there (its fingerprint differs in 32 of 98
+# computations, so LPE_NATIVE_NUMERICS=1 and the noise mode; tests/fixtures/cross_cpu/README.md).
+REFERENCE_8C7FD71 = CROSS_CPU / "reference-8c7fd71"
+INTEL_8C7FD71 = CROSS_CPU / "intel-xeon-8c7fd71"
+
+
+def compare_8c7fd71(actual: Path, *extra: str) -> int:
+    args = [str(REFERENCE_8C7FD71), str(actual), "--paths", "results/mini", "figures/mini"]
+    return compare([*args, *extra, "--checkpoint-noise-from", str(REFERENCE_8C7FD71)])
+
+
+def test_noise_mode_passes_on_the_intel_regeneration_and_fails_its_biased_rounding(
+    tmp_path, capsys
+):
+    assert compare_8c7fd71(INTEL_8C7FD71, "--mode", "noise") == 0
+    out = capsys.readouterr().out
+    assert "regeneration check passed" in out
+    assert compare_8c7fd71(INTEL_8C7FD71, "--mode", "exact") == 1
+    capsys.readouterr()
+    planted = tmp_path / "planted"
+    shutil.copytree(INTEL_8C7FD71, planted)
+    _biased_rounding(planted / "results/mini")
+    assert compare_8c7fd71(planted, "--mode", "noise") == 1
+    err = capsys.readouterr().err
+    assert "REGENERATION CHECK FAILED" in err
