@@ -24,8 +24,8 @@ import pandas as pd
 from lpe.formats.names import label
 from lpe.models.checkpoints import (
     GATE_RISE,
-    GATE_TOLERANCE,
     GATE_SMOOTH,
+    GATE_TOLERANCE,
     GATE_WINDOW,
     checkpoint_info,
     convergence_gate,
