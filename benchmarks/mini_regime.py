@@ -7,8 +7,8 @@ NLL improvement over the last 20% of epochs) and the final validation and test N
 docs/experiments.md quotes this table; the choice in config/mini.yaml is made on the
 validation columns (the test columns are printed for the record, not used to choose).
 
-A shape may also be a registered model's name (``vit_mini_l:24:0.0007``), and a fourth field is
-the training seed (default 0). The gate passes when the gain is below 1% and the last epoch's
+A shape may also be a registered model's name (``vit_mini_l:24:0.0007``), a fourth field is
+the training seed (default 0) and a fifth the weight decay (default 0.05). The gate passes when the gain is below 1% and the last epoch's
 validation NLL is at most 5% above the best (``lpe.models.checkpoints``).
 
 Usage: ``python benchmarks/mini_regime.py --data work/mini/data/mnist1d.npz
@@ -39,7 +39,8 @@ def run(spec: str, data: str) -> dict:
     from lpe.training.pretraining import TrainConfig, train
 
     torch.set_num_threads(1)
-    shape, epochs, lr, *seed = spec.split(":")
+    shape, epochs, lr, *rest = spec.split(":")
+    seed, weight_decay = (rest + ["0", "0.05"][len(rest) :])[:2]
     if shape in models.MODELS:  # a registered model by name
         name = shape
     else:
@@ -47,8 +48,8 @@ def run(spec: str, data: str) -> dict:
         name = f"candidate_{shape}"
         models.MODELS[name] = functools.partial(models._mini_vit, width, depth, heads)
     splits = load_splits(data)
-    cfg = TrainConfig(epochs=int(epochs), lr=float(lr), batch_size=128, weight_decay=0.05,
-                      seed=int(seed[0]) if seed else 0)  # fmt: skip
+    cfg = TrainConfig(epochs=int(epochs), lr=float(lr), batch_size=128,
+                      weight_decay=float(weight_decay), seed=int(seed))  # fmt: skip
     start = time.perf_counter()
     model, summary, _ = train(name, splits, cfg, torch.device("cpu"), log=io.StringIO())
     seconds = time.perf_counter() - start

@@ -73,7 +73,10 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 # of the schedule, so one lucky low epoch decided "past its best" (+9% at one training seed) and
 # one late dip decided "still improving", and another CPU's rounding flipped the gate. A mean of
 # three epochs cuts that epoch-to-epoch noise by about sqrt(3) while a real trend (still
-# improving, or rising after the best) survives it; the thresholds keep their meaning.
+# improving, or rising after the best) survives it; the thresholds keep their meaning. The mean
+# is centred (an epoch with its two neighbours): a trailing mean lags a falling curve by an epoch,
+# which read a curve flat for its last fifth as still improving by 3-7% (the regime sweeps of
+# benchmarks/results/mini_regime.md).
 GATE_WINDOW = 0.2
 GATE_TOLERANCE = 0.01
 GATE_RISE = 0.05
@@ -81,11 +84,10 @@ GATE_SMOOTH = 3
 
 
 def smoothed(curve: list[float]) -> list[float]:
-    """The running mean of the last ``GATE_SMOOTH`` epochs at each epoch (fewer at the start)."""
-    return [
-        sum(curve[max(0, i + 1 - GATE_SMOOTH) : i + 1]) / (i + 1 - max(0, i + 1 - GATE_SMOOTH))
-        for i in range(len(curve))
-    ]
+    """The centred running mean over ``GATE_SMOOTH`` epochs at each epoch (fewer at the ends)."""
+    half = GATE_SMOOTH // 2
+    windows = [curve[max(0, i - half) : i + half + 1] for i in range(len(curve))]
+    return [sum(w) / len(w) for w in windows]
 
 
 def convergence_gain(curve: list[float]) -> float:
