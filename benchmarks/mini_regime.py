@@ -8,8 +8,9 @@ docs/experiments.md quotes this table; the choice in config/mini.yaml is made on
 validation columns (the test columns are printed for the record, not used to choose).
 
 A shape may also be a registered model's name (``vit_mini_l:24:0.0007``), a fourth field is
-the training seed (default 0) and a fifth the weight decay (default 0.05). The gate passes when the gain is below 1% and the last epoch's
-validation NLL is at most 5% above the best (``lpe.models.checkpoints``).
+the training seed (default 0) and a fifth the weight decay (default 0.05). The gate passes when
+the gain is below 1% and the last epoch's validation NLL is at most 5% above the best, both on
+the curve smoothed as ``lpe.models.checkpoints`` smooths it.
 
 Usage: ``python benchmarks/mini_regime.py --data work/mini/data/mnist1d.npz
 24x2x2:30:0.003 96x6x4:16:0.001 vit_mini_l:24:0.0007:1 ... [--jobs 2] [--out FILE]``
