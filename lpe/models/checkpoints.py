@@ -68,51 +68,30 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 #   moves the result most (vit_mini_s rose 6.3% at its end on one CPU, 0.8% on another, with the
 #   same code and seeds). 5% is above the rises the mini profile's models show at their last
 #   epochs (0-3%, docs/experiments.md) and below that one.
-# Both are read on the curve smoothed by a running mean over GATE_SMOOTH epochs (``smoothed``):
-# on the raw curve the validation NLL moved 2-5% from one epoch to the next until the last fifth
-# of the schedule, so one lucky low epoch decided "past its best" (+9% at one training seed) and
-# one late dip decided "still improving", and another CPU's rounding flipped the gate. A mean of
-# three epochs cuts that epoch-to-epoch noise by about sqrt(3) while a real trend (still
-# improving, or rising after the best) survives it; the thresholds keep their meaning. The mean
-# is centred (an epoch with its two neighbours): a trailing mean lags a falling curve by an epoch,
-# which read a curve flat for its last fifth as still improving by 3-7% (the regime sweeps of
-# benchmarks/results/mini_regime.md).
 GATE_WINDOW = 0.2
 GATE_TOLERANCE = 0.01
 GATE_RISE = 0.05
-GATE_SMOOTH = 3
-
-
-def smoothed(curve: list[float]) -> list[float]:
-    """The centred running mean over ``GATE_SMOOTH`` epochs at each epoch (fewer at the ends)."""
-    half = GATE_SMOOTH // 2
-    windows = [curve[max(0, i - half) : i + half + 1] for i in range(len(curve))]
-    return [sum(w) / len(w) for w in windows]
 
 
 def convergence_gain(curve: list[float]) -> float:
-    """Relative improvement of the best smoothed validation NLL so far over the last
-    ``GATE_WINDOW`` of the epochs.
+    """Relative improvement of the best validation NLL so far over the last ``GATE_WINDOW`` of the
+    epochs.
 
-    ``curve`` holds the validation NLL after each epoch, read through :func:`smoothed`. The window
-    is at least one epoch; the improvement is measured from the best before the window to the
-    best at the end (positive: still improving; never negative). A curve of fewer than two epochs
-    has no window: NaN.
+    ``curve`` holds the validation NLL after each epoch. The window is at least one epoch; the
+    improvement is measured from the best before the window to the best at the end (positive:
+    still improving; never negative). A curve of fewer than two epochs has no window: NaN.
     """
     if len(curve) < 2:
         return float("nan")
-    curve = smoothed(curve)
     window = max(1, round(GATE_WINDOW * len(curve)))
     before = min(curve[: len(curve) - window]) if window < len(curve) else curve[0]
     return (before - min(curve)) / before
 
 
 def rise_after_best(curve: list[float]) -> float:
-    """How far the last epoch's smoothed validation NLL is above the best smoothed one, relative
-    (NaN: empty)."""
+    """How far the last epoch's validation NLL is above the best epoch's, relative (NaN: empty)."""
     if not curve:
         return float("nan")
-    curve = smoothed(curve)
     return (curve[-1] - min(curve)) / min(curve)
 
 

@@ -24,7 +24,6 @@ import pandas as pd
 from lpe.formats.names import label
 from lpe.models.checkpoints import (
     GATE_RISE,
-    GATE_SMOOTH,
     GATE_TOLERANCE,
     GATE_WINDOW,
     checkpoint_info,
@@ -78,9 +77,8 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
 
 
 GATE_LABEL = (
-    f"Converged (best val NLL, mean of {GATE_SMOOTH} epochs, change over the last "
-    f"{100 * GATE_WINDOW:g}% of epochs, < {100 * GATE_TOLERANCE:g}% better; last epoch vs best, "
-    f"<= {100 * GATE_RISE:g}% worse)"
+    f"Converged (best val NLL change over the last {100 * GATE_WINDOW:g}% of epochs, < "
+    f"{100 * GATE_TOLERANCE:g}% better; last epoch vs best, <= {100 * GATE_RISE:g}% worse)"
 )
 
 

@@ -106,7 +106,7 @@ LANDSCAPE_PARAMS = {
 
 
 def train_settings(model):
-    """train.*, with train.per_model[model]'s epochs and lr where given."""
+    """train.*, with train.per_model[model]'s epochs, lr and weight_decay where given."""
     settings = {k: v for k, v in config["train"].items() if k != "per_model"}
     return {**settings, **config["train"]["per_model"].get(model, {})}
 

@@ -40,7 +40,6 @@ from lpe.core.artifacts import read_metadata, write_text
 from lpe.core.selection import DISAGREEMENT, NOISE_SE
 from lpe.models.checkpoints import (
     GATE_RISE,
-    GATE_SMOOTH,
     GATE_TOLERANCE,
     GATE_WINDOW,
     checkpoint_info,
@@ -89,9 +88,7 @@ def gate_section(checkpoints: list[str]) -> tuple[str, list[str]]:
         f"A model passes when it was trained to a plateau (its best validation NLL improved by "
         f"less than {100 * GATE_TOLERANCE:g}% over the last {100 * GATE_WINDOW:g}% of its "
         f"epochs) and not past its best (the last epoch's validation NLL at most "
-        f"{100 * GATE_RISE:g}% above the best epoch's), both read on the validation NLL "
-        f"averaged over {GATE_SMOOTH} epochs (a running mean, so that one epoch's draw does not "
-        "decide). The checkpoint kept is the best epoch's.",
+        f"{100 * GATE_RISE:g}% above the best epoch's). The checkpoint kept is the best epoch's.",
         "",
         f"| model | best validation NLL change over the last {100 * GATE_WINDOW:g}% of epochs | "
         "last epoch vs best | gate |",
