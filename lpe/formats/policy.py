@@ -7,7 +7,8 @@ classification head are kept FP32 by default (ASSUMED); both are name patterns i
 :class:`QuantPolicy`'s default patterns are timm ViT names (the workflow's models). For any other
 model, :func:`policy_for` finds the same roles in the model itself: the first layer (a CNN's stem,
 a ViT's patch embedding, a language model's embedding table), the classifier (timm's
-``get_classifier()``, a Hugging Face model's ``get_output_embeddings()``), embedding tables,
+``get_classifier()``, also a distilled model's pair of heads, a Hugging Face model's
+``get_output_embeddings()`` or its ``classifier``: :func:`classifier_names`), embedding tables,
 positional tables and tokens, and normalisation stay FP32; the weight of every other linear or
 convolution layer is quantized.
 """
@@ -85,15 +86,35 @@ def _layer_types() -> tuple[type, ...]:
     return tuple(types)
 
 
-def classifier_name(model: torch.nn.Module) -> str | None:
-    """The module name of ``model``'s classifier: timm's ``get_classifier()``, a Hugging Face
-    model's ``get_output_embeddings()``; None when it has neither (or an empty one)."""
+# Where models without timm's or Hugging Face's getters keep their classifier: Hugging Face image
+# and sequence classifiers (``classifier``; GPT-2's ``score``), torchvision's ResNets (``fc``)
+HEAD_ATTRIBUTES = ("classifier", "score", "fc", "head")
+
+
+def classifier_names(model: torch.nn.Module) -> list[str]:
+    """The module names of ``model``'s classifier(s): timm's ``get_classifier()`` (a module, or a
+    tuple of them: a distilled DeiT's ``head`` and ``head_dist``), a Hugging Face model's
+    ``get_output_embeddings()``, else the first of :data:`HEAD_ATTRIBUTES` the model has (a
+    Hugging Face ``ViTForImageClassification`` has no output embeddings, only ``classifier``);
+    empty when there is none."""
+    names = {id(m): name for name, m in model.named_modules()}
     for getter in ("get_classifier", "get_output_embeddings"):
         head = getattr(model, getter, None)
         head = head() if callable(head) else None
-        if isinstance(head, torch.nn.Module) and not isinstance(head, torch.nn.Identity):
-            return next((name for name, m in model.named_modules() if m is head), None)
-    return None
+        heads = head if isinstance(head, tuple | list) else (head,)
+        found = [names[id(h)] for h in heads if _a_layer(h) and id(h) in names]
+        if found:
+            return found
+    for attribute in HEAD_ATTRIBUTES:
+        head = getattr(model, attribute, None)
+        if _a_layer(head) and id(head) in names:
+            return [names[id(head)]]
+    return []
+
+
+def _a_layer(module) -> bool:
+    """A module with weights of its own or below it (not an Identity or an empty head)."""
+    return isinstance(module, torch.nn.Module) and any(True for _ in module.parameters())
 
 
 def policy_for(
@@ -113,8 +134,7 @@ def policy_for(
     # the first layer: a stem or patch embedding; a language model's is its embedding table
     tokens = any(isinstance(m, torch.nn.Embedding) for m in model.modules())
     roles = [layers[0][0]] if layers and not tokens else []
-    head = classifier_name(model)
-    if head is not None and not quantize_head:
-        roles.append(head)
+    if not quantize_head:
+        roles += classifier_names(model)
     exclude = [*(f"{name}.*" for name in roles if name), *kept, *keep]
     return QuantPolicy(exclude=tuple(dict.fromkeys(exclude)), min_ndim=min_ndim)

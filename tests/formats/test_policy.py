@@ -106,3 +106,43 @@ def test_the_policy_by_role_keeps_a_language_models_embeddings_and_head(family):
     projections = [n for n, m in model.named_modules()
                    if n.startswith(blocks) and type(m).__name__ in layers]  # fmt: skip
     assert projections and all(f"{n}.weight" in split.quantized for n in projections)
+
+
+def _tiny_hf(kind):
+    import transformers
+
+    if kind == "hf-vit":
+        config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=64, image_size=32, patch_size=8,
+                                        num_labels=5)  # fmt: skip
+        return transformers.ViTForImageClassification(config)
+    config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                       num_labels=5)  # fmt: skip
+    return transformers.ResNetForImageClassification(config)
+
+
+@pytest.mark.parametrize(
+    ("kind", "heads"),
+    [
+        ("deit_tiny_distilled_patch16_224", ["head.weight", "head_dist.weight"]),
+        ("convnext_atto", ["head.fc.weight"]),
+        ("resnet18", ["fc.weight"]),
+        ("hf-vit", ["classifier.weight"]),
+        ("hf-resnet", ["classifier.1.weight"]),
+    ],
+)
+def test_the_policy_by_role_keeps_every_classifier_of_timm_and_hugging_face_models(kind, heads):
+    import timm
+
+    from lpe.formats.policy import policy_for
+
+    if kind.startswith("hf-"):
+        model = _tiny_hf(kind)
+    else:
+        model = timm.create_model(kind, pretrained=False, num_classes=5)
+    split = policy_for(model).split(model.state_dict())
+    assert set(heads) <= set(split.kept), [h for h in heads if h not in split.kept]
+    assert split.quantized  # the rest of the network is quantized
+    assert set(heads) <= set(
+        policy_for(model, quantize_head=True).split(model.state_dict()).quantized
+    )
