@@ -32,13 +32,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import torch
 
 from lpe.core.artifacts import ArtifactError, tensors_sha256
-from lpe.evaluation.temperature import fit_temperature
+from lpe.evaluation.temperature import bound_warning, fit_temperature
 from lpe.formats.number_formats import NumberFormat, get_format, int_format
 from lpe.formats.policy import QuantPolicy, policy_for
 from lpe.members.files import Member, member_seed
@@ -124,6 +125,9 @@ class LowPrecisionEnsemble(torch.nn.Module):
         state = {name: t.detach() for name, t in (weights or model.state_dict()).items()}
         with torch.no_grad():
             self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
+        # the weights the members were drawn from, as save() stamps them: the model may change
+        # after construction, the members do not
+        self.weights_sha256 = tensors_sha256(state)
         self.temperature = 1.0
 
     @classmethod
@@ -137,6 +141,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         ensemble.model, ensemble.shared, ensemble.seed = model, shared, seed
         # the stored split as a policy: exactly the stored FP32 tensors are kept
         ensemble.policy = QuantPolicy(exclude=tuple(shared.kept), min_ndim=1)
+        ensemble.weights_sha256 = None  # unknown: save() stamps the model's weights then
         ensemble.temperature = 1.0
         return ensemble
 
@@ -218,21 +223,40 @@ class LowPrecisionEnsemble(torch.nn.Module):
         weights) on every batch of ``loader`` (``(inputs, labels)`` batches, read once per
         member): yields the member, its ``(N, C)`` FP32 log-probabilities (on the CPU), the
         ``(N,)`` labels and the seconds its forward passes took (eval mode). The member is
-        dequantized once for all batches."""
+        dequantized once for all batches.
+
+        The loader is read once per member, so it must give the same batches in the same order
+        every time: a one-shot iterator or a shuffling ``DataLoader`` is refused before any work
+        (:func:`check_rereadable`), and every pass after the first is checked against the first
+        (its labels and a checksum of its inputs): a loader that changed stops the evaluation
+        with an error instead of mixing other images into the ensemble."""
+        check_rereadable(loader)
         device = device or _device_of(self.model)
+        first = None
         for member in self.members() if members is None else members:
             with self._evaluating():
                 weights = {} if member is None else member_weights(self.model, member)
                 start = time.perf_counter()
-                out, labels = [], []
+                out, labels, sums = [], [], []
                 for x, y in loader:
                     output = run_with(self.model, weights, x.to(device))
                     out.append(log_softmax_of(output).cpu())
                     labels.append(y)
+                    sums.append(float(x.double().sum()))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 seconds = time.perf_counter() - start
-            yield member, torch.cat(out), torch.cat(labels), seconds
+            if not labels:
+                raise ValueError("the loader gave no batches")
+            labels = torch.cat(labels)
+            first = first or (labels, sums)
+            if not (torch.equal(labels, first[0]) and sums == first[1]):
+                raise ValueError(
+                    "the loader gave other batches on another pass (a shuffling or random "
+                    "loader?): the ensemble reads it once per member, so it must give the same "
+                    "inputs in the same order every time (DataLoader(..., shuffle=False))"
+                )
+            yield member, torch.cat(out), labels, seconds
 
     def evaluate(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, C)`` ensemble log-probabilities (at the ensemble's temperature) and ``(N,)``
@@ -249,6 +273,8 @@ class LowPrecisionEnsemble(torch.nn.Module):
         self.temperature = 1.0
         log_probs, labels = self.evaluate(loader)
         self.temperature = fit_temperature(log_probs[None], labels)
+        if (warning := bound_warning("the ensemble", self.temperature)) is not None:
+            warnings.warn(warning.removeprefix("warning: "), stacklevel=2)
         return self.temperature
 
     # -- storage -------------------------------------------------------------------------------
@@ -264,9 +290,11 @@ class LowPrecisionEnsemble(torch.nn.Module):
 
     def save(self, path: str | Path, provenance: dict[str, str] | None = None) -> int:
         """Write the members as one shared-base file (``docs/file_format.md``), with the hash of
-        the model's weights (``weights_sha256``) for :meth:`load` to check and the temperature;
+        the weights the members were drawn from (``weights_sha256``: the model's as they were at
+        construction, not as they are now) for :meth:`load` to check, and the temperature;
         return its counted bits."""
-        meta = {"weights_sha256": tensors_sha256(self.model.state_dict()),
+        drawn_from = self.weights_sha256 or tensors_sha256(self.model.state_dict())
+        meta = {"weights_sha256": drawn_from,
                 "temperature": repr(float(self.temperature)), **(provenance or {})}  # fmt: skip
         if self.seed is not None:
             meta["ensemble_seed"] = str(self.seed)
@@ -290,8 +318,28 @@ class LowPrecisionEnsemble(torch.nn.Module):
             raise ArtifactError(f"{path} was made from another model: its FP32 tensors differ")
         seed = int(meta["ensemble_seed"]) if "ensemble_seed" in meta else None
         ensemble = cls.from_shared_base(model, shared, seed)
+        ensemble.weights_sha256 = meta.get("weights_sha256")
         ensemble.temperature = float(meta.get("temperature", 1.0))
         return ensemble
+
+
+def check_rereadable(loader: Iterable) -> None:
+    """Refuse, before any work, a loader that cannot be read the same way once per member: a
+    one-shot iterator (a generator) or a ``DataLoader`` that shuffles or samples at random."""
+    if iter(loader) is loader:
+        raise ValueError(
+            f"the loader is a one-shot iterator ({type(loader).__name__}): the ensemble reads it "
+            "once per member; pass a list of batches or a DataLoader(..., shuffle=False)"
+        )
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(loader, torch.utils.data.DataLoader) and not isinstance(
+        sampler, torch.utils.data.SequentialSampler
+    ):
+        raise ValueError(
+            f"the DataLoader samples with {type(sampler).__name__} (shuffle=True?): the ensemble "
+            "reads it once per member, so each member would see other images in another order; "
+            "use DataLoader(..., shuffle=False)"
+        )
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

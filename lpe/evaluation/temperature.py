@@ -38,6 +38,24 @@ def _nll(z: torch.Tensor, labels: torch.Tensor, beta: float) -> float:
     return float((torch.logsumexp(scaled_z, dim=-1) - true).mean())
 
 
+def at_bound(temperature: float) -> bool:
+    """Whether a fitted temperature sits at an end of the searched range ``[T_MIN, T_MAX]``: the
+    held-out data wanted a more extreme one, and the scaled NLL is not at its minimum."""
+    return any(abs(temperature - end) <= 1e-4 * end for end in (T_MIN, T_MAX))
+
+
+def bound_warning(what: str, temperature: float) -> str | None:
+    """A warning for a temperature fit at the search's bound (:func:`at_bound`), else None."""
+    if not at_bound(temperature):
+        return None
+    return (
+        f"warning: {what}'s temperature was fit at the search's bound (T = {temperature:.3g}; "
+        f"the range is {T_MIN:g}-{T_MAX:g}): the held-out data wants a more extreme one (too few "
+        "held-out images, or predictions far from calibrated on them), so its temperature-scaled "
+        "row is not at its minimum"
+    )
+
+
 def fit_temperature(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     """The temperature that minimises the NLL of the ensemble of ``log_probs`` (M, N, C) on
     ``labels`` (N,): fit these on held-out data only."""

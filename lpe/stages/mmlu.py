@@ -3,7 +3,8 @@
 ASSUMED setup (docs/paper.md): k-shot prompts (k = 5) built from MMLU's dev split in the format of
 Hendrycks et al., and the model's log-probabilities of the tokens " A", " B", " C", " D" at the
 answer position, renormalised over the four, as the class log-probabilities. Token embeddings and
-the output head stay FP32; every other weight matrix is quantized (``LLM_EXCLUDE``).
+the output head stay FP32; every other weight matrix is quantized (the policy by role,
+``lpe.formats.policy.policy_for``, as for a user's own model).
 
 MMLU is read from a local copy in its original CSV layout (``lpe.data.mmlu``: the reader and the
 prompts); the model and tokenizer are loaded by ``lpe.models.llm``.
@@ -52,11 +53,9 @@ from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
 from lpe.formats.number_formats import get_format
-from lpe.formats.policy import QuantPolicy
+from lpe.formats.policy import policy_for
 from lpe.members.files import quantize
 from lpe.models.llm import load_model
-
-LLM_EXCLUDE = ("model.embed_tokens.*", "lm_head.*")
 
 
 def answer_token_ids(tokenizer) -> list[int]:
@@ -99,7 +98,7 @@ def predict(args) -> None:
     fp32 = model if args.dtype == "float32" else load_model(args.model)[0]
     masters = {k: v.detach().float().cpu() for k, v in fp32.state_dict().items()}  # never written
     del fp32
-    policy = QuantPolicy(exclude=LLM_EXCLUDE)
+    policy = policy_for(model)  # by role: the embedding table and the output head stay FP32
     numel = sum(t.numel() for t in masters.values())
     if args.format is None:
         log_probs = answer_log_probs(model, tokenizer, prompts, device, args.batch_size)[None]

@@ -50,7 +50,7 @@ from lpe.core.numerics import pin_cpu_numerics
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.evaluation import verdicts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
-from lpe.evaluation.temperature import fit_temperature, scaled
+from lpe.evaluation.temperature import bound_warning, fit_temperature, scaled
 from lpe.formats.names import CATALOGUE
 from lpe.formats.policy import QuantPolicy, policy_for
 from lpe.members.files import quantize
@@ -219,8 +219,12 @@ def apply_lpe(
     table = pd.DataFrame(rows).astype({"seed": "Int64"})
     table.attrs["checks"] = verdicts.lpe_checks(per_image, bsr_seeds, bsr_ts)
     bsr_loss = float(table.loc[table["method"] == "lpe-bsr", "avg_loss"].mean())
-    warning = verdicts.far_from_rtn(bsr_loss, float(per_image["rtn"].mean()))
-    table.attrs["warnings"] = [warning] if warning else []
+    warnings = [verdicts.far_from_rtn(bsr_loss, float(per_image["rtn"].mean()))]
+    for row in rows:  # a temperature stuck at the search's bound is no minimum
+        if row["method"].endswith("+ts"):
+            label = row["method"] + ("" if pd.isna(row["seed"]) else f" seed {row['seed']}")
+            warnings.append(bound_warning(label, row["temperature"]))
+    table.attrs["warnings"] = [w for w in warnings if w]
     if keep_predictions:
         table.attrs["predictions"], table.attrs["labels"] = predictions, labels
     return table
@@ -328,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = parser.add_mutually_exclusive_group()
     calibrate.add_argument(
         "--calibration",
-        help="an image folder (the same classes) to fit the FP32 model's temperature on",
+        help="an image folder (the same classes) to fit each row's temperature on (FP32, RTN and "
+        "every LPE-BSR ensemble: each gets a temperature-scaled '+ts' twin)",
     )
     calibrate.add_argument(
         "--calibration-fraction",

@@ -226,3 +226,45 @@ def test_the_python_example_that_opens_docs_apply_runs(tmp_path, monkeypatch):
     assert log_probs.shape == (8, 1000) and set(labels.tolist()) <= {0, 217}
     same, ensemble = namespace["same"], namespace["ensemble"]
     assert same.temperature == ensemble.temperature != 1.0 and len(same) == 2
+
+
+def test_a_loader_that_cannot_be_read_the_same_way_for_every_member_is_refused():
+    model = tiny_cnn()
+    ensemble = LowPrecisionEnsemble(model, "int5", members=2, seed=0)
+    batches = loader_of(3, n=16)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    dataset = torch.utils.data.TensorDataset(x, y)
+    expected, labels = ensemble.evaluate(batches)
+    # a DataLoader without shuffling is read the same way every time: the same ensemble
+    same, same_labels = ensemble.evaluate(torch.utils.data.DataLoader(dataset, batch_size=4))
+    assert torch.equal(same_labels, labels) and torch.allclose(same, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="shuffle=True"):
+        ensemble.evaluate(torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True))
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        ensemble.calibrate(iter(batches))
+
+    class Reshuffled:  # re-iterable, but another order on every pass
+        passes = 0
+
+        def __iter__(self):
+            self.passes += 1
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.passes))
+            return iter([(x[order[i : i + 4]], y[order[i : i + 4]]) for i in range(0, 16, 4)])
+
+    with pytest.raises(ValueError, match="other batches on another pass"):
+        ensemble.evaluate(Reshuffled())
+
+
+def test_the_file_vouches_for_the_weights_the_members_were_drawn_from(tmp_path):
+    model = tiny_cnn()
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    ensemble = LowPrecisionEnsemble(model, "int5", members=2, seed=0)
+    with torch.no_grad():  # the caller changes the model after the members were drawn
+        next(model.parameters()).add_(1.0)
+    path = tmp_path / "e.safetensors"
+    ensemble.save(path)
+    with pytest.raises(ArtifactError, match="made from other weights"):
+        LowPrecisionEnsemble.load(path, model)  # the changed weights
+    model.load_state_dict(original)
+    LowPrecisionEnsemble.load(path, model)  # the weights the members come from

@@ -142,3 +142,15 @@ def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, c
         with pytest.raises(SystemExit):
             call()
         assert "--calibrate fits on the selection split" in capsys.readouterr().err, stage
+
+
+def test_a_temperature_at_the_search_bound_is_flagged():
+    from lpe.evaluation.temperature import at_bound, bound_warning
+
+    # labels that contradict confident predictions: the NLL keeps falling as T grows
+    logits = torch.tensor([[20.0, 0.0], [0.0, 20.0]] * 8)
+    labels = torch.tensor([1, 0] * 8)
+    t = fit_temperature(torch.log_softmax(logits, -1)[None], labels)
+    assert at_bound(t) and t == pytest.approx(T_MAX, rel=1e-4)
+    assert "fit at the search's bound (T = 20" in bound_warning("lpe-bsr+ts", t)
+    assert at_bound(T_MIN) and not at_bound(1.3) and bound_warning("x", 1.3) is None

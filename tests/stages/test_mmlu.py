@@ -74,7 +74,6 @@ def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_
     from lpe.formats.number_formats import int_format
     from lpe.formats.policy import QuantPolicy
     from lpe.members.files import member_seed, quantize
-    from lpe.stages.mmlu import LLM_EXCLUDE
 
     root = write_mmlu(tmp_path / "mmlu")
     out = tmp_path / "bf16.npz"
@@ -83,11 +82,16 @@ def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_
           "--out", str(out)])  # fmt: skip
     saved = np.load(out)
     masters = load_model(tiny_llama)[0].state_dict()
-    policy = QuantPolicy(exclude=LLM_EXCLUDE)
+    # written out here, not taken from the stage: the attention and MLP projections of every
+    # layer are quantized; the token embeddings, the norms and the output head stay FP32
+    projections = [n for n in masters if n.endswith("_proj.weight")]
+    policy = QuantPolicy(exclude=tuple(n for n in masters if n not in projections))
     model, tokenizer = load_model(tiny_llama, "bfloat16")
     prompts, _ = build_prompts(root, "test", shots=1)
     for k in range(2):
         member = quantize(masters, int_format(4), "bsr", member_seed(0, k), policy)
+        assert sorted(member.codes) == sorted(projections) and projections
+        assert {"model.embed_tokens.weight", "lm_head.weight"} <= set(member.kept)
         assert saved["member_bits"][k] == member.bits
         weights = member_weights(model, member)
         direct = answer_log_probs(model, tokenizer, prompts, "cpu", 4, weights=weights)

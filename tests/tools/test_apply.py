@@ -68,7 +68,13 @@ def test_offline_without_cached_weights_says_what_to_download(tmp_path):
     assert "Hugging Face cache" in result.stderr and "--weights" in result.stderr
 
 
-def test_the_command_prints_the_three_rows(tmp_path, capsys):
+def test_the_command_prints_the_three_rows(tmp_path, capsys, monkeypatch):
+    from lpe.evaluation import verdicts
+
+    # the far-from-RTN warning, whenever it fires, reaches the command's output (a random
+    # tiny model decides nothing about it: its verdict is planted here)
+    planted = "warning: the LPE-BSR members' average loss is far above RTN's (planted)"
+    monkeypatch.setattr(verdicts, "far_from_rtn", lambda avg, rtn: planted)
     folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
     out = tmp_path / "t.csv"
     apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
@@ -80,6 +86,7 @@ def test_the_command_prints_the_three_rows(tmp_path, capsys):
     # what the members quantize, before the evaluation: the patch embedding and head stay FP32
     assert "policy: quantized 5,308,416 params in 48 tensors (92.8%)" in printed
     assert "FP32 by role or --keep: patch_embed.proj.*, head.*, cls_token, pos_embed" in printed
+    assert planted in printed
 
 
 def test_the_command_prints_the_temperature_scaled_row_fit_on_held_out_images(tmp_path, capsys):
