@@ -41,7 +41,7 @@ import torch
 from lpe.core.artifacts import ArtifactError, tensors_sha256
 from lpe.evaluation.temperature import bound_warning, fit_temperature
 from lpe.formats.number_formats import NumberFormat, get_format, int_format
-from lpe.formats.policy import QuantPolicy, policy_for
+from lpe.formats.policy import QuantPolicy, model_tensors, policy_for
 from lpe.members.files import Member, member_seed
 from lpe.members.shared_base import (
     SharedBase,
@@ -88,6 +88,12 @@ def log_softmax_of(output) -> torch.Tensor:
     """FP32 log-softmax over the last dimension of a model's output: a tensor of logits, or an
     object with ``.logits`` (Hugging Face models)."""
     logits = output.logits if hasattr(output, "logits") else output
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(
+            f"the model returned a {type(output).__name__}, not logits: an ensemble needs a "
+            "tensor of logits or an output with .logits (wrap the model so that its forward "
+            "returns its logits, e.g. the first element of its tuple)"
+        )
     return torch.log_softmax(logits.float(), dim=-1)
 
 
@@ -122,7 +128,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         self.policy = policy or policy_for(model)
         self.seed = seed
         draws = [(RTN, 0)] * with_rtn + [(BSR, member_seed(seed, k)) for k in range(members)]
-        state = {name: t.detach() for name, t in (weights or model.state_dict()).items()}
+        state = {name: t.detach() for name, t in (weights or model_tensors(model)).items()}
         with torch.no_grad():
             self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
         # the weights the members were drawn from, as save() stamps them: the model may change
@@ -293,7 +299,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         the weights the members were drawn from (``weights_sha256``: the model's as they were at
         construction, not as they are now) for :meth:`load` to check, and the temperature;
         return its counted bits."""
-        drawn_from = self.weights_sha256 or tensors_sha256(self.model.state_dict())
+        drawn_from = self.weights_sha256 or tensors_sha256(model_tensors(self.model))
         meta = {"weights_sha256": drawn_from,
                 "temperature": repr(float(self.temperature)), **(provenance or {})}  # fmt: skip
         if self.seed is not None:
@@ -305,7 +311,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         """The ensemble saved in ``path``, around ``model``: the model it was made from (its
         weights' hash, or for files without one its kept tensors, must match)."""
         shared, meta = load_shared_base(path)
-        state = model.state_dict()
+        state = model_tensors(model)
         if "weights_sha256" in meta:
             if meta["weights_sha256"] != tensors_sha256(state):
                 raise ArtifactError(

@@ -73,6 +73,14 @@ class PolicySummary:
         )
 
 
+def model_tensors(model: torch.nn.Module, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` without the entries that are not tensors (a module's
+    ``get_extra_state()``, which ``state_dict`` includes as it is): what members round, keep and
+    replace."""
+    state = model.state_dict(keep_vars=keep_vars)
+    return {name: t for name, t in state.items() if isinstance(t, torch.Tensor)}
+
+
 def _layer_types() -> tuple[type, ...]:
     """Linear and convolution layers (and GPT-2's ``Conv1D``, a linear layer, when transformers
     is installed): the layers whose weight a policy by role quantizes."""
@@ -129,7 +137,7 @@ def policy_for(
     matches a ``keep`` pattern (``fnmatch``, e.g. ``"blocks.11.*"``)."""
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _layer_types())]
     quantizable = {f"{name}.weight" if name else "weight" for name, _ in layers}
-    kept = [name for name, t in model.state_dict().items()
+    kept = [name for name, t in model_tensors(model).items()
             if t.dim() >= min_ndim and name not in quantizable]  # fmt: skip
     # the first layer: a stem or patch embedding; a language model's is its embedding table
     tokens = any(isinstance(m, torch.nn.Embedding) for m in model.modules())

@@ -29,7 +29,7 @@ import torch
 from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.formats.number_formats import NumberFormat, get_format
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
-from lpe.formats.policy import QuantPolicy
+from lpe.formats.policy import QuantPolicy, model_tensors
 from lpe.formats.rounding import round_nearest, round_stochastic
 
 METHODS = ("rtn", "bsr")
@@ -94,7 +94,7 @@ class Member:
     def state_of(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """``model.state_dict(keep_vars=True)``, refusing a model whose tensors are not exactly
         the member's (as ``load_state_dict(strict=True)`` would)."""
-        target = model.state_dict(keep_vars=True)
+        target = model_tensors(model, keep_vars=True)
         names = set(self.codes) | set(self.kept)
         if names != set(target):
             missing, unexpected = sorted(set(target) - names), sorted(names - set(target))

@@ -52,7 +52,7 @@ from lpe.evaluation import verdicts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation.temperature import bound_warning, fit_temperature, scaled
 from lpe.formats.names import CATALOGUE
-from lpe.formats.policy import QuantPolicy, policy_for
+from lpe.formats.policy import QuantPolicy, model_tensors, policy_for
 from lpe.members.files import quantize
 
 
@@ -122,9 +122,9 @@ def _runs(model: torch.nn.Module, ensembles: list[LowPrecisionEnsemble]) -> list
     first = ensembles[0]
     rtn = first.rtn()
     if rtn is None:
-        state = {name: t.detach() for name, t in model.state_dict().items()}
+        state = {name: t.detach() for name, t in model_tensors(model).items()}
         rtn = quantize(state, first.fmt, "rtn", policy=first.policy)
-    fp32_bits = 32 * _numel(model.state_dict())
+    fp32_bits = 32 * _numel(model_tensors(model))
     runs = [("fp32", None, lambda: [None], fp32_bits, fp32_bits),
             ("rtn", None, lambda: [rtn], rtn.bits, rtn.bits)]  # fmt: skip
     return runs + [("lpe-bsr", e.seed, e.members, e.paper_bits(), e.bits) for e in ensembles]
@@ -269,7 +269,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
 
 def describe_policy(policy: QuantPolicy, model: torch.nn.Module) -> str:
     """What the members quantize and what stays FP32, for the log: counts, share, the patterns."""
-    summary = policy.split(model.state_dict())
+    summary = policy.split(model_tensors(model))
     shown = ", ".join(policy.exclude[:8]) + (", ..." if len(policy.exclude) > 8 else "")
     return f"policy: {summary.describe()}; FP32 by role or --keep: {shown}"
 

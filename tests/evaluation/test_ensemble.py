@@ -268,3 +268,37 @@ def test_the_file_vouches_for_the_weights_the_members_were_drawn_from(tmp_path):
         LowPrecisionEnsemble.load(path, model)  # the changed weights
     model.load_state_dict(original)
     LowPrecisionEnsemble.load(path, model)  # the weights the members come from
+
+
+class _WithExtraState(torch.nn.Module):
+    """A module with get_extra_state (state_dict holds a dict beside the tensors), returning a
+    tuple when asked to."""
+
+    def __init__(self, as_tuple=False):
+        super().__init__()
+        self.hidden, self.out, self.as_tuple = (
+            torch.nn.Linear(4, 8),
+            torch.nn.Linear(8, 3),
+            as_tuple,
+        )
+
+    def get_extra_state(self):
+        return {"version": 1}
+
+    def set_extra_state(self, state):
+        pass
+
+    def forward(self, x):
+        logits = self.out(self.hidden(x))
+        return (logits, x) if self.as_tuple else logits
+
+
+def test_extra_state_is_not_a_weight_and_a_tuple_output_is_a_clear_error(tmp_path):
+    x = torch.randn(5, 4)
+    ensemble = LowPrecisionEnsemble(_WithExtraState(), "int4", members=2)
+    assert ensemble(x).shape == (5, 3)
+    assert "out.weight" in next(ensemble.members()).codes  # the first layer stays FP32 by role
+    ensemble.save(tmp_path / "e.safetensors")
+    LowPrecisionEnsemble.load(tmp_path / "e.safetensors", ensemble.model)
+    with pytest.raises(TypeError, match="returned a tuple, not logits"):
+        LowPrecisionEnsemble(_WithExtraState(as_tuple=True), "int4", members=2)(x)
