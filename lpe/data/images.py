@@ -86,17 +86,23 @@ def class_indices(root: str | Path, classes: list[str], num_classes: int | None 
                   class_map: dict[str, int] | None = None) -> list[int]:  # fmt: skip
     """The model's class index of each class folder of ``root`` (``classes``, sorted names).
 
-    With a ``class_map``, each folder's entry. Without, a folder holding as many classes as the
-    model (or with no model given) is the model's class order (the sorted names), unless its names
-    are a subset of ImageNet-1k's WordNet ids: those take their ImageNet-1k index. A folder with
-    fewer classes than the model must be named by WordNet id (a 1000-class model) or mapped.
+    With a ``class_map``, each folder's entry; a folder it does not name takes its WordNet id's
+    ImageNet-1k index (a 1000-class model), so a map lists only the folders that need it.
+    Without, a folder holding as many classes as the model (or with no model given) is the
+    model's class order (the sorted names), unless its names are a subset of ImageNet-1k's
+    WordNet ids: those take their ImageNet-1k index. A folder with fewer classes than the model
+    must be named by WordNet id (a 1000-class model) or mapped.
     """
     if class_map is not None:
-        unmapped = [c for c in classes if c not in class_map]
+        wnids = (
+            {w: i for i, w in enumerate(imagenet_wnids())} if num_classes in (None, 1000) else {}
+        )
+        unmapped = [c for c in classes if c not in class_map and c not in wnids]
         if unmapped:
             raise ImageFolderError(f"image folder {root}: class folder {unmapped[0]!r} is not in "
-                                   f"the class map ({len(unmapped)} unmapped)")  # fmt: skip
-        indices = [class_map[c] for c in classes]
+                                   f"the class map ({len(unmapped)} unmapped) nor an ImageNet-1k "
+                                   "WordNet id of a 1000-class model")  # fmt: skip
+        indices = [class_map[c] if c in class_map else wnids[c] for c in classes]
     else:
         wnids = {w: i for i, w in enumerate(imagenet_wnids())}
         subset = len(classes) < 1000 and all(c in wnids for c in classes)

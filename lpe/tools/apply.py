@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import add_bits_argument, add_runtime_arguments
+from lpe.cli.flags import add_bits_argument, add_runtime_arguments, positive_int
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError
 from lpe.core.numerics import pin_cpu_numerics
@@ -60,22 +61,29 @@ class ModelSourceError(ValueError):
     pass
 
 
-def create_timm_model(name: str, pretrained: bool = True, weights: str | None = None):
-    """A timm model by registry name, with hub weights, a local weights file, or none."""
+def create_timm_model(
+    name: str, pretrained: bool = True, weights: str | None = None, num_classes: int | None = None
+):
+    """A timm model by registry name, with hub weights, a local weights file, or none;
+    ``num_classes``: its head's classes when not the pretrained config's (a fine-tuned model's
+    weights file with a 10-way head, say)."""
     import timm
 
     from lpe.models.factory import unknown_timm_model
 
     if problem := unknown_timm_model(name):
         raise ModelSourceError(problem)
+    head = {} if num_classes is None else {"num_classes": num_classes}
+    if weights is not None:
+        check_weights_file(weights)
     try:
         if weights is not None:
             overlay = {"file": str(weights)}
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
-        return timm.create_model(name, pretrained=pretrained)
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **head)
+        return timm.create_model(name, pretrained=pretrained, **head)
     except (OSError, RuntimeError, ValueError) as err:
         if weights is not None:
-            raise ModelSourceError(weights_problem(name, weights, err)) from err
+            raise ModelSourceError(weights_problem(name, weights, err, num_classes)) from err
         raise ModelSourceError(
             f"cannot fetch the pretrained weights of {name} ({type(err).__name__}: {err}). "
             'Offline? On a machine with network run `python -c "import timm; '
@@ -84,25 +92,52 @@ def create_timm_model(name: str, pretrained: bool = True, weights: str | None = 
         ) from err
 
 
-def weights_problem(name: str, weights, err: Exception) -> str:
-    """One paragraph on why ``weights`` does not load into timm's ``name``: the key mismatch
-    summarised (not timm's full key lists), a common prefix to strip, and the Python route."""
-    import timm
+def check_weights_file(weights) -> None:
+    """Refuse, before any model is built, a weights file that does not exist or cannot be read
+    (truncated, or not a state dict), naming it."""
+    from timm.models import load_state_dict
 
+    if not Path(weights).is_file():
+        raise ModelSourceError(f"weights file {weights} does not exist")
     try:
-        from timm.models import load_state_dict
+        load_state_dict(str(weights))
+    except Exception as err:  # any reader's error: the file is what is wrong
+        raise ModelSourceError(
+            f"cannot read weights file {weights} ({type(err).__name__}: {str(err)[:200]}): is it "
+            "truncated, or not a state dict (.safetensors, .pth, .bin)?"
+        ) from err
 
-        given = set(load_state_dict(str(weights)))
-    except Exception:  # not a state dict at all: say what the loader said
-        return f"cannot read weights file {weights}: {type(err).__name__}: {str(err)[:300]}"
-    wanted = set(timm.create_model(name, pretrained=False).state_dict())
-    missing, unexpected = sorted(wanted - given), sorted(given - wanted)
+
+def weights_problem(name: str, weights, err: Exception, num_classes: int | None = None) -> str:
+    """One paragraph on why ``weights`` does not load into timm's ``name``: the key mismatch
+    summarised (not timm's full key lists), a common prefix to strip, another head's size, and
+    the Python route."""
+    import timm
+    from timm.models import load_state_dict
+
+    given = load_state_dict(str(weights))
+    head = {} if num_classes is None else {"num_classes": num_classes}
+    wanted = timm.create_model(name, pretrained=False, **head).state_dict()
+    missing, unexpected = sorted(set(wanted) - set(given)), sorted(set(given) - set(wanted))
     if not missing and not unexpected:  # the names match: shapes or values do not
+        shapes = [n for n in wanted if tuple(given[n].shape) != tuple(wanted[n].shape)]
+        if shapes:
+            n = shapes[0]
+            return (
+                f"weights file {weights} does not fit {name}: {len(shapes)} of its tensors have "
+                f"other shapes (e.g. {n}: {tuple(given[n].shape)} in the file, "
+                f"{tuple(wanted[n].shape)} in the model). Another number of classes? Pass "
+                "--num-classes with the file's head size"
+            )
         return f"cannot load weights file {weights} into {name}: {str(err)[:300]}"
     hint = ""
     prefixes = {k.split(".", 1)[0] + "." for k in unexpected if "." in k}
-    if len(prefixes) == 1 and {k.split(".", 1)[1] for k in unexpected} >= set(missing):
+    stripped = {k.split(".", 1)[1] for k in unexpected if "." in k}
+    if missing and len(prefixes) == 1 and stripped >= set(missing):
         hint = f" Its keys carry the prefix {prefixes.pop()!r}: strip it."
+    elif not missing:
+        hint = (" Every tensor of the model is in it, with more beside: the weights of another "
+                "(larger) architecture?")  # fmt: skip
     return (
         f"weights file {weights} does not fit {name}: {len(missing)} of the model's "
         f"{len(wanted)} tensors are not in it (e.g. {', '.join(missing[:3])}) and "
@@ -302,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", help="a local weights file (.safetensors, .pth) instead of the hub"
     )
     source.add_argument("--no-pretrained", action="store_true", help="random weights (for tests)")
+    parser.add_argument("--num-classes", type=positive_int, metavar="N",
+                        help="the head's classes when not the pretrained config's (a weights "
+                        "file fine-tuned to N classes); the class folders are then the model's "
+                        "classes in sorted order, or mapped with --class-map")  # fmt: skip
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
     precision = parser.add_mutually_exclusive_group()
     add_bits_argument(precision, "INT-b members (default 5)")
@@ -388,7 +427,8 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace):
     from lpe.models.factory import keep_head_fp32
 
     try:
-        model = create_timm_model(args.model, not args.no_pretrained, args.weights)
+        model = create_timm_model(args.model, not args.no_pretrained, args.weights,
+                                  args.num_classes)  # fmt: skip
     except ModelSourceError as err:
         parser.error(str(err))
     model = keep_head_fp32(model)

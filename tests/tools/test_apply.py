@@ -308,8 +308,12 @@ def test_a_subset_of_imagenet_classes_keeps_its_true_labels(tmp_path):
     mapping.write_text(f"{chosen[0]} 1\n{chosen[1]} 207\n{chosen[2]} 999\nmy_cats 281  # tabby\n")
     mapped = image_loader(folder, model_transform(model), 1000, class_map=read_class_map(mapping))
     assert sorted(set(mapped.labels.tolist())) == [1, 207, 281, 999]
+    # a map may name only the folders that need it: the others keep their WordNet ids
+    mapping.write_text("my_cats 281\n")
+    mapped = image_loader(folder, model_transform(model), 1000, class_map=read_class_map(mapping))
+    assert sorted(set(mapped.labels.tolist())) == [1, 207, 281, 999]
     mapping.write_text(f"{chosen[0]} 1\n")
-    with pytest.raises(ImageFolderError, match="class folder 'n01443537'|is not in the class map"):
+    with pytest.raises(ImageFolderError, match="class folder 'my_cats' is not in the class map"):
         image_loader(folder, model_transform(model), 1000, class_map=read_class_map(mapping))
 
 
@@ -356,6 +360,41 @@ def test_weights_with_other_key_names_are_summarised_in_one_line(tmp_path, capsy
     assert "152 of the model's 152 tensors are not in it" in err
     assert "Its keys carry the prefix 'backbone.': strip it" in err
     assert "lpe.LowPrecisionEnsemble(model)" in err and len(err) < 1000
+
+
+def _apply_error(capsys, *args) -> str:
+    with pytest.raises(SystemExit):
+        apply_main([*args, "--device", "cpu"])
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_weights_file_that_is_missing_truncated_or_of_another_model_is_named(tmp_path, capsys):
+    nowhere = ["--images", str(tmp_path / "nowhere")]  # refused before any image is read
+    vit = ["--model", "vit_tiny_patch16_224"]
+    missing = tmp_path / "no_such.safetensors"
+    assert f"weights file {missing} does not exist" in _apply_error(
+        capsys, *vit, "--weights", str(missing), *nowhere
+    )
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    err = _apply_error(capsys, *vit, "--weights", str(truncated), *nowhere)
+    assert f"cannot read weights file {truncated}" in err and "truncated" in err
+    # a 10-class head: its shapes are named, and --num-classes is the fix
+    err = _apply_error(capsys, *vit, "--weights", str(path), *nowhere)
+    assert "other shapes (e.g. head.weight: (10, 192) in the file, (1000, 192)" in err
+    assert "--num-classes" in err
+    assert "head.weight" not in _apply_error(
+        capsys, *vit, "--weights", str(path), "--num-classes", "10", *nowhere
+    )  # it loads: what stops it is the missing folder
+    # the weights of a larger architecture: no prefix to strip
+    small = ["--model", "vit_tiny_patch16_224", "--weights"]
+    deeper = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=13)
+    save_file({k: v.contiguous() for k, v in deeper.state_dict().items()}, str(path))
+    err = _apply_error(capsys, *small, str(path), *nowhere)
+    assert "strip" not in err and "another (larger) architecture" in err
 
 
 def test_a_misspelt_model_is_a_one_line_error_with_close_names(tmp_path, capsys):
