@@ -324,4 +324,22 @@ def copy_with_transform(dataset, transform):
                                        dataset.indices)  # fmt: skip
     out = copy.copy(dataset)
     out.transform = transform
+    out.loader = NamedImageReader(dataset.loader)
     return out
+
+
+class NamedImageReader:
+    """An ImageFolder's image reader whose failure names the file (a truncated JPEG otherwise
+    stops the decoding with PIL's "image file is truncated" and no path)."""
+
+    def __init__(self, read) -> None:
+        self.read = read
+
+    def __call__(self, path):
+        try:
+            return self.read(path)
+        except Exception as err:  # PIL's errors vary by format: any of them is this file's
+            raise ImageFolderError(
+                f"cannot read image {path} ({type(err).__name__}: {err}): remove or replace it "
+                "and rerun (nothing was evaluated)"
+            ) from err

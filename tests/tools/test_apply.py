@@ -397,6 +397,18 @@ def test_a_weights_file_that_is_missing_truncated_or_of_another_model_is_named(t
     assert "strip" not in err and "another (larger) architecture" in err
 
 
+def test_a_corrupt_image_is_named_before_anything_is_evaluated(tmp_path, capsys):
+    from lpe.data.images import imagenet_wnids
+
+    folder = _wnid_folder(tmp_path / "subset", imagenet_wnids()[:3])
+    victim = sorted(folder.rglob("*.png"))[1]
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated file
+    err = _apply_error(capsys, "--model", "vit_tiny_patch16_224", "--no-pretrained", "--images",
+                       str(folder))  # fmt: skip
+    assert f"cannot read image {victim.resolve()}" in err or f"cannot read image {victim}" in err
+    assert "remove or replace it" in err
+
+
 def test_a_misspelt_model_is_a_one_line_error_with_close_names(tmp_path, capsys):
     with pytest.raises(SystemExit):
         apply_main(["--model", "efficientnet_lite", "--no-pretrained", "--images",
