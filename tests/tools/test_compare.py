@@ -329,6 +329,34 @@ def test_the_gate_may_name_another_model_in_noise_mode_only(tmp_path, capsys):
     assert compare([*pair, "--mode", "noise"]) == 1
 
 
+def test_a_model_choice_that_moved_is_within_noise_only_inside_the_rules_tie_band(tmp_path, capsys):
+    """Another rounding may make bma.model's rule prefer another model: the run goes on with the
+    configured one, and the line that says so is a verdict moved within noise when the configured
+    model is within the rule's tie band of the largest gain, a failure otherwise."""
+    make_tree(tmp_path / "a")
+    make_tree(tmp_path / "b")
+    agrees = "Configured bma.model: vit_mini_t, the rule's choice."
+    differs = ("**bma.model: the rule chooses vit_mini_s (gain +0.00550 ± 0.00110), not the "
+               "configured vit_mini_t (gain +0.00350 ± 0.00070), {} of the largest gain; the DAG "
+               "goes on with vit_mini_t.**")  # fmt: skip
+    ref, act = (tmp_path / f"{x}/results/mini/bma/model_choice.md" for x in "ab")
+    ref.parent.mkdir(parents=True)
+    act.parent.mkdir(parents=True)
+    ref.write_text(f"# choice\n\n{agrees}\n")
+    claims = tmp_path / "b/results/mini/claims.md"
+    body = claims.read_text()
+    pair = [str(tmp_path / "a"), str(tmp_path / "b")]
+    for words, expected in (("within the rule's tie band", 0), ("outside the rule's tie band", 1)):
+        line = differs.format(words)
+        act.write_text(f"# choice\n\n{line}\n")
+        claims.write_text(f"{line}\n\n{body}")  # the claims report repeats it at its head
+        assert compare([*pair, "--mode", "noise"]) == expected, words
+        out = capsys.readouterr()
+        seen = "moved within its tie band" if expected == 0 else "outside its tie band"
+        assert seen in out.out + out.err
+    assert compare([*pair, "--mode", "exact"]) == 1
+
+
 # Today's code, twice (tests/fixtures/cross_cpu/README.md): the committed reference at 284506c and
 # its regeneration on the same machine and commit with native numerics (torch's and oneDNN's AVX-512
 # kernels instead of AVX2), another rounding of every training, as another CPU would round.
