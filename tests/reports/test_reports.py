@@ -502,3 +502,21 @@ def test_a_check_leans_for_the_claim_only_when_every_part_does():
     assert Check("b", ((0.1, 1.0), (-0.2, 1.0))).leaning == "against"
     assert Check.of("c", -0.1, 1.0).markdown().startswith("- **within noise, leaning against**")
     assert Check.of("d", 2.0, 1.0).markdown().startswith("- **holds**: d")  # decided: no lean
+
+
+def test_a_claim_none_of_whose_parts_reproduces_is_not_reproduced():
+    from lpe.core.checks import Check
+    from lpe.reports.claims.claim import Claim
+
+    def claim(*outcomes):  # one check per part, its margin giving the outcome (band 1)
+        margins = {"holds": 2.0, "fails": -2.0, "within noise": 0.5}
+        parts = tuple(f"p{i}" for i in range(len(outcomes)))
+        checks = [Check.of("c", margins[o], 1.0, p) for o, p in zip(outcomes, parts, strict=True)]
+        return Claim(5, "s", checks, parts=parts).verdict
+
+    assert claim("within noise", "fails") == (
+        "not reproduced (p0: undecided (within noise); p1: not reproduced)"
+    )
+    assert claim("holds", "within noise").startswith("partially reproduced (p0: reproduced")
+    assert claim("holds", "holds") == "reproduced"
+    assert claim("within noise", "within noise") == "undecided (within noise)"

@@ -64,18 +64,21 @@ class Claim:
     @property
     def verdict(self) -> str:
         """One part: from its decided checks. Several: "reproduced" only when every part is,
-        "not reproduced" or "undecided" when every part is that, else "partially reproduced"
-        followed by each part's verdict."""
+        "partially reproduced" when at least one part is (fully or partly), else "not
+        reproduced" when a part is, else "undecided"; each part's verdict follows in brackets
+        unless they are all the same."""
         by_part = self.part_verdicts()
         if not by_part:
             return verdict_of(self.checks)
-        if len(set(by_part.values())) == 1:
-            return next(iter(by_part.values()))
-        return (
-            "partially reproduced ("
-            + "; ".join(f"{part}: {verdict}" for part, verdict in by_part.items())
-            + ")"
-        )
+        verdicts = set(by_part.values())
+        if len(verdicts) == 1:
+            return verdicts.pop()
+        if verdicts & {"reproduced", "partially reproduced"}:
+            overall = "partially reproduced"
+        else:
+            overall = "not reproduced" if "not reproduced" in verdicts else verdict_of([])
+        listed = "; ".join(f"{part}: {verdict}" for part, verdict in by_part.items())
+        return f"{overall} ({listed})"
 
     def markdown(self) -> str:
         lines = [
