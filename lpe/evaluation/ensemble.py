@@ -34,6 +34,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,6 +96,16 @@ def log_softmax_of(output) -> torch.Tensor:
             "returns its logits, e.g. the first element of its tuple)"
         )
     return torch.log_softmax(logits.float(), dim=-1)
+
+
+@dataclass
+class EnsembleOutput:
+    """The ensemble's output for a model whose outputs carry ``.logits``: ``logits`` holds the
+    ensemble's log-probabilities (the log of the mean member probability, at the ensemble's
+    temperature). A softmax of them is the ensemble's distribution, as a softmax of a model's
+    logits is the model's."""
+
+    logits: torch.Tensor
 
 
 class LowPrecisionEnsemble(torch.nn.Module):
@@ -205,17 +216,26 @@ class LowPrecisionEnsemble(torch.nn.Module):
         """``(..., C)``: log of the mean member probability on one batch (eval mode), at the
         ensemble's temperature (1 until :meth:`calibrate`). Members are accumulated as they
         come."""
-        total, count = None, 0
+        return self._ensemble(*args, **kwargs)[0]
+
+    def _ensemble(self, *args, **kwargs) -> tuple[torch.Tensor, bool]:
+        """:meth:`log_probs`, and whether the model's outputs carry ``.logits``."""
+        total, count, with_logits = None, 0, False
         with self._evaluating():
             for member in self.members():
-                lp = log_softmax_of(self.member_outputs(member, *args, **kwargs))
+                output = self.member_outputs(member, *args, **kwargs)
+                with_logits = hasattr(output, "logits")
+                lp = log_softmax_of(output)
                 total = lp if total is None else torch.logaddexp(total, lp)
                 count += 1
-        return self._at_temperature(total - math.log(count))
+        return self._at_temperature(total - math.log(count)), with_logits
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        """The same as :meth:`log_probs`."""
-        return self.log_probs(*args, **kwargs)
+    def forward(self, *args, **kwargs) -> torch.Tensor | EnsembleOutput:
+        """:meth:`log_probs`; for a model whose outputs carry ``.logits`` (a Hugging Face model),
+        an :class:`EnsembleOutput` whose ``.logits`` they are, so that code written for the
+        model (``model(**inputs).logits``) takes the ensemble in its place."""
+        log_probs, with_logits = self._ensemble(*args, **kwargs)
+        return EnsembleOutput(logits=log_probs) if with_logits else log_probs
 
     def _at_temperature(self, log_probs: torch.Tensor) -> torch.Tensor:
         if self.temperature == 1.0:

@@ -193,7 +193,8 @@ def test_a_causal_lm_ensemble_averages_next_token_probabilities(family):
     names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
     assert names[id(embeddings)] in member.kept and names[id(head)] in member.kept
     assert len(member.codes) > 0  # the attention and MLP weights are quantized
-    log_probs = ensemble(tokens)
+    log_probs = ensemble(tokens).logits  # as the model's output: code for it takes the ensemble
+    assert torch.equal(log_probs, ensemble.log_probs(tokens))
     assert log_probs.shape == (2, 7, 100)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2, 7), atol=1e-5)
     members, expected = hand_written(model, "int4", 3, 1, tokens)
