@@ -181,7 +181,7 @@ def _row(name, seed, precision, done, *, paper_bits, stored_bits) -> dict:
 def apply_lpe(
     model: torch.nn.Module,
     loader,
-    bits: int | str = 5,
+    fmt: int | str = "int5",
     members: int = 10,
     seed: int = 0,
     *,
@@ -192,8 +192,9 @@ def apply_lpe(
     seeds: list[int] | None = None,
     keep_predictions: bool = False,
 ) -> pd.DataFrame:
-    """FP32, RTN and LPE-BSR (``members`` members at INT-``bits``, or in the number format named
-    ``bits``, ``lpe.formats.names.CATALOGUE``) scores of ``model``; with a ``calibration`` loader
+    """FP32, RTN and LPE-BSR (``members`` members in the number format ``fmt``: a name of
+    ``lpe.formats.names.CATALOGUE`` such as ``"int5"``, or INT-b's bits, as
+    :class:`LowPrecisionEnsemble` takes it) scores of ``model``; with a ``calibration`` loader
     (other images than ``loader``'s), each also at its temperature fit there ("+ts" rows).
 
     One LPE-BSR ensemble (:class:`lpe.evaluation.ensemble.LowPrecisionEnsemble`) per seed of
@@ -215,7 +216,7 @@ def apply_lpe(
     model = model.to(device)  # its modes are its own: members run in eval mode (stream)
     if ensembles is None:
         policy = policy or policy_for(model)
-        ensembles = [LowPrecisionEnsemble(model, number_format(bits), members, s, policy,
+        ensembles = [LowPrecisionEnsemble(model, number_format(fmt), members, s, policy,
                                           progress=f"draw seed {s}")
                      for s in (seeds or [seed])]  # fmt: skip
     first = ensembles[0]

@@ -31,7 +31,7 @@ def test_apply_lpe_scores_fp32_rtn_and_an_ensemble_from_one_model(tmp_path):
     loader = image_loader(folder, model_transform(model), model.num_classes, batch_size=4)
     assert loader.labels.tolist() == [0, 0, 1, 1, 2, 2]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    table = apply_lpe(model, loader, bits=4, members=3, seed=0).set_index("method")
+    table = apply_lpe(model, loader, fmt=4, members=3, seed=0).set_index("method")
     assert table["members"].tolist() == [1, 1, 3]
     assert table.loc["lpe-bsr", "memory_mbit"] == pytest.approx(3 * table.loc["rtn", "memory_mbit"])
     assert table.loc["rtn", "memory_mbit"] < table.loc["fp32", "memory_mbit"]
@@ -40,7 +40,7 @@ def test_apply_lpe_scores_fp32_rtn_and_an_ensemble_from_one_model(tmp_path):
     assert table[["nll", "err", "ece"]].notna().all().all()
     for k, v in model.state_dict().items():  # the model is left as it was given
         assert torch.equal(v.cpu(), before[k]), k
-    again = apply_lpe(model, loader, bits=4, members=3, seed=0).set_index("method")
+    again = apply_lpe(model, loader, fmt=4, members=3, seed=0).set_index("method")
     assert again.loc["lpe-bsr", "nll"] == table.loc["lpe-bsr", "nll"]  # seeded
 
 
@@ -196,7 +196,7 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
         return original(model, member)
 
     monkeypatch.setattr(lpe.evaluation.ensemble, "member_weights", counted)
-    table = apply_lpe(model, loader, bits=4, members=3, seed=5).set_index("method")
+    table = apply_lpe(model, loader, fmt=4, members=3, seed=5).set_index("method")
     assert loads == ["rtn", "bsr", "bsr", "bsr"]  # once each, not once per batch
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.cat([xb for xb, _ in loader])
@@ -233,7 +233,7 @@ def test_the_fp32_temperature_is_fit_on_the_held_out_images_only():
         return [(images, labels)]
 
     def temperature(evaluated: int, held_out: int) -> float:
-        table = apply_lpe(model, batches(evaluated), bits=4, members=1,
+        table = apply_lpe(model, batches(evaluated), fmt=4, members=1,
                           calibration=batches(held_out)).set_index("method")  # fmt: skip
         return float(table.at["fp32+ts", "temperature"])
 
