@@ -42,7 +42,7 @@ import torch
 from lpe.core.artifacts import ArtifactError, tensors_sha256
 from lpe.evaluation.temperature import bound_warning, fit_temperature
 from lpe.formats.number_formats import NumberFormat, get_format, int_format
-from lpe.formats.policy import QuantPolicy, model_tensors, policy_for
+from lpe.formats.policy import QuantPolicy, model_tensors, policy_for, untied
 from lpe.members.files import Member, member_seed
 from lpe.members.shared_base import (
     SharedBase,
@@ -80,9 +80,10 @@ def member_weights(model: torch.nn.Module, member: Member) -> dict[str, torch.Te
 
 def run_with(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], *args, **kwargs):
     """``model(*args, **kwargs)`` with ``weights`` (:func:`member_weights`) in place of its own,
-    which are neither read nor written. Tied tensors (a language model's embedding and output
-    head) are given one value per name (``tie_weights=False``): a member holds both names."""
-    return torch.func.functional_call(model, dict(weights), args, kwargs, tie_weights=False)
+    which are neither read nor written. A tied tensor (a language model's embedding and output
+    head, ``dec.weight = enc.weight``) is given under its first name only
+    (``lpe.formats.policy.untied``) and the tie carries it to the others (``tie_weights``)."""
+    return torch.func.functional_call(model, dict(weights), args, kwargs, tie_weights=True)
 
 
 def log_softmax_of(output) -> torch.Tensor:
@@ -139,7 +140,8 @@ class LowPrecisionEnsemble(torch.nn.Module):
         self.policy = policy or policy_for(model)
         self.seed = seed
         draws = [(RTN, 0)] * with_rtn + [(BSR, member_seed(seed, k)) for k in range(members)]
-        state = {name: t.detach() for name, t in (weights or model_tensors(model)).items()}
+        source = untied(weights) if weights is not None else model_tensors(model)
+        state = {name: t.detach() for name, t in source.items()}
         with torch.no_grad():
             self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
         # the weights the members were drawn from, as save() stamps them: the model may change

@@ -75,10 +75,25 @@ class PolicySummary:
 
 def model_tensors(model: torch.nn.Module, keep_vars: bool = False) -> dict[str, torch.Tensor]:
     """``model.state_dict()`` without the entries that are not tensors (a module's
-    ``get_extra_state()``, which ``state_dict`` includes as it is): what members round, keep and
-    replace."""
+    ``get_extra_state()``, which ``state_dict`` includes as it is) and with each tied tensor
+    once (:func:`untied`): what members round, keep and replace."""
     state = model.state_dict(keep_vars=keep_vars)
-    return {name: t for name, t in state.items() if isinstance(t, torch.Tensor)}
+    return untied({name: t for name, t in state.items() if isinstance(t, torch.Tensor)})
+
+
+def untied(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each tensor once: a name whose tensor is the same memory as an earlier
+    name's (a tied weight: ``dec.weight = enc.weight``) is left out, so that it is rounded,
+    stored and counted once; evaluations pass the first name and the model's tie carries it to
+    the others (``lpe.evaluation.ensemble.run_with``)."""
+    seen, out = set(), {}
+    for name, t in state.items():
+        key = (t.device, t.dtype, t.data_ptr(), tuple(t.shape), t.stride())
+        if t.numel() and key in seen:
+            continue
+        seen.add(key)
+        out[name] = t
+    return out
 
 
 def _layer_types() -> tuple[type, ...]:

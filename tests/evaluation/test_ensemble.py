@@ -12,9 +12,10 @@ import torch
 
 from lpe import LowPrecisionEnsemble
 from lpe.core.artifacts import ArtifactError
+from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.temperature import fit_temperature
 from lpe.formats.number_formats import get_format
-from lpe.formats.policy import policy_for
+from lpe.formats.policy import QuantPolicy, policy_for
 from lpe.members.files import member_seed, quantize
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)
@@ -37,7 +38,11 @@ def tiny_cnn():
 def hand_written(model, fmt, members, seed, *inputs):
     """The ensemble the long way: each member drawn with quantize(), loaded into a copy of the
     model; the members' log-softmax and their average in probability."""
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state, seen = {}, set()
+    for k, v in model.state_dict(keep_vars=True).items():  # a tied tensor once, first name
+        if id(v) not in seen:
+            seen.add(id(v))
+            state[k] = v.detach().clone()
     policy = policy_for(model)
     outputs = []
     for k in range(members):
@@ -190,7 +195,10 @@ def test_a_causal_lm_ensemble_averages_next_token_probabilities(family):
     member = next(ensemble.members())
     embeddings = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
-    names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
+    # a tied head (GPT-2's) is the embedding table itself: kept once, under its first name
+    names = {}
+    for n, t in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(t), n)
     assert names[id(embeddings)] in member.kept and names[id(head)] in member.kept
     assert len(member.codes) > 0  # the attention and MLP weights are quantized
     log_probs = ensemble(tokens).logits  # as the model's output: code for it takes the ensemble
@@ -303,3 +311,40 @@ def test_extra_state_is_not_a_weight_and_a_tuple_output_is_a_clear_error(tmp_pat
     LowPrecisionEnsemble.load(tmp_path / "e.safetensors", ensemble.model)
     with pytest.raises(TypeError, match="returned a tuple, not logits"):
         LowPrecisionEnsemble(_WithExtraState(as_tuple=True), "int4", members=2)(x)
+
+
+class _Tied(torch.nn.Module):
+    """A decoder whose weight is its encoder's (``dec.weight = enc.weight``), both quantizable."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.enc, self.dec = (torch.nn.Linear(6, 8), torch.nn.Linear(8, 8),
+                                         torch.nn.Linear(8, 8))  # fmt: skip
+        self.dec.weight = self.enc.weight  # tied: one tensor under two names
+
+    def forward(self, x):
+        return self.dec(torch.relu(self.enc(self.stem(x))))
+
+
+def test_a_tied_weight_is_rounded_stored_and_counted_once(tmp_path):
+    model = _Tied()
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
+    ensemble = LowPrecisionEnsemble(
+        model, "int4", members=2, seed=0, policy=QuantPolicy(exclude=())
+    )
+    member = next(ensemble.members())
+    assert "enc.weight" in member.codes and "dec.weight" not in member.codes | member.kept
+    # the member's one rounding, written into a copy of the tied model, gives the same output
+    tied = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, value in member_weights(tied, member).items():
+            tied.get_parameter(name).copy_(value)
+    assert tied.dec.weight is tied.enc.weight
+    with torch.no_grad():
+        expected = torch.log_softmax(tied(x), -1)
+    assert torch.allclose(ensemble.member_log_probs(x)[0], expected, atol=1e-6)
+    quantized = sum(c.numel() for c in member.codes.values())
+    assert quantized == sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2)
+    ensemble.save(tmp_path / "e.safetensors")
+    again = LowPrecisionEnsemble.load(tmp_path / "e.safetensors", model)
+    assert torch.equal(again(x), ensemble(x))
