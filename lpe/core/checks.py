@@ -43,10 +43,9 @@ class Check:
 
     def markdown(self) -> str:
         shown = "; ".join(f"margin {m:+.5f} vs band ±{b:.5f}" for m, b in self.parts)
-        outcome = self.outcome
-        if outcome == "within noise":
-            outcome += f", leaning {self.leaning}"
-        return f"- **{outcome}**: {self.text} [{shown}]"
+        # the leaning is printed for every check (a decided one leans its own way), so that a
+        # check moving in or out of its band changes words, not the line's shape
+        return f"- **{self.outcome}, leaning {self.leaning}**: {self.text} [{shown}]"
 
 
 def outcome_of(margin: float, noise: float) -> str:

@@ -48,11 +48,12 @@ def test_budget_points_are_the_ensembles_complete_at_each_budget():
 
 def test_claim5_passes_only_where_lpe_bsr_helps_at_every_budget():
     better = claim5(fast_scores(-0.01), fmt="int5")
-    assert better.verdict == "reproduced" and len(better.checks) == 8  # 4 methods x NLL, ECE
+    assert better.verdict == "reproduced (NLL: reproduced; ECE: reproduced)"
+    assert len(better.checks) == 8  # 4 methods x NLL, ECE
     assert "better at 2 of 2 training budgets" in better.checks[0].text
     assert [len(c.parts) for c in better.checks] == [2] * 8  # one margin per budget
     worse = claim5(fast_scores(+0.01), fmt="int5")
-    assert worse.verdict == "not reproduced"
+    assert worse.verdict == "not reproduced (NLL: not reproduced; ECE: not reproduced)"
 
 
 def checkpoint_scores(gain: float) -> pd.DataFrame:
@@ -69,13 +70,15 @@ def test_claim5_bands_hold_the_spread_over_starting_checkpoints():
     same = [checkpoint_scores(0.01) for _ in range(3)]
     spreads, text = checkpoint_spread(same, members=2, fmt="int5")
     assert spreads["nll"] == 0.0 and "3 trained checkpoints" in text
-    assert claim5(scores, "int5", checkpoint=(spreads, text)).verdict == "reproduced"
+    assert claim5(scores, "int5", checkpoint=(spreads, text)).verdict == (
+        "reproduced (NLL: reproduced; ECE: reproduced)"
+    )
     # checkpoints whose LPE-BSR gains differ by more than the margin: nothing is decided
     apart = [checkpoint_scores(g) for g in (0.0, 0.02, 0.04)]
     spreads, text = checkpoint_spread(apart, members=2, fmt="int5")
     assert spreads["nll"] == pytest.approx(2 * 0.02)  # NOISE_SE x sd of 0, 0.02, 0.04
     wide = claim5(scores, "int5", checkpoint=(spreads, text))
-    assert wide.verdict == "undecided (within noise)"
+    assert wide.verdict.startswith("undecided (within noise) (NLL: undecided")
     assert "starting checkpoint" in wide.note
     assert checkpoint_spread(apart[:1], members=2, fmt="int5") == ({}, "")  # one: no spread
     with pytest.raises(ValueError, match="no LPE-BSR int4 ensemble of 2 members"):

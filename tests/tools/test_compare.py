@@ -329,6 +329,31 @@ def test_the_gate_may_name_another_model_in_noise_mode_only(tmp_path, capsys):
     assert compare([*pair, "--mode", "noise"]) == 1
 
 
+def test_a_check_and_a_part_moving_into_their_band_change_words_not_the_line(tmp_path, capsys):
+    """Claims decided part by part: a check that moves from holds to within noise (its margins
+    say so) and the part and claim verdicts that follow it keep their lines' shape."""
+    make_tree(tmp_path / "a")
+    make_tree(tmp_path / "b")
+
+    def report(outcome, margin, part, claim):
+        return (
+            f"| 2 | {claim} (size: {part}; precision: reproduced) | 4 of 4 | 2 | 1 |\n\n"
+            f"- part *size*: **{part}** (1 of 1 decided checks hold; 0 within noise, "
+            "0 leaning against)\n\n"
+            f"- **{outcome}, leaning for**: INT4: gain grows with model size "
+            f"[margin {margin} vs band ±0.00500]\n"
+        )
+
+    (tmp_path / "a/results/mini/claims.md").write_text(
+        report("holds", "+0.00501", "reproduced", "reproduced")
+    )
+    (tmp_path / "b/results/mini/claims.md").write_text(
+        report("within noise", "+0.00499", "undecided (within noise)", "partially reproduced")
+    )
+    pair = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert compare([*pair, "--mode", "noise"]) == 0, capsys.readouterr().err
+
+
 def test_a_model_choice_that_moved_is_within_noise_only_inside_the_rules_tie_band(tmp_path, capsys):
     """Another rounding may make bma.model's rule prefer another model: the run goes on with the
     configured one, and the line that says so is a verdict moved within noise when the configured

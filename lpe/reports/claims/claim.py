@@ -31,8 +31,9 @@ def counts(checks: list[Check]) -> str:
     decided = held + sum(c.outcome == "fails" for c in checks)
     within = [c for c in checks if c.outcome == "within noise"]
     against = sum(c.leaning == "against" for c in within)
-    return (f"{held} of {decided} decided checks hold; {len(within)} within noise"
-            + (f", {against} leaning against" if within else ""))  # fmt: skip
+    # the same words whatever the counts: another rounding moves numbers, not the sentence
+    return (f"{held} of {decided} decided checks hold; {len(within)} within noise, "
+            f"{against} leaning against")  # fmt: skip
 
 
 @dataclass
@@ -66,14 +67,14 @@ class Claim:
         """One part: from its decided checks. Several: "reproduced" only when every part is,
         "partially reproduced" when at least one part is (fully or partly), else "not
         reproduced" when a part is, else "undecided"; each part's verdict follows in brackets
-        unless they are all the same."""
+        (always: another rounding may move a part's verdict, never the sentence around it)."""
         by_part = self.part_verdicts()
         if not by_part:
             return verdict_of(self.checks)
         verdicts = set(by_part.values())
         if len(verdicts) == 1:
-            return verdicts.pop()
-        if verdicts & {"reproduced", "partially reproduced"}:
+            overall = next(iter(verdicts))
+        elif verdicts & {"reproduced", "partially reproduced"}:
             overall = "partially reproduced"
         else:
             overall = "not reproduced" if "not reproduced" in verdicts else verdict_of([])

@@ -13,8 +13,10 @@ from lpe.tools.compare.tolerances import Report
 # The words a verdict is written in (claims, checks, the convergence gate). In noise mode a check
 # may move between "holds" or "fails" and "within noise" (another draw inside its band), never
 # from "holds" to "fails" beyond the checkpoint's noise; the other words follow from the checks.
+# ("undecided (within noise)" ends in a bracket, where no word boundary follows: it is matched
+# first, without one)
 VERDICT = re.compile(
-    r"\b(?:partially reproduced|not reproduced|reproduced|undecided \(within noise\)"
+    r"\bundecided \(within noise\)|\b(?:partially reproduced|not reproduced|reproduced"
     r"|within noise|leaning for|leaning against|holds|fails|passes|FAILS|yes|no|NO)\b"
 )
 
