@@ -427,6 +427,9 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """The model (its head kept FP32) and, with ``--ensemble``, that file's ensemble."""
     from lpe.models.factory import keep_head_fp32
 
+    if args.num_classes is not None and not (args.weights or args.no_pretrained):
+        parser.error("--num-classes needs --weights FILE (the file's head): with the hub's "
+                     "weights, timm would give the model a new, random head")  # fmt: skip
     try:
         model = create_timm_model(args.model, not args.no_pretrained, args.weights,
                                   args.num_classes)  # fmt: skip

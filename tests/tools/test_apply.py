@@ -389,6 +389,9 @@ def test_a_weights_file_that_is_missing_truncated_or_of_another_model_is_named(t
     assert "head.weight" not in _apply_error(
         capsys, *vit, "--weights", str(path), "--num-classes", "10", *nowhere
     )  # it loads: what stops it is the missing folder
+    # without a weights file the head would be timm's new, random one: refused
+    assert "--num-classes needs --weights" in _apply_error(capsys, *vit, "--num-classes", "10",
+                                                          *nowhere)  # fmt: skip
     # the weights of a larger architecture: no prefix to strip
     small = ["--model", "vit_tiny_patch16_224", "--weights"]
     deeper = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=13)
