@@ -42,7 +42,13 @@ import torch
 from lpe.core.artifacts import ArtifactError, tensors_sha256
 from lpe.evaluation.temperature import bound_warning, fit_temperature
 from lpe.formats.number_formats import NumberFormat, get_format, int_format
-from lpe.formats.policy import QuantPolicy, model_tensors, policy_for, untied
+from lpe.formats.policy import (
+    QuantPolicy,
+    model_tensors,
+    policy_for,
+    transposed_weights,
+    untied,
+)
 from lpe.members.files import Member, member_seed
 from lpe.members.shared_base import (
     SharedBase,
@@ -69,10 +75,9 @@ def member_weights(model: torch.nn.Module, member: Member) -> dict[str, torch.Te
     cover the model's state exactly (as ``load_state_dict(strict=True)``)."""
     target = member.state_of(model)
     weights = {}
-    for name, codes in member.codes.items():
+    for name in member.codes:
         t = target[name]
-        value = member.fmt.dequantize(codes.to(t.device), member.scales[name].to(t.device))
-        weights[name] = value.to(t.dtype)
+        weights[name] = member.weight(name, t.device).to(t.dtype)
     for name, value in member.kept.items():
         weights[name] = value.to(device=target[name].device, dtype=target[name].dtype)
     return weights
@@ -142,11 +147,19 @@ class LowPrecisionEnsemble(torch.nn.Module):
         draws = [(RTN, 0)] * with_rtn + [(BSR, member_seed(seed, k)) for k in range(members)]
         source = untied(weights) if weights is not None else model_tensors(model)
         state = {name: t.detach() for name, t in source.items()}
-        with torch.no_grad():
-            self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
         # the weights the members were drawn from, as save() stamps them: the model may change
         # after construction, the members do not
         self.weights_sha256 = tensors_sha256(state)
+        # a weight stored (in, out) is rounded as (out, in): its scales per output channel
+        rows = {
+            n
+            for n in transposed_weights(model)
+            if n in state and self.policy.quantizes(n, state[n])
+        }
+        state = {name: t.t() if name in rows else t for name, t in state.items()}
+        with torch.no_grad():
+            self.shared = draw_shared_base(state, number_format(fmt), draws, self.policy, progress)
+        self.shared.transposed = frozenset(rows)
         self.temperature = 1.0
 
     @classmethod

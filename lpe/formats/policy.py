@@ -109,6 +109,21 @@ def _layer_types() -> tuple[type, ...]:
     return tuple(types)
 
 
+def transposed_weights(model: torch.nn.Module) -> frozenset[str]:
+    """The weights ``model`` stores as (in, out), its output channels along dimension 1: GPT-2's
+    ``Conv1D``. The members round them transposed, so that their scales are per output channel
+    as for every other layer (one row per output channel: ``lpe.members.files.Member``)."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # transformers is optional for the library
+        return frozenset()
+    return frozenset(
+        f"{name}.weight" if name else "weight"
+        for name, module in model.named_modules()
+        if isinstance(module, Conv1D)
+    )
+
+
 # Where models without timm's or Hugging Face's getters keep their classifier: Hugging Face image
 # and sequence classifiers (``classifier``; GPT-2's ``score``), torchvision's ResNets (``fc``)
 HEAD_ATTRIBUTES = ("classifier", "score", "fc", "head")

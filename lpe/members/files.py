@@ -62,6 +62,17 @@ class Member:
     codes: dict[str, torch.Tensor]  # name -> grid indices (unsigned), the tensor's shape
     scales: dict[str, torch.Tensor]  # name -> FP32 scales, (rows, 1), (1, 1) or (rows, blocks)
     kept: dict[str, torch.Tensor]  # name -> tensor kept in full precision
+    # names whose codes are the model's tensor transposed (a weight stored (in, out), GPT-2's
+    # Conv1D: rounded as (out, in) so that its scales are per output channel)
+    transposed: frozenset[str] = frozenset()
+
+    def weight(self, name: str, device=None) -> torch.Tensor:
+        """Quantized tensor ``name`` dequantized (on ``device``), in the model's layout."""
+        codes, scales = self.codes[name], self.scales[name]
+        value = self.fmt.dequantize(
+            codes.to(device or codes.device), scales.to(device or scales.device)
+        )
+        return value.t() if name in self.transposed else value
 
     @property
     def quantized_params(self) -> int:
@@ -108,14 +119,14 @@ class Member:
     def write_into(self, target: Mapping[str, torch.Tensor]) -> None:
         """Copy the member's tensors into ``target``'s tensors of the same names (cast to their
         dtype and device); names the member does not hold are left alone."""
-        for name, q in self.codes.items():
-            target[name].copy_(self.fmt.dequantize(q, self.scales[name]))
+        for name in self.codes:
+            target[name].copy_(self.weight(name))
         for name, t in self.kept.items():
             target[name].copy_(t)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The FP32 weights the member runs with (dequantized codes plus kept tensors)."""
-        state = {n: self.fmt.dequantize(q, self.scales[n]) for n, q in self.codes.items()}
+        state = {n: self.weight(n) for n in self.codes}
         state.update(self.kept)
         return state
 
@@ -165,10 +176,17 @@ def save_member(path: str | Path, member: Member, provenance: Mapping[str, str])
         "seed": str(member.seed),
         "shapes": json.dumps(shapes, sort_keys=True),
         "memory_bits": str(member.bits),
+        **transposed_metadata(member.transposed),
         **provenance,
     }
     save_tensors(path, tensors, metadata)
     return member.bits
+
+
+def transposed_metadata(transposed: frozenset[str]) -> dict[str, str]:
+    """The file metadata that lists the tensors stored transposed (none: no key, so that files
+    of models without such weights are as they always were)."""
+    return {"transposed": json.dumps(sorted(transposed))} if transposed else {}
 
 
 def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
@@ -183,7 +201,8 @@ def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
     codes = {n: unpack_indices(tensors[f"codes/{n}"], fmt, tuple(s)) for n, s in shapes.items()}
     scales = {n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes}
     kept = {k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")}
-    member = Member(fmt, meta["method"], int(meta["seed"]), codes, scales, kept)
+    transposed = frozenset(json.loads(meta.get("transposed", "[]")))
+    member = Member(fmt, meta["method"], int(meta["seed"]), codes, scales, kept, transposed)
     if member.bits != int(meta["memory_bits"]):
         raise ArtifactError(f"member file {path}: stored bits disagree with its tensors")
     return member, meta

@@ -38,7 +38,7 @@ from lpe.formats.number_formats import NumberFormat, get_format
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
 from lpe.formats.policy import QuantPolicy
 from lpe.formats.rounding import lower_codes
-from lpe.members.files import Member, quantize
+from lpe.members.files import Member, quantize, transposed_metadata
 
 ENSEMBLE_KIND = "lpe-shared-base-ensemble"
 
@@ -54,6 +54,7 @@ class SharedBase:
     planes: dict[str, np.ndarray]  # name -> uint8 (M, ceil(numel / 8)), packed bits
     scales: dict[str, torch.Tensor]
     kept: dict[str, torch.Tensor]
+    transposed: frozenset[str] = frozenset()  # as lpe.members.files.Member.transposed
 
     def __len__(self) -> int:
         return len(self.methods)
@@ -72,7 +73,9 @@ class SharedBase:
             # In numpy: torch has no addition for the uint16 codes of formats wider than 8 bits.
             code = base.numpy() + bit.reshape(base.shape).astype(base.numpy().dtype)
             codes[name] = torch.from_numpy(code)
-        return Member(self.fmt, self.methods[m], self.seeds[m], codes, self.scales, self.kept)
+        return Member(
+            self.fmt, self.methods[m], self.seeds[m], codes, self.scales, self.kept, self.transposed
+        )
 
     @property
     def bits(self) -> int:
@@ -175,13 +178,18 @@ def encode(members: Sequence[Member]) -> SharedBase:
         planes=planes,
         scales={n: s.cpu() for n, s in first.scales.items()},
         kept={n: t.cpu() for n, t in first.kept.items()},
+        transposed=first.transposed,
     )
 
 
 def _mismatch(a: Member, b: Member) -> str:
     if (a.fmt.name, a.fmt.per_channel) != (b.fmt.name, b.fmt.per_channel):
         return f"format {b.fmt.name} is not {a.fmt.name}"
-    if a.codes.keys() != b.codes.keys() or a.kept.keys() != b.kept.keys():
+    if (
+        a.codes.keys() != b.codes.keys()
+        or a.kept.keys() != b.kept.keys()
+        or (a.transposed != b.transposed)
+    ):
         return "another set of tensors"
     for name in a.codes:
         if a.codes[name].shape != b.codes[name].shape:
@@ -213,6 +221,7 @@ def save_shared_base(path: str | Path, ensemble: SharedBase, provenance: Mapping
         "seeds": json.dumps(ensemble.seeds),
         "shapes": json.dumps(shapes, sort_keys=True),
         "memory_bits": str(ensemble.bits),
+        **transposed_metadata(ensemble.transposed),
         **provenance,
     }
     save_tensors(path, tensors, metadata)
@@ -234,6 +243,7 @@ def load_shared_base(path: str | Path) -> tuple[SharedBase, dict[str, str]]:
         planes={n: tensors[f"planes/{n}"].numpy() for n in shapes},
         scales={n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes},
         kept={k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")},
+        transposed=frozenset(json.loads(meta.get("transposed", "[]"))),
     )
     members = len(ensemble)
     for name, plane in ensemble.planes.items():

@@ -44,11 +44,23 @@ def hand_written(model, fmt, members, seed, *inputs):
             seen.add(id(v))
             state[k] = v.detach().clone()
     policy = policy_for(model)
+    # GPT-2's Conv1D stores (in, out): rounded transposed, one scale per output channel
+    stored_in_out = {
+        f"{n}.weight" for n, m in model.named_modules() if type(m).__name__ == "Conv1D"
+    }
+    stored_in_out &= {n for n, t in state.items() if policy.quantizes(n, t)}
+    state = {n: t.t() if n in stored_in_out else t for n, t in state.items()}
     outputs = []
     for k in range(members):
         member = quantize(state, get_format(fmt), "bsr", member_seed(seed, k), policy)
         copied = copy.deepcopy(model)
-        member.load_into(copied)
+        with torch.no_grad():
+            for name, codes in member.codes.items():
+                value = member.fmt.dequantize(codes, member.scales[name])
+                copied.get_parameter(name).copy_(value.t() if name in stored_in_out else value)
+            for name, value in member.kept.items():
+                target = dict(copied.state_dict(keep_vars=True))[name]
+                target.copy_(value)
         with torch.no_grad():
             out = copied(*inputs)
         logits = out.logits if hasattr(out, "logits") else out
@@ -348,3 +360,24 @@ def test_a_tied_weight_is_rounded_stored_and_counted_once(tmp_path):
     ensemble.save(tmp_path / "e.safetensors")
     again = LowPrecisionEnsemble.load(tmp_path / "e.safetensors", model)
     assert torch.equal(again(x), ensemble(x))
+
+
+def test_gpt2_conv1d_weights_get_one_scale_per_output_channel(tmp_path):
+    """GPT-2's Conv1D stores its weight (in, out): its scales are per output channel (per column
+    of the stored weight), as docs/apply.md says, and the file keeps that through a round trip."""
+    model = tiny_lm("gpt2")
+    ensemble = LowPrecisionEnsemble(model, "int4", members=2, seed=0)
+    member = next(ensemble.members())
+    name = "transformer.h.0.mlp.c_fc.weight"  # Conv1D(128, 32): stored (32 in, 128 out)
+    weight = model.get_parameter(name).detach()
+    assert weight.shape == (32, 128) and name in member.codes
+    expected = weight.abs().amax(dim=0, keepdim=True).t() / 7  # INT-4: qmax 7, per output column
+    assert torch.allclose(member.scales[name], expected)
+    decoded = member_weights(model, member)[name]
+    assert decoded.shape == weight.shape
+    units = decoded / expected.t()  # on each output column's own grid, a step from the weight
+    assert torch.allclose(units, units.round(), atol=1e-4)
+    assert (decoded - weight).abs().le(expected.t() * (1 + 1e-5)).all()
+    ensemble.save(tmp_path / "gpt2.safetensors")
+    again = LowPrecisionEnsemble.load(tmp_path / "gpt2.safetensors", model)
+    assert torch.equal(member_weights(model, next(again.members()))[name], decoded)
