@@ -53,8 +53,10 @@ from lpe.members.files import Member, member_seed
 from lpe.members.shared_base import (
     SharedBase,
     draw_shared_base,
+    from_tensors,
     load_shared_base,
     save_shared_base,
+    to_tensors,
 )
 
 RTN, BSR = "rtn", "bsr"
@@ -171,8 +173,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         ensemble = cls.__new__(cls)
         torch.nn.Module.__init__(ensemble)
         ensemble.model, ensemble.shared, ensemble.seed = model, shared, seed
-        # the stored split as a policy: exactly the stored FP32 tensors are kept
-        ensemble.policy = QuantPolicy(exclude=tuple(shared.kept), min_ndim=1)
+        ensemble.policy = stored_policy(shared)
         ensemble.weights_sha256 = None  # unknown: save() stamps the model's weights then
         ensemble.temperature = 1.0
         return ensemble
@@ -343,6 +344,29 @@ class LowPrecisionEnsemble(torch.nn.Module):
             meta["ensemble_seed"] = str(self.seed)
         return save_shared_base(path, self.shared, meta)
 
+    def get_extra_state(self) -> dict:
+        """The members in :meth:`state_dict` (under ``_extra_state``, beside the model's own
+        tensors under ``model.``): the file's tensors and metadata (``docs/file_format.md``), so
+        ``torch.save(ensemble.state_dict())`` keeps the ensemble and ``torch.load`` reads it back
+        with ``weights_only=True`` (tensors and strings only)."""
+        tensors, meta = to_tensors(self.shared)
+        meta["temperature"] = repr(float(self.temperature))
+        if self.weights_sha256 is not None:
+            meta["weights_sha256"] = self.weights_sha256
+        if self.seed is not None:
+            meta["ensemble_seed"] = str(self.seed)
+        return {"tensors": tensors, "metadata": meta}
+
+    def set_extra_state(self, state: dict) -> None:
+        """The members of a :meth:`state_dict` (``load_state_dict``): they, their format and
+        their number replace this ensemble's; the model's own tensors load as any module's."""
+        meta = state["metadata"]
+        self.shared = from_tensors(state["tensors"], meta, "the state dict's ensemble")
+        self.policy = stored_policy(self.shared)
+        self.seed = int(meta["ensemble_seed"]) if "ensemble_seed" in meta else None
+        self.weights_sha256 = meta.get("weights_sha256")
+        self.temperature = float(meta.get("temperature", 1.0))
+
     @classmethod
     def load(cls, path: str | Path, model: torch.nn.Module) -> LowPrecisionEnsemble:
         """The ensemble saved in ``path``, around ``model``: the model it was made from (its
@@ -383,6 +407,11 @@ def check_rereadable(loader: Iterable) -> None:
             "reads it once per member, so each member would see other images in another order; "
             "use DataLoader(..., shuffle=False)"
         )
+
+
+def stored_policy(shared: SharedBase) -> QuantPolicy:
+    """The stored split as a policy: exactly the stored FP32 tensors are kept."""
+    return QuantPolicy(exclude=tuple(shared.kept), min_ndim=1)
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

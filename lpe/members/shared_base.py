@@ -204,6 +204,14 @@ def _mismatch(a: Member, b: Member) -> str:
 
 def save_shared_base(path: str | Path, ensemble: SharedBase, provenance: Mapping[str, str]) -> int:
     """Write ``ensemble`` atomically as one safetensors file; return its counted bits."""
+    tensors, metadata = to_tensors(ensemble)
+    save_tensors(path, tensors, {**metadata, **provenance})
+    return ensemble.bits
+
+
+def to_tensors(ensemble: SharedBase) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``ensemble`` as the file's tensors and metadata (``docs/file_format.md``), without the
+    checksums: what a file holds, and what ``LowPrecisionEnsemble.state_dict()`` carries."""
     tensors: dict[str, torch.Tensor] = {}
     shapes = {}
     for name, base in ensemble.base.items():
@@ -222,17 +230,23 @@ def save_shared_base(path: str | Path, ensemble: SharedBase, provenance: Mapping
         "shapes": json.dumps(shapes, sort_keys=True),
         "memory_bits": str(ensemble.bits),
         **transposed_metadata(ensemble.transposed),
-        **provenance,
     }
-    save_tensors(path, tensors, metadata)
-    return ensemble.bits
+    return tensors, metadata
 
 
 def load_shared_base(path: str | Path) -> tuple[SharedBase, dict[str, str]]:
     """Read an ensemble file (checksum verified); return the ensemble and its metadata."""
     tensors, meta = load_tensors(path, "ensemble file")
+    return from_tensors(tensors, meta, f"ensemble file {path}"), meta
+
+
+def from_tensors(
+    tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], where: str
+) -> SharedBase:
+    """The ensemble that :func:`to_tensors` wrote (``where`` names it in errors), its planes'
+    shapes and counted bits checked against the metadata."""
     if meta.get("lpe_kind") != ENSEMBLE_KIND:
-        raise ArtifactError(f"{path} is not an LPE ensemble file (kind {meta.get('lpe_kind')!r})")
+        raise ArtifactError(f"{where} is not an LPE ensemble (kind {meta.get('lpe_kind')!r})")
     fmt = get_format(meta["format"], per_channel=meta["per_channel"] == "True")
     shapes = json.loads(meta["shapes"])
     ensemble = SharedBase(
@@ -249,9 +263,7 @@ def load_shared_base(path: str | Path) -> tuple[SharedBase, dict[str, str]]:
     for name, plane in ensemble.planes.items():
         expected = (members if members > 1 else 0, (int(np.prod(shapes[name])) + 7) // 8)
         if plane.shape != expected or plane.dtype != np.uint8:
-            raise ArtifactError(
-                f"ensemble file {path}: planes/{name} is {plane.shape}, not {expected}"
-            )
+            raise ArtifactError(f"{where}: planes/{name} is {plane.shape}, not {expected}")
     if ensemble.bits != int(meta["memory_bits"]):
-        raise ArtifactError(f"ensemble file {path}: stored bits disagree with its tensors")
-    return ensemble, meta
+        raise ArtifactError(f"{where}: stored bits disagree with its tensors")
+    return ensemble

@@ -381,3 +381,24 @@ def test_gpt2_conv1d_weights_get_one_scale_per_output_channel(tmp_path):
     ensemble.save(tmp_path / "gpt2.safetensors")
     again = LowPrecisionEnsemble.load(tmp_path / "gpt2.safetensors", model)
     assert torch.equal(member_weights(model, next(again.members()))[name], decoded)
+
+
+def test_the_members_travel_with_the_state_dict(tmp_path):
+    """The ensemble is a Module whose members are part of its state: torch.save of its
+    state_dict keeps them (readable with weights_only=True), and load_state_dict into another
+    ensemble of the same model gives back the saved members, format, M and temperature."""
+    model = tiny_vit()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ensemble = LowPrecisionEnsemble(model, "int4", members=3, seed=5)
+    ensemble.temperature = 1.25
+    torch.save(ensemble.state_dict(), tmp_path / "ensemble.pt")
+    state = torch.load(tmp_path / "ensemble.pt", weights_only=True)
+    assert any(key.startswith("model.") for key in state)  # the FP32 model, as any module's
+    other = LowPrecisionEnsemble(model, "fp6_e2m3", members=1, seed=0)
+    other.load_state_dict(state)
+    assert (other.fmt.name, len(other), other.seed, other.temperature) == ("int4", 3, 5, 1.25)
+    assert torch.equal(other(x), ensemble(x))
+    for a, b in zip(other.members(), ensemble.members(), strict=True):
+        assert all(torch.equal(a.codes[n], b.codes[n]) for n in b.codes)
+    other.save(tmp_path / "e.safetensors")  # and it vouches for the same weights
+    assert torch.equal(LowPrecisionEnsemble.load(tmp_path / "e.safetensors", model)(x), other(x))
