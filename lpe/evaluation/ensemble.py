@@ -125,7 +125,9 @@ class LowPrecisionEnsemble(torch.nn.Module):
     member (:meth:`rtn`, saved with the file; off by default: it costs one more bit per weight).
     ``progress``: a progress bar's label while the members are drawn. ``weights``: the state
     the members are rounded from, when not the model's own (a bf16 model's FP32 masters, on the
-    CPU: ``lpe.stages.mmlu``); the members' kept tensors are then those.
+    CPU: ``lpe.stages.mmlu``); the members' kept tensors are then those. ``keep_decoded``: keep
+    each member's weights decoded after its first use, for calls on small batches (memory: M
+    copies of the model's weights in its dtype; docs/apply.md has the trade-off's numbers).
     """
 
     def __init__(
@@ -139,8 +141,10 @@ class LowPrecisionEnsemble(torch.nn.Module):
         with_rtn: bool = False,
         progress: str = "",
         weights: Mapping[str, torch.Tensor] | None = None,
+        keep_decoded: bool = False,
     ) -> None:
         super().__init__()
+        self.keep_decoded, self._decoded = keep_decoded, {}
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
         self.model = model
@@ -173,6 +177,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         ensemble = cls.__new__(cls)
         torch.nn.Module.__init__(ensemble)
         ensemble.model, ensemble.shared, ensemble.seed = model, shared, seed
+        ensemble.keep_decoded, ensemble._decoded = False, {}
         ensemble.policy = stored_policy(shared)
         ensemble.weights_sha256 = None  # unknown: save() stamps the model's weights then
         ensemble.temperature = 1.0
@@ -221,12 +226,29 @@ class LowPrecisionEnsemble(torch.nn.Module):
             for module, training in modes:
                 module.training = training
 
+    def _member_weights(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Each LPE-BSR member's weights as :func:`run_with` takes them, decoded when asked for,
+        or with ``keep_decoded`` kept after their first use (for the model's device and dtype as
+        they are now)."""
+        first = next(iter(model_tensors(self.model).values()), None)
+        where = None if first is None else (first.device, first.dtype)
+        for m in self._indices(BSR):
+            if (m, where) in self._decoded:
+                yield self._decoded[m, where]
+                continue
+            weights = member_weights(self.model, self.shared.member(m))
+            if self.keep_decoded:
+                self._decoded = {k: v for k, v in self._decoded.items() if k[1] == where}
+                self._decoded[m, where] = weights
+            yield weights
+
     def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
         """``(M, ..., C)``: each member's log-probabilities on one batch (eval mode)."""
         with self._evaluating():
             return torch.stack(
-                [log_softmax_of(self.member_outputs(m, *args, **kwargs)) for m in self.members()]
-            )
+                [log_softmax_of(run_with(self.model, w, *args, **kwargs))
+                 for w in self._member_weights()]
+            )  # fmt: skip
 
     def log_probs(self, *args, **kwargs) -> torch.Tensor:
         """``(..., C)``: log of the mean member probability on one batch (eval mode), at the
@@ -238,8 +260,8 @@ class LowPrecisionEnsemble(torch.nn.Module):
         """:meth:`log_probs`, and whether the model's outputs carry ``.logits``."""
         total, count, with_logits = None, 0, False
         with self._evaluating():
-            for member in self.members():
-                output = self.member_outputs(member, *args, **kwargs)
+            for weights in self._member_weights():
+                output = run_with(self.model, weights, *args, **kwargs)
                 with_logits = hasattr(output, "logits")
                 lp = log_softmax_of(output)
                 total = lp if total is None else torch.logaddexp(total, lp)
@@ -362,6 +384,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
         their number replace this ensemble's; the model's own tensors load as any module's."""
         meta = state["metadata"]
         self.shared = from_tensors(state["tensors"], meta, "the state dict's ensemble")
+        self._decoded = {}
         self.policy = stored_policy(self.shared)
         self.seed = int(meta["ensemble_seed"]) if "ensemble_seed" in meta else None
         self.weights_sha256 = meta.get("weights_sha256")

@@ -402,3 +402,20 @@ def test_the_members_travel_with_the_state_dict(tmp_path):
         assert all(torch.equal(a.codes[n], b.codes[n]) for n in b.codes)
     other.save(tmp_path / "e.safetensors")  # and it vouches for the same weights
     assert torch.equal(LowPrecisionEnsemble.load(tmp_path / "e.safetensors", model)(x), other(x))
+
+
+def test_keep_decoded_decodes_each_member_once_and_changes_no_output():
+    model = tiny_vit()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = LowPrecisionEnsemble(model, "int4", members=3, seed=2)
+    kept = LowPrecisionEnsemble(model, "int4", members=3, seed=2, keep_decoded=True)
+    decoded = {id(plain): [], id(kept): []}
+    for ensemble in (plain, kept):
+        member, calls = ensemble.shared.member, decoded[id(ensemble)]
+        ensemble.shared.member = lambda m, member=member, calls=calls: calls.append(m) or member(m)
+    for _ in range(3):
+        assert torch.equal(kept(x), plain(x))
+    assert torch.equal(kept.member_log_probs(x), plain.member_log_probs(x))
+    assert decoded[id(plain)] == [0, 1, 2] * 4 and decoded[id(kept)] == [0, 1, 2]
+    model.double()  # another dtype: decoded again, in it
+    assert kept(x.double()).dtype == torch.float32 and decoded[id(kept)] == [0, 1, 2] * 2
