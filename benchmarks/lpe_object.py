@@ -18,7 +18,8 @@ nothing is cached between calls).
 3. Small batches (``--small-batch``, default 8): the same ratio, and the ratio with the members
    kept decoded (``keep_decoded=True``, timed once they are: the steady state of repeated calls).
 
-Usage: ``python benchmarks/lpe_object.py [--members 10] [--batch 64] [--out FILE.md]``
+Usage: ``python benchmarks/lpe_object.py [--members 10] [--batch 64] [--sections ...]
+[--out FILE.md]``
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from common import emit, machine_line
 
 MB = 2**20
+SECTIONS = ("evaluation", "small-batch", "building")
 
 
 def _status(field: str) -> float:
@@ -143,63 +145,100 @@ def main() -> None:
     parser.add_argument("--build-model", default="vit_base_patch16_224")
     parser.add_argument("--build-members", type=int, default=20)
     parser.add_argument("--bits", type=int, default=5)
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="the tables to measure (default all)",
+    )
     parser.add_argument("--out")
     args = parser.parse_args()
     lines = [f"{machine_line()} One thread per measurement, each in its own process.", ""]
-    lines += [f"## Evaluation: M = {args.members} INT-5 members, batch {args.batch}, 224 px", "",
-              "| model | FP32, M passes (s) | ensemble (s) | ratio | FP32 added peak (MiB) | "
-              "ensemble added peak (MiB) | stored members (MiB) | one member FP32 (MiB) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for name in args.models:
-        fp32 = measure(evaluate, "fp32", name, args.members, args.batch)
-        ens = measure(evaluate, "ensemble", name, args.members, args.batch)
-        lines.append(
-            f"| {name} | {fp32['seconds']:.2f} | {ens['seconds']:.2f} | "
-            f"{ens['seconds'] / fp32['seconds']:.3f}x | {fp32['peak'] - fp32['before']:.0f} | "
-            f"{ens['peak'] - ens['before']:.0f} | {ens['stored_mb']:.1f} | "
-            f"{ens['member_mb']:.1f} |"
-        )
-        print(lines[-1], flush=True)
-    lines += ["", "FP32 added peak: the activations of one forward (over the model). Ensemble "
-              "added peak: over the model and the stored members, the same activations plus "
-              "one member's decoded weights: the budget is one member + activations.",
-              ""]  # fmt: skip
-    lines += [f"## Small batches: M = {args.members} INT-5 members, batch {args.small_batch}",
-              "", "| model | FP32, M passes (s) | ensemble (s) | ratio | kept decoded (s) | "
-              "ratio | members kept decoded (MiB) |",
-              "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for name in args.models:
-        fp32, ens, kept = (measure(evaluate, kind, name, args.members, args.small_batch)
-                           for kind in ("fp32", "ensemble", "kept"))  # fmt: skip
-        lines.append(
-            f"| {name} | {fp32['seconds']:.2f} | {ens['seconds']:.2f} | "
-            f"{ens['seconds'] / fp32['seconds']:.3f}x | {kept['seconds']:.2f} | "
-            f"{kept['seconds'] / fp32['seconds']:.3f}x | {args.members * kept['member_mb']:.0f} |"
-        )
-        print(lines[-1], flush=True)
-    lines += ["", "At a small batch the members' decoding (unpacking the planes, dequantizing) is "
-              "not hidden by the forwards. Kept decoded (`LowPrecisionEnsemble(..., "
-              "keep_decoded=True)`): each member decoded on its first call and kept, timed on a "
-              "later call; its memory is M copies of the model's quantized weights.",
-              ""]  # fmt: skip
-    lines += [f"## Building: {args.build_members} INT-{args.bits} members of {args.build_model}",
-              "", "| how | seconds | vs the BSR kernel | added peak (MiB) |",
-              "|---|---:|---:|---:|"]  # fmt: skip
-    results = {}
-    for kind in ("kernel", "streamed", "all-then-encode"):
-        results[kind] = measure(build, kind, args.build_model, args.build_members, args.bits)
-        r = results[kind]
-        lines.append(f"| {kind} | {r['seconds']:.2f} | "
-                     f"{r['seconds'] / results['kernel']['seconds']:.2f}x | "
-                     f"{r['peak'] - r['before']:.0f} |")  # fmt: skip
-        print(lines[-1], flush=True)
-    streamed = results["streamed"]
-    lines += ["", f"Streamed: the base and the planes take {streamed['stored_mb']:.0f} MiB; one "
-              f"member's codes {streamed['member_codes_mb']:.0f} MiB (uint8), as the kernel "
-              "alone holds them with its scales and kept tensors (the kernel row).",
-              ""]  # fmt: skip
-    emit("\n".join(lines) + "\n", args.out, "Speed and memory of lpe.LowPrecisionEnsemble",
-         "python benchmarks/lpe_object.py")  # fmt: skip
+    if "evaluation" in args.sections:
+        lines += [
+            f"## Evaluation: M = {args.members} INT-5 members, batch {args.batch}, 224 px",
+            "",
+            "| model | FP32, M passes (s) | ensemble (s) | ratio | FP32 added peak (MiB) | "
+            "ensemble added peak (MiB) | stored members (MiB) | one member FP32 (MiB) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in args.models:
+            fp32 = measure(evaluate, "fp32", name, args.members, args.batch)
+            ens = measure(evaluate, "ensemble", name, args.members, args.batch)
+            lines.append(
+                f"| {name} | {fp32['seconds']:.2f} | {ens['seconds']:.2f} | "
+                f"{ens['seconds'] / fp32['seconds']:.3f}x | {fp32['peak'] - fp32['before']:.0f} | "
+                f"{ens['peak'] - ens['before']:.0f} | {ens['stored_mb']:.1f} | "
+                f"{ens['member_mb']:.1f} |"
+            )
+            print(lines[-1], flush=True)
+        lines += [
+            "",
+            "FP32 added peak: the activations of one forward (over the model). Ensemble "
+            "added peak: over the model and the stored members, the same activations plus "
+            "one member's decoded weights: the budget is one member + activations.",
+            "",
+        ]
+    if "small-batch" in args.sections:
+        lines += [
+            f"## Small batches: M = {args.members} INT-5 members, batch {args.small_batch}",
+            "",
+            "| model | FP32, M passes (s) | ensemble (s) | ratio | kept decoded (s) | "
+            "ratio | members kept decoded (MiB) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in args.models:
+            fp32, ens, kept = (
+                measure(evaluate, kind, name, args.members, args.small_batch)
+                for kind in ("fp32", "ensemble", "kept")
+            )
+            lines.append(
+                f"| {name} | {fp32['seconds']:.2f} | {ens['seconds']:.2f} | "
+                f"{ens['seconds'] / fp32['seconds']:.3f}x | {kept['seconds']:.2f} | "
+                f"{kept['seconds'] / fp32['seconds']:.3f}x | "
+                f"{args.members * kept['member_mb']:.0f} |"
+            )
+            print(lines[-1], flush=True)
+        lines += [
+            "",
+            "At a small batch the members' decoding (unpacking the planes, dequantizing) is "
+            "not hidden by the forwards. Kept decoded (`LowPrecisionEnsemble(..., "
+            "keep_decoded=True)`): each member decoded on its first call and kept, timed on a "
+            "later call; its memory is M copies of the model's quantized weights.",
+            "",
+        ]
+    if "building" in args.sections:
+        lines += [
+            f"## Building: {args.build_members} INT-{args.bits} members of {args.build_model}",
+            "",
+            "| how | seconds | vs the BSR kernel | added peak (MiB) |",
+            "|---|---:|---:|---:|",
+        ]
+        results = {}
+        for kind in ("kernel", "streamed", "all-then-encode"):
+            results[kind] = measure(build, kind, args.build_model, args.build_members, args.bits)
+            r = results[kind]
+            lines.append(
+                f"| {kind} | {r['seconds']:.2f} | "
+                f"{r['seconds'] / results['kernel']['seconds']:.2f}x | "
+                f"{r['peak'] - r['before']:.0f} |"
+            )
+            print(lines[-1], flush=True)
+        streamed = results["streamed"]
+        lines += [
+            "",
+            f"Streamed: the base and the planes take {streamed['stored_mb']:.0f} MiB; one "
+            f"member's codes {streamed['member_codes_mb']:.0f} MiB (uint8), as the kernel "
+            "alone holds them with its scales and kept tensors (the kernel row).",
+            "",
+        ]
+    emit(
+        "\n".join(lines) + "\n",
+        args.out,
+        "Speed and memory of lpe.LowPrecisionEnsemble",
+        "python benchmarks/lpe_object.py",
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,26 @@ def ensemble_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
 
 
+class RunningLogMean:
+    """:func:`ensemble_log_probs` accumulated one member at a time (memory: one ``(N, C)``
+    tensor, in the members' dtype): ``add`` each member's log-probabilities, ``value()`` is the
+    log of the mean member probability so far. The one running ensemble of the library (the
+    object, the apply tool and the chooser)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, log_probs: torch.Tensor) -> None:
+        self.total = log_probs if self.total is None else torch.logaddexp(self.total, log_probs)
+        self.count += 1
+
+    def value(self) -> torch.Tensor:
+        if self.total is None:
+            raise ValueError("an ensemble of no members")
+        return self.total - math.log(self.count)
+
+
 def _true_class(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``(..., N, C), (N,) -> (..., N)``: log-probability of each point's label."""
     index = labels.long().expand(*log_probs.shape[:-1]).unsqueeze(-1)

@@ -22,7 +22,6 @@ token.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -151,7 +150,7 @@ def choose(
         fixed = shared.bits - len(shared) * plane  # the base, the scales, the kept tensors
         # the FP32 model (None: its own weights) with the first format's members, then RTN
         runs = [None] * (i == 0) + [rtn, *ensemble.members()]
-        total, k = None, 0
+        ensemble_so_far = metrics.RunningLogMean()
         for member, lp, labels, _ in ensemble.stream(data, runs, device):
             passes.update()
             if member is None:
@@ -162,9 +161,10 @@ def choose(
                 rows.append(_scored(name, "rtn", 1, rtn.bits, fixed, lp, labels, data.boundary))
                 per_example[(name, "rtn")] = _per_example(lp, labels, data.boundary)
             else:
-                total, k = (lp if total is None else torch.logaddexp(total, lp)), k + 1
+                ensemble_so_far.add(lp)
+                k = ensemble_so_far.count
                 if k in sizes:
-                    mean = total - math.log(k)
+                    mean = ensemble_so_far.value()
                     rows.append(_scored(name, "lpe-bsr", k, k * rtn.bits, fixed + k * plane,
                                         mean, labels, data.boundary))  # fmt: skip
                     per_example[(name, k)] = _per_example(mean, labels, data.boundary)
@@ -252,16 +252,18 @@ def plot_choice(choice: Choice, path, title: str = "") -> None:
     format through M = 2 ... 20, RTN as open markers, FP32 and the budget as reference lines,
     the Pareto front (the lowest NLL at that memory or less) as a step line, the choice ringed."""
     # a Figure of its own, not pyplot: the caller's backend and open figures are left alone
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     from lpe.core.artifacts import write_with
 
     table, column = choice.table, ACCOUNTINGS[choice.accounting]
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(7.5, 4.8))
     ax = fig.subplots()
     quantized = table[table["method"] != "fp32"]
+    colors = colormaps["tab20"]
     for i, (name, rows) in enumerate(quantized.groupby("format", sort=False)):
-        color = f"C{i % 10}"
+        color = colors(i % 20)
         bsr, rtn = rows[rows["method"] == "lpe-bsr"], rows[rows["method"] == "rtn"]
         ax.plot(bsr[column], bsr["nll"], "o-", color=color, ms=4, lw=1, label=name)
         ax.plot(rtn[column], rtn["nll"], "o", mfc="none", color=color, ms=6)
@@ -277,7 +279,12 @@ def plot_choice(choice: Choice, path, title: str = "") -> None:
     ax.plot([c[column]], [c["nll"]], "o", ms=14, mfc="none", mec="red", mew=1.5, label="chosen")
     ax.set_xscale("log")
     ax.set_xlabel(f"memory (Mbit, {choice.accounting})")
-    ax.set_ylabel("NLL (evaluated part)")
+    # the region that matters: up to 1.5x FP32's NLL (a collapsed format would squash it)
+    top = min(float(table["nll"].max()), 1.5 * float(fp32["nll"]))
+    low = float(table["nll"].min())
+    ax.set_ylim(low - 0.05 * (top - low), top + 0.05 * (top - low))
+    clipped = int((table["nll"] > top).sum())
+    ax.set_ylabel("NLL (evaluated part" + (f"; {clipped} above, not shown)" if clipped else ")"))
     ax.set_title(title or "format and members: RTN (open), LPE-BSR M = 2 ... 20")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -30,7 +30,6 @@ bit. The default policy is by role (``lpe.formats.policy.policy_for``).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,6 +39,7 @@ from pathlib import Path
 import torch
 
 from lpe.core.artifacts import ArtifactError, tensors_sha256
+from lpe.core.metrics import RunningLogMean
 from lpe.evaluation.temperature import bound_warning, fit_temperature
 from lpe.formats.number_formats import NumberFormat, get_format, int_format
 from lpe.formats.policy import (
@@ -258,15 +258,13 @@ class LowPrecisionEnsemble(torch.nn.Module):
 
     def _ensemble(self, *args, **kwargs) -> tuple[torch.Tensor, bool]:
         """:meth:`log_probs`, and whether the model's outputs carry ``.logits``."""
-        total, count, with_logits = None, 0, False
+        ensemble, with_logits = RunningLogMean(), False
         with self._evaluating():
             for weights in self._member_weights():
                 output = run_with(self.model, weights, *args, **kwargs)
                 with_logits = hasattr(output, "logits")
-                lp = log_softmax_of(output)
-                total = lp if total is None else torch.logaddexp(total, lp)
-                count += 1
-        return self._at_temperature(total - math.log(count)), with_logits
+                ensemble.add(log_softmax_of(output))
+        return self._at_temperature(ensemble.value()), with_logits
 
     def forward(self, *args, **kwargs) -> torch.Tensor | EnsembleOutput:
         """:meth:`log_probs`; for a model whose outputs carry ``.logits`` (a Hugging Face model),
@@ -327,11 +325,11 @@ class LowPrecisionEnsemble(torch.nn.Module):
     def evaluate(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, C)`` ensemble log-probabilities (at the ensemble's temperature) and ``(N,)``
         labels on ``loader``, members streamed (see :meth:`stream`)."""
-        total, count, labels = None, 0, None
+        ensemble, labels = RunningLogMean(), None
         for _, lp, seen, _ in self.stream(loader):
-            total = lp if total is None else torch.logaddexp(total, lp)
-            count, labels = count + 1, seen
-        return self._at_temperature(total - math.log(count)), labels
+            ensemble.add(lp)
+            labels = seen
+        return self._at_temperature(ensemble.value()), labels
 
     def calibrate(self, loader: Iterable) -> float:
         """Fit the ensemble's temperature on ``loader`` (held-out data, never the evaluated

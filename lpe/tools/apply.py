@@ -276,13 +276,13 @@ class _Evaluated(NamedTuple):
 
 def _ensemble_of(streamed, label: str) -> _Evaluated:
     """Accumulate ``LowPrecisionEnsemble.stream``'s members into their ensemble."""
-    total, member_nll, seconds, count = None, 0.0, 0.0, 0
+    ensemble, member_nll, seconds = metrics.RunningLogMean(), 0.0, 0.0
     for _, lp, labels, took in tqdm(streamed, desc=f"apply {label}", mininterval=5):
         member_nll += float(-lp.gather(-1, labels[:, None]).sum())
-        total = lp if total is None else torch.logaddexp(total, lp)
-        seconds, count = seconds + took, count + 1
-    return _Evaluated(total - math.log(count), labels, member_nll / (count * len(labels)),
-                      seconds, count)  # fmt: skip
+        ensemble.add(lp)
+        seconds += took
+    count = ensemble.count
+    return _Evaluated(ensemble.value(), labels, member_nll / (count * len(labels)), seconds, count)
 
 
 def summary_lines(table: pd.DataFrame) -> list[str]:

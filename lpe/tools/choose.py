@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the head's classes when not the pretrained config's (with "
                         "--weights)")  # fmt: skip
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
-    parser.add_argument("--class-map", metavar="FILE",
-                        help="the model's class index of folders not named by WordNet id")
+    parser.add_argument(
+        "--class-map",
+        metavar="FILE",
+        help="the model's class index of folders not named by WordNet id",
+    )
     parser.add_argument("--held-out", type=float, default=0.3, metavar="F",
                         help="the share of the images (seeded) the choice is made on; the "
                         "others are evaluated (default 0.3)")  # fmt: skip
@@ -47,15 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), metavar="M",
                         help="the LPE-BSR ensemble sizes (default 2 5 10 20; RTN, M = 1, is "
                         "always evaluated)")  # fmt: skip
-    parser.add_argument("--budget-mbit", type=float,
-                        help="the most memory the choice may take, in Mbit (default: none)")
+    parser.add_argument(
+        "--budget-mbit",
+        type=float,
+        help="the most memory the choice may take, in Mbit (default: none)",
+    )
     parser.add_argument("--accounting", choices=list(ACCOUNTINGS), default="stored",
                         help="the memory the budget counts: 'stored', the saved file (shared "
                         "base, b + M bits per quantized weight), or 'paper', M full members "
                         "(default stored)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the members' seed (default 0)")
-    parser.add_argument("--keep", action="append", default=[], metavar="PATTERN",
-                        help="also keep these tensors FP32 (fnmatch; repeatable)")
+    parser.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="also keep these tensors FP32 (fnmatch; repeatable)",
+    )
     parser.add_argument("--quantize-head", action="store_true", help="quantize the classifier")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, help="evaluate a fixed random subset of this size")

@@ -78,3 +78,18 @@ def test_ece_uses_fifteen_bins():
     fifteen = (abs(0.62 - 1) + abs(0.68 - 0)) / 2  # 0.53
     assert metrics.ece(probs.log()[None], labels) == pytest.approx(fifteen)
     assert metrics.ece(probs.log()[None], labels, bins=10) == pytest.approx(abs(0.65 - 0.5))
+
+
+def test_the_running_ensemble_is_the_ensemble_of_its_members():
+    from lpe.core.metrics import RunningLogMean, ensemble_log_probs
+
+    members = torch.log_softmax(
+        torch.randn(5, 7, 3, generator=torch.Generator().manual_seed(0)), -1
+    )
+    running = RunningLogMean()
+    with pytest.raises(ValueError, match="no members"):
+        running.value()
+    for lp in members:
+        running.add(lp)
+    assert running.count == 5
+    assert torch.allclose(running.value().double(), ensemble_log_probs(members), atol=1e-6)
