@@ -21,9 +21,10 @@ from lpe.cli.flags import add_runtime_arguments, positive_int
 from lpe.core.numerics import pin_cpu_numerics
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.evaluation.choice import ACCOUNTINGS, SIZES, check_choice_arguments, choose, plot_choice
+from lpe.evaluation.user_model import describe_policy
 from lpe.formats.names import CATALOGUE
 from lpe.formats.policy import policy_for
-from lpe.tools.apply import describe_policy, load_model
+from lpe.tools.apply import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:

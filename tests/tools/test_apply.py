@@ -19,7 +19,8 @@ from lpe.data.images import (
     model_transform,
     read_class_map,
 )
-from lpe.tools.apply import ModelSourceError, apply_lpe, create_timm_model
+from lpe.evaluation.user_model import apply_lpe
+from lpe.tools.apply import ModelSourceError, create_timm_model
 from lpe.tools.apply import main as apply_main
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
