@@ -181,7 +181,6 @@ class NumberFormat:
 
     def loaded_scales(self, stored: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`stored_scales`, as (rows, 1), (1, 1) or (rows, blocks)."""
-        stored = stored.reshape(stored.shape[0], -1)  # older files: (out, 1, 1, ...)
         if self.block is None:
             return stored
         return torch.exp2(stored.float() - 127)

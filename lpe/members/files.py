@@ -194,9 +194,7 @@ def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
     tensors, meta = load_tensors(path, "member file")
     if meta.get("lpe_kind") != MEMBER_KIND:
         raise ArtifactError(f"{path} is not an LPE member file (kind {meta.get('lpe_kind')!r}).")
-    # files from before the format objects name INT-b by its bits only (same code stream)
-    name = meta.get("format", f"int{meta['bits']}")
-    fmt = get_format(name, per_channel=meta["per_channel"] == "True")
+    fmt = get_format(meta["format"], per_channel=meta["per_channel"] == "True")
     shapes = json.loads(meta["shapes"])
     codes = {n: unpack_indices(tensors[f"codes/{n}"], fmt, tuple(s)) for n, s in shapes.items()}
     scales = {n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes}

@@ -22,7 +22,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
-from lpe.formats.names import int_name
 from lpe.formats.number_formats import NumberFormat
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import (
@@ -98,8 +97,8 @@ def generate(
 
 
 def listed_format(manifest: dict) -> str:
-    """The format a manifest names; older manifests name INT-b by its bits only."""
-    return manifest.get("format", int_name(manifest["bits"]))
+    """The format a manifest names."""
+    return manifest["format"]
 
 
 def folder_members(
