@@ -141,6 +141,8 @@ def choose(
     passes = tqdm(total=1 + len(names) * (1 + max(sizes)), desc="choose: member passes",
                   mininterval=5, disable=not progress)  # fmt: skip
     fp32_bits = 32 * sum(t.numel() for t in model_tensors(model).values())
+    if budget_mbit is not None:  # before any pass: the smallest candidate is an RTN member
+        _check_budget(model, names, seed, policy, budget_mbit, accounting, fp32_bits)
     rows, per_example = [], {}
     for i, name in enumerate(names):
         ensemble = LowPrecisionEnsemble(model, number_format(name), max(sizes), seed, policy,
@@ -172,18 +174,24 @@ def choose(
     table = pd.DataFrame(rows)
     memory = table[ACCOUNTINGS[accounting]]
     table["in_budget"] = True if budget_mbit is None else memory <= budget_mbit
-    if not table["in_budget"].any():
-        smallest = float(memory.min())
-        raise ValueError(
-            f"no candidate fits {budget_mbit:g} Mbit ({accounting}): the smallest takes "
-            f"{smallest:.3f} Mbit; raise the budget or add a narrower format"
-        )
     ranked = table[table["in_budget"]].sort_values("held_out_nll", kind="stable")
     table["chosen"] = table.index == ranked.index[0]
     chosen = table.loc[ranked.index[0]].to_dict()
     runner_up = table.loc[ranked.index[1]].to_dict() if len(ranked) > 1 else None
     checks = _checks(chosen, runner_up, per_example)
     return Choice(table, chosen, checks, budget_mbit, accounting)
+
+
+def _check_budget(model, names, seed, policy, budget_mbit, accounting, fp32_bits) -> None:
+    """Refuse a budget that no candidate fits, from one drawn member per format (an RTN member
+    costs what one member stored alone does, under either accounting): seconds, not passes."""
+    one = [LowPrecisionEnsemble(model, number_format(n), 1, seed, policy).bits for n in names]
+    smallest = min(one + [fp32_bits]) / 1e6
+    if smallest > budget_mbit:
+        raise ValueError(
+            f"no candidate fits {budget_mbit:g} Mbit ({accounting}): the smallest takes "
+            f"{smallest:.3f} Mbit; raise the budget or add a narrower format"
+        )
 
 
 def _split(values: torch.Tensor, labels: torch.Tensor, boundary: int):

@@ -79,9 +79,14 @@ def test_the_choice_is_the_lowest_held_out_nll_within_the_budget(searched):
     for check in small.checks:
         assert check.outcome in ("holds", "fails", "within noise")
         assert math.isfinite(check.parts[0][1]) and check.parts[0][1] > 0
-    with pytest.raises(ValueError, match="no candidate fits 0.001 Mbit"):
-        choose(model, held_out, evaluated, ["int4"], sizes=(2,), budget_mbit=0.001,
+    smallest = float(table["stored_mbit"].min())  # an RTN member: int4's
+    forwards = []
+    hook = model.register_forward_hook(lambda *_: forwards.append(1))
+    with pytest.raises(ValueError, match=f"no candidate fits 0.001 Mbit .*{smallest:.3f} Mbit"):
+        choose(model, held_out, evaluated, ["int8", "int4"], sizes=(2,), budget_mbit=0.001,
                progress=False)  # fmt: skip
+    hook.remove()
+    assert not forwards  # refused before any pass over the data
 
 
 @pytest.mark.parametrize(
