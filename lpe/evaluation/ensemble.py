@@ -127,7 +127,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
     the members are rounded from, when not the model's own (a bf16 model's FP32 masters, on the
     CPU: ``lpe.stages.mmlu``); the members' kept tensors are then those. ``keep_decoded``: keep
     each member's weights decoded after its first use, for calls on small batches (memory: M
-    copies of the model's weights in its dtype; docs/apply.md has the trade-off's numbers).
+    copies of the model's quantized weights in its dtype; docs/apply.md has the numbers).
     """
 
     def __init__(
