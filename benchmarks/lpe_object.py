@@ -135,6 +135,17 @@ def measure(target, *args) -> dict:
     return result
 
 
+def model_rows(args, batch: int, kinds: tuple[str, ...], row) -> list[str]:
+    """A table row per model of ``args.models``: ``row(name, {kind: measurement})``, each kind
+    of :func:`evaluate` measured in its own process at ``batch``; printed as it comes."""
+    rows = []
+    for name in args.models:
+        results = {kind: measure(evaluate, kind, name, args.members, batch) for kind in kinds}
+        rows.append(row(name, results))
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=10)
@@ -163,16 +174,17 @@ def main() -> None:
             "ensemble added peak (MiB) | stored members (MiB) | one member FP32 (MiB) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for name in args.models:
-            fp32 = measure(evaluate, "fp32", name, args.members, args.batch)
-            ens = measure(evaluate, "ensemble", name, args.members, args.batch)
-            lines.append(
+
+        def evaluation_row(name, r):
+            fp32, ens = r["fp32"], r["ensemble"]
+            return (
                 f"| {name} | {fp32['seconds']:.2f} | {ens['seconds']:.2f} | "
                 f"{ens['seconds'] / fp32['seconds']:.3f}x | {fp32['peak'] - fp32['before']:.0f} | "
                 f"{ens['peak'] - ens['before']:.0f} | {ens['stored_mb']:.1f} | "
                 f"{ens['member_mb']:.1f} |"
             )
-            print(lines[-1], flush=True)
+
+        lines += model_rows(args, args.batch, ("fp32", "ensemble"), evaluation_row)
         lines += [
             "",
             "FP32 added peak: the activations of one forward (over the model). Ensemble "
@@ -188,18 +200,17 @@ def main() -> None:
             "ratio | members kept decoded (MiB) |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for name in args.models:
-            fp32, ens, kept = (
-                measure(evaluate, kind, name, args.members, args.small_batch)
-                for kind in ("fp32", "ensemble", "kept")
-            )
-            lines.append(
+
+        def small_batch_row(name, r):
+            fp32, ens, kept = r["fp32"], r["ensemble"], r["kept"]
+            return (
                 f"| {name} | {fp32['seconds']:.2f} | {ens['seconds']:.2f} | "
                 f"{ens['seconds'] / fp32['seconds']:.3f}x | {kept['seconds']:.2f} | "
                 f"{kept['seconds'] / fp32['seconds']:.3f}x | "
                 f"{args.members * kept['member_mb']:.0f} |"
             )
-            print(lines[-1], flush=True)
+
+        lines += model_rows(args, args.small_batch, ("fp32", "ensemble", "kept"), small_batch_row)
         lines += [
             "",
             "At a small batch the members' decoding (unpacking the planes, dequantizing) is "

@@ -230,8 +230,10 @@ class LowPrecisionEnsemble(torch.nn.Module):
         """Each LPE-BSR member's weights as :func:`run_with` takes them, decoded when asked for,
         or with ``keep_decoded`` kept after their first use (for the model's device and dtype as
         they are now)."""
-        first = next(iter(model_tensors(self.model).values()), None)
-        where = None if first is None else (first.device, first.dtype)
+        where = None
+        if self.keep_decoded:  # not on every call's path otherwise: a walk of the state dict
+            first = next(iter(model_tensors(self.model).values()), None)
+            where = None if first is None else (first.device, first.dtype)
         for m in self._indices(BSR):
             if (m, where) in self._decoded:
                 yield self._decoded[m, where]

@@ -265,7 +265,7 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace):
         parser.error(str(err))
     model = keep_head_fp32(model)
     ensembles = None
-    if args.ensemble:  # before any image is decoded: a file of another model is refused first
+    if getattr(args, "ensemble", None):  # before any image is decoded (lpe.tools.choose has none)
         try:
             ensembles = [LowPrecisionEnsemble.load(args.ensemble, model)]
         except ArtifactError as err:

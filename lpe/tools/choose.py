@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> None:
     except RuntimeError as err:
         parser.error(str(err))
     set_threads(args.threads)
-    args.ensemble = None  # load_model's option of lpe.tools.apply, not one of this command
     model, _ = load_model(parser, args)
     transform = model_transform(model)
     try:

@@ -54,13 +54,13 @@ def hand_written(model, fmt, members, seed, *inputs):
     for k in range(members):
         member = quantize(state, get_format(fmt), "bsr", member_seed(seed, k), policy)
         copied = copy.deepcopy(model)
+        target = copied.state_dict(keep_vars=True)
         with torch.no_grad():
             for name, codes in member.codes.items():
                 value = member.fmt.dequantize(codes, member.scales[name])
-                copied.get_parameter(name).copy_(value.t() if name in stored_in_out else value)
+                target[name].copy_(value.t() if name in stored_in_out else value)
             for name, value in member.kept.items():
-                target = dict(copied.state_dict(keep_vars=True))[name]
-                target.copy_(value)
+                target[name].copy_(value)
         with torch.no_grad():
             out = copied(*inputs)
         logits = out.logits if hasattr(out, "logits") else out
