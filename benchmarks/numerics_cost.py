@@ -60,7 +60,7 @@ def main() -> None:
                     times.setdefault((mode, f"train {model}"), []).append(stage(train, env, work))
                 members = f"m-{index}-{repeat}"
                 gen = ["lpe.stages.generate", "--checkpoint", ckpt, "--method", "bsr",
-                       "--bits", "4", "--members", "10", "--out", members]  # fmt: skip
+                       "--format", "int4", "--members", "10", "--out", members]  # fmt: skip
                 stage(gen, env, work)
                 predict = ["lpe.stages.predict", "--checkpoint", ckpt, "--data", "d.npz",
                            "--members", members, "--out", "p.npz"]  # fmt: skip

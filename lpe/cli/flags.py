@@ -1,24 +1,26 @@
-"""The command-line flags the stages, reports and tools share, and how a stage's ``--settings``
-JSON sets them: the only place, with the entry points, that knows about ``argparse``.
+"""The command-line flags shared by the stages, reports and tools whose parsers are written by
+hand (a typed job's flags are generated: ``lpe.cli.jobs``); with the entry points and
+``lpe.cli.jobs``, the only place that knows about ``argparse``.
 
 The library below takes values and dataclasses; each helper here turns a stage's flags into them
-(``member_format``: a number format and rounding policy; ``calibration_split``: the inputs a
-temperature is fit on; ``open_stage_data``: the examples of ``--data``). Each ``*_SETTINGS`` maps
-config keys to the options they set (lpe.core.settings, tests/cli/test_settings.py).
+(``member_format``: a number format and rounding policy; ``open_stage_data``: the examples of
+``--data``). Each ``*_SETTINGS`` maps config keys to the options they set (lpe.core.settings,
+``lpe.cli.jobs.apply_settings``, tests/cli/test_settings.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from lpe.core.runtime import DTYPES
-from lpe.core.settings import FLAG, Option, lookup
+from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
-from lpe.evaluation.prediction import calibration_inputs
+from lpe.evaluation.prediction import (
+    CALIBRATE_HELP,
+    HOLDOUT_HELP,
+    evaluates_test,
+)
 from lpe.formats.names import MAX_BITS, MIN_BITS, int_name
 from lpe.formats.number_formats import FORMATS, NumberFormat, get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
@@ -40,76 +42,6 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
     return number
-
-
-# ---- --settings: config keys as the defaults of a stage's options
-HELP = "the config keys this stage reads, as JSON (what the workflow passes)"
-
-
-def _typed(action: argparse.Action, value: Any) -> Any:
-    """``value`` as the option's flag text would give it (its ``type``, per item for lists)."""
-    if value is None or action.type is None:
-        return value
-    if isinstance(value, list):
-        return [action.type(v) for v in value]
-    return action.type(value)
-
-
-def _arguments(argv: Sequence[str] | None) -> list[str]:
-    """``argv``, or the process's arguments when None (as argparse reads them)."""
-    return sys.argv[1:] if argv is None else list(argv)
-
-
-def subcommand(argv: Sequence[str] | None) -> str | None:
-    """The first argument (a stage's subcommand, ``train``/``predict``), before parsing."""
-    return next(iter(_arguments(argv)), None)
-
-
-def argument_value(argv: Sequence[str] | None, flag: str) -> str | None:
-    """The text after ``flag`` in ``argv`` (the process's arguments when None), before parsing:
-    what a stage needs to know which options its settings set (``--method``)."""
-    argv = _arguments(argv)
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-Options = Mapping[str, "str | Option | tuple[str | Option, ...]"]
-
-
-def apply_settings(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None, options: Options
-) -> None:
-    """Add ``--settings`` to ``parser``; when ``argv`` has it, its values become the defaults of
-    ``options`` (and a required option is no longer required). Stops the stage on bad settings.
-    """
-    parser.add_argument(FLAG, help=HELP)
-    text = argument_value(argv, FLAG)
-    if text is None:
-        return
-    try:
-        section = json.loads(text)
-    except json.JSONDecodeError as err:
-        parser.error(f"{FLAG} is not JSON ({err})")
-    if not isinstance(section, dict):
-        parser.error(f"{FLAG} must be a JSON object, got {type(section).__name__}")
-    actions = {action.dest: action for action in parser._actions}
-    for path, targets in options.items():
-        try:
-            value = lookup(section, path)
-        except KeyError as err:
-            parser.error(err.args[0])
-        for option in targets if isinstance(targets, tuple) else (targets,):
-            if isinstance(option, str):
-                option = Option(option, lambda v: v)
-            dest, convert = option.dest, option.convert
-            if dest not in actions:
-                raise ValueError(f"settings key {path!r} names no option {dest!r} of this stage")
-            actions[dest].default = _typed(actions[dest], convert(value))
-            actions[dest].required = False
 
 
 # ---- how a stage runs: threads, device, inference precision
@@ -201,10 +133,6 @@ def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
 
 
 # ---- temperature scaling's calibration split
-def _evaluates_test(split: str) -> bool:
-    return split == "test"
-
-
 # The predict stages' settings (lpe.core.settings): config key -> option. The split evaluated and
 # the inference precision; and, for the stages behind Tables 1, 5 and 6, the same split as the
 # temperature-scaling control: evaluating the test split also predicts the selection split (an
@@ -215,18 +143,9 @@ PREDICT_SETTINGS = {"predict.split": "split", "predict.dtype": "dtype"}
 
 CALIBRATED_SETTINGS = {
     **PREDICT_SETTINGS,
-    "predict.split": ("split", Option("calibrate", _evaluates_test)),
+    "predict.split": ("split", Option("calibrate", evaluates_test)),
     "dataset.holdout": "holdout",
 }
-
-
-CALIBRATE_HELP = (
-    "also predict the data's selection split (validation; an image folder's holdout, see "
-    "--holdout), on which lpe.stages.score fits each run's temperature"
-)
-
-
-HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
 
 
 def add_calibration_arguments(parser, holdout: bool = True) -> None:
@@ -240,14 +159,6 @@ def check_calibration(parser, args) -> None:
     """The selection split cannot calibrate itself: ``--calibrate`` evaluates the test split."""
     if args.calibrate and args.split != "test":
         parser.error("--calibrate fits on the selection split: evaluate the test split (--split)")
-
-
-def calibration_split(args, info):
-    """``(inputs, labels)`` of the calibration split of a stage's ``--data``, or ``(None, None)``
-    without ``--calibrate``."""
-    if not args.calibrate:
-        return None, None
-    return calibration_inputs(args.data, info, args.batch_size, args.workers, args.holdout)
 
 
 # ---- a fine-tuning run and its resumable state

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import dataclass
 
 import numba
 import torch
 
+from lpe.core.jobs import Job, setting
 from lpe.core.numerics import describe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -68,3 +70,35 @@ def keeping_threads(kernel, *args) -> None:
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Threads(Job):
+    """The job part of every stage: its share of the machine (``set_threads``)."""
+
+    threads: int = setting(1, "torch and numba threads")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inference(Threads):
+    """The job part of the stages that evaluate: the device and the forwards' precision (the
+    config's ``predict.dtype``; weights stay as stored). Training stages compute in FP32."""
+
+    device: str = setting("auto", "auto (CUDA if present), cpu, cuda")
+    dtype: str = setting("float32", "inference precision of the forward passes (autocast)",
+                         config="predict.dtype", choices=tuple(sorted(DTYPES)))  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+
+    def start(self) -> torch.device:
+        """Set the threads; the device the job runs on."""
+        set_threads(self.threads)
+        return resolve_device(self.device)

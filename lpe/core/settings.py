@@ -13,7 +13,7 @@ type, as the flag's text would be, so a setting gives the stage the value its fl
 Options given on the command line win over the settings: a stage still runs by hand with flags
 alone. A key missing from the settings stops the stage before any work, naming the key and the
 keys that are there. This module has no command line: the settings become a parser's defaults
-in ``lpe.cli.flags.apply_settings``.
+in ``lpe.cli.jobs.apply_settings`` (or ``lpe.cli.jobs.from_cli`` for a typed job).
 """
 
 from __future__ import annotations

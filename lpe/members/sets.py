@@ -1,4 +1,5 @@
-"""Member sets: one ensemble's members and manifest in a folder, and the flags that pick them.
+"""Member sets: one ensemble's members and manifest in a folder, and the job part that picks
+their format (``MemberFormat``).
 
 ``generate`` makes ``--members`` members of a checkpoint by Bernoulli stochastic rounding (member
 ``k`` seeded by ``member_seed(seed, k)``) or the single rounding-to-nearest member, into a folder
@@ -17,13 +18,15 @@ members read back (``folder_members``) equal, bit for bit, in either layout (tes
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lpe.core.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
-from lpe.formats.number_formats import NumberFormat
-from lpe.formats.policy import QuantPolicy
+from lpe.core.jobs import Job, setting
+from lpe.formats.number_formats import FORMATS, NumberFormat, get_format
+from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.members.files import (
     Member,
     load_member_of,
@@ -36,6 +39,31 @@ from lpe.members.shared_base import draw_shared_base, load_shared_base, save_sha
 from lpe.models.checkpoints import load_checkpoint
 
 LAYOUTS = ("shared-base", "files")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemberFormat(Job):
+    """The job part of the stages that make members: the number format and the rounding policy
+    (the config's ``quant`` section)."""
+
+    format: str = setting(help=f"number format name: {', '.join(FORMATS)} (and int2..int16)")
+    per_channel: bool = setting(True, "one scale per output channel (--no-per-channel: one per "
+                                "tensor)", config="quant.per_channel")  # fmt: skip
+    exclude: tuple[str, ...] = setting(DEFAULT_EXCLUDE, "name patterns kept in FP32",
+                                       config="quant.exclude")  # fmt: skip
+    min_ndim: int = setting(2, "tensors of fewer dimensions stay FP32", config="quant.min_ndim")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.number_format()  # an unknown format stops here, before the checkpoint is read
+
+    def number_format(self) -> NumberFormat:
+        return get_format(self.format, per_channel=self.per_channel)
+
+    def policy(self) -> QuantPolicy:
+        return QuantPolicy(exclude=tuple(self.exclude), min_ndim=self.min_ndim)
+
+
 ENSEMBLE_FILE = "ensemble.safetensors"
 
 

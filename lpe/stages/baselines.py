@@ -38,11 +38,10 @@ from lpe.cli.flags import (
     add_calibration_arguments,
     add_data_arguments,
     add_runtime_arguments,
-    apply_settings,
-    argument_value,
     check_calibration,
     open_stage_data,
 )
+from lpe.cli.jobs import apply_settings, argument_value
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError, write_json
 from lpe.core.runtime import autocast, resolve_device, set_threads

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lpe.cli.flags import apply_settings
+from lpe.cli.jobs import apply_settings
 from lpe.core.artifacts import ArtifactError, atomic_path
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.models.factory import unknown_timm_model

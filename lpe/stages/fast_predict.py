@@ -28,13 +28,12 @@ from lpe.cli.flags import (
     add_data_arguments,
     add_policy_arguments,
     add_runtime_arguments,
-    apply_settings,
-    argument_value,
     check_calibration,
     member_format,
     open_stage_data,
     positive_int,
 )
+from lpe.cli.jobs import apply_settings, argument_value
 from lpe.core.artifacts import MANIFEST, ArtifactError, atomic_dir, read_manifest, read_metadata
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS

@@ -25,11 +25,10 @@ from lpe.cli.flags import (
     add_resume_arguments,
     add_runtime_arguments,
     add_setting_arguments,
-    apply_settings,
-    argument_value,
     open_stage_data,
     positive_int,
 )
+from lpe.cli.jobs import apply_settings, argument_value
 from lpe.core.artifacts import atomic_dir, write_manifest
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.methods import fast_sources, load

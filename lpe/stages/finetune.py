@@ -25,9 +25,9 @@ from lpe.cli.flags import (
     add_finetune_arguments,
     add_resume_arguments,
     add_runtime_arguments,
-    apply_settings,
     open_stage_data,
 )
+from lpe.cli.jobs import apply_settings
 from lpe.core.resume import Resume
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint

@@ -8,58 +8,56 @@ one shared-base ``ensemble.safetensors`` (``--layout shared-base``, what the wor
 complete (``lpe.members.sets``).
 
 Usage: ``python -m lpe.stages.generate --checkpoint CKPT --method bsr --format int4 --seed 0
---members 10 --out work/mini/members/vit_mini_s/bsr-int4-seed0``
+--members 10 --out work/mini/members/vit_mini_s/bsr-int4-seed0``; from Python:
+``run(GenerateJob(checkpoint=..., method="bsr", format="int4", out=...))``.
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from lpe.cli.flags import add_member_arguments, member_format
-from lpe.core.runtime import set_threads
+from lpe.cli.jobs import from_cli
+from lpe.core.jobs import setting
+from lpe.core.runtime import Threads, set_threads
 from lpe.members.files import METHODS
-from lpe.members.sets import LAYOUTS, generate
+from lpe.members.sets import LAYOUTS, MemberFormat, generate
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--method", required=True, choices=METHODS)
-    add_member_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="ensemble seed (BSR)")
-    parser.add_argument("--members", type=int, default=1)
-    parser.add_argument(
-        "--layout",
-        default="files",
-        choices=LAYOUTS,
-        help="one file per member (files) or one shared-base ensemble file",
-    )
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    try:
-        fmt, policy = member_format(args)
-    except ValueError as err:
-        parser.error(str(err))
-    manifest = generate(
-        args.checkpoint,
-        args.out,
-        fmt,
-        args.method,
-        args.seed,
-        members=args.members,
-        policy=policy,
-        layout=args.layout,
-    )
+@dataclass(frozen=True, kw_only=True)
+class GenerateJob(MemberFormat, Threads):
+    """One folder of members of a checkpoint."""
+
+    checkpoint: str = setting(help="the FP32 checkpoint the members are made from")
+    method: str = setting(help="bsr: stochastic rounding; rtn: rounding to nearest",
+                          choices=METHODS)  # fmt: skip
+    seed: int = setting(0, "ensemble seed (BSR)")
+    members: int = setting(1, "members drawn (1 for rtn)")
+    layout: str = setting("files", "one file per member (files) or one shared-base ensemble file",
+                          choices=LAYOUTS)  # fmt: skip
+    out: str = setting(help="the member folder written")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+def run(job: GenerateJob) -> dict:
+    """Write the job's members; their manifest."""
+    set_threads(job.threads)
+    manifest = generate(job.checkpoint, job.out, job.number_format(), job.method, job.seed,
+                        members=job.members, policy=job.policy(), layout=job.layout)  # fmt: skip
     shared = manifest.get("member_shared_bits")
     print(
-        f"wrote {len(manifest['member_bits'])} members to {args.out}; "
+        f"wrote {len(manifest['member_bits'])} members to {job.out}; "
         f"{manifest['member_bits'][0]:,} bits each"
         + (f"; {sum(shared):,} bits in all as one shared base" if shared else "")
     )
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(GenerateJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from lpe.cli.flags import (
     PREDICT_SETTINGS,
     add_data_arguments,
     add_runtime_arguments,
-    apply_settings,
     open_stage_data,
 )
+from lpe.cli.jobs import apply_settings
 from lpe.core.artifacts import write_with
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import FORMAT_NAMES, add_runtime_arguments, apply_settings, subcommand
+from lpe.cli.flags import FORMAT_NAMES, add_runtime_arguments
+from lpe.cli.jobs import apply_settings, subcommand
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts

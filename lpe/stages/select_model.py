@@ -38,10 +38,10 @@ from lpe.cli.flags import (
     add_data_arguments,
     add_member_arguments,
     add_runtime_arguments,
-    apply_settings,
     member_format,
     open_stage_data,
 )
+from lpe.cli.jobs import apply_settings
 from lpe.core import metrics
 from lpe.core.artifacts import write_text
 from lpe.core.runtime import resolve_device, set_threads

@@ -21,8 +21,8 @@ from lpe.cli.flags import (
     PREDICT_SETTINGS,
     QUANT_SETTINGS,
     RESUME_SETTINGS,
-    apply_settings,
 )
+from lpe.cli.jobs import apply_settings
 from lpe.core.settings import FLAG, Option, lookup, pick, settings_json
 from lpe.methods import family, load
 from lpe.reports.claims import CLAIMS_SETTINGS

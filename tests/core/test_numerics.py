@@ -48,7 +48,7 @@ def _run_variant(tmp, overrides):
            "--epochs", "1", "--out", "m.safetensors")  # fmt: skip
     # the workflow's stage: generate the members, then predict with them
     _stage(tmp, env, "lpe.stages.ensembles", "--checkpoint", "m.safetensors", "--data", "d.npz",
-           "--bits", "4", "--members", "3", "--seeds", "0", "--members-out", "members",
+           "--format", "int4", "--members", "3", "--seeds", "0", "--members-out", "members",
            "--out", "p.npz")  # fmt: skip
     state, _ = load_checkpoint(tmp / "m.safetensors")
     weights = hashlib.sha256()

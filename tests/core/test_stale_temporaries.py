@@ -41,7 +41,7 @@ def killed_writer(target, kind, tmp_path):
 def test_the_member_writer_removes_what_a_killed_writer_left(tmp_path, checkpoint):
     target = tmp_path / "members" / "bsr-int4-seed2"
     stale = killed_writer(target, "dir", tmp_path)
-    run_generate(checkpoint, target, "--method", "bsr", "--bits", 4, "--members", 2)
+    run_generate(checkpoint, target, "--method", "bsr", "--format", "int4", "--members", 2)
     assert not stale.exists() and (target / "manifest.json").is_file()
     assert not list(target.parent.glob(".*.tmp-*"))
 

@@ -99,7 +99,7 @@ def test_the_stage_calibrates_on_the_validation_split(tmp_path, checkpoint):
     data = tmp_path / "d.npz"
     save_splits(data, build("mnist1d", **SIZES))
     members = tmp_path / "members"
-    run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 2)
+    run_generate(checkpoint, members, "--method", "bsr", "--format", "int4", "--members", 2)
     out = tmp_path / "bsr.npz"
     run_predict(checkpoint, data, out, "--members", members, "--calibrate")
     splits = load_splits(data)
@@ -129,7 +129,7 @@ def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, c
     save_splits(data, build("mnist1d", **SIZES))
     common = ["--data", str(data), "--split", "val", "--calibrate"]
     calls = {
-        "ensembles": lambda: lpe.stages.ensembles.parse_args(
+        "ensembles": lambda: lpe.stages.ensembles.main(
             ["--checkpoint", str(checkpoint), *common, "--format", "int4", "--seeds", "0",
              "--members-out", "m", "--out", "p.npz"]),
         "baselines": lambda: lpe.stages.baselines.main(
@@ -141,7 +141,7 @@ def test_every_calibrating_stage_refuses_a_non_test_evaluation_split(tmp_path, c
     for stage, call in calls.items():
         with pytest.raises(SystemExit):
             call()
-        assert "--calibrate fits on the selection split" in capsys.readouterr().err, stage
+        assert "calibrate fits on the selection split" in capsys.readouterr().err, stage
 
 
 def test_a_temperature_at_the_search_bound_is_flagged():

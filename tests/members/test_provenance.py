@@ -17,7 +17,7 @@ from lpe.models.factory import create_model
 @pytest.fixture
 def members(tmp_path, checkpoint):
     folder = tmp_path / "members"
-    run_generate(checkpoint, folder, "--method", "bsr", "--bits", 4, "--members", 2)
+    run_generate(checkpoint, folder, "--method", "bsr", "--format", "int4", "--members", 2)
     return folder
 
 
@@ -35,7 +35,7 @@ def test_a_member_of_another_checkpoint_swapped_in_is_refused(tmp_path, checkpoi
     info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
             "backward_passes": 7}  # fmt: skip
     save_checkpoint(other, model, info)
-    run_generate(other, tmp_path / "foreign", "--method", "bsr", "--bits", 4, "--members", 2)
+    run_generate(other, tmp_path / "foreign", "--method", "bsr", "--format", "int4", "--members", 2)
     shutil.copy(tmp_path / "foreign/member01.safetensors", members / "member01.safetensors")
     with pytest.raises(ArtifactError, match=r"member01.safetensors was made from another checkp"):
         run_predict(checkpoint, data, tmp_path / "p.npz", "--members", members)
@@ -50,7 +50,7 @@ def test_an_ensemble_file_of_another_checkpoint_swapped_in_is_refused(tmp_path, 
     save_checkpoint(other, model, info)
     ours, foreign = tmp_path / "ours", tmp_path / "foreign"
     for source, folder in ((checkpoint, ours), (other, foreign)):
-        run_generate(source, folder, "--method", "bsr", "--bits", 4, "--members", 2,
+        run_generate(source, folder, "--method", "bsr", "--format", "int4", "--members", 2,
                      "--layout", "shared-base")  # fmt: skip
     shutil.copy(foreign / "ensemble.safetensors", ours / "ensemble.safetensors")
     with pytest.raises(ArtifactError, match=r"ensemble.safetensors was made from another checkp"):

@@ -71,7 +71,7 @@ def test_a_zero_shot_checkpoint_rebuilds_quantizes_and_predicts(tmp_path):
     rebuilt = create_model(name, 3, info.input_shape)
     assert isinstance(rebuilt.head, ZeroShotHead)
     members = tmp_path / "members"
-    generate(["--checkpoint", str(checkpoint), "--method", "bsr", "--bits", "5",
+    generate(["--checkpoint", str(checkpoint), "--method", "bsr", "--format", "int5",
               "--members", "2", "--out", str(members)])  # fmt: skip
     manifest = json.loads((members / "manifest.json").read_text())
     assert manifest["kept_params"] >= 3 * 512  # the class head stays FP32

@@ -15,7 +15,7 @@ from lpe.stages.generate import main as generate
 
 def _separately(tmp_path, checkpoint, data, method, seed, members):
     folder, out = tmp_path / f"sep-{method}{seed}", tmp_path / f"sep-{method}{seed}.npz"
-    generate(["--checkpoint", str(checkpoint), "--method", method, "--bits", "4",
+    generate(["--checkpoint", str(checkpoint), "--method", method, "--format", "int4",
               "--seed", str(seed), "--members", str(members), "--out", str(folder)])  # fmt: skip
     lpe.stages.predict.main(["--checkpoint", str(checkpoint), "--data", str(data),
                       "--members", str(folder), "--batch-size", "7", "--device", "cpu",
@@ -29,7 +29,7 @@ def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint
     carry the shared-base bits, which sum to the file's and are below the member files'."""
     ours = {s: (tmp_path / f"bsr{s}", tmp_path / f"bsr{s}.npz") for s in (0, 2)}
     lpe.stages.ensembles.main([
-        "--checkpoint", str(checkpoint), "--data", str(data), "--bits", "4", "--members", "3",
+        "--checkpoint", str(checkpoint), "--data", str(data), "--format", "int4", "--members", "3",
         "--seeds", "0", "2", "--members-out", *(str(m) for m, _ in ours.values()),
         "--out", *(str(p) for _, p in ours.values()), "--rtn-members-out", str(tmp_path / "rtn"),
         "--rtn-out", str(tmp_path / "rtn.npz"), "--batch-size", "7", "--device", "cpu",
@@ -90,5 +90,5 @@ def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint
 )
 def test_bad_run_lists_are_refused_before_any_work(capsys, args, message):
     with pytest.raises(SystemExit):
-        lpe.stages.ensembles.main(["--checkpoint", "c", "--data", "d", "--bits", "4", *args])
+        lpe.stages.ensembles.main(["--checkpoint", "c", "--data", "d", "--format", "int4", *args])
     assert message in capsys.readouterr().err

@@ -16,8 +16,8 @@ def run(checkpoint, out, *extra):
 def test_bsr_members_are_reproducible_from_checkpoint_format_and_seed(
     tmp_path, checkpoint, vit_state
 ):
-    run(checkpoint, tmp_path / "a", "--method", "bsr", "--bits", 4, "--seed", 3, "--members", 3)
-    run(checkpoint, tmp_path / "b", "--method", "bsr", "--bits", 4, "--seed", 3, "--members", 3)
+    run(checkpoint, tmp_path / "a", "--method", "bsr", "--format", "int4", "--seed", 3, "--members", 3)
+    run(checkpoint, tmp_path / "b", "--method", "bsr", "--format", "int4", "--seed", 3, "--members", 3)
     manifest = read_manifest(tmp_path / "a")
     assert manifest["member_seeds"] == [member_seed(3, k) for k in range(3)]
     assert manifest["quantized_params"] + manifest["kept_params"] == sum(
@@ -35,7 +35,7 @@ def test_bsr_members_are_reproducible_from_checkpoint_format_and_seed(
 
 
 def test_members_of_one_ensemble_differ(tmp_path, checkpoint):
-    run(checkpoint, tmp_path / "m", "--method", "bsr", "--bits", 4, "--members", 2)
+    run(checkpoint, tmp_path / "m", "--method", "bsr", "--format", "int4", "--members", 2)
     files = read_manifest(tmp_path / "m")["files"]
     a, _ = load_member(tmp_path / "m" / files[0])
     b, _ = load_member(tmp_path / "m" / files[1])
@@ -44,27 +44,27 @@ def test_members_of_one_ensemble_differ(tmp_path, checkpoint):
 
 def test_rtn_takes_one_member(tmp_path, checkpoint):
     with pytest.raises(ValueError, match="--members 1"):
-        run(checkpoint, tmp_path / "r", "--method", "rtn", "--bits", 4, "--members", 3)
+        run(checkpoint, tmp_path / "r", "--method", "rtn", "--format", "int4", "--members", 3)
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("bits", ["1", "17"])
-def test_bits_outside_range_are_refused_before_work(tmp_path, checkpoint, bits, capsys):
+@pytest.mark.parametrize("name", ["int1", "int17"])
+def test_bits_outside_range_are_refused_before_work(tmp_path, checkpoint, name, capsys):
     with pytest.raises(SystemExit):
-        run(checkpoint, tmp_path / "x", "--method", "bsr", "--bits", bits)
-    assert "2..16" in capsys.readouterr().err
+        run(checkpoint, tmp_path / "x", "--method", "bsr", "--format", name)
+    assert "unknown number format" in capsys.readouterr().err
 
 
 def test_a_failed_generation_leaves_no_folder(tmp_path, checkpoint):
     checkpoint.write_bytes(checkpoint.read_bytes()[:500])
     with pytest.raises(Exception, match="truncated or corrupted"):
-        run(checkpoint, tmp_path / "m", "--method", "bsr", "--bits", 4)
+        run(checkpoint, tmp_path / "m", "--method", "bsr", "--format", "int4")
     assert not (tmp_path / "m").exists()
     assert not list(tmp_path.glob(".m.tmp-*"))
 
 
 def test_manifest_is_json_with_per_member_bits(tmp_path, checkpoint):
-    run(checkpoint, tmp_path / "m", "--method", "bsr", "--bits", 5, "--members", 2)
+    run(checkpoint, tmp_path / "m", "--method", "bsr", "--format", "int5", "--members", 2)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     sizes = [(tmp_path / "m" / f).stat().st_size for f in manifest["files"]]
     assert all(b // 8 < s for b, s in zip(manifest["member_bits"], sizes, strict=True))

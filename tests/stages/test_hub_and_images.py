@@ -77,7 +77,7 @@ def test_members_of_a_timm_checkpoint_are_predicted_on_an_image_folder(tmp_path)
     checkpoint = download(NAME, tmp_path / "cache", tmp_path / "c.safetensors", fetch=stand_in)
     image_folder(tmp_path / "imagenet" / "val", 3)
     members = tmp_path / "members"
-    generate(["--checkpoint", str(checkpoint), "--method", "bsr", "--bits", "4",
+    generate(["--checkpoint", str(checkpoint), "--method", "bsr", "--format", "int4",
               "--members", "2", "--out", str(members)])  # fmt: skip
     common = ["--checkpoint", str(checkpoint), "--data", str(tmp_path / "imagenet"), "--split",
               "val", "--batch-size", "4", "--device", "cpu"]  # fmt: skip

@@ -47,7 +47,7 @@ def test_fp32_predictions_match_the_model(tmp_path, checkpoint, data):
 
 def test_member_predictions_use_each_members_weights(tmp_path, checkpoint, data):
     members = tmp_path / "members"
-    run_generate(checkpoint, members, "--method", "bsr", "--bits", 3, "--seed", 1, "--members", 3)
+    run_generate(checkpoint, members, "--method", "bsr", "--format", "int3", "--seed", 1, "--members", 3)
     out = tmp_path / "bsr.npz"
     run_predict(checkpoint, data, out, "--members", members)
     with np.load(out) as f:
@@ -70,7 +70,7 @@ def test_member_predictions_use_each_members_weights(tmp_path, checkpoint, data)
 
 def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data):
     members = tmp_path / "members"
-    run_generate(checkpoint, members, "--method", "rtn", "--bits", 4)
+    run_generate(checkpoint, members, "--method", "rtn", "--format", "int4")
     other = tmp_path / "other.safetensors"
     model = create_model("vit_mini_t", 10, (1, 1, 40), seed=1)  # not the fixture's weights
     info = {"model": "vit_mini_t", "num_classes": 10, "input_shape": [1, 1, 40],
@@ -85,7 +85,7 @@ def test_members_from_another_checkpoint_are_refused(tmp_path, checkpoint, data)
 def test_at_most_one_member_is_alive_during_prediction(tmp_path, checkpoint, monkeypatch, layout):
     """Members are read (or decoded) one at a time: when member k is, members < k are freed."""
     members = tmp_path / "members"
-    run_generate(checkpoint, members, "--method", "bsr", "--bits", 4, "--members", 4,
+    run_generate(checkpoint, members, "--method", "bsr", "--format", "int4", "--members", 4,
                  "--layout", layout)  # fmt: skip
     alive = []
     where, name = (

@@ -35,7 +35,7 @@ import sys
 
 import pandas as pd
 
-from lpe.cli.flags import apply_settings
+from lpe.cli.jobs import apply_settings
 from lpe.core.artifacts import read_metadata, write_text
 from lpe.core.selection import DISAGREEMENT, NOISE_SE
 from lpe.models.checkpoints import (

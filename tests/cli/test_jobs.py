@@ -1,0 +1,188 @@
+"""Typed jobs (lpe.core.jobs, lpe.cli.jobs): a stage's flags are generated from its job's fields,
+``--settings`` fills the same job that ``from_settings`` builds from the config, and a stage's
+``main`` is one library call on one job."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+import lpe.stages.ensembles
+import lpe.stages.generate
+import lpe.stages.predict
+from lpe.cli.jobs import from_cli
+from lpe.core.jobs import Job, configured, from_settings, setting
+from lpe.core.settings import pick, settings_json
+from lpe.tools.config import ROOT, load_config_file, load_schema, validate
+
+# every stage whose main is run(from_cli(Job, argv)): the stage module and its job
+JOB_STAGES = {
+    lpe.stages.ensembles: lpe.stages.ensembles.EnsemblesJob,
+    lpe.stages.generate: lpe.stages.generate.GenerateJob,
+    lpe.stages.predict: lpe.stages.predict.PredictJob,
+}
+# a job's own values (paths, seeds; not config keys), as a rule would give them
+OWN = {
+    lpe.stages.ensembles.EnsemblesJob: {"checkpoint": "c.safetensors", "data": "d.npz",
+                                        "format": "int4", "seeds": [0, 1],
+                                        "members_out": ["m0", "m1"], "out": ["p0.npz", "p1.npz"],
+                                        "rtn_members_out": "r", "rtn_out": "r.npz"},
+    lpe.stages.generate.GenerateJob: {"checkpoint": "c.safetensors", "method": "bsr",
+                                      "format": "nf4", "out": "m"},
+    lpe.stages.predict.PredictJob: {"checkpoint": "c.safetensors", "data": "d.npz",
+                                    "out": "p.npz", "members_per_call": 2},
+}  # fmt: skip
+
+
+def flags(values: dict) -> list[str]:
+    """The command line of ``values`` (field -> value)."""
+    argv = []
+    for name, value in values.items():
+        argv.append(f"--{name.replace('_', '-')}")
+        argv += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return argv
+
+
+def config(profile: str) -> dict:
+    schema = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    return validate(load_config_file(ROOT / f"config/{profile}.yaml"), schema)
+
+
+@pytest.mark.parametrize("profile", ["mini", "paper"])
+@pytest.mark.parametrize("job_type", list(OWN), ids=lambda t: t.__name__)
+def test_a_job_round_trips_from_the_config(job_type, profile):
+    """The job ``--settings`` and flags make (what a rule runs) is the job ``from_settings``
+    makes from the config, and each config-keyed field holds its key's value."""
+    section = pick(config(profile), list(configured(job_type)))
+    job = from_settings(job_type, section, **OWN[job_type])
+    argv = [*flags(OWN[job_type]), "--settings", settings_json(section)]
+    assert from_cli(job_type, argv) == job
+    for key, fields in configured(job_type).items():
+        for field in fields:
+            convert = field.metadata["from_config"] or (lambda v: v)
+            expected = convert(section_value(section, key))
+            expected = tuple(expected) if isinstance(expected, list) else expected
+            assert getattr(job, field.name) == expected, (key, field.name)
+
+
+def section_value(section: dict, key: str):
+    for part in key.split("."):
+        section = section[part]
+    return section
+
+
+def schema_default(path: str):
+    node = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node["default"]
+
+
+@pytest.mark.parametrize("job_type", list(OWN), ids=lambda t: t.__name__)
+def test_a_config_keyed_field_defaults_to_the_schemas_default(job_type):
+    """One default per key: a stage run by hand without a flag runs as the workflow does with
+    the key left out of the config."""
+    for key, fields in configured(job_type).items():
+        # a field derived from a key (calibrate, from predict.split) is off unless asked for
+        for field in (f for f in fields if f.metadata["from_config"] is None):
+            default = schema_default(key)
+            assert field.default == (tuple(default) if isinstance(default, list) else default)
+
+
+@pytest.mark.parametrize("module", list(JOB_STAGES), ids=lambda m: m.__name__)
+def test_a_stages_main_builds_its_job_once_and_makes_one_library_call(module):
+    """``main`` is exactly ``run(from_cli(Job, argv, ...))``: no flag is read, and no work done,
+    outside the job and the library function."""
+    tree = ast.parse(inspect.getsource(module.main))
+    (body,) = tree.body[0].body
+    call = body.value
+    assert isinstance(body, ast.Expr) and call.func.id == "run"
+    (inner,) = call.args
+    assert inner.func.id == "from_cli" and inner.args[0].id == JOB_STAGES[module].__name__
+    called = [ast.unparse(n.func) for n in ast.walk(body) if isinstance(n, ast.Call)]
+    assert called == ["run", "from_cli", "__doc__.splitlines"], called  # the description only
+
+
+def test_the_main_check_sees_a_stage_that_does_more():
+    source = "def main(argv=None):\n    job = from_cli(Job, argv)\n    run(job)\n"
+    (function,) = ast.parse(source).body
+    assert len(function.body) == 2  # two statements: the test above refuses such a main
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sample(Job):
+    name: str = setting(help="required")
+    rates: tuple[float, ...] = setting((0.1,), "many", config="fast.sse.lr")
+    keep: bool = setting(True, "a switch", config="quant.per_channel")
+    out: str | None = setting(None, "optional value", optional_value=True)
+    count: int = setting(1, "a count", choices=(1, 2, 3))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.count == 3 and not self.keep:
+            raise ValueError("count 3 needs keep")
+
+
+def test_flags_are_typed_by_the_fields():
+    job = from_cli(Sample, ["--name", "a", "--rates", "1", "2", "--no-keep", "--out", "--count=2"])
+    assert job == Sample(name="a", rates=(1.0, 2.0), keep=False, out=None, count=2)
+    assert all(type(r) is float for r in job.rates)
+    assert from_cli(Sample, ["--name", "a"]) == Sample(name="a")
+
+
+def test_settings_fill_the_config_keyed_fields_and_a_flag_wins():
+    settings = settings_json({"fast": {"sse": {"lr": [1, 0.5]}}, "quant": {"per_channel": False}})
+    job = from_cli(Sample, ["--name", "a", "--settings", settings])
+    assert job == from_settings(Sample, json.loads(settings), name="a")
+    assert (job.rates, job.keep) == ((1.0, 0.5), False)
+    assert from_cli(Sample, ["--name", "a", "--settings", settings, "--keep"]).keep is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--name"),
+        (["--name", "a", "--count", "4"], "invalid choice"),
+        (["--name", "a", "--count", "3", "--no-keep"], "count 3 needs keep"),
+        (["--name", "a", "--settings", '{"quant": {}}'], "'fast.sse.lr'"),
+    ],
+)
+def test_a_bad_command_line_stops_with_one_line_naming_it(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        from_cli(Sample, argv)
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_job_is_refused_without_any_command_line():
+    with pytest.raises(ValueError, match="count 3 needs keep"):
+        Sample(name="a", count=3, keep=False)
+    with pytest.raises(ValueError, match="unknown number format 'int1'"):
+        lpe.stages.generate.GenerateJob(checkpoint="c", method="bsr", format="int1", out="m")
+    with pytest.raises(ValueError, match="nothing to do"):
+        lpe.stages.ensembles.EnsemblesJob(checkpoint="c", data="d", format="int4")
+    with pytest.raises(KeyError, match="'quant.exclude'"):
+        from_settings(lpe.stages.generate.GenerateJob, {"quant": {"per_channel": True}})
+
+
+def test_a_stage_runs_from_python_as_from_its_command_line(tmp_path, checkpoint, data):
+    """``run(Job(...))``, no command line: the same members and predictions as ``main``."""
+    own = {"checkpoint": str(checkpoint), "data": str(data), "format": "int4", "members": 2,
+           "batch_size": 7, "device": "cpu"}  # fmt: skip
+    for way in ("python", "cli"):
+        paths = {"seeds": [3], "members_out": [str(tmp_path / way)],
+                 "out": [str(tmp_path / f"{way}.npz")]}  # fmt: skip
+        if way == "python":
+            lpe.stages.ensembles.run(lpe.stages.ensembles.EnsemblesJob(**own, **{
+                k: tuple(v) for k, v in paths.items()}))  # fmt: skip
+        else:
+            lpe.stages.ensembles.main(flags({**own, **paths}))
+    with np.load(tmp_path / "python.npz") as a, np.load(tmp_path / "cli.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            if "seconds" not in key:  # wall time
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
