@@ -18,7 +18,6 @@ from lpe.core.settings import Option
 from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
 from lpe.evaluation.prediction import (
     CALIBRATE_HELP,
-    HOLDOUT_HELP,
     evaluates_test,
 )
 from lpe.formats.names import MAX_BITS, MIN_BITS, int_name
@@ -148,11 +147,9 @@ CALIBRATED_SETTINGS = {
 }
 
 
-def add_calibration_arguments(parser, holdout: bool = True) -> None:
-    """``--calibrate`` (and, for stages without data flags of their own, ``--holdout``)."""
+def add_calibration_arguments(parser) -> None:
+    """``--calibrate`` (the stage's data flags hold ``--holdout``)."""
     parser.add_argument("--calibrate", action="store_true", help=CALIBRATE_HELP)
-    if holdout:
-        parser.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help=HOLDOUT_HELP)
 
 
 def check_calibration(parser, args) -> None:

@@ -81,3 +81,9 @@ def from_settings(job_type: type[Job], section: Mapping[str, Any], **given: Any)
             values[field.name] = config_value(field, value)
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return job_type(**{**values, **given})
+
+
+def part(job: Job, part_type: type[Job]) -> Job:
+    """The ``part_type`` part of ``job`` alone (a job made of ``TrainConfig`` and more gives its
+    ``TrainConfig``): what a library function that takes the part, and records it, is given."""
+    return part_type(**{f.name: getattr(job, f.name) for f in dataclasses.fields(part_type)})

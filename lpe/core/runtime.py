@@ -85,11 +85,22 @@ class Threads(Job):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Inference(Threads):
-    """The job part of the stages that evaluate: the device and the forwards' precision (the
-    config's ``predict.dtype``; weights stay as stored). Training stages compute in FP32."""
+class Device(Threads):
+    """The job part of the stages that run a model: the device it runs on."""
 
     device: str = setting("auto", "auto (CUDA if present), cpu, cuda")
+
+    def start(self) -> torch.device:
+        """Set the threads; the device the job runs on."""
+        set_threads(self.threads)
+        return resolve_device(self.device)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inference(Device):
+    """The job part of the stages that evaluate: the forwards' precision (the config's
+    ``predict.dtype``; weights stay as stored). Training stages compute in FP32."""
+
     dtype: str = setting("float32", "inference precision of the forward passes (autocast)",
                          config="predict.dtype", choices=tuple(sorted(DTYPES)))  # fmt: skip
 
@@ -97,8 +108,3 @@ class Inference(Threads):
         super().__post_init__()
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-
-    def start(self) -> torch.device:
-        """Set the threads; the device the job runs on."""
-        set_threads(self.threads)
-        return resolve_device(self.device)

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
+from lpe.core.jobs import Job, setting
 from lpe.data.datasets import load_splits, require_match
 
 HOLDOUT = "holdout"
@@ -51,6 +53,25 @@ def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HO
     splits = load_splits(path)
     require_match(path, splits, input_shape or splits.input_shape, num_classes, model_name)
     return TensorData(splits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageData(Job):
+    """The job part of the stages that read examples: the data and, for an image folder, its
+    holdout (the config's ``dataset.holdout``) and image-loading processes."""
+
+    data: str = setting(help="a data file (mini) or an image folder")
+    holdout: int = setting(
+        DEFAULT_HOLDOUT,
+        "image folder: training images held out (the selection split)",
+        config="dataset.holdout",
+    )
+    workers: int = setting(0, "image folder: processes decoding images (0: in the main one)")
+
+    def open(self, info):
+        """The examples of ``data`` for the checkpoint ``info`` (``open_data``)."""
+        return open_data(self.data, info.model, info.num_classes, self.holdout, self.workers,
+                         input_shape=info.input_shape)  # fmt: skip
 
 
 def minibatches(x, y, batch_size: int, order: torch.Generator, device, *, skip: int = 0):

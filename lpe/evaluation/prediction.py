@@ -19,7 +19,7 @@ import torch
 from lpe.core.jobs import setting
 from lpe.core.runtime import Inference
 from lpe.data.datasets import SPLITS
-from lpe.data.inputs import DEFAULT_HOLDOUT, open_data
+from lpe.data.inputs import StageData
 from lpe.evaluation.ensemble import log_softmax_of, member_weights, run_with
 from lpe.members.files import Member
 from lpe.members.sets import folder_members
@@ -37,27 +37,6 @@ def batches(x, batch_size: int):
             yield xb
 
 
-def eval_inputs(data, split: str, info, batch_size: int, workers: int = 0):
-    """``(inputs, labels)`` of ``split``: tensors of a data file, or a loader of an image folder.
-
-    An image folder (the paper profile) holds one subfolder per split (``ROOT/val/<class>/...``);
-    its images are preprocessed with the checkpoint's timm data config and streamed in batches.
-    """
-    data = open_data(data, info.model, info.num_classes, workers=workers,
-                     input_shape=info.input_shape)  # fmt: skip
-    return data.inputs(split, batch_size)
-
-
-def calibration_inputs(data, info, batch_size: int, workers: int = 0, holdout=DEFAULT_HOLDOUT):
-    """``(inputs, labels)`` of the data's selection split, the one temperatures are fit on: the
-    validation split of a data file, the ``holdout`` training images of an image folder; never
-    the test split."""
-    data = open_data(
-        data, info.model, info.num_classes, holdout, workers, input_shape=info.input_shape
-    )
-    return data.inputs(data.selection_split, batch_size)
-
-
 def evaluates_test(split: str) -> bool:
     """Whether a stage evaluating ``split`` also predicts the calibration split: the test split's
     temperature-scaling control (the selection split cannot calibrate itself)."""
@@ -68,39 +47,43 @@ CALIBRATE_HELP = (
     "also predict the data's selection split (validation; an image folder's holdout, see "
     "--holdout), on which lpe.stages.score fits each run's temperature"
 )
-HOLDOUT_HELP = "an image folder's training images held out: the calibration split (--calibrate)"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Evaluation(Inference):
-    """The job part of the stages that evaluate on a data split (the config's ``predict`` keys):
-    the split and, for the stages behind Tables 1, 5 and 6, the same split as the
-    temperature-scaling control (evaluating the test split also predicts the selection split,
-    where the temperatures are fit)."""
+class Evaluation(StageData, Inference):
+    """The job part of the stages that evaluate on a data split (the config's ``predict`` keys)."""
 
-    data: str = setting(help="a data file (mini) or an image folder")
     split: str = setting("test", "the split evaluated", config="predict.split", choices=SPLITS)
     batch_size: int = setting(1000, "examples per forward pass")
-    workers: int = setting(0, "image folder: processes decoding images (0: in the main one)")
+
+    def inputs(self, info):
+        """``(inputs, labels)`` of the evaluated split: tensors of a data file, or a loader of an
+        image folder (preprocessed with the checkpoint's timm data config, streamed in batches)."""
+        return self.open(info).inputs(self.split, self.batch_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibrated(Evaluation):
+    """The job part of the stages behind Tables 1, 5 and 6: the evaluated split as the
+    temperature-scaling control (evaluating the test split also predicts the selection split,
+    where the temperatures are fit; the selection split cannot calibrate itself)."""
+
     calibrate: bool = setting(False, CALIBRATE_HELP, config="predict.split",
                               from_config=evaluates_test)  # fmt: skip
-    holdout: int = setting(DEFAULT_HOLDOUT, HOLDOUT_HELP, config="dataset.holdout")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.calibrate and not evaluates_test(self.split):
             raise ValueError("calibrate fits on the selection split: evaluate the test split")
 
-    def inputs(self, info):
-        """``(inputs, labels)`` of the evaluated split (``eval_inputs``)."""
-        return eval_inputs(self.data, self.split, info, self.batch_size, self.workers)
-
     def calibration(self, info):
-        """``(inputs, labels)`` of the calibration split, or ``(None, None)`` without
+        """``(inputs, labels)`` of the data's selection split (the validation split of a data
+        file, the holdout of an image folder; never the test split), or ``(None, None)`` without
         ``calibrate``."""
         if not self.calibrate:
             return None, None
-        return calibration_inputs(self.data, info, self.batch_size, self.workers, self.holdout)
+        data = self.open(info)
+        return data.inputs(data.selection_split, self.batch_size)
 
 
 @torch.inference_mode()

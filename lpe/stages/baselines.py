@@ -155,7 +155,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, float | None
         "--choice-out",
         help="the choice's record: --select-out, or with --setting-file --copy-choice-to",
     )
-    add_calibration_arguments(parser, holdout=False)  # --holdout: the data flags'
+    add_calibration_arguments(parser)
     add_runtime_arguments(parser)
     candidates = CANDIDATE_SETTINGS.get(argument_value(argv, "--method"))
     apply_settings(parser, argv, {

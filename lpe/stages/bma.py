@@ -12,22 +12,15 @@ Usage: ``python -m lpe.stages.bma --checkpoint SOLUTION --posterior POSTERIOR --
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import (
-    DATA_SETTINGS,
-    PREDICT_SETTINGS,
-    add_data_arguments,
-    add_runtime_arguments,
-    open_stage_data,
-)
-from lpe.cli.jobs import apply_settings
-from lpe.core.runtime import autocast, resolve_device, set_threads
-from lpe.data.datasets import SPLITS
-from lpe.evaluation.prediction import predict_log_probs
+from lpe.cli.jobs import from_cli
+from lpe.core.jobs import setting
+from lpe.core.runtime import autocast
+from lpe.evaluation.prediction import Evaluation, predict_log_probs
 from lpe.evaluation.predictions_file import write_predictions
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution
@@ -44,49 +37,44 @@ def predict_draws(model, posterior, members, seed, x, *, batch_size, device, swa
     return torch.stack(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="the fine-tuned solution")
-    parser.add_argument(
-        "--posterior", required=True, help="its posterior file (lpe.stages.finetune)"
-    )
-    add_data_arguments(parser)
-    parser.add_argument("--members", type=int, required=True)
-    parser.add_argument(
-        "--seeds", "--seed", type=int, nargs="+", required=True, help="one ensemble per seed"
-    )
-    parser.add_argument("--swag-scale", type=float, default=0.5)
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--out", nargs="+", required=True, help="predictions file per seed")
-    add_runtime_arguments(parser)
-    apply_settings(parser, argv, {**DATA_SETTINGS, **PREDICT_SETTINGS})
-    args = parser.parse_args(argv)
-    if args.members < 1:
-        parser.error(f"--members must be >= 1, got {args.members}")
-    if len(args.seeds) != len(args.out):
-        parser.error(f"--seeds and --out must pair up: got {args.seeds} and {args.out}")
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    state, info, posterior = load_solution(args.checkpoint, args.posterior)
+@dataclass(frozen=True, kw_only=True)
+class BmaJob(Evaluation):
+    """One BMA ensemble per seed of one fine-tuned solution's posterior."""
+
+    checkpoint: str = setting(help="the fine-tuned solution")
+    posterior: str = setting(help="its posterior file (lpe.stages.finetune)")
+    members: int = setting(20, "posterior draws per ensemble", config="bma.ensemble_size")
+    seeds: tuple[int, ...] = setting(help="one ensemble per seed")
+    swag_scale: float = setting(0.5, "covariance scale of SWAG's draws", config="bma.swag.scale")
+    out: tuple[str, ...] = setting(help="predictions file per seed")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
+        if not self.seeds or len(self.seeds) != len(self.out):
+            raise ValueError(f"seeds and out must pair up: got {self.seeds} and {self.out}")
+
+
+def run(job: BmaJob) -> None:
+    """Draw, evaluate and write each of the job's ensembles."""
+    device = job.start()
+    state, info, posterior = load_solution(job.checkpoint, job.posterior)
     model = info.build().to(device)
     model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
-    x, labels = open_stage_data(args, info).inputs(args.split, args.batch_size)
-    bits = [32 * count_params(model)] * args.members
-    for seed, out in zip(args.seeds, args.out, strict=True):
-        with autocast(device, args.dtype):
-            log_probs = predict_draws(
-                model,
-                posterior,
-                args.members,
-                seed,
-                x,
-                batch_size=args.batch_size,
-                device=device,
-                swag_scale=args.swag_scale,
-            )
+    x, labels = job.inputs(info)
+    bits = [32 * count_params(model)] * job.members
+    for seed, out in zip(job.seeds, job.out, strict=True):
+        with autocast(device, job.dtype):
+            log_probs = predict_draws(model, posterior, job.members, seed, x,
+                                      batch_size=job.batch_size, device=device,
+                                      swag_scale=job.swag_scale)  # fmt: skip
         run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": seed}
         write_predictions(out, log_probs, labels, bits, info, run=run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(BmaJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

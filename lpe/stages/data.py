@@ -6,23 +6,35 @@ Usage: ``python -m lpe.stages.data --dataset mnist1d --train 12000 --val 2000 --
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
+from lpe.cli.jobs import from_cli
+from lpe.core.jobs import Job, setting
 from lpe.data.datasets import DATASETS, SPLITS, build, save_splits
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    for split in SPLITS:
-        parser.add_argument(f"--{split}", type=int, required=True, help=f"{split} examples")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    splits = build(args.dataset, train=args.train, val=args.val, test=args.test, seed=args.seed)
-    save_splits(args.out, splits)
+@dataclass(frozen=True, kw_only=True)
+class DataJob(Job):
+    """One data set's splits, written as one file."""
+
+    dataset: str = setting(help="the data set", choices=tuple(sorted(DATASETS)))
+    train: int = setting(help="train examples")
+    val: int = setting(help="val examples")
+    test: int = setting(help="test examples")
+    seed: int = setting(help="seed of the data generator")
+    out: str = setting(help="the split file written")
+
+
+def run(job: DataJob) -> None:
+    """Build the job's splits and write them."""
+    splits = build(job.dataset, train=job.train, val=job.val, test=job.test, seed=job.seed)
+    save_splits(job.out, splits)
     sizes = ", ".join(f"{s} {len(splits.y[s])}" for s in SPLITS)
-    print(f"{args.dataset}: {sizes}; input {splits.input_shape}; wrote {args.out}")
+    print(f"{job.dataset}: {sizes}; input {splits.input_shape}; wrote {job.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(DataJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from lpe.cli.jobs import from_cli
 from lpe.core.jobs import setting
 from lpe.core.runtime import autocast
-from lpe.evaluation.prediction import Evaluation, predict_members
+from lpe.evaluation.prediction import Calibrated, predict_members
 from lpe.evaluation.predictions_file import member_run, write_evaluated
 from lpe.members.sets import LAYOUTS, MemberFormat, generate, seed_runs_problem
 from lpe.models.checkpoints import checkpoint_info
 
 
 @dataclass(frozen=True, kw_only=True)
-class EnsemblesJob(MemberFormat, Evaluation):
+class EnsemblesJob(MemberFormat, Calibrated):
     """The low precision runs of one checkpoint at one format (see the module's docstring)."""
 
     checkpoint: str = setting(help="the FP32 checkpoint the members are made from")

@@ -193,7 +193,7 @@ def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
         "--out", nargs="+", required=True, help="the predictions file (per seed with --format)"
     )
     q.add_argument("--fp32-out", help="with --format: also the FP32 predictions of the sources")
-    add_calibration_arguments(q, holdout=False)  # --holdout: the data flags'
+    add_calibration_arguments(q)
     add_runtime_arguments(q)
     policy = QUANT_SETTINGS if argument_value(argv, "--format") else {}  # LPE-BSR copies only
     apply_settings(q, argv, {**DATA_SETTINGS, **CALIBRATED_SETTINGS, **policy})

@@ -24,24 +24,18 @@ Figure 4: ``--checkpoint SNAPSHOT1 --second SNAPSHOT2 --member MEMBER_OF_SNAPSHO
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import (
-    DATA_SETTINGS,
-    PREDICT_SETTINGS,
-    add_data_arguments,
-    add_runtime_arguments,
-    open_stage_data,
-)
-from lpe.cli.jobs import apply_settings
+from lpe.cli.jobs import from_cli
 from lpe.core.artifacts import write_with
-from lpe.core.runtime import autocast, resolve_device, set_threads
+from lpe.core.jobs import setting
+from lpe.core.runtime import Inference, autocast
 from lpe.data.datasets import SPLITS
+from lpe.data.inputs import StageData
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.sets import folder_member
 from lpe.models.checkpoints import load_checkpoint
@@ -124,60 +118,64 @@ def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, *, x, labels, d
     return nll, kl, anchor_nll
 
 
-def anchor_weights(args: argparse.Namespace, device: torch.device):
+@dataclass(frozen=True, kw_only=True)
+class LandscapeJob(StageData, Inference):
+    """One plane through three weight vectors (see the module's docstring)."""
+
+    checkpoint: str = setting(help="the solution (first anchor)")
+    posterior: str | None = setting(None, "posterior file of the BMA draw (second anchor)")
+    second: str | None = setting(None, "a second checkpoint as the second anchor (Figure 4)")
+    member: str = setting(help="an LPE-BSR member of the solution: a member file, or a members "
+                          "folder (its first member)")  # fmt: skip
+    split: str = setting("test", "the split evaluated", config="predict.split", choices=SPLITS)
+    grid: int = setting(11, "points per axis (>= 3)", config="landscape.grid")
+    margin: float = setting(0.25, "fraction of the extent", config="landscape.margin")
+    points: int = setting(2000, "inputs evaluated per point", config="landscape.points")
+    seed: int = setting(0, "seed of the BMA draw")
+    out: str = setting(help="the plane written (.npz)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.posterior is None) == (self.second is None):
+            raise ValueError("give one second anchor: --posterior (a BMA draw) or --second")
+        if self.grid < 3:
+            raise ValueError(f"grid must be >= 3 points per axis, got {self.grid}")
+        if self.points < 1:
+            raise ValueError(f"points must be >= 1, got {self.points}")
+
+
+def anchor_weights(job: LandscapeJob, device: torch.device):
     """The plane's three anchors as flat weight vectors (the solution, the BMA draw or second
     snapshot, the LPE-BSR draw), the model the plane is evaluated with, its checkpoint's info and
     the member."""
-    if args.posterior:
-        state, info, posterior = load_solution(args.checkpoint, args.posterior)
+    if job.posterior:
+        state, info, posterior = load_solution(job.checkpoint, job.posterior)
     else:
-        state, info = load_checkpoint(args.checkpoint)
-    member = folder_member(args.member, args.checkpoint, info.sha256)
+        state, info = load_checkpoint(job.checkpoint)
+    member = folder_member(job.member, job.checkpoint, info.sha256)
     model = info.build().to(device)
     member.load_into(model)
     lpe_draw = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
     model.load_state_dict(state)
     solution = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
-    if args.posterior:
-        second_w = draw(posterior, args.seed, 0)
+    if job.posterior:
+        second_w = draw(posterior, job.seed, 0)
     else:
-        second_state, _ = load_checkpoint(args.second)
+        second_state, _ = load_checkpoint(job.second)
         model.load_state_dict(second_state)
         second_w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().clone()
     return [solution, second_w, lpe_draw], model, info, member
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="the solution (first anchor)")
-    second = parser.add_mutually_exclusive_group(required=True)
-    second.add_argument("--posterior", help="posterior file of the BMA draw (second anchor)")
-    second.add_argument("--second", help="a second checkpoint as the second anchor (Figure 4)")
-    parser.add_argument("--member", required=True,
-                        help="an LPE-BSR member of the solution: a member file, or a members "
-                             "folder (its first member)")  # fmt: skip
-    add_data_arguments(parser)
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--grid", type=int, default=11, help="points per axis (>= 3)")
-    parser.add_argument("--margin", type=float, default=0.25, help="fraction of the extent")
-    parser.add_argument("--points", type=int, default=2000, help="inputs evaluated per point")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the BMA draw")
-    parser.add_argument("--out", required=True)
-    add_runtime_arguments(parser)
-    apply_settings(parser, argv, {**DATA_SETTINGS, **PREDICT_SETTINGS})
-    args = parser.parse_args(argv)
-    if args.grid < 3:
-        parser.error(f"--grid must be >= 3 points per axis, got {args.grid}")
-    if args.points < 1:
-        parser.error(f"--points must be >= 1, got {args.points}")
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    anchors_w, model, info, member = anchor_weights(args, device)
+def run(job: LandscapeJob) -> None:
+    """Evaluate the job's plane and write it."""
+    device = job.start()
+    anchors_w, model, info, member = anchor_weights(job, device)
     plane = Plane.through(*anchors_w)
     anchors = np.array([plane.coordinates(w) for w in anchors_w])
-    a_axis, b_axis = grid_axes(anchors, args.grid, args.margin)
-    x, labels = open_stage_data(args, info).tensors(args.split, args.points)
-    with autocast(device, args.dtype):
+    a_axis, b_axis = grid_axes(anchors, job.grid, job.margin)
+    x, labels = job.open(info).tensors(job.split, job.points)
+    with autocast(device, job.dtype):
         nll, kl, anchor_nll = evaluate_plane(
             model, plane, anchors_w, a_axis, b_axis, x=x, labels=labels, device=device
         )
@@ -187,15 +185,19 @@ def main(argv: list[str] | None = None) -> None:
         "nll": nll,
         "kl": kl,
         "anchors": anchors,
-        "anchor_names": np.asarray(ANCHOR_NAMES if args.posterior else SNAPSHOT_ANCHOR_NAMES),
+        "anchor_names": np.asarray(ANCHOR_NAMES if job.posterior else SNAPSHOT_ANCHOR_NAMES),
         "anchor_nll": anchor_nll,
         "model": np.asarray(info.model),
         "optimizer": np.asarray(info.optimizer),
         "bits": np.asarray(member.fmt.code_bits),
         "points": np.asarray(len(x)),
     }
-    write_with(args.out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
-    print(f"wrote {args.out}: {args.grid} x {args.grid} grid, anchors at {anchors.round(4)}")
+    write_with(job.out, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+    print(f"wrote {job.out}: {job.grid} x {job.grid} grid, anchors at {anchors.round(4)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(LandscapeJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

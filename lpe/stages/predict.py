@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from lpe.cli.jobs import from_cli
 from lpe.core.jobs import setting
 from lpe.core.runtime import autocast
-from lpe.evaluation.prediction import Evaluation, predict_fp32, predict_members
+from lpe.evaluation.prediction import Calibrated, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import member_run, write_evaluated
 from lpe.models.checkpoints import checkpoint_info
 
@@ -28,7 +28,7 @@ def members_per_call(value: str) -> int | str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PredictJob(Evaluation):
+class PredictJob(Calibrated):
     """One predictions file of the FP32 model or of a folder of members."""
 
     checkpoint: str = setting(help="the FP32 checkpoint (the members' own, with --members)")

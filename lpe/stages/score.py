@@ -35,15 +35,17 @@ Usage: ``python -m lpe.stages.score --preds work/mini/preds/*.npz --out results/
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lpe.cli.jobs import from_cli
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError, write_with
+from lpe.core.jobs import Job, setting
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.names import FP32, int_name
 from lpe.methods import score_names
@@ -191,14 +193,28 @@ def score_files(paths: list[str | Path]) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScoreJob(Job):
+    """Predictions files scored into one CSV."""
+
+    preds: tuple[str, ...] = setting(help="the predictions files")
+    out: str = setting(help="the scores CSV written")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.preds:
+            raise ValueError("no predictions files to score")
+
+
+def run(job: ScoreJob) -> None:
+    """Score the job's predictions files into its CSV."""
+    frame = score_files(list(job.preds))
+    write_with(job.out, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f"))
+    print(f"wrote {job.out}: {len(frame)} rows from {len(job.preds)} predictions files")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preds", nargs="+", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    frame = score_files(args.preds)
-    write_with(args.out, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f"))
-    print(f"wrote {args.out}: {len(frame)} rows from {len(args.preds)} predictions files")
+    run(from_cli(ScoreJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

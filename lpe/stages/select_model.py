@@ -20,31 +20,23 @@ file says so in one bold line with both gains and whether the configured model i
 rule's tie band of the largest gain (``choice_line``); the claims report repeats that line, and
 ``lpe.tools.compare`` accepts such a move within the tie band and fails one outside it.
 
-Usage: ``python -m lpe.stages.select_model --checkpoints CKPT ... --data DATA --bits 5 --members 10
---seeds 0 1 2 --configured vit_mini_t --out results/mini/bma/model_choice.md``
+Usage: ``python -m lpe.stages.select_model --checkpoints CKPT ... --data DATA --format int5
+--members 10 --seeds 0 1 2 --configured vit_mini_t --out results/mini/bma/model_choice.md``
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
+from dataclasses import dataclass
 
 import torch
 
-from lpe.cli.flags import (
-    DATA_SETTINGS,
-    QUANT_SETTINGS,
-    add_data_arguments,
-    add_member_arguments,
-    add_runtime_arguments,
-    member_format,
-    open_stage_data,
-)
-from lpe.cli.jobs import apply_settings
+from lpe.cli.jobs import from_cli
 from lpe.core import metrics
 from lpe.core.artifacts import write_text
-from lpe.core.runtime import resolve_device, set_threads
+from lpe.core.jobs import setting
+from lpe.core.runtime import Device
 from lpe.core.selection import (
     DISAGREEMENT,
     NOISE_SE,
@@ -52,28 +44,30 @@ from lpe.core.selection import (
     band,
     joint_band,
 )
+from lpe.data.inputs import StageData
 from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.files import member_seed, quantize
+from lpe.members.sets import MemberFormat
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
 from lpe.models.factory import count_params
 
 
-def validation_gains(path, args, fmt, policy, device) -> dict:
+def validation_gains(path, job: SelectModelJob, device) -> dict:
     """FP32 and LPE-BSR validation NLL of one checkpoint, per ensemble seed, and the gains."""
     state, info = load_checkpoint(path)
-    data = open_stage_data(args, info)
-    x, y = data.inputs(data.selection_split, args.batch_size)
+    data = job.open(info)
+    x, y = data.inputs(data.selection_split, job.batch_size)
     model = info.build().to(device)
     model.load_state_dict(state)
-    fp32 = metrics.score(predict_log_probs(model, x, args.batch_size, device).unsqueeze(0), y)
-    lpe = []
-    for seed in args.seeds:
+    fp32 = metrics.score(predict_log_probs(model, x, job.batch_size, device).unsqueeze(0), y)
+    fmt, policy, lpe = job.number_format(), job.policy(), []
+    for seed in job.seeds:
         members = []
-        for k in range(args.members):
+        for k in range(job.members):
             member = quantize(state, fmt, "bsr", member_seed(seed, k), policy)
             weights = member_weights(model, member)  # the forward every stage runs members with
-            members.append(predict_log_probs(model, x, args.batch_size, device, weights=weights))
+            members.append(predict_log_probs(model, x, job.batch_size, device, weights=weights))
         lpe.append(metrics.score(torch.stack(members), y)["nll"])
     gains = [fp32["nll"] - nll for nll in lpe]
     spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
@@ -104,43 +98,47 @@ def choice_line(rows: list[dict], best: str, tied: list[str], configured: str) -
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", nargs="+", required=True, help="the Table 1 models")
-    add_data_arguments(parser)
-    add_member_arguments(parser)
-    parser.add_argument("--members", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="ensemble seeds; the gains are averaged over them")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--configured", required=True, help="the config's bma.model")
-    parser.add_argument("--out", required=True, help="the Markdown record of the choice")
-    add_runtime_arguments(parser)
-    apply_settings(parser, argv, {**DATA_SETTINGS, **QUANT_SETTINGS})
-    args = parser.parse_args(argv)
-    if args.members < 2:
-        parser.error(f"--members must be >= 2 (an ensemble), got {args.members}")
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    fmt, policy = member_format(args)
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds must be distinct and >= 0, got {args.seeds}")
-    models = [checkpoint_info(p).model for p in args.checkpoints]  # headers only: fails early
-    if args.configured not in models:
-        parser.error(f"--configured {args.configured!r} is none of the checkpoints' models "
-                     f"({', '.join(models)})")  # fmt: skip
-    rows = [validation_gains(p, args, fmt, policy, device) for p in args.checkpoints]
+@dataclass(frozen=True, kw_only=True)
+class SelectModelJob(MemberFormat, StageData, Device):
+    """The rule of ``bma.model`` measured on the Table 1 checkpoints (see the module)."""
+
+    checkpoints: tuple[str, ...] = setting(help="the Table 1 models")
+    members: int = setting(10, "LPE-BSR members per seed", config="lpe.ensemble_size")
+    seeds: tuple[int, ...] = setting((0, 1, 2), "ensemble seeds; the gains are averaged over them",
+                                     config="lpe.seeds")  # fmt: skip
+    batch_size: int = setting(1000, "examples per forward pass")
+    configured: str = setting(help="the config's bma.model")
+    out: str = setting(help="the Markdown record of the choice")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.checkpoints:
+            raise ValueError("no checkpoints to choose among")
+        if self.members < 2:
+            raise ValueError(f"members must be >= 2 (an ensemble), got {self.members}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct and >= 0, got {list(self.seeds)}")
+
+
+def run(job: SelectModelJob) -> str:
+    """Measure the rule, write its record; the rule's choice."""
+    device = job.start()
+    models = [checkpoint_info(p).model for p in job.checkpoints]  # headers only: fails early
+    if job.configured not in models:
+        raise ValueError(f"configured {job.configured!r} is none of the checkpoints' models "
+                         f"({', '.join(models)})")  # fmt: skip
+    rows = [validation_gains(p, job, device) for p in job.checkpoints]
     best, tied = choose(rows)
-    seeds = ", ".join(str(s) for s in args.seeds)
+    seeds = ", ".join(str(s) for s in job.seeds)
     lines = [
         "# The fine-tuning model (bma.model), chosen on the validation split",
         "",
         f"Generated by `python -m lpe.stages.select_model`; do not edit. Rule: the model whose "
         "LPE-BSR "
-        f"ensemble (M = {args.members}, {fmt.name.upper()}) lowers the validation NLL most below "
-        f"its FP32 model's, averaged over the ensemble seeds {seeds}. Models whose mean gain is "
-        f"within noise of the largest ({NOISE_SE:g} standard errors over the seeds, in quadrature "
-        "for the difference) are tied, and a tie goes to the fewest parameters.",
+        f"ensemble (M = {job.members}, {job.number_format().name.upper()}) lowers the validation "
+        f"NLL most below its FP32 model's, averaged over the ensemble seeds {seeds}. Models whose "
+        f"mean gain is within noise of the largest ({NOISE_SE:g} standard errors over the seeds, "
+        "in quadrature for the difference) are tied, and a tie goes to the fewest parameters.",
         "",
         "| model | parameters | FP32 val NLL | LPE-BSR val NLL (mean) | gain per seed "
         "| mean gain ± band | tied with the largest | the rule's choice |",
@@ -153,12 +151,17 @@ def main(argv: list[str] | None = None) -> None:
             for r in rows
         ),  # fmt: skip
         "",
-        choice_line(rows, best, tied, args.configured),
+        choice_line(rows, best, tied, job.configured),
     ]
-    write_text(args.out, "\n".join(lines) + "\n")
+    write_text(job.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
-    if args.configured != best:
+    if job.configured != best:
         print(f"WARNING: {lines[-1]}", file=sys.stderr)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(SelectModelJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

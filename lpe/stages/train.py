@@ -12,41 +12,46 @@ Usage: ``python -m lpe.stages.train --data work/mini/data/mnist1d.npz --model vi
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict
+from dataclasses import dataclass
 
-from lpe.cli.flags import add_runtime_arguments
-from lpe.core.runtime import resolve_device, set_threads
+from lpe.cli.jobs import from_cli
+from lpe.core.jobs import part, setting
+from lpe.core.runtime import Device
 from lpe.data.datasets import load_splits
 from lpe.models.checkpoints import save_checkpoint
 from lpe.models.factory import MODELS
 from lpe.training.pretraining import TrainConfig, train
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
-    defaults = TrainConfig()
-    for key, value in asdict(defaults).items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--out", required=True, help="the checkpoint: the best validation epoch")
-    parser.add_argument("--last-out", help="also save the last epoch's weights here")
-    add_runtime_arguments(parser, inference=False)
-    args = parser.parse_args(argv)
-    cfg = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
-    set_threads(args.threads)
-    splits = load_splits(args.data)
-    model, summary, last = train(args.model, splits, cfg, resolve_device(args.device))
-    save_checkpoint(args.out, model.cpu(), summary)
-    if args.last_out:
+@dataclass(frozen=True, kw_only=True)
+class TrainJob(TrainConfig, Device):
+    """One model trained on one data file."""
+
+    data: str = setting(help="the data file (lpe.stages.data)")
+    model: str = setting(help="the model", choices=tuple(sorted(MODELS)))
+    out: str = setting(help="the checkpoint: the best validation epoch")
+    last_out: str | None = setting(None, "also save the last epoch's weights here")
+
+
+def run(job: TrainJob) -> None:
+    """Train the job's model; save the best epoch (and, with ``last_out``, the last)."""
+    cfg = part(job, TrainConfig)
+    device = job.start()
+    splits = load_splits(job.data)
+    model, summary, last = train(job.model, splits, cfg, device)
+    save_checkpoint(job.out, model.cpu(), summary)
+    if job.last_out:
         model.load_state_dict(last)
         last_summary = {k: v for k, v in summary.items() if k != "val"}  # val: the best epoch's
-        save_checkpoint(args.last_out, model.cpu(), {**last_summary, "best_epoch": cfg.epochs})
+        save_checkpoint(job.last_out, model.cpu(), {**last_summary, "best_epoch": cfg.epochs})
     print(
-        f"saved {args.out} (epoch {summary['best_epoch']}): val nll {summary['val']['nll']:.4f}, "
+        f"saved {job.out} (epoch {summary['best_epoch']}): val nll {summary['val']['nll']:.4f}, "
         f"err {summary['val']['err']:.2f}%, {summary['backward_passes']} backward passes"
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(TrainJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

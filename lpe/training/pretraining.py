@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from lpe.core.jobs import Job, setting
 from lpe.data.inputs import TensorData
 from lpe.models.factory import count_params, create_model
 from lpe.training.loop import Method, Plan, evaluate, fit, lr_factor
@@ -49,16 +50,20 @@ class AdamW(Method):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    seed: int = 0
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(Job):
+    """A training run's settings (the config's ``train`` keys, a model's ``train.per_model``
+    overrides applied by the workflow)."""
+
+    epochs: int = setting(20, "passes over the training set")
+    batch_size: int = setting(128, "minibatch size")
+    lr: float = setting(1e-3, "peak AdamW learning rate")
+    weight_decay: float = setting(0.05, "decoupled weight decay")
+    warmup_epochs: int = setting(1, "linear warmup epochs before the cosine decay")
+    seed: int = setting(0, "initialisation and minibatch order")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")

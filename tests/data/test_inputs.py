@@ -90,7 +90,7 @@ def test_swag_fine_tuning_and_its_bma_run_on_an_image_folder(root, tmp_path):
     info = checkpoint_info(solution)
     assert info.model == NAME and info.backward_passes == 2 * 3  # 9 images, batch 4
     common = ["--checkpoint", str(solution), "--posterior", str(posterior), "--data", str(root),
-              "--members", "2", "--seed", "0", "--split", "val", "--batch-size", "4",
+              "--members", "2", "--seeds", "0", "--split", "val", "--batch-size", "4",
               "--device", "cpu"]  # fmt: skip
     bma([*common, "--out", str(tmp_path / "bma.npz")])
     bma([*common, "--dtype", "bfloat16", "--out", str(tmp_path / "bf16.npz")])

@@ -60,5 +60,5 @@ def test_a_posterior_of_another_solution_is_refused(tmp_path, checkpoint):
     save_posterior(posterior, IvonPosterior(torch.zeros(3), torch.ones(3), 10, 0.0), "0" * 64)
     with pytest.raises(ValueError, match="belongs to another solution"):
         main(["--checkpoint", str(checkpoint), "--posterior", str(posterior), "--data", "d",
-              "--members", "2", "--seed", "0", "--out", str(tmp_path / "o.npz")])  # fmt: skip
+              "--members", "2", "--seeds", "0", "--out", str(tmp_path / "o.npz")])  # fmt: skip
     assert not (tmp_path / "o.npz").exists()

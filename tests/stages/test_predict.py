@@ -47,7 +47,9 @@ def test_fp32_predictions_match_the_model(tmp_path, checkpoint, data):
 
 def test_member_predictions_use_each_members_weights(tmp_path, checkpoint, data):
     members = tmp_path / "members"
-    run_generate(checkpoint, members, "--method", "bsr", "--format", "int3", "--seed", 1, "--members", 3)
+    run_generate(
+        checkpoint, members, "--method", "bsr", "--format", "int3", "--seed", 1, "--members", 3
+    )
     out = tmp_path / "bsr.npz"
     run_predict(checkpoint, data, out, "--members", members)
     with np.load(out) as f:

@@ -59,8 +59,8 @@ def test_the_rule_picks_the_largest_validation_gain_and_says_when_the_config_dif
     assert line.startswith(f"**bma.model: the rule chooses {best} (gain {gains[best]:+.5f}")
     assert f"not the configured {other} (gain {gains[other]:+.5f}" in line
     assert line.endswith(f"the DAG goes on with {other}.**")
-    with pytest.raises(SystemExit):
-        select([*args, "--configured", "vit_mini_b"])  # none of the checkpoints
+    with pytest.raises(ValueError, match="'vit_mini_b' is none of the checkpoints' models"):
+        select([*args, "--configured", "vit_mini_b"])
 
 
 def test_the_choice_line_says_whether_the_configured_model_is_within_the_tie_band():

@@ -68,16 +68,14 @@ rule select_bma_model:
     threads: 1
     params:
         data=DATA,
-        settings=settings(HOLDOUT, QUANT),
+        settings=settings(HOLDOUT, QUANT, ("lpe.ensemble_size", "lpe.seeds")),
         fmt=FAST_FORMAT,
-        members=config["lpe"]["ensemble_size"],
-        seeds=" ".join(str(s) for s in config["lpe"]["seeds"]),
         configured=BMA_MODEL,
         batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.select_model --checkpoints {input.checkpoints}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
-        " --format {params.fmt} --members {params.members} --seeds {params.seeds}"
+        " --format {params.fmt}"
         " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -156,14 +154,12 @@ rule predict_bma:
     threads: 1
     params:
         **PREDICTION_PARAMS,
-        settings=settings(PREDICT),
-        members=config["bma"]["ensemble_size"],
+        settings=settings(PREDICT, ("bma.ensemble_size", "bma.swag.scale")),
         seeds=BMA_SEEDS,
-        scale=config["bma"]["swag"]["scale"],
     shell:
         "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
-        " --members {params.members} --seeds {params.seeds} --swag-scale {params.scale}"
+        " --seeds {params.seeds}"
         " --batch-size {params.batch_size} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -192,8 +188,7 @@ rule landscape:
         "python -m lpe.stages.landscape --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --member {input.members} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
-        " --points {params.cfg[points]} --seed {wildcards.seed} --threads {threads}"
+        " --seed {wildcards.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 

@@ -100,8 +100,9 @@ PREDICTION_PARAMS = {"data": DATA, "batch_size": config["predict"]["batch_size"]
 # and every landscape job (lpe.stages.landscape): the data, the plane's settings
 LANDSCAPE_PARAMS = {
     "data": DATA,
-    "settings": settings(PREDICT),
-    "cfg": config["landscape"],
+    "settings": settings(
+        PREDICT, ("landscape.grid", "landscape.margin", "landscape.points")
+    ),
 }
 
 

@@ -160,8 +160,7 @@ rule landscape_fast:
         " --second {input.sources}/source01.safetensors"
         " --member {input.members}/source00 --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --grid {params.cfg[grid]} --margin {params.cfg[margin]}"
-        " --points {params.cfg[points]} --threads {threads} --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 use rule score_template as score_fast with:
