@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from lpe.formats.names import FP32, unknown_problem
+from lpe.formats.names import FP32, int_name, unknown_problem
 from lpe.models.clip_towers import ZEROSHOT_SUFFIX, pairing_problems
 
 
@@ -91,18 +91,67 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return f"'{key}': {error.message}"
 
 
+# The precision keys that held INT-b widths, and the keys of format names that replace them
+RENAMED = {"quant.bits": "quant.formats", "bma.bits": "bma.formats", "fast.bits": "fast.format",
+           "large.bits": "large.format"}  # fmt: skip
+# Every key that names number formats: normalised (lower case) and checked against the catalogue
+FORMAT_KEYS = ("quant.formats", "bma.formats", "fast.format", "large.format")
+
+
+def _renamed_problems(config: dict) -> list[str]:
+    """An old INT-b key, named with its new key and the value it would hold there."""
+    problems = []
+    for old, new in RENAMED.items():
+        section, key = old.split(".")
+        if isinstance(config.get(section), dict) and key in config[section]:
+            value = config[section][key]
+            try:
+                names = (f"[{', '.join(int_name(b) for b in value)}]" if isinstance(value, list)
+                         else int_name(value))  # fmt: skip
+            except (TypeError, ValueError):
+                names = "format names such as int4"
+            problems.append(f"'{old}' is now '{new}' (format names): write {new}: {names}")
+    return problems
+
+
+def _normalise_formats(config: dict) -> list[str]:
+    """Lower-case every format name of ``FORMAT_KEYS`` in place; the unknown ones' problems
+    (a value of the wrong type is the schema's problem, already named)."""
+    problems = []
+    for path in FORMAT_KEYS:
+        section, key = path.split(".")
+        value = config.get(section, {}).get(key)
+        listed = value if isinstance(value, list) else [value]
+        if not all(isinstance(n, str) for n in listed):
+            continue
+        names = [n.strip().lower() for n in listed]
+        config[section][key] = names if isinstance(value, list) else names[0]
+        problems += [f"'{path}': {p}" for n in names if (p := unknown_problem(n))]
+        if FP32 in names:
+            problems.append(f"'{path}': fp32 is the reference, not a low precision format")
+    return problems
+
+
+def _problems_text(problems: list[str]) -> str:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"invalid config ({len(problems)} problem(s)):\n{lines}"
+
+
 def validate(config: dict, schema: dict, check_cross_fields: bool = True) -> dict:
-    """Return ``config`` with defaults filled; raise :class:`ConfigError` naming every problem."""
+    """Return ``config`` with defaults filled and format names normalised; raise
+    :class:`ConfigError` naming every problem."""
+    problems = _renamed_problems(config)
+    old = {tuple(k.split(".")) for k in RENAMED}
+    config = {s: ({k: v for k, v in sub.items() if (s, k) not in old} if isinstance(sub, dict)
+                  else sub) for s, sub in config.items()}  # fmt: skip
     filled = fill_defaults(config, schema)
     validator = Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n".join(f"  - {_explain(e)}" for e in errors)
-        raise ConfigError(f"invalid config ({len(errors)} problem(s)):\n{lines}")
-    problems = cross_field_problems(filled) if check_cross_fields else []
+    problems += [_explain(e) for e in errors] + _normalise_formats(filled)
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise ConfigError(f"invalid config ({len(problems)} problem(s)):\n{lines}")
+        raise ConfigError(_problems_text(problems))
+    if check_cross_fields and (problems := cross_field_problems(filled)):
+        raise ConfigError(_problems_text(problems))
     return filled
 
 
@@ -242,10 +291,10 @@ def _finetuning_problems(config: dict) -> list[str]:
             f"'fast.table5_sizes' {too_big} exceed 'bma.ensemble_size' = {bma['ensemble_size']}, "
             "the LPE-BSR members made around the SGD solution"
         )
-    if fast["bits"] not in bma["bits"]:
+    if fast["format"] not in bma["formats"]:
         problems.append(
-            f"'fast.bits' = {fast['bits']} has no LPE-BSR ensembles around the SGD solution "
-            "(Table 5): add it to 'bma.bits'"
+            f"'fast.format' = {fast['format']} has no LPE-BSR ensembles around the SGD solution "
+            "(Table 5): add it to 'bma.formats'"
         )
     return problems + _seed_problems(config)
 

@@ -29,7 +29,7 @@ def test_mini_config_is_valid_and_explicit():
 
 def test_defaults_fill_an_empty_config():
     filled = validate({}, SCHEMA)
-    assert filled["quant"]["bits"] == [6, 4]
+    assert filled["quant"]["formats"] == ["int6", "int4"]
     assert filled["lpe"]["ensemble_size"] == 10
     assert filled["dataset"]["test"] >= 5000
 
@@ -55,7 +55,7 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
     assert any("'vit_mini_x' is not a registered" in p for p in cross_field_problems(config))
     vit = "vit_base_patch16_224.augreg_in21k_ft_in1k"
     paper = validate({"dataset": {"name": "imagenet", "path": "/data/in1k"}, "models": [vit],
-                      "quant": {"bits": [6]}, "bma": {"model": vit},
+                      "quant": {"formats": ["int6"]}, "bma": {"model": vit},
                       "baselines": {"model": vit, "bits": [6]}},
                      SCHEMA, check_cross_fields=False)  # fmt: skip
     assert cross_field_problems(paper) == []
@@ -64,7 +64,7 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
     problems = cross_field_problems(paper)
     assert any("'bma.model' = 'vit_mini_s' is not in 'models'" in p for p in problems)
     assert any("is in neither 'models' nor 'large.models'" in p for p in problems)
-    paper["large"]["models"] = [paper["baselines"]["model"]]  # a CLIP tower: large.bits applies
+    paper["large"]["models"] = [paper["baselines"]["model"]]  # a CLIP tower: large.format applies
     paper["checkpoints"]["openclip"] = {
         "vit_large_patch14_clip_quickgelu_224.openai": ["ViT-L-14-quickgelu", "openai"]
     }
@@ -82,10 +82,20 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
     ("change", "message"),
     [
         (
-            lambda c: c["quant"].update(bits=[6, 17]),
-            "'quant.bits[1]' = 17 is out of range; allowed: integer 2..16",
+            lambda c: c["quant"].update(formats=["int6", "int17"]),
+            "'quant.formats': unknown number format 'int17'; known: int2, int3",
         ),
-        (lambda c: c["quant"].update(bits=[1]), "'quant.bits[0]' = 1 is out of range"),
+        (lambda c: c["bma"].update(formats=["fp32"]), "'bma.formats': fp32 is the reference"),
+        (lambda c: c["fast"].update(format="fp5"), "'fast.format': unknown number format 'fp5'"),
+        (lambda c: c["quant"].update(formats=[4]), "'quant.formats[0]': 4 is not of type"),
+        (
+            lambda c: c["quant"].update(bits=c["quant"].pop("formats") and [6, 4]),
+            "'quant.bits' is now 'quant.formats' (format names): write quant.formats: [int6, int4]",
+        ),
+        (
+            lambda c: c["large"].update(bits=c["large"].pop("format") and 5),
+            "'large.bits' is now 'large.format' (format names): write large.format: int5",
+        ),
         (lambda c: c["lpe"].update(ensemble_size=0), "'lpe.ensemble_size' = 0 is out of range"),
         (
             lambda c: c.update(models=["vit_mini_t", "resnet"]),
@@ -113,16 +123,25 @@ def test_bad_values_are_named_with_allowed_values(change, message):
 
 def test_all_problems_are_reported_at_once():
     config = mini()
-    config["quant"]["bits"] = [20]
+    config["quant"]["formats"] = ["int20"]
     config["lpe"]["ensemble_size"] = 0
-    with pytest.raises(ConfigError, match=r"2 problem\(s\)"):
+    config["bma"]["bits"] = config["bma"].pop("formats")
+    with pytest.raises(ConfigError, match=r"3 problem\(s\)"):
         validate(config, SCHEMA)
 
 
+def test_format_names_are_normalised_at_validation():
+    config = mini()
+    config["quant"]["formats"] = [" INT6", "FP8_E4M3"]
+    config["fast"]["format"] = "Int5"
+    filled = validate(config, SCHEMA)
+    assert filled["quant"]["formats"] == ["int6", "fp8_e4m3"] and filled["fast"]["format"] == "int5"
+
+
 def test_fill_defaults_does_not_modify_its_input():
-    config = {"quant": {"bits": [4]}}
+    config = {"quant": {"formats": ["int4"]}}
     filled = fill_defaults(config, SCHEMA)
-    assert config == {"quant": {"bits": [4]}}
+    assert config == {"quant": {"formats": ["int4"]}}
     assert filled["quant"]["per_channel"] is True
 
 
@@ -183,7 +202,7 @@ def _problems(change: dict) -> str:
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"quant.bits": [4.0]}, "'quant.bits[0]' = 4.0 is not an integer; write 4"),
+        ({"baselines.bits": [4.0]}, "'baselines.bits[0]' = 4.0 is not an integer; write 4"),
         ({"lpe.ensemble_size": 10.0}, "'lpe.ensemble_size' = 10.0 is not an integer"),
         ({"dataset.train": 12000.0}, "'dataset.train' = 12000.0 is not an integer"),
         ({"fast.copies": 2.5}, "'fast.copies' = 2.5 is not an integer"),
@@ -238,7 +257,7 @@ def test_a_config_file_that_is_not_a_mapping_or_not_yaml_is_named(tmp_path):
 
     listing, broken = tmp_path / "list.yaml", tmp_path / "broken.yaml"
     listing.write_text("- quant\n- lpe\n")
-    broken.write_text("quant:\n  bits: [4, 6\n")
+    broken.write_text("quant:\n  formats: [int4, int6\n")
     with pytest.raises(ConfigError, match=rf"{listing}: a config file must be a mapping"):
         load_config_file(listing)
     with pytest.raises(ConfigError, match=rf"{broken}, line 3, column 1: not valid YAML"):

@@ -179,7 +179,7 @@ def test_claim5s_band_holds_every_checkpoint_of_the_fast_ensembles_model(tiny_ru
     for name in ("vit_mini_t", "vit_mini_t-trainseed1"):
         own = csv(tiny_run, f"fast/checkpoints/{name}.csv")
         assert set(own["method"]) == {"fp32", "lpe-bsr"}
-        assert set(own["precision"]) == {"fp32", "int4"}  # tiny's fast.bits
+        assert set(own["precision"]) == {"fp32", "int4"}  # tiny's fast.format
 
 
 @pytest.mark.slow
@@ -504,11 +504,11 @@ def test_fewer_lpe_members_than_fast_copies_stops_before_any_job(tmp_path):
 
 def test_bad_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("quant:\n  bits: [6, 40]\nlpe:\n  ensemble_size: 0\n")
+    bad.write_text("quant:\n  formats: [int6, int40]\nlpe:\n  ensemble_size: 0\n")
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(bad), check=False)
     assert result.returncode != 0
     message = result.stdout + result.stderr
-    assert "'quant.bits[1]' = 40 is out of range; allowed: integer 2..16" in message
+    assert "'quant.formats': unknown number format 'int40'" in message
     assert "'lpe.ensemble_size' = 0 is out of range" in message
     assert not (tmp_path / "work").exists()
 

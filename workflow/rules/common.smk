@@ -7,7 +7,6 @@ import yaml
 
 from lpe.tools.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
 from lpe.core.settings import pick, settings_json
-from lpe.formats.names import int_name
 from lpe.methods import family as source_family
 from lpe.methods import fast_with_lpe
 from lpe.methods import table6 as table6_methods
@@ -76,18 +75,18 @@ def data_input(wildcards):
     return {} if IMAGES else {"data": DATA}
 
 
-# Each precision by its format name (lpe.formats.names) from here on: the config's bit widths
-# (quant.bits, bma.bits, fast.bits, large.bits) are named once, here; the paths, the wildcards
-# and the score CSVs carry the names.
-QUANT_FORMATS = [int_name(b) for b in config["quant"]["bits"]]
-BMA_FORMATS = [int_name(b) for b in config["bma"]["bits"]]
-FAST_FORMAT = int_name(config["fast"]["bits"])
-LARGE_FORMAT = int_name(config["large"]["bits"])
+# Each precision by its format name (lpe.formats.names), as the config gives it (quant.formats,
+# bma.formats, fast.format, large.format; validated and lower-cased by lpe.tools.config); the
+# paths, the wildcards and the score CSVs carry the names.
+QUANT_FORMATS = config["quant"]["formats"]
+BMA_FORMATS = config["bma"]["formats"]
+FAST_FORMAT = config["fast"]["format"]
+LARGE_FORMAT = config["large"]["format"]
 
 
 def runs(formats=QUANT_FORMATS):
     """Predictions to make per model: FP32, RTN per format, LPE-BSR per format x seed; the
-    formats are names (lpe.formats.names), Table 1's INT-b of quant.bits by default."""
+    formats are names (lpe.formats.names), Table 1's quant.formats by default."""
     names = ["fp32"]
     for fmt in formats:
         names.append(rtn_run(fmt))

@@ -3,7 +3,7 @@
 
 
 # FP32, RTN and LPE-BSR of formats.models x formats.names (Table 1's INT-b files where a format
-# is one of quant.bits: the same jobs): predictions files and member folders (no FP32 member)
+# is one of quant.formats: the same jobs): predictions files and member folders (no FP32 member)
 FORMAT_RUNS = runs(FORMATS["names"])
 FORMAT_PREDICTIONS = [
     preds_file(m, run) for m in FORMATS["models"] for run in FORMAT_RUNS

@@ -33,7 +33,7 @@ RETRAINED_PREDICTIONS = {
 RETRAINED_SCORES = [results(f"train_noise/{name}/scores.csv") for name in RETRAINED]
 # claim 5's checkpoint band: the trained checkpoints of the fast ensembles' starting model
 # (bma.model and its train_noise copies), when there are at least two; FP32 and LPE-BSR at
-# INT-fast.bits (first lpe seed) of each
+# fast.format (first lpe seed) of each
 FAST_CHECKPOINTS = [
     BMA_MODEL,
     *[r for r in RETRAINED if r.startswith(f"{BMA_MODEL}-trainseed")],
