@@ -24,7 +24,7 @@ from common import best_time, emit, machine_line
 from lpe.formats import packing, rounding
 from lpe.formats.number_formats import get_format, int_format
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.rounding import bsr_reference, round_stochastic
+from lpe.formats.rounding import bsr_reference, format_scales, round_stochastic
 from lpe.members.files import tensor_key
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     state = model.state_dict()
     names = QuantPolicy().split(state).quantized
     tensors = {n: state[n].contiguous() for n in names}
-    scales = {n: fmt.scales(t) for n, t in tensors.items()}  # (rows, 1): 2-D weights
+    scales = {n: format_scales(fmt, t) for n, t in tensors.items()}  # (rows, 1): 2-D weights
     params = sum(t.numel() for t in tensors.values())
 
     def torch_expression():
@@ -87,7 +87,7 @@ def main() -> None:
     # floor fast path) and for grid formats (a binary search per weight). The INT kernel with
     # its scales is the row to compare INT-b with.
     def kernel_with_scales():
-        return [rounding.bsr_codes(t, fmt.scales(t), qmax, tensor_key(0, n))
+        return [rounding.bsr_codes(t, format_scales(fmt, t), qmax, tensor_key(0, n))
                 for n, t in tensors.items()]  # fmt: skip
 
     rows.append(

@@ -38,7 +38,7 @@ from lpe.data.datasets import build
 from lpe.evaluation.prediction import evaluate_members, predict_log_probs
 from lpe.formats.number_formats import NumberFormat, int_format
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.rounding import bsr_reference
+from lpe.formats.rounding import bsr_reference, format_scales
 from lpe.members.files import Member, load_member, member_seed, quantize, save_member
 from lpe.models.factory import count_params, create_model
 
@@ -52,7 +52,7 @@ def naive_member(model, fmt: NumberFormat, generator: torch.Generator, policy: Q
     state = member.state_dict()
     for name, tensor in state.items():
         if policy.quantizes(name, tensor):
-            scales = fmt.scales(tensor).reshape(-1, *[1] * (tensor.dim() - 1))
+            scales = format_scales(fmt, tensor).reshape(-1, *[1] * (tensor.dim() - 1))
             codes = bsr_reference(tensor, scales, int(fmt.max_value), generator)
             state[name] = codes.float() * scales
     member.load_state_dict(state)

@@ -76,7 +76,7 @@ def bsr_check():
 
     from lpe.formats.number_formats import int_format
     from lpe.formats.policy import QuantPolicy
-    from lpe.formats.rounding import bsr_codes
+    from lpe.formats.rounding import bsr_codes, format_scales
     from lpe.members.files import member_seed, tensor_key
 
     model = timm.create_model("vit_base_patch16_224", pretrained=False)
@@ -84,7 +84,7 @@ def bsr_check():
     state = {n: t for n, t in model.state_dict().items() if policy.quantizes(n, t)}
     seed, numel, mismatched = member_seed(0, 0), sum(t.numel() for t in state.values()), 0
     gpu = {n: t.cuda() for n, t in state.items()}
-    scales = {n: fmt.scales(t) for n, t in gpu.items()}
+    scales = {n: format_scales(fmt, t) for n, t in gpu.items()}
     for name, tensor in state.items():
         cpu = bsr_codes(tensor, scales[name].cpu(), int(fmt.max_value), tensor_key(seed, name))
         cuda = bsr_codes(gpu[name], scales[name], int(fmt.max_value), tensor_key(seed, name))

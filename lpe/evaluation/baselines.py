@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.formats.rounding import format_scales
 from lpe.models.factory import count_params
 
 
@@ -45,4 +46,4 @@ def fp32_bits(model, state, setting: float, members: int) -> list[int]:
 
 def channel_scales(fmt, tensor: torch.Tensor) -> torch.Tensor:
     """``fmt``'s per-output-channel scales of ``tensor``, shaped to broadcast against it."""
-    return fmt.scales(tensor).reshape(-1, *[1] * (tensor.dim() - 1))
+    return format_scales(fmt, tensor).reshape(-1, *[1] * (tensor.dim() - 1))

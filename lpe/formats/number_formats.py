@@ -1,8 +1,8 @@
 """Number formats as objects: a name, a grid of representable values, its scales and codes.
 
-A format maps a weight tensor to codes and scales: ``w ~ scale * grid[code]``. Every format here is
-a finite, sorted grid of representable values at unit scale (INT-b's integers, the OCP FP8/FP6/FP4
-element values, the NF4 codebook), plus a rule for its scales:
+A format is a description: a name, a finite, sorted grid of representable values at unit scale
+(INT-b's integers, the OCP FP8/FP6/FP4 element values, the NF4 codebook) and the rule of its
+scales; weights map to codes and scales as ``w ~ scale * grid[code]``:
 
 - **per output channel** (the suite's INT-b convention): one FP32 scale per row of the weight
   (dim 0), ``max|w| / max(grid)``, so a row's largest weight lands on the grid's largest value;
@@ -11,7 +11,8 @@ element values, the NF4 codebook), plus a rule for its scales:
   format's largest exponent; elements beyond the grid's largest value are clamped (the spec's
   rule).
 
-Rounding weights onto a grid (RTN, BSR and their kernels) is :mod:`lpe.formats.rounding`;
+Everything that touches a tensor (the scales, rounding onto the grid with RTN or BSR and their
+kernels, dequantization, the scales as files store them) is :mod:`lpe.formats.rounding`;
 storing the codes at their width is :mod:`lpe.formats.packing`. INT-b is ``int_format(bits)``, the
 suite's one INT-b type (tests/int_oracle.py writes it out plainly, as the tests' oracle).
 
@@ -26,7 +27,6 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from lpe.formats import names as precision
 
@@ -141,65 +141,9 @@ class NumberFormat:
         """Code plus scale bits per quantized weight (a row of ``row_length`` weights)."""
         return self.code_bits + self.scale_bits_per_weight(row_length)
 
-    def scales(self, weight: torch.Tensor) -> torch.Tensor:
-        """FP32 scales, one per row (``(rows, 1)``), per tensor (``(1, 1)``) or per block
-        (``(rows, blocks)``)."""
-        w2 = as_rows(weight)
-        if self.block is None:
-            absmax = w2.abs().amax(dim=1, keepdim=True) if self.per_channel else w2.abs().amax()
-            absmax = absmax.reshape(-1, 1)
-            scales = absmax / self.max_value
-            return torch.where(scales > 0, scales, torch.ones_like(scales))
-        blocks = _blocked(w2, self.block).abs().amax(dim=2)  # (rows, blocks)
-        exponent = torch.floor(torch.log2(blocks)) - self.emax
-        exponent = torch.where(blocks > 0, exponent, torch.zeros_like(exponent))
-        # E8M0 holds 2**-127 ... 2**127
-        return torch.exp2(exponent.clamp(-127, 127))
-
-    def unit_values(self, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """``w / scale`` per weight, as a (rows, row_length) float32 tensor."""
-        w2 = as_rows(weight)
-        if self.block is None:
-            return w2 / scales
-        per_weight = scales.repeat_interleave(self.block, dim=1)[:, : w2.shape[1]]
-        return w2 / per_weight
-
-    def dequantize(self, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """The FP32 weight a member runs with: ``scale * grid[code]``."""
-        grid = torch.as_tensor(self.grid, device=codes.device)
-        values = grid[codes.reshape(codes.shape[0], -1).long()]
-        if self.block is None:
-            return (values * scales).reshape(codes.shape)
-        per_weight = scales.repeat_interleave(self.block, dim=1)[:, : values.shape[1]]
-        return (values * per_weight).reshape(codes.shape)
-
-    def stored_scales(self, scales: torch.Tensor) -> torch.Tensor:
-        """Scales as a member file stores them: FP32, or MX's E8M0 exponents (uint8, e + 127)."""
-        if self.block is None:
-            return scales.float()
-        return (torch.log2(scales).round() + 127).to(torch.uint8)
-
-    def loaded_scales(self, stored: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`stored_scales`, as (rows, 1), (1, 1) or (rows, blocks)."""
-        if self.block is None:
-            return stored
-        return torch.exp2(stored.float() - 127)
-
     @property
     def code_dtype(self) -> np.dtype:
         return np.dtype(np.uint8) if len(self.grid) <= 256 else np.dtype(np.uint16)
-
-
-def as_rows(weight: torch.Tensor) -> torch.Tensor:
-    w = weight.detach().float()
-    return w.reshape(w.shape[0] if w.dim() >= 1 else 1, -1)
-
-
-def _blocked(w2: torch.Tensor, block: int) -> torch.Tensor:
-    """(rows, cols) -> (rows, blocks, block), the last block padded with zeros."""
-    rows, cols = w2.shape
-    pad = -cols % block
-    return torch.nn.functional.pad(w2, (0, pad)).reshape(rows, -1, block)
 
 
 def int_format(bits: int) -> NumberFormat:

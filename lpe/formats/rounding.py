@@ -1,7 +1,8 @@
-"""Rounding weights onto a number format's grid: RTN and BSR, and their kernels.
+"""A number format applied to tensors: scales, rounding onto the grid (RTN and BSR, and their
+kernels), dequantization, and scales as files store them.
 
-The formats themselves (grids, scales, codes) are :mod:`lpe.formats.number_formats`; bit-packing
-the codes is :mod:`lpe.formats.packing`.
+The formats themselves (a name, a grid, a rule for the scales: descriptions only) are
+:mod:`lpe.formats.number_formats`; bit-packing the codes is :mod:`lpe.formats.packing`.
 
 RTN is the nearest grid value, ties to the even magnitude index, which is round-half-to-even for
 INT-b and for the float formats (neighbouring floats alternate their last mantissa bit). BSR draws
@@ -34,8 +35,71 @@ import numpy as np
 import torch
 
 from lpe.core.runtime import keeping_threads
-from lpe.formats.number_formats import NumberFormat, as_rows
+from lpe.formats.number_formats import NumberFormat
 from lpe.formats.packing import code_dtype
+
+
+# ---- scales, unit values, dequantization: the tensor side of a format
+def as_rows(weight: torch.Tensor) -> torch.Tensor:
+    w = weight.detach().float()
+    return w.reshape(w.shape[0] if w.dim() >= 1 else 1, -1)
+
+
+def _blocked(w2: torch.Tensor, block: int) -> torch.Tensor:
+    """(rows, cols) -> (rows, blocks, block), the last block padded with zeros."""
+    rows, cols = w2.shape
+    pad = -cols % block
+    return torch.nn.functional.pad(w2, (0, pad)).reshape(rows, -1, block)
+
+
+def format_scales(fmt: NumberFormat, weight: torch.Tensor) -> torch.Tensor:
+    """``fmt``'s FP32 scales of ``weight``: one per row (``(rows, 1)``), per tensor (``(1, 1)``)
+    or per block (``(rows, blocks)``)."""
+    w2 = as_rows(weight)
+    if fmt.block is None:
+        absmax = w2.abs().amax(dim=1, keepdim=True) if fmt.per_channel else w2.abs().amax()
+        absmax = absmax.reshape(-1, 1)
+        scales = absmax / fmt.max_value
+        return torch.where(scales > 0, scales, torch.ones_like(scales))
+    blocks = _blocked(w2, fmt.block).abs().amax(dim=2)  # (rows, blocks)
+    exponent = torch.floor(torch.log2(blocks)) - fmt.emax
+    exponent = torch.where(blocks > 0, exponent, torch.zeros_like(exponent))
+    # E8M0 holds 2**-127 ... 2**127
+    return torch.exp2(exponent.clamp(-127, 127))
+
+
+def unit_values(fmt: NumberFormat, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """``w / scale`` per weight, as a (rows, row_length) float32 tensor."""
+    w2 = as_rows(weight)
+    if fmt.block is None:
+        return w2 / scales
+    per_weight = scales.repeat_interleave(fmt.block, dim=1)[:, : w2.shape[1]]
+    return w2 / per_weight
+
+
+def dequantize(fmt: NumberFormat, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The FP32 weight a member runs with: ``scale * grid[code]``."""
+    grid = torch.as_tensor(fmt.grid, device=codes.device)
+    values = grid[codes.reshape(codes.shape[0], -1).long()]
+    if fmt.block is None:
+        return (values * scales).reshape(codes.shape)
+    per_weight = scales.repeat_interleave(fmt.block, dim=1)[:, : values.shape[1]]
+    return (values * per_weight).reshape(codes.shape)
+
+
+def stored_scales(fmt: NumberFormat, scales: torch.Tensor) -> torch.Tensor:
+    """Scales as a member file stores them: FP32, or MX's E8M0 exponents (uint8, e + 127)."""
+    if fmt.block is None:
+        return scales.float()
+    return (torch.log2(scales).round() + 127).to(torch.uint8)
+
+
+def loaded_scales(fmt: NumberFormat, stored: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`stored_scales`, as (rows, 1), (1, 1) or (rows, blocks)."""
+    if fmt.block is None:
+        return stored
+    return torch.exp2(stored.float() - 127)
+
 
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
@@ -160,7 +224,7 @@ def round_stochastic(
 def _round(
     fmt: NumberFormat, weight, stochastic: bool, key: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    scales = fmt.scales(weight)
+    scales = format_scales(fmt, weight)
     if weight.device.type != "cpu":
         codes = _round_torch(fmt, as_rows(weight), scales, stochastic, key)
         return codes.reshape(weight.shape), scales
@@ -189,7 +253,7 @@ def lower_codes(fmt: NumberFormat, weight: torch.Tensor, scales: torch.Tensor) -
     next one (a weight beyond the grid's ends rounds to an end, still one of the two). The
     base of a shared-base ensemble (``lpe.members.shared_base``), from the weights alone."""
     if weight.device.type != "cpu":
-        u = fmt.unit_values(weight, scales).contiguous()
+        u = unit_values(fmt, weight, scales).contiguous()
         grid = torch.as_tensor(fmt.grid, device=u.device)
         lower = (torch.searchsorted(grid, u, right=True) - 1).clamp_(0, len(grid) - 2)
         return torch.from_numpy(lower.reshape(weight.shape).cpu().numpy().astype(fmt.code_dtype))

@@ -30,7 +30,13 @@ from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.formats.number_formats import NumberFormat, get_format
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
 from lpe.formats.policy import QuantPolicy, model_tensors
-from lpe.formats.rounding import round_nearest, round_stochastic
+from lpe.formats.rounding import (
+    dequantize,
+    loaded_scales,
+    round_nearest,
+    round_stochastic,
+    stored_scales,
+)
 
 METHODS = ("rtn", "bsr")
 MEMBER_KIND = "lpe-member"
@@ -69,8 +75,8 @@ class Member:
     def weight(self, name: str, device=None) -> torch.Tensor:
         """Quantized tensor ``name`` dequantized (on ``device``), in the model's layout."""
         codes, scales = self.codes[name], self.scales[name]
-        value = self.fmt.dequantize(
-            codes.to(device or codes.device), scales.to(device or scales.device)
+        value = dequantize(
+            self.fmt, codes.to(device or codes.device), scales.to(device or scales.device)
         )
         return value.t() if name in self.transposed else value
 
@@ -163,7 +169,7 @@ def save_member(path: str | Path, member: Member, provenance: Mapping[str, str])
     shapes = {}
     for name, q in member.codes.items():
         tensors[f"codes/{name}"] = pack_indices(q, member.fmt.code_bits)
-        tensors[f"scales/{name}"] = member.fmt.stored_scales(member.scales[name])
+        tensors[f"scales/{name}"] = stored_scales(member.fmt, member.scales[name])
         shapes[name] = list(q.shape)
     for name, t in member.kept.items():
         tensors[f"fp32/{name}"] = t
@@ -197,7 +203,7 @@ def load_member(path: str | Path) -> tuple[Member, dict[str, str]]:
     fmt = get_format(meta["format"], per_channel=meta["per_channel"] == "True")
     shapes = json.loads(meta["shapes"])
     codes = {n: unpack_indices(tensors[f"codes/{n}"], fmt, tuple(s)) for n, s in shapes.items()}
-    scales = {n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes}
+    scales = {n: loaded_scales(fmt, tensors[f"scales/{n}"]) for n in shapes}
     kept = {k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")}
     transposed = frozenset(json.loads(meta.get("transposed", "[]")))
     member = Member(fmt, meta["method"], int(meta["seed"]), codes, scales, kept, transposed)

@@ -37,7 +37,7 @@ from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
 from lpe.formats.number_formats import NumberFormat, get_format
 from lpe.formats.packing import pack_indices, packed_nbytes, unpack_indices
 from lpe.formats.policy import QuantPolicy
-from lpe.formats.rounding import lower_codes
+from lpe.formats.rounding import format_scales, loaded_scales, lower_codes, stored_scales
 from lpe.members.files import Member, quantize, transposed_metadata
 
 ENSEMBLE_KIND = "lpe-shared-base-ensemble"
@@ -118,7 +118,7 @@ def draw_shared_base(
         method, seed = draws[0]
         return encode([quantize(state, fmt, method, seed, policy)])
     policy = policy or QuantPolicy()
-    scales = {n: fmt.scales(t) for n, t in state.items() if policy.quantizes(n, t)}
+    scales = {n: format_scales(fmt, t) for n, t in state.items() if policy.quantizes(n, t)}
     base = {n: lower_codes(fmt, state[n], s) for n, s in scales.items()}
     low = {n: b.numpy() for n, b in base.items()}
     planes = {n: np.empty((len(draws), (b.numel() + 7) // 8), np.uint8) for n, b in base.items()}
@@ -217,7 +217,7 @@ def to_tensors(ensemble: SharedBase) -> tuple[dict[str, torch.Tensor], dict[str,
     for name, base in ensemble.base.items():
         tensors[f"base/{name}"] = pack_indices(base, ensemble.fmt.code_bits)
         tensors[f"planes/{name}"] = torch.from_numpy(ensemble.planes[name])
-        tensors[f"scales/{name}"] = ensemble.fmt.stored_scales(ensemble.scales[name])
+        tensors[f"scales/{name}"] = stored_scales(ensemble.fmt, ensemble.scales[name])
         shapes[name] = list(base.shape)
     for name, t in ensemble.kept.items():
         tensors[f"fp32/{name}"] = t
@@ -255,7 +255,7 @@ def from_tensors(
         seeds=json.loads(meta["seeds"]),
         base={n: unpack_indices(tensors[f"base/{n}"], fmt, tuple(s)) for n, s in shapes.items()},
         planes={n: tensors[f"planes/{n}"].numpy() for n in shapes},
-        scales={n: fmt.loaded_scales(tensors[f"scales/{n}"]) for n in shapes},
+        scales={n: loaded_scales(fmt, tensors[f"scales/{n}"]) for n in shapes},
         kept={k.removeprefix("fp32/"): v for k, v in tensors.items() if k.startswith("fp32/")},
         transposed=frozenset(json.loads(meta.get("transposed", "[]"))),
     )

@@ -16,6 +16,7 @@ from lpe.evaluation.ensemble import member_weights
 from lpe.evaluation.temperature import fit_temperature
 from lpe.formats.number_formats import get_format
 from lpe.formats.policy import QuantPolicy, policy_for
+from lpe.formats.rounding import dequantize
 from lpe.members.files import member_seed, quantize
 
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)
@@ -57,7 +58,7 @@ def hand_written(model, fmt, members, seed, *inputs):
         target = copied.state_dict(keep_vars=True)
         with torch.no_grad():
             for name, codes in member.codes.items():
-                value = member.fmt.dequantize(codes, member.scales[name])
+                value = dequantize(member.fmt, codes, member.scales[name])
                 target[name].copy_(value.t() if name in stored_in_out else value)
             for name, value in member.kept.items():
                 target[name].copy_(value)
