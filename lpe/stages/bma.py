@@ -22,6 +22,7 @@ from lpe.core.jobs import setting
 from lpe.core.runtime import autocast
 from lpe.evaluation.prediction import Evaluation, predict_log_probs
 from lpe.evaluation.predictions_file import write_predictions
+from lpe.methods import load_all
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution
 
@@ -58,6 +59,7 @@ class BmaJob(Evaluation):
 
 def run(job: BmaJob) -> None:
     """Draw, evaluate and write each of the job's ensembles."""
+    load_all()  # the posterior file's type registers with its method (lpe.methods)
     device = job.start()
     state, info, posterior = load_solution(job.checkpoint, job.posterior)
     model = info.build().to(device)

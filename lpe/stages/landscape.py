@@ -38,6 +38,7 @@ from lpe.data.datasets import SPLITS
 from lpe.data.inputs import StageData
 from lpe.evaluation.prediction import predict_log_probs
 from lpe.members.sets import folder_member
+from lpe.methods import load_all
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.finetuning import draw, load_solution
 
@@ -169,6 +170,7 @@ def anchor_weights(job: LandscapeJob, device: torch.device):
 
 def run(job: LandscapeJob) -> None:
     """Evaluate the job's plane and write it."""
+    load_all()  # the posterior file's type registers with its method (lpe.methods)
     device = job.start()
     anchors_w, model, info, member = anchor_weights(job, device)
     plane = Plane.through(*anchors_w)

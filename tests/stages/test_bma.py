@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -62,3 +65,21 @@ def test_a_posterior_of_another_solution_is_refused(tmp_path, checkpoint):
         main(["--checkpoint", str(checkpoint), "--posterior", str(posterior), "--data", "d",
               "--members", "2", "--seeds", "0", "--out", str(tmp_path / "o.npz")])  # fmt: skip
     assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("stage", ["bma", "landscape"])
+def test_a_stage_reading_a_posterior_registers_its_type_itself(tmp_path, checkpoint, stage):
+    """Run as the workflow runs it (a fresh process, nothing else imported), the stage knows the
+    posterior's type: it gets as far as the solution check, not "a type no loaded method
+    registers"."""
+    from lpe.training.finetuning import save_posterior
+
+    posterior = tmp_path / "p.safetensors"
+    save_posterior(posterior, IvonPosterior(torch.zeros(3), torch.ones(3), 10, 0.0), "0" * 64)
+    own = {"bma": ["--seeds", "0"], "landscape": ["--member", "m"]}[stage]
+    run = subprocess.run(
+        [sys.executable, "-m", f"lpe.stages.{stage}", "--checkpoint", str(checkpoint),
+         "--posterior", str(posterior), "--data", "d.npz", *own, "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "belongs to another solution" in run.stderr, run.stderr[-2000:]
