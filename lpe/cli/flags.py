@@ -24,7 +24,7 @@ from lpe.formats.names import MAX_BITS, MIN_BITS, int_name
 from lpe.formats.number_formats import FORMATS, NumberFormat, get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.methods import load_all
-from lpe.training.finetuning import FINETUNING, RUN_FIELDS, settings_fields
+from lpe.training.finetuning import FINETUNING, RUN_FIELDS, settings_fields, settings_keys
 from lpe.training.sources import Setting
 
 # The flags offer the registered methods (--optimizer, their settings) and the stages load their
@@ -159,25 +159,9 @@ def check_calibration(parser, args) -> None:
 
 
 # ---- a fine-tuning run and its resumable state
-# FinetuneConfig from the config's bma section (lpe.core.settings): config key -> field. The
-# optimizer is the job's (a wildcard), not a setting.
-FINETUNE_SETTINGS = {
-    "bma.epochs": "epochs",
-    "bma.batch_size": "batch_size",
-    "bma.seed": "seed",
-    "bma.sgd.lr": "lr",
-    "bma.sgd.momentum": "momentum",
-    "bma.sgd.weight_decay": "weight_decay",
-    "bma.swag.rank": "swag_rank",
-    "bma.swag.start_epoch": "swag_start_epoch",
-    "bma.swag.collect_every": "swag_collect_every",
-    "bma.ivon.lr": "ivon_lr",
-    "bma.ivon.ess": "ivon_ess",
-    "bma.ivon.hess_init": "ivon_hess_init",
-    "bma.ivon.beta2": "ivon_beta2",
-    "bma.ivon.weight_decay": "ivon_weight_decay",
-    "bma.ivon.mc_samples": "ivon_mc_samples",
-}
+# FinetuneConfig from the config's bma section (lpe.core.settings): config key -> field, as each
+# registered method's settings fields name their keys. The optimizer is the job's (a wildcard).
+FINETUNE_SETTINGS = settings_keys()
 
 
 # Resumable state: every bma.checkpoint_every steps, to the job's own file (the workflow's

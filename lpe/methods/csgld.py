@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.core.jobs import setting
 from lpe.methods import sse
 from lpe.methods.sse import CyclicSettings, Sse
 from lpe.training.finetuning import finetuning_method
@@ -53,8 +54,8 @@ def add_langevin_noise(
 
 @dataclass(frozen=True)
 class CsgldSettings(CyclicSettings):
-    csgld_temperature: float = 1.0
-    csgld_exploration: float = 0.5
+    csgld_temperature: float = setting(1.0, "cSGLD: temperature of the sampling phase")
+    csgld_exploration: float = setting(0.5, "cSGLD: fraction of each cycle before sampling")
 
     def problems(self) -> list[str]:
         problems = super().problems()

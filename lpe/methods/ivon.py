@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.core.jobs import setting
 from lpe.methods.sgd import Sgd
 from lpe.training.finetuning import finetuning_method, posterior_type
 from lpe.training.loop import DivergenceError, settings_problems
@@ -87,12 +88,13 @@ class IvonPosterior:
 
 @dataclass(frozen=True)
 class IvonSettings:
-    ivon_lr: float = 3e-4
-    ivon_ess: float = 12000.0
-    ivon_hess_init: float = 10.0
-    ivon_beta2: float = 0.99  # the schema's bma.ivon.beta2 (ivon-opt's 0.99999 suits 10^5+ steps)
-    ivon_weight_decay: float = 1e-4
-    ivon_mc_samples: int = 1
+    ivon_lr: float = setting(3e-4, "IVON: learning rate", config="bma.ivon.lr")
+    ivon_ess: float = setting(12000.0, "IVON: effective sample size", config="bma.ivon.ess")
+    ivon_hess_init: float = setting(10.0, "IVON: initial Hessian", config="bma.ivon.hess_init")
+    # the schema's bma.ivon.beta2 (ivon-opt's 0.99999 suits 10^5+ steps)
+    ivon_beta2: float = setting(0.99, "IVON: Hessian moving average", config="bma.ivon.beta2")
+    ivon_weight_decay: float = setting(1e-4, "IVON: weight decay", config="bma.ivon.weight_decay")
+    ivon_mc_samples: int = setting(1, "IVON: weight samples per step", config="bma.ivon.mc_samples")
 
     def __post_init__(self) -> None:
         problems = []

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.core.jobs import setting
 from lpe.training.finetuning import finetuning_method
 from lpe.training.loop import Method, Plan, lr_factor, settings_problems
 
 
 @dataclass(frozen=True)
 class SgdSettings:
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = setting(0.001, "peak learning rate (cosine decay to 0)", config="bma.sgd.lr")
+    momentum: float = setting(0.9, "momentum", config="bma.sgd.momentum")
+    weight_decay: float = setting(5e-4, "weight decay", config="bma.sgd.weight_decay")
 
     def __post_init__(self) -> None:
         settings_problems(self.problems(), "fine-tuning")

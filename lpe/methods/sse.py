@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.core.jobs import setting
 from lpe.methods.sgd import Sgd, SgdSettings
 from lpe.training.finetuning import finetune_config, finetuning_method, run_finetune, validate
 from lpe.training.sources import Setting
@@ -73,7 +74,7 @@ class CyclicSchedule:
 
 @dataclass(frozen=True)
 class CyclicSettings(SgdSettings):
-    cycles: int = 1
+    cycles: int = setting(1, "learning-rate cycles (a snapshot at the end of each)")
 
     def problems(self) -> list[str]:
         problems = super().problems()

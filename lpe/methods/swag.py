@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.core.jobs import setting
 from lpe.methods.sgd import Sgd, SgdSettings
 from lpe.training.finetuning import finetuning_method, posterior_type
 from lpe.training.loop import Plan
@@ -128,9 +129,10 @@ class SwagCollector:
 
 @dataclass(frozen=True)
 class SwagSettings(SgdSettings):
-    swag_rank: int = 20
-    swag_start_epoch: int = 1
-    swag_collect_every: int = 5
+    swag_rank: int = setting(20, "SWAG: deviations kept (low rank)", config="bma.swag.rank")
+    swag_start_epoch: int = setting(1, "SWAG: its first epoch", config="bma.swag.start_epoch")
+    swag_collect_every: int = setting(5, "SWAG: steps between collected weights",
+                                      config="bma.swag.collect_every")  # fmt: skip
 
     def problems(self) -> list[str]:
         problems = super().problems()

@@ -14,55 +14,92 @@ Usage: ``python -m lpe.stages.finetune --checkpoint CKPT --data DATA --optimizer
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 
-from lpe.cli.flags import (
-    DATA_SETTINGS,
-    FINETUNE_SETTINGS,
-    RESUME_SETTINGS,
-    add_data_arguments,
-    add_finetune_arguments,
-    add_resume_arguments,
-    add_runtime_arguments,
-    open_stage_data,
-)
-from lpe.cli.jobs import apply_settings
+from lpe.cli.jobs import from_cli
+from lpe.core.jobs import setting
 from lpe.core.resume import Resume
-from lpe.core.runtime import resolve_device, set_threads
+from lpe.core.runtime import Device
+from lpe.data.inputs import StageData
+from lpe.methods import load_all
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
-from lpe.training.finetuning import FINETUNING, finetune_config, run_finetune, save_posterior
+from lpe.training.finetuning import (
+    FINETUNING,
+    FinetuneConfig,
+    finetune_config,
+    run_finetune,
+    save_posterior,
+)
+
+load_all()  # the registered methods' settings become the job's fields (FinetuneJob)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneRun(StageData, Device):
+    """A fine-tuning run's own fields; ``FinetuneJob`` adds every method's settings."""
+
+    checkpoint: str = setting(help="the trained checkpoint to start from")
+    optimizer: str = setting("sgd", "the fine-tuning method", choices=tuple(FINETUNING))
+    epochs: int = setting(3, "passes over the training set", config="bma.epochs")
+    batch_size: int = setting(128, "minibatch size", config="bma.batch_size")
+    seed: int = setting(0, "minibatch order, IVON's weight noise", config="bma.seed")
+    out: str = setting(help="the solution, as a checkpoint")
+    posterior: str | None = setting(None, "the posterior file (swag and ivon)")
+    resume: str | None = setting(None, "file of resumable state", config="job.resume")
+    checkpoint_every: int = setting(0, "save the resumable state every N steps (0: never)",
+                                    config="bma.checkpoint_every")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        cfg = self.config()  # bad settings stop here, before the checkpoint is read
+        if FINETUNING[cfg.optimizer].has_posterior and not self.posterior:
+            raise ValueError(f"a posterior file is required for {cfg.optimizer}")
+
+    def config(self) -> FinetuneConfig:
+        """The run: its method, length, seed and the method's own settings."""
+        return finetune_config({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+def _method_fields() -> list[tuple[str, type, dataclasses.Field]]:
+    """Every registered method's settings fields, each once, as ``make_dataclass`` takes them."""
+    made = {}
+    for method in FINETUNING.values():
+        hints = typing.get_type_hints(method.Settings)
+        for f in dataclasses.fields(method.Settings):
+            field = dataclasses.field(default=f.default, metadata=f.metadata)
+            made.setdefault(f.name, (f.name, hints[f.name], field))
+    return list(made.values())
+
+
+# The job of the stage: the run's fields and every registered method's settings (``--lr``,
+# ``--swag-rank``, ``--ivon-lr``, ...; each defaulting to its config key's schema default)
+FinetuneJob = dataclasses.make_dataclass("FinetuneJob", _method_fields(), bases=(FinetuneRun,),
+                                         frozen=True, kw_only=True)  # fmt: skip
+
+
+def run(job: FinetuneRun) -> None:
+    """Fine-tune, then write the solution (and the posterior)."""
+    cfg = job.config()
+    device = job.start()
+    state, info = load_checkpoint(job.checkpoint)
+    model, summary, posterior, _ = run_finetune(state, info, job.open(info), cfg, device,
+                                                resume_path=job.resume,
+                                                checkpoint_every=job.checkpoint_every)  # fmt: skip
+    save_checkpoint(job.out, model, summary)
+    if posterior is not None:
+        save_posterior(job.posterior, posterior, checkpoint_info(job.out).sha256)
+    Resume(job.resume, job.checkpoint_every, {}).done()
+    val = summary["val"]
+    print(f"saved {job.out}: val nll {val['nll']:.4f}, err {val['err']:.2f}%")
+    if posterior is not None:
+        print(f"saved {Path(job.posterior)}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
-    add_data_arguments(parser)
-    add_finetune_arguments(parser)
-    parser.add_argument("--out", required=True, help="the solution, as a checkpoint")
-    parser.add_argument("--posterior", help="the posterior file (swag and ivon)")
-    add_resume_arguments(parser)
-    add_runtime_arguments(parser, inference=False)
-    apply_settings(parser, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS})
-    args = parser.parse_args(argv)
-    cfg = finetune_config(vars(args))
-    if FINETUNING[cfg.optimizer].has_posterior and not args.posterior:
-        parser.error(f"--posterior is required for {cfg.optimizer}")
-    set_threads(args.threads)
-    state, info = load_checkpoint(args.checkpoint)
-    data = open_stage_data(args, info)
-    device = resolve_device(args.device)
-    model, summary, posterior, _ = run_finetune(state, info, data, cfg, device,
-                                                resume_path=args.resume,
-                                                checkpoint_every=args.checkpoint_every)  # fmt: skip
-    save_checkpoint(args.out, model, summary)
-    if posterior is not None:
-        save_posterior(args.posterior, posterior, checkpoint_info(args.out).sha256)
-    Resume(args.resume, args.checkpoint_every, {}).done()
-    val = summary["val"]
-    print(f"saved {args.out}: val nll {val['nll']:.4f}, err {val['err']:.2f}%")
-    if posterior is not None:
-        print(f"saved {Path(args.posterior)}")
+    run(from_cli(FinetuneJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -143,6 +143,18 @@ def load_solution(checkpoint, posterior_path):
 
 
 RUN_FIELDS = {"optimizer": "sgd", "epochs": 3, "batch_size": 128, "seed": 0}
+# the run's config keys (the optimizer is the job's, a wildcard, not a setting)
+RUN_KEYS = {"bma.epochs": "epochs", "bma.batch_size": "batch_size", "bma.seed": "seed"}
+
+
+def settings_keys() -> dict[str, str]:
+    """Config key -> field name, of the run and of every registered method's settings (each
+    settings field names its key: ``lpe.core.jobs.setting``)."""
+    keys = dict(RUN_KEYS)
+    for method in FINETUNING.values():
+        keys.update({f.metadata["config"]: f.name for f in fields(method.Settings)
+                     if f.metadata.get("config")})  # fmt: skip
+    return keys
 
 
 def finetune_config(options: Mapping[str, Any], **override) -> FinetuneConfig:

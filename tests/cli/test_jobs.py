@@ -16,6 +16,7 @@ import pytest
 import lpe.stages.bma
 import lpe.stages.data
 import lpe.stages.ensembles
+import lpe.stages.finetune
 import lpe.stages.generate
 import lpe.stages.landscape
 import lpe.stages.predict
@@ -29,10 +30,10 @@ from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
 # the stages whose parsers are still written by hand (lpe.cli.flags): the list only shrinks
-HAND_WRITTEN = {"baselines", "download_checkpoint", "fast_predict", "fast_train", "finetune",
-                "mmlu"}  # fmt: skip
+HAND_WRITTEN = {"baselines", "download_checkpoint", "fast_predict", "fast_train", "mmlu"}
 JOB_STAGES = {
-    module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"))
+    module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"
+                                  and n != "FastJob"))
     for module in (importlib.import_module(f"lpe.stages.{s}") for s in STAGES
                    if s not in HAND_WRITTEN)
 }  # fmt: skip
@@ -46,6 +47,9 @@ OWN = {
                                         "format": "int4", "seeds": [0, 1],
                                         "members_out": ["m0", "m1"], "out": ["p0.npz", "p1.npz"],
                                         "rtn_members_out": "r", "rtn_out": "r.npz"},
+    lpe.stages.finetune.FinetuneJob: {"checkpoint": "c.safetensors", "data": "d.npz",
+                                      "optimizer": "swag", "out": "s.safetensors",
+                                      "posterior": "p.safetensors"},
     lpe.stages.generate.GenerateJob: {"checkpoint": "c.safetensors", "method": "bsr",
                                       "format": "nf4", "out": "m"},
     lpe.stages.landscape.LandscapeJob: {"checkpoint": "s.safetensors", "second": "t.safetensors",
@@ -64,6 +68,10 @@ OWN = {
 def test_every_stage_is_a_typed_job_or_listed_as_hand_written():
     assert set(STAGES) == {m.__name__.rsplit(".", 1)[1] for m in JOB_STAGES} | HAND_WRITTEN
     assert set(OWN) == set(JOB_STAGES.values())
+
+
+# the values a rule passes under the settings' job section (lpe.core.settings)
+JOB_VALUES = {"job.resume": "work/mini/resume/vit_mini_t-swag.pt"}
 
 
 def flags(values: dict) -> list[str]:
@@ -85,7 +93,10 @@ def config(profile: str) -> dict:
 def test_a_job_round_trips_from_the_config(job_type, profile):
     """The job ``--settings`` and flags make (what a rule runs) is the job ``from_settings``
     makes from the config, and each config-keyed field holds its key's value."""
-    section = pick(config(profile), list(configured(job_type)))
+    keys = list(configured(job_type))
+    section = pick(config(profile), [k for k in keys if not k.startswith("job.")])
+    for key in (k for k in keys if k.startswith("job.")):  # the job's own values, as a rule's
+        section.setdefault("job", {})[key.split(".", 1)[1]] = JOB_VALUES[key]
     job = from_settings(job_type, section, **OWN[job_type])
     argv = [*flags(OWN[job_type]), "--settings", settings_json(section)]
     assert from_cli(job_type, argv) == job
@@ -115,7 +126,10 @@ def test_a_config_keyed_field_defaults_to_the_schemas_default(job_type):
     """One default per key: a stage run by hand without a flag runs as the workflow does with
     the key left out of the config."""
     for key, fields in configured(job_type).items():
-        # a field derived from a key (calibrate, from predict.split) is off unless asked for
+        # a field derived from a key (calibrate, from predict.split) is off unless asked for; a
+        # job.* key is no config key
+        if key.startswith("job."):
+            continue
         for field in (f for f in fields if f.metadata["from_config"] is None):
             default = schema_default(key)
             assert field.default == (tuple(default) if isinstance(default, list) else default)
