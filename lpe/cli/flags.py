@@ -20,7 +20,7 @@ from lpe.evaluation.prediction import (
     CALIBRATE_HELP,
     evaluates_test,
 )
-from lpe.formats.names import MAX_BITS, MIN_BITS, int_name
+from lpe.formats.names import MAX_BITS, MIN_BITS
 from lpe.formats.number_formats import FORMATS, NumberFormat, get_format
 from lpe.formats.policy import DEFAULT_EXCLUDE, QuantPolicy
 from lpe.methods import load_all
@@ -102,15 +102,6 @@ def add_bits_argument(parser, help: str) -> None:
                         metavar=f"{{{MIN_BITS}..{MAX_BITS}}}", help=help)  # fmt: skip
 
 
-def add_member_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--format`` (or ``--bits`` for INT-b) and the rounding policy's flags, shared by the
-    stages that make members."""
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--format", help=f"number format name: {FORMAT_NAMES}")
-    add_bits_argument(which, "INT-b: the same as --format intB")
-    add_policy_arguments(parser)
-
-
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     """The rounding policy's flags (``QUANT_SETTINGS`` sets them from the config)."""
     parser.add_argument(
@@ -124,10 +115,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def member_format(args: argparse.Namespace) -> tuple[NumberFormat, QuantPolicy]:
-    """The number format and rounding policy of ``add_member_arguments``' flags (``--format``,
-    or INT-``--bits``, and ``add_policy_arguments``')."""
-    name = args.format if getattr(args, "format", None) is not None else int_name(args.bits)
-    fmt = get_format(name, per_channel=args.per_channel)
+    """The number format and rounding policy of a stage's ``--format`` and
+    ``add_policy_arguments``' flags (a typed job's are ``lpe.members.sets.MemberFormat``'s)."""
+    fmt = get_format(args.format, per_channel=args.per_channel)
     return fmt, QuantPolicy(exclude=tuple(args.exclude), min_ndim=args.min_ndim)
 
 

@@ -118,6 +118,11 @@ def openclip_tower(model):
     return config["checkpoints"]["openclip"][model.removesuffix(ZEROSHOT_SUFFIX)]
 
 
+NO_MODEL = (
+    "(?!)"  # a wildcard pattern that matches nothing: a kind of model with no models
+)
+
+
 class MemberRuns(NamedTuple):
     """The low precision runs of one kind of model, made per model x precision by one job."""
 

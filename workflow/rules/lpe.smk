@@ -11,35 +11,6 @@ TABLE1_INTERMEDIATES = [
     *TABLE1_PREDICTIONS,
 ]
 
-# The kinds of model whose members are made per model x precision by one job: pretrained models
-# (Table 1, Figure 1's sizes, Table 6), large ones (Table 3), train_noise's retrained copies and
-# the fine-tuned solutions of Figures 2-6 and Table 5; a kind without models has no rule.
-MEMBER_FAMILIES = {
-    name: MemberRuns("|".join(map(re.escape, models)), seeds, members, rtn)
-    for name, (models, seeds, members, rtn) in {
-        "pretrained": (
-            [m for m in config["models"] if m not in LARGE["models"]],
-            config["lpe"]["seeds"],
-            config["lpe"]["ensemble_size"],
-            True,
-        ),
-        "large": (LARGE["models"], LARGE["seeds"], LARGE["ensemble_size"], True),
-        "retrained": (
-            RETRAINED,
-            config["lpe"]["seeds"][:1],
-            config["lpe"]["ensemble_size"],
-            True,
-        ),
-        "finetuned": (
-            [f"{BMA_MODEL}-{o}" for o in ("sgd", "swag", "ivon")],
-            config["bma"]["seeds"],
-            config["bma"]["ensemble_size"],
-            False,
-        ),
-    }.items()
-    if models
-}
-
 RETRAINED_INTERMEDIATES = [
     path
     for name in RETRAINED
@@ -59,50 +30,60 @@ LPE_TARGETS = [
 
 
 # One job per model x number format: it writes the members of every seed (and the RTN member) and
-# predicts them, in one process (lpe.stages.ensembles). The seeds, ensemble size and whether RTN is made
-# depend on the kind of model (MEMBER_FAMILIES), so there is one such rule per kind.
-for family, kind in MEMBER_FAMILIES.items():
+# predicts them, in one process (lpe.stages.ensembles). The seeds, ensemble size and whether RTN is
+# made depend on the kind of model (MEMBER_FAMILIES): one rule per kind, the others as the first.
+rule ensembles_pretrained:
+    input:
+        unpack(data_input),
+        checkpoint=checkpoint_file("{model}"),
+    output:
+        **ensemble_outputs(MEMBER_FAMILIES["pretrained"]),
+    log:
+        work("logs/ensembles/{model}/{fmt}.log"),
+    benchmark:
+        work("benchmarks/ensembles/{model}/{fmt}.tsv")
+    wildcard_constraints:
+        model=MEMBER_FAMILIES["pretrained"].pattern,
+    conda:
+        ENV
+    threads: 1
+    params:
+        **ensemble_params(MEMBER_FAMILIES["pretrained"]),
+    shell:
+        "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
+        " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
+        " --members-out {output.members} --out {output.preds} --rtn-members-out {output.rtn}"
+        " --rtn-out {output.rtn_preds}"
+        " --settings {params.settings:q}"
+        " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
+        " > {log} 2>&1"
 
-    rule:
-        name:
-            f"ensembles_{family}"
-        input:
-            unpack(data_input),
-            checkpoint=checkpoint_file("{model}"),
-        output:
-            members=[
-                directory(members_dir("{model}", bsr_run("{fmt}", s)))
-                for s in kind.seeds
-            ],
-            preds=[preds_file("{model}", bsr_run("{fmt}", s)) for s in kind.seeds],
-            rtn=(
-                [directory(members_dir("{model}", rtn_run("{fmt}")))]
-                if kind.rtn
-                else []
-            ),
-            rtn_preds=[preds_file("{model}", rtn_run("{fmt}"))] if kind.rtn else [],
-        log:
-            work("logs/ensembles/{model}/{fmt}.log"),
-        benchmark:
-            work("benchmarks/ensembles/{model}/{fmt}.tsv")
-        wildcard_constraints:
-            model=kind.pattern,
-        conda:
-            ENV
-        threads: 1
-        params:
-            **PREDICTION_PARAMS,
-            members=kind.members,
-            seeds=kind.seeds,
-            settings=settings(PREDICT, QUANT),
-        shell:
-            "python -m lpe.stages.ensembles --checkpoint {input.checkpoint} --data {params.data:q}"
-            " --format {wildcards.fmt} --members {params.members} --seeds {params.seeds}"
-            " --members-out {output.members} --out {output.preds} --rtn-members-out {output.rtn}"
-            " --rtn-out {output.rtn_preds}"
-            " --settings {params.settings:q}"
-            " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
-            " > {log} 2>&1"
+
+use rule ensembles_pretrained as ensembles_large with:
+    output:
+        **ensemble_outputs(MEMBER_FAMILIES["large"]),
+    wildcard_constraints:
+        model=MEMBER_FAMILIES["large"].pattern,
+    params:
+        **ensemble_params(MEMBER_FAMILIES["large"]),
+
+
+use rule ensembles_pretrained as ensembles_retrained with:
+    output:
+        **ensemble_outputs(MEMBER_FAMILIES["retrained"]),
+    wildcard_constraints:
+        model=MEMBER_FAMILIES["retrained"].pattern,
+    params:
+        **ensemble_params(MEMBER_FAMILIES["retrained"]),
+
+
+use rule ensembles_pretrained as ensembles_finetuned with:
+    output:
+        **ensemble_outputs(MEMBER_FAMILIES["finetuned"]),
+    wildcard_constraints:
+        model=MEMBER_FAMILIES["finetuned"].pattern,
+    params:
+        **ensemble_params(MEMBER_FAMILIES["finetuned"]),
 
 
 rule predict_fp32:

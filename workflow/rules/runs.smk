@@ -1,6 +1,6 @@
 # The predictions each score table reads, shared by the rule file that makes them and the
 # one that scores them (report.smk): Table 1's, Table 6's, the retrained copies' and claim
-# 5's checkpoints'.
+# 5's checkpoints'; and what each kind of model's ensembles job makes (lpe.smk).
 
 TABLE1_PREDICTIONS = [preds_file(m, run) for m in config["models"] for run in runs()]
 
@@ -52,3 +52,56 @@ if FAST_CHECKPOINTS and config["lpe"]["ensemble_size"] < FAST["copies"]:
         f"({FAST['copies']}): claim 5's checkpoint band scores LPE-BSR at fast.copies "
         f"members on each checkpoint of {BMA_MODEL} (train_noise)"
     )
+
+
+# The kinds of model whose members are made per model x precision by one job: pretrained models
+# (Table 1, Figure 1's sizes, Table 6), large ones (Table 3), train_noise's retrained copies and
+# the fine-tuned solutions of Figures 2-6 and Table 5; a kind without models matches no model.
+MEMBER_FAMILIES = {
+    name: MemberRuns("|".join(map(re.escape, models)) or NO_MODEL, seeds, members, rtn)
+    for name, (models, seeds, members, rtn) in {
+        "pretrained": (
+            [m for m in config["models"] if m not in LARGE["models"]],
+            config["lpe"]["seeds"],
+            config["lpe"]["ensemble_size"],
+            True,
+        ),
+        "large": (LARGE["models"], LARGE["seeds"], LARGE["ensemble_size"], True),
+        "retrained": (
+            RETRAINED,
+            config["lpe"]["seeds"][:1],
+            config["lpe"]["ensemble_size"],
+            True,
+        ),
+        "finetuned": (
+            [f"{BMA_MODEL}-{o}" for o in ("sgd", "swag", "ivon")],
+            config["bma"]["seeds"],
+            config["bma"]["ensemble_size"],
+            False,
+        ),
+    }.items()
+}
+
+
+def ensemble_outputs(kind):
+    """The member folders and predictions files of one ensembles job of ``kind``: one per
+    LPE-BSR seed, and the RTN member's when the kind has one."""
+    rtn = [rtn_run("{fmt}")] if kind.rtn else []
+    return {
+        "members": [
+            directory(members_dir("{model}", bsr_run("{fmt}", s))) for s in kind.seeds
+        ],
+        "preds": [preds_file("{model}", bsr_run("{fmt}", s)) for s in kind.seeds],
+        "rtn": [directory(members_dir("{model}", run)) for run in rtn],
+        "rtn_preds": [preds_file("{model}", run) for run in rtn],
+    }
+
+
+def ensemble_params(kind):
+    """An ensembles job's data, batch size, ensemble size, seeds and settings."""
+    return {
+        **PREDICTION_PARAMS,
+        "members": kind.members,
+        "seeds": kind.seeds,
+        "settings": settings(PREDICT, QUANT),
+    }
