@@ -136,12 +136,15 @@ def job_parser(job_type: type[Job], description: str | None = None) -> argparse.
 def settings_options(job_type: type[Job]) -> dict[str, tuple[Option, ...]]:
     """The config keys of ``job_type``'s fields, as ``apply_settings`` takes them."""
     identity = lambda value: value  # noqa: E731
-    return {key: tuple(Option(f.name, f.metadata.get("from_config") or identity) for f in fields)
-            for key, fields in configured(job_type).items()}  # fmt: skip
+    return {
+        key: tuple(Option(f.name, f.metadata.get("from_config") or identity) for f in fields)
+        for key, fields in configured(job_type).items()
+    }
 
 
-def from_cli(job_type: type[Job], argv: Sequence[str] | None = None,
-             description: str | None = None) -> Job:  # fmt: skip
+def from_cli(
+    job_type: type[Job], argv: Sequence[str] | None = None, description: str | None = None
+) -> Job:
     """The job of ``argv`` (the process's arguments when None): its flags and ``--settings``.
     A bad value stops here, with the job's own one-line reason."""
     parser = job_parser(job_type, description)

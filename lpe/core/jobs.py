@@ -38,8 +38,14 @@ def setting(
     the values it takes (``choices``), how its flag's text is read when its type does not say
     (``parse``), and whether its flag may be given without a value (``optional_value``: a rule's
     empty output list, read as None)."""
-    meta = {"help": help, "config": config, "from_config": from_config, "choices": choices,
-            "parse": parse, "optional_value": optional_value}  # fmt: skip
+    meta = {
+        "help": help,
+        "config": config,
+        "from_config": from_config,
+        "choices": choices,
+        "parse": parse,
+        "optional_value": optional_value,
+    }
     if isinstance(default, list | tuple):
         default = tuple(default)
     return dataclasses.field(default=default, metadata=meta)

@@ -101,8 +101,12 @@ class Inference(Device):
     """The job part of the stages that evaluate: the forwards' precision (the config's
     ``predict.dtype``; weights stay as stored). Training stages compute in FP32."""
 
-    dtype: str = setting("float32", "inference precision of the forward passes (autocast)",
-                         config="predict.dtype", choices=tuple(sorted(DTYPES)))  # fmt: skip
+    dtype: str = setting(
+        "float32",
+        "inference precision of the forward passes (autocast)",
+        config="predict.dtype",
+        choices=tuple(sorted(DTYPES)),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

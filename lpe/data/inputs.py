@@ -70,8 +70,14 @@ class StageData(Job):
 
     def open(self, info):
         """The examples of ``data`` for the checkpoint ``info`` (``open_data``)."""
-        return open_data(self.data, info.model, info.num_classes, self.holdout, self.workers,
-                         input_shape=info.input_shape)  # fmt: skip
+        return open_data(
+            self.data,
+            info.model,
+            info.num_classes,
+            self.holdout,
+            self.workers,
+            input_shape=info.input_shape,
+        )
 
 
 def minibatches(x, y, batch_size: int, order: torch.Generator, device, *, skip: int = 0):

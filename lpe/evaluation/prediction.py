@@ -68,8 +68,9 @@ class Calibrated(Evaluation):
     temperature-scaling control (evaluating the test split also predicts the selection split,
     where the temperatures are fit; the selection split cannot calibrate itself)."""
 
-    calibrate: bool = setting(False, CALIBRATE_HELP, config="predict.split",
-                              from_config=evaluates_test)  # fmt: skip
+    calibrate: bool = setting(
+        False, CALIBRATE_HELP, config="predict.split", from_config=evaluates_test
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -47,10 +47,14 @@ class MemberFormat(Job):
     (the config's ``quant`` section)."""
 
     format: str = setting(help=f"number format name: {', '.join(FORMATS)} (and int2..int16)")
-    per_channel: bool = setting(True, "one scale per output channel (--no-per-channel: one per "
-                                "tensor)", config="quant.per_channel")  # fmt: skip
-    exclude: tuple[str, ...] = setting(DEFAULT_EXCLUDE, "name patterns kept in FP32",
-                                       config="quant.exclude")  # fmt: skip
+    per_channel: bool = setting(
+        True,
+        "one scale per output channel (--no-per-channel: one per tensor)",
+        config="quant.per_channel",
+    )
+    exclude: tuple[str, ...] = setting(
+        DEFAULT_EXCLUDE, "name patterns kept in FP32", config="quant.exclude"
+    )
     min_ndim: int = setting(2, "tensors of fewer dimensions stay FP32", config="quant.min_ndim")
 
     def __post_init__(self) -> None:

@@ -131,8 +131,9 @@ class SwagCollector:
 class SwagSettings(SgdSettings):
     swag_rank: int = setting(20, "SWAG: deviations kept (low rank)", config="bma.swag.rank")
     swag_start_epoch: int = setting(1, "SWAG: its first epoch", config="bma.swag.start_epoch")
-    swag_collect_every: int = setting(5, "SWAG: steps between collected weights",
-                                      config="bma.swag.collect_every")  # fmt: skip
+    swag_collect_every: int = setting(
+        5, "SWAG: steps between collected weights", config="bma.swag.collect_every"
+    )
 
     def problems(self) -> list[str]:
         problems = super().problems()

@@ -68,9 +68,16 @@ def run(job: BmaJob) -> None:
     bits = [32 * count_params(model)] * job.members
     for seed, out in zip(job.seeds, job.out, strict=True):
         with autocast(device, job.dtype):
-            log_probs = predict_draws(model, posterior, job.members, seed, x,
-                                      batch_size=job.batch_size, device=device,
-                                      swag_scale=job.swag_scale)  # fmt: skip
+            log_probs = predict_draws(
+                model,
+                posterior,
+                job.members,
+                seed,
+                x,
+                batch_size=job.batch_size,
+                device=device,
+                swag_scale=job.swag_scale,
+            )
         run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": seed}
         write_predictions(out, log_probs, labels, bits, info, run=run)
 

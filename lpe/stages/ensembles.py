@@ -35,14 +35,18 @@ class EnsemblesJob(MemberFormat, Calibrated):
 
     checkpoint: str = setting(help="the FP32 checkpoint the members are made from")
     members: int = setting(1, "members per LPE-BSR seed")
-    layout: str = setting("shared-base", "one shared-base ensemble file or one file per member "
-                          "(files)", choices=LAYOUTS)  # fmt: skip
+    layout: str = setting(
+        "shared-base",
+        "one shared-base ensemble file or one file per member (files)",
+        choices=LAYOUTS,
+    )
     seeds: tuple[int, ...] = setting((), "LPE-BSR ensemble seeds")
     members_out: tuple[str, ...] = setting((), "member folder per seed")
     out: tuple[str, ...] = setting((), "predictions file per seed")
     # a flag with no value (a rule's empty output list) means no RTN run
-    rtn_members_out: str | None = setting(None, "member folder of the RTN member",
-                                          optional_value=True)  # fmt: skip
+    rtn_members_out: str | None = setting(
+        None, "member folder of the RTN member", optional_value=True
+    )
     rtn_out: str | None = setting(None, "predictions file of the RTN member", optional_value=True)
 
     def __post_init__(self) -> None:
@@ -73,8 +77,16 @@ def run(job: EnsemblesJob) -> None:
     x, labels = job.inputs(info)
     calib_x, calib_labels = job.calibration(info)
     for method, seed, members, folder, out in job.runs():
-        generate(job.checkpoint, folder, job.number_format(), method, seed, members=members,
-                 policy=job.policy(), layout=job.layout)  # fmt: skip
+        generate(
+            job.checkpoint,
+            folder,
+            job.number_format(),
+            method,
+            seed,
+            members=members,
+            policy=job.policy(),
+            layout=job.layout,
+        )
         with autocast(device, job.dtype):
             done, manifest, info = predict_members(
                 job.checkpoint, folder, x, job.batch_size, device, calibration_x=calib_x

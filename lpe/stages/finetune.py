@@ -49,8 +49,9 @@ class FinetuneRun(StageData, Device):
     out: str = setting(help="the solution, as a checkpoint")
     posterior: str | None = setting(None, "the posterior file (swag and ivon)")
     resume: str | None = setting(None, "file of resumable state", config="job.resume")
-    checkpoint_every: int = setting(0, "save the resumable state every N steps (0: never)",
-                                    config="bma.checkpoint_every")  # fmt: skip
+    checkpoint_every: int = setting(
+        0, "save the resumable state every N steps (0: never)", config="bma.checkpoint_every"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,8 +77,9 @@ def _method_fields() -> list[tuple[str, type, dataclasses.Field]]:
 
 # The job of the stage: the run's fields and every registered method's settings (``--lr``,
 # ``--swag-rank``, ``--ivon-lr``, ...; each defaulting to its config key's schema default)
-FinetuneJob = dataclasses.make_dataclass("FinetuneJob", _method_fields(), bases=(FinetuneRun,),
-                                         frozen=True, kw_only=True)  # fmt: skip
+FinetuneJob = dataclasses.make_dataclass(
+    "FinetuneJob", _method_fields(), bases=(FinetuneRun,), frozen=True, kw_only=True
+)
 
 
 def run(job: FinetuneRun) -> None:
@@ -85,9 +87,15 @@ def run(job: FinetuneRun) -> None:
     cfg = job.config()
     device = job.start()
     state, info = load_checkpoint(job.checkpoint)
-    model, summary, posterior, _ = run_finetune(state, info, job.open(info), cfg, device,
-                                                resume_path=job.resume,
-                                                checkpoint_every=job.checkpoint_every)  # fmt: skip
+    model, summary, posterior, _ = run_finetune(
+        state,
+        info,
+        job.open(info),
+        cfg,
+        device,
+        resume_path=job.resume,
+        checkpoint_every=job.checkpoint_every,
+    )
     save_checkpoint(job.out, model, summary)
     if posterior is not None:
         save_posterior(job.posterior, posterior, checkpoint_info(job.out).sha256)

@@ -28,12 +28,14 @@ class GenerateJob(MemberFormat, Threads):
     """One folder of members of a checkpoint."""
 
     checkpoint: str = setting(help="the FP32 checkpoint the members are made from")
-    method: str = setting(help="bsr: stochastic rounding; rtn: rounding to nearest",
-                          choices=METHODS)  # fmt: skip
+    method: str = setting(
+        help="bsr: stochastic rounding; rtn: rounding to nearest", choices=METHODS
+    )
     seed: int = setting(0, "ensemble seed (BSR)")
     members: int = setting(1, "members drawn (1 for rtn)")
-    layout: str = setting("files", "one file per member (files) or one shared-base ensemble file",
-                          choices=LAYOUTS)  # fmt: skip
+    layout: str = setting(
+        "files", "one file per member (files) or one shared-base ensemble file", choices=LAYOUTS
+    )
     out: str = setting(help="the member folder written")
 
     def __post_init__(self) -> None:
@@ -45,8 +47,16 @@ class GenerateJob(MemberFormat, Threads):
 def run(job: GenerateJob) -> dict:
     """Write the job's members; their manifest."""
     set_threads(job.threads)
-    manifest = generate(job.checkpoint, job.out, job.number_format(), job.method, job.seed,
-                        members=job.members, policy=job.policy(), layout=job.layout)  # fmt: skip
+    manifest = generate(
+        job.checkpoint,
+        job.out,
+        job.number_format(),
+        job.method,
+        job.seed,
+        members=job.members,
+        policy=job.policy(),
+        layout=job.layout,
+    )
     shared = manifest.get("member_shared_bits")
     print(
         f"wrote {len(manifest['member_bits'])} members to {job.out}; "

@@ -126,8 +126,10 @@ class LandscapeJob(StageData, Inference):
     checkpoint: str = setting(help="the solution (first anchor)")
     posterior: str | None = setting(None, "posterior file of the BMA draw (second anchor)")
     second: str | None = setting(None, "a second checkpoint as the second anchor (Figure 4)")
-    member: str = setting(help="an LPE-BSR member of the solution: a member file, or a members "
-                          "folder (its first member)")  # fmt: skip
+    member: str = setting(
+        help="an LPE-BSR member of the solution: a member file, or a members "
+        "folder (its first member)"
+    )
     split: str = setting("test", "the split evaluated", config="predict.split", choices=SPLITS)
     grid: int = setting(11, "points per axis (>= 3)", config="landscape.grid")
     margin: float = setting(0.25, "fraction of the extent", config="landscape.margin")

@@ -35,9 +35,10 @@ class PredictJob(Calibrated):
     members: str | None = setting(None, "folder of member files; omit for the FP32 model")
     out: str = setting(help="the predictions file written")
     members_per_call: int | str = setting(
-        "auto", "members evaluated in one batched call: auto (1 on CPU) or a count",
+        "auto",
+        "members evaluated in one batched call: auto (1 on CPU) or a count",
         parse=members_per_call,
-    )  # fmt: skip
+    )
 
 
 def run(job: PredictJob) -> None:
@@ -48,9 +49,15 @@ def run(job: PredictJob) -> None:
     calib_x, calib_labels = job.calibration(info)
     with autocast(device, job.dtype):
         if job.members:
-            done, manifest, info = predict_members(job.checkpoint, job.members, x, job.batch_size,
-                                                   device, members_per_call=job.members_per_call,
-                                                   calibration_x=calib_x)  # fmt: skip
+            done, manifest, info = predict_members(
+                job.checkpoint,
+                job.members,
+                x,
+                job.batch_size,
+                device,
+                members_per_call=job.members_per_call,
+                calibration_x=calib_x,
+            )
             what = member_run(manifest)
         else:
             done, info = predict_fp32(job.checkpoint, x, job.batch_size, device, calib_x)

@@ -104,8 +104,9 @@ class SelectModelJob(MemberFormat, StageData, Device):
 
     checkpoints: tuple[str, ...] = setting(help="the Table 1 models")
     members: int = setting(10, "LPE-BSR members per seed", config="lpe.ensemble_size")
-    seeds: tuple[int, ...] = setting((0, 1, 2), "ensemble seeds; the gains are averaged over them",
-                                     config="lpe.seeds")  # fmt: skip
+    seeds: tuple[int, ...] = setting(
+        (0, 1, 2), "ensemble seeds; the gains are averaged over them", config="lpe.seeds"
+    )
     batch_size: int = setting(1000, "examples per forward pass")
     configured: str = setting(help="the config's bma.model")
     out: str = setting(help="the Markdown record of the choice")
@@ -125,8 +126,10 @@ def run(job: SelectModelJob) -> str:
     device = job.start()
     models = [checkpoint_info(p).model for p in job.checkpoints]  # headers only: fails early
     if job.configured not in models:
-        raise ValueError(f"configured {job.configured!r} is none of the checkpoints' models "
-                         f"({', '.join(models)})")  # fmt: skip
+        raise ValueError(
+            f"configured {job.configured!r} is none of the checkpoints' models "
+            f"({', '.join(models)})"
+        )
     rows = [validation_gains(p, job, device) for p in job.checkpoints]
     best, tied = choose(rows)
     seeds = ", ".join(str(s) for s in job.seeds)

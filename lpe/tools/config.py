@@ -92,8 +92,12 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 # The precision keys that held INT-b widths, and the keys of format names that replace them
-RENAMED = {"quant.bits": "quant.formats", "bma.bits": "bma.formats", "fast.bits": "fast.format",
-           "large.bits": "large.format"}  # fmt: skip
+RENAMED = {
+    "quant.bits": "quant.formats",
+    "bma.bits": "bma.formats",
+    "fast.bits": "fast.format",
+    "large.bits": "large.format",
+}
 # Every key that names number formats: normalised (lower case) and checked against the catalogue
 FORMAT_KEYS = ("quant.formats", "bma.formats", "fast.format", "large.format")
 
@@ -106,8 +110,11 @@ def _renamed_problems(config: dict) -> list[str]:
         if isinstance(config.get(section), dict) and key in config[section]:
             value = config[section][key]
             try:
-                names = (f"[{', '.join(int_name(b) for b in value)}]" if isinstance(value, list)
-                         else int_name(value))  # fmt: skip
+                names = (
+                    f"[{', '.join(int_name(b) for b in value)}]"
+                    if isinstance(value, list)
+                    else int_name(value)
+                )
             except (TypeError, ValueError):
                 names = "format names such as int4"
             problems.append(f"'{old}' is now '{new}' (format names): write {new}: {names}")
@@ -142,8 +149,10 @@ def validate(config: dict, schema: dict, check_cross_fields: bool = True) -> dic
     :class:`ConfigError` naming every problem."""
     problems = _renamed_problems(config)
     old = {tuple(k.split(".")) for k in RENAMED}
-    config = {s: ({k: v for k, v in sub.items() if (s, k) not in old} if isinstance(sub, dict)
-                  else sub) for s, sub in config.items()}  # fmt: skip
+    config = {
+        s: ({k: v for k, v in sub.items() if (s, k) not in old} if isinstance(sub, dict) else sub)
+        for s, sub in config.items()
+    }
     filled = fill_defaults(config, schema)
     validator = Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))

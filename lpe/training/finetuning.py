@@ -152,8 +152,13 @@ def settings_keys() -> dict[str, str]:
     settings field names its key: ``lpe.core.jobs.setting``)."""
     keys = dict(RUN_KEYS)
     for method in FINETUNING.values():
-        keys.update({f.metadata["config"]: f.name for f in fields(method.Settings)
-                     if f.metadata.get("config")})  # fmt: skip
+        keys.update(
+            {
+                f.metadata["config"]: f.name
+                for f in fields(method.Settings)
+                if f.metadata.get("config")
+            }
+        )
     return keys
 
 

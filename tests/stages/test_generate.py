@@ -16,30 +16,9 @@ def run(checkpoint, out, *extra):
 def test_bsr_members_are_reproducible_from_checkpoint_format_and_seed(
     tmp_path, checkpoint, vit_state
 ):
-    run(
-        checkpoint,
-        tmp_path / "a",
-        "--method",
-        "bsr",
-        "--format",
-        "int4",
-        "--seed",
-        3,
-        "--members",
-        3,
-    )
-    run(
-        checkpoint,
-        tmp_path / "b",
-        "--method",
-        "bsr",
-        "--format",
-        "int4",
-        "--seed",
-        3,
-        "--members",
-        3,
-    )
+    args = ("--method", "bsr", "--format", "int4", "--seed", 3, "--members", 3)
+    for folder in ("a", "b"):
+        run(checkpoint, tmp_path / folder, *args)
     manifest = read_manifest(tmp_path / "a")
     assert manifest["member_seeds"] == [member_seed(3, k) for k in range(3)]
     assert manifest["quantized_params"] + manifest["kept_params"] == sum(
