@@ -148,9 +148,10 @@ def from_cli(
     """The job of ``argv`` (the process's arguments when None): its flags and ``--settings``.
     A bad value stops here, with the job's own one-line reason."""
     parser = job_parser(job_type, description)
-    apply_settings(parser, argv, settings_options(job_type))
+    if options := settings_options(job_type):  # a job that reads no config key has no --settings
+        apply_settings(parser, argv, options)
     values = vars(parser.parse_args(argv))
-    values.pop(FLAG.lstrip("-"))
+    values.pop(FLAG.lstrip("-"), None)
     try:
         return job_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     except ValueError as err:

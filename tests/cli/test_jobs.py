@@ -98,7 +98,7 @@ def test_a_job_round_trips_from_the_config(job_type, profile):
     for key in (k for k in keys if k.startswith("job.")):  # the job's own values, as a rule's
         section.setdefault("job", {})[key.split(".", 1)[1]] = JOB_VALUES[key]
     job = from_settings(job_type, section, **OWN[job_type])
-    argv = [*flags(OWN[job_type]), "--settings", settings_json(section)]
+    argv = [*flags(OWN[job_type]), *(["--settings", settings_json(section)] if keys else [])]
     assert from_cli(job_type, argv) == job
     for key, fields in configured(job_type).items():
         for field in fields:
@@ -197,6 +197,13 @@ def test_a_bad_command_line_stops_with_one_line_naming_it(argv, message, capsys)
     with pytest.raises(SystemExit):
         from_cli(Sample, argv)
     assert message in capsys.readouterr().err
+
+
+def test_a_job_that_reads_no_config_key_has_no_settings_flag(capsys):
+    with pytest.raises(SystemExit):
+        argv = ["--preds", "a.npz", "--out", "s.csv", "--settings", "{}"]
+        from_cli(lpe.stages.score.ScoreJob, argv)
+    assert "unrecognized arguments: --settings" in capsys.readouterr().err
 
 
 def test_a_bad_job_is_refused_without_any_command_line():
