@@ -113,3 +113,13 @@ def make_tiny_llama(folder, name="tiny/llama"):
     tokenizer.save_pretrained(folder)
     (folder / "lpe_source.json").write_text(json.dumps({"name": name, "sha256": ""}))
     return folder
+
+
+def schema_default(path: str):
+    """The config schema's default of the key at ``path`` (``"bma.sgd.lr"``)."""
+    from lpe.tools.config import load_schema
+
+    node = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node["default"]

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lpe.core.jobs import Job, configured
+from lpe.core.jobs import Job, configured, make
 from lpe.core.settings import FLAG, Option, lookup
 
 # ---- --settings: config keys as the defaults of a stage's options
@@ -153,6 +153,6 @@ def from_cli(
     values = vars(parser.parse_args(argv))
     values.pop(FLAG.lstrip("-"), None)
     try:
-        return job_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return make(job_type, values)
     except ValueError as err:
         parser.error(str(err))

@@ -85,8 +85,12 @@ def from_settings(job_type: type[Job], section: Mapping[str, Any], **given: Any)
         value = lookup(section, key)
         for field in fields:
             values[field.name] = config_value(field, value)
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    return job_type(**{**values, **given})
+    return make(job_type, {**values, **given})
+
+
+def make(job_type: type[Job], values: Mapping[str, Any]) -> Job:
+    """``job_type`` of ``values``, a list (a flag's or a config's) as a tuple."""
+    return job_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def part(job: Job, part_type: type[Job]) -> Job:

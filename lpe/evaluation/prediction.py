@@ -77,14 +77,16 @@ class Calibrated(Evaluation):
         if self.calibrate and not evaluates_test(self.split):
             raise ValueError("calibrate fits on the selection split: evaluate the test split")
 
-    def calibration(self, info):
-        """``(inputs, labels)`` of the data's selection split (the validation split of a data
-        file, the holdout of an image folder; never the test split), or ``(None, None)`` without
+    def inputs_and_calibration(self, info):
+        """``((inputs, labels), (calibration inputs, labels))``, the data opened once: the
+        evaluated split, and the data's selection split (the validation split of a data file, the
+        holdout of an image folder; never the test split) or ``(None, None)`` without
         ``calibrate``."""
-        if not self.calibrate:
-            return None, None
         data = self.open(info)
-        return data.inputs(data.selection_split, self.batch_size)
+        evaluated = data.inputs(self.split, self.batch_size)
+        if not self.calibrate:
+            return evaluated, (None, None)
+        return evaluated, data.inputs(data.selection_split, self.batch_size)
 
 
 @torch.inference_mode()

@@ -74,17 +74,17 @@ def run(job: EnsemblesJob) -> None:
     """Make and evaluate each run of ``job``, one after the other."""
     device = job.start()
     info = checkpoint_info(job.checkpoint)
-    x, labels = job.inputs(info)
-    calib_x, calib_labels = job.calibration(info)
+    (x, labels), (calib_x, calib_labels) = job.inputs_and_calibration(info)
+    fmt, policy = job.number_format(), job.policy()
     for method, seed, members, folder, out in job.runs():
         generate(
             job.checkpoint,
             folder,
-            job.number_format(),
+            fmt,
             method,
             seed,
             members=members,
-            policy=job.policy(),
+            policy=policy,
             layout=job.layout,
         )
         with autocast(device, job.dtype):

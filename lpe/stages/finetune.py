@@ -28,7 +28,9 @@ from lpe.methods import load_all
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.training.finetuning import (
     FINETUNING,
+    RUN_FIELDS,
     FinetuneConfig,
+    RunSettings,
     finetune_config,
     run_finetune,
     save_posterior,
@@ -38,14 +40,13 @@ load_all()  # the registered methods' settings become the job's fields (Finetune
 
 
 @dataclass(frozen=True, kw_only=True)
-class FinetuneRun(StageData, Device):
+class FinetuneRun(RunSettings, StageData, Device):
     """A fine-tuning run's own fields; ``FinetuneJob`` adds every method's settings."""
 
     checkpoint: str = setting(help="the trained checkpoint to start from")
-    optimizer: str = setting("sgd", "the fine-tuning method", choices=tuple(FINETUNING))
-    epochs: int = setting(3, "passes over the training set", config="bma.epochs")
-    batch_size: int = setting(128, "minibatch size", config="bma.batch_size")
-    seed: int = setting(0, "minibatch order, IVON's weight noise", config="bma.seed")
+    optimizer: str = setting(
+        RUN_FIELDS["optimizer"], "the fine-tuning method", choices=tuple(FINETUNING)
+    )
     out: str = setting(help="the solution, as a checkpoint")
     posterior: str | None = setting(None, "the posterior file (swag and ivon)")
     resume: str | None = setting(None, "file of resumable state", config="job.resume")

@@ -45,8 +45,7 @@ def run(job: PredictJob) -> None:
     """Evaluate the job's model or members and write its predictions file."""
     device = job.start()
     info = checkpoint_info(job.checkpoint)
-    x, labels = job.inputs(info)
-    calib_x, calib_labels = job.calibration(info)
+    (x, labels), (calib_x, calib_labels) = job.inputs_and_calibration(info)
     with autocast(device, job.dtype):
         if job.members:
             done, manifest, info = predict_members(

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from lpe.core.artifacts import ArtifactError, load_tensors, save_tensors
+from lpe.core.jobs import Job, setting
 from lpe.core.resume import Resume
 from lpe.members.files import member_seed
 from lpe.models.checkpoints import load_checkpoint
@@ -142,9 +143,18 @@ def load_solution(checkpoint, posterior_path):
     return state, info, posterior
 
 
-RUN_FIELDS = {"optimizer": "sgd", "epochs": 3, "batch_size": 128, "seed": 0}
-# the run's config keys (the optimizer is the job's, a wildcard, not a setting)
-RUN_KEYS = {"bma.epochs": "epochs", "bma.batch_size": "batch_size", "bma.seed": "seed"}
+@dataclass(frozen=True, kw_only=True)
+class RunSettings(Job):
+    """A fine-tuning run's length and seed (the finetune stage's job part; the config's bma
+    keys). The optimizer is the job's (a wildcard), not a setting."""
+
+    epochs: int = setting(3, "passes over the training set", config="bma.epochs")
+    batch_size: int = setting(128, "minibatch size", config="bma.batch_size")
+    seed: int = setting(0, "minibatch order, IVON's weight noise", config="bma.seed")
+
+
+RUN_FIELDS = {"optimizer": "sgd", **{f.name: f.default for f in fields(RunSettings)}}
+RUN_KEYS = {f.metadata["config"]: f.name for f in fields(RunSettings)}
 
 
 def settings_keys() -> dict[str, str]:

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import schema_default
 
 import lpe.stages.bma
 import lpe.stages.data
@@ -25,7 +26,7 @@ import lpe.stages.select_model
 import lpe.stages.train
 from lpe.cli.jobs import from_cli
 from lpe.core.jobs import Job, configured, from_settings, setting
-from lpe.core.settings import pick, settings_json
+from lpe.core.settings import lookup, pick, settings_json
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
@@ -103,22 +104,9 @@ def test_a_job_round_trips_from_the_config(job_type, profile):
     for key, fields in configured(job_type).items():
         for field in fields:
             convert = field.metadata["from_config"] or (lambda v: v)
-            expected = convert(section_value(section, key))
+            expected = convert(lookup(section, key))
             expected = tuple(expected) if isinstance(expected, list) else expected
             assert getattr(job, field.name) == expected, (key, field.name)
-
-
-def section_value(section: dict, key: str):
-    for part in key.split("."):
-        section = section[part]
-    return section
-
-
-def schema_default(path: str):
-    node = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
-    for part in path.split("."):
-        node = node["properties"][part]
-    return node["default"]
 
 
 @pytest.mark.parametrize("job_type", list(OWN), ids=lambda t: t.__name__)

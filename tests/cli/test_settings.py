@@ -13,6 +13,7 @@ import shlex
 import subprocess
 
 import pytest
+from helpers import schema_default
 
 from lpe.cli.flags import (
     CALIBRATED_SETTINGS,
@@ -225,13 +226,6 @@ def test_no_rule_file_builds_flags_by_hand():
     ]
     assert [line for line in outside_shell(sample) if FLAG_TEXT.search(line)]  # seen
     assert len((ROOT / "workflow/rules/common.smk").read_text().splitlines()) <= 200
-
-
-def schema_default(path: str):
-    node = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
-    for part in path.split("."):
-        node = node["properties"][part]
-    return node["default"]
 
 
 # flags one key of several methods sets, whose one default cannot be each key's: the fast stage's
