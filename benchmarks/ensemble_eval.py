@@ -9,7 +9,7 @@ Prints three tables.
      (floor + rand + compare), load it, forward;
    - the suite, one member at a time: ``lpe.members.files.quantize`` (the counter-based kernel),
      ``Member.load_into`` the one model instance, forward
-     (``lpe.evaluation.prediction.evaluate_members``);
+     (``lpe.evaluation.spine.evaluate``);
    - the suite with K members per batched call (``torch.func.functional_call`` under ``vmap``);
    and, in a second table, the member preparation alone (rounding and loading, no forward pass).
 2. Peak memory. Each row is a fresh process evaluating timm's ``vit_base_patch16_224``
@@ -35,7 +35,8 @@ import torch
 from common import best_time, emit, machine_line
 
 from lpe.data.datasets import build
-from lpe.evaluation.prediction import evaluate_members, predict_log_probs
+from lpe.evaluation import spine
+from lpe.evaluation.spine import predict_log_probs
 from lpe.formats.number_formats import NumberFormat, int_format
 from lpe.formats.policy import QuantPolicy
 from lpe.formats.rounding import bsr_reference, format_scales
@@ -71,7 +72,8 @@ def naive_loop(model, fmt: NumberFormat, members: int, x, batch_size: int, forwa
 
 def suite(model, state, fmt: NumberFormat, members: int, x, batch_size: int, per_call: int):
     stream = (quantize(state, fmt, "bsr", member_seed(0, k)) for k in range(members))
-    return evaluate_members(model, stream, x, batch_size, CPU, members_per_call=per_call).log_probs
+    opened = spine.open_member(model)
+    return spine.evaluate(model, stream, opened, x, batch_size, CPU, members_per_call=per_call)[0]
 
 
 def suite_preparation(model, state, fmt: NumberFormat, members: int) -> None:
@@ -148,9 +150,8 @@ def child(mode: str, folder: Path) -> None:
         predict_log_probs(model, images, IMAGE_BATCH, CPU)
     else:
         files = sorted(folder.glob("member*.safetensors"))
-        evaluate_members(
-            model, (load_member(f)[0] for f in files), images, IMAGE_BATCH, CPU, members_per_call=1
-        )
+        members = (load_member(f)[0] for f in files)
+        spine.evaluate(model, members, spine.open_member(model), images, IMAGE_BATCH, CPU)
     print(f"{peak_rss_mb():.1f}")
 
 

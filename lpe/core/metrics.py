@@ -28,8 +28,8 @@ def ensemble_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
 class RunningLogMean:
     """:func:`ensemble_log_probs` accumulated one member at a time (memory: one ``(N, C)``
     tensor, in the members' dtype): ``add`` each member's log-probabilities, ``value()`` is the
-    log of the mean member probability so far. The one running ensemble of the library (the
-    object, the apply tool and the chooser)."""
+    log of the mean member probability so far. The running part of the evaluation spine's one
+    accumulator (``lpe.evaluation.spine.Accumulator``)."""
 
     def __init__(self) -> None:
         self.total: torch.Tensor | None = None

@@ -8,7 +8,7 @@ either:
   training minibatches, the order drawn from the generator ``order`` (``skip``: leave out the
   first batches, for a resumed epoch);
 - ``inputs(split, batch_size)``: ``(inputs, labels)`` of an evaluation split, the inputs a tensor
-  or a loader of batches (both work with ``lpe.evaluation.prediction.predict_log_probs``);
+  or a loader of batches (both work with ``lpe.evaluation.spine.predict_log_probs``);
 - ``tensors(split, limit)``: the first ``limit`` examples of a split as tensors (landscapes);
 - ``selection_split``: the split settings are chosen on and runs are watched on (never the test).
 

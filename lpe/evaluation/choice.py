@@ -32,6 +32,7 @@ from tqdm import tqdm
 from lpe.core import metrics
 from lpe.core.checks import Check
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
+from lpe.evaluation.spine import Accumulator
 from lpe.evaluation.verdicts import paired_margin, per_image_nll
 from lpe.formats.names import CATALOGUE
 from lpe.formats.policy import QuantPolicy, model_tensors, policy_for
@@ -152,7 +153,7 @@ def choose(
         fixed = shared.bits - len(shared) * plane  # the base, the scales, the kept tensors
         # the FP32 model (None: its own weights) with the first format's members, then RTN
         runs = [None] * (i == 0) + [rtn, *ensemble.members()]
-        ensemble_so_far = metrics.RunningLogMean()
+        ensemble_so_far = Accumulator()
         for member, lp, labels, _ in ensemble.stream(data, runs, device):
             passes.update()
             if member is None:

@@ -19,7 +19,7 @@ inference dtype is the caller's (``torch.autocast`` around the call, as
 ``lpe.core.runtime.autocast`` does).
 
 The same forward (:func:`member_weights` + :func:`run_with`) is the one the suite's stages
-evaluate members with (``lpe.evaluation.prediction.evaluate_members``), and ``lpe.tools.apply``
+evaluate members with (``lpe.evaluation.spine``), and ``lpe.tools.apply``
 evaluates through this class. Outputs may be logits (a classifier) or carry ``.logits`` (a
 Hugging Face causal LM: next-token log-probabilities, averaged over members per position).
 
@@ -39,7 +39,8 @@ from pathlib import Path
 import torch
 
 from lpe.core.artifacts import ArtifactError, tensors_sha256
-from lpe.core.metrics import RunningLogMean
+from lpe.evaluation import spine
+from lpe.evaluation.spine import Accumulator, member_weights, open_member, run_with
 from lpe.evaluation.temperature import bound_warning, fit_temperature
 from lpe.formats.number_formats import NumberFormat, get_format, int_format
 from lpe.formats.policy import (
@@ -68,42 +69,6 @@ def number_format(fmt: NumberFormat | str | int) -> NumberFormat:
     if isinstance(fmt, NumberFormat):
         return fmt
     return int_format(fmt) if isinstance(fmt, int) else get_format(fmt)
-
-
-def member_weights(model: torch.nn.Module, member: Member) -> dict[str, torch.Tensor]:
-    """Every tensor of ``model``'s state as ``member`` has it (dequantized codes and kept
-    tensors), on the device and in the dtype of the model's own tensor of that name: what
-    ``torch.func.functional_call(model, weights, ...)`` runs the member with. The member must
-    cover the model's state exactly (as ``load_state_dict(strict=True)``)."""
-    target = member.state_of(model)
-    weights = {}
-    for name in member.codes:
-        t = target[name]
-        weights[name] = member.weight(name, t.device).to(t.dtype)
-    for name, value in member.kept.items():
-        weights[name] = value.to(device=target[name].device, dtype=target[name].dtype)
-    return weights
-
-
-def run_with(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], *args, **kwargs):
-    """``model(*args, **kwargs)`` with ``weights`` (:func:`member_weights`) in place of its own,
-    which are neither read nor written. A tied tensor (a language model's embedding and output
-    head, ``dec.weight = enc.weight``) is given under its first name only
-    (``lpe.formats.policy.untied``) and the tie carries it to the others (``tie_weights``)."""
-    return torch.func.functional_call(model, dict(weights), args, kwargs, tie_weights=True)
-
-
-def log_softmax_of(output) -> torch.Tensor:
-    """FP32 log-softmax over the last dimension of a model's output: a tensor of logits, or an
-    object with ``.logits`` (Hugging Face models)."""
-    logits = output.logits if hasattr(output, "logits") else output
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(
-            f"the model returned a {type(output).__name__}, not logits: an ensemble needs a "
-            "tensor of logits or an output with .logits (wrap the model so that its forward "
-            "returns its logits, e.g. the first element of its tuple)"
-        )
-    return torch.log_softmax(logits.float(), dim=-1)
 
 
 @dataclass
@@ -210,47 +175,25 @@ class LowPrecisionEnsemble(torch.nn.Module):
     def member_outputs(self, member: Member, *args, **kwargs):
         """``model(*args, **kwargs)`` with ``member``'s weights (the model's own stay as they
         are)."""
-        weights = member_weights(self.model, member)
-        return run_with(self.model, weights, *args, **kwargs)
+        return run_with(self.model, member_weights(self.model, member), *args, **kwargs)
 
-    @contextlib.contextmanager
-    def _evaluating(self):
-        """The model in eval mode (BatchNorm's running statistics, no dropout), each module's
-        own mode restored after: the caller's model is left as it was given."""
-        modes = [(module, module.training) for module in self.model.modules()]
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for module, training in modes:
-                module.training = training
-
-    def _member_weights(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Each LPE-BSR member's weights as :func:`run_with` takes them, decoded when asked for,
-        or with ``keep_decoded`` kept after their first use (for the model's device and dtype as
-        they are now)."""
-        where = None
-        if self.keep_decoded:  # not on every call's path otherwise: a walk of the state dict
-            first = next(iter(model_tensors(self.model).values()), None)
-            where = None if first is None else (first.device, first.dtype)
-        for m in self._indices(BSR):
-            if (m, where) in self._decoded:
-                yield self._decoded[m, where]
-                continue
+    def _open(self, m: int) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
+        """Member ``m``'s weights as :func:`run_with` takes them (the spine's member-source
+        protocol), decoded when it is opened, or with ``keep_decoded`` kept after its first use
+        (for the model's device and dtype as they are then)."""
+        if not self.keep_decoded:
+            return contextlib.nullcontext(member_weights(self.model, self.shared.member(m)))
+        first = next(iter(model_tensors(self.model).values()), None)
+        where = None if first is None else (first.device, first.dtype)
+        if (m, where) not in self._decoded:
             weights = member_weights(self.model, self.shared.member(m))
-            if self.keep_decoded:
-                self._decoded = {k: v for k, v in self._decoded.items() if k[1] == where}
-                self._decoded[m, where] = weights
-            yield weights
+            self._decoded = {k: v for k, v in self._decoded.items() if k[1] == where}
+            self._decoded[m, where] = weights
+        return contextlib.nullcontext(self._decoded[m, where])
 
     def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
         """``(M, ..., C)``: each member's log-probabilities on one batch (eval mode)."""
-        with self._evaluating():
-            return torch.stack(
-                [log_softmax_of(run_with(self.model, w, *args, **kwargs))
-                 for w in self._member_weights()]
-            )  # fmt: skip
+        return spine.each_member(self.model, self._indices(BSR), self._open, *args, **kwargs)
 
     def log_probs(self, *args, **kwargs) -> torch.Tensor:
         """``(..., C)``: log of the mean member probability on one batch (eval mode), at the
@@ -260,13 +203,10 @@ class LowPrecisionEnsemble(torch.nn.Module):
 
     def _ensemble(self, *args, **kwargs) -> tuple[torch.Tensor, bool]:
         """:meth:`log_probs`, and whether the model's outputs carry ``.logits``."""
-        ensemble, with_logits = RunningLogMean(), False
-        with self._evaluating():
-            for weights in self._member_weights():
-                output = run_with(self.model, weights, *args, **kwargs)
-                with_logits = hasattr(output, "logits")
-                ensemble.add(log_softmax_of(output))
-        return self._at_temperature(ensemble.value()), with_logits
+        log_probs, with_logits = spine.mean_of_members(
+            self.model, self._indices(BSR), self._open, *args, **kwargs
+        )
+        return self._at_temperature(log_probs), with_logits
 
     def forward(self, *args, **kwargs) -> torch.Tensor | EnsembleOutput:
         """:meth:`log_probs`; for a model whose outputs carry ``.logits`` (a Hugging Face model),
@@ -282,12 +222,13 @@ class LowPrecisionEnsemble(torch.nn.Module):
 
     def stream(
         self, loader: Iterable, members: Iterable[Member] | None = None, device=None
-    ) -> Iterator[tuple[Member, torch.Tensor, torch.Tensor, float]]:
+    ) -> Iterator[tuple[Member | None, torch.Tensor, torch.Tensor, float]]:
         """Each member (``members``, default the LPE-BSR ones; None stands for the model's own
         weights) on every batch of ``loader`` (``(inputs, labels)`` batches, read once per
-        member): yields the member, its ``(N, C)`` FP32 log-probabilities (on the CPU), the
-        ``(N,)`` labels and the seconds its forward passes took (eval mode). The member is
-        dequantized once for all batches.
+        member), through the evaluation spine (:func:`lpe.evaluation.spine.stream`): yields the
+        member, its ``(N, C)`` FP32 log-probabilities (on the CPU), the ``(N,)`` labels and the
+        seconds its forward passes took (eval mode). The member is dequantized once for all
+        batches.
 
         The loader is read once per member, so it must give the same batches in the same order
         every time: a one-shot iterator or a shuffling ``DataLoader`` is refused before any work
@@ -296,40 +237,18 @@ class LowPrecisionEnsemble(torch.nn.Module):
         with an error instead of mixing other images into the ensemble."""
         check_rereadable(loader)
         device = device or _device_of(self.model)
-        first = None
-        for member in self.members() if members is None else members:
-            with self._evaluating():
-                weights = {} if member is None else member_weights(self.model, member)
-                start, checking = time.perf_counter(), 0.0
-                out, labels, sums = [], [], []
-                for x, y in loader:
-                    output = run_with(self.model, weights, x.to(device))
-                    out.append(log_softmax_of(output).cpu())
-                    labels.append(y)
-                    check_start = time.perf_counter()
-                    sums.append(float(x.double().sum()))  # not part of the inference time
-                    checking += time.perf_counter() - check_start
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds = time.perf_counter() - start - checking
-            if not labels:
-                raise ValueError("the loader gave no batches")
-            labels = torch.cat(labels)
-            first = first or (labels, sums)
-            if not (torch.equal(labels, first[0]) and sums == first[1]):
-                raise ValueError(
-                    "the loader gave other batches on another pass (a shuffling or random "
-                    "loader?): the ensemble reads it once per member, so it must give the same "
-                    "inputs in the same order every time (DataLoader(..., shuffle=False))"
-                )
-            yield member, torch.cat(out), labels, seconds
+        members = self.members() if members is None else members
+        checked = _CheckedLoader(loader)
+        for done in spine.stream(self.model, members, open_member(self.model), checked, device):
+            # the checksums are not part of the inference time
+            yield done.member, done.log_probs, checked.labels(), done.seconds - checked.seconds
 
     def evaluate(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, C)`` ensemble log-probabilities (at the ensemble's temperature) and ``(N,)``
         labels on ``loader``, members streamed (see :meth:`stream`)."""
-        ensemble, labels = RunningLogMean(), None
-        for _, lp, seen, _ in self.stream(loader):
-            ensemble.add(lp)
+        ensemble, labels = Accumulator(), None
+        for _, log_probs, seen, _ in self.stream(loader):
+            ensemble.add(log_probs)
             labels = seen
         return self._at_temperature(ensemble.value()), labels
 
@@ -430,6 +349,39 @@ def check_rereadable(loader: Iterable) -> None:
             "reads it once per member, so each member would see other images in another order; "
             "use DataLoader(..., shuffle=False)"
         )
+
+
+class _CheckedLoader:
+    """A loader read once per member, each pass checked against the first: its labels and a
+    checksum of its inputs must be the same (a shuffling or random loader would mix other
+    images into the ensemble). ``seconds``: the time the last pass spent on the checks."""
+
+    def __init__(self, loader: Iterable) -> None:
+        self.loader, self.first, self.seconds = loader, None, 0.0
+        self._labels, self._sums = [], []
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        self._labels, self._sums, self.seconds = [], [], 0.0
+        for x, y in self.loader:
+            yield x
+            start = time.perf_counter()
+            self._labels.append(y)
+            self._sums.append(float(x.double().sum()))
+            self.seconds += time.perf_counter() - start
+
+    def labels(self) -> torch.Tensor:
+        """The pass's labels, once it is checked against the first pass."""
+        if not self._labels:
+            raise ValueError("the loader gave no batches")
+        labels = torch.cat(self._labels)
+        self.first = self.first or (labels, self._sums)
+        if not (torch.equal(labels, self.first[0]) and self._sums == self.first[1]):
+            raise ValueError(
+                "the loader gave other batches on another pass (a shuffling or random "
+                "loader?): the ensemble reads it once per member, so it must give the same "
+                "inputs in the same order every time (DataLoader(..., shuffle=False))"
+            )
+        return labels
 
 
 def stored_policy(shared: SharedBase) -> QuantPolicy:

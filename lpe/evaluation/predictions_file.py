@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from lpe.core.artifacts import write_with
-from lpe.evaluation.prediction import Evaluated
+from lpe.evaluation.spine import Evaluated
 from lpe.members.sets import listed_format
 from lpe.models.factory import count_params
 

@@ -6,7 +6,7 @@ command line: the model's source, the image folder, the flags and the printing):
 :class:`lpe.evaluation.ensemble.LowPrecisionEnsemble` per seed (member k drawn with
 ``member_seed(seed, k)``), each member decoded on the device once and run through the one model
 instance on every batch, so memory holds one model, one member and the members' shared base,
-and the ensemble is accumulated as it goes (``lpe.core.metrics.RunningLogMean``). The checks and
+and the ensemble is accumulated as it goes (``lpe.evaluation.spine.Accumulator``). The checks and
 the far-from-RTN warning are :mod:`lpe.evaluation.verdicts`'; :func:`summary_lines` words them
 as the command prints them.
 """
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from lpe.core import metrics
 from lpe.evaluation import verdicts
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
+from lpe.evaluation.spine import Accumulator
 from lpe.evaluation.temperature import bound_warning, fit_temperature, scaled
 from lpe.formats.policy import QuantPolicy, model_tensors, policy_for
 from lpe.members.files import quantize
@@ -154,14 +155,15 @@ class _Evaluated(NamedTuple):
 
 
 def _ensemble_of(streamed, label: str) -> _Evaluated:
-    """Accumulate ``LowPrecisionEnsemble.stream``'s members into their ensemble."""
-    ensemble, member_nll, seconds = metrics.RunningLogMean(), 0.0, 0.0
+    """Accumulate ``LowPrecisionEnsemble.stream``'s members into their ensemble (the evaluation
+    spine's accumulator, ``lpe.evaluation.spine.Accumulator``)."""
+    ensemble = None
     for _, lp, labels, took in tqdm(streamed, desc=f"apply {label}", mininterval=5):
-        member_nll += float(-lp.gather(-1, labels[:, None]).sum())
-        ensemble.add(lp)
-        seconds += took
-    count = ensemble.count
-    return _Evaluated(ensemble.value(), labels, member_nll / (count * len(labels)), seconds, count)
+        ensemble = ensemble or Accumulator(labels)
+        ensemble.add(lp, took)
+    return _Evaluated(
+        ensemble.value(), ensemble.labels, ensemble.avg_loss(), ensemble.seconds, ensemble.count
+    )
 
 
 def summary_lines(table: pd.DataFrame) -> list[str]:

@@ -85,7 +85,7 @@ def untied(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` with each tensor once: a name whose tensor is the same memory as an earlier
     name's (a tied weight: ``dec.weight = enc.weight``) is left out, so that it is rounded,
     stored and counted once; evaluations pass the first name and the model's tie carries it to
-    the others (``lpe.evaluation.ensemble.run_with``)."""
+    the others (``lpe.evaluation.spine.run_with``)."""
     seen, out = set(), {}
     for name, t in state.items():
         key = (t.device, t.dtype, t.data_ptr(), tuple(t.shape), t.stride())

@@ -97,14 +97,24 @@ def batch_ensemble(
     return model
 
 
+def repeated(x: torch.Tensor, members: int) -> torch.Tensor:
+    """The inputs once per member, members first: a BatchEnsemble model's batch of K members."""
+    return x.repeat(members, *([1] * (x.dim() - 1)))
+
+
+def per_member(output: torch.Tensor, members: int) -> torch.Tensor:
+    """``(K * N, C) -> (K, N, C)``: the log-softmax of a BatchEnsemble output, by member."""
+    return torch.log_softmax(output.float(), dim=-1).reshape(members, -1, output.shape[-1])
+
+
 @torch.inference_mode()
 def member_log_probs(model: nn.Module, members: int, x: torch.Tensor) -> torch.Tensor:
     """``(K, N, C)`` log-softmax of each member of a BatchEnsemble model on the same inputs."""
     was_training = model.training
     model.eval()
-    out = torch.log_softmax(model(x.repeat(members, *([1] * (x.dim() - 1)))).float(), dim=-1)
+    out = per_member(model(repeated(x, members)), members)
     model.train(was_training)
-    return out.reshape(members, x.shape[0], -1)
+    return out
 
 
 @dataclass(frozen=True)

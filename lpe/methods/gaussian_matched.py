@@ -16,8 +16,8 @@ from lpe.methods.lpe_bsr import bits_problem
 
 
 @torch.no_grad()
-def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> None:
-    """Write ``state`` plus Gaussian noise of LPE-BSR's per-weight variance at INT-``bits``.
+def matched_member(state, policy: QuantPolicy, bits: int, seed: int) -> dict:
+    """``state`` plus Gaussian noise of LPE-BSR's per-weight variance at INT-``bits``.
 
     BSR rounds ``w = s (c + f)`` (grid step ``s``, code ``c``, fraction ``f`` in [0, 1)) up with
     probability ``f``: an unbiased perturbation of variance ``s^2 f (1 - f)``. This member adds
@@ -26,7 +26,7 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
     """
     generator = torch.Generator().manual_seed(seed)
     fmt = int_format(bits)
-    target = model.state_dict(keep_vars=True)
+    noisy_state = {}
     for name, tensor in state.items():
         noisy = tensor
         if policy.quantizes(name, tensor):
@@ -35,13 +35,15 @@ def matched_member(model, state, policy: QuantPolicy, bits: int, seed: int) -> N
             f = u - u.floor()
             noise = torch.randn(tensor.shape, generator=generator)
             noisy = tensor + step * (f * (1 - f)).sqrt() * noise
-        target[name].copy_(noisy)
+        noisy_state[name] = noisy
+    return noisy_state
 
 
 @contextlib.contextmanager
 def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
-    matched_member(model, state, policy, int(setting), seed)
-    yield None
+    """A perturbed copy of the weights, on the device (freed when the member closes)."""
+    noisy = matched_member(state, policy, int(setting), seed)
+    yield {name: t.to(device) for name, t in noisy.items()}
 
 
 # no candidates of its own: it takes LPE-BSR's chosen precision (its registry line)

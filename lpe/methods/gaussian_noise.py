@@ -24,10 +24,10 @@ def scales_problem(candidates: Sequence[float]) -> str | None:
 
 
 @torch.no_grad()
-def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) -> None:
-    """Write ``state`` plus Gaussian noise (std ``scale x`` channel absmax) into ``model``."""
+def gaussian_member(state, policy: QuantPolicy, scale: float, seed: int) -> dict:
+    """``state`` plus Gaussian noise (std ``scale x`` channel absmax) on the quantized tensors."""
     generator = torch.Generator().manual_seed(seed)
-    target = model.state_dict(keep_vars=True)
+    noisy_state = {}
     for name, tensor in state.items():
         noisy = tensor
         if policy.quantizes(name, tensor):
@@ -35,13 +35,15 @@ def gaussian_member(model, state, policy: QuantPolicy, scale: float, seed: int) 
             absmax = channel_scales(int_format(2), tensor)
             noise = torch.randn(tensor.shape, generator=generator)
             noisy = tensor + scale * absmax * noise
-        target[name].copy_(noisy)
+        noisy_state[name] = noisy
+    return noisy_state
 
 
 @contextlib.contextmanager
 def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
-    gaussian_member(model, state, policy, setting, seed)  # a perturbed copy of the weights
-    yield None
+    """A perturbed copy of the weights, on the device (freed when the member closes)."""
+    noisy = gaussian_member(state, policy, setting, seed)
+    yield {name: t.to(device) for name, t in noisy.items()}
 
 
 BASELINE = Baseline(

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Sequence
 
 from lpe.evaluation.baselines import Baseline
-from lpe.evaluation.ensemble import member_weights
+from lpe.evaluation.spine import member_weights
 from lpe.formats.names import MAX_BITS, MIN_BITS
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lpe.cli.flags import (
     CALIBRATED_SETTINGS,
@@ -47,7 +46,7 @@ from lpe.core.artifacts import ArtifactError, write_json
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.core.selection import at_an_end
 from lpe.data.datasets import SPLITS
-from lpe.evaluation.prediction import Evaluated, predict_log_probs, timed_log_probs
+from lpe.evaluation import spine
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import member_seed
@@ -63,28 +62,20 @@ def check_candidates(method: str, candidates: Sequence[float]) -> None:
 
 
 def ensemble(model, state, method, setting, members, *, seed, x, batch_size, device, calib_x=None):
-    """The ``method`` ensemble at ``setting``, evaluated on ``x`` (and ``calib_x``, when given)."""
+    """The ``method`` ensemble at ``setting``, evaluated on ``x`` (and ``calib_x``, when given)
+    through the evaluation spine: member k is the method's member context of seed
+    ``member_seed(seed, k)`` (``Baseline.member``)."""
     policy, baseline = QuantPolicy(), BASELINES[method]
-    out, calibration, seconds = [], [], []
-    dropout = baseline.dropout
-    if dropout:
-        model.load_state_dict(state)  # MC dropout keeps its dropout modules training
+    if baseline.dropout:
+        model.load_state_dict(state)  # MC dropout runs the model's own weights, masks training
 
-    def evaluate(weights=None) -> None:
-        lp, took = timed_log_probs(model, x, batch_size, device, not dropout, weights=weights)
-        out.append(lp)
-        seconds.append(took)
-        if calib_x is not None:
-            lp = predict_log_probs(model, calib_x, batch_size, device, not dropout, weights=weights)
-            calibration.append(lp)
+    def open_member(member_seed_k: int):
+        return baseline.member(model, state, policy, setting, member_seed_k, device=device)
 
-    for k in range(members):
-        seeded = member_seed(seed, k)
-        with baseline.member(model, state, policy, setting, seeded, device=device) as weights:
-            evaluate(weights)
-    bits = [0] * members  # the caller counts the storage (Baseline.storage)
-    stacked = torch.stack(calibration) if calibration else None
-    return Evaluated(torch.stack(out), bits, seconds, stacked)
+    seeds = [member_seed(seed, k) for k in range(members)]
+    # storage is counted by the caller (Baseline.storage)
+    return spine.evaluate(model, seeds, open_member, x, batch_size, device,
+                          calibration_x=calib_x, eval_mode=not baseline.dropout)  # fmt: skip
 
 
 def choose_setting(model, state, method, candidates, members, *, seed, data, batch_size, device):

@@ -1,7 +1,8 @@
 """The ``bma`` stage: predictions of Bayesian model averaging with SWAG or IVON posterior draws.
 
-Each draw is a flat FP32 weight vector written into the one model instance
-(``torch.nn.utils.vector_to_parameters``), evaluated, then replaced by the next: no model copies.
+Each draw is a flat FP32 weight vector that the one model instance runs with (the evaluation
+spine, ``lpe.evaluation.spine.open_vector``: views of the vector as the model's parameters), drawn
+when it is evaluated and freed after: no model copies.
 Draw ``k`` of ensemble seed ``s`` uses its own generator, seeded by ``member_seed(s, k)``, so
 member ``k`` is the same whatever the ensemble size. A draw is stored as FP32, so each member
 costs 32 bits per parameter in the memory budget.
@@ -14,28 +15,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from tqdm import tqdm
 
 from lpe.cli.jobs import from_cli
 from lpe.core.jobs import setting
 from lpe.core.runtime import autocast
-from lpe.evaluation.prediction import Evaluation, predict_log_probs
+from lpe.evaluation import spine
+from lpe.evaluation.prediction import Evaluation
 from lpe.evaluation.predictions_file import write_predictions
 from lpe.methods import load_all
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution
 
 
-@torch.inference_mode()
 def predict_draws(model, posterior, members, seed, x, *, batch_size, device, swag_scale=0.5):
-    """``(M, N, C)`` log-probs of ``members`` posterior draws, each written into ``model``."""
-    out = []
-    for k in tqdm(range(members), desc="bma", mininterval=5):
-        weights = draw(posterior, seed, k, swag_scale).to(device)
-        torch.nn.utils.vector_to_parameters(weights, model.parameters())
-        out.append(predict_log_probs(model, x, batch_size, device))
-    return torch.stack(out)
+    """``(M, N, C)`` log-probs of ``members`` posterior draws, each drawn when it is evaluated."""
+    draws = (draw(posterior, seed, k, swag_scale) for k in range(members))
+    draws = tqdm(draws, total=members, desc="bma", mininterval=5)
+    open_draw = spine.open_vector(model, device)
+    return spine.evaluate(model, draws, open_draw, x, batch_size, device).log_probs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +61,7 @@ def run(job: BmaJob) -> None:
     device = job.start()
     state, info, posterior = load_solution(job.checkpoint, job.posterior)
     model = info.build().to(device)
-    model.load_state_dict(state)  # buffers, if any; the parameters are replaced by each draw
+    model.load_state_dict(state)  # buffers, if any; each draw stands in for the parameters
     x, labels = job.inputs(info)
     bits = [32 * count_params(model)] * job.members
     for seed, out in zip(job.seeds, job.out, strict=True):

@@ -37,12 +37,14 @@ from lpe.cli.jobs import apply_settings, argument_value
 from lpe.core.artifacts import MANIFEST, ArtifactError, atomic_dir, read_manifest, read_metadata
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.data.datasets import SPLITS
-from lpe.evaluation.prediction import Evaluated, batches, predict_fp32, predict_members
+from lpe.evaluation import spine
+from lpe.evaluation.prediction import predict_fp32, predict_members
 from lpe.evaluation.predictions_file import write_evaluated
+from lpe.evaluation.spine import Evaluated, batches
 from lpe.members.files import derive_seed
 from lpe.members.sets import generate, seed_runs_problem
 from lpe.methods import BY_NAME, fast_sources
-from lpe.methods.batchensemble import batch_ensemble_bits, load_batch_ensemble, member_log_probs
+from lpe.methods.batchensemble import batch_ensemble_bits, load_batch_ensemble, per_member, repeated
 from lpe.models.checkpoints import checkpoint_info
 
 
@@ -59,9 +61,16 @@ def _predict_batch_ensemble(path, x, batch_size, device, calib_x=None) -> tuple[
     model.to(device)
 
     def log_probs(inputs):
-        chunks = batches(inputs, batch_size)
-        return torch.cat([member_log_probs(model, members, xb.to(device)).cpu() for xb in chunks],
-                         dim=1)  # fmt: skip
+        """``(K, N, C)``: every member on every batch of ``inputs``, K members per forward pass
+        (the evaluation spine's forward; batches are stacked inputs-first, then members-first)."""
+        chunks = (repeated(xb, members) for xb in batches(inputs, batch_size))
+
+        def read(output):
+            return per_member(output, members).transpose(0, 1)
+
+        with spine.evaluating(model):
+            out = spine.forward_log_probs(model, chunks, device, read=read)
+        return out.transpose(0, 1).contiguous()
 
     start = time.perf_counter()
     lp = log_probs(x)

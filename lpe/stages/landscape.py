@@ -8,8 +8,8 @@ orthogonal to it (Gram-Schmidt), a point ``(a, b)`` of the plane is ``w0 + a e1 
 anchors sit at ``(0, 0)``, ``(|w1 - w0|, 0)`` and ``(<w2 - w0, e1>, <w2 - w0, e2>)``. The grid
 spans the anchors plus a margin (a fraction of the anchors' extent) on every side.
 
-At every grid point the weights are written into the one model instance
-(``torch.nn.utils.vector_to_parameters``; no copy of the model per point) and evaluated on the
+At every grid point the one model instance runs with the point's weights (the evaluation spine,
+``lpe.evaluation.spine.open_vector``; no copy of the model per point) and is evaluated on the
 first ``points`` inputs of the split: test NLL, and the KL divergence ``KL(p_anchor || p_point)``
 of the point's predictive distribution from each anchor's, averaged over inputs.
 
@@ -24,6 +24,7 @@ Figure 4: ``--checkpoint SNAPSHOT1 --second SNAPSHOT2 --member MEMBER_OF_SNAPSHO
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ from lpe.core.jobs import setting
 from lpe.core.runtime import Inference, autocast
 from lpe.data.datasets import SPLITS
 from lpe.data.inputs import StageData
-from lpe.evaluation.prediction import predict_log_probs
+from lpe.evaluation import spine
 from lpe.members.sets import folder_member
 from lpe.methods import load_all
 from lpe.models.checkpoints import load_checkpoint
@@ -95,25 +96,23 @@ def nll_of(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float(-log_probs.gather(1, labels[:, None]).mean())
 
 
-@torch.inference_mode()
 def evaluate_plane(model, plane: Plane, anchors, a_axis, b_axis, *, x, labels, device, batch=1000):
-    """NLL and KL-from-each-anchor at every grid point; also each anchor's own NLL."""
-
-    def log_probs_at(weights: torch.Tensor) -> torch.Tensor:
-        torch.nn.utils.vector_to_parameters(weights.to(device), model.parameters())
-        return predict_log_probs(model, x, batch, device)
-
-    anchor_lp = [log_probs_at(w) for w in anchors]
+    """NLL and KL-from-each-anchor at every grid point; also each anchor's own NLL. The anchors,
+    then the grid's points row by row, each made when it is evaluated, are the members of one
+    stream of the evaluation spine (``lpe.evaluation.spine.open_vector``)."""
+    points = itertools.chain(anchors, (plane.point(a, b) for b in b_axis for a in a_axis))
+    inputs = spine.Batches(x, batch)
+    passes = spine.stream(model, points, spine.open_vector(model, device), inputs, device)
+    anchor_lp = [next(passes).log_probs for _ in anchors]
     anchor_nll = np.array([nll_of(lp, labels) for lp in anchor_lp])
     nll = np.zeros((len(b_axis), len(a_axis)))
     kl = np.zeros((len(anchors), len(b_axis), len(a_axis)))
     with tqdm(total=nll.size, desc="landscape", mininterval=5) as bar:
-        for i, b in enumerate(b_axis):
-            for j, a in enumerate(a_axis):
-                lp = log_probs_at(plane.point(a, b))
-                nll[i, j] = nll_of(lp, labels)
-                kl[:, i, j] = [kl_from(alp, lp) for alp in anchor_lp]
-                bar.update(1)
+        for i, j in itertools.product(range(len(b_axis)), range(len(a_axis))):
+            lp = next(passes).log_probs
+            nll[i, j] = nll_of(lp, labels)
+            kl[:, i, j] = [kl_from(alp, lp) for alp in anchor_lp]
+            bar.update(1)
     if not (np.isfinite(nll).all() and np.isfinite(kl).all()):
         raise FloatingPointError("the landscape has non-finite values; lower landscape.margin")
     return nll, kl, anchor_nll

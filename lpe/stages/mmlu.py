@@ -52,7 +52,8 @@ from lpe.cli.jobs import apply_settings, subcommand
 from lpe.core.artifacts import write_json, write_with
 from lpe.core.runtime import resolve_device, set_threads
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
-from lpe.evaluation.ensemble import LowPrecisionEnsemble, member_weights, run_with
+from lpe.evaluation import spine
+from lpe.evaluation.ensemble import LowPrecisionEnsemble
 from lpe.formats.number_formats import get_format
 from lpe.formats.policy import policy_for
 from lpe.members.files import quantize
@@ -64,30 +65,30 @@ def answer_token_ids(tokenizer) -> list[int]:
     return [tokenizer.encode(f" {c}", add_special_tokens=False)[-1] for c in CHOICES]
 
 
-@torch.inference_mode()
 def answer_log_probs(
     model, tokenizer, prompts, device, batch_size: int = 4, *, weights=None
 ) -> torch.Tensor:
     """``(N, 4)`` log-probabilities of the four answers at the answer position; with
-    ``weights`` (``lpe.evaluation.ensemble.member_weights``), of the model run with a member's
-    weights."""
+    ``weights`` (``lpe.evaluation.spine.member_weights``), of the model run with a member's
+    weights (the evaluation spine's forward)."""
     ids = answer_token_ids(tokenizer)
     if len(set(ids)) != 4:
         raise MMLUError(f"the tokenizer maps the answer letters to tokens {ids}, not 4 distinct")
     tokenizer.padding_side = "left"  # the answer position is the last one of every row
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
-        # only the answer position's logits (not (batch, length, 128k)), and no KV cache
-        inputs = {k: v.to(device) for k, v in batch.items()}
-        inputs.update(logits_to_keep=1, use_cache=False)
-        output = model(**inputs) if weights is None else run_with(model, weights, **inputs)
-        logits = output.logits[:, -1, ids]
-        out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
-    return torch.cat(out)
+    # only the answer position's logits (not (batch, length, 128k)), and no KV cache
+    inputs = (
+        {**tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True),
+         "logits_to_keep": 1, "use_cache": False}
+        for i in range(0, len(prompts), batch_size)
+    )  # fmt: skip
+
+    def answers(output) -> torch.Tensor:
+        return torch.log_softmax(output.logits[:, -1, ids].float(), dim=-1)
+
+    with spine.evaluating(model):
+        return spine.forward_log_probs(model, inputs, device, weights, read=answers)
 
 
 def predict(args) -> None:
@@ -113,19 +114,21 @@ def predict(args) -> None:
             drawn = ensemble.members()
         else:
             drawn = iter([quantize(masters, fmt, "rtn", policy=policy)])
-        log_probs, bits = [], []
-        for k, member in enumerate(tqdm(drawn, desc=f"{args.method} members", mininterval=5)):
-            if k not in parts:
-                weights = member_weights(model, member)  # on the model's device, in its dtypes
-                lp = answer_log_probs(
-                    model, tokenizer, prompts, device, args.batch_size, weights=weights
-                )
-                parts.save(k, lp, member.bits)
-                del weights
-            lp, member_bits = parts.load(k)
-            log_probs.append(lp)
-            bits.append(member_bits)
-        log_probs = torch.stack(log_probs)
+        count = args.members if args.method == "bsr" else 1
+        todo = ((k, member) for k, member in enumerate(drawn) if k not in parts)
+        open_member = spine.open_member(model)  # on the model's device, in its dtypes
+
+        def answer(weights) -> torch.Tensor:
+            return answer_log_probs(model, tokenizer, prompts, device, args.batch_size,
+                                    weights=weights)  # fmt: skip
+
+        passes = spine.stream(model, todo, lambda km: open_member(km[1]), None, device,
+                              forward=answer)  # fmt: skip
+        for done in tqdm(passes, desc=f"{args.method} members", mininterval=5):
+            k, member = done.member
+            parts.save(k, done.log_probs, member.bits)
+        log_probs, bits = zip(*(parts.load(k) for k in range(count)), strict=True)
+        log_probs, bits = torch.stack(log_probs), list(bits)
         run = {"method": args.method, "bits": fmt.code_bits, "seed": args.seed}
     meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
     info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")

@@ -30,8 +30,6 @@ import statistics
 import sys
 from dataclasses import dataclass
 
-import torch
-
 from lpe.cli.jobs import from_cli
 from lpe.core import metrics
 from lpe.core.artifacts import write_text
@@ -45,8 +43,7 @@ from lpe.core.selection import (
     joint_band,
 )
 from lpe.data.inputs import StageData
-from lpe.evaluation.ensemble import member_weights
-from lpe.evaluation.prediction import predict_log_probs
+from lpe.evaluation import spine
 from lpe.members.files import member_seed, quantize
 from lpe.members.sets import MemberFormat
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint
@@ -60,15 +57,16 @@ def validation_gains(path, job: SelectModelJob, device) -> dict:
     x, y = data.inputs(data.selection_split, job.batch_size)
     model = info.build().to(device)
     model.load_state_dict(state)
-    fp32 = metrics.score(predict_log_probs(model, x, job.batch_size, device).unsqueeze(0), y)
+    open_member = spine.open_member(model)  # the forward every stage runs members with
+    fp32 = spine.evaluate(model, [None], open_member, x, job.batch_size, device).log_probs
+    fp32 = metrics.score(fp32, y)
     fmt, policy, lpe = job.number_format(), job.policy(), []
     for seed in job.seeds:
-        members = []
-        for k in range(job.members):
-            member = quantize(state, fmt, "bsr", member_seed(seed, k), policy)
-            weights = member_weights(model, member)  # the forward every stage runs members with
-            members.append(predict_log_probs(model, x, job.batch_size, device, weights=weights))
-        lpe.append(metrics.score(torch.stack(members), y)["nll"])
+        members = (
+            quantize(state, fmt, "bsr", member_seed(seed, k), policy) for k in range(job.members)
+        )
+        log_probs = spine.evaluate(model, members, open_member, x, job.batch_size, device)
+        lpe.append(metrics.score(log_probs.log_probs, y)["nll"])
     gains = [fp32["nll"] - nll for nll in lpe]
     spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
     return {"model": info.model, "params": count_params(model), "fp32": fp32["nll"],

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from lpe.core import metrics
 from lpe.core.resume import Resume, rng_state, set_rng_state
-from lpe.evaluation.prediction import predict_log_probs
+from lpe.evaluation.spine import predict_log_probs
 
 
 class DivergenceError(RuntimeError):

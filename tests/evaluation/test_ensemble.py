@@ -12,7 +12,7 @@ import torch
 
 from lpe import LowPrecisionEnsemble
 from lpe.core.artifacts import ArtifactError
-from lpe.evaluation.ensemble import member_weights
+from lpe.evaluation.spine import member_weights
 from lpe.evaluation.temperature import fit_temperature
 from lpe.formats.number_formats import get_format
 from lpe.formats.policy import QuantPolicy, policy_for

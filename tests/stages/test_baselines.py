@@ -36,17 +36,17 @@ def model_and_state():
 
 def test_gaussian_noise_has_the_configured_scale_on_quantized_tensors_only(model_and_state):
     model, state = model_and_state
-    gaussian_member(model, state, QuantPolicy(), scale=0.1, seed=3)
-    after = model.state_dict()
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    after = gaussian_member(state, QuantPolicy(), scale=0.1, seed=3)
+    assert all(torch.equal(t, before[n]) for n, t in model.state_dict().items())  # not written
     name = "blocks.0.mlp.fc1.weight"
     absmax = state[name].abs().amax(dim=1, keepdim=True)
     z = (after[name] - state[name]) / (0.1 * absmax)
     assert abs(z.std().item() - 1) < 0.05 and abs(z.mean().item()) < 0.05
     for kept in ("pos_embed", "head.weight", "blocks.0.norm1.weight"):
         assert torch.equal(after[kept], state[kept]), kept
-    first = after[name].clone()
-    gaussian_member(model, state, QuantPolicy(), scale=0.1, seed=3)
-    assert torch.equal(model.state_dict()[name], first)  # the same seed, the same member
+    again = gaussian_member(state, QuantPolicy(), scale=0.1, seed=3)
+    assert torch.equal(again[name], after[name])  # the same seed, the same member
 
 
 def test_matched_noise_has_bsr_variance_per_weight(model_and_state):
@@ -57,8 +57,7 @@ def test_matched_noise_has_bsr_variance_per_weight(model_and_state):
     std = step * (f * (1 - f)).sqrt()
     draws = []
     for seed in range(200):
-        matched_member(model, state, QuantPolicy(), bits=6, seed=seed)
-        draws.append(model.state_dict()[name] - state[name])
+        draws.append(matched_member(state, QuantPolicy(), bits=6, seed=seed)[name] - state[name])
     noise = torch.stack(draws)  # (200, out, in)
     assert noise.mean().abs() < 0.02 * std.mean()  # unbiased, as BSR
     # the per-weight variance is s^2 f (1 - f): its ratio to the empirical one is ~1

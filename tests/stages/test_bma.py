@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lpe.data.datasets import build
-from lpe.evaluation.prediction import predict_log_probs
+from lpe.evaluation.spine import predict_log_probs
 from lpe.members.files import member_seed
 from lpe.methods.ivon import IvonPosterior
 from lpe.methods.swag import SwagPosterior

@@ -70,7 +70,7 @@ def test_a_bf16_models_members_are_rounded_from_its_fp32_masters(tmp_path, tiny_
     """The stage's members (the library's, rounded from FP32 masters on the CPU) are the ones
     quantize() makes of the FP32 model, whatever dtype the model runs in: the bf16 run's bits
     and its members' first answers match a direct computation."""
-    from lpe.evaluation.ensemble import member_weights
+    from lpe.evaluation.spine import member_weights
     from lpe.formats.number_formats import int_format
     from lpe.formats.policy import QuantPolicy
     from lpe.members.files import member_seed, quantize

@@ -11,7 +11,8 @@ import lpe.members.sets
 import lpe.stages.predict
 from lpe.core.artifacts import ArtifactError
 from lpe.data.datasets import build
-from lpe.evaluation.prediction import evaluate_members, predict_log_probs
+from lpe.evaluation import spine
+from lpe.evaluation.spine import predict_log_probs
 from lpe.formats.number_formats import int_format
 from lpe.members.files import load_member, member_seed, quantize
 from lpe.members.shared_base import SharedBase
@@ -116,20 +117,16 @@ def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call
     members = [quantize(state, fmt, "bsr", member_seed(3, k)) for k in range(5)]
     x, cpu = test_inputs(), torch.device("cpu")
     calib = x[:11]
-    one = evaluate_members(
-        info.build(), iter(members), x, 7, cpu, members_per_call=1, calibration_x=calib
-    )
-    batched = evaluate_members(
-        info.build(),
-        iter(members),
-        x,
-        7,
-        cpu,
-        members_per_call=members_per_call,
-        calibration_x=calib,
-    )
+
+    def evaluate(per_call):
+        model = info.build()
+        return spine.evaluate(model, iter(members), spine.open_member(model), x, 7, cpu,
+                              calibration_x=calib, members_per_call=per_call,
+                              bits=lambda member: member.bits)  # fmt: skip
+
+    one, batched = evaluate(1), evaluate(members_per_call)
     assert one.log_probs.shape == batched.log_probs.shape == (5, 30, 10)
-    assert one.bits == batched.bits
+    assert one.bits == batched.bits == [m.bits for m in members]
     torch.testing.assert_close(batched.log_probs, one.log_probs, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(one.log_probs[0], one.log_probs[1])  # a mix-up would show
     # the calibration split: the same members on other inputs, timed only on the evaluated split
@@ -140,15 +137,15 @@ def test_batched_and_one_at_a_time_evaluation_agree(checkpoint, members_per_call
 
 def test_auto_evaluates_one_member_at_a_time_on_cpu(checkpoint):
     _, info = load_checkpoint(checkpoint)
-    assert lpe.evaluation.prediction.auto_members_per_call(info.build(), torch.device("cpu")) == 1
+    assert spine.auto_members_per_call(info.build(), torch.device("cpu")) == 1
 
 
 def test_bad_members_per_call_is_refused(checkpoint):
     state, info = load_checkpoint(checkpoint)
     with pytest.raises(ValueError, match="members_per_call"):
-        evaluate_members(
-            info.build(), iter([]), test_inputs(), 7, torch.device("cpu"), members_per_call=0
-        )
+        model = info.build()
+        spine.evaluate(model, iter([]), spine.open_member(model), test_inputs(), 7,
+                       torch.device("cpu"), members_per_call=0)  # fmt: skip
 
 
 def test_load_into_writes_the_members_weights_in_place(checkpoint):

@@ -187,16 +187,16 @@ def test_each_member_is_loaded_once_and_the_ensemble_equals_a_direct_computation
     folder = image_folder(tmp_path / "img", 3, per_class=4)
     loader = image_loader(folder, model_transform(model), model.num_classes, batch_size=4)
     assert len(loader) == 3  # batches
-    import lpe.evaluation.ensemble
+    import lpe.evaluation.spine
 
     loads = []
-    original = lpe.evaluation.ensemble.member_weights
+    original = lpe.evaluation.spine.member_weights
 
     def counted(model, member):
         loads.append(member.method)
         return original(model, member)
 
-    monkeypatch.setattr(lpe.evaluation.ensemble, "member_weights", counted)
+    monkeypatch.setattr(lpe.evaluation.spine, "member_weights", counted)
     table = apply_lpe(model, loader, fmt=4, members=3, seed=5).set_index("method")
     assert loads == ["rtn", "bsr", "bsr", "bsr"]  # once each, not once per batch
     state = {k: v.clone() for k, v in model.state_dict().items()}
