@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,13 @@ class Baseline:
     storage: Callable[..., list[int]]
     rounded: bool = False
     dropout: bool = False
+
+
+@contextlib.contextmanager
+def on_device(weights: Mapping[str, torch.Tensor], device: torch.device):
+    """A perturbed member's weights on ``device``, as its context yields them (freed when the
+    member closes)."""
+    yield {name: t.to(device) for name, t in weights.items()}
 
 
 def fp32_bits(model, state, setting: float, members: int) -> list[int]:

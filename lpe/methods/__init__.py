@@ -9,7 +9,8 @@ files and score CSVs hold), its label, its family, what its members are and what
 module and, for Table 6's training-free ensembles, the config list their setting is chosen from
 (``candidates``) or the method whose choice they take (``choice_of``). The score stage, the
 reports, the claims and the rule files iterate this registry, so a new method is its module plus
-one line here (``docs/extending.md``).
+one line here (``docs/extending.md``), or, from another package, its module plus an entry point
+of the group ``lpe.methods`` naming its line (:func:`plugins`).
 
 Families: ``reference`` (Table 1's FP32 model, its RTN member and LPE-BSR), ``posterior`` (BMA
 over SWAG's and IVON's posteriors; Figures 2-8), ``baseline`` (training-free perturbations;
@@ -40,6 +41,15 @@ class Source:
     # is chosen from on validation, or the method whose choice they take
     candidates: str = ""
     choice_of: str = ""
+    # posterior methods: the fine-tuning method whose run gives the solution and its posterior
+    # (the finetune stage's --optimizer, the run names' suffix) and the solution's name
+    optimizer: str = ""
+    solution: str = ""
+
+    @property
+    def module_path(self) -> str:
+        """Its module's import path: a plugin's names its own package (``mypkg.laplace``)."""
+        return self.module if "." in self.module else f"{__name__}.{self.module}"
 
 
 FREE = "none beyond the checkpoint's"
@@ -50,9 +60,9 @@ SOURCES = (
            "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE,
            module="lpe_bsr", candidates="baselines.bits"),
     Source("swag-bma", "SWAG BMA", "posterior", "draws from SWAG's Gaussian posterior",
-           "the SWAG fine-tuning run", module="swag"),
+           "the SWAG fine-tuning run", module="swag", optimizer="swag", solution="SWA mean"),
     Source("ivon-bma", "IVON BMA", "posterior", "draws from IVON's Gaussian posterior",
-           "the IVON fine-tuning run", module="ivon"),
+           "the IVON fine-tuning run", module="ivon", optimizer="ivon", solution="IVON mean"),
     Source("gaussian-noise", "Gaussian noise", "baseline",
            "the checkpoint plus Gaussian noise of a scale chosen on validation", FREE,
            module="gaussian_noise", candidates="baselines.gaussian_scales"),
@@ -77,6 +87,25 @@ SOURCES = (
            "K runs' backward passes (each minibatch goes through every member)",
            module="batchensemble"),
 )  # fmt: skip
+PLUGINS = "lpe.methods"  # the entry-point group of methods from other packages
+
+
+def plugins() -> tuple[Source, ...]:
+    """The registry lines other installed packages add: each entry point of the group
+    ``lpe.methods`` names a :class:`Source` (``mypkg.registry:SOURCE``; keep that module free
+    of torch, the workflow reads it while it builds the DAG) whose ``module`` is its method's
+    module by import path. The workflow's subprocesses see the same lines, so a method from
+    outside runs through the stages, the rules and the reports like one of this package's."""
+    from importlib.metadata import entry_points
+
+    found = tuple(point.load() for point in entry_points(group=PLUGINS))
+    if bad := [s for s in found if not isinstance(s, Source) or "." not in s.module]:
+        raise ValueError(f"entry points of {PLUGINS!r} must name a Source whose module is an "
+                         f"import path (mypkg.method): {bad}")  # fmt: skip
+    return found
+
+
+SOURCES = (*SOURCES, *plugins())
 BY_NAME = {s.name: s for s in SOURCES}
 LPE_SUFFIX = "+lpe-bsr"
 
@@ -88,6 +117,27 @@ def family(name: str) -> list[Source]:
 def fast_sources() -> tuple[str, ...]:
     """The fast sources' names (read when called: a test may register one)."""
     return tuple(s.name for s in family("fast"))
+
+
+def posterior_optimizers() -> list[str]:
+    """The fine-tuning methods with a posterior (Figures 2 and 8, claims 4 and 10), in the
+    registry's order."""
+    return [s.optimizer for s in family("posterior")]
+
+
+def finetuned_runs() -> list[str]:
+    """Every fine-tuning run around the BMA model: SGD's (no posterior) and each posterior
+    method's."""
+    return ["sgd", *posterior_optimizers()]
+
+
+def bma_method(optimizer: str) -> str:
+    """The registry name of the BMA over ``optimizer``'s posterior (its predictions files'
+    ``method``)."""
+    for s in family("posterior"):
+        if s.optimizer == optimizer:
+            return s.name
+    raise ValueError(f"no posterior method fine-tunes with {optimizer!r}: {posterior_optimizers()}")
 
 
 def fast_with_lpe() -> list[str]:
@@ -108,7 +158,7 @@ def load(name: str) -> ModuleType:
     if name not in BY_NAME or not BY_NAME[name].module:
         with_modules = [s.name for s in SOURCES if s.module]
         raise ValueError(f"unknown method {name!r}; the registry's with a module: {with_modules}")
-    return importlib.import_module(f"{__name__}.{BY_NAME[name].module}")
+    return importlib.import_module(BY_NAME[name].module_path)
 
 
 def table6() -> list[Source]:
@@ -126,7 +176,7 @@ def load_all() -> None:
     """Import every method module of this package, so each registers its fine-tuning method and
     posterior type (``lpe.training.finetuning``) in the registry's order (``sgd`` first: the
     others build on it)."""
-    ordered = ["sgd", *(s.module for s in SOURCES if s.module)]
-    found = [m.name for m in pkgutil.iter_modules(__path__)]
+    ordered = [f"{__name__}.sgd", *(s.module_path for s in SOURCES if s.module)]
+    found = [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)]
     for module in dict.fromkeys([*ordered, *sorted(found)]):
-        importlib.import_module(f"{__name__}.{module}")
+        importlib.import_module(module)

@@ -5,11 +5,9 @@ same perturbation size as LPE-BSR, Gaussian instead of two-point; stored as FP32
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits
+from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits, on_device
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
 from lpe.methods.lpe_bsr import bits_problem
@@ -39,11 +37,9 @@ def matched_member(state, policy: QuantPolicy, bits: int, seed: int) -> dict:
     return noisy_state
 
 
-@contextlib.contextmanager
 def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
-    """A perturbed copy of the weights, on the device (freed when the member closes)."""
-    noisy = matched_member(state, policy, int(setting), seed)
-    yield {name: t.to(device) for name, t in noisy.items()}
+    """A perturbed copy of the weights, on the device."""
+    return on_device(matched_member(state, policy, int(setting), seed), device)
 
 
 # no candidates of its own: it takes LPE-BSR's chosen precision (its registry line)

@@ -7,12 +7,11 @@ Member k draws from its own generator, ``member_seed(seed, k)``; it is stored as
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import torch
 
-from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits
+from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits, on_device
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
 
@@ -39,11 +38,9 @@ def gaussian_member(state, policy: QuantPolicy, scale: float, seed: int) -> dict
     return noisy_state
 
 
-@contextlib.contextmanager
 def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int, *, device):
-    """A perturbed copy of the weights, on the device (freed when the member closes)."""
-    noisy = gaussian_member(state, policy, setting, seed)
-    yield {name: t.to(device) for name, t in noisy.items()}
+    """A perturbed copy of the weights, on the device."""
+    return on_device(gaussian_member(state, policy, setting, seed), device)
 
 
 BASELINE = Baseline(

@@ -26,11 +26,15 @@ import pandas as pd
 
 from lpe.core.artifacts import write_with
 from lpe.formats.names import label as precision_label
+from lpe.methods import bma_method, family
 from lpe.reports.plotting import plt, save_figure, sns
 from lpe.reports.tabulate import has_shared_memory
 
-RUNS = {"sgd": "SGD solution", "swag": "SWAG (SWA mean)", "ivon": "IVON (IVON mean)"}
-SOLUTION_NAMES = {"swag": "SWA mean", "ivon": "IVON mean", "sgd": "SGD solution"}
+# one panel per fine-tuning run: SGD's, then each posterior method's (the registry's)
+SOLUTION_NAMES = {"sgd": "SGD solution", **{s.optimizer: s.solution for s in family("posterior")}}
+RUNS = {"sgd": "SGD solution"} | {
+    o: f"{o.upper()} ({solution})" for o, solution in SOLUTION_NAMES.items() if o != "sgd"
+}
 X_AXES = {
     "members": ("ensemble size (members)", False),
     "memory_bits": ("memory budget (bits, log scale)", True),
@@ -45,7 +49,7 @@ def curves(scores: pd.DataFrame, fmt: str, x: str) -> plt.Figure:
     for ax, (optimizer, title) in zip(axes, RUNS.items(), strict=True):
         run = scores[scores["optimizer"] == optimizer]
         lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
-        bma = run[run["method"] == f"{optimizer}-bma"]
+        bma = run[run["method"] == bma_method(optimizer)] if optimizer != "sgd" else run[:0]
         series = [
             (bma, x, "BMA", "C1", {}),
             (lpe, x, f"LPE-BSR ({precision_label(fmt)})", "C0", {}),

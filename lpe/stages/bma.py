@@ -1,4 +1,5 @@
-"""The ``bma`` stage: predictions of Bayesian model averaging with SWAG or IVON posterior draws.
+"""The ``bma`` stage: predictions of Bayesian model averaging with a posterior method's draws
+(SWAG's or IVON's, or any registered posterior method's: ``lpe.methods``).
 
 Each draw is a flat FP32 weight vector that the one model instance runs with (the evaluation
 spine, ``lpe.evaluation.spine.open_vector``: views of the vector as the model's parameters), drawn
@@ -23,7 +24,7 @@ from lpe.core.runtime import autocast
 from lpe.evaluation import spine
 from lpe.evaluation.prediction import Evaluation
 from lpe.evaluation.predictions_file import write_predictions
-from lpe.methods import load_all
+from lpe.methods import bma_method, load_all
 from lpe.models.factory import count_params
 from lpe.training.finetuning import draw, load_solution
 
@@ -76,7 +77,7 @@ def run(job: BmaJob) -> None:
                 device=device,
                 swag_scale=job.swag_scale,
             )
-        run = {"method": f"{info.optimizer}-bma", "bits": 0, "seed": seed}
+        run = {"method": bma_method(info.optimizer), "bits": 0, "seed": seed}
         write_predictions(out, log_probs, labels, bits, info, run=run)
 
 

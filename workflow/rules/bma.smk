@@ -13,9 +13,7 @@ LANDSCAPE_TITLES = {
     "fig4_landscape_sse": "Figure 4: snapshot ensemble (SSE)",
 }
 LANDSCAPE_FILES = {
-    o: work(
-        f"landscape/{BMA_MODEL}-{o}-{BMA_FORMATS[0]}-seed{config['landscape']['seed']}.npz"
-    )
+    o: landscape_file(f"{BMA_MODEL}-{o}", BMA_FORMATS[0], config["landscape"]["seed"])
     for o in ("swag", "ivon")
 }
 # per fine-tuning run: the FP32 solution, LPE-BSR per precision x seed, BMA per seed (not SGD)
@@ -23,16 +21,16 @@ BMA_RUNS = {
     f"{BMA_MODEL}-{o}": [
         "fp32",
         *[bsr_run(fmt, s) for fmt in BMA_FORMATS for s in BMA_SEEDS],
-        *([f"bma-seed{s}" for s in BMA_SEEDS] if o != "sgd" else []),
+        *([run_name("bma", s) for s in BMA_SEEDS] if o != "sgd" else []),
     ]
-    for o in ("sgd", "swag", "ivon")
+    for o in FINETUNED
 }
 BMA_PREDICTIONS = [preds_file(m, run) for m, names in BMA_RUNS.items() for run in names]
 # Figures 2, 3, 6 and 8: solutions, posteriors, members, predictions, landscapes, scores,
 # figures, and bma.model's rule (mini)
 BMA_TARGETS = [
-    *[checkpoint_file(f"{BMA_MODEL}-{o}") for o in ("sgd", "swag", "ivon")],
-    *[posterior_file(f"{BMA_MODEL}-{o}") for o in ("swag", "ivon")],
+    *[checkpoint_file(f"{BMA_MODEL}-{o}") for o in FINETUNED],
+    *[posterior_file(f"{BMA_MODEL}-{o}") for o in FINETUNED if o != "sgd"],
     *[
         members_dir(m, run)
         for m, names in BMA_RUNS.items()
@@ -118,7 +116,7 @@ rule finetune_posterior:
         work("benchmarks/finetune/{model}-{optimizer}.tsv")
     wildcard_constraints:
         model=TRAINED,
-        optimizer="swag|ivon",
+        optimizer=POSTERIOR,
     priority: 5  # long fine-tuning chains: started before short report jobs
     conda:
         ENV
@@ -141,14 +139,14 @@ rule predict_bma:
         checkpoint=checkpoint_file("{model}-{optimizer}"),
         posterior=posterior_file("{model}-{optimizer}"),
     output:
-        [preds_file("{model}-{optimizer}", f"bma-seed{s}") for s in BMA_SEEDS],
+        [preds_file("{model}-{optimizer}", run_name("bma", s)) for s in BMA_SEEDS],
     log:
         work("logs/predict/{model}-{optimizer}/bma.log"),
     benchmark:
         work("benchmarks/predict/{model}-{optimizer}/bma.tsv")
     wildcard_constraints:
         model=TRAINED,
-        optimizer="swag|ivon",
+        optimizer=POSTERIOR,
     conda:
         ENV
     threads: 1
@@ -171,14 +169,14 @@ rule landscape:
         posterior=posterior_file("{model}-{optimizer}"),
         members=members_dir("{model}-{optimizer}", bsr_run("{fmt}", "{seed}")),
     output:
-        work("landscape/{model}-{optimizer}-{fmt}-seed{seed}.npz"),
+        landscape_file("{model}-{optimizer}", "{fmt}", "{seed}"),
     log:
         work("logs/landscape/{model}-{optimizer}-{fmt}-seed{seed}.log"),
     benchmark:
         work("benchmarks/landscape/{model}-{optimizer}-{fmt}-seed{seed}.tsv")
     wildcard_constraints:
         model=TRAINED,
-        optimizer="swag|ivon",
+        optimizer=POSTERIOR,
     conda:
         ENV
     threads: 1

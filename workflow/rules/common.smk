@@ -8,7 +8,7 @@ import yaml
 from lpe.tools.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
 from lpe.core.settings import pick, settings_json
 from lpe.methods import family as source_family
-from lpe.methods import fast_with_lpe
+from lpe.methods import fast_with_lpe, finetuned_runs, posterior_optimizers
 from lpe.methods import table6 as table6_methods
 
 try:
@@ -175,12 +175,14 @@ FAST_SOURCES = [s.name for s in source_family("fast")]
 FAST_METHODS = fast_with_lpe()
 FAST_ALONE = [s.name for s in source_family("fast") if not s.lpe_copies]
 # Figure 4's plane (fast.smk makes it, bma.smk draws it with the other landscapes)
-FAST_LANDSCAPE = work(
-    f"landscape/fast-sse-{FAST_FORMAT}-seed{config['landscape']['seed']}.npz"
-)
+FAST_LANDSCAPE = landscape_file("fast-sse", FAST_FORMAT, config["landscape"]["seed"])
 
 
 TRAINED = "|".join(re.escape(m) for m in [*config["models"], *LARGE["models"]])
+# the fine-tuning runs around bma.model (SGD's, each posterior method's: the registry's)
+FINETUNED, POSTERIOR = finetuned_runs(), "|".join(
+    map(re.escape, posterior_optimizers())
+)
 # the downloads: plain timm checkpoints, and CLIP towers whose zero-shot head is built on a GPU
 DOWNLOADED = "|".join(re.escape(m) for m in config["models"]) or "^$"
 ZEROSHOT = "|".join(re.escape(m) for m in LARGE["models"]) or "^$"
@@ -188,7 +190,7 @@ ZEROSHOT = "|".join(re.escape(m) for m in LARGE["models"]) or "^$"
 
 wildcard_constraints:
     # a trained model, one fine-tuned from it (vit_mini_s-swag), or one retrained (train_noise)
-    model=f"({TRAINED})(-(sgd|swag|ivon|trainseed\\d+))?",
+    model=f"({TRAINED})(-({'|'.join(FINETUNED)}|trainseed\\d+))?",
     method="rtn|bsr",
     # a number format's name (lpe.formats.names): int4, fp8_e4m3, nf4, mxfp4
     fmt=r"[a-z]+\d+(_e\d+m\d+)?",

@@ -90,7 +90,7 @@ rule predict_llm:
     input:
         work("llm/{llm}"),
     output:
-        preds_file("{llm}", "{method}-{fmt}-seed{seed}"),
+        preds_file("{llm}", run_name("{method}", "{seed}", "{fmt}")),
     log:
         work("logs/predict/{llm}/{method}-{fmt}-seed{seed}.log"),
     benchmark:

@@ -145,7 +145,7 @@ rule landscape_fast:
         sources=work("fast/sse"),
         members=members_dir("fast/sse", bsr_run("{fmt}", "{seed}")),
     output:
-        work("landscape/fast-sse-{fmt}-seed{seed}.npz"),
+        landscape_file("fast-sse", "{fmt}", "{seed}"),
     log:
         work("logs/landscape/fast-sse-{fmt}-seed{seed}.log"),
     benchmark:

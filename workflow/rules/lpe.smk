@@ -116,7 +116,7 @@ rule baseline:
         checkpoint=checkpoint_file("{model}"),
     output:
         choice=work("baselines/{model}/{baseline}-choice.json"),
-        preds=[preds_file("{model}", f"{{baseline}}-seed{s}") for s in BASELINE_SEEDS],
+        preds=[preds_file("{model}", run_name("{baseline}", s)) for s in BASELINE_SEEDS],
     log:
         work("logs/baselines/{model}/{baseline}.log"),
     benchmark:

@@ -15,7 +15,7 @@ BASELINE_CHOICES = [
     work(f"baselines/{BASELINE_MODEL}/{b}-choice.json") for b in BASELINES
 ]
 BASELINE_PREDICTIONS = [
-    preds_file(BASELINE_MODEL, f"{b}-seed{s}")
+    preds_file(BASELINE_MODEL, run_name(b, s))
     for b in BASELINES
     for s in BASELINE_SEEDS
 ]
@@ -74,7 +74,7 @@ MEMBER_FAMILIES = {
             True,
         ),
         "finetuned": (
-            [f"{BMA_MODEL}-{o}" for o in ("sgd", "swag", "ivon")],
+            [f"{BMA_MODEL}-{o}" for o in FINETUNED],
             config["bma"]["seeds"],
             config["bma"]["ensemble_size"],
             False,

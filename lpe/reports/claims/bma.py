@@ -7,6 +7,7 @@ import pandas as pd
 from lpe.core.checks import Check
 from lpe.core.selection import joint_band
 from lpe.formats.names import label as precision_label
+from lpe.methods import bma_method, posterior_optimizers
 from lpe.reports.claims.bands import (
     _mean_band,
 )
@@ -44,10 +45,10 @@ def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None 
     """LPE-BSR around SWAG's and IVON's solutions against their BMA, by size and by memory."""
     shown = precision_label(fmt)
     checks = []
-    for optimizer in ("swag", "ivon"):
+    for optimizer in posterior_optimizers():
         run = bma_scores[bma_scores["optimizer"] == optimizer]
         lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
-        bma = run[run["method"] == f"{optimizer}-bma"]
+        bma = run[run["method"] == bma_method(optimizer)]
         if lpe.empty or bma.empty:
             checks += [Check(f"{optimizer}: no LPE-BSR {shown} or BMA scores", (), part)
                        for part in ("equal size", "equal memory")]  # fmt: skip

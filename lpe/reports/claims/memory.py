@@ -8,6 +8,7 @@ import pandas as pd
 from lpe.core.checks import Check
 from lpe.core.selection import joint_band
 from lpe.formats.names import label as precision_label
+from lpe.methods import bma_method, posterior_optimizers
 from lpe.reports.claims.bands import (
     _mean_band,
 )
@@ -68,10 +69,10 @@ def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, fmt: str,
     checks = []
     if bma_scores is not None:
         shown = precision_label(fmt)
-        for optimizer in ("swag", "ivon"):
+        for optimizer in posterior_optimizers():
             run = bma_scores[bma_scores["optimizer"] == optimizer]
             lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
-            bma = run[run["method"] == f"{optimizer}-bma"]
+            bma = run[run["method"] == bma_method(optimizer)]
             if len(lpe) and len(bma) and has_shared_memory(lpe):
                 checks.append(_at_shared_memory(f"{optimizer.upper()} BMA", lpe, bma,
                                                 f"LPE-BSR {shown}"))  # fmt: skip
