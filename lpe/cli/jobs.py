@@ -30,7 +30,7 @@ def _typed(action: argparse.Action, value: Any) -> Any:
     """``value`` as the option's flag text would give it (its ``type``, per item for lists)."""
     if value is None or action.type is None:
         return value
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [action.type(v) for v in value]
     return action.type(value)
 

@@ -22,15 +22,16 @@ Usage: ``python -m lpe.stages.download_checkpoint --name vit_base_patch16_224.au
 
 from __future__ import annotations
 
-import argparse
 import shutil
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
 
-from lpe.cli.jobs import apply_settings
+from lpe.cli.jobs import from_cli
 from lpe.core.artifacts import ArtifactError, atomic_path
+from lpe.core.jobs import Job, setting
 from lpe.models.checkpoints import checkpoint_info, load_checkpoint, save_checkpoint
 from lpe.models.factory import unknown_timm_model
 from lpe.models.zeroshot import SUFFIX, fetch_zeroshot, tower_name
@@ -109,29 +110,45 @@ def download(name: str, cache: str | Path, out: str | Path, fetch=fetch_timm) ->
     return Path(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True, help="timm model name with its pretrained tag")
-    parser.add_argument("--cache", required=True, help="folder of downloaded checkpoints")
-    parser.add_argument("--out", required=True)
-    parser.add_argument(
-        "--openclip",
-        nargs=2,
-        metavar=("ARCH", "PRETRAINED"),
-        help="for NAME+zeroshot: the OpenCLIP model whose text tower makes the class head",
+@dataclass(frozen=True, kw_only=True)
+class DownloadJob(Job):
+    """One checkpoint to fetch (or take from the cache) and write."""
+
+    name: str = setting(help="timm model name with its pretrained tag")
+    cache: str = setting(help="folder of downloaded checkpoints")
+    out: str = setting(help="the checkpoint written")
+    openclip: tuple[str, ...] = setting(
+        (),
+        "for NAME+zeroshot: the OpenCLIP model (ARCH PRETRAINED) whose text tower makes the "
+        "class head",
+        config="job.openclip",
+        from_config=lambda tower: tuple(tower or ()),  # the rule's [ARCH, TAG], or none
     )
-    apply_settings(parser, argv, {"job.openclip": "openclip"})  # a zero-shot tower's text tower
-    args = parser.parse_args(argv)
-    zeroshot = args.name.endswith(SUFFIX)
-    if zeroshot != bool(args.openclip):
-        parser.error("--openclip ARCH PRETRAINED goes with a NAME+zeroshot model, and only then")
-    fetch = partial(fetch_zeroshot_or_explain, openclip=args.openclip) if zeroshot else fetch_timm
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.name.endswith(SUFFIX) != bool(self.openclip) or len(self.openclip) not in (0, 2):
+            raise ValueError(
+                "--openclip ARCH PRETRAINED goes with a NAME+zeroshot model, and only then"
+            )
+
+
+def run(job: DownloadJob) -> None:
+    """Write the job's checkpoint. Offline, or for a name timm does not know, the stage stops
+    with one line saying what to download and where (``SystemExit``: the stage's command line;
+    a program calls :func:`download`, which raises ``DownloadError``)."""
+    zeroshot = job.name.endswith(SUFFIX)
+    fetch = partial(fetch_zeroshot_or_explain, openclip=job.openclip) if zeroshot else fetch_timm
     try:
-        download(args.name, args.cache, args.out, fetch)
+        download(job.name, job.cache, job.out, fetch)
     except DownloadError as err:
         raise SystemExit(f"error: {err}") from None
-    info = checkpoint_info(args.out)
-    print(f"wrote {args.out}: {info.model}, sha256 {info.sha256[:16]}...")
+    info = checkpoint_info(job.out)
+    print(f"wrote {job.out}: {info.model}, sha256 {info.sha256[:16]}...")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(DownloadJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from helpers import schema_default
 
 import lpe.stages.bma
 import lpe.stages.data
+import lpe.stages.download_checkpoint
 import lpe.stages.ensembles
 import lpe.stages.finetune
 import lpe.stages.generate
@@ -31,7 +32,7 @@ from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
 # the stages whose parsers are still written by hand (lpe.cli.flags): the list only shrinks
-HAND_WRITTEN = {"baselines", "download_checkpoint", "fast_predict", "fast_train", "mmlu"}
+HAND_WRITTEN = {"baselines", "fast_predict", "fast_train", "mmlu"}
 JOB_STAGES = {
     module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"
                                   and n != "FastJob"))
@@ -44,6 +45,8 @@ OWN = {
                             "data": "d.npz", "seeds": [0, 1], "out": ["a.npz", "b.npz"]},
     lpe.stages.data.DataJob: {"dataset": "mnist1d", "train": 10, "val": 5, "test": 5, "seed": 0,
                               "out": "d.npz"},
+    lpe.stages.download_checkpoint.DownloadJob: {"name": "vit_b+zeroshot", "cache": "c",
+                                                 "out": "v.safetensors"},
     lpe.stages.ensembles.EnsemblesJob: {"checkpoint": "c.safetensors", "data": "d.npz",
                                         "format": "int4", "seeds": [0, 1],
                                         "members_out": ["m0", "m1"], "out": ["p0.npz", "p1.npz"],
@@ -72,7 +75,8 @@ def test_every_stage_is_a_typed_job_or_listed_as_hand_written():
 
 
 # the values a rule passes under the settings' job section (lpe.core.settings)
-JOB_VALUES = {"job.resume": "work/mini/resume/vit_mini_t-swag.pt"}
+JOB_VALUES = {"job.resume": "work/mini/resume/vit_mini_t-swag.pt",
+              "job.openclip": ["ViT-B-32", "openai"]}  # fmt: skip
 
 
 def flags(values: dict) -> list[str]:
