@@ -248,9 +248,9 @@ def stream(
 class Accumulator:
     """The ensemble of members as they come: ``add`` each member's ``(N, C)`` log-probabilities
     (and its seconds); ``value()`` is the log of the mean member probability so far
-    (``RunningLogMean``: memory one ``(N, C)`` tensor), ``avg_loss(labels)`` the members' mean
-    NLL, ``seconds`` their total. With ``keep``, every member's log-probabilities are also kept
-    (``members()``, ``(M, N, C)``: what the stages write)."""
+    (``RunningLogMean``: memory one ``(N, C)`` tensor), ``avg_loss()`` the members' mean NLL on
+    the ``labels`` given, ``seconds`` their total. With ``keep``, the members' log-probabilities
+    are kept instead (``members()``, ``(M, N, C)``: what the stages write, and score later)."""
 
     def __init__(self, labels: torch.Tensor | None = None, *, keep: bool = False) -> None:
         self.labels, self.keep = labels, keep

@@ -23,34 +23,26 @@ P1.npz``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lpe.cli.flags import (
-    CALIBRATED_SETTINGS,
-    DATA_SETTINGS,
-    add_calibration_arguments,
-    add_data_arguments,
-    add_runtime_arguments,
-    check_calibration,
-    open_stage_data,
-)
-from lpe.cli.jobs import apply_settings, argument_value
+from lpe.cli.jobs import from_cli
 from lpe.core import metrics
 from lpe.core.artifacts import ArtifactError, write_json
-from lpe.core.runtime import autocast, resolve_device, set_threads
+from lpe.core.jobs import setting
+from lpe.core.runtime import autocast
 from lpe.core.selection import at_an_end
-from lpe.data.datasets import SPLITS
 from lpe.evaluation import spine
+from lpe.evaluation.prediction import Calibrated
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import member_seed
-from lpe.methods import BY_NAME, baselines, table6
+from lpe.methods import BY_NAME, baselines
 from lpe.models.checkpoints import load_checkpoint
 
 
@@ -85,20 +77,20 @@ def choose_setting(model, state, method, candidates, members, *, seed, data, bat
     image folder's training images (``lpe.data.inputs``)."""
     x, y = data.inputs(data.selection_split, batch_size)
     scores = {}
-    for setting in candidates:
+    for candidate in candidates:
         log_probs = ensemble(
             model,
             state,
             method,
-            setting,
+            candidate,
             members,
             seed=seed,
             x=x,
             batch_size=batch_size,
             device=device,
         ).log_probs
-        scores[setting] = metrics.score(log_probs, y)["nll"]
-        print(f"{method} {setting}: validation NLL {scores[setting]:.5f}")
+        scores[candidate] = metrics.score(log_probs, y)["nll"]
+        print(f"{method} {candidate}: validation NLL {scores[candidate]:.5f}")
     best = min(candidates, key=lambda s: (scores[s], s))
     return best, scores
 
@@ -120,112 +112,119 @@ def read_choice(path, method: str) -> float:
 
 BASELINES = baselines()  # Table 6's training-free ensembles (lpe.methods)
 METHODS = tuple(BASELINES)
-# Each method's candidates from the config's baselines section (lpe.core.settings)
-CANDIDATE_SETTINGS = {s.name: s.candidates for s in table6() if s.candidates}
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, float | None]:
-    """The stage's arguments, checked, and the setting read from --setting-file (or None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    add_data_arguments(parser)
-    parser.add_argument("--split", default="test", choices=SPLITS, help="the evaluation split")
-    parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--candidates", type=float, nargs="*", default=[])
-    parser.add_argument("--members", type=int, required=True)
-    parser.add_argument(
-        "--seeds", "--seed", type=int, nargs="+", required=True,
-        help="ensemble seeds; the first one's members choose the setting",
-    )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--out", nargs="*", default=[], help="test predictions file per seed")
-    parser.add_argument("--select-out", help="write the chosen setting to this json")
-    parser.add_argument("--setting-file", help="a choice written by --select-out: use it")
-    parser.add_argument("--copy-choice-to", help="with --setting-file: record the choice used")
-    parser.add_argument(
-        "--choice-out",
-        help="the choice's record: --select-out, or with --setting-file --copy-choice-to",
+@dataclass(frozen=True, kw_only=True)
+class BaselinesJob(Calibrated):
+    """One training-free ensemble of Table 6: its setting chosen (or read), its test predictions
+    per seed (see the module's docstring)."""
+
+    checkpoint: str = setting(help="the trained model every member perturbs")
+    method: str = setting(help="the training-free ensemble (lpe.methods)", choices=METHODS)
+    # the rule passes the method's config list (its registry line's `candidates`) here
+    candidates: tuple[float, ...] = setting(
+        (),
+        "the settings searched on validation (the method's config list: baselines.*)",
+        config="job.candidates",
+        from_config=lambda values: tuple(values or ()),
     )
-    add_calibration_arguments(parser)
-    add_runtime_arguments(parser)
-    candidates = CANDIDATE_SETTINGS.get(argument_value(argv, "--method"))
-    apply_settings(parser, argv, {
-        **DATA_SETTINGS, **CALIBRATED_SETTINGS, "job.setting_file": "setting_file",
-        **({candidates: "candidates"} if candidates else {}),
-    })  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.choice_out:
-        if args.setting_file:
-            args.copy_choice_to = args.choice_out
-        else:
-            args.select_out = args.choice_out
-    check_calibration(parser, args)
-    chosen = read_choice(args.setting_file, args.method) if args.setting_file else None
-    if chosen is None:
-        if BY_NAME[args.method].choice_of or args.copy_choice_to:
-            parser.error(f"--method {args.method} and --copy-choice-to need a --setting-file")
-        check_candidates(args.method, args.candidates)
-    elif args.select_out:
-        parser.error("--setting-file and --select-out exclude each other")
-    if not args.out and not args.select_out:
-        parser.error("nothing to do: give --out (predictions) and/or --select-out (the choice)")
-    if args.out and len(args.out) != len(args.seeds):
-        parser.error(f"--seeds and --out must pair up: got {args.seeds} and {args.out}")
-    if args.members < 1:
-        parser.error(f"--members must be >= 1, got {args.members}")
-    return args, chosen
+    members: int = setting(help="members per ensemble")
+    seeds: tuple[int, ...] = setting(help="ensemble seeds; the first one's members choose")
+    out: tuple[str, ...] = setting((), "test predictions file per seed")
+    select_out: str | None = setting(None, "write the chosen setting to this json")
+    setting_file: str | None = setting(
+        None, "a choice written by --select-out: use it", config="job.setting_file"
+    )
+    copy_choice_to: str | None = setting(None, "with --setting-file: record the choice used")
+    choice_out: str | None = setting(
+        None, "the choice's record: --select-out, or with --setting-file --copy-choice-to"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.members < 1:
+            raise ValueError(f"--members must be >= 1, got {self.members}")
+        if not self.setting_file:
+            if BY_NAME[self.method].choice_of or self.copy_choice_to:
+                raise ValueError(
+                    f"--method {self.method} and --copy-choice-to need a --setting-file"
+                )
+            check_candidates(self.method, self.candidates)
+        elif self.select_out:
+            raise ValueError("--setting-file and --select-out exclude each other")
+        if not self.out and not self.select_record:
+            raise ValueError(
+                "nothing to do: give --out (predictions) and/or --select-out (the choice)"
+            )
+        if self.out and len(self.out) != len(self.seeds):
+            raise ValueError(f"--seeds and --out must pair up: got {self.seeds} and {self.out}")
+
+    @property
+    def select_record(self) -> str | None:
+        """Where the choice made is written (``--select-out``, or ``--choice-out`` without a
+        ``--setting-file``)."""
+        return None if self.setting_file else self.select_out or self.choice_out
+
+    @property
+    def copy_record(self) -> str | None:
+        """Where the choice used is recorded (``--copy-choice-to``, or ``--choice-out`` with a
+        ``--setting-file``)."""
+        return self.copy_choice_to or self.choice_out if self.setting_file else None
 
 
-def main(argv: list[str] | None = None) -> None:
-    args, chosen = parse_args(argv)
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    state, info = load_checkpoint(args.checkpoint)
-    data = open_stage_data(args, info)
+def run(job: BaselinesJob) -> None:
+    """Choose (or read) the job's setting, then evaluate and write each seed's ensemble."""
+    chosen = read_choice(job.setting_file, job.method) if job.setting_file else None
+    device = job.start()
+    state, info = load_checkpoint(job.checkpoint)
+    data = job.open(info)
     model = info.build().to(device)
     if chosen is None:
-        with autocast(device, args.dtype):
-            setting, validation = choose_setting(model, state, args.method, args.candidates,
-                                                 args.members, seed=args.seeds[0], data=data,
-                                                 batch_size=args.batch_size,
-                                                 device=device)  # fmt: skip
-        print(f"chosen on the validation split: {args.method} {setting}")
-        candidates = sorted(args.candidates)
-        if at_an_end(setting, candidates):
-            print(f"WARNING: {args.method} {setting} is at an end of its candidates "
+        with autocast(device, job.dtype):
+            chosen, validation = choose_setting(model, state, job.method, job.candidates,
+                                                job.members, seed=job.seeds[0], data=data,
+                                                batch_size=job.batch_size,
+                                                device=device)  # fmt: skip
+        print(f"chosen on the validation split: {job.method} {chosen}")
+        candidates = sorted(job.candidates)
+        if at_an_end(chosen, candidates):
+            print(f"WARNING: {job.method} {chosen} is at an end of its candidates "
                   f"{candidates}: a better setting may lie beyond them; widen the "
                   "list in the config's baselines section", file=sys.stderr)  # fmt: skip
-        if args.select_out:
+        if job.select_record:
             nll = {str(k): v for k, v in validation.items()}
-            write_json(args.select_out, {
-                "method": args.method, "setting": setting, "seed": args.seeds[0],
-                "members": args.members, "validation_nll": nll,
+            write_json(job.select_record, {
+                "method": job.method, "setting": chosen, "seed": job.seeds[0],
+                "members": job.members, "validation_nll": nll,
                 "candidates": candidates,
             })  # fmt: skip
     else:
-        setting = chosen
-        print(f"{args.method} {setting}: chosen on the validation split ({args.setting_file})")
-        if args.copy_choice_to:
-            write_json(args.copy_choice_to, {"method": args.method, "setting": setting,
-                                             "chosen_by": args.setting_file})  # fmt: skip
-    if not args.out:
+        print(f"{job.method} {chosen}: chosen on the validation split ({job.setting_file})")
+        if job.copy_record:
+            write_json(job.copy_record, {"method": job.method, "setting": chosen,
+                                         "chosen_by": job.setting_file})  # fmt: skip
+    if not job.out:
         return
-    x, labels = data.inputs(args.split, args.batch_size)
+    x, labels = data.inputs(job.split, job.batch_size)
     calib_x, calib_labels = (
-        data.inputs(data.selection_split, args.batch_size) if args.calibrate else (None, None)
+        data.inputs(data.selection_split, job.batch_size) if job.calibrate else (None, None)
     )
-    baseline = BASELINES[args.method]
-    bits = baseline.storage(model, state, setting, args.members)
-    for seed, out in zip(args.seeds, args.out, strict=True):
-        with autocast(device, args.dtype):
-            done = ensemble(model, state, args.method, setting, args.members, seed=seed, x=x,
-                            batch_size=args.batch_size, device=device, calib_x=calib_x)  # fmt: skip
-        precision = int(setting) if baseline.rounded else 0  # 0: FP32
-        run = {"method": args.method, "bits": precision, "seed": seed,
-               "setting": np.asarray(setting)}  # fmt: skip
+    baseline = BASELINES[job.method]
+    bits = baseline.storage(model, state, chosen, job.members)
+    for seed, out in zip(job.seeds, job.out, strict=True):
+        with autocast(device, job.dtype):
+            done = ensemble(model, state, job.method, chosen, job.members, seed=seed, x=x,
+                            batch_size=job.batch_size, device=device, calib_x=calib_x)  # fmt: skip
+        precision = int(chosen) if baseline.rounded else 0  # 0: FP32
+        record = {"method": job.method, "bits": precision, "seed": seed,
+                  "setting": np.asarray(chosen)}  # fmt: skip
         write_evaluated(
-            out, done._replace(bits=bits), labels, info, run, calibration_labels=calib_labels
+            out, done._replace(bits=bits), labels, info, record, calibration_labels=calib_labels
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(BaselinesJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from helpers import schema_default
 
+import lpe.stages.baselines
 import lpe.stages.bma
 import lpe.stages.data
 import lpe.stages.download_checkpoint
@@ -32,7 +33,7 @@ from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
 # the stages whose parsers are still written by hand (lpe.cli.flags): the list only shrinks
-HAND_WRITTEN = {"baselines", "fast_predict", "fast_train", "mmlu"}
+HAND_WRITTEN = {"fast_predict", "fast_train", "mmlu"}
 JOB_STAGES = {
     module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"
                                   and n != "FastJob"))
@@ -41,6 +42,10 @@ JOB_STAGES = {
 }  # fmt: skip
 # a job's own values (paths, seeds; not config keys), as a rule would give them
 OWN = {
+    lpe.stages.baselines.BaselinesJob: {"checkpoint": "c.safetensors", "data": "d.npz",
+                                        "method": "gaussian-matched", "members": 3,
+                                        "seeds": [0, 1], "out": ["a.npz", "b.npz"],
+                                        "choice_out": "c.json"},
     lpe.stages.bma.BmaJob: {"checkpoint": "s.safetensors", "posterior": "p.safetensors",
                             "data": "d.npz", "seeds": [0, 1], "out": ["a.npz", "b.npz"]},
     lpe.stages.data.DataJob: {"dataset": "mnist1d", "train": 10, "val": 5, "test": 5, "seed": 0,
@@ -76,7 +81,9 @@ def test_every_stage_is_a_typed_job_or_listed_as_hand_written():
 
 # the values a rule passes under the settings' job section (lpe.core.settings)
 JOB_VALUES = {"job.resume": "work/mini/resume/vit_mini_t-swag.pt",
-              "job.openclip": ["ViT-B-32", "openai"]}  # fmt: skip
+              "job.openclip": ["ViT-B-32", "openai"],
+              "job.setting_file": "work/mini/baselines/vit_mini_t/lpe-bsr-choice.json",
+              "job.candidates": None}  # fmt: skip
 
 
 def flags(values: dict) -> list[str]:

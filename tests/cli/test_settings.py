@@ -27,7 +27,6 @@ from lpe.cli.jobs import apply_settings
 from lpe.core.settings import FLAG, Option, lookup, pick, settings_json
 from lpe.methods import family, load
 from lpe.reports.claims import CLAIMS_SETTINGS
-from lpe.stages.baselines import CANDIDATE_SETTINGS
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 MAPS = {
@@ -39,7 +38,6 @@ MAPS = {
     "resume": RESUME_SETTINGS,
     "claims": CLAIMS_SETTINGS,
     **{f"fast {s.name}": load(s.name).SETTINGS for s in family("fast")},
-    "baselines": {path: "candidates" for path in CANDIDATE_SETTINGS.values()},
 }
 
 

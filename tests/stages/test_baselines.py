@@ -91,7 +91,7 @@ def test_matched_noise_takes_lpe_bsrs_chosen_precision(tmp_path, checkpoint, spl
     data = tmp_path / "d.npz"
     save_splits(data, splits)
     common = ["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
-              "--seed", "0", "--device", "cpu"]  # fmt: skip
+              "--seeds", "0", "--device", "cpu"]  # fmt: skip
     choice, copied = tmp_path / "bsr.json", tmp_path / "matched.json"
     baselines([*common, "--method", "lpe-bsr", "--candidates", "6", "3",
                "--select-out", str(choice), "--out", str(tmp_path / "b.npz")])  # fmt: skip
@@ -169,7 +169,7 @@ def test_the_stage_writes_test_predictions_and_the_chosen_setting(tmp_path, chec
     save_splits(data, splits)
     out = tmp_path / "g.npz"
     baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--method", "gaussian-noise",
-               "--candidates", "0.01", "0.3", "--members", "2", "--seed", "1",
+               "--candidates", "0.01", "0.3", "--members", "2", "--seeds", "1",
                "--out", str(out), "--device", "cpu"])  # fmt: skip
     with np.load(out) as f:
         assert f["log_probs"].shape == (2, 30, 10) and str(f["method"]) == "gaussian-noise"
@@ -183,18 +183,18 @@ def test_a_choice_made_once_is_shared_by_other_seeds(tmp_path, checkpoint, split
     common = ["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
               "--device", "cpu"]  # fmt: skip
     choice = tmp_path / "choice.json"
-    baselines([*common, "--method", "gaussian-noise", "--candidates", "0.01", "0.3", "--seed", "0",
+    baselines([*common, "--method", "gaussian-noise", "--candidates", "0.01", "0.3", "--seeds", "0",
                "--select-out", str(choice)])  # fmt: skip
     chosen = json.loads(choice.read_text())
     best = min(chosen["validation_nll"].items(), key=lambda kv: kv[1])[0]
     assert chosen["setting"] == float(best) and chosen["seed"] == 0
     out = tmp_path / "g1.npz"
-    baselines([*common, "--method", "gaussian-noise", "--setting-file", str(choice), "--seed", "1",
+    baselines([*common, "--method", "gaussian-noise", "--setting-file", str(choice), "--seeds", "1",
                "--out", str(out)])  # fmt: skip
     with np.load(out) as f:
         assert float(f["setting"]) == chosen["setting"] and int(f["seed"]) == 1
     with pytest.raises(ValueError, match="chose a setting for 'gaussian-noise', not 'mc-dropout'"):
-        baselines([*common, "--method", "mc-dropout", "--setting-file", str(choice), "--seed", "1",
+        baselines([*common, "--method", "mc-dropout", "--setting-file", str(choice), "--seeds", "1",
                    "--out", str(tmp_path / "d1.npz")])  # fmt: skip
 
 
@@ -233,7 +233,7 @@ def test_a_choice_at_an_end_of_its_candidates_is_flagged_in_the_log_and_the_clai
     choice = tmp_path / "choice.json"
     baselines(["--checkpoint", str(checkpoint), "--data", str(data), "--members", "2",
                "--device", "cpu", "--method", "gaussian-noise", "--candidates", "0.3", "0.01",
-               "--seed", "0", "--select-out", str(choice)])  # fmt: skip
+               "--seeds", "0", "--select-out", str(choice)])  # fmt: skip
     chosen = json.loads(choice.read_text())
     assert chosen["candidates"] == [0.01, 0.3]  # two candidates: either choice is an end
     assert f"WARNING: gaussian-noise {chosen['setting']} is at an end of its candidates" in (

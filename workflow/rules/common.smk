@@ -6,7 +6,7 @@ from typing import NamedTuple
 import yaml
 
 from lpe.tools.config import ZEROSHOT_SUFFIX, ConfigError, load_schema, validate
-from lpe.core.settings import pick, settings_json
+from lpe.core.settings import lookup, pick, settings_json
 from lpe.methods import family as source_family
 from lpe.methods import fast_with_lpe, finetuned_runs, posterior_optimizers
 from lpe.methods import table6 as table6_methods

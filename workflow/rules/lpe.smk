@@ -129,12 +129,13 @@ rule baseline:
     threads: 1
     params:
         **PREDICTION_PARAMS,
+        # the method's candidates: the config list its registry line names
         settings=lambda w: settings(
             PREDICT,
-            (
-                [BASELINES[w.baseline].candidates]
+            candidates=(
+                lookup(config, BASELINES[w.baseline].candidates)
                 if BASELINES[w.baseline].candidates
-                else []
+                else None
             ),
             setting_file=baseline_choice_input(w).get("bsr_choice"),
         ),
