@@ -1,6 +1,6 @@
 """A stage's command line, and how its ``--settings`` JSON sets it: the flags of a typed job
 (``lpe.core.jobs``), generated from its fields, and ``apply_settings`` for the stages whose flags
-are still written by hand (``lpe.cli.flags``: fast_train, fast_predict, mmlu).
+are still written by hand (``lpe.cli.flags``: fast_train, mmlu).
 
 ``from_cli(Job, argv)`` offers one flag per field (``batch_size`` -> ``--batch-size``), typed by
 the field's annotation (``tuple[int, ...]``: any number of values; ``bool``: ``--x``/``--no-x``),

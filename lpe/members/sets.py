@@ -59,7 +59,8 @@ class MemberFormat(Job):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.number_format()  # an unknown format stops here, before the checkpoint is read
+        if self.format is not None:  # (a job may make members only when given a format)
+            self.number_format()  # an unknown format stops here, before the checkpoint is read
 
     def number_format(self) -> NumberFormat:
         return get_format(self.format, per_channel=self.per_channel)

@@ -11,38 +11,25 @@ same run. A predictions file carries each member's ``budget``: LPE-BSR adds none
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import (
-    CALIBRATED_SETTINGS,
-    DATA_SETTINGS,
-    FORMAT_NAMES,
-    QUANT_SETTINGS,
-    add_calibration_arguments,
-    add_data_arguments,
-    add_policy_arguments,
-    add_runtime_arguments,
-    check_calibration,
-    member_format,
-    open_stage_data,
-    positive_int,
-)
-from lpe.cli.jobs import apply_settings, argument_value
+from lpe.cli.jobs import from_cli
 from lpe.core.artifacts import MANIFEST, ArtifactError, atomic_dir, read_manifest, read_metadata
-from lpe.core.runtime import autocast, resolve_device, set_threads
-from lpe.data.datasets import SPLITS
+from lpe.core.jobs import setting
+from lpe.core.runtime import autocast
 from lpe.evaluation import spine
-from lpe.evaluation.prediction import predict_fp32, predict_members
+from lpe.evaluation.prediction import Calibrated, predict_fp32, predict_members
 from lpe.evaluation.predictions_file import write_evaluated
 from lpe.evaluation.spine import Evaluated, batches
+from lpe.formats.number_formats import FORMATS
 from lpe.members.files import derive_seed
-from lpe.members.sets import generate, seed_runs_problem
+from lpe.members.sets import MemberFormat, generate, seed_runs_problem
 from lpe.methods import BY_NAME, fast_sources
 from lpe.methods.batchensemble import batch_ensemble_bits, load_batch_ensemble, per_member, repeated
 from lpe.models.checkpoints import checkpoint_info
@@ -142,87 +129,72 @@ def predict_copies(folder, members_out, fmt, copies, seed, *, policy, x, batch_s
     return manifest, _joined(parts), budget, first, shared
 
 
-def predict(args) -> None:
-    first = Path(args.sources) / read_sources(args.sources)["sources"][0]["file"]
-    data = open_stage_data(args, checkpoint_info(first))
-    x, labels = data.inputs(args.split, args.batch_size)
-    calib_x, calib_labels = (
-        data.inputs(data.selection_split, args.batch_size) if args.calibrate else (None, None)
+@dataclass(frozen=True, kw_only=True)
+class FastPredictJob(MemberFormat, Calibrated):
+    """A fast source's predictions: FP32, or its LPE-BSR copies (see the module's docstring)."""
+
+    sources: str = setting(help="a fast_train sources folder")
+    format: str | None = setting(
+        None,
+        f"make LPE-BSR copies in this number format: {', '.join(FORMATS)} (and int2..int16); "
+        "omit for the FP32 sources",
     )
-    device = resolve_device(args.device)
-    fp32_out = args.out[0] if args.format is None else args.fp32_out
+    copies: int = setting(5, "LPE-BSR copies per source (k)")
+    seeds: tuple[int, ...] = setting((0,), "LPE-BSR ensemble seeds")
+    members_out: tuple[str, ...] = setting((), "per seed, the copies' folder (with --format)")
+    out: tuple[str, ...] = setting(help="the predictions file (per seed with --format)")
+    fp32_out: str | None = setting(None, "with --format: also the FP32 predictions of the sources")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.copies < 1:
+            raise ValueError(f"--copies must be >= 1, got {self.copies}")
+        if self.format is None:
+            if len(self.out) != 1 or self.fp32_out or self.members_out:
+                raise ValueError(
+                    "without --format: one --out (the FP32 predictions), no --fp32-out"
+                )
+            return
+        if not self.members_out:
+            raise ValueError("--format needs --members-out (where the member files go)")
+        if problem := seed_runs_problem(list(self.seeds), self.members_out, self.out):
+            raise ValueError(problem)
+
+
+def run(job: FastPredictJob) -> None:
+    """The job's FP32 predictions and, with a format, its LPE-BSR copies' per seed."""
+    device = job.start()
+    first = Path(job.sources) / read_sources(job.sources)["sources"][0]["file"]
+    (x, labels), (calib_x, calib_labels) = job.inputs_and_calibration(checkpoint_info(first))
+    fp32_out = job.out[0] if job.format is None else job.fp32_out
     if fp32_out:
-        with autocast(device, args.dtype):
+        with autocast(device, job.dtype):
             manifest, done, budget, info = predict_fp32_sources(
-                args.sources, x, args.batch_size, device, calib_x
+                job.sources, x, job.batch_size, device, calib_x
             )
-        run = {"method": manifest["method"], "bits": 0, "seed": 0}
-        _write(fp32_out, done, labels, calib_labels, budget, info=info, run=run)
-    if args.format is None:
+        record = {"method": manifest["method"], "bits": 0, "seed": 0}
+        _write(fp32_out, done, labels, calib_labels, budget, info=info, run=record)
+    if job.format is None:
         return
-    fmt, policy = member_format(args)
-    for seed, members_out, out in zip(args.seeds, args.members_out, args.out, strict=True):
-        with autocast(device, args.dtype):
+    fmt, policy = job.number_format(), job.policy()
+    for seed, members_out, out in zip(job.seeds, job.members_out, job.out, strict=True):
+        with autocast(device, job.dtype):
             manifest, done, budget, info, shared = predict_copies(
-                args.sources, members_out, fmt, args.copies, seed, policy=policy, x=x,
-                batch_size=args.batch_size, device=device, calib_x=calib_x,
+                job.sources, members_out, fmt, job.copies, seed, policy=policy, x=x,
+                batch_size=job.batch_size, device=device, calib_x=calib_x,
             )  # fmt: skip
-        run = {"method": f"{manifest['method']}+lpe-bsr", "bits": fmt.code_bits, "seed": seed,
-               "member_shared_bits": np.asarray(shared, dtype=np.int64)}  # fmt: skip
-        _write(out, done, labels, calib_labels, budget, info=info, run=run)
+        record = {"method": f"{manifest['method']}+lpe-bsr", "bits": fmt.code_bits, "seed": seed,
+                  "member_shared_bits": np.asarray(shared, dtype=np.int64)}  # fmt: skip
+        _write(out, done, labels, calib_labels, budget, info=info, run=record)
 
 
 def _write(out, done: Evaluated, labels, calib_labels, budget, *, info, run) -> None:
     run["budget"] = np.asarray(budget, dtype=np.int64)
     write_evaluated(out, done, labels, info, run, calibration_labels=calib_labels)
-
-
-def _write(out, done: Evaluated, labels, calib_labels, budget, *, info, run) -> None:
-    run["budget"] = np.asarray(budget, dtype=np.int64)
-    write_evaluated(out, done, labels, info, run, calibration_labels=calib_labels)
-
-
-def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
-    q = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    q.add_argument("--sources", required=True)
-    add_data_arguments(q)
-    q.add_argument("--split", default="test", choices=SPLITS)
-    q.add_argument("--batch-size", type=int, default=1000)
-    q.add_argument("--format", help=f"make LPE-BSR copies in this number format: {FORMAT_NAMES} "
-                   "(omit for the FP32 sources)")  # fmt: skip
-    q.add_argument("--copies", type=positive_int, default=5, help="LPE-BSR copies per source (k)")
-    q.add_argument(
-        "--seeds", "--seed", type=int, nargs="+", default=[0], help="LPE-BSR ensemble seeds"
-    )
-    q.add_argument(
-        "--members-out", nargs="+", default=[], help="per seed, the copies' folder (with --format)"
-    )
-    add_policy_arguments(q)
-    q.add_argument(
-        "--out", nargs="+", required=True, help="the predictions file (per seed with --format)"
-    )
-    q.add_argument("--fp32-out", help="with --format: also the FP32 predictions of the sources")
-    add_calibration_arguments(q)
-    add_runtime_arguments(q)
-    policy = QUANT_SETTINGS if argument_value(argv, "--format") else {}  # LPE-BSR copies only
-    apply_settings(q, argv, {**DATA_SETTINGS, **CALIBRATED_SETTINGS, **policy})
-    return q
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    check_calibration(parser, args)
-    if args.format is not None and not args.members_out:
-        parser.error("--format needs --members-out (where the member files go)")
-    if args.format is None and (len(args.out) != 1 or args.fp32_out or args.members_out):
-        parser.error("without --format: one --out (the FP32 predictions), no --fp32-out")
-    if args.format is not None and (
-        problem := seed_runs_problem(args.seeds, args.members_out, args.out)
-    ):
-        parser.error(problem)
-    set_threads(args.threads)
-    predict(args)
+    run(from_cli(FastPredictJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

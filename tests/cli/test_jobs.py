@@ -19,6 +19,7 @@ import lpe.stages.bma
 import lpe.stages.data
 import lpe.stages.download_checkpoint
 import lpe.stages.ensembles
+import lpe.stages.fast_predict
 import lpe.stages.finetune
 import lpe.stages.generate
 import lpe.stages.landscape
@@ -33,7 +34,7 @@ from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
 # the stages whose parsers are still written by hand (lpe.cli.flags): the list only shrinks
-HAND_WRITTEN = {"fast_predict", "fast_train", "mmlu"}
+HAND_WRITTEN = {"fast_train", "mmlu"}
 JOB_STAGES = {
     module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"
                                   and n != "FastJob"))
@@ -56,6 +57,9 @@ OWN = {
                                         "format": "int4", "seeds": [0, 1],
                                         "members_out": ["m0", "m1"], "out": ["p0.npz", "p1.npz"],
                                         "rtn_members_out": "r", "rtn_out": "r.npz"},
+    lpe.stages.fast_predict.FastPredictJob: {"sources": "f", "data": "d.npz", "format": "int5",
+                                             "seeds": [0, 1], "members_out": ["m0", "m1"],
+                                             "out": ["a.npz", "b.npz"], "fp32_out": "f.npz"},
     lpe.stages.finetune.FinetuneJob: {"checkpoint": "c.safetensors", "data": "d.npz",
                                       "optimizer": "swag", "out": "s.safetensors",
                                       "posterior": "p.safetensors"},

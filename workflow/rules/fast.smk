@@ -131,7 +131,7 @@ rule fast_predict_fp32:
     threads: 1
     params:
         **PREDICTION_PARAMS,
-        settings=settings(PREDICT),
+        settings=settings(PREDICT, QUANT),
     shell:
         "python -m lpe.stages.fast_predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
