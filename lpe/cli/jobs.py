@@ -1,6 +1,6 @@
 """A stage's command line, and how its ``--settings`` JSON sets it: the flags of a typed job
 (``lpe.core.jobs``), generated from its fields, and ``apply_settings`` for the stages whose flags
-are still written by hand (``lpe.cli.flags``: fast_train, mmlu).
+are still written by hand (``lpe.cli.flags``: the mmlu stage).
 
 ``from_cli(Job, argv)`` offers one flag per field (``batch_size`` -> ``--batch-size``), typed by
 the field's annotation (``tuple[int, ...]``: any number of values; ``bool``: ``--x``/``--no-x``),
@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lpe.core.jobs import Job, configured, make
+from lpe.core.jobs import Job, configured, job_of, make
 from lpe.core.settings import FLAG, Option, lookup
 
 # ---- --settings: config keys as the defaults of a stage's options
@@ -147,6 +147,8 @@ def from_cli(
 ) -> Job:
     """The job of ``argv`` (the process's arguments when None): its flags and ``--settings``.
     A bad value stops here, with the job's own one-line reason."""
+    by = getattr(job_type, "chosen_by", None) or ""  # a job whose fields depend on one flag
+    job_type = job_of(job_type, argument_value(argv, f"--{by.replace('_', '-')}"))
     parser = job_parser(job_type, description)
     if options := settings_options(job_type):  # a job that reads no config key has no --settings
         apply_settings(parser, argv, options)

@@ -27,14 +27,16 @@ def setting(
     default: Any = MISSING,
     help: str = "",
     *,
-    config: str | None = None,
+    config: str | tuple[str, ...] | None = None,
     from_config: Callable[[Any], Any] | None = None,
     choices: tuple | None = None,
     parse: Callable[[str], Any] | None = None,
     optional_value: bool = False,
 ) -> Any:
     """A job field: ``default`` (none: the field is required), its ``help``, the ``config`` key
-    that sets it (``from_config`` converts the key's value, as ``predict.split`` -> calibrate),
+    that sets it (several: each read in turn, the last one wins, as a fast source's own
+    ``fast.sse.momentum`` over the fine-tuning's ``bma.sgd.momentum``; ``from_config`` converts
+    the key's value, as ``predict.split`` -> calibrate),
     the values it takes (``choices``), how its flag's text is read when its type does not say
     (``parse``), and whether its flag may be given without a value (``optional_value``: a rule's
     empty output list, read as None)."""
@@ -60,12 +62,18 @@ class Job:
         pass
 
 
+def config_keys(field: dataclasses.Field) -> tuple[str, ...]:
+    """The config keys that set ``field``, in the order they are read (the last one wins)."""
+    keys = field.metadata.get("config") or ()
+    return (keys,) if isinstance(keys, str) else tuple(keys)
+
+
 def configured(job_type: type[Job]) -> dict[str, list[dataclasses.Field]]:
-    """The config keys ``job_type`` reads, each with the fields it sets."""
+    """The config keys ``job_type`` reads, each with the fields it sets, in reading order."""
     keys: dict[str, list[dataclasses.Field]] = {}
     for field in dataclasses.fields(job_type):
-        if field.metadata.get("config"):
-            keys.setdefault(field.metadata["config"], []).append(field)
+        for key in config_keys(field):
+            keys.setdefault(key, []).append(field)
     return keys
 
 
@@ -76,10 +84,18 @@ def config_value(field: dataclasses.Field, value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def job_of(job_type: type[Job], choice: Any) -> type[Job]:
+    """``job_type``, or for a job whose fields depend on one of its values (its ``chosen_by``
+    names it: ``fast_train``'s ``method``) the job of ``choice``, that value
+    (``job_type.specialised``)."""
+    return job_type.specialised(choice) if getattr(job_type, "chosen_by", None) else job_type
+
+
 def from_settings(job_type: type[Job], section: Mapping[str, Any], **given: Any) -> Job:
     """The job of the config keys in ``section`` (nested as in the config) and the job's own
     values ``given`` (paths, seeds): what ``from_cli`` builds from ``--settings`` and flags.
     A key missing from ``section`` is a KeyError naming it and what is there."""
+    job_type = job_of(job_type, given.get(getattr(job_type, "chosen_by", None) or ""))
     values = {}
     for key, fields in configured(job_type).items():
         value = lookup(section, key)

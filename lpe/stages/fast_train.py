@@ -14,75 +14,115 @@ without LPE-BSR copies: ``lpe.stages.fast_predict``.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
+from dataclasses import dataclass
 
-from lpe.cli.flags import (
-    DATA_SETTINGS,
-    FINETUNE_SETTINGS,
-    RESUME_SETTINGS,
-    add_data_arguments,
-    add_finetune_arguments,
-    add_resume_arguments,
-    add_runtime_arguments,
-    add_setting_arguments,
-    open_stage_data,
-    positive_int,
-)
-from lpe.cli.jobs import apply_settings, argument_value
+from lpe.cli.jobs import from_cli
 from lpe.core.artifacts import atomic_dir, write_manifest
-from lpe.core.runtime import resolve_device, set_threads
-from lpe.methods import fast_sources, load
+from lpe.core.jobs import Job, config_keys, setting
+from lpe.core.runtime import Device
+from lpe.data.inputs import StageData
+from lpe.methods import fast_sources, load, load_all
 from lpe.models.checkpoints import load_checkpoint
+from lpe.training.finetuning import RunSettings, method_fields
 from lpe.training.sources import FastJob, RunResumes, Sources
 
+load_all()  # the registered methods' settings become the job's fields
 
-def train(args) -> dict:
-    """The sources of ``args.method`` (its trainer module), written atomically to ``args.out``."""
-    state, info = load_checkpoint(args.checkpoint)
-    data = open_stage_data(args, info)
+
+@dataclass(frozen=True, kw_only=True)
+class FastTrainJob(RunSettings, StageData, Device):
+    """A fast source's run: the fields shared by every method; --method picks the job of one
+    method (its fields are the stage's flags). The job of one method
+    (:func:`fast_train_job`) adds every fine-tuning method's settings and the method's own
+    options, with the method's config keys (``fast.sse.momentum`` sets ``momentum``)."""
+
+    chosen_by = "method"  # the command line's --method picks the job (lpe.cli.jobs.from_cli)
+
+    method: str = setting(help="the fast source (its own flags: --method M --help)")
+    checkpoint: str = setting(help="the trained checkpoint to start from")
+    runs: int = setting(4, "runs, cycles or BE members (K)", config="fast.runs")
+    out: str = setting(help="the sources folder")
+    resume: str | None = setting(
+        None, "folder of resumable states (one per run)", config="job.resume"
+    )
+    checkpoint_every: int = setting(
+        0, "save the resumable state every N steps (0: never)", config="bma.checkpoint_every"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in fast_sources():
+            raise ValueError(f"--method {self.method!r} is no fast source: {fast_sources()}")
+        if self.runs < 1:
+            raise ValueError(f"--runs must be >= 1, got {self.runs}")
+        if problem := load(self.method).check(self.options()):
+            raise ValueError(problem)
+
+    def options(self) -> dict:
+        """The run's options by name, as the method's trainer reads them (``FastJob``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def specialised(cls, method: str | None) -> type[Job]:
+        """The job of ``method`` (a fast source's name; otherwise this base job, whose --method
+        the parser then refuses)."""
+        return fast_train_job(method) if method in fast_sources() else cls
+
+
+def fast_train_job(method: str) -> type[FastTrainJob]:
+    """The job of ``method``: the run's fields, every fine-tuning method's settings and the
+    method's own options (``OPTIONS``), each field also keyed by the method's config key where
+    its ``SETTINGS`` names one (read last: ``fast.sse.momentum`` over ``bma.sgd.momentum``).
+    Made when first asked for, with the registry as it is then: a fast source registered later
+    gets its own."""
+    return _fast_train_job(method, fast_sources())
+
+
+@functools.cache  # one class per method: jobs of one method compare equal
+def _fast_train_job(method: str, sources: tuple[str, ...]) -> type[FastTrainJob]:
+    module = load(method)
+    keys = {name: key for key, name in module.SETTINGS.items()}
+    made = {}
+    for name, hint, field in method_fields():
+        made[name] = (name, hint, field)
+    for option in module.OPTIONS:
+        hint = tuple[option.type, ...] if option.many else option.type | None
+        made[option.name] = (option.name, hint, setting(option.default, option.help))
+    for name, key in keys.items():  # the method's key is read after the fine-tuning one's
+        _, hint, field = made[name]
+        config = (*config_keys(field), key)
+        made[name] = (name, hint, dataclasses.field(
+            default=field.default, metadata={**field.metadata, "config": config}))  # fmt: skip
+    made["method"] = ("method", str, setting(help="the fast source", choices=sources))
+    name = f"FastTrainJob_{method.replace('-', '_')}"
+    return dataclasses.make_dataclass(
+        name, list(made.values()), bases=(FastTrainJob,), frozen=True, kw_only=True
+    )
+
+
+def run(job: FastTrainJob) -> dict:
+    """The sources of the job's method (its trainer module), written atomically to ``job.out``;
+    returns their manifest."""
+    device = job.start()
+    state, info = load_checkpoint(job.checkpoint)
+    data = job.open(info)
     # one resumable state per run, in the --resume folder (kept until the sources are written)
-    resumes = RunResumes(args.resume, args.checkpoint_every)
-    with atomic_dir(args.out) as tmp:
-        sources = Sources(tmp, args.method, info.backward_passes)
-        job = FastJob(vars(args), state, info, data, resolve_device(args.device), sources, resumes)
-        settings = load(args.method).train(job)
-        manifest = sources.manifest({"runs": args.runs, **settings})
+    resumes = RunResumes(job.resume, job.checkpoint_every)
+    with atomic_dir(job.out) as tmp:
+        sources = Sources(tmp, job.method, info.backward_passes)
+        trainer = FastJob(job.options(), state, info, data, device, sources, resumes)
+        settings = load(job.method).train(trainer)
+        manifest = sources.manifest({"runs": job.runs, **settings})
         write_manifest(tmp, manifest)
     resumes.done()
+    print(f"wrote {len(manifest['sources'])} {job.method} sources to {job.out}")
     return manifest
 
 
-def build_parser(argv: list[str] | None) -> argparse.ArgumentParser:
-    """The stage's flags; ``argv`` says which method's own flags and config keys (``--settings``)
-    it takes."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--method", required=True, choices=fast_sources(),
-                   help="the fast source (its own flags: --method M --help)")  # fmt: skip
-    p.add_argument("--checkpoint", required=True, help="the trained checkpoint to start from")
-    add_data_arguments(p)
-    p.add_argument("--runs", type=positive_int, default=4, help="runs, cycles or BE members (K)")
-    method = argument_value(argv, "--method")
-    own = {}
-    if method in fast_sources():  # the method's own flags (its module's; --help lists them)
-        add_setting_arguments(p, load(method).OPTIONS)
-        own = load(method).SETTINGS
-    add_finetune_arguments(p, optimizer=False)  # the method decides
-    add_resume_arguments(p)
-    p.add_argument("--out", required=True, help="the sources folder")
-    add_runtime_arguments(p, inference=False)
-    apply_settings(p, argv, {**DATA_SETTINGS, **FINETUNE_SETTINGS, **RESUME_SETTINGS,
-                             "fast.runs": "runs", **own})  # fmt: skip
-    return p
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if problem := load(args.method).check(vars(args)):
-        parser.error(problem)
-    set_threads(args.threads)
-    manifest = train(args)
-    print(f"wrote {len(manifest['sources'])} {args.method} sources to {args.out}")
+    run(from_cli(FastTrainJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

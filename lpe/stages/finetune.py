@@ -15,7 +15,6 @@ Usage: ``python -m lpe.stages.finetune --checkpoint CKPT --data DATA --optimizer
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from lpe.training.finetuning import (
     FinetuneConfig,
     RunSettings,
     finetune_config,
+    method_fields,
     run_finetune,
     save_posterior,
 )
@@ -65,21 +65,10 @@ class FinetuneRun(RunSettings, StageData, Device):
         return finetune_config({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
-def _method_fields() -> list[tuple[str, type, dataclasses.Field]]:
-    """Every registered method's settings fields, each once, as ``make_dataclass`` takes them."""
-    made = {}
-    for method in FINETUNING.values():
-        hints = typing.get_type_hints(method.Settings)
-        for f in dataclasses.fields(method.Settings):
-            field = dataclasses.field(default=f.default, metadata=f.metadata)
-            made.setdefault(f.name, (f.name, hints[f.name], field))
-    return list(made.values())
-
-
 # The job of the stage: the run's fields and every registered method's settings (``--lr``,
 # ``--swag-rank``, ``--ivon-lr``, ...; each defaulting to its config key's schema default)
 FinetuneJob = dataclasses.make_dataclass(
-    "FinetuneJob", _method_fields(), bases=(FinetuneRun,), frozen=True, kw_only=True
+    "FinetuneJob", method_fields(), bases=(FinetuneRun,), frozen=True, kw_only=True
 )
 
 

@@ -14,7 +14,9 @@ generator, IVON's weight noise (drawn by ``ivon-opt`` from torch's global genera
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -155,6 +157,19 @@ class RunSettings(Job):
 
 RUN_FIELDS = {"optimizer": "sgd", **{f.name: f.default for f in fields(RunSettings)}}
 RUN_KEYS = {f.metadata["config"]: f.name for f in fields(RunSettings)}
+
+
+def method_fields() -> list[tuple[str, type, Any]]:
+    """Every registered method's settings fields, each once, as ``dataclasses.make_dataclass``
+    takes them (name, annotation, field): what a stage's job adds to take any method's settings
+    (``lpe.stages.finetune.FinetuneJob``, ``lpe.stages.fast_train``)."""
+    made = {}
+    for method in FINETUNING.values():
+        hints = typing.get_type_hints(method.Settings)
+        for f in fields(method.Settings):
+            field = dataclasses.field(default=f.default, metadata=f.metadata)
+            made.setdefault(f.name, (f.name, hints[f.name], field))
+    return list(made.values())
 
 
 def settings_keys() -> dict[str, str]:

@@ -20,6 +20,7 @@ import lpe.stages.data
 import lpe.stages.download_checkpoint
 import lpe.stages.ensembles
 import lpe.stages.fast_predict
+import lpe.stages.fast_train
 import lpe.stages.finetune
 import lpe.stages.generate
 import lpe.stages.landscape
@@ -28,13 +29,14 @@ import lpe.stages.score
 import lpe.stages.select_model
 import lpe.stages.train
 from lpe.cli.jobs import from_cli
-from lpe.core.jobs import Job, configured, from_settings, setting
+from lpe.core.jobs import Job, config_keys, configured, from_settings, job_of, setting
 from lpe.core.settings import lookup, pick, settings_json
+from lpe.methods import fast_sources
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
 # the stages whose parsers are still written by hand (lpe.cli.flags): the list only shrinks
-HAND_WRITTEN = {"fast_train", "mmlu"}
+HAND_WRITTEN = {"mmlu"}
 JOB_STAGES = {
     module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"
                                   and n != "FastJob"))
@@ -60,6 +62,8 @@ OWN = {
     lpe.stages.fast_predict.FastPredictJob: {"sources": "f", "data": "d.npz", "format": "int5",
                                              "seeds": [0, 1], "members_out": ["m0", "m1"],
                                              "out": ["a.npz", "b.npz"], "fp32_out": "f.npz"},
+    lpe.stages.fast_train.FastTrainJob: {"method": "sse", "checkpoint": "c.safetensors",
+                                         "data": "d.npz", "out": "sources"},
     lpe.stages.finetune.FinetuneJob: {"checkpoint": "c.safetensors", "data": "d.npz",
                                       "optimizer": "swag", "out": "s.safetensors",
                                       "posterior": "p.safetensors"},
@@ -85,6 +89,8 @@ def test_every_stage_is_a_typed_job_or_listed_as_hand_written():
 
 # the values a rule passes under the settings' job section (lpe.core.settings)
 JOB_VALUES = {"job.resume": "work/mini/resume/vit_mini_t-swag.pt",
+              "job.reuse": "work/mini/checkpoints/vit_mini_t-sgd.safetensors",
+              "job.reuse_posterior": "work/mini/posteriors/vit_mini_t-ivon.safetensors",
               "job.openclip": ["ViT-B-32", "openai"],
               "job.setting_file": "work/mini/baselines/vit_mini_t/lpe-bsr-choice.json",
               "job.candidates": None}  # fmt: skip
@@ -104,20 +110,30 @@ def config(profile: str) -> dict:
     return validate(load_config_file(ROOT / f"config/{profile}.yaml"), schema)
 
 
+# a job picked by one of its values (chosen_by): each of its jobs, as the stage's command line
+CHOSEN = [(lpe.stages.fast_train.FastTrainJob, {"method": m}) for m in fast_sources()]
+
+
 @pytest.mark.parametrize("profile", ["mini", "paper"])
-@pytest.mark.parametrize("job_type", list(OWN), ids=lambda t: t.__name__)
-def test_a_job_round_trips_from_the_config(job_type, profile):
+@pytest.mark.parametrize(
+    ("job_type", "own"),
+    [*((t, {}) for t in OWN), *CHOSEN],
+    ids=lambda v: v.__name__ if isinstance(v, type) else "-".join(map(str, v.values())),
+)
+def test_a_job_round_trips_from_the_config(job_type, own, profile):
     """The job ``--settings`` and flags make (what a rule runs) is the job ``from_settings``
     makes from the config, and each config-keyed field holds its key's value."""
-    keys = list(configured(job_type))
+    own = {**OWN[job_type], **own}
+    chosen = job_of(job_type, own.get(getattr(job_type, "chosen_by", None) or ""))
+    keys = list(configured(chosen))
     section = pick(config(profile), [k for k in keys if not k.startswith("job.")])
     for key in (k for k in keys if k.startswith("job.")):  # the job's own values, as a rule's
         section.setdefault("job", {})[key.split(".", 1)[1]] = JOB_VALUES[key]
-    job = from_settings(job_type, section, **OWN[job_type])
-    argv = [*flags(OWN[job_type]), *(["--settings", settings_json(section)] if keys else [])]
-    assert from_cli(job_type, argv) == job
-    for key, fields in configured(job_type).items():
-        for field in fields:
+    job = from_settings(job_type, section, **own)
+    argv = [*flags(own), *(["--settings", settings_json(section)] if keys else [])]
+    assert type(job) is chosen and from_cli(job_type, argv) == job
+    for key, fields in configured(chosen).items():
+        for field in (f for f in fields if config_keys(f)[-1] == key):  # the last key wins
             convert = field.metadata["from_config"] or (lambda v: v)
             expected = convert(lookup(section, key))
             expected = tuple(expected) if isinstance(expected, list) else expected

@@ -15,28 +15,20 @@ import subprocess
 import pytest
 from helpers import schema_default
 
-from lpe.cli.flags import (
-    CALIBRATED_SETTINGS,
-    DATA_SETTINGS,
-    FINETUNE_SETTINGS,
-    PREDICT_SETTINGS,
-    QUANT_SETTINGS,
-    RESUME_SETTINGS,
-)
 from lpe.cli.jobs import apply_settings
 from lpe.core.settings import FLAG, Option, lookup, pick, settings_json
-from lpe.methods import family, load
+from lpe.methods import family, load, load_all
 from lpe.reports.claims import CLAIMS_SETTINGS
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
+from lpe.training.finetuning import settings_keys
 
+load_all()  # every fine-tuning method's settings (settings_keys)
+
+# the maps of config keys to options outside the typed jobs (whose keys tests/cli/test_jobs.py
+# checks): the claims report's, each fast source's own, the fine-tuning methods' settings
 MAPS = {
-    "data": DATA_SETTINGS,
-    "predict": PREDICT_SETTINGS,
-    "calibrated": CALIBRATED_SETTINGS,
-    "quant": QUANT_SETTINGS,
-    "finetune": FINETUNE_SETTINGS,
-    "resume": RESUME_SETTINGS,
     "claims": CLAIMS_SETTINGS,
+    "finetune": settings_keys(),
     **{f"fast {s.name}": load(s.name).SETTINGS for s in family("fast")},
 }
 
@@ -239,7 +231,7 @@ def test_a_flag_defaults_to_its_config_keys_schema_default():
 
     defaults = {**RUN_FIELDS, **settings_fields()}
     wrong = {}
-    for key, dest in FINETUNE_SETTINGS.items():
+    for key, dest in settings_keys().items():
         if defaults[dest] != schema_default(key):
             wrong[key] = (defaults[dest], schema_default(key))
     for source in family("fast"):
