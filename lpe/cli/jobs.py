@@ -1,6 +1,6 @@
 """A stage's command line, and how its ``--settings`` JSON sets it: the flags of a typed job
-(``lpe.core.jobs``), generated from its fields, and ``apply_settings`` for the stages whose flags
-are still written by hand (``lpe.cli.flags``: the mmlu stage).
+(``lpe.core.jobs``), generated from its fields, and ``apply_settings`` for a parser written by
+hand (the claims report's).
 
 ``from_cli(Job, argv)`` offers one flag per field (``batch_size`` -> ``--batch-size``), typed by
 the field's annotation (``tuple[int, ...]``: any number of values; ``bool``: ``--x``/``--no-x``),
@@ -38,11 +38,6 @@ def _typed(action: argparse.Action, value: Any) -> Any:
 def _arguments(argv: Sequence[str] | None) -> list[str]:
     """``argv``, or the process's arguments when None (as argparse reads them)."""
     return sys.argv[1:] if argv is None else list(argv)
-
-
-def subcommand(argv: Sequence[str] | None) -> str | None:
-    """The first argument (a stage's subcommand, ``train``/``predict``), before parsing."""
-    return next(iter(_arguments(argv)), None)
 
 
 def argument_value(argv: Sequence[str] | None, flag: str) -> str | None:
@@ -146,7 +141,19 @@ def from_cli(
     job_type: type[Job], argv: Sequence[str] | None = None, description: str | None = None
 ) -> Job:
     """The job of ``argv`` (the process's arguments when None): its flags and ``--settings``.
-    A bad value stops here, with the job's own one-line reason."""
+    A bad value stops here, with the job's own one-line reason. A stage of subcommands (its
+    ``commands``: name -> job) takes the subcommand first (``mmlu predict --model ...``)."""
+    if commands := getattr(job_type, "commands", None):
+        argv = _arguments(argv)
+        if not argv or argv[0] not in commands:
+            parser = argparse.ArgumentParser(description=description)
+            parser.add_argument("command", choices=tuple(commands))
+            parser.parse_args(argv[:1])  # stops with argparse's usage and its one line
+        job_type, description, argv = (
+            commands[argv[0]],
+            job_type.commands[argv[0]].__doc__,
+            argv[1:],
+        )
     by = getattr(job_type, "chosen_by", None) or ""  # a job whose fields depend on one flag
     job_type = job_of(job_type, argument_value(argv, f"--{by.replace('_', '-')}"))
     parser = job_parser(job_type, description)

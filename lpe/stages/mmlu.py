@@ -35,11 +35,11 @@ At 8B scale (the paper profile):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,10 +47,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpe.cli.flags import FORMAT_NAMES, add_runtime_arguments
-from lpe.cli.jobs import apply_settings, subcommand
+from lpe.cli.flags import FORMAT_NAMES
+from lpe.cli.jobs import from_cli
 from lpe.core.artifacts import write_json, write_with
-from lpe.core.runtime import resolve_device, set_threads
+from lpe.core.jobs import Job, setting
+from lpe.core.runtime import Inference
 from lpe.data.mmlu import CHOICES, MMLUError, build_prompts
 from lpe.evaluation import spine
 from lpe.evaluation.ensemble import LowPrecisionEnsemble
@@ -91,8 +92,8 @@ def answer_log_probs(
         return spine.forward_log_probs(model, inputs, device, weights, read=answers)
 
 
-def predict(args) -> None:
-    device = resolve_device(args.device)
+def predict(args: MmluPredict) -> None:
+    device = args.start()
     model, tokenizer = load_model(args.model, args.dtype, device)
     prompts, labels = build_prompts(args.mmlu, args.split, args.shots, args.limit)
     # the FP32 weights on the CPU, read again from the files when the model runs in another
@@ -216,41 +217,61 @@ def download(name: str, cache, out) -> None:
     shutil.copytree(cached, out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("download", help="the model and tokenizer, via transformers and a cache")
-    d.add_argument("--name", required=True)
-    d.add_argument("--cache", required=True)
-    d.add_argument("--out", required=True)
-    p = sub.add_parser("predict", help="MMLU predictions of the model or of its members")
-    p.add_argument("--model", required=True, help="a folder written by `download`")
-    p.add_argument("--mmlu", required=True, help="MMLU root (dev/, test/, val/)")
-    p.add_argument("--split", default="test", choices=("test", "val"))
-    p.add_argument("--shots", type=int, default=5)
-    p.add_argument("--limit", type=int, help="a fixed random subset of this many questions")
-    p.add_argument("--format", help=f"the members' number format: {FORMAT_NAMES} (omit for the "
-                   "FP32 model)")  # fmt: skip
-    p.add_argument("--method", default="bsr", choices=("rtn", "bsr"))
-    p.add_argument("--members", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--out", required=True)
-    add_runtime_arguments(p)
-    if subcommand(argv) == "predict":
-        job = {f"job.{name}": name for name in ("method", "format", "seed")}  # the run's members
-        apply_settings(p, argv, {"large.ensemble_size": "members", "predict.dtype": "dtype", **job})
-    args = parser.parse_args(argv)
-    if args.command == "predict" and args.method == "rtn":
-        args.members = 1  # rounding to nearest is deterministic: one member
-    if args.command == "download":
-        download(args.name, args.cache, args.out)
+@dataclass(frozen=True, kw_only=True)
+class MmluDownload(Job):
+    """``download``: the model and its tokenizer, via transformers and a cache."""
+
+    name: str = setting(help="the model's Hugging Face name")
+    cache: str = setting(help="folder of downloaded models")
+    out: str = setting(help="the model folder written")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MmluPredict(Inference):
+    """``predict``: MMLU predictions of the model or of its members."""
+
+    model: str = setting(help="a folder written by `download`")
+    mmlu: str = setting(help="MMLU root (dev/, test/, val/)")
+    split: str = setting("test", "the questions evaluated", choices=("test", "val"))
+    shots: int = setting(5, "examples from the dev split before each question")
+    limit: int | None = setting(None, "a fixed random subset of this many questions")
+    # the run's members: the workflow's wildcards (job.*), none for the FP32 model
+    format: str | None = setting(
+        None, f"the members' number format: {FORMAT_NAMES} (omit for the FP32 model)",
+        config="job.format",
+    )  # fmt: skip
+    method: str | None = setting("bsr", "the members' rounding (rtn or bsr)", config="job.method")
+    members: int = setting(20, "LPE-BSR members", config="large.ensemble_size")
+    seed: int | None = setting(0, "the ensemble seed", config="job.seed")
+    batch_size: int = setting(4, "prompts per forward pass")
+    out: str = setting(help="the predictions file")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shots < 0 or self.members < 1:
+            raise ValueError("--shots must be >= 0 and --members >= 1")
+        if self.format is not None and self.method not in ("rtn", "bsr"):
+            raise ValueError(f"--method must be rtn or bsr, got {self.method!r}")
+
+
+class MmluJob:
+    """The stage's two subcommands, each its own job (``lpe.cli.jobs.from_cli`` reads the first
+    argument)."""
+
+    commands = {"download": MmluDownload, "predict": MmluPredict}
+
+
+def run(job: MmluDownload | MmluPredict) -> None:
+    """Download the model, or write the predictions file."""
+    if isinstance(job, MmluDownload):
+        download(job.name, job.cache, job.out)
         return
-    if args.shots < 0 or args.members < 1:
-        parser.error("--shots must be >= 0 and --members >= 1")
-    set_threads(args.threads)
-    predict(args)
-    print(f"wrote {args.out}")
+    predict(job)
+    print(f"wrote {job.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(from_cli(MmluJob, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import lpe.stages.fast_train
 import lpe.stages.finetune
 import lpe.stages.generate
 import lpe.stages.landscape
+import lpe.stages.mmlu
 import lpe.stages.predict
 import lpe.stages.score
 import lpe.stages.select_model
@@ -36,7 +37,7 @@ from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 
 STAGES = sorted(p.stem for p in (ROOT / "lpe/stages").glob("*.py") if p.stem != "__init__")
 # the stages whose parsers are still written by hand (lpe.cli.flags): the list only shrinks
-HAND_WRITTEN = {"mmlu"}
+HAND_WRITTEN: set[str] = set()
 JOB_STAGES = {
     module: getattr(module, next(n for n in dir(module) if n.endswith("Job") and n != "Job"
                                   and n != "FastJob"))
@@ -71,6 +72,9 @@ OWN = {
                                       "format": "nf4", "out": "m"},
     lpe.stages.landscape.LandscapeJob: {"checkpoint": "s.safetensors", "second": "t.safetensors",
                                         "member": "m", "data": "d.npz", "out": "l.npz"},
+    lpe.stages.mmlu.MmluDownload: {"name": "meta-llama/Meta-Llama-3-8B", "cache": "c",
+                                   "out": "m"},
+    lpe.stages.mmlu.MmluPredict: {"model": "m", "mmlu": "root", "out": "p.npz"},
     lpe.stages.predict.PredictJob: {"checkpoint": "c.safetensors", "data": "d.npz",
                                     "out": "p.npz", "members_per_call": 2},
     lpe.stages.score.ScoreJob: {"preds": ["a.npz", "b.npz"], "out": "scores.csv"},
@@ -82,9 +86,14 @@ OWN = {
 }  # fmt: skip
 
 
+def jobs_of(job_type) -> list[type]:
+    """A stage's jobs: its job, or one per subcommand (``mmlu``)."""
+    return list(getattr(job_type, "commands", {"": job_type}).values())
+
+
 def test_every_stage_is_a_typed_job_or_listed_as_hand_written():
     assert set(STAGES) == {m.__name__.rsplit(".", 1)[1] for m in JOB_STAGES} | HAND_WRITTEN
-    assert set(OWN) == set(JOB_STAGES.values())
+    assert set(OWN) == {job for t in JOB_STAGES.values() for job in jobs_of(t)}
 
 
 # the values a rule passes under the settings' job section (lpe.core.settings)
@@ -93,7 +102,8 @@ JOB_VALUES = {"job.resume": "work/mini/resume/vit_mini_t-swag.pt",
               "job.reuse_posterior": "work/mini/posteriors/vit_mini_t-ivon.safetensors",
               "job.openclip": ["ViT-B-32", "openai"],
               "job.setting_file": "work/mini/baselines/vit_mini_t/lpe-bsr-choice.json",
-              "job.candidates": None}  # fmt: skip
+              "job.candidates": None, "job.format": "int5", "job.method": "bsr",
+              "job.seed": 1}  # fmt: skip
 
 
 def flags(values: dict) -> list[str]:
@@ -253,3 +263,16 @@ def test_a_stage_runs_from_python_as_from_its_command_line(tmp_path, checkpoint,
         for key in a.files:
             if "seconds" not in key:  # wall time
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_stage_of_subcommands_takes_its_subcommand_first(capsys):
+    mmlu = lpe.stages.mmlu
+    argv = ["--model", "m", "--mmlu", "root", "--out", "p.npz", "--format", "int4"]
+    job = from_cli(mmlu.MmluJob, ["predict", *argv])
+    assert job == mmlu.MmluPredict(model="m", mmlu="root", out="p.npz", format="int4")
+    assert from_cli(mmlu.MmluJob, ["download", "--name", "n", "--cache", "c", "--out", "o"]) == (
+        mmlu.MmluDownload(name="n", cache="c", out="o")
+    )
+    with pytest.raises(SystemExit):
+        from_cli(mmlu.MmluJob, ["train", *argv])
+    assert "invalid choice: 'train' (choose from 'download', 'predict')" in capsys.readouterr().err
