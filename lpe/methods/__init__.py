@@ -93,7 +93,8 @@ PLUGINS = "lpe.methods"  # the entry-point group of methods from other packages
 def plugins() -> tuple[Source, ...]:
     """The registry lines other installed packages add: each entry point of the group
     ``lpe.methods`` names a :class:`Source` (``mypkg.registry:SOURCE``; keep that module free
-    of torch, the workflow reads it while it builds the DAG) whose ``module`` is its method's
+    of torch, the workflow reads it while it builds the DAG; it may import ``Source`` and
+    ``FREE`` from here, which exist before the plugins are read) whose ``module`` is its method's
     module by import path. The workflow's subprocesses see the same lines, so a method from
     outside runs through the stages, the rules and the reports like one of this package's."""
     from importlib.metadata import entry_points
@@ -173,9 +174,9 @@ def baselines() -> dict:
 
 
 def load_all() -> None:
-    """Import every method module of this package, so each registers its fine-tuning method and
-    posterior type (``lpe.training.finetuning``) in the registry's order (``sgd`` first: the
-    others build on it)."""
+    """Import every method module of this package and of the plugins' lines (:func:`plugins`),
+    so each registers its fine-tuning method and posterior type (``lpe.training.finetuning``) in
+    the registry's order (``sgd`` first: the others build on it)."""
     ordered = [f"{__name__}.sgd", *(s.module_path for s in SOURCES if s.module)]
     found = [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)]
     for module in dict.fromkeys([*ordered, *sorted(found)]):
