@@ -26,12 +26,13 @@ import pandas as pd
 
 from lpe.core.artifacts import write_with
 from lpe.formats.names import label as precision_label
-from lpe.methods import bma_method, family
+from lpe.methods import family
 from lpe.reports.plotting import plt, save_figure, sns
 from lpe.reports.tabulate import has_shared_memory
 
 # one panel per fine-tuning run: SGD's, then each posterior method's (the registry's)
 SOLUTION_NAMES = {"sgd": "SGD solution", **{s.optimizer: s.solution for s in family("posterior")}}
+BMA_METHODS = {s.optimizer: s.name for s in family("posterior")}  # each run's BMA, by registry name
 RUNS = {"sgd": "SGD solution"} | {
     o: f"{o.upper()} ({solution})" for o, solution in SOLUTION_NAMES.items() if o != "sgd"
 }
@@ -49,7 +50,7 @@ def curves(scores: pd.DataFrame, fmt: str, x: str) -> plt.Figure:
     for ax, (optimizer, title) in zip(axes, RUNS.items(), strict=True):
         run = scores[scores["optimizer"] == optimizer]
         lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
-        bma = run[run["method"] == bma_method(optimizer)] if optimizer != "sgd" else run[:0]
+        bma = run[run["method"] == BMA_METHODS.get(optimizer)]  # none around the SGD solution
         series = [
             (bma, x, "BMA", "C1", {}),
             (lpe, x, f"LPE-BSR ({precision_label(fmt)})", "C0", {}),

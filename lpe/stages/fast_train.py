@@ -84,9 +84,7 @@ def fast_train_job(method: str) -> type[FastTrainJob]:
 def _fast_train_job(method: str, sources: tuple[str, ...]) -> type[FastTrainJob]:
     module = load(method)
     keys = {name: key for key, name in module.SETTINGS.items()}
-    made = {}
-    for name, hint, field in method_fields():
-        made[name] = (name, hint, field)
+    made = {field[0]: field for field in method_fields()}
     for option in module.OPTIONS:
         hint = tuple[option.type, ...] if option.many else option.type | None
         made[option.name] = (option.name, hint, setting(option.default, option.help))

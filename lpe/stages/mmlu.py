@@ -66,30 +66,37 @@ def answer_token_ids(tokenizer) -> list[int]:
     return [tokenizer.encode(f" {c}", add_special_tokens=False)[-1] for c in CHOICES]
 
 
-def answer_log_probs(
-    model, tokenizer, prompts, device, batch_size: int = 4, *, weights=None
-) -> torch.Tensor:
-    """``(N, 4)`` log-probabilities of the four answers at the answer position; with
-    ``weights`` (``lpe.evaluation.spine.member_weights``), of the model run with a member's
-    weights (the evaluation spine's forward)."""
-    ids = answer_token_ids(tokenizer)
-    if len(set(ids)) != 4:
-        raise MMLUError(f"the tokenizer maps the answer letters to tokens {ids}, not 4 distinct")
-    tokenizer.padding_side = "left"  # the answer position is the last one of every row
+def answer_batches(tokenizer, prompts, batch_size: int = 4) -> list[dict]:
+    """The prompts tokenized once, in batches of keyword inputs: left-padded (the answer position
+    is the last one of every row), keeping only that position's logits (not (batch, length,
+    128k)) and no KV cache."""
+    tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # only the answer position's logits (not (batch, length, 128k)), and no KV cache
-    inputs = (
+    return [
         {**tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True),
          "logits_to_keep": 1, "use_cache": False}
         for i in range(0, len(prompts), batch_size)
-    )  # fmt: skip
+    ]  # fmt: skip
+
+
+def answer_log_probs(
+    model, tokenizer, prompts, device, batch_size: int = 4, *, weights=None, batches=None
+) -> torch.Tensor:
+    """``(N, 4)`` log-probabilities of the four answers at the answer position; with
+    ``weights`` (``lpe.evaluation.spine.member_weights``), of the model run with a member's
+    weights (the evaluation spine's forward). ``batches``: the prompts already tokenized
+    (:func:`answer_batches`), for a run that scores several members."""
+    ids = answer_token_ids(tokenizer)
+    if len(set(ids)) != 4:
+        raise MMLUError(f"the tokenizer maps the answer letters to tokens {ids}, not 4 distinct")
+    batches = answer_batches(tokenizer, prompts, batch_size) if batches is None else batches
 
     def answers(output) -> torch.Tensor:
         return torch.log_softmax(output.logits[:, -1, ids].float(), dim=-1)
 
     with spine.evaluating(model):
-        return spine.forward_log_probs(model, inputs, device, weights, read=answers)
+        return spine.forward_log_probs(model, batches, device, weights, read=answers)
 
 
 def predict(args: MmluPredict) -> None:
@@ -119,9 +126,11 @@ def predict(args: MmluPredict) -> None:
         todo = ((k, member) for k, member in enumerate(drawn) if k not in parts)
         open_member = spine.open_member(model)  # on the model's device, in its dtypes
 
+        batches = answer_batches(tokenizer, prompts, args.batch_size)  # once for every member
+
         def answer(weights) -> torch.Tensor:
             return answer_log_probs(model, tokenizer, prompts, device, args.batch_size,
-                                    weights=weights)  # fmt: skip
+                                    weights=weights, batches=batches)  # fmt: skip
 
         passes = spine.stream(model, todo, lambda km: open_member(km[1]), None, device,
                               forward=answer)  # fmt: skip
