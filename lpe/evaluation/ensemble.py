@@ -177,23 +177,29 @@ class LowPrecisionEnsemble(torch.nn.Module):
         are)."""
         return run_with(self.model, member_weights(self.model, member), *args, **kwargs)
 
-    def _open(self, m: int) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
-        """Member ``m``'s weights as :func:`run_with` takes them (the spine's member-source
-        protocol), decoded when it is opened, or with ``keep_decoded`` kept after its first use
-        (for the model's device and dtype as they are then)."""
+    def _opener(self):
+        """The spine's ``open`` of this call's members (by index): each member's weights as
+        :func:`run_with` takes them, decoded when it is opened, or with ``keep_decoded`` kept
+        after its first use, for the model's device and dtype as they are at this call (looked
+        up once per call, not per member)."""
         if not self.keep_decoded:
-            return contextlib.nullcontext(member_weights(self.model, self.shared.member(m)))
+            return lambda m: contextlib.nullcontext(
+                member_weights(self.model, self.shared.member(m))
+            )
         first = next(iter(model_tensors(self.model).values()), None)
         where = None if first is None else (first.device, first.dtype)
-        if (m, where) not in self._decoded:
-            weights = member_weights(self.model, self.shared.member(m))
-            self._decoded = {k: v for k, v in self._decoded.items() if k[1] == where}
-            self._decoded[m, where] = weights
-        return contextlib.nullcontext(self._decoded[m, where])
+        self._decoded = {k: v for k, v in self._decoded.items() if k[1] == where}
+
+        def opened(m: int):
+            if (m, where) not in self._decoded:
+                self._decoded[m, where] = member_weights(self.model, self.shared.member(m))
+            return contextlib.nullcontext(self._decoded[m, where])
+
+        return opened
 
     def member_log_probs(self, *args, **kwargs) -> torch.Tensor:
         """``(M, ..., C)``: each member's log-probabilities on one batch (eval mode)."""
-        return spine.each_member(self.model, self._indices(BSR), self._open, *args, **kwargs)
+        return spine.each_member(self.model, self._indices(BSR), self._opener(), *args, **kwargs)
 
     def log_probs(self, *args, **kwargs) -> torch.Tensor:
         """``(..., C)``: log of the mean member probability on one batch (eval mode), at the
@@ -204,7 +210,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
     def _ensemble(self, *args, **kwargs) -> tuple[torch.Tensor, bool]:
         """:meth:`log_probs`, and whether the model's outputs carry ``.logits``."""
         log_probs, with_logits = spine.mean_of_members(
-            self.model, self._indices(BSR), self._open, *args, **kwargs
+            self.model, self._indices(BSR), self._opener(), *args, **kwargs
         )
         return self._at_temperature(log_probs), with_logits
 
