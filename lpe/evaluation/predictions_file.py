@@ -26,14 +26,16 @@ import numpy as np
 from lpe.core.artifacts import write_with
 from lpe.evaluation.spine import Evaluated
 from lpe.members.sets import listed_format
+from lpe.methods import rounding_run
 from lpe.models.factory import count_params
 
 
 def member_run(manifest: dict) -> dict:
-    """What a members folder's predictions file records besides the members: method, format,
-    bits, seed, and each member's bits under the shared-base accounting when it has them."""
+    """What a members folder's predictions file records besides the members: method (the
+    registry name of its rounding's run: ``lpe-bsr`` for ``bsr`` members), format, bits, seed,
+    and each member's bits under the shared-base accounting when it has them."""
     run = {
-        "method": manifest["method"],
+        "method": rounding_run(manifest["method"]),
         "format": listed_format(manifest),
         "bits": manifest["bits"],
         "seed": manifest["seed"],

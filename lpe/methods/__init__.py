@@ -146,12 +146,22 @@ def fast_with_lpe() -> list[str]:
     return [s.name for s in family("fast") if s.lpe_copies]
 
 
-def score_names() -> dict[str, str]:
-    """Every ``method`` a predictions file may hold -> its name in the score CSVs: the sources,
-    the fast sources' LPE-BSR variants, and ``bsr`` (the members' own name for LPE-BSR)."""
-    names = {s.name: s.name for s in SOURCES}
-    names.update({f"{m}{LPE_SUFFIX}": f"{m}{LPE_SUFFIX}" for m in fast_with_lpe()})
-    return {**names, "bsr": "lpe-bsr"}
+# A members folder's rounding (lpe.members: its files' ``method``) -> the registry name of the
+# run it makes, which its predictions file holds
+ROUNDING_RUNS = {"rtn": "rtn", "bsr": "lpe-bsr"}
+
+
+def rounding_run(rounding: str) -> str:
+    """The registry name of the run whose members are rounded by ``rounding`` (rtn, bsr)."""
+    if rounding not in ROUNDING_RUNS:
+        raise ValueError(f"unknown rounding {rounding!r}: {sorted(ROUNDING_RUNS)}")
+    return ROUNDING_RUNS[rounding]
+
+
+def run_names() -> list[str]:
+    """Every ``method`` a predictions file may hold, as the score CSVs hold it: the registry's
+    names and the fast sources' LPE-BSR variants."""
+    return [s.name for s in SOURCES] + [f"{m}{LPE_SUFFIX}" for m in fast_with_lpe()]
 
 
 def load(name: str) -> ModuleType:

@@ -58,6 +58,7 @@ from lpe.evaluation.ensemble import LowPrecisionEnsemble
 from lpe.formats.number_formats import get_format
 from lpe.formats.policy import policy_for
 from lpe.members.files import quantize
+from lpe.methods import rounding_run
 from lpe.models.llm import load_model
 
 
@@ -139,7 +140,7 @@ def predict(args: MmluPredict) -> None:
             parts.save(k, done.log_probs, member.bits)
         log_probs, bits = zip(*(parts.load(k) for k in range(count)), strict=True)
         log_probs, bits = torch.stack(log_probs), list(bits)
-        run = {"method": args.method, "bits": fmt.code_bits, "seed": args.seed}
+        run = {"method": rounding_run(args.method), "bits": fmt.code_bits, "seed": args.seed}
     meta = json.loads((Path(args.model) / "lpe_source.json").read_text())
     info = SimpleNamespace(backward_passes=0, model=meta["name"], optimizer="pretrained")
     from lpe.evaluation.predictions_file import write_predictions

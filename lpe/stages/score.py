@@ -48,9 +48,10 @@ from lpe.core.artifacts import ArtifactError, write_with
 from lpe.core.jobs import Job, setting
 from lpe.evaluation.temperature import fit_temperature, scaled
 from lpe.formats.names import FP32, int_name
-from lpe.methods import score_names
+from lpe.methods import ROUNDING_RUNS, run_names
 
-METHOD_LABELS = score_names()  # a predictions file's method -> the score CSVs' (lpe.methods)
+# the methods a predictions file may hold: the registry's names, as the score CSVs hold them
+RUN_NAMES = frozenset(run_names())
 COLUMNS = [
     "model", "optimizer", "params", "precision", "method", "seed", "members",
     "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
@@ -130,8 +131,15 @@ def prediction_problems(run: dict) -> list[str]:
                 f"{None if calib_labels is None else calib_labels.shape} do not match "
                 f"{members} members of {classes} classes"
             )
-    if str(run["method"]) not in METHOD_LABELS:
-        problems.append(f"unknown method {str(run['method'])!r}")
+    if (method := str(run["method"])) not in RUN_NAMES:
+        # a members folder's rounding: the predictions files of versions before the registry's
+        # names reached them, made again by their stage
+        made_again = (
+            f" (remake it: its run is now {ROUNDING_RUNS[method]!r})"
+            if method in ROUNDING_RUNS
+            else ""
+        )
+        problems.append(f"unknown method {method!r}{made_again}")
     return problems
 
 
@@ -145,7 +153,7 @@ def score_run(run: dict) -> list[dict]:
         "optimizer": str(run["optimizer"]) if "optimizer" in run else "adamw",
         "params": int(run["params"]),
         "precision": str(run["format"]) if "format" in run else int_name(bits) if bits else FP32,
-        "method": METHOD_LABELS[str(run["method"])],
+        "method": str(run["method"]),
         "seed": int(run["seed"]),
         "backward_passes": int(run["backward_passes"]),
     }

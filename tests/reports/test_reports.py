@@ -452,7 +452,7 @@ def test_the_score_stage_sums_shared_bits_of_the_first_members():
                                   dim=-1).numpy()  # fmt: skip
     run = {"log_probs": log_probs, "labels": np.array([0, 1, 2, 3, 0]),
            "member_bits": np.array([50, 50, 50]), "bits": np.asarray(4),
-           "method": np.asarray("bsr"), "seed": np.asarray(0), "model": np.asarray("m"),
+           "method": np.asarray("lpe-bsr"), "seed": np.asarray(0), "model": np.asarray("m"),
            "params": np.asarray(10), "backward_passes": np.asarray(7)}  # fmt: skip
     assert [r["memory_bits_shared"] for r in score_run(run)] == [50, 100, 150]  # none shared
     run["member_shared_bits"] = np.array([60, 10, 10])

@@ -65,6 +65,8 @@ def test_one_job_equals_generate_then_predict_for_every_run(tmp_path, checkpoint
                                                    "shared-base" else set())  # fmt: skip
             for key in set(b.files) - {"member_seconds"}:  # a measured time: never the same
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{run} {key}")
+            # the run's registry name, as the score CSVs hold it: no renaming on the way
+            assert str(a["method"]) == {"bsr": "lpe-bsr", "rtn": "rtn"}[run[0]]
             if layout == "shared-base":
                 shared = a["member_shared_bits"]
                 assert shared.sum() == json.loads(
