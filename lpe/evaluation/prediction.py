@@ -37,7 +37,7 @@ class Evaluation(StageData, Inference):
     """The job part of the stages that evaluate on a data split (the config's ``predict`` keys)."""
 
     split: str = setting("test", "the split evaluated", config="predict.split", choices=SPLITS)
-    batch_size: int = setting(1000, "examples per forward pass")
+    batch_size: int = setting(1000, "examples per forward pass", config="predict.batch_size")
 
     def inputs(self, info):
         """``(inputs, labels)`` of the evaluated split: tensors of a data file, or a loader of an

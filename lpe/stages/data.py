@@ -17,11 +17,13 @@ from lpe.data.datasets import DATASETS, SPLITS, build, save_splits
 class DataJob(Job):
     """One data set's splits, written as one file."""
 
-    dataset: str = setting(help="the data set", choices=tuple(sorted(DATASETS)))
-    train: int = setting(help="train examples")
-    val: int = setting(help="val examples")
-    test: int = setting(help="test examples")
-    seed: int = setting(help="seed of the data generator")
+    dataset: str = setting(
+        "mnist1d", "the data set", config="dataset.name", choices=tuple(sorted(DATASETS))
+    )
+    train: int = setting(12000, "train examples", config="dataset.train")
+    val: int = setting(2000, "val examples", config="dataset.val")
+    test: int = setting(6000, "test examples", config="dataset.test")
+    seed: int = setting(0, "seed of the data generator", config="dataset.seed")
     out: str = setting(help="the split file written")
 
 

@@ -115,7 +115,9 @@ class DownloadJob(Job):
     """One checkpoint to fetch (or take from the cache) and write."""
 
     name: str = setting(help="timm model name with its pretrained tag")
-    cache: str = setting(help="folder of downloaded checkpoints")
+    cache: str = setting(
+        "~/.cache/lpe", "folder of downloaded checkpoints", config="checkpoints.cache"
+    )
     out: str = setting(help="the checkpoint written")
     openclip: tuple[str, ...] = setting(
         (),

@@ -232,7 +232,7 @@ class MmluDownload(Job):
     """``download``: the model and its tokenizer, via transformers and a cache."""
 
     name: str = setting(help="the model's Hugging Face name")
-    cache: str = setting(help="folder of downloaded models")
+    cache: str = setting("~/.cache/lpe", "folder of downloaded models", config="checkpoints.cache")
     out: str = setting(help="the model folder written")
 
 
@@ -241,9 +241,11 @@ class MmluPredict(Inference):
     """``predict``: MMLU predictions of the model or of its members."""
 
     model: str = setting(help="a folder written by `download`")
-    mmlu: str = setting(help="MMLU root (dev/, test/, val/)")
-    split: str = setting("test", "the questions evaluated", choices=("test", "val"))
-    shots: int = setting(5, "examples from the dev split before each question")
+    mmlu: str = setting("", "MMLU root (dev/, test/, val/)", config="llm.mmlu")
+    split: str = setting(
+        "test", "the questions evaluated", config="llm.split", choices=("test", "val")
+    )
+    shots: int = setting(5, "examples from the dev split before each question", config="llm.shots")
     limit: int | None = setting(None, "a fixed random subset of this many questions")
     # the run's members: the workflow's wildcards (job.*), none for the FP32 model
     format: str | None = setting(
@@ -253,11 +255,13 @@ class MmluPredict(Inference):
     method: str | None = setting("bsr", "the members' rounding (rtn or bsr)", config="job.method")
     members: int = setting(20, "LPE-BSR members", config="large.ensemble_size")
     seed: int | None = setting(0, "the ensemble seed", config="job.seed")
-    batch_size: int = setting(4, "prompts per forward pass")
+    batch_size: int = setting(4, "prompts per forward pass", config="llm.batch_size")
     out: str = setting(help="the predictions file")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.mmlu:
+            raise ValueError("--mmlu (llm.mmlu): give the MMLU root")
         if self.shots < 0 or self.members < 1:
             raise ValueError("--shots must be >= 0 and --members >= 1")
         if self.format is not None and self.method not in ("rtn", "bsr"):

@@ -105,7 +105,7 @@ class SelectModelJob(MemberFormat, StageData, Device):
     seeds: tuple[int, ...] = setting(
         (0, 1, 2), "ensemble seeds; the gains are averaged over them", config="lpe.seeds"
     )
-    batch_size: int = setting(1000, "examples per forward pass")
+    batch_size: int = setting(1000, "examples per forward pass", config="predict.batch_size")
     configured: str = setting(help="the config's bma.model")
     out: str = setting(help="the Markdown record of the choice")
 

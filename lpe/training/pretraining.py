@@ -52,15 +52,17 @@ class AdamW(Method):
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(Job):
-    """A training run's settings (the config's ``train`` keys, a model's ``train.per_model``
-    overrides applied by the workflow)."""
+    """A training run's settings: the config's ``train`` keys, as the workflow passes them for
+    one model (its ``train.per_model`` overrides applied; a seed run's seed as ``train.seed``)."""
 
-    epochs: int = setting(20, "passes over the training set")
-    batch_size: int = setting(128, "minibatch size")
-    lr: float = setting(1e-3, "peak AdamW learning rate")
-    weight_decay: float = setting(0.05, "decoupled weight decay")
-    warmup_epochs: int = setting(1, "linear warmup epochs before the cosine decay")
-    seed: int = setting(0, "initialisation and minibatch order")
+    epochs: int = setting(12, "passes over the training set", config="train.epochs")
+    batch_size: int = setting(128, "minibatch size", config="train.batch_size")
+    lr: float = setting(1e-3, "peak AdamW learning rate", config="train.lr")
+    weight_decay: float = setting(0.05, "decoupled weight decay", config="train.weight_decay")
+    warmup_epochs: int = setting(
+        1, "linear warmup epochs before the cosine decay", config="train.warmup_epochs"
+    )
+    seed: int = setting(0, "initialisation and minibatch order", config="train.seed")
 
     def __post_init__(self) -> None:
         super().__post_init__()

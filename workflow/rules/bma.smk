@@ -66,15 +66,16 @@ rule select_bma_model:
     threads: 1
     params:
         data=DATA,
-        settings=settings(HOLDOUT, QUANT, ("lpe.ensemble_size", "lpe.seeds")),
+        settings=settings(
+            HOLDOUT, QUANT, ("lpe.ensemble_size", "lpe.seeds", "predict.batch_size")
+        ),
         fmt=FAST_FORMAT,
         configured=BMA_MODEL,
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m lpe.stages.select_model --checkpoints {input.checkpoints}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
         " --format {params.fmt}"
-        " --batch-size {params.batch_size} --configured {params.configured} --threads {threads}"
+        " --configured {params.configured} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -151,14 +152,14 @@ rule predict_bma:
         ENV
     threads: 1
     params:
-        **PREDICTION_PARAMS,
+        data=DATA,
         settings=settings(PREDICT, ("bma.ensemble_size", "bma.swag.scale")),
         seeds=BMA_SEEDS,
     shell:
         "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
         " --seeds {params.seeds}"
-        " --batch-size {params.batch_size} --threads {threads}"
+        " --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 

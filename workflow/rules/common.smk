@@ -46,11 +46,12 @@ def settings(*keys, **job):
 
 
 # key groups the stages read (lpe.core.settings): the rounding policy; a prediction's split (the
-# temperature-scaling control of Tables 1, 5 and 6 too) and inference precision; the fine-tuning
-# runs
+# temperature-scaling control of Tables 1, 5 and 6 too) and inference precision (all a landscape
+# reads), and batch size; the fine-tuning runs
 QUANT = ("quant.per_channel", "quant.exclude", "quant.min_ndim")
 HOLDOUT = ("dataset.holdout",)
-PREDICT = ("predict.split", "predict.dtype", *HOLDOUT)
+SPLIT = ("predict.split", "predict.dtype", *HOLDOUT)
+PREDICT = (*SPLIT, "predict.batch_size")
 FINETUNING = (
     *HOLDOUT,
     *("bma.epochs", "bma.batch_size", "bma.seed", "bma.checkpoint_every"),
@@ -94,21 +95,21 @@ def runs(formats=QUANT_FORMATS):
     return names
 
 
-# the flags every prediction job passes its stage: the data and the batch size
-PREDICTION_PARAMS = {"data": DATA, "batch_size": config["predict"]["batch_size"]}
-# and every landscape job (lpe.stages.landscape): the data, the plane's settings
+# what every landscape job passes its stage (lpe.stages.landscape): the data, the plane's settings
 LANDSCAPE_PARAMS = {
     "data": DATA,
     "settings": settings(
-        PREDICT, ("landscape.grid", "landscape.margin", "landscape.points")
+        SPLIT, ("landscape.grid", "landscape.margin", "landscape.points")
     ),
 }
 
 
-def train_settings(model):
-    """train.*, with train.per_model[model]'s epochs, lr and weight_decay where given."""
-    settings = {k: v for k, v in config["train"].items() if k != "per_model"}
-    return {**settings, **config["train"]["per_model"].get(model, {})}
+def train_settings(model, **seed):
+    """A training job's --settings: train.*, with train.per_model[model]'s epochs, lr and
+    weight_decay where given (and a seed run's train.seed)."""
+    train = {k: v for k, v in config["train"].items() if k != "per_model"}
+    train.update(config["train"]["per_model"].get(model, {}), **seed)
+    return settings_json({"train": train})
 
 
 def openclip_tower(model):

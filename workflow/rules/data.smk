@@ -7,10 +7,8 @@ rule data:
         ENV
     threads: 1
     params:
-        dataset={
-            k: config["dataset"][k] for k in ("name", "seed", "train", "val", "test")
-        },
+        settings=settings(
+            [f"dataset.{k}" for k in ("name", "seed", "train", "val", "test")]
+        ),
     shell:
-        "python -m lpe.stages.data --dataset {params.dataset[name]} --train {params.dataset[train]}"
-        " --val {params.dataset[val]} --test {params.dataset[test]}"
-        " --seed {params.dataset[seed]} --out {output} > {log} 2>&1"
+        "python -m lpe.stages.data --settings {params.settings:q} --out {output} > {log} 2>&1"

@@ -1,5 +1,16 @@
 # The paper profile: pretrained checkpoints (download, cache) and the large models (Table 3, Figure 7).
 
+# the keys the downloads and the MMLU predictions read (lpe.core.settings)
+CACHE = ("checkpoints.cache",)
+MMLU = (
+    "llm.mmlu",
+    "llm.split",
+    "llm.shots",
+    "llm.batch_size",
+    "large.ensemble_size",
+    "predict.dtype",
+)
+
 LLMS = {
     re.sub("[/]", "--", name): name for name in config["llm"]["models"]
 }  # path-safe -> hub name
@@ -39,10 +50,10 @@ rule download_checkpoint:
         ENV
     threads: 1
     params:
-        cache=config["checkpoints"]["cache"],
+        settings=settings(CACHE, openclip=None),
     shell:
         "python -m lpe.stages.download_checkpoint --name {wildcards.model:q}"
-        " --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
+        " --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 # A CLIP tower as a zero-shot classifier: its own rule, so that a cluster profile can give it a
@@ -59,11 +70,10 @@ rule download_zeroshot:
         ENV
     threads: 1
     params:
-        cache=config["checkpoints"]["cache"],
-        settings=lambda w: settings(openclip=openclip_tower(w.model)),
+        settings=lambda w: settings(CACHE, openclip=openclip_tower(w.model)),
     shell:
         "python -m lpe.stages.download_checkpoint --name {wildcards.model:q}"
-        " --settings {params.settings:q} --cache {params.cache:q} --out {output:q} > {log:q} 2>&1"
+        " --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule download_llm:
@@ -78,9 +88,9 @@ rule download_llm:
     threads: 1
     params:
         name=lambda w: LLMS[w.llm],
-        cache=config["checkpoints"]["cache"],
+        settings=settings(CACHE),
     shell:
-        "python -m lpe.stages.mmlu download --name {params.name:q} --cache {params.cache:q}"
+        "python -m lpe.stages.mmlu download --name {params.name:q} --settings {params.settings:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -104,17 +114,15 @@ rule predict_llm:
         ENV
     threads: 1
     params:
-        cfg=config["llm"],
         settings=lambda w: settings(
-            ["large.ensemble_size", "predict.dtype"],
+            MMLU,
             method=w.method,
             format=w.fmt,
             seed=int(w.seed),
         ),
     shell:
-        "python -m lpe.stages.mmlu predict --model {input:q} --mmlu {params.cfg[mmlu]:q}"
-        " --split {params.cfg[split]} --shots {params.cfg[shots]}"
-        " --batch-size {params.cfg[batch_size]} --settings {params.settings:q} --threads {threads}"
+        "python -m lpe.stages.mmlu predict --model {input:q}"
+        " --settings {params.settings:q} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -128,9 +136,8 @@ use rule predict_llm as predict_llm_fp32 with:
     wildcard_constraints:
         llm="|".join(re.escape(m) for m in LLMS) or "^$",
     params:
-        cfg=config["llm"],
         settings=settings(
-            ["large.ensemble_size", "predict.dtype"],
+            MMLU,
             method=None,
             format=None,
             seed=None,

@@ -97,7 +97,7 @@ rule fast_predict:
         ENV
     threads: 1
     params:
-        **PREDICTION_PARAMS,
+        data=DATA,
         settings=settings(PREDICT, QUANT),
         fmt=FAST_FORMAT,
         copies=FAST["copies"],
@@ -106,7 +106,7 @@ rule fast_predict:
         "python -m lpe.stages.fast_predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
         " --format {params.fmt} --copies {params.copies} --seeds {params.seeds}"
-        " --batch-size {params.batch_size} --threads {threads}"
+        " --threads {threads}"
         " --members-out {output.members} --out {output.preds}"
         " --fp32-out {output.fp32}"
         " > {log} 2>&1"
@@ -130,12 +130,12 @@ rule fast_predict_fp32:
         ENV
     threads: 1
     params:
-        **PREDICTION_PARAMS,
+        data=DATA,
         settings=settings(PREDICT, QUANT),
     shell:
         "python -m lpe.stages.fast_predict --sources {input.sources} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q}"
-        " --batch-size {params.batch_size} --threads {threads}"
+        " --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 

@@ -55,7 +55,7 @@ rule ensembles_pretrained:
         " --members-out {output.members} --out {output.preds} --rtn-members-out {output.rtn}"
         " --rtn-out {output.rtn_preds}"
         " --settings {params.settings:q}"
-        " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
+        " --workers {threads} --threads {threads}"
         " > {log} 2>&1"
 
 
@@ -100,12 +100,12 @@ rule predict_fp32:
         ENV
     threads: 1
     params:
-        **PREDICTION_PARAMS,
+        data=DATA,
         settings=settings(PREDICT),
     shell:
         "python -m lpe.stages.predict --checkpoint {input.checkpoint} --data {params.data:q}"
         " --settings {params.settings:q}"
-        " --batch-size {params.batch_size} --workers {threads} --threads {threads}"
+        " --workers {threads} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -128,7 +128,7 @@ rule baseline:
         ENV
     threads: 1
     params:
-        **PREDICTION_PARAMS,
+        data=DATA,
         # the method's candidates: the config list its registry line names
         settings=lambda w: settings(
             PREDICT,
@@ -145,5 +145,5 @@ rule baseline:
         "python -m lpe.stages.baselines --checkpoint {input.checkpoint} --data {params.data:q}"
         " --workers {threads} --settings {params.settings:q} --method {wildcards.baseline}"
         " --choice-out {output.choice} --members {params.members} --seeds {params.seeds}"
-        " --batch-size {params.batch_size} --threads {threads}"
+        " --threads {threads}"
         " --out {output.preds} > {log} 2>&1"

@@ -98,9 +98,9 @@ def ensemble_outputs(kind):
 
 
 def ensemble_params(kind):
-    """An ensembles job's data, batch size, ensemble size, seeds and settings."""
+    """An ensembles job's data, ensemble size, seeds and settings."""
     return {
-        **PREDICTION_PARAMS,
+        "data": DATA,
         "members": kind.members,
         "seeds": kind.seeds,
         "settings": settings(PREDICT, QUANT),

@@ -1,3 +1,4 @@
+# Table 1's models, trained from scratch (the mini profile)
 rule train:
     input:
         data=DATA,
@@ -16,12 +17,10 @@ rule train:
         ENV
     threads: 1
     params:
-        cfg=lambda w: train_settings(w.model),
+        settings=lambda w: train_settings(w.model),
     shell:
         "python -m lpe.stages.train --data {input.data} --model {wildcards.model}"
-        " --epochs {params.cfg[epochs]} --batch-size {params.cfg[batch_size]}"
-        " --lr {params.cfg[lr]} --weight-decay {params.cfg[weight_decay]}"
-        " --warmup-epochs {params.cfg[warmup_epochs]} --seed {params.cfg[seed]}"
+        " --settings {params.settings:q}"
         " --threads {threads} --out {output.best} --last-out {output.last} > {log} 2>&1"
 
 
@@ -39,4 +38,4 @@ use rule train as train_seed with:
         seed=r"\d+",
     priority: 0
     params:
-        cfg=lambda w: {**train_settings(w.model), "seed": int(w.seed)},
+        settings=lambda w: train_settings(w.model, seed=int(w.seed)),
