@@ -72,6 +72,14 @@ def int_name(bits: int) -> str:
     return f"int{int(bits)}"
 
 
+def int_bits(precision: str) -> int:
+    """The width b of INT-b's name (``int4 -> 4``), for what varies INT-b's width alone (Figure 1's
+    grid, Table 6's LPE-BSR precision); another format stops with a one-line reason."""
+    if not known(precision) or parse(precision)[0] != "int":
+        raise ValueError(f"{precision!r} is not an INT-b format (int{MIN_BITS}..int{MAX_BITS})")
+    return parse(precision)[1]
+
+
 def label(precision: str) -> str:
     """What tables and figures print: ``fp32 -> FP32``, ``int4 -> INT-4``, ``fp8_e4m3 -> FP8
     E4M3``, ``mxfp4 -> MXFP4``, ``nf4 -> NF4``."""

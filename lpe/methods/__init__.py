@@ -58,7 +58,7 @@ SOURCES = (
     Source("rtn", "RTN", "reference", "the checkpoint rounded to the nearest value", FREE),
     Source("lpe-bsr", "LPE-BSR", "reference",
            "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE,
-           module="lpe_bsr", candidates="baselines.bits"),
+           module="lpe_bsr", candidates="baselines.formats"),
     Source("swag-bma", "SWAG BMA", "posterior", "draws from SWAG's Gaussian posterior",
            "the SWAG fine-tuning run", module="swag", optimizer="swag", solution="SWA mean"),
     Source("ivon-bma", "IVON BMA", "posterior", "draws from IVON's Gaussian posterior",

@@ -1,7 +1,7 @@
-"""``lpe-bsr`` as a baseline of Table 6: LPE-BSR members at INT-b, the candidates being bit widths;
-member k is the generate stage's member k of the same seed (``member_seed(seed, k)``, per-channel
-scales), stored as its codes, scales and kept tensors. The rounding is ``lpe.formats.rounding``'s,
-the members ``lpe.members``'.
+"""``lpe-bsr`` as a baseline of Table 6: LPE-BSR members at INT-b, the candidates being INT-b
+formats (``baselines.formats``), taken as their widths b; member k is the generate stage's member
+k of the same seed (``member_seed(seed, k)``, per-channel scales), stored as its codes, scales and
+kept tensors. The rounding is ``lpe.formats.rounding``'s, the members ``lpe.members``'.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from lpe.members.files import quantize
 def bits_problem(candidates: Sequence[float]) -> str | None:
     if all(float(b).is_integer() and MIN_BITS <= b <= MAX_BITS for b in candidates):
         return None
-    return f"baselines.bits must be integers in {MIN_BITS}..{MAX_BITS}, got {list(candidates)}"
+    return (f"baselines.formats must be INT-b formats, int{MIN_BITS}..int{MAX_BITS}, got widths "
+            f"{list(candidates)}")  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ Outputs: the figure (png, pdf) and a csv of the points: the trained weights, the
 every grid point BSR drew, with its count, its expected share and its NLL.
 
 Usage: ``python -m lpe.reports.fig1 --data DATA --out figures/mini/fig1_concept
---csv results/mini/fig1_concept.csv [--bits 4 --range 2 --draws 1000 --points 2000 --seed 0]``
+--csv results/mini/fig1_concept.csv [--format int4 --range 2 --draws 1000 --points 2000 --seed 0]``
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 
 from lpe.core.artifacts import write_with
 from lpe.data.datasets import load_splits
+from lpe.formats.names import int_bits
 from lpe.formats.number_formats import int_format
 from lpe.formats.rounding import bsr_reference, rtn_reference
 from lpe.reports.plotting import plt, save_figure, sns
@@ -149,7 +150,7 @@ def figure(table: pd.DataFrame, scale: float, features, labels, bits: int, *, dr
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--bits", type=int, default=4)
+    parser.add_argument("--format", default="int4", help="the grid's INT-b format (int2..int8)")
     parser.add_argument("--range", type=float, default=2.0, dest="grid_range",
                         help="grid scale = range x max|w| / qmax (>= 1)")  # fmt: skip
     parser.add_argument("--draws", type=int, default=1000)
@@ -160,11 +161,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.draws < 1 or args.points < 2:
         parser.error("--draws must be >= 1 and --points >= 2")
+    try:
+        bits = int_bits(args.format)
+    except ValueError as err:
+        parser.error(str(err))
+    if bits > 8:
+        parser.error(f"--format {args.format}: the figure draws INT-b grids up to int8")
     splits = load_splits(args.data)
     table, scale, features, labels = compute(
-        splits, args.bits, args.grid_range, args.draws, args.points, seed=args.seed
+        splits, bits, args.grid_range, args.draws, args.points, seed=args.seed
     )
-    save_figure(figure(table, scale, features, labels, args.bits, draws=args.draws), args.out)
+    save_figure(figure(table, scale, features, labels, bits, draws=args.draws), args.out)
     write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
     print(table.to_string(index=False))
 

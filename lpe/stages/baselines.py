@@ -16,9 +16,9 @@ choice is made once, with the first seed's members, and shared by every seed;
 made before instead of choosing.
 
 Usage: ``python -m lpe.stages.baselines --checkpoint CKPT --data DATA --method gaussian-noise
---candidates 0.01 0.02 0.05 --members 10 --seeds 0 1 --out P0.npz P1.npz --select-out C.json``;
-or ``--select-out C.json`` alone (only choose), then ``--setting-file C.json --seeds 1 --out
-P1.npz``.
+--candidates 0.01 0.02 0.05 --members 10 --seeds 0 1 --out P0.npz P1.npz --select-out C.json``
+(lpe-bsr's candidates are INT-b formats: ``--candidates int6 int4``); or ``--select-out C.json``
+alone (only choose), then ``--setting-file C.json --seeds 1 --out P1.npz``.
 """
 
 from __future__ import annotations
@@ -40,10 +40,20 @@ from lpe.core.selection import at_an_end
 from lpe.evaluation import spine
 from lpe.evaluation.prediction import Calibrated
 from lpe.evaluation.predictions_file import write_evaluated
+from lpe.formats.names import int_bits
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import member_seed
 from lpe.methods import BY_NAME, baselines
 from lpe.models.checkpoints import load_checkpoint
+
+
+def setting_value(value: float | str) -> float:
+    """A candidate as the methods take it: a number (a noise scale, a dropout rate), or an INT-b
+    format's name (lpe-bsr's precisions, ``baselines.formats``) as its width b."""
+    try:
+        return float(value)
+    except ValueError:
+        return float(int_bits(value))
 
 
 def check_candidates(method: str, candidates: Sequence[float]) -> None:
@@ -124,9 +134,11 @@ class BaselinesJob(Calibrated):
     # the rule passes the method's config list (its registry line's `candidates`) here
     candidates: tuple[float, ...] = setting(
         (),
-        "the settings searched on validation (the method's config list: baselines.*)",
+        "the settings searched on validation (the method's config list: baselines.*): numbers, "
+        "or INT-b format names for lpe-bsr's precisions (int6 int4)",
         config="job.candidates",
-        from_config=lambda values: tuple(values or ()),
+        from_config=lambda values: tuple(setting_value(v) for v in values or ()),
+        parse=setting_value,
     )
     members: int = setting(help="members per ensemble")
     seeds: tuple[int, ...] = setting(help="ensemble seeds; the first one's members choose")

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from lpe.formats.names import FP32, int_name, unknown_problem
+from lpe.formats.names import FP32, int_name, known, unknown_problem
 from lpe.models.clip_towers import ZEROSHOT_SUFFIX, pairing_problems
 
 
@@ -97,9 +97,13 @@ RENAMED = {
     "bma.bits": "bma.formats",
     "fast.bits": "fast.format",
     "large.bits": "large.format",
+    "baselines.bits": "baselines.formats",
+    "figure1.bits": "figure1.format",
 }
-# Every key that names number formats: normalised (lower case) and checked against the catalogue
-FORMAT_KEYS = ("quant.formats", "bma.formats", "fast.format", "large.format")
+# Every key that names number formats: normalised (lower case) and checked against the catalogue;
+# the INT-b ones vary INT-b's width alone (Table 6's LPE-BSR precisions, Figure 1's grid)
+INT_KEYS = ("baselines.formats", "figure1.format")
+FORMAT_KEYS = ("quant.formats", "bma.formats", "fast.format", "large.format", *INT_KEYS)
 
 
 def _renamed_problems(config: dict) -> list[str]:
@@ -134,6 +138,9 @@ def _normalise_formats(config: dict) -> list[str]:
         names = [n.strip().lower() for n in listed]
         config[section][key] = names if isinstance(value, list) else names[0]
         problems += [f"'{path}': {p}" for n in names if (p := unknown_problem(n))]
+        if path in INT_KEYS:
+            problems += [f"'{path}': {n!r} is not an INT-b format (int2, int3, ...)"
+                         for n in names if known(n) and not n.startswith("int")]  # fmt: skip
         if FP32 in names:
             problems.append(f"'{path}': fp32 is the reference, not a low precision format")
     return problems

@@ -155,8 +155,8 @@ def test_the_setting_is_chosen_by_validation_nll(model_and_state, splits):
         ("gaussian-noise", [], "the search has no candidates"),
         ("mc-dropout", [0.1, 1.0], r"dropout rates must be in \[0, 1\)"),
         ("gaussian-noise", [-0.1], "scales must be >= 0"),
-        ("lpe-bsr", [6, 4.5], "integers in 2..16"),
-        ("lpe-bsr", [1], "integers in 2..16"),
+        ("lpe-bsr", [6, 4.5], "INT-b formats, int2..int16"),
+        ("lpe-bsr", [1], "INT-b formats, int2..int16"),
     ],
 )
 def test_bad_candidates_are_refused(method, candidates, message):

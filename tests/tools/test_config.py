@@ -56,7 +56,7 @@ def test_a_mini_profile_model_must_be_registered_and_an_imagenet_one_a_timm_name
     vit = "vit_base_patch16_224.augreg_in21k_ft_in1k"
     paper = validate({"dataset": {"name": "imagenet", "path": "/data/in1k"}, "models": [vit],
                       "quant": {"formats": ["int6"]}, "bma": {"model": vit},
-                      "baselines": {"model": vit, "bits": [6]}},
+                      "baselines": {"model": vit, "formats": ["int6"]}},
                      SCHEMA, check_cross_fields=False)  # fmt: skip
     assert cross_field_problems(paper) == []
     paper["bma"]["model"] = "vit_mini_s"  # fine-tuning and baselines need a listed model
@@ -202,7 +202,9 @@ def _problems(change: dict) -> str:
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"baselines.bits": [4.0]}, "'baselines.bits[0]' = 4.0 is not an integer; write 4"),
+        ({"baselines.formats": ["fp4_e2m1"]}, "'baselines.formats': 'fp4_e2m1' is not an INT-b"),
+        ({"figure1.format": "nf4"}, "'figure1.format': 'nf4' is not an INT-b format"),
+        ({"figure1.format": "int99"}, "'figure1.format': unknown number format 'int99'"),
         ({"lpe.ensemble_size": 10.0}, "'lpe.ensemble_size' = 10.0 is not an integer"),
         ({"dataset.train": 12000.0}, "'dataset.train' = 12000.0 is not an integer"),
         ({"fast.copies": 2.5}, "'fast.copies' = 2.5 is not an integer"),
@@ -217,7 +219,8 @@ def _problems(change: dict) -> str:
         ({"fast.table5_sizes": []}, "'fast.table5_sizes' = []: [] should be non-empty"),
         ({"fast.table5_sizes": [5, 5]}, "'fast.table5_sizes' = [5, 5]: [5, 5] has non-unique"),
         ({"baselines.dropout_rates": [0.1, 0.1]}, "'baselines.dropout_rates' = [0.1, 0.1]"),
-        ({"baselines.bits": [6, 1]}, "'baselines.bits[1]' = 1 is out of range"),
+        ({"baselines.bits": [6, 1]}, "'baselines.bits' is now 'baselines.formats' (format names)"),
+        ({"figure1.bits": 4}, "'figure1.bits' is now 'figure1.format' (format names): write"),
         ({"fast.sse.lr": [0.01, 0]}, "'fast.sse.lr[1]' = 0 is out of range"),
         ({"fast.csgld.lr": []}, "'fast.csgld.lr' = []: [] should be non-empty"),
         ({"train.per_model": {"vit_mini_t": {"epochs": 0}}}, "epochs' = 0 is out of range"),

@@ -201,7 +201,10 @@ def test_table6_holds_each_baseline_at_its_chosen_setting(tiny_run):
     # each row followed by its temperature-scaled twin (the calibration control)
     assert table6["method"].tolist() == [m for p in plain for m in (p, f"{p}+ts")]
     chosen = table6.set_index("method")["setting"]
-    assert chosen["lpe-bsr"] in ("precision INT-6", "precision INT-4")  # baselines.bits [6, 4]
+    assert chosen["lpe-bsr"] in (
+        "precision INT-6",
+        "precision INT-4",
+    )  # baselines.formats [int6, int4]
     assert chosen["gaussian-matched"] == chosen["lpe-bsr"].replace(
         "precision", "variance of LPE-BSR"
     )

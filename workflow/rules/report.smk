@@ -186,7 +186,7 @@ rule figure1:
         cfg=config["figure1"],
         prefix=lambda w, output: os.path.splitext(output.png)[0],
     shell:
-        "python -m lpe.reports.fig1 --data {input} --bits {params.cfg[bits]}"
+        "python -m lpe.reports.fig1 --data {input} --format {params.cfg[format]}"
         " --range {params.cfg[range]} --draws {params.cfg[draws]}"
         " --points {params.cfg[points]} --seed {params.cfg[seed]}"
         " --out {params.prefix} --csv {output.csv} > {log} 2>&1"
