@@ -232,7 +232,7 @@ def mmlu_member():
         for dtype in ("float32", "bfloat16"):
             out = tmp / f"{dtype}.npz"
             command = [sys.executable, "-m", "lpe.stages.mmlu", "predict", "--model", str(folder),
-                       "--mmlu", str(root), "--shots", "2", "--bits", "5", "--members", "1",
+                       "--mmlu", str(root), "--shots", "2", "--format", "int5", "--members", "1",
                        "--device", "cuda", "--dtype", dtype, "--out", str(out)]  # fmt: skip
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -257,7 +257,7 @@ def apply_bf16():
     with tempfile.TemporaryDirectory() as tmp:
         folder = image_folder(Path(tmp) / "val", 1000, per_class=1, size=64)
         command = [sys.executable, "-m", "lpe.tools.apply", "--model", "vit_base_patch16_224",
-                   "--no-pretrained", "--images", str(folder), "--bits", "5", "--members", "4",
+                   "--no-pretrained", "--images", str(folder), "--format", "int5", "--members", "4",
                    "--limit", "512", "--batch-size", "128", "--device", "cuda", "--dtype",
                    "bfloat16", "--workers", "8"]  # fmt: skip
         start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Which model the fine-tuning experiments use: the rule of ``bma.model``, measured on validation.
 
 The rule (stated in the config schema): among the Table 1 models, the one whose LPE-BSR ensemble
-(``--members`` members at INT-``--bits``) lowers the validation NLL most below its own FP32
+(``--members`` members in ``--format``) lowers the validation NLL most below its own FP32
 model's, in absolute NLL, averaged over the ensemble seeds ``--seeds``. A gain measured with one
 ensemble seed is mostly noise here: on the mini models, one model's gain ranged from 0.0018 to
 0.0057 over three seeds, and the best model changed with the seed. So each mean gain carries its

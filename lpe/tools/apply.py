@@ -40,14 +40,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from lpe.cli.flags import add_bits_argument, add_runtime_arguments, positive_int
+from lpe.cli.flags import FORMAT_NAMES, add_runtime_arguments, format_name, positive_int
 from lpe.core.artifacts import ArtifactError
 from lpe.core.numerics import pin_cpu_numerics
 from lpe.core.runtime import autocast, resolve_device, set_threads
 from lpe.evaluation.ensemble import LowPrecisionEnsemble, number_format
 from lpe.evaluation.user_model import apply_lpe, describe_policy, summary_lines
-from lpe.formats.names import CATALOGUE
 from lpe.formats.policy import policy_for
+
+DEFAULT_FORMAT = "int5"  # the paper's INT-5 members (Figure 2)
 
 
 class ModelSourceError(ValueError):
@@ -171,9 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "file fine-tuned to N classes); the class folders are then the model's "
                         "classes in sorted order, or mapped with --class-map")  # fmt: skip
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
-    precision = parser.add_mutually_exclusive_group()
-    add_bits_argument(precision, "INT-b members (default 5)")
-    precision.add_argument("--format", choices=list(CATALOGUE), help="members in this format")
+    parser.add_argument(
+        "--format",
+        type=format_name,
+        metavar="NAME",
+        help=f"the members' number format: {FORMAT_NAMES} (default int5)",
+    )
+    # the flag of older versions, named with its replacement when given
+    parser.add_argument("--bits", type=int, help=argparse.SUPPRESS)
     stored = parser.add_mutually_exclusive_group()
     stored.add_argument("--save-ensemble", metavar="E.safetensors",
                         help="also write the LPE-BSR members as one ensemble file "
@@ -227,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def checked_seeds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
     """The LPE-BSR seeds, after every check that needs no model or image (one-line errors)."""
+    if args.bits is not None:
+        parser.error(f"--bits {args.bits} is now --format int{args.bits}")
     if args.ensemble:  # its members, format and seed are the file's: refuse what would be ignored
-        given = {"--bits": args.bits, "--format": args.format, "--members": args.members,
+        given = {"--format": args.format, "--members": args.members,
                  "--seed": args.seed, "--seeds": args.seeds,
                  "--with-rtn": args.with_rtn or None}  # fmt: skip
         ignored = [flag for flag, value in given.items() if value is not None]
@@ -342,12 +350,12 @@ def main(argv: list[str] | None = None) -> None:
     policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
     print(describe_policy(policy, model))
     if args.save_ensemble:  # the one drawn for the table is the one saved
-        fmt = number_format(args.format or args.bits or 5)
+        fmt = number_format(args.format or DEFAULT_FORMAT)
         ensembles = [LowPrecisionEnsemble(model.to(device), fmt, args.members,
                                           seeds[0], policy, with_rtn=args.with_rtn,
                                           progress=f"draw seed {seeds[0]}")]  # fmt: skip
     with autocast(device, args.dtype):
-        table = apply_lpe(model, loader, args.format or args.bits or 5, args.members,
+        table = apply_lpe(model, loader, args.format or DEFAULT_FORMAT, args.members,
                           seeds[0], device=device, policy=policy,
                           calibration=calibration, ensembles=ensembles, seeds=seeds,
                           keep_predictions=bool(args.save_predictions))  # fmt: skip

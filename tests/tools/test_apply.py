@@ -79,7 +79,7 @@ def test_the_command_prints_the_three_rows(tmp_path, capsys, monkeypatch):
     folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
     out = tmp_path / "t.csv"
     apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
-                "--bits", "4", "--members", "2", "--limit", "4", "--batch-size", "4",
+                "--format", "int4", "--members", "2", "--limit", "4", "--batch-size", "4",
                 "--device", "cpu", "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("fp32", "rtn", "lpe-bsr"))
@@ -94,7 +94,7 @@ def test_the_command_prints_the_temperature_scaled_row_fit_on_held_out_images(tm
     folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
     out = tmp_path / "t.csv"
     apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
-                "--bits", "4", "--members", "2", "--limit", "4", "--batch-size", "4",
+                "--format", "int4", "--members", "2", "--limit", "4", "--batch-size", "4",
                 "--device", "cpu", "--calibration-fraction", "0.004",
                 "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
@@ -126,8 +126,12 @@ def test_an_ensemble_file_saved_by_apply_evaluates_to_the_same_table(tmp_path, c
     numbers = ["members", "memory_mbit", "stored_mbit", "nll", "err", "ece", "avg_loss",
                "ambiguity"]  # fmt: skip
     pd.testing.assert_frame_equal(drawn[numbers], stored[numbers])  # the same members, decoded
-    with pytest.raises(SystemExit):  # one precision: INT-b or a named format
+    with pytest.raises(SystemExit):  # one precision flag: --format; --bits names it
         apply_main([*common, *drawing, "--bits", "4"])
+    assert "--bits 4 is now --format int4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a name that is no format: its one line, before any work
+        apply_main([*common, "--format", "int40"])
+    assert "unknown number format 'int40'" in capsys.readouterr().err
     other = ["--no-pretrained" if a == str(weights) else a for a in common if a != "--weights"]
     with pytest.raises(SystemExit):  # random weights: not the model the file was saved from
         apply_main([*other, "--ensemble", str(ens)])
@@ -261,7 +265,7 @@ def test_the_command_fits_the_temperature_on_held_out_images_only(tmp_path, monk
     monkeypatch.setattr(tool, "apply_lpe", recording)
     folder = image_folder(tmp_path / "img", 1000, per_class=1, size=8)
     apply_main(["--model", "vit_tiny_patch16_224", "--no-pretrained", "--images", str(folder),
-                "--bits", "4", "--members", "1", "--limit", "4", "--batch-size", "4",
+                "--format", "int4", "--members", "1", "--limit", "4", "--batch-size", "4",
                 "--device", "cpu", "--calibration-fraction", "0.004"])  # fmt: skip
     capsys.readouterr()
     evaluated, held_out = seen["loader"], seen["calibration"]
