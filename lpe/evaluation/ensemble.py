@@ -277,7 +277,7 @@ class LowPrecisionEnsemble(torch.nn.Module):
 
     def paper_bits(self) -> int:
         """Storage as the paper counts it: M full members (codes, scales and kept tensors each)."""
-        return self.shared.member(self._indices(BSR)[0]).bits * len(self)  # members' bits are equal
+        return self.shared.member_file_bits * len(self)
 
     def save(self, path: str | Path, provenance: dict[str, str] | None = None) -> int:
         """Write the members as one shared-base file (``docs/file_format.md``), with the hash of

@@ -165,14 +165,7 @@ def quantize(
 
 def save_member(path: str | Path, member: Member, provenance: Mapping[str, str]) -> int:
     """Write ``member`` atomically; return its memory bits. ``provenance``: e.g. checkpoint hash."""
-    tensors: dict[str, torch.Tensor] = {}
-    shapes = {}
-    for name, q in member.codes.items():
-        tensors[f"codes/{name}"] = pack_indices(q, member.fmt.code_bits)
-        tensors[f"scales/{name}"] = stored_scales(member.fmt, member.scales[name])
-        shapes[name] = list(q.shape)
-    for name, t in member.kept.items():
-        tensors[f"fp32/{name}"] = t
+    shapes = {name: list(q.shape) for name, q in member.codes.items()}
     metadata = {
         "lpe_kind": MEMBER_KIND,
         "format": member.fmt.name,
@@ -185,6 +178,12 @@ def save_member(path: str | Path, member: Member, provenance: Mapping[str, str])
         **transposed_metadata(member.transposed),
         **provenance,
     }
+    tensors: dict[str, torch.Tensor] = {}
+    for name, q in member.codes.items():
+        tensors[f"codes/{name}"] = pack_indices(q, member.fmt.code_bits)
+        tensors[f"scales/{name}"] = stored_scales(member.fmt, member.scales[name])
+    for name, t in member.kept.items():
+        tensors[f"fp32/{name}"] = t
     save_tensors(path, tensors, metadata)
     return member.bits
 

@@ -101,7 +101,7 @@ def generate(
         if layout == "shared-base":  # each member encoded as it is drawn (lpe.members.shared_base)
             ensemble = draw_shared_base(state, fmt, [(method, s) for s in seeds], policy, progress)
             save_shared_base(tmp / ENSEMBLE_FILE, ensemble, provenance)
-            bits = [ensemble.member(0).bits] * members  # every member's file would cost this
+            bits = [ensemble.member_file_bits] * members  # what each member's file would cost
             stored = {"ensemble": ENSEMBLE_FILE, "member_shared_bits": ensemble.member_bits()}
         else:
             for k in tqdm(range(members), desc=progress, mininterval=5):

@@ -88,6 +88,13 @@ class SharedBase:
         kept = sum(8 * t.element_size() * t.numel() for t in self.kept.values())
         return base + planes + scales + kept
 
+    @property
+    def member_file_bits(self) -> int:
+        """What one member costs stored alone (a member file, the paper's accounting): its codes
+        (the base's shapes) at the format's width, the scales and the kept tensors; every member
+        costs the same, and nothing is decoded to count it."""
+        return self.bits - sum(8 * p.size for p in self.planes.values())
+
     def member_bits(self) -> list[int]:
         """``bits`` split over the members: member 0 holds the base, the scales, the kept tensors
         and its plane, every other member its plane; so the first m (m >= 2) sum to an ensemble
@@ -212,15 +219,7 @@ def save_shared_base(path: str | Path, ensemble: SharedBase, provenance: Mapping
 def to_tensors(ensemble: SharedBase) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``ensemble`` as the file's tensors and metadata (``docs/file_format.md``), without the
     checksums: what a file holds, and what ``LowPrecisionEnsemble.state_dict()`` carries."""
-    tensors: dict[str, torch.Tensor] = {}
-    shapes = {}
-    for name, base in ensemble.base.items():
-        tensors[f"base/{name}"] = pack_indices(base, ensemble.fmt.code_bits)
-        tensors[f"planes/{name}"] = torch.from_numpy(ensemble.planes[name])
-        tensors[f"scales/{name}"] = stored_scales(ensemble.fmt, ensemble.scales[name])
-        shapes[name] = list(base.shape)
-    for name, t in ensemble.kept.items():
-        tensors[f"fp32/{name}"] = t
+    shapes = {name: list(base.shape) for name, base in ensemble.base.items()}
     metadata = {
         "lpe_kind": ENSEMBLE_KIND,
         "format": ensemble.fmt.name,
@@ -231,6 +230,13 @@ def to_tensors(ensemble: SharedBase) -> tuple[dict[str, torch.Tensor], dict[str,
         "memory_bits": str(ensemble.bits),
         **transposed_metadata(ensemble.transposed),
     }
+    tensors: dict[str, torch.Tensor] = {}
+    for name, base in ensemble.base.items():
+        tensors[f"base/{name}"] = pack_indices(base, ensemble.fmt.code_bits)
+        tensors[f"planes/{name}"] = torch.from_numpy(ensemble.planes[name])
+        tensors[f"scales/{name}"] = stored_scales(ensemble.fmt, ensemble.scales[name])
+    for name, t in ensemble.kept.items():
+        tensors[f"fp32/{name}"] = t
     return tensors, metadata
 
 

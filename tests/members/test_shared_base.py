@@ -63,6 +63,8 @@ def test_the_shared_base_costs_b_plus_m_bits_per_quantized_weight(vit_state):
     )  # scales and kept tensors
     per_weight = (ensemble.bits - once) / quantized
     assert fmt.code_bits + len(members) <= per_weight < fmt.code_bits + len(members) + 0.1
+    # one member stored alone (the paper's accounting), counted without decoding any
+    assert ensemble.member_file_bits == members[0].bits == ensemble.member(1).bits
 
 
 @pytest.mark.parametrize("method", ["rtn", "bsr"])
