@@ -16,9 +16,9 @@ from lpe.models.factory import count_params
 
 @dataclass(frozen=True)
 class Baseline:
-    """A training-free ensemble of Table 6 (its method module's ``BASELINE``; the method's name,
-    in the command line, the rules, the files and the CSVs alike, its candidates' config list or
-    the method whose choice it takes are its registry line's, ``lpe.methods``).
+    """A training-free ensemble of Table 6 (its method module's ``SPEC.baseline``; the method's
+    name, in the command line, the rules, the files and the CSVs alike, its candidates' config
+    list or the method whose choice it takes are its registry line's, ``lpe.methods``).
 
     ``row``: its row in Table 6; ``setting``: how Table 6 names its setting (``noise scale``;
     ending in ``-``, the value follows without a space); ``chosen``: how the claims report words

@@ -3,8 +3,9 @@ members (no torch import: the workflow reads it while it builds the DAG).
 
 A method's module holds all of it: its settings and their config keys, its optimizer and the
 loop's hooks (registered as a fine-tuning method, ``lpe.training.finetuning``), its posterior or
-its members' mathematics, its fast source's trainer (``SETTINGS``, ``OPTIONS``, ``check``,
-``train``; ``lpe.training.sources``). Its line here gives its name (the ``method`` its predictions
+its members' mathematics, its fast source's trainer (``lpe.training.sources``), and declares
+them in one object, its ``SPEC`` (:class:`Spec`: name, fine-tuning method, posterior, baseline,
+fast source). Its line here gives its name (the ``method`` its predictions
 files and score CSVs hold), its label, its family, what its members are and what they cost, its
 module and, for Table 6's training-free ensembles, the config list their setting is chosen from
 (``candidates``) or the method whose choice they take (``choice_of``). The score stage, the
@@ -24,8 +25,40 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FastSource:
+    """A fast source's trainer (``lpe.training.sources``): its own config keys -> its options
+    (``settings``), its own options (``options``: ``lpe.training.sources.Setting`` values, offered
+    as flags beside the shared ones), ``check(options)`` (a problem, or None) and
+    ``train(job)`` (its sources; returns the settings its manifest records)."""
+
+    settings: Mapping[str, str]
+    options: tuple
+    check: Callable[[Mapping[str, Any]], str | None]
+    train: Callable[[Any], dict]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a method module declares of itself, in one object (its module's ``SPEC``): its
+    registry name, and the parts of its family. ``finetuning``: the fine-tuning method it trains
+    with (``lpe.training.finetuning``: registered under its registry line's ``optimizer``) and
+    ``posterior``: the posterior type that method ends in (the posterior family); ``baseline``:
+    how Table 6 makes, stores and names its members (``lpe.evaluation.baselines.Baseline``);
+    ``fast``: its trainer (:class:`FastSource`). ``tests/methods/test_registry.py`` checks each
+    module's spec against its registry line."""
+
+    name: str
+    finetuning: type | None = None
+    posterior: type | None = None
+    baseline: Any = None
+    fast: FastSource | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +70,7 @@ class Source:
     budget: str  # the training budget its members cost (backward passes)
     lpe_copies: bool = False  # fast sources: also with LPE-BSR copies of each member
     module: str = ""  # its module in this package (lpe.methods.<module>), if it has one
-    # Table 6's training-free ensembles (their module's BASELINE): the config list their setting
+    # Table 6's training-free ensembles (their spec's baseline): the config list their setting
     # is chosen from on validation, or the method whose choice they take
     candidates: str = ""
     choice_of: str = ""
@@ -177,10 +210,18 @@ def table6() -> list[Source]:
     return [s for s in SOURCES if s.candidates or s.choice_of]
 
 
+def spec(name: str) -> Spec:
+    """The spec of method ``name``'s module (its ``SPEC``), refusing one that names another."""
+    made = getattr(load(name), "SPEC", None)
+    if not isinstance(made, Spec) or made.name != name:
+        raise ValueError(f"{BY_NAME[name].module_path}.SPEC must be a Spec named {name!r}")
+    return made
+
+
 def baselines() -> dict:
-    """Table 6's training-free ensembles, name -> their module's ``BASELINE``
-    (``lpe.evaluation.baselines``)."""
-    return {s.name: load(s.name).BASELINE for s in table6()}
+    """Table 6's training-free ensembles, name -> their spec's ``baseline``
+    (``lpe.evaluation.baselines.Baseline``)."""
+    return {s.name: spec(s.name).baseline for s in table6()}
 
 
 def load_all() -> None:

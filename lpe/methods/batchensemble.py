@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lpe.core.artifacts import read_metadata
+from lpe.methods import FastSource, Spec
 from lpe.methods.sgd import Sgd, SgdSettings
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.loop import Plan, fit
@@ -183,17 +184,6 @@ def batch_ensemble_bits(model: torch.nn.Module, members: int) -> list[int]:
 
 # ---- the fast source's trainer (lpe.training.sources)
 
-SETTINGS = {
-    "fast.batchensemble.init_std": "init_std",
-    "fast.batchensemble.micro_batch": "micro_batch",
-}
-
-
-OPTIONS = (
-    Setting("init_std", float, 0.1, help="fast weights' std around 1"),
-    Setting("micro_batch", int, 0, help="examples per accumulated chunk (0: the whole batch)"),
-)
-
 
 def check(options) -> str | None:
     if options["micro_batch"] < 0:
@@ -224,3 +214,22 @@ def train(job) -> dict:
     }
     job.sources.add(model.cpu(), summary, members=o["runs"])
     return {"epochs_per_run": o["epochs"], **record}
+
+
+SPEC = Spec(
+    "batchensemble",
+    fast=FastSource(
+        settings={
+            "fast.batchensemble.init_std": "init_std",
+            "fast.batchensemble.micro_batch": "micro_batch",
+        },
+        options=(
+            Setting("init_std", float, 0.1, help="fast weights' std around 1"),
+            Setting(
+                "micro_batch", int, 0, help="examples per accumulated chunk (0: the whole batch)"
+            ),
+        ),  # fmt: skip
+        check=check,
+        train=train,
+    ),
+)

@@ -15,13 +15,14 @@ The gradient step is a plain SGD step; this module adds the noise term. ``T = 0`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
 from lpe.core.jobs import setting
-from lpe.methods import sse
+from lpe.methods import Spec, sse
 from lpe.methods.sse import CyclicSettings, Sse
 from lpe.training.finetuning import finetuning_method
 from lpe.training.loop import Plan
@@ -100,14 +101,23 @@ class Csgld(Sse):
 
 # ---- the fast source's trainer (lpe.training.sources)
 
-SETTINGS = {
-    "fast.csgld.lr": "lr_candidates",
-    "fast.csgld.momentum": "momentum",
-    "fast.csgld.temperature": "csgld_temperature",
-    "fast.csgld.exploration": "csgld_exploration",
-}
-OPTIONS, check = sse.OPTIONS, sse.check
-
 
 def train(job) -> dict:
     return sse.train(job, optimizer="csgld")
+
+
+# SSE's options and their check, its own config keys
+SPEC = Spec(
+    "csgld",
+    finetuning=Csgld,
+    fast=dataclasses.replace(
+        sse.SPEC.fast,
+        settings={
+            "fast.csgld.lr": "lr_candidates",
+            "fast.csgld.momentum": "momentum",
+            "fast.csgld.temperature": "csgld_temperature",
+            "fast.csgld.exploration": "csgld_exploration",
+        },
+        train=train,
+    ),
+)

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import torch
 
 from lpe.core.artifacts import read_metadata
+from lpe.methods import FastSource, Spec
 from lpe.methods import sgd as _sgd  # noqa: F401  (registers run 0's method, sgd)
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.finetuning import (
@@ -19,9 +20,6 @@ from lpe.training.finetuning import (
     run_finetune,
 )
 from lpe.training.sources import Setting
-
-SETTINGS = {"job.reuse": "reuse"}
-OPTIONS = (Setting("reuse", str, None, help="an existing run 0 (its checkpoint)"),)
 
 
 def check(options) -> str | None:
@@ -79,3 +77,14 @@ def reused_run(cfg: FinetuneConfig, job, checkpoint, posterior=None):
     model = info.build()
     model.load_state_dict(state)
     return model, summary, post
+
+
+SPEC = Spec(
+    "de",
+    fast=FastSource(
+        settings={"job.reuse": "reuse"},
+        options=(Setting("reuse", str, None, help="an existing run 0 (its checkpoint)"),),
+        check=check,
+        train=train,
+    ),
+)

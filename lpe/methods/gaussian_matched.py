@@ -10,6 +10,7 @@ import torch
 from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits, on_device
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
+from lpe.methods import Spec
 from lpe.methods.lpe_bsr import bits_problem
 
 
@@ -43,11 +44,14 @@ def matched_noise_member(model, state, policy: QuantPolicy, setting, seed: int, 
 
 
 # no candidates of its own: it takes LPE-BSR's chosen precision (its registry line)
-BASELINE = Baseline(
-    row="Gaussian noise, BSR's variance",
-    setting="variance of LPE-BSR INT-",
-    chosen="",
-    problem=bits_problem,
-    member=matched_noise_member,
-    storage=fp32_bits,
+SPEC = Spec(
+    "gaussian-matched",
+    baseline=Baseline(
+        row="Gaussian noise, BSR's variance",
+        setting="variance of LPE-BSR INT-",
+        chosen="",
+        problem=bits_problem,
+        member=matched_noise_member,
+        storage=fp32_bits,
+    ),
 )

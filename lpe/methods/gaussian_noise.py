@@ -14,6 +14,7 @@ import torch
 from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits, on_device
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
+from lpe.methods import Spec
 
 
 def scales_problem(candidates: Sequence[float]) -> str | None:
@@ -43,11 +44,14 @@ def gaussian_noise_member(model, state, policy: QuantPolicy, setting, seed: int,
     return on_device(gaussian_member(state, policy, setting, seed), device)
 
 
-BASELINE = Baseline(
-    row="Gaussian noise",
-    setting="noise scale",
-    chosen="noise scale {:g}",
-    problem=scales_problem,
-    member=gaussian_noise_member,
-    storage=fp32_bits,
+SPEC = Spec(
+    "gaussian-noise",
+    baseline=Baseline(
+        row="Gaussian noise",
+        setting="noise scale",
+        chosen="noise scale {:g}",
+        problem=scales_problem,
+        member=gaussian_noise_member,
+        storage=fp32_bits,
+    ),
 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from lpe.core.jobs import setting
+from lpe.methods import Spec
 from lpe.methods.sgd import Sgd
 from lpe.training.finetuning import finetuning_method, posterior_type
 from lpe.training.loop import DivergenceError, settings_problems
@@ -147,3 +148,6 @@ class Ivon(Sgd):
         if not torch.isfinite(posterior.hess).all():
             raise DivergenceError("ivon: the Hessian estimate is not finite; lower ivon.lr")
         return posterior
+
+
+SPEC = Spec("ivon-bma", finetuning=Ivon, posterior=IvonPosterior)

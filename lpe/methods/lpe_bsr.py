@@ -15,6 +15,7 @@ from lpe.formats.names import MAX_BITS, MIN_BITS
 from lpe.formats.number_formats import int_format
 from lpe.formats.policy import QuantPolicy
 from lpe.members.files import quantize
+from lpe.methods import Spec
 
 
 def bits_problem(candidates: Sequence[float]) -> str | None:
@@ -35,12 +36,15 @@ def rounded_bits(model, state, setting: float, members: int) -> list[int]:
     return [quantize(state, int_format(int(setting)), "rtn").bits] * members
 
 
-BASELINE = Baseline(
-    row="LPE-BSR",
-    setting="precision INT-",
-    chosen="LPE-BSR INT-{:g}",
-    problem=bits_problem,
-    member=bsr_member,
-    storage=rounded_bits,
-    rounded=True,
+SPEC = Spec(
+    "lpe-bsr",
+    baseline=Baseline(
+        row="LPE-BSR",
+        setting="precision INT-",
+        chosen="LPE-BSR INT-{:g}",
+        problem=bits_problem,
+        member=bsr_member,
+        storage=rounded_bits,
+        rounded=True,
+    ),
 )

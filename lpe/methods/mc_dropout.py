@@ -15,6 +15,7 @@ import torch
 
 from lpe.evaluation.baselines import Baseline
 from lpe.formats.policy import QuantPolicy
+from lpe.methods import Spec
 from lpe.models.factory import count_params
 
 
@@ -47,12 +48,15 @@ def mask_bits(model, state, setting: float, members: int) -> list[int]:
     return [32 * count_params(model)] + [0] * (members - 1)
 
 
-BASELINE = Baseline(
-    row="MC dropout",
-    setting="dropout rate",
-    chosen="dropout rate {:g}",
-    problem=rates_problem,
-    member=dropout_member,
-    storage=mask_bits,
-    dropout=True,
+SPEC = Spec(
+    "mc-dropout",
+    baseline=Baseline(
+        row="MC dropout",
+        setting="dropout rate",
+        chosen="dropout rate {:g}",
+        problem=rates_problem,
+        member=dropout_member,
+        storage=mask_bits,
+        dropout=True,
+    ),
 )

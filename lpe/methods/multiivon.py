@@ -4,20 +4,9 @@ draws each (FP32 sources); run 0 is the IVON run of the SWAG/IVON figures when g
 
 from __future__ import annotations
 
-from lpe.methods import de
+from lpe.methods import FastSource, Spec, de
 from lpe.methods import ivon as _ivon  # noqa: F401  (registers its runs' method, ivon)
 from lpe.training.sources import Setting
-
-SETTINGS = {
-    **de.SETTINGS,
-    "job.reuse_posterior": "reuse_posterior",
-    "fast.multiivon.draws": "draws",
-}
-OPTIONS = (
-    *de.OPTIONS,
-    Setting("reuse_posterior", str, None, help="run 0's posterior file (with --reuse)"),
-    Setting("draws", int, 2, help="posterior draws per run"),
-)
 
 
 def check(options) -> str | None:
@@ -34,3 +23,23 @@ def train(job) -> dict:
     options = job.options
     settings = de.train(job, "ivon", options["draws"], options["reuse_posterior"])
     return {**settings, "draws": options["draws"]}
+
+
+# DE's options and keys, and its own
+SPEC = Spec(
+    "multiivon",
+    fast=FastSource(
+        settings={
+            **de.SPEC.fast.settings,
+            "job.reuse_posterior": "reuse_posterior",
+            "fast.multiivon.draws": "draws",
+        },
+        options=(
+            *de.SPEC.fast.options,
+            Setting("reuse_posterior", str, None, help="run 0's posterior file (with --reuse)"),
+            Setting("draws", int, 2, help="posterior draws per run"),
+        ),
+        check=check,
+        train=train,
+    ),
+)

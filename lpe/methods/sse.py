@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from lpe.core.jobs import setting
+from lpe.methods import FastSource, Spec
 from lpe.methods.sgd import Sgd, SgdSettings
 from lpe.training.finetuning import finetune_config, finetuning_method, run_finetune, validate
 from lpe.training.sources import Setting
@@ -106,12 +107,6 @@ class Sse(Sgd):
 
 # ---- the fast source's trainer (lpe.training.sources)
 
-SETTINGS = {"fast.sse.lr": "lr_candidates", "fast.sse.momentum": "momentum"}
-OPTIONS = (
-    Setting("lr_candidates", float, [], many=True,
-            help="peak rates to choose from on validation (first cycle; replaces --lr)"),
-)  # fmt: skip
-
 
 def check(options) -> str | None:
     candidates = options["lr_candidates"]
@@ -174,3 +169,23 @@ def choose_peak_rate(job, optimizer: str, candidates) -> dict:
     print(f"chosen on the validation split: {optimizer} peak rate {chosen:g}")
     return {"chosen": chosen, "validation_nll": {f"{k:g}": v for k, v in nll.items()},
             "start_validation_nll": start}  # fmt: skip
+
+
+SPEC = Spec(
+    "sse",
+    finetuning=Sse,
+    fast=FastSource(
+        settings={"fast.sse.lr": "lr_candidates", "fast.sse.momentum": "momentum"},
+        options=(
+            Setting(
+                "lr_candidates",
+                float,
+                [],
+                many=True,
+                help="peak rates to choose from on validation (first cycle; replaces --lr)",
+            ),
+        ),  # fmt: skip
+        check=check,
+        train=train,
+    ),
+)

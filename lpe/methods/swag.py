@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from lpe.core.jobs import setting
+from lpe.methods import Spec
 from lpe.methods.sgd import Sgd, SgdSettings
 from lpe.training.finetuning import finetuning_method, posterior_type
 from lpe.training.loop import Plan
@@ -195,3 +196,6 @@ class Swag(Sgd):
         posterior = self.collector.posterior()
         torch.nn.utils.vector_to_parameters(posterior.mean.to(self.device), model.parameters())
         return posterior
+
+
+SPEC = Spec("swag-bma", finetuning=Swag, posterior=SwagPosterior)

@@ -5,7 +5,7 @@ test split) from the candidates given, by the NLL of the ensemble; LPE-BSR is on
 that Table 6 fixes no method while tuning the others:
 
 - ``lpe-bsr``, ``gaussian-noise``, ``gaussian-matched``, ``mc-dropout``: the registry's methods
-  whose module has a ``BASELINE`` (``lpe.methods``; each module says how its members are made,
+  whose spec has a ``baseline`` (``lpe.methods``; each module says how its members are made,
   how they are stored, and which config list its setting is chosen from). ``gaussian-matched``
   takes the precision ``lpe-bsr`` chose (its choice file, ``--setting-file``).
 

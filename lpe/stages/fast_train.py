@@ -23,7 +23,7 @@ from lpe.core.artifacts import atomic_dir, write_manifest
 from lpe.core.jobs import Job, config_keys, setting
 from lpe.core.runtime import Device
 from lpe.data.inputs import StageData
-from lpe.methods import fast_sources, load, load_all
+from lpe.methods import fast_sources, load_all, spec
 from lpe.models.checkpoints import load_checkpoint
 from lpe.training.finetuning import RunSettings, method_fields
 from lpe.training.sources import FastJob, RunResumes, Sources
@@ -57,7 +57,7 @@ class FastTrainJob(RunSettings, StageData, Device):
             raise ValueError(f"--method {self.method!r} is no fast source: {fast_sources()}")
         if self.runs < 1:
             raise ValueError(f"--runs must be >= 1, got {self.runs}")
-        if problem := load(self.method).check(self.options()):
+        if problem := spec(self.method).fast.check(self.options()):
             raise ValueError(problem)
 
     def options(self) -> dict:
@@ -73,8 +73,9 @@ class FastTrainJob(RunSettings, StageData, Device):
 
 def fast_train_job(method: str) -> type[FastTrainJob]:
     """The job of ``method``: the run's fields, every fine-tuning method's settings and the
-    method's own options (``OPTIONS``), each field also keyed by the method's config key where
-    its ``SETTINGS`` names one (read last: ``fast.sse.momentum`` over ``bma.sgd.momentum``).
+    method's own options (its spec's ``fast.options``), each field also keyed by the method's
+    config key where its ``fast.settings`` names one (read last: ``fast.sse.momentum`` over
+    ``bma.sgd.momentum``).
     Made when first asked for, with the registry as it is then: a fast source registered later
     gets its own."""
     return _fast_train_job(method, fast_sources())
@@ -82,10 +83,10 @@ def fast_train_job(method: str) -> type[FastTrainJob]:
 
 @functools.cache  # one class per method: jobs of one method compare equal
 def _fast_train_job(method: str, sources: tuple[str, ...]) -> type[FastTrainJob]:
-    module = load(method)
-    keys = {name: key for key, name in module.SETTINGS.items()}
+    trainer = spec(method).fast
+    keys = {name: key for key, name in trainer.settings.items()}
     made = {field[0]: field for field in method_fields()}
-    for option in module.OPTIONS:
+    for option in trainer.options:
         hint = tuple[option.type, ...] if option.many else option.type | None
         made[option.name] = (option.name, hint, setting(option.default, option.help))
     for name, key in keys.items():  # the method's key is read after the fine-tuning one's
@@ -111,7 +112,7 @@ def run(job: FastTrainJob) -> dict:
     with atomic_dir(job.out) as tmp:
         sources = Sources(tmp, job.method, info.backward_passes)
         trainer = FastJob(job.options(), state, info, data, device, sources, resumes)
-        settings = load(job.method).train(trainer)
+        settings = spec(job.method).fast.train(trainer)
         manifest = sources.manifest({"runs": job.runs, **settings})
         write_manifest(tmp, manifest)
     resumes.done()

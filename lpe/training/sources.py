@@ -9,10 +9,10 @@ each recording the training budget spent when it exists (cumulative backward pas
 included). A cycle costs one run, so SSE with c snapshots, CSGLD with c samples, a DE of c runs
 and MultiIVON with c runs all cost the same.
 
-A fast source's module has, beside its method:
+A fast source's module declares its trainer in its spec (``SPEC.fast``, ``lpe.methods.FastSource``):
 
-- ``SETTINGS``: its own config keys (``fast.<name>.*``) -> its options (``lpe.core.settings``);
-- ``OPTIONS``: its own options, as :class:`Setting` values (the ``fast`` stage offers each as a
+- ``settings``: its own config keys (``fast.<name>.*``) -> its options (``lpe.core.settings``);
+- ``options``: its own options, as :class:`Setting` values (the ``fast`` stage offers each as a
   flag beside the shared ones; the trainer never sees a command line);
 - ``check(options)``: a problem with the options (a mapping: option name -> value), or None;
 - ``train(job)``: its sources, added to ``job.sources``; returns the settings its manifest records.
@@ -88,7 +88,7 @@ class RunResumes:
 @dataclass
 class FastJob:
     """What a trainer starts from: the run's options (name -> value: the shared fine-tuning ones,
-    ``runs`` and the trainer's own ``OPTIONS``), the trained checkpoint (``state``, ``info``), the
+    ``runs`` and the trainer's own options), the trained checkpoint (``state``, ``info``), the
     data, the device, the sources being written and the runs' resumable states."""
 
     options: Mapping[str, Any]

@@ -17,7 +17,7 @@ from helpers import schema_default
 
 from lpe.cli.jobs import apply_settings
 from lpe.core.settings import FLAG, Option, lookup, pick, settings_json
-from lpe.methods import family, load, load_all
+from lpe.methods import family, load_all, spec
 from lpe.reports.claims import CLAIMS_SETTINGS
 from lpe.tools.config import ROOT, load_config_file, load_schema, validate
 from lpe.training.finetuning import settings_keys
@@ -29,7 +29,7 @@ load_all()  # every fine-tuning method's settings (settings_keys)
 MAPS = {
     "claims": CLAIMS_SETTINGS,
     "finetune": settings_keys(),
-    **{f"fast {s.name}": load(s.name).SETTINGS for s in family("fast")},
+    **{f"fast {s.name}": spec(s.name).fast.settings for s in family("fast")},
 }
 
 
@@ -235,9 +235,9 @@ def test_a_flag_defaults_to_its_config_keys_schema_default():
         if defaults[dest] != schema_default(key):
             wrong[key] = (defaults[dest], schema_default(key))
     for source in family("fast"):
-        module = load(source.name)
-        own = {option.name: option.default for option in module.OPTIONS}
-        for key, dest in module.SETTINGS.items():
+        trainer = spec(source.name).fast
+        own = {option.name: option.default for option in trainer.options}
+        for key, dest in trainer.settings.items():
             if key.startswith("job.") or key in SHARED_FLAGS:
                 continue
             flag_default = own.get(dest, defaults.get(dest))

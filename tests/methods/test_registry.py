@@ -7,6 +7,7 @@ from lpe.reports.claims import BASELINE_NAMES, FAST_NAMES
 from lpe.reports.fast import NAMES as FAST_REPORT_NAMES
 from lpe.reports.tabulate import METHOD_NAMES
 from lpe.stages.score import RUN_NAMES
+from lpe.training.finetuning import FINETUNING, POSTERIORS
 
 
 def test_the_registry_lists_every_source_of_the_paper_once():
@@ -38,11 +39,15 @@ def test_a_method_module_holds_what_its_registry_line_promises():
     for source in sources.SOURCES:
         if not source.module:
             continue
-        module = sources.load(source.name)
-        # Table 6's ensembles: a BASELINE in the module, a candidates list or a chooser in the line
-        assert hasattr(module, "BASELINE") == (source in sources.table6()), source.name
-        if source.family == "fast":
-            assert all(hasattr(module, part) for part in ("SETTINGS", "OPTIONS", "check", "train"))
+        spec = sources.spec(source.name)  # its module's one declaration, named as its line
+        # Table 6's ensembles: a baseline in the spec, a candidates list or a chooser in the line
+        assert (spec.baseline is not None) == (source in sources.table6()), source.name
+        assert (spec.fast is not None) == (source.family == "fast"), source.name
+        if source.family == "posterior":  # it trains with its line's optimizer, ends in its type
+            assert FINETUNING[source.optimizer] is spec.finetuning, source.name
+            assert POSTERIORS[spec.posterior.kind] is spec.posterior, source.name
+        else:
+            assert spec.posterior is None, source.name
     chooser = [s for s in sources.table6() if s.choice_of]
     assert all(sources.BY_NAME[s.choice_of].candidates for s in chooser)  # it chooses on its own
 

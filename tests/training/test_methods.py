@@ -30,9 +30,10 @@ def test_every_fast_source_names_a_trainer_with_the_interface():
     for source in registry.family("fast"):
         module = registry.load(source.name)
         assert module.__name__ == f"lpe.methods.{source.module}"
-        assert isinstance(module.SETTINGS, dict)
-        assert all(callable(getattr(module, f)) for f in ("check", "train"))
-        assert all(isinstance(option, Setting) for option in module.OPTIONS)
+        trainer = registry.spec(source.name).fast
+        assert isinstance(trainer.settings, dict)
+        assert callable(trainer.check) and callable(trainer.train)
+        assert all(isinstance(option, Setting) for option in trainer.options)
     with pytest.raises(ValueError, match="unknown method 'fp32'"):
         registry.load("fp32")  # no module: the checkpoint itself
 
@@ -58,11 +59,9 @@ def test_the_check_sees_a_planted_chain():
 
 NEW_SOURCE = '''
 """A fast source for the test: one SGD run at half the learning rate."""
+from lpe.methods import FastSource, Spec
 from lpe.training.sources import Setting
 from lpe.training.finetuning import finetune_config, run_finetune
-
-SETTINGS = {}
-OPTIONS = (Setting("shrink", float, 0.5, help="the learning rate's factor"),)
 
 
 def check(options):
@@ -76,6 +75,14 @@ def train(job):
     job.sources.spent += summary["backward_passes"] - job.info.backward_passes
     job.sources.add(model, summary)
     return {"lr": cfg.settings.lr}
+
+
+SPEC = Spec("halfsgd", fast=FastSource(
+    settings={},
+    options=(Setting("shrink", float, 0.5, help="the learning rate's factor"),),
+    check=check,
+    train=train,
+))
 '''
 
 

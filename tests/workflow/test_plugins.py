@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpe.methods import Spec
 from lpe.methods.swag import Swag, SwagPosterior
 from lpe.training.finetuning import finetuning_method, posterior_type
 
@@ -55,6 +56,9 @@ class SwagDiagonal(Swag):
     def posterior(self, model):
         p = super().posterior(model)
         return DiagonalPosterior(p.mean, p.variance, p.deviations, p.snapshots)
+
+
+SPEC = Spec("swagdiag-bma", finetuning=SwagDiagonal, posterior=DiagonalPosterior)
 '''
 
 BASELINE_METHOD = '''
@@ -65,6 +69,7 @@ import torch
 
 from lpe.evaluation.baselines import Baseline, channel_scales, fp32_bits
 from lpe.formats.number_formats import int_format
+from lpe.methods import Spec
 from lpe.methods.gaussian_noise import scales_problem
 
 
@@ -80,8 +85,10 @@ def uniform_member(model, state, policy, setting, seed, *, device):
     yield noisy
 
 
-BASELINE = Baseline(row="Uniform noise", setting="noise scale", chosen="noise scale {:g}",
-                    problem=scales_problem, member=uniform_member, storage=fp32_bits)
+SPEC = Spec("uniform-noise", baseline=Baseline(
+    row="Uniform noise", setting="noise scale", chosen="noise scale {:g}",
+    problem=scales_problem, member=uniform_member, storage=fp32_bits,
+))
 '''
 
 
