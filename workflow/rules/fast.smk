@@ -1,10 +1,8 @@
 # Fast ensembles as member sources, each with and without LPE-BSR: Figures 4, 5, 9 and Table 5.
 
 
-FAST_FIGURES = {
-    "fig5_fast_sse_csgld": ["sse", "csgld"],
-    "fig9_fast_sse_de_multiivon": ["sse", "de", "multiivon"],
-}
+# Figures 5 and 9 (the methods each shows: lpe.reports.fast.FIGURES)
+FAST_FIGURES = ["fig5_fast_sse_csgld", "fig9_fast_sse_de_multiivon"]
 # run 1 of DE and MultiIVON: the SGD and IVON runs of Figure 2
 FAST_REUSE = {
     "de": {"reuse": checkpoint_file(f"{BMA_MODEL}-sgd")},

@@ -41,7 +41,8 @@ CLAIMS_INPUTS = {
     "fast_checkpoints": [
         results(f"fast/checkpoints/{n}.csv") for n in FAST_CHECKPOINTS
     ],
-    "sources": [work(f"fast/{m}") for m in ("sse", "csgld")],
+    # the fast sources whose peak rate is chosen on validation (fast.<name>.lr)
+    "sources": [work(f"fast/{m}") for m in FAST_METHODS if "lr" in FAST.get(m, {})],
     **({"formats": results("formats/scores.csv")} if FORMATS["models"] else {}),
     **({"choice": MODEL_CHOICE} if MODEL_CHOICE else {}),
 }
