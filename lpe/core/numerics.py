@@ -76,8 +76,10 @@ def describe() -> str:
     torch = sys.modules.get("torch")
     active = torch.backends.cpu.get_cpu_capability() if torch is not None else "?"
     if any(os.environ.get(k) != v for k, v in PINNED.items()):  # a library user's own process
-        return (f"CPU numerics: this process's own ({settings()}; torch kernels: {active}); "
-                "lpe.core.numerics.pin_cpu_numerics() gives the suite's")  # fmt: skip
+        return (
+            f"CPU numerics: this process's own ({settings()}; torch kernels: {active}); "
+            "lpe.core.numerics.pin_cpu_numerics() gives the suite's"
+        )
     return f"CPU numerics: pinned ({settings()}; torch kernels: {active}; opt out: {OPT_OUT}=1)"
 
 

@@ -106,18 +106,23 @@ def split_problems(x: dict, y: dict, num_classes: int) -> list[str]:
     shapes = {s: tuple(x[s].shape[1:]) for s in SPLITS}
     for s in SPLITS:
         if x[s].dtype != torch.float32 or x[s].dim() < 2:
-            problems.append(f"x_{s} is {x[s].dtype} of shape {tuple(x[s].shape)}; "
-                            "expected float32 (N, ...)")  # fmt: skip
+            problems.append(
+                f"x_{s} is {x[s].dtype} of shape {tuple(x[s].shape)}; expected float32 (N, ...)"
+            )
         elif not torch.isfinite(x[s]).all():
             problems.append(f"x_{s} holds non-finite values")
         if shapes[s] != shapes["train"]:
             problems.append(f"x_{s} examples are {shapes[s]}, x_train's {shapes['train']}")
         if y[s].dtype != torch.int64 or y[s].shape != (len(x[s]),):
-            problems.append(f"y_{s} is {y[s].dtype} of shape {tuple(y[s].shape)}; expected "
-                            f"int64 ({len(x[s])},), one label per example")  # fmt: skip
+            problems.append(
+                f"y_{s} is {y[s].dtype} of shape {tuple(y[s].shape)}; expected "
+                f"int64 ({len(x[s])},), one label per example"
+            )
         elif len(y[s]) and not (0 <= int(y[s].min()) and int(y[s].max()) < num_classes):
-            problems.append(f"y_{s} has labels outside 0..{num_classes - 1} "
-                            f"({int(y[s].min())}..{int(y[s].max())})")  # fmt: skip
+            problems.append(
+                f"y_{s} has labels outside 0..{num_classes - 1} "
+                f"({int(y[s].min())}..{int(y[s].max())})"
+            )
     return problems
 
 

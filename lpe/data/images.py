@@ -74,16 +74,21 @@ def read_class_map(path: str | Path) -> dict[str, int]:
         if not fields:
             continue
         if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise ImageFolderError(f"class map {path} line {number}: expected 'folder index', "
-                                   f"got {line.strip()!r}")  # fmt: skip
+            raise ImageFolderError(
+                f"class map {path} line {number}: expected 'folder index', got {line.strip()!r}"
+            )
         mapping[fields[0]] = int(fields[1])
     if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
         raise ImageFolderError(f"class map {path}: expected folder names mapped to integers")
     return mapping
 
 
-def class_indices(root: str | Path, classes: list[str], num_classes: int | None = None,
-                  class_map: dict[str, int] | None = None) -> list[int]:  # fmt: skip
+def class_indices(
+    root: str | Path,
+    classes: list[str],
+    num_classes: int | None = None,
+    class_map: dict[str, int] | None = None,
+) -> list[int]:
     """The model's class index of each class folder of ``root`` (``classes``, sorted names).
 
     With a ``class_map``, each folder's entry; a folder it does not name takes its WordNet id's
@@ -99,9 +104,11 @@ def class_indices(root: str | Path, classes: list[str], num_classes: int | None 
         )
         unmapped = [c for c in classes if c not in class_map and c not in wnids]
         if unmapped:
-            raise ImageFolderError(f"image folder {root}: class folder {unmapped[0]!r} is not in "
-                                   f"the class map ({len(unmapped)} unmapped) nor an ImageNet-1k "
-                                   "WordNet id of a 1000-class model")  # fmt: skip
+            raise ImageFolderError(
+                f"image folder {root}: class folder {unmapped[0]!r} is not in "
+                f"the class map ({len(unmapped)} unmapped) nor an ImageNet-1k "
+                "WordNet id of a 1000-class model"
+            )
         indices = [class_map[c] if c in class_map else wnids[c] for c in classes]
     else:
         wnids = {w: i for i, w in enumerate(imagenet_wnids())}
@@ -120,8 +127,10 @@ def class_indices(root: str | Path, classes: list[str], num_classes: int | None 
             )
     if num_classes is not None and not all(0 <= i < num_classes for i in indices):
         bad = next(c for c, i in zip(classes, indices, strict=True) if not 0 <= i < num_classes)
-        raise ImageFolderError(f"image folder {root}: class folder {bad!r} maps to a class the "
-                               f"model does not have (it has {num_classes})")  # fmt: skip
+        raise ImageFolderError(
+            f"image folder {root}: class folder {bad!r} maps to a class the "
+            f"model does not have (it has {num_classes})"
+        )
     return indices
 
 
@@ -270,8 +279,9 @@ class DecodedImages:
             yield x.float().div(255).sub(self.mean).div(self.std), self.labels[i:end]
 
 
-def decoded_images(dataset, labels, transform, batch_size: int = 64, workers: int = 0,
-                   *, cache: Path | None = None) -> DecodedImages:  # fmt: skip
+def decoded_images(
+    dataset, labels, transform, batch_size: int = 64, workers: int = 0, *, cache: Path | None = None
+) -> DecodedImages:
     """``dataset`` (an ImageFolder, or a Subset of one) decoded once with ``transform``'s PIL
     operations into the image cache, keyed by its files (paths, sizes, times) and the operations;
     a later call with the same files and operations reads the cached file."""
@@ -293,8 +303,9 @@ def decoded_images(dataset, labels, transform, batch_size: int = 64, workers: in
         loader = torch.utils.data.DataLoader(decoding, batch_size=64, num_workers=workers)
         first = decoding[0][0]
         with atomic_path(target, suffix=".npy") as tmp:
-            pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                               shape=(len(decoding), *first.shape))  # fmt: skip
+            pixels = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.uint8, shape=(len(decoding), *first.shape)
+            )
             position = 0
             for xb, _ in loader:
                 pixels[position : position + len(xb)] = xb.numpy()
@@ -320,8 +331,9 @@ def copy_with_transform(dataset, transform):
     import copy
 
     if hasattr(dataset, "indices"):
-        return torch.utils.data.Subset(copy_with_transform(dataset.dataset, transform),
-                                       dataset.indices)  # fmt: skip
+        return torch.utils.data.Subset(
+            copy_with_transform(dataset.dataset, transform), dataset.indices
+        )
     out = copy.copy(dataset)
     out.transform = transform
     out.loader = NamedImageReader(dataset.loader)

@@ -41,8 +41,15 @@ def is_image_folder(path) -> bool:
     return Path(path).is_dir() or not str(path).endswith(".npz")
 
 
-def open_data(path, model_name: str, num_classes: int, holdout: int = DEFAULT_HOLDOUT,
-              workers: int = 0, *, input_shape=None):  # fmt: skip
+def open_data(
+    path,
+    model_name: str,
+    num_classes: int,
+    holdout: int = DEFAULT_HOLDOUT,
+    workers: int = 0,
+    *,
+    input_shape=None,
+):
     """The examples at ``path`` for the model ``model_name`` (its transforms, its classes).
 
     A data file is checked up front against the model (``input_shape``, when given, and
@@ -102,8 +109,9 @@ class TensorData:
         return len(self.splits.y["train"])
 
     def train_batches(self, batch_size: int, order: torch.Generator, device, skip: int = 0):
-        yield from minibatches(self.splits.x["train"], self.splits.y["train"], batch_size, order,
-                               device, skip=skip)  # fmt: skip
+        yield from minibatches(
+            self.splits.x["train"], self.splits.y["train"], batch_size, order, device, skip=skip
+        )
 
     def inputs(self, split: str, batch_size: int = 1000):
         return self.splits.x[split], self.splits.y[split]
@@ -160,10 +168,12 @@ class ImageData:
         epoch_seed = int(torch.randint(2**31, (), generator=order))
         permutation = torch.randperm(len(train), generator=order)
         loader = torch.utils.data.DataLoader(
-            SeededAugmentation(folder, train.tolist(), epoch_seed), batch_size=batch_size,
-            sampler=permutation[skip * batch_size :].tolist(), num_workers=self.workers,
+            SeededAugmentation(folder, train.tolist(), epoch_seed),
+            batch_size=batch_size,
+            sampler=permutation[skip * batch_size :].tolist(),
+            num_workers=self.workers,
             pin_memory=device.type == "cuda",
-        )  # fmt: skip
+        )
         for xb, yb in loader:
             yield xb.to(device, non_blocking=True), yb.to(device)
 
@@ -178,8 +188,14 @@ class ImageData:
         from lpe.data.images import decoded_images, image_loader
 
         if split != HOLDOUT:
-            loader = image_loader(self.root / split, self._eval_transform, self.num_classes,
-                                  batch_size, limit=limit, workers=self.workers)  # fmt: skip
+            loader = image_loader(
+                self.root / split,
+                self._eval_transform,
+                self.num_classes,
+                batch_size,
+                limit=limit,
+                workers=self.workers,
+            )
             return loader, loader.labels
         dataset, labels = self._holdout_set()
         if limit is not None:

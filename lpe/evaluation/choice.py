@@ -59,8 +59,11 @@ class Choice:
         what = "FP32" if c["method"] == "fp32" else f"{c['format']}, M = {c['members']}"
         if c["method"] == "rtn":
             what += " (RTN)"
-        budget = (f"within {self.budget_mbit:g} Mbit ({self.accounting})"
-                  if self.budget_mbit is not None else "no memory budget")  # fmt: skip
+        budget = (
+            f"within {self.budget_mbit:g} Mbit ({self.accounting})"
+            if self.budget_mbit is not None
+            else "no memory budget"
+        )
         lines = [
             f"chosen on the held-out part, {budget}: {what}: {c['stored_mbit']:.3f} Mbit stored, "
             f"{c['memory_mbit']:.3f} Mbit as M members; evaluated NLL {c['nll']:.4f}, "
@@ -68,9 +71,11 @@ class Choice:
         ]
         if self.checks:
             lines.append("checks on the evaluated part (margin > 0 on the choice's side):")
-            lines += [f"  {k.outcome:>12}, leaning {k.leaning}: {k.text}; margin "
-                      f"{k.parts[0][0]:+.4f} vs band ±{k.parts[0][1]:.4f}"
-                      for k in self.checks]  # fmt: skip
+            lines += [
+                f"  {k.outcome:>12}, leaning {k.leaning}: {k.text}; margin "
+                f"{k.parts[0][0]:+.4f} vs band ±{k.parts[0][1]:.4f}"
+                for k in self.checks
+            ]
         return lines
 
 
@@ -139,15 +144,20 @@ def choose(
     model = model.to(device)
     policy = policy or policy_for(model)
     data = _Chained(held_out, evaluated)
-    passes = tqdm(total=1 + len(names) * (1 + max(sizes)), desc="choose: member passes",
-                  mininterval=5, disable=not progress)  # fmt: skip
+    passes = tqdm(
+        total=1 + len(names) * (1 + max(sizes)),
+        desc="choose: member passes",
+        mininterval=5,
+        disable=not progress,
+    )
     fp32_bits = 32 * sum(t.numel() for t in model_tensors(model).values())
     if budget_mbit is not None:  # before any pass: the smallest candidate is an RTN member
         _check_budget(model, names, seed, policy, budget_mbit, accounting, fp32_bits)
     rows, per_example = [], {}
     for i, name in enumerate(names):
-        ensemble = LowPrecisionEnsemble(model, number_format(name), max(sizes), seed, policy,
-                                        with_rtn=True)  # fmt: skip
+        ensemble = LowPrecisionEnsemble(
+            model, number_format(name), max(sizes), seed, policy, with_rtn=True
+        )
         rtn, shared = ensemble.rtn(), ensemble.shared
         plane = sum(8 * p.shape[1] for p in shared.planes.values())
         fixed = shared.bits - len(shared) * plane  # the base, the scales, the kept tensors
@@ -157,8 +167,9 @@ def choose(
         for member, lp, labels, _ in ensemble.stream(data, runs, device):
             passes.update()
             if member is None:
-                rows.append(_scored("fp32", "fp32", 1, fp32_bits, fp32_bits, lp, labels,
-                                    data.boundary))  # fmt: skip
+                rows.append(
+                    _scored("fp32", "fp32", 1, fp32_bits, fp32_bits, lp, labels, data.boundary)
+                )
                 per_example["fp32"] = _per_example(lp, labels, data.boundary)
             elif member is rtn:  # one member, stored as itself
                 rows.append(_scored(name, "rtn", 1, rtn.bits, fixed, lp, labels, data.boundary))
@@ -168,8 +179,18 @@ def choose(
                 k = ensemble_so_far.count
                 if k in sizes:
                     mean = ensemble_so_far.value()
-                    rows.append(_scored(name, "lpe-bsr", k, k * rtn.bits, fixed + k * plane,
-                                        mean, labels, data.boundary))  # fmt: skip
+                    rows.append(
+                        _scored(
+                            name,
+                            "lpe-bsr",
+                            k,
+                            k * rtn.bits,
+                            fixed + k * plane,
+                            mean,
+                            labels,
+                            data.boundary,
+                        )
+                    )
                     per_example[(name, k)] = _per_example(mean, labels, data.boundary)
     passes.close()
     table = pd.DataFrame(rows)
@@ -212,12 +233,16 @@ def _scored(fmt, method, members, paper_bits, stored_bits, log_probs, labels, bo
     if not len(held_y) or not len(y):
         raise ValueError("the held-out and the evaluated data must both be non-empty")
     return {
-        "format": fmt, "method": method, "members": members,
-        "memory_mbit": paper_bits / 1e6, "stored_mbit": stored_bits / 1e6,
+        "format": fmt,
+        "method": method,
+        "members": members,
+        "memory_mbit": paper_bits / 1e6,
+        "stored_mbit": stored_bits / 1e6,
         "held_out_nll": metrics.nll(held_lp[None], held_y),
-        "nll": metrics.nll(lp[None], y), "err": metrics.err(lp[None], y),
+        "nll": metrics.nll(lp[None], y),
+        "err": metrics.err(lp[None], y),
         "ece": metrics.ece(lp[None], y),
-    }  # fmt: skip
+    }
 
 
 def _key(row: dict):
@@ -248,10 +273,12 @@ def _checks(chosen: dict, runner_up: dict | None, per_example: dict) -> list[Che
     for other in others:
         theirs = per_example[_key(other)]
         margin, band = paired_margin(mine, theirs)
-        text = (f"{_label(chosen)} beats {_label(other)}"
-                f"{' (the runner-up on the held-out part)' if other is runner_up else ''}: "
-                f"NLL {float(mine.mean()):.4f} vs {float(theirs.mean()):.4f} "
-                "(examples' band; one draw of the members)")  # fmt: skip
+        text = (
+            f"{_label(chosen)} beats {_label(other)}"
+            f"{' (the runner-up on the held-out part)' if other is runner_up else ''}: "
+            f"NLL {float(mine.mean()):.4f} vs {float(theirs.mean()):.4f} "
+            "(examples' band; one draw of the members)"
+        )
         checks.append(Check.of(text, margin, band))
     return checks
 
@@ -280,8 +307,15 @@ def plot_choice(choice: Choice, path, title: str = "") -> None:
     ax.axhline(fp32["nll"], color="black", ls="--", lw=1, label=f"FP32 ({fp32[column]:.2f} Mbit)")
     front = table.sort_values([column, "nll"])
     front = front[front["nll"] <= front["nll"].cummin()]
-    ax.step(front[column], front["nll"], where="post", color="grey", lw=2, alpha=0.5,
-            label="Pareto front")  # fmt: skip
+    ax.step(
+        front[column],
+        front["nll"],
+        where="post",
+        color="grey",
+        lw=2,
+        alpha=0.5,
+        label="Pareto front",
+    )
     if choice.budget_mbit is not None:
         ax.axvline(choice.budget_mbit, color="red", ls=":", lw=1, label="budget")
     c = choice.chosen

@@ -285,8 +285,11 @@ class LowPrecisionEnsemble(torch.nn.Module):
         construction, not as they are now) for :meth:`load` to check, and the temperature;
         return its counted bits."""
         drawn_from = self.weights_sha256 or tensors_sha256(model_tensors(self.model))
-        meta = {"weights_sha256": drawn_from,
-                "temperature": repr(float(self.temperature)), **(provenance or {})}  # fmt: skip
+        meta = {
+            "weights_sha256": drawn_from,
+            "temperature": repr(float(self.temperature)),
+            **(provenance or {}),
+        }
         if self.seed is not None:
             meta["ensemble_seed"] = str(self.seed)
         return save_shared_base(path, self.shared, meta)

@@ -86,5 +86,13 @@ def write_evaluated(out, done: Evaluated, labels, info, run: dict, *, calibratio
     """``write_predictions`` of :class:`Evaluated` members (with their seconds and, when they
     were evaluated on it, the calibration split)."""
     calibration = None if done.calibration is None else (done.calibration, calibration_labels)
-    write_predictions(out, done.log_probs, labels, done.bits, info, run=run, seconds=done.seconds,
-                      calibration=calibration)  # fmt: skip
+    write_predictions(
+        out,
+        done.log_probs,
+        labels,
+        done.bits,
+        info,
+        run=run,
+        seconds=done.seconds,
+        calibration=calibration,
+    )

@@ -379,11 +379,13 @@ def evaluate(
     inputs = Batches(x, batch_size)
     calibration = None if calibration_x is None else Batches(calibration_x, batch_size)
     if members_per_call == 1:
-        passes = stream(model, members, open, inputs, device, calibration=calibration,
-                        eval_mode=eval_mode)  # fmt: skip
+        passes = stream(
+            model, members, open, inputs, device, calibration=calibration, eval_mode=eval_mode
+        )
     else:
-        passes = _stream_batched(model, members, open, inputs, device, calibration=calibration,
-                                 per_call=members_per_call)  # fmt: skip
+        passes = _stream_batched(
+            model, members, open, inputs, device, calibration=calibration, per_call=members_per_call
+        )
     done, at_calibration, member_bits = Accumulator(keep=True), Accumulator(keep=True), []
     for passed in passes:
         done.add(passed.log_probs, passed.seconds)

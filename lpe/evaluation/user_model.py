@@ -40,8 +40,10 @@ def _runs(model: torch.nn.Module, ensembles: list[LowPrecisionEnsemble]) -> list
         state = {name: t.detach() for name, t in model_tensors(model).items()}
         rtn = quantize(state, first.fmt, "rtn", policy=first.policy)
     fp32_bits = 32 * _numel(model_tensors(model))
-    runs = [("fp32", None, lambda: [None], fp32_bits, fp32_bits),
-            ("rtn", None, lambda: [rtn], rtn.bits, rtn.bits)]  # fmt: skip
+    runs = [
+        ("fp32", None, lambda: [None], fp32_bits, fp32_bits),
+        ("rtn", None, lambda: [rtn], rtn.bits, rtn.bits),
+    ]
     return runs + [("lpe-bsr", e.seed, e.members, e.paper_bits(), e.bits) for e in ensembles]
 
 
@@ -50,12 +52,21 @@ def _row(name, seed, precision, done, *, paper_bits, stored_bits) -> dict:
     labels, lp = done.labels, done.log_probs[None]
     nll = metrics.nll(lp, labels)
     return {
-        "method": name, "seed": seed, "precision": precision, "members": done.count,
-        "memory_mbit": paper_bits / 1e6, "stored_mbit": stored_bits / 1e6, "nll": nll,
-        "err": metrics.err(lp, labels), "ece": metrics.ece(lp, labels),
-        "avg_loss": done.avg_loss, "ambiguity": done.avg_loss - nll, "temperature": math.nan,
-        "forward_passes": done.count, "infer_us": 1e6 * done.seconds / len(labels),
-    }  # fmt: skip
+        "method": name,
+        "seed": seed,
+        "precision": precision,
+        "members": done.count,
+        "memory_mbit": paper_bits / 1e6,
+        "stored_mbit": stored_bits / 1e6,
+        "nll": nll,
+        "err": metrics.err(lp, labels),
+        "ece": metrics.ece(lp, labels),
+        "avg_loss": done.avg_loss,
+        "ambiguity": done.avg_loss - nll,
+        "temperature": math.nan,
+        "forward_passes": done.count,
+        "infer_us": 1e6 * done.seconds / len(labels),
+    }
 
 
 def apply_lpe(
@@ -96,9 +107,12 @@ def apply_lpe(
     model = model.to(device)  # its modes are its own: members run in eval mode (stream)
     if ensembles is None:
         policy = policy or policy_for(model)
-        ensembles = [LowPrecisionEnsemble(model, number_format(fmt), members, s, policy,
-                                          progress=f"draw seed {s}")
-                     for s in (seeds or [seed])]  # fmt: skip
+        ensembles = [
+            LowPrecisionEnsemble(
+                model, number_format(fmt), members, s, policy, progress=f"draw seed {s}"
+            )
+            for s in (seeds or [seed])
+        ]
     first = ensembles[0]
     rows, per_image, predictions, bsr_seeds, bsr_ts = [], {}, {}, [], []
     for name, run_seed, run_members, paper_bits, stored_bits in _runs(model, ensembles):
@@ -122,9 +136,17 @@ def apply_lpe(
         fit_on = _ensemble_of(first.stream(calibration, run_members(), device), f"{label} fit")
         temperature = fit_temperature(fit_on.log_probs[None], fit_on.labels)
         at_t = scaled(lp, temperature)
-        rows.append({**rows[-1], "method": f"{name}+ts", "nll": metrics.nll(at_t, labels),
-                     "ece": metrics.ece(at_t, labels), "avg_loss": math.nan,
-                     "ambiguity": math.nan, "temperature": temperature})  # fmt: skip
+        rows.append(
+            {
+                **rows[-1],
+                "method": f"{name}+ts",
+                "nll": metrics.nll(at_t, labels),
+                "ece": metrics.ece(at_t, labels),
+                "avg_loss": math.nan,
+                "ambiguity": math.nan,
+                "temperature": temperature,
+            }
+        )
         ts = verdicts.per_image_nll(at_t[0], labels)
         if name == "lpe-bsr":
             bsr_ts.append(ts)
@@ -172,15 +194,19 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     lines = []
     bsr = table[table["method"] == "lpe-bsr"]
     if len(bsr) > 1:
-        spread = ", ".join(f"{m.upper()} {bsr[m].mean():.4f} ± {bsr[m].std(ddof=1):.4f}"
-                           for m in ("nll", "err", "ece"))  # fmt: skip
+        spread = ", ".join(
+            f"{m.upper()} {bsr[m].mean():.4f} ± {bsr[m].std(ddof=1):.4f}"
+            for m in ("nll", "err", "ece")
+        )
         seeds = ", ".join(str(s) for s in bsr["seed"])
         lines.append(f"LPE-BSR over {len(bsr)} seeds ({seeds}): {spread} (mean ± sd)")
     checks = table.attrs.get("checks", [])
     if checks:
         lines.append("checks (margin > 0 on LPE-BSR's side; decided outside its band):")
-        lines += [f"  {c.outcome:>12}: {c.text}; margin {c.parts[0][0]:+.4f} vs band "
-                  f"±{c.parts[0][1]:.4f}" for c in checks]  # fmt: skip
+        lines += [
+            f"  {c.outcome:>12}: {c.text}; margin {c.parts[0][0]:+.4f} vs band ±{c.parts[0][1]:.4f}"
+            for c in checks
+        ]
     return lines + list(table.attrs.get("warnings", []))
 
 

@@ -167,8 +167,11 @@ def policy_for(
     matches a ``keep`` pattern (``fnmatch``, e.g. ``"blocks.11.*"``)."""
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _layer_types())]
     quantizable = {f"{name}.weight" if name else "weight" for name, _ in layers}
-    kept = [name for name, t in model_tensors(model).items()
-            if t.dim() >= min_ndim and name not in quantizable]  # fmt: skip
+    kept = [
+        name
+        for name, t in model_tensors(model).items()
+        if t.dim() >= min_ndim and name not in quantizable
+    ]
     # the first layer: a stem or patch embedding; a language model's is its embedding table
     tokens = any(isinstance(m, torch.nn.Embedding) for m in model.modules())
     roles = [layers[0][0]] if layers and not tokens else []

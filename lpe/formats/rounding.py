@@ -242,8 +242,9 @@ def _round(
     zero = int(np.flatnonzero(fmt.grid == 0)[0])
     block = fmt.block or w2.shape[1]
     scales_np = scales.expand(w2.shape[0], -1).contiguous().numpy()  # per tensor: each row
-    keeping_threads(_round_rows, w2, scales_np, block, fmt.grid, zero, stochastic,
-                    np.uint64(key), out)  # fmt: skip
+    keeping_threads(
+        _round_rows, w2, scales_np, block, fmt.grid, zero, stochastic, np.uint64(key), out
+    )
     return torch.from_numpy(out).reshape(weight.shape), scales
 
 

@@ -162,15 +162,19 @@ def folder_members(
 
     if "ensemble" not in manifest:
         paths = (Path(folder) / name for name in each(manifest["files"]))
-        files = (checked(load_member_of(p, checkpoint, checkpoint_sha256), f"member file {p}")
-                 for p in paths)  # fmt: skip
+        files = (
+            checked(load_member_of(p, checkpoint, checkpoint_sha256), f"member file {p}")
+            for p in paths
+        )
         return manifest, files
     path = Path(folder) / manifest["ensemble"]
     ensemble, meta = load_shared_base(path)
     require_made_from(meta, f"ensemble file {path}", checkpoint, checkpoint_sha256)
     if len(ensemble) != len(manifest["member_bits"]):
-        raise ArtifactError(f"{path} holds {len(ensemble)} members, {folder}'s manifest lists "
-                            f"{len(manifest['member_bits'])}")  # fmt: skip
+        raise ArtifactError(
+            f"{path} holds {len(ensemble)} members, {folder}'s manifest lists "
+            f"{len(manifest['member_bits'])}"
+        )
     where = f"ensemble file {path}"
     return manifest, (checked(ensemble.member(m), where) for m in each(range(len(ensemble))))
 

@@ -89,37 +89,107 @@ FREE = "none beyond the checkpoint's"
 SOURCES = (
     Source("fp32", "FP32", "reference", "the checkpoint itself", FREE),
     Source("rtn", "RTN", "reference", "the checkpoint rounded to the nearest value", FREE),
-    Source("lpe-bsr", "LPE-BSR", "reference",
-           "Bernoulli stochastic rounding of the checkpoint, one seed per member", FREE,
-           module="lpe_bsr", candidates="baselines.formats"),
-    Source("swag-bma", "SWAG BMA", "posterior", "draws from SWAG's Gaussian posterior",
-           "the SWAG fine-tuning run", module="swag", optimizer="swag", solution="SWA mean"),
-    Source("ivon-bma", "IVON BMA", "posterior", "draws from IVON's Gaussian posterior",
-           "the IVON fine-tuning run", module="ivon", optimizer="ivon", solution="IVON mean"),
-    Source("gaussian-noise", "Gaussian noise", "baseline",
-           "the checkpoint plus Gaussian noise of a scale chosen on validation", FREE,
-           module="gaussian_noise", candidates="baselines.gaussian_scales"),
-    Source("gaussian-matched", "Gaussian noise of BSR's variance", "baseline",
-           "the checkpoint plus Gaussian noise of LPE-BSR's per-weight variance", FREE,
-           module="gaussian_matched", choice_of="lpe-bsr"),
-    Source("mc-dropout", "MC dropout", "baseline",
-           "dropout masks at a rate chosen on validation, at test time", FREE,
-           module="mc_dropout", candidates="baselines.dropout_rates"),
-    Source("sse", "SSE", "fast", "a snapshot at the end of each cyclic learning-rate cycle",
-           "the cycles up to the snapshot", lpe_copies=True, module="sse"),
-    Source("csgld", "CSGLD", "fast", "a sample at the end of each cycle of cyclical SGLD",
-           "the cycles up to the sample", lpe_copies=True, module="csgld"),
-    Source("de", "DE", "fast", "independent fine-tuning runs (run 1: Figure 2's SGD run)",
-           "one run per member", lpe_copies=True, module="de"),
-    Source("multiivon", "MultiIVON", "fast",
-           "posterior draws of independent IVON runs (run 1: Figure 2's IVON run)",
-           "one run per IVON run, whatever its draws", lpe_copies=True,
-           module="multiivon"),
-    Source("batchensemble", "BatchEnsemble", "fast",
-           "the K rank-1 members of one BatchEnsemble run (they share weights: no LPE-BSR copies)",
-           "K runs' backward passes (each minibatch goes through every member)",
-           module="batchensemble"),
-)  # fmt: skip
+    Source(
+        "lpe-bsr",
+        "LPE-BSR",
+        "reference",
+        "Bernoulli stochastic rounding of the checkpoint, one seed per member",
+        FREE,
+        module="lpe_bsr",
+        candidates="baselines.formats",
+    ),
+    Source(
+        "swag-bma",
+        "SWAG BMA",
+        "posterior",
+        "draws from SWAG's Gaussian posterior",
+        "the SWAG fine-tuning run",
+        module="swag",
+        optimizer="swag",
+        solution="SWA mean",
+    ),
+    Source(
+        "ivon-bma",
+        "IVON BMA",
+        "posterior",
+        "draws from IVON's Gaussian posterior",
+        "the IVON fine-tuning run",
+        module="ivon",
+        optimizer="ivon",
+        solution="IVON mean",
+    ),
+    Source(
+        "gaussian-noise",
+        "Gaussian noise",
+        "baseline",
+        "the checkpoint plus Gaussian noise of a scale chosen on validation",
+        FREE,
+        module="gaussian_noise",
+        candidates="baselines.gaussian_scales",
+    ),
+    Source(
+        "gaussian-matched",
+        "Gaussian noise of BSR's variance",
+        "baseline",
+        "the checkpoint plus Gaussian noise of LPE-BSR's per-weight variance",
+        FREE,
+        module="gaussian_matched",
+        choice_of="lpe-bsr",
+    ),
+    Source(
+        "mc-dropout",
+        "MC dropout",
+        "baseline",
+        "dropout masks at a rate chosen on validation, at test time",
+        FREE,
+        module="mc_dropout",
+        candidates="baselines.dropout_rates",
+    ),
+    Source(
+        "sse",
+        "SSE",
+        "fast",
+        "a snapshot at the end of each cyclic learning-rate cycle",
+        "the cycles up to the snapshot",
+        lpe_copies=True,
+        module="sse",
+    ),
+    Source(
+        "csgld",
+        "CSGLD",
+        "fast",
+        "a sample at the end of each cycle of cyclical SGLD",
+        "the cycles up to the sample",
+        lpe_copies=True,
+        module="csgld",
+    ),
+    Source(
+        "de",
+        "DE",
+        "fast",
+        "independent fine-tuning runs (run 1: Figure 2's SGD run)",
+        "one run per member",
+        lpe_copies=True,
+        module="de",
+    ),
+    Source(
+        "multiivon",
+        "MultiIVON",
+        "fast",
+        "posterior draws of independent IVON runs (run 1: Figure 2's IVON run)",
+        "one run per IVON run, whatever its draws",
+        lpe_copies=True,
+        module="multiivon",
+    ),
+    Source(
+        "batchensemble",
+        "BatchEnsemble",
+        "fast",
+        "the K rank-1 members of one BatchEnsemble run (they share weights: no LPE-BSR copies)",
+        "K runs' backward passes (each minibatch goes through every member)",
+        module="batchensemble",
+    ),
+)
 PLUGINS = "lpe.methods"  # the entry-point group of methods from other packages
 
 
@@ -134,8 +204,10 @@ def plugins() -> tuple[Source, ...]:
 
     found = tuple(point.load() for point in entry_points(group=PLUGINS))
     if bad := [s for s in found if not isinstance(s, Source) or "." not in s.module]:
-        raise ValueError(f"entry points of {PLUGINS!r} must name a Source whose module is an "
-                         f"import path (mypkg.method): {bad}")  # fmt: skip
+        raise ValueError(
+            f"entry points of {PLUGINS!r} must name a Source whose module is an "
+            f"import path (mypkg.method): {bad}"
+        )
     return found
 
 

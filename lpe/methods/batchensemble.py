@@ -126,8 +126,10 @@ class BatchEnsembleSettings(SgdSettings):
     def problems(self) -> list[str]:
         problems = super().problems()
         if self.members < 1 or self.micro_batch < 0:
-            problems.append(f"members must be >= 1 and micro_batch >= 0, got {self.members} and "
-                            f"{self.micro_batch}")  # fmt: skip
+            problems.append(
+                f"members must be >= 1 and micro_batch >= 0, got {self.members} and "
+                f"{self.micro_batch}"
+            )
         return problems
 
 
@@ -193,17 +195,26 @@ def check(options) -> str | None:
 
 def train(job) -> dict:
     o, info = job.options, job.info
-    settings = BatchEnsembleSettings(o["lr"], o["momentum"], o["weight_decay"], o["runs"],
-                                     o["micro_batch"])  # fmt: skip
+    settings = BatchEnsembleSettings(
+        o["lr"], o["momentum"], o["weight_decay"], o["runs"], o["micro_batch"]
+    )
     plan = Plan(o["epochs"], o["batch_size"], o["seed"])
     model = info.build()
     model.load_state_dict(job.state)
-    batch_ensemble(model, o["runs"], torch.Generator().manual_seed(o["seed"]), "gaussian",
-                   o["init_std"])  # fmt: skip
+    batch_ensemble(
+        model, o["runs"], torch.Generator().manual_seed(o["seed"]), "gaussian", o["init_std"]
+    )
     record = {**asdict(plan), **asdict(settings), "init_std": o["init_std"]}
     resume = job.resumes.run("batchensemble", {"batchensemble": record, "start": info.sha256})
-    passes = fit(model, job.data, BatchEnsembleSgd(settings, plan), plan, job.device,
-                 desc="batchensemble", resume=resume)  # fmt: skip
+    passes = fit(
+        model,
+        job.data,
+        BatchEnsembleSgd(settings, plan),
+        plan,
+        job.device,
+        desc="batchensemble",
+        resume=resume,
+    )
     job.sources.spent += passes
     summary = {
         "model": info.model,
@@ -228,7 +239,7 @@ SPEC = Spec(
             Setting(
                 "micro_batch", int, 0, help="examples per accumulated chunk (0: the whole batch)"
             ),
-        ),  # fmt: skip
+        ),
         check=check,
         train=train,
     ),

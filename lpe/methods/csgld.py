@@ -86,9 +86,13 @@ class Csgld(Sse):
 
     def after_step(self, model, step, passes) -> None:
         if self.cyclic.sampling(step):
-            add_langevin_noise(model.parameters(), self.cyclic.lr_at(step),
-                               self.settings.csgld_temperature, self.train_size,
-                               self.langevin)  # fmt: skip
+            add_langevin_noise(
+                model.parameters(),
+                self.cyclic.lr_at(step),
+                self.settings.csgld_temperature,
+                self.train_size,
+                self.langevin,
+            )
         super().after_step(model, step, passes)
 
     def state(self) -> dict:

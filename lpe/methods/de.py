@@ -36,9 +36,14 @@ def train(job, optimizer: str = "sgd", draws: int = 1, reuse_posterior: str | No
             model, summary, posterior = reused_run(cfg, job, options["reuse"], reuse_posterior)
         else:
             model, summary, posterior, _ = run_finetune(
-                job.state, info, job.data, cfg, job.device, resume_path=job.resumes.path(f"run{r}"),
+                job.state,
+                info,
+                job.data,
+                cfg,
+                job.device,
+                resume_path=job.resumes.path(f"run{r}"),
                 checkpoint_every=job.resumes.every,
-            )  # fmt: skip
+            )
         job.sources.spent += summary["backward_passes"] - info.backward_passes
         if posterior is None:
             job.sources.add(model, summary)

@@ -48,8 +48,10 @@ class IvonPosterior:
         posterior is the configured isotropic one rather than a learned one (median ratio ~1).
         """
         ratio = self.hess / self.hess_init
-        q = torch.quantile(ratio[:: max(1, ratio.numel() // 100_000)].double(),
-                           torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))  # fmt: skip
+        q = torch.quantile(
+            ratio[:: max(1, ratio.numel() // 100_000)].double(),
+            torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64),
+        )
         return {"p10_ratio": q[0].item(), "median_ratio": q[1].item(), "p90_ratio": q[2].item()}
 
     def tensors(self) -> dict[str, torch.Tensor]:

@@ -21,8 +21,10 @@ from lpe.methods import Spec
 def bits_problem(candidates: Sequence[float]) -> str | None:
     if all(float(b).is_integer() and MIN_BITS <= b <= MAX_BITS for b in candidates):
         return None
-    return (f"baselines.formats must be INT-b formats, int{MIN_BITS}..int{MAX_BITS}, got widths "
-            f"{list(candidates)}")  # fmt: skip
+    return (
+        f"baselines.formats must be INT-b formats, int{MIN_BITS}..int{MAX_BITS}, got widths "
+        f"{list(candidates)}"
+    )
 
 
 @contextlib.contextmanager

@@ -95,8 +95,9 @@ class Sse(Sgd):
 
     def make_scheduler(self, optimizer, total, steps_per_epoch):
         # refuses cycles that do not divide the run
-        self.cyclic = CyclicSchedule(total, self.settings.cycles, self.settings.lr,
-                                     self.exploration)  # fmt: skip
+        self.cyclic = CyclicSchedule(
+            total, self.settings.cycles, self.settings.lr, self.exploration
+        )
         lr = self.settings.lr
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: self.cyclic.lr_at(s) / lr)
 
@@ -163,12 +164,17 @@ def choose_peak_rate(job, optimizer: str, candidates) -> dict:
         cfg = finetune_config(job.options, optimizer=optimizer, lr=lr, cycles=1)
         snapshot, *_ = run_finetune(job.state, job.info, job.data, cfg, job.device)
         nll[lr] = validate(snapshot.to(job.device), job.data, job.device)["nll"]
-        print(f"{optimizer} peak rate {lr:g}: snapshot 1 validation NLL {nll[lr]:.5f} "
-              f"(starting model {start:.5f})")  # fmt: skip
+        print(
+            f"{optimizer} peak rate {lr:g}: snapshot 1 validation NLL {nll[lr]:.5f} "
+            f"(starting model {start:.5f})"
+        )
     chosen = min(nll, key=lambda lr: (nll[lr], lr))
     print(f"chosen on the validation split: {optimizer} peak rate {chosen:g}")
-    return {"chosen": chosen, "validation_nll": {f"{k:g}": v for k, v in nll.items()},
-            "start_validation_nll": start}  # fmt: skip
+    return {
+        "chosen": chosen,
+        "validation_nll": {f"{k:g}": v for k, v in nll.items()},
+        "start_validation_nll": start,
+    }
 
 
 SPEC = Spec(
@@ -184,7 +190,7 @@ SPEC = Spec(
                 many=True,
                 help="peak rates to choose from on validation (first cycle; replaces --lr)",
             ),
-        ),  # fmt: skip
+        ),
         check=check,
         train=train,
     ),

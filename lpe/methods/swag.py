@@ -104,8 +104,12 @@ class SwagCollector:
 
     def state(self) -> dict:
         """Everything collected so far (to resume an interrupted run)."""
-        return {"count": self.count, "mean": self.mean, "sq_mean": self.sq_mean,
-                "deviations": list(self.deviations)}  # fmt: skip
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "sq_mean": self.sq_mean,
+            "deviations": list(self.deviations),
+        }
 
     def restore(self, state: dict) -> None:
         self.count, self.mean, self.sq_mean = state["count"], state["mean"], state["sq_mean"]

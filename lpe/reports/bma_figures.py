@@ -60,9 +60,18 @@ def curves(scores: pd.DataFrame, fmt: str, x: str) -> plt.Figure:
             series.append((lpe, "memory_bits_shared", name, "C0", {"linestyle": "--"}))
         for data, column, name, color, style in series:
             if len(data):
-                sns.lineplot(data=data, x=column, y="nll", errorbar="sd", color=color,
-                             marker="o", markersize=3, ax=ax, label=f"{name}, mean ± sd",
-                             **style)  # fmt: skip
+                sns.lineplot(
+                    data=data,
+                    x=column,
+                    y="nll",
+                    errorbar="sd",
+                    color=color,
+                    marker="o",
+                    markersize=3,
+                    ax=ax,
+                    label=f"{name}, mean ± sd",
+                    **style,
+                )
         fp32 = run[run["method"] == "fp32"]
         if len(fp32) and x == "members":
             ax.axhline(fp32["nll"].mean(), ls=":", color="k", label="FP32 solution")
@@ -153,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         scores = pd.read_csv(args.scores)
         if args.format not in set(scores["precision"]):
             parser.error(f"no LPE-BSR scores at {precision_label(args.format)} in {args.scores}")
-        save_figure(curves(scores, args.format, "members"),
-                    f"{args.out_dir}fig2_nll_vs_ensemble_size_bma")  # fmt: skip
-        save_figure(curves(scores, args.format, "memory_bits"),
-                    f"{args.out_dir}fig8_nll_vs_memory_bma")  # fmt: skip
+        save_figure(
+            curves(scores, args.format, "members"), f"{args.out_dir}fig2_nll_vs_ensemble_size_bma"
+        )
+        save_figure(
+            curves(scores, args.format, "memory_bits"), f"{args.out_dir}fig8_nll_vs_memory_bma"
+        )
         return
     with np.load(args.plane, allow_pickle=False) as f:
         plane = {k: f[k] for k in f.files}

@@ -50,8 +50,12 @@ FIGURES = {
     "fig5_fast_sse_csgld": ("Figure 5", ["sse", "csgld"]),
     "fig9_fast_sse_de_multiivon": ("Figure 9", ["sse", "de", "multiivon"]),
 }
-PANELS = [("backward_passes", "nll"), ("backward_passes", "ece"),
-          ("memory_bits", "nll"), ("memory_bits", "ece")]  # fmt: skip
+PANELS = [
+    ("backward_passes", "nll"),
+    ("backward_passes", "ece"),
+    ("memory_bits", "nll"),
+    ("memory_bits", "ece"),
+]
 AXIS_LABELS = {
     "backward_passes": "fine-tuning budget (backward passes)",
     "memory_bits": "memory budget (Mbit)",
@@ -83,8 +87,16 @@ def curves(scores: pd.DataFrame, methods: list[str], fmt: str, pretrain: int, ti
                     stats = points.groupby("backward_passes").agg(
                         x=(column, "mean"), y=(y, "mean"), sd=(y, "std")
                     )
-                    ax.errorbar(stats["x"], stats["y"], yerr=stats["sd"].fillna(0), marker="o",
-                                ls=style, color=colour, label=name, capsize=2)  # fmt: skip
+                    ax.errorbar(
+                        stats["x"],
+                        stats["y"],
+                        yerr=stats["sd"].fillna(0),
+                        marker="o",
+                        ls=style,
+                        color=colour,
+                        label=name,
+                        capsize=2,
+                    )
         for ax, (x, y) in zip(row, PANELS, strict=True):
             ax.set_xlabel(AXIS_LABELS[x])
             ax.set_ylabel(AXIS_LABELS[y])
@@ -102,8 +114,14 @@ def curves(scores: pd.DataFrame, methods: list[str], fmt: str, pretrain: int, ti
     return fig
 
 
-METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4), "ens_loss": ("Ens loss", 4),
-           "nll": ("NLL", 4), "err": ("ERR (%)", 2), "ece": ("ECE", 4)}  # fmt: skip
+METRICS = {
+    "avg_loss": ("Avg loss", 4),
+    "ambiguity": ("AMB", 4),
+    "ens_loss": ("Ens loss", 4),
+    "nll": ("NLL", 4),
+    "err": ("ERR (%)", 2),
+    "ece": ("ECE", 4),
+}
 ROW_NAMES = {"fp32": "MAP", "batchensemble": "BatchEnsemble", "de": "DE", "lpe-bsr": "LPE-BSR"}
 
 
@@ -132,8 +150,9 @@ def table5(scores: pd.DataFrame, fmt: str, runs: int, sizes: list[int]) -> pd.Da
         lambda m: precision_label(fmt) if m == "lpe-bsr" else "FP32"
     )
     order = list(ROW_NAMES)
-    table = table.sort_values(["method", "members"], key=lambda c: (
-        c.map(order.index) if c.name == "method" else c)).reset_index(drop=True)  # fmt: skip
+    table = table.sort_values(
+        ["method", "members"], key=lambda c: c.map(order.index) if c.name == "method" else c
+    ).reset_index(drop=True)
     return with_controls(table, METRICS)
 
 

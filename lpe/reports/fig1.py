@@ -57,8 +57,9 @@ def nll(w: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.
 def train(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The minimiser of the logistic loss (convex), by full-batch L-BFGS from zero."""
     w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], max_iter=200, tolerance_grad=1e-12,
-                                  line_search_fn="strong_wolfe")  # fmt: skip
+    optimizer = torch.optim.LBFGS(
+        [w], max_iter=200, tolerance_grad=1e-12, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         optimizer.zero_grad()
@@ -102,9 +103,16 @@ def compute(splits, bits: int, grid_range: float, draws: int, points: int, *, se
         {"point": "rtn", "w1": rtn[0].item() * scale, "w2": rtn[1].item() * scale},
     ]
     for code, count in sorted(counts.items()):
-        rows.append({"point": f"bsr {code[0]:+d},{code[1]:+d}", "w1": code[0] * scale,
-                     "w2": code[1] * scale, "count": count, "share": count / draws,
-                     "expected_share": expected_share(w, scale, code)})  # fmt: skip
+        rows.append(
+            {
+                "point": f"bsr {code[0]:+d},{code[1]:+d}",
+                "w1": code[0] * scale,
+                "w2": code[1] * scale,
+                "count": count,
+                "share": count / draws,
+                "expected_share": expected_share(w, scale, code),
+            }
+        )
     table = pd.DataFrame(rows)
     table["nll"] = nll(torch.tensor(table[["w1", "w2"]].to_numpy()), features, labels).numpy()
     return table, scale, features, labels
@@ -128,12 +136,24 @@ def figure(table: pd.DataFrame, scale: float, features, labels, bits: int, *, dr
     gx, gy = np.meshgrid(ga, gb)
     ax.plot(gx.ravel(), gy.ravel(), "+", color="0.85", markersize=6, label=f"INT-{bits} grid")
     bsr = table[table["point"].str.startswith("bsr")]
-    ax.scatter(bsr["w1"], bsr["w2"], s=2000 * bsr["share"], facecolors="none", edgecolors="w",
-               linewidths=1.5,
-               label=f"BSR draws ({draws}): share drawn (expected)")  # fmt: skip
+    ax.scatter(
+        bsr["w1"],
+        bsr["w2"],
+        s=2000 * bsr["share"],
+        facecolors="none",
+        edgecolors="w",
+        linewidths=1.5,
+        label=f"BSR draws ({draws}): share drawn (expected)",
+    )
     for row in bsr.itertuples():
-        ax.annotate(f"{row.share:.2f} ({row.expected_share:.2f})", (row.w1, row.w2),
-                    textcoords="offset points", xytext=(-18, 14), c="w", fontsize=7)  # fmt: skip
+        ax.annotate(
+            f"{row.share:.2f} ({row.expected_share:.2f})",
+            (row.w1, row.w2),
+            textcoords="offset points",
+            xytext=(-18, 14),
+            c="w",
+            fontsize=7,
+        )
     rtn = table[table["point"] == "rtn"].iloc[0]
     ax.plot(rtn.w1, rtn.w2, "X", color="C3", markersize=10, label="RTN pick")
     ax.plot(trained.w1, trained.w2, "*", color="orange", markersize=14, label="trained weights")
@@ -151,8 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--format", default="int4", help="the grid's INT-b format (int2..int8)")
-    parser.add_argument("--range", type=float, default=2.0, dest="grid_range",
-                        help="grid scale = range x max|w| / qmax (>= 1)")  # fmt: skip
+    parser.add_argument(
+        "--range",
+        type=float,
+        default=2.0,
+        dest="grid_range",
+        help="grid scale = range x max|w| / qmax (>= 1)",
+    )
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--points", type=int, default=2000, help="training signals used")
     parser.add_argument("--seed", type=int, default=0)

@@ -29,15 +29,23 @@ def nll_vs_size_and_memory(scores: pd.DataFrame) -> plt.Figure:
         stats["mbit"] /= 1e6
         for ax, x in ((axes[0][j], stats.index), (axes[1][j], stats["mbit"])):
             precision = format_label(bsr["precision"].iloc[0]) if len(bsr) else "?"
-            ax.errorbar(x, stats["nll"], yerr=stats["sd"].fillna(0), marker="o", markersize=3,
-                        capsize=2, label=f"LPE-BSR {precision}")  # fmt: skip
+            ax.errorbar(
+                x,
+                stats["nll"],
+                yerr=stats["sd"].fillna(0),
+                marker="o",
+                markersize=3,
+                capsize=2,
+                label=f"LPE-BSR {precision}",
+            )
         for method, marker, color in (("fp32", "*", "k"), ("rtn", "s", "C3")):
             ref = here[(here["method"] == method) & (here["members"] == 1)]
             if ref.empty:
                 continue
             nll, mbit = ref["nll"].mean(), ref["memory_bits"].mean() / 1e6
-            axes[0][j].axhline(nll, ls=":" if method == "fp32" else "--", color=color,
-                               label=method.upper())  # fmt: skip
+            axes[0][j].axhline(
+                nll, ls=":" if method == "fp32" else "--", color=color, label=method.upper()
+            )
             axes[1][j].plot([mbit], [nll], marker, color=color, markersize=9, label=method.upper())
         axes[0][j].set_title(model, fontsize=8)
         axes[0][j].set_xlabel("ensemble size (members)")

@@ -84,24 +84,45 @@ def nll_vs_inference_time(scores: pd.DataFrame) -> plt.Figure:
             name = f"LPE-BSR {format_label(precision)}"
             ax.plot(curve["infer_us"], curve["nll"], "o-", color=f"C{i}", markersize=3, label=name)
             if calibrated:
-                ax.plot(curve["infer_us"], curve["nll_ts"], "o--", color=f"C{i}", markersize=3,
-                        mfc="none", label=f"{name} + TS")  # fmt: skip
+                ax.plot(
+                    curve["infer_us"],
+                    curve["nll_ts"],
+                    "o--",
+                    color=f"C{i}",
+                    markersize=3,
+                    mfc="none",
+                    label=f"{name} + TS",
+                )
             rtn = here[(here["precision"] == precision) & (here["method"] == "rtn")]
-            ax.plot(rtn["infer_us"], rtn["nll"], "s", color=f"C{i}", markersize=6,
-                    label=f"RTN {format_label(precision)}")  # fmt: skip
+            ax.plot(
+                rtn["infer_us"],
+                rtn["nll"],
+                "s",
+                color=f"C{i}",
+                markersize=6,
+                label=f"RTN {format_label(precision)}",
+            )
         fp32 = here[here["method"] == "fp32"]
         ax.plot(fp32["infer_us"], fp32["nll"], "*", color="k", markersize=10, label="FP32")
         if calibrated:
-            ax.plot(fp32["infer_us"], fp32["nll_ts"], "*", color="k", mfc="none", markersize=10,
-                    label="FP32 + TS")  # fmt: skip
+            ax.plot(
+                fp32["infer_us"],
+                fp32["nll_ts"],
+                "*",
+                color="k",
+                mfc="none",
+                markersize=10,
+                label="FP32 + TS",
+            )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a short range
         ax.set_title(f"{model} ({int(here['params'].iloc[0]) / 1e3:.0f}k)", fontsize=8)
         ax.set_xlabel("µs per test example (measured)")
         ax.set_ylabel("test NLL")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), frameon=False,
-               fontsize=7)  # fmt: skip
+    fig.legend(
+        handles, labels, loc="upper center", ncol=min(len(labels), 6), frameon=False, fontsize=7
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.82))
     return fig
 

@@ -32,9 +32,14 @@ from lpe.reports.tabulate import (
     write_table,
 )
 
-TABLE3_METRICS = {"avg_loss": ("Avg loss", 4), "ambiguity": ("AMB", 4),
-                  "ens_loss": ("Ens loss", 4), "nll": ("NLL", 4), "err": ("ERR (%)", 2),
-                  "ece": ("ECE", 4)}  # fmt: skip
+TABLE3_METRICS = {
+    "avg_loss": ("Avg loss", 4),
+    "ambiguity": ("AMB", 4),
+    "ens_loss": ("Ens loss", 4),
+    "nll": ("NLL", 4),
+    "err": ("ERR (%)", 2),
+    "ece": ("ECE", 4),
+}
 
 
 def table3(scores: pd.DataFrame) -> pd.DataFrame:

@@ -72,8 +72,15 @@ def figure(rows: pd.DataFrame) -> plt.Figure:
             present = [(i, f) for i, f in zip(x, formats, strict=True) if (f, method) in mine.index]
             means = [mine.loc[(f, method), "nll_mean"] for _, f in present]
             sds = [mine.loc[(f, method), "nll_std"] for _, f in present]
-            ax.errorbar([i + dx for i, _ in present], means, yerr=pd.Series(sds).fillna(0),
-                        fmt=marker, color=color, capsize=2, label=METHOD_NAMES[method])  # fmt: skip
+            ax.errorbar(
+                [i + dx for i, _ in present],
+                means,
+                yerr=pd.Series(sds).fillna(0),
+                fmt=marker,
+                color=color,
+                capsize=2,
+                label=METHOD_NAMES[method],
+            )
         if ("fp32", "fp32") in mine.index:
             ax.axhline(mine.loc[("fp32", "fp32"), "nll_mean"], ls=":", color="k", label="FP32")
         ax.set_xticks(list(x), [label(f) for f in formats], rotation=60, ha="right")

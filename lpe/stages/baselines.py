@@ -76,8 +76,16 @@ def ensemble(model, state, method, setting, members, *, seed, x, batch_size, dev
 
     seeds = [member_seed(seed, k) for k in range(members)]
     # storage is counted by the caller (Baseline.storage)
-    return spine.evaluate(model, seeds, open_member, x, batch_size, device,
-                          calibration_x=calib_x, eval_mode=not baseline.dropout)  # fmt: skip
+    return spine.evaluate(
+        model,
+        seeds,
+        open_member,
+        x,
+        batch_size,
+        device,
+        calibration_x=calib_x,
+        eval_mode=not baseline.dropout,
+    )
 
 
 def choose_setting(model, state, method, candidates, members, *, seed, data, batch_size, device):
@@ -193,28 +201,46 @@ def run(job: BaselinesJob) -> None:
     model = info.build().to(device)
     if chosen is None:
         with autocast(device, job.dtype):
-            chosen, validation = choose_setting(model, state, job.method, job.candidates,
-                                                job.members, seed=job.seeds[0], data=data,
-                                                batch_size=job.batch_size,
-                                                device=device)  # fmt: skip
+            chosen, validation = choose_setting(
+                model,
+                state,
+                job.method,
+                job.candidates,
+                job.members,
+                seed=job.seeds[0],
+                data=data,
+                batch_size=job.batch_size,
+                device=device,
+            )
         print(f"chosen on the validation split: {job.method} {chosen}")
         candidates = sorted(job.candidates)
         if at_an_end(chosen, candidates):
-            print(f"WARNING: {job.method} {chosen} is at an end of its candidates "
-                  f"{candidates}: a better setting may lie beyond them; widen the "
-                  "list in the config's baselines section", file=sys.stderr)  # fmt: skip
+            print(
+                f"WARNING: {job.method} {chosen} is at an end of its candidates "
+                f"{candidates}: a better setting may lie beyond them; widen the "
+                "list in the config's baselines section",
+                file=sys.stderr,
+            )
         if job.select_record:
             nll = {str(k): v for k, v in validation.items()}
-            write_json(job.select_record, {
-                "method": job.method, "setting": chosen, "seed": job.seeds[0],
-                "members": job.members, "validation_nll": nll,
-                "candidates": candidates,
-            })  # fmt: skip
+            write_json(
+                job.select_record,
+                {
+                    "method": job.method,
+                    "setting": chosen,
+                    "seed": job.seeds[0],
+                    "members": job.members,
+                    "validation_nll": nll,
+                    "candidates": candidates,
+                },
+            )
     else:
         print(f"{job.method} {chosen}: chosen on the validation split ({job.setting_file})")
         if job.copy_record:
-            write_json(job.copy_record, {"method": job.method, "setting": chosen,
-                                         "chosen_by": job.setting_file})  # fmt: skip
+            write_json(
+                job.copy_record,
+                {"method": job.method, "setting": chosen, "chosen_by": job.setting_file},
+            )
     if not job.out:
         return
     x, labels = data.inputs(job.split, job.batch_size)
@@ -225,11 +251,25 @@ def run(job: BaselinesJob) -> None:
     bits = baseline.storage(model, state, chosen, job.members)
     for seed, out in zip(job.seeds, job.out, strict=True):
         with autocast(device, job.dtype):
-            done = ensemble(model, state, job.method, chosen, job.members, seed=seed, x=x,
-                            batch_size=job.batch_size, device=device, calib_x=calib_x)  # fmt: skip
+            done = ensemble(
+                model,
+                state,
+                job.method,
+                chosen,
+                job.members,
+                seed=seed,
+                x=x,
+                batch_size=job.batch_size,
+                device=device,
+                calib_x=calib_x,
+            )
         precision = int(chosen) if baseline.rounded else 0  # 0: FP32
-        record = {"method": job.method, "bits": precision, "seed": seed,
-                  "setting": np.asarray(chosen)}  # fmt: skip
+        record = {
+            "method": job.method,
+            "bits": precision,
+            "seed": seed,
+            "setting": np.asarray(chosen),
+        }
         write_evaluated(
             out, done._replace(bits=bits), labels, info, record, calibration_labels=calib_labels
         )

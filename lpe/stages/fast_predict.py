@@ -94,8 +94,9 @@ def predict_fp32_sources(folder, x, batch_size, device, calib_x=None):
     return manifest, _joined(parts), budget, first
 
 
-def predict_copies(folder, members_out, fmt, copies, seed, *, policy, x, batch_size, device,
-                   calib_x=None):  # fmt: skip
+def predict_copies(
+    folder, members_out, fmt, copies, seed, *, policy, x, batch_size, device, calib_x=None
+):
     """``copies`` LPE-BSR members of every source, written to ``members_out`` (one shared-base
     ensemble file per source) and evaluated; also the members' bits under the shared-base
     accounting (each source's copies share its base)."""
@@ -180,11 +181,23 @@ def run(job: FastPredictJob) -> None:
     for seed, members_out, out in zip(job.seeds, job.members_out, job.out, strict=True):
         with autocast(device, job.dtype):
             manifest, done, budget, info, shared = predict_copies(
-                job.sources, members_out, fmt, job.copies, seed, policy=policy, x=x,
-                batch_size=job.batch_size, device=device, calib_x=calib_x,
-            )  # fmt: skip
-        record = {"method": f"{manifest['method']}+lpe-bsr", "bits": fmt.code_bits, "seed": seed,
-                  "member_shared_bits": np.asarray(shared, dtype=np.int64)}  # fmt: skip
+                job.sources,
+                members_out,
+                fmt,
+                job.copies,
+                seed,
+                policy=policy,
+                x=x,
+                batch_size=job.batch_size,
+                device=device,
+                calib_x=calib_x,
+            )
+        record = {
+            "method": f"{manifest['method']}+lpe-bsr",
+            "bits": fmt.code_bits,
+            "seed": seed,
+            "member_shared_bits": np.asarray(shared, dtype=np.int64),
+        }
         _write(out, done, labels, calib_labels, budget, info=info, run=record)
 
 

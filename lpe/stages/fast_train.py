@@ -92,8 +92,11 @@ def _fast_train_job(method: str, sources: tuple[str, ...]) -> type[FastTrainJob]
     for name, key in keys.items():  # the method's key is read after the fine-tuning one's
         _, hint, field = made[name]
         config = (*config_keys(field), key)
-        made[name] = (name, hint, dataclasses.field(
-            default=field.default, metadata={**field.metadata, "config": config}))  # fmt: skip
+        made[name] = (
+            name,
+            hint,
+            dataclasses.field(default=field.default, metadata={**field.metadata, "config": config}),
+        )
     made["method"] = ("method", str, setting(help="the fast source", choices=sources))
     name = f"FastTrainJob_{method.replace('-', '_')}"
     return dataclasses.make_dataclass(

@@ -75,10 +75,13 @@ def answer_batches(tokenizer, prompts, batch_size: int = 4) -> list[dict]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return [
-        {**tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True),
-         "logits_to_keep": 1, "use_cache": False}
+        {
+            **tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True),
+            "logits_to_keep": 1,
+            "use_cache": False,
+        }
         for i in range(0, len(prompts), batch_size)
-    ]  # fmt: skip
+    ]
 
 
 def answer_log_probs(
@@ -118,8 +121,15 @@ def predict(args: MmluPredict) -> None:
         fmt = get_format(args.format)
         parts = MemberParts(Path(str(args.out) + ".members"), _run_record(args, len(prompts)))
         if args.method == "bsr":  # the library's ensemble, rounded from the FP32 masters
-            ensemble = LowPrecisionEnsemble(model, fmt, args.members, args.seed, policy,
-                                            progress="draw members", weights=masters)  # fmt: skip
+            ensemble = LowPrecisionEnsemble(
+                model,
+                fmt,
+                args.members,
+                args.seed,
+                policy,
+                progress="draw members",
+                weights=masters,
+            )
             drawn = ensemble.members()
         else:
             drawn = iter([quantize(masters, fmt, "rtn", policy=policy)])
@@ -130,11 +140,13 @@ def predict(args: MmluPredict) -> None:
         batches = answer_batches(tokenizer, prompts, args.batch_size)  # once for every member
 
         def answer(weights) -> torch.Tensor:
-            return answer_log_probs(model, tokenizer, prompts, device, args.batch_size,
-                                    weights=weights, batches=batches)  # fmt: skip
+            return answer_log_probs(
+                model, tokenizer, prompts, device, args.batch_size, weights=weights, batches=batches
+            )
 
-        passes = spine.stream(model, todo, lambda km: open_member(km[1]), None, device,
-                              forward=answer)  # fmt: skip
+        passes = spine.stream(
+            model, todo, lambda km: open_member(km[1]), None, device, forward=answer
+        )
         for done in tqdm(passes, desc=f"{args.method} members", mininterval=5):
             k, member = done.member
             parts.save(k, done.log_probs, member.bits)
@@ -249,9 +261,10 @@ class MmluPredict(Inference):
     limit: int | None = setting(None, "a fixed random subset of this many questions")
     # the run's members: the workflow's wildcards (job.*), none for the FP32 model
     format: str | None = setting(
-        None, f"the members' number format: {FORMAT_NAMES} (omit for the FP32 model)",
+        None,
+        f"the members' number format: {FORMAT_NAMES} (omit for the FP32 model)",
         config="job.format",
-    )  # fmt: skip
+    )
     method: str | None = setting("bsr", "the members' rounding (rtn or bsr)", config="job.method")
     members: int = setting(20, "LPE-BSR members", config="large.ensemble_size")
     seed: int | None = setting(0, "the ensemble seed", config="job.seed")

@@ -53,11 +53,29 @@ from lpe.methods import ROUNDING_RUNS, run_names
 # the methods a predictions file may hold: the registry's names, as the score CSVs hold them
 RUN_NAMES = frozenset(run_names())
 COLUMNS = [
-    "model", "optimizer", "params", "precision", "method", "seed", "members",
-    "nll", "err", "ece", "brier", "avg_loss", "ambiguity", "ens_loss",
-    "memory_bits", "memory_bits_shared", "backward_passes", "forward_passes", "infer_us",
-    "temperature", "nll_ts", "ece_ts",
-]  # fmt: skip
+    "model",
+    "optimizer",
+    "params",
+    "precision",
+    "method",
+    "seed",
+    "members",
+    "nll",
+    "err",
+    "ece",
+    "brier",
+    "avg_loss",
+    "ambiguity",
+    "ens_loss",
+    "memory_bits",
+    "memory_bits_shared",
+    "backward_passes",
+    "forward_passes",
+    "infer_us",
+    "temperature",
+    "nll_ts",
+    "ece_ts",
+]
 
 
 def load_predictions(path: str | Path) -> dict:
@@ -74,8 +92,17 @@ def load_predictions(path: str | Path) -> dict:
     return run
 
 
-REQUIRED = ("log_probs", "labels", "member_bits", "bits", "method", "seed", "model", "params",
-            "backward_passes")  # fmt: skip
+REQUIRED = (
+    "log_probs",
+    "labels",
+    "member_bits",
+    "bits",
+    "method",
+    "seed",
+    "model",
+    "params",
+    "backward_passes",
+)
 NORMALIZED = 1e-3  # |logsumexp| of a member's log-probs over classes (float32 log-softmax: ~1e-6)
 
 
@@ -111,13 +138,16 @@ def prediction_problems(run: dict) -> list[str]:
         )
     shared = run.get("member_shared_bits")
     if shared is not None and (shared.shape != (members,) or (shared < 0).any() or shared[0] <= 0):
-        problems.append(f"member_shared_bits is {shared.tolist()}; expected one count per member "
-                        f"({members},), the first positive")  # fmt: skip
+        problems.append(
+            f"member_shared_bits is {shared.tolist()}; expected one count per member "
+            f"({members},), the first positive"
+        )
     if "budget" in run and run["budget"].shape != (members,):
         problems.append(f"budget has shape {run['budget'].shape}; expected ({members},)")
     if "member_seconds" in run and run["member_seconds"].shape != (members,):
-        problems.append(f"member_seconds has shape {run['member_seconds'].shape}; expected "
-                        f"({members},)")  # fmt: skip
+        problems.append(
+            f"member_seconds has shape {run['member_seconds'].shape}; expected ({members},)"
+        )
     if "calibration_log_probs" in run:
         calib, calib_labels = run["calibration_log_probs"], run.get("calibration_labels")
         if (
@@ -176,8 +206,9 @@ def score_run(run: dict) -> list[dict]:
         if "member_seconds" in run:
             row["infer_us"] = 1e6 * float(run["member_seconds"][:m].sum()) / len(labels)
         if calibration is not None:
-            row.update(temperature_scaled(log_probs[:m], labels, calibration[0][:m],
-                                          calibration[1]))  # fmt: skip
+            row.update(
+                temperature_scaled(log_probs[:m], labels, calibration[0][:m], calibration[1])
+            )
         rows.append(row)
     return rows
 

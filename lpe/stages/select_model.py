@@ -69,9 +69,15 @@ def validation_gains(path, job: SelectModelJob, device) -> dict:
         lpe.append(metrics.score(log_probs.log_probs, y)["nll"])
     gains = [fp32["nll"] - nll for nll in lpe]
     spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
-    return {"model": info.model, "params": count_params(model), "fp32": fp32["nll"],
-            "lpe": statistics.fmean(lpe), "gains": gains, "gain": statistics.fmean(gains),
-            "band": band(spread, len(gains))}  # fmt: skip
+    return {
+        "model": info.model,
+        "params": count_params(model),
+        "fp32": fp32["nll"],
+        "lpe": statistics.fmean(lpe),
+        "gains": gains,
+        "gain": statistics.fmean(gains),
+        "band": band(spread, len(gains)),
+    }
 
 
 def choose(rows: list[dict]) -> tuple[str, list[str]]:
@@ -150,7 +156,7 @@ def run(job: SelectModelJob) -> str:
             f"| {r['gain']:+.5f} ± {r['band']:.5f} | {'yes' if r['model'] in tied else 'no'} "
             f"| {'yes' if r['model'] == best else 'no'} |"
             for r in rows
-        ),  # fmt: skip
+        ),
         "",
         choice_line(rows, best, tied, job.configured),
     ]

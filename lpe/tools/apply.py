@@ -130,8 +130,10 @@ def weights_problem(name: str, weights, err: Exception, num_classes: int | None 
     if missing and len(prefixes) == 1 and stripped >= set(missing):
         hint = f" Its keys carry the prefix {prefixes.pop()!r}: strip it."
     elif not missing:
-        hint = (" Every tensor of the model is in it, with more beside: the weights of another "
-                "(larger) architecture?")  # fmt: skip
+        hint = (
+            " Every tensor of the model is in it, with more beside: the weights of another "
+            "(larger) architecture?"
+        )
     return (
         f"weights file {weights} does not fit {name}: {len(missing)} of the model's "
         f"{len(wanted)} tensors are not in it (e.g. {', '.join(missing[:3])}) and "
@@ -167,10 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", help="a local weights file (.safetensors, .pth) instead of the hub"
     )
     source.add_argument("--no-pretrained", action="store_true", help="random weights (for tests)")
-    parser.add_argument("--num-classes", type=positive_int, metavar="N",
-                        help="the head's classes when not the pretrained config's (a weights "
-                        "file fine-tuned to N classes); the class folders are then the model's "
-                        "classes in sorted order, or mapped with --class-map")  # fmt: skip
+    parser.add_argument(
+        "--num-classes",
+        type=positive_int,
+        metavar="N",
+        help="the head's classes when not the pretrained config's (a weights "
+        "file fine-tuned to N classes); the class folders are then the model's "
+        "classes in sorted order, or mapped with --class-map",
+    )
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
     parser.add_argument(
         "--format",
@@ -181,26 +187,43 @@ def build_parser() -> argparse.ArgumentParser:
     # the flag of older versions, named with its replacement when given
     parser.add_argument("--bits", type=int, help=argparse.SUPPRESS)
     stored = parser.add_mutually_exclusive_group()
-    stored.add_argument("--save-ensemble", metavar="E.safetensors",
-                        help="also write the LPE-BSR members as one ensemble file "
-                        "(a shared base plus a bit per member and weight)")  # fmt: skip
-    stored.add_argument("--ensemble", metavar="E.safetensors",
-                        help="evaluate the members of this ensemble file (made from the same "
-                        "model) instead of drawing them")  # fmt: skip
+    stored.add_argument(
+        "--save-ensemble",
+        metavar="E.safetensors",
+        help="also write the LPE-BSR members as one ensemble file "
+        "(a shared base plus a bit per member and weight)",
+    )
+    stored.add_argument(
+        "--ensemble",
+        metavar="E.safetensors",
+        help="evaluate the members of this ensemble file (made from the same "
+        "model) instead of drawing them",
+    )
     parser.add_argument("--members", type=int, help="LPE-BSR ensemble size M (default 10)")
     seeding = parser.add_mutually_exclusive_group()
     seeding.add_argument("--seed", type=int, help="the members' seed (default 0)")
-    seeding.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                         help="several LPE-BSR ensembles, one per seed: a row each, their mean "
-                         "± sd, and the draw's noise in the checks' bands")  # fmt: skip
-    parser.add_argument("--with-rtn", action="store_true",
-                        help="--save-ensemble stores the RTN member too (one more bit per "
-                        "quantized weight); otherwise RTN is rounded again from the "
-                        "model")  # fmt: skip
-    parser.add_argument("--save-predictions", metavar="P.npz",
-                        help="also write every row's per-image log-probabilities (N, C) and "
-                        "the labels (numpy .npz, a key per row: fp32, rtn, lpe-bsr-SEED, "
-                        "...+ts)")  # fmt: skip
+    seeding.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="several LPE-BSR ensembles, one per seed: a row each, their mean "
+        "± sd, and the draw's noise in the checks' bands",
+    )
+    parser.add_argument(
+        "--with-rtn",
+        action="store_true",
+        help="--save-ensemble stores the RTN member too (one more bit per "
+        "quantized weight); otherwise RTN is rounded again from the "
+        "model",
+    )
+    parser.add_argument(
+        "--save-predictions",
+        metavar="P.npz",
+        help="also write every row's per-image log-probabilities (N, C) and "
+        "the labels (numpy .npz, a key per row: fp32, rtn, lpe-bsr-SEED, "
+        "...+ts)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, help="evaluate a fixed random subset of this size")
     calibrate = parser.add_mutually_exclusive_group()
@@ -215,16 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out this fraction of --images (seeded) to fit the temperature on; the rest "
         "is evaluated",
     )
-    parser.add_argument("--class-map", metavar="FILE",
-                        help="the model's class index of each class folder ('folder index' a "
-                        "line, or a JSON object); without it, folders named by ImageNet-1k "
-                        "WordNet id may be any subset of a 1000-class model's classes")  # fmt: skip
-    parser.add_argument("--keep", action="append", default=[], metavar="PATTERN",
-                        help="also keep these tensors FP32 (fnmatch on state-dict names, e.g. "
-                        "'blocks.11.*'; repeatable). By default the first layer, the classifier, "
-                        "embeddings, positional tables and normalisation stay FP32")  # fmt: skip
-    parser.add_argument("--quantize-head", action="store_true",
-                        help="quantize the classifier too (kept FP32 by default)")  # fmt: skip
+    parser.add_argument(
+        "--class-map",
+        metavar="FILE",
+        help="the model's class index of each class folder ('folder index' a "
+        "line, or a JSON object); without it, folders named by ImageNet-1k "
+        "WordNet id may be any subset of a 1000-class model's classes",
+    )
+    parser.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="also keep these tensors FP32 (fnmatch on state-dict names, e.g. "
+        "'blocks.11.*'; repeatable). By default the first layer, the classifier, "
+        "embeddings, positional tables and normalisation stay FP32",
+    )
+    parser.add_argument(
+        "--quantize-head",
+        action="store_true",
+        help="quantize the classifier too (kept FP32 by default)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--out", help="also write the table as csv")
     add_runtime_arguments(parser)
@@ -236,13 +270,19 @@ def checked_seeds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.bits is not None:
         parser.error(f"--bits {args.bits} is now --format int{args.bits}")
     if args.ensemble:  # its members, format and seed are the file's: refuse what would be ignored
-        given = {"--format": args.format, "--members": args.members,
-                 "--seed": args.seed, "--seeds": args.seeds,
-                 "--with-rtn": args.with_rtn or None}  # fmt: skip
+        given = {
+            "--format": args.format,
+            "--members": args.members,
+            "--seed": args.seed,
+            "--seeds": args.seeds,
+            "--with-rtn": args.with_rtn or None,
+        }
         ignored = [flag for flag, value in given.items() if value is not None]
         if ignored:
-            parser.error(f"--ensemble evaluates the members stored in {args.ensemble}: "
-                         f"{', '.join(ignored)} would be ignored; drop them")  # fmt: skip
+            parser.error(
+                f"--ensemble evaluates the members stored in {args.ensemble}: "
+                f"{', '.join(ignored)} would be ignored; drop them"
+            )
     args.members = 10 if args.members is None else args.members
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -264,11 +304,14 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace):
     from lpe.models.factory import keep_head_fp32
 
     if args.num_classes is not None and not (args.weights or args.no_pretrained):
-        parser.error("--num-classes needs --weights FILE (the file's head): with the hub's "
-                     "weights, timm would give the model a new, random head")  # fmt: skip
+        parser.error(
+            "--num-classes needs --weights FILE (the file's head): with the hub's "
+            "weights, timm would give the model a new, random head"
+        )
     try:
-        model = create_timm_model(args.model, not args.no_pretrained, args.weights,
-                                  args.num_classes)  # fmt: skip
+        model = create_timm_model(
+            args.model, not args.no_pretrained, args.weights, args.num_classes
+        )
     except ModelSourceError as err:
         parser.error(str(err))
     model = keep_head_fp32(model)
@@ -279,8 +322,10 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace):
         except ArtifactError as err:
             parser.error(str(err))
         shared = ensembles[0].shared
-        print(f"members from {args.ensemble}: {len(shared)} ({shared.fmt.label}), "
-              f"{shared.bits / 1e6:.2f} Mbit stored")  # fmt: skip
+        print(
+            f"members from {args.ensemble}: {len(shared)} ({shared.fmt.label}), "
+            f"{shared.bits / 1e6:.2f} Mbit stored"
+        )
     return model, ensembles
 
 
@@ -292,26 +337,50 @@ def open_images(parser: argparse.ArgumentParser, args: argparse.Namespace, model
     transform, held_out = model_transform(model), fraction or 0.0
     try:
         classes = read_class_map(args.class_map) if args.class_map else None
-        loader = image_loader(args.images, transform, model.num_classes, args.batch_size,
-                              args.limit, workers=args.workers, held_out=held_out,
-                              class_map=classes)  # fmt: skip
+        loader = image_loader(
+            args.images,
+            transform,
+            model.num_classes,
+            args.batch_size,
+            args.limit,
+            workers=args.workers,
+            held_out=held_out,
+            class_map=classes,
+        )
     except ImageFolderError as err:
         parser.error(str(err))
     calibration = None
     if args.calibration:
-        calibration = image_loader(args.calibration, transform, model.num_classes,
-                                   args.batch_size, workers=args.workers,
-                                   class_map=classes)  # fmt: skip
+        calibration = image_loader(
+            args.calibration,
+            transform,
+            model.num_classes,
+            args.batch_size,
+            workers=args.workers,
+            class_map=classes,
+        )
         print(f"temperature fit on {args.calibration} ({len(calibration.labels)} images)")
     elif fraction:
-        calibration = image_loader(args.images, transform, model.num_classes, args.batch_size,
-                                   None, workers=args.workers, held_out=fraction, part="held_out",
-                                   class_map=classes)  # fmt: skip
-        print(f"temperature fit on {len(calibration.labels)} images of {args.images} held out "
-              f"({fraction:g}, seeded); the other {len(loader.labels)} are evaluated")  # fmt: skip
+        calibration = image_loader(
+            args.images,
+            transform,
+            model.num_classes,
+            args.batch_size,
+            None,
+            workers=args.workers,
+            held_out=fraction,
+            part="held_out",
+            class_map=classes,
+        )
+        print(
+            f"temperature fit on {len(calibration.labels)} images of {args.images} held out "
+            f"({fraction:g}, seeded); the other {len(loader.labels)} are evaluated"
+        )
     else:
-        print("no calibration images (--calibration, --calibration-fraction): no "
-              "temperature-scaled row")  # fmt: skip
+        print(
+            "no calibration images (--calibration, --calibration-fraction): no "
+            "temperature-scaled row"
+        )
     return loader, calibration
 
 
@@ -324,9 +393,11 @@ def write_outputs(args: argparse.Namespace, table: pd.DataFrame, ensembles) -> N
         ensemble = ensembles[0]
         bits = ensemble.save(args.save_ensemble, {"model": args.model})
         rtn = " and the RTN member" if args.with_rtn else ""
-        print(f"wrote {args.save_ensemble}: {len(ensemble)} LPE-BSR members{rtn} in "
-              f"{bits / 1e6:.2f} Mbit (shared base), against {ensemble.paper_bits() / 1e6:.2f} "
-              f"Mbit as {len(ensemble)} LPE-BSR member files")  # fmt: skip
+        print(
+            f"wrote {args.save_ensemble}: {len(ensemble)} LPE-BSR members{rtn} in "
+            f"{bits / 1e6:.2f} Mbit (shared base), against {ensemble.paper_bits() / 1e6:.2f} "
+            f"Mbit as {len(ensemble)} LPE-BSR member files"
+        )
     if args.save_predictions:
         _save_predictions(args.save_predictions, table)
     if args.out:
@@ -351,14 +422,31 @@ def main(argv: list[str] | None = None) -> None:
     print(describe_policy(policy, model))
     if args.save_ensemble:  # the one drawn for the table is the one saved
         fmt = number_format(args.format or DEFAULT_FORMAT)
-        ensembles = [LowPrecisionEnsemble(model.to(device), fmt, args.members,
-                                          seeds[0], policy, with_rtn=args.with_rtn,
-                                          progress=f"draw seed {seeds[0]}")]  # fmt: skip
+        ensembles = [
+            LowPrecisionEnsemble(
+                model.to(device),
+                fmt,
+                args.members,
+                seeds[0],
+                policy,
+                with_rtn=args.with_rtn,
+                progress=f"draw seed {seeds[0]}",
+            )
+        ]
     with autocast(device, args.dtype):
-        table = apply_lpe(model, loader, args.format or DEFAULT_FORMAT, args.members,
-                          seeds[0], device=device, policy=policy,
-                          calibration=calibration, ensembles=ensembles, seeds=seeds,
-                          keep_predictions=bool(args.save_predictions))  # fmt: skip
+        table = apply_lpe(
+            model,
+            loader,
+            args.format or DEFAULT_FORMAT,
+            args.members,
+            seeds[0],
+            device=device,
+            policy=policy,
+            calibration=calibration,
+            ensembles=ensembles,
+            seeds=seeds,
+            keep_predictions=bool(args.save_predictions),
+        )
     write_outputs(args, table, ensembles)
 
 

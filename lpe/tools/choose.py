@@ -33,33 +33,54 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help="a local weights file (.safetensors, .pth)")
     source.add_argument("--no-pretrained", action="store_true", help="random weights (for tests)")
-    parser.add_argument("--num-classes", type=positive_int, metavar="N",
-                        help="the head's classes when not the pretrained config's (with "
-                        "--weights)")  # fmt: skip
+    parser.add_argument(
+        "--num-classes",
+        type=positive_int,
+        metavar="N",
+        help="the head's classes when not the pretrained config's (with --weights)",
+    )
     parser.add_argument("--images", required=True, help="image folder: ROOT/<class>/<image>")
     parser.add_argument(
         "--class-map",
         metavar="FILE",
         help="the model's class index of folders not named by WordNet id",
     )
-    parser.add_argument("--held-out", type=float, default=0.3, metavar="F",
-                        help="the share of the images (seeded) the choice is made on; the "
-                        "others are evaluated (default 0.3)")  # fmt: skip
-    parser.add_argument("--formats", nargs="+", choices=list(CATALOGUE), metavar="FORMAT",
-                        help=f"the formats to try (default every registered one: "
-                        f"{', '.join(CATALOGUE)})")  # fmt: skip
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), metavar="M",
-                        help="the LPE-BSR ensemble sizes (default 2 5 10 20; RTN, M = 1, is "
-                        "always evaluated)")  # fmt: skip
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="the share of the images (seeded) the choice is made on; the "
+        "others are evaluated (default 0.3)",
+    )
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=list(CATALOGUE),
+        metavar="FORMAT",
+        help=f"the formats to try (default every registered one: {', '.join(CATALOGUE)})",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(SIZES),
+        metavar="M",
+        help="the LPE-BSR ensemble sizes (default 2 5 10 20; RTN, M = 1, is always evaluated)",
+    )
     parser.add_argument(
         "--budget-mbit",
         type=float,
         help="the most memory the choice may take, in Mbit (default: none)",
     )
-    parser.add_argument("--accounting", choices=list(ACCOUNTINGS), default="stored",
-                        help="the memory the budget counts: 'stored', the saved file (shared "
-                        "base, b + M bits per quantized weight), or 'paper', M full members "
-                        "(default stored)")  # fmt: skip
+    parser.add_argument(
+        "--accounting",
+        choices=list(ACCOUNTINGS),
+        default="stored",
+        help="the memory the budget counts: 'stored', the saved file (shared "
+        "base, b + M bits per quantized weight), or 'paper', M full members "
+        "(default stored)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the members' seed (default 0)")
     parser.add_argument(
         "--keep",
@@ -85,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        formats = check_choice_arguments(args.formats, args.sizes, args.budget_mbit,
-                                         args.accounting)  # fmt: skip
+        formats = check_choice_arguments(
+            args.formats, args.sizes, args.budget_mbit, args.accounting
+        )
     except ValueError as err:
         parser.error(str(err))
     if not 0 < args.held_out < 1:
@@ -102,22 +124,42 @@ def main(argv: list[str] | None = None) -> None:
     transform = model_transform(model)
     try:
         classes = read_class_map(args.class_map) if args.class_map else None
-        parts = {part: image_loader(args.images, transform, model.num_classes, args.batch_size,
-                                    args.limit if part == "evaluated" else None,
-                                    workers=args.workers, held_out=args.held_out, part=part,
-                                    class_map=classes)
-                 for part in ("held_out", "evaluated")}  # fmt: skip
+        parts = {
+            part: image_loader(
+                args.images,
+                transform,
+                model.num_classes,
+                args.batch_size,
+                args.limit if part == "evaluated" else None,
+                workers=args.workers,
+                held_out=args.held_out,
+                part=part,
+                class_map=classes,
+            )
+            for part in ("held_out", "evaluated")
+        }
     except ImageFolderError as err:
         parser.error(str(err))
-    print(f"choosing on {len(parts['held_out'].labels)} held-out images of {args.images}, "
-          f"reporting on the other {len(parts['evaluated'].labels)}; {len(formats)} formats x "
-          f"(RTN + M = {max(args.sizes)}) member passes")  # fmt: skip
+    print(
+        f"choosing on {len(parts['held_out'].labels)} held-out images of {args.images}, "
+        f"reporting on the other {len(parts['evaluated'].labels)}; {len(formats)} formats x "
+        f"(RTN + M = {max(args.sizes)}) member passes"
+    )
     policy = policy_for(model, keep=args.keep, quantize_head=args.quantize_head)
     print(describe_policy(policy, model))
     with autocast(device, args.dtype):
-        choice = choose(model, parts["held_out"], parts["evaluated"], formats, args.sizes,
-                        args.budget_mbit, args.accounting, args.seed, device=device,
-                        policy=policy)  # fmt: skip
+        choice = choose(
+            model,
+            parts["held_out"],
+            parts["evaluated"],
+            formats,
+            args.sizes,
+            args.budget_mbit,
+            args.accounting,
+            args.seed,
+            device=device,
+            policy=policy,
+        )
     print(choice.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for line in choice.lines():
         print(line)

@@ -139,8 +139,11 @@ def _normalise_formats(config: dict) -> list[str]:
         config[section][key] = names if isinstance(value, list) else names[0]
         problems += [f"'{path}': {p}" for n in names if (p := unknown_problem(n))]
         if path in INT_KEYS:
-            problems += [f"'{path}': {n!r} is not an INT-b format (int2, int3, ...)"
-                         for n in names if known(n) and not n.startswith("int")]  # fmt: skip
+            problems += [
+                f"'{path}': {n!r} is not an INT-b format (int2, int3, ...)"
+                for n in names
+                if known(n) and not n.startswith("int")
+            ]
         if FP32 in names:
             problems.append(f"'{path}': fp32 is the reference, not a low precision format")
     return problems
@@ -219,11 +222,16 @@ def _train_noise_problems(config: dict) -> list[str]:
     noise = config["train_noise"]
     if not noise["models"]:
         return []
-    problems = [f"'train_noise.models' lists {m!r}, which is not in 'models'"
-                for m in noise["models"] if m not in config["models"]]  # fmt: skip
+    problems = [
+        f"'train_noise.models' lists {m!r}, which is not in 'models'"
+        for m in noise["models"]
+        if m not in config["models"]
+    ]
     if config["train"]["seed"] in noise["seeds"]:
-        problems.append(f"'train_noise.seeds' {noise['seeds']} repeat 'train.seed' = "
-                        f"{config['train']['seed']}, the main run's")  # fmt: skip
+        problems.append(
+            f"'train_noise.seeds' {noise['seeds']} repeat 'train.seed' = "
+            f"{config['train']['seed']}, the main run's"
+        )
     return problems
 
 

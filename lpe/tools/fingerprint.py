@@ -55,8 +55,10 @@ def cpu_name() -> str:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
-        return (f"{fields['model name']} ({fields.get('vendor_id', '?')} family "
-                f"{fields.get('cpu family', '?')} model {fields.get('model', '?')})")  # fmt: skip
+        return (
+            f"{fields['model name']} ({fields.get('vendor_id', '?')} family "
+            f"{fields.get('cpu family', '?')} model {fields.get('model', '?')})"
+        )
     except (OSError, KeyError):
         return platform.processor() or platform.machine()
 
@@ -131,8 +133,10 @@ def _step_parts(models: dict[str, torch.nn.Module]) -> Iterator[tuple[str, str]]
     for name, model in models.items():
         block = model.blocks[0].attn
         heads, dim = block.num_heads, block.head_dim
-        q, k, v = (torch.randn(BATCH, heads, TOKENS, dim, generator=g, requires_grad=True)
-                   for _ in range(3))  # fmt: skip
+        q, k, v = (
+            torch.randn(BATCH, heads, TOKENS, dim, generator=g, requires_grad=True)
+            for _ in range(3)
+        )
         scores = q @ k.transpose(-2, -1)
         out = scores @ v
         out.backward(torch.randn(out.shape, generator=g))
@@ -209,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     differ = differences(reference, mine)
     total = len(parse(reference))
     if not differ:
-        print(f"numerics fingerprint: all {total} computations equal {args.check} "
-              f"({header(reference)})")  # fmt: skip
+        print(
+            f"numerics fingerprint: all {total} computations equal {args.check} "
+            f"({header(reference)})"
+        )
         return 0
     print(
         f"NUMERICS FINGERPRINT DIFFERS: {len(differ)} of {total} computations differ from "

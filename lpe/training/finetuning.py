@@ -76,16 +76,19 @@ class FinetuneConfig:
             raise ValueError("bad fine-tuning settings: " + "; ".join(problems))
 
     @classmethod
-    def of(cls, optimizer: str = "sgd", epochs: int = 3, batch_size: int = 128, seed: int = 0,
-           **values) -> FinetuneConfig:  # fmt: skip
+    def of(
+        cls, optimizer: str = "sgd", epochs: int = 3, batch_size: int = 128, seed: int = 0, **values
+    ) -> FinetuneConfig:
         """The run with ``values`` for its method's settings fields (``lr``, ``swag_rank``, ...);
         values of other methods' fields are ignored, unknown names refused."""
         unknown = set(values) - set(settings_fields())
         if unknown:
             raise ValueError(f"bad fine-tuning settings: unknown {sorted(unknown)}")
         if optimizer not in FINETUNING:
-            raise ValueError(f"bad fine-tuning settings: optimizer must be one of "
-                             f"{tuple(FINETUNING)}, got {optimizer!r}")  # fmt: skip
+            raise ValueError(
+                f"bad fine-tuning settings: optimizer must be one of "
+                f"{tuple(FINETUNING)}, got {optimizer!r}"
+            )
         settings_type = FINETUNING[optimizer].Settings
         own = {f.name: values[f.name] for f in fields(settings_type) if f.name in values}
         return cls(optimizer, epochs, batch_size, seed, settings_type(**own))
@@ -113,8 +116,10 @@ def validate(model, data, device) -> dict[str, float]:
 def save_posterior(path, posterior, solution_sha256: str) -> None:
     meta = {"type": posterior.kind, **posterior.metadata()}
     if "hessian_moved" in meta:
-        print("IVON Hessian / hess_init: " + ", ".join(
-            f"{k} {v:.3g}" for k, v in meta["hessian_moved"].items()))  # fmt: skip
+        print(
+            "IVON Hessian / hess_init: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in meta["hessian_moved"].items())
+        )
     metadata = {"lpe_kind": POSTERIOR_KIND, "solution_sha256": solution_sha256}
     metadata.update({k: json.dumps(v) for k, v in meta.items()})
     save_tensors(path, posterior.tensors(), metadata)
@@ -125,9 +130,11 @@ def load_posterior(path) -> tuple[object, dict[str, str]]:
     if meta.get("lpe_kind") != POSTERIOR_KIND or "type" not in meta:
         raise ArtifactError(f"{path} is not an LPE posterior file")
     if json.loads(meta["type"]) not in POSTERIORS:
-        raise ArtifactError(f"{path} holds a {json.loads(meta['type'])!r} posterior, a type no "
-                            f"loaded method registers ({sorted(POSTERIORS)}; lpe.methods.load_all "
-                            "loads the suite's)")  # fmt: skip
+        raise ArtifactError(
+            f"{path} holds a {json.loads(meta['type'])!r} posterior, a type no "
+            f"loaded method registers ({sorted(POSTERIORS)}; lpe.methods.load_all "
+            "loads the suite's)"
+        )
     written = {k: v for k, v in meta.items() if k != "solution_sha256" and not k.startswith("lpe_")}
     recorded = {k: json.loads(v) for k, v in written.items()}
     return POSTERIORS[recorded["type"]].from_file(tensors, recorded), meta
@@ -195,8 +202,9 @@ def finetune_config(options: Mapping[str, Any], **override) -> FinetuneConfig:
     return FinetuneConfig.of(**{**values, **override})
 
 
-def run_finetune(state, info, data, cfg: FinetuneConfig, device, *, resume_path=None,
-                 checkpoint_every: int = 0):  # fmt: skip
+def run_finetune(
+    state, info, data, cfg: FinetuneConfig, device, *, resume_path=None, checkpoint_every: int = 0
+):
     """Fine-tune a fresh model from ``state`` with every random draw seeded by ``cfg.seed``.
 
     Returns (model on the CPU, summary for its checkpoint, posterior or None, snapshots); the
@@ -217,8 +225,16 @@ def run_finetune(state, info, data, cfg: FinetuneConfig, device, *, resume_path=
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # IVON draws its weight noise from the global generator
-        backward_passes = fit(model, data, method, cfg.plan, device, resume=resume,
-                              desc=f"finetune {cfg.optimizer}", on_epoch=watch)  # fmt: skip
+        backward_passes = fit(
+            model,
+            data,
+            method,
+            cfg.plan,
+            device,
+            resume=resume,
+            desc=f"finetune {cfg.optimizer}",
+            on_epoch=watch,
+        )
         posterior = method.posterior(model)
     summary = {
         "model": info.model,

@@ -137,8 +137,11 @@ class Method:
         self.snapshots.append((weights, passes))
 
     def state(self) -> dict:
-        attributes = {a: getattr(self.optimizer, a) for a in OPTIMIZER_ATTRIBUTES
-                      if hasattr(self.optimizer, a)}  # fmt: skip
+        attributes = {
+            a: getattr(self.optimizer, a)
+            for a in OPTIMIZER_ATTRIBUTES
+            if hasattr(self.optimizer, a)
+        }
         return {
             "optimizer": self.optimizer.state_dict(),
             "attributes": attributes,
@@ -161,9 +164,18 @@ class Method:
         self.snapshots = saved["snapshots"]
 
 
-def fit(model: torch.nn.Module, data, method: Method, plan: Plan, device, *, desc: str,
-        resume: Resume | None = None, on_epoch: Callable[[int], str] | None = None,
-        log=sys.stderr) -> int:  # fmt: skip
+def fit(
+    model: torch.nn.Module,
+    data,
+    method: Method,
+    plan: Plan,
+    device,
+    *,
+    desc: str,
+    resume: Resume | None = None,
+    on_epoch: Callable[[int], str] | None = None,
+    log=sys.stderr,
+) -> int:
     """Train ``model`` in place on ``data`` (``lpe.data.inputs``) with ``method``; return the
     backward passes spent. ``on_epoch(epoch)`` runs after each epoch's weight check and returns
     the line the progress bar prints."""
@@ -197,11 +209,18 @@ def fit(model: torch.nn.Module, data, method: Method, plan: Plan, device, *, des
                 step += 1
                 bar.update(1)
                 if resume.due(step) or step == total:  # the end too: a finished run is kept
-                    resume.save({
-                        "model": model.state_dict(), "method": method.state(),
-                        "epoch_order": epoch_order, "rng": rng_state(device), "passes": passes,
-                        "step": step, "epoch": epoch, "batch": batch + 1,
-                    })  # fmt: skip
+                    resume.save(
+                        {
+                            "model": model.state_dict(),
+                            "method": method.state(),
+                            "epoch_order": epoch_order,
+                            "rng": rng_state(device),
+                            "passes": passes,
+                            "step": step,
+                            "epoch": epoch,
+                            "batch": batch + 1,
+                        }
+                    )
             require_finite_weights(model, method.what, method.advice())
             if on_epoch is not None:
                 bar.write(on_epoch(epoch))

@@ -92,15 +92,27 @@ def train(model_name: str, splits, cfg: TrainConfig, device, log=sys.stderr):
         if best is None or val["nll"] < best[0]:  # ties keep the earlier epoch
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best = (val["nll"], epoch + 1, state, val)
-        return (f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%"
-                + (" (best)" if best[1] == epoch + 1 else ""))  # fmt: skip
+        return f"epoch {epoch + 1}/{cfg.epochs}: val nll {val['nll']:.4f} err {val['err']:.2f}%" + (
+            " (best)" if best[1] == epoch + 1 else ""
+        )
 
-    backward_passes = fit(model, TensorData(splits), method, plan, device,
-                          desc=f"train {model_name}", on_epoch=keep_best, log=log)  # fmt: skip
+    backward_passes = fit(
+        model,
+        TensorData(splits),
+        method,
+        plan,
+        device,
+        desc=f"train {model_name}",
+        on_epoch=keep_best,
+        log=log,
+    )
     last = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best[2])
-    print(f"kept epoch {best[1]} of {cfg.epochs} (best validation NLL {best[0]:.4f}; "
-          f"last epoch {val_curve[-1]:.4f})", file=log)  # fmt: skip
+    print(
+        f"kept epoch {best[1]} of {cfg.epochs} (best validation NLL {best[0]:.4f}; "
+        f"last epoch {val_curve[-1]:.4f})",
+        file=log,
+    )
     summary = {
         "model": model_name,
         "params": count_params(model),

@@ -100,13 +100,16 @@ def with_training_bands(s: pd.DataFrame, scores: pd.DataFrame, retrained: list[p
         copies.setdefault(frame["model"].iloc[0], []).append(frame)
     key = list(zip(s["model"], s["precision"], strict=True))
     for model, frames in copies.items():
-        main = scores[(scores["model"] == model)
-                      & ((scores["method"] != "lpe-bsr") | (scores["seed"] == first))]  # fmt: skip
+        main = scores[
+            (scores["model"] == model)
+            & ((scores["method"] != "lpe-bsr") | (scores["seed"] == first))
+        ]
         runs = [summary(frame) for frame in [main, *frames]]
         mine = s["model"] == model
         for name, margin in TRAINED_MARGINS.items():
-            values = pd.concat([margin(run.set_index(["model", "precision"])) for run in runs],
-                               axis=1)  # fmt: skip
+            values = pd.concat(
+                [margin(run.set_index(["model", "precision"])) for run in runs], axis=1
+            )
             spread = NOISE_SE * values.std(axis=1, ddof=1)
             mine_keys = [k for k, m in zip(key, mine, strict=True) if m]
             s.loc[mine, f"{name}_train_band"] = [float(spread.get(k, 0.0)) for k in mine_keys]
@@ -147,14 +150,18 @@ def over_checkpoints(s: pd.DataFrame, scores: pd.DataFrame, retrained: list[pd.D
         copies.setdefault(frame["model"].iloc[0], []).append(frame)
     margins = {**TRAINED_MARGINS, "step": None}
     for i, r in enumerate(s.itertuples()):
-        runs = [summary(main[main["model"] == r.model]),
-                *(summary(frame) for frame in copies.get(r.model, []))]  # fmt: skip
+        runs = [
+            summary(main[main["model"] == r.model]),
+            *(summary(frame) for frame in copies.get(r.model, [])),
+        ]
         for name, margin in margins.items():
             if margin is None:  # claim 2's step: gain at the lowest precision - at the highest
                 each = [float(_precision_step(run).get(r.model, math.nan)) for run in runs]
             else:
-                rows = [run[(run["model"] == r.model) & (run["precision"] == r.precision)]
-                        for run in runs]  # fmt: skip
+                rows = [
+                    run[(run["model"] == r.model) & (run["precision"] == r.precision)]
+                    for run in runs
+                ]
                 each = [float(margin(row).iloc[0]) for row in rows if len(row)]
             k = len(each)
             sd = float(pd.Series(each).std(ddof=1)) if k > 1 else 0.0
@@ -177,8 +184,11 @@ def decided(r, name: str, draws: float, margin: float) -> tuple[float, float]:
 
 def per_checkpoint(r, *names: str) -> str:
     """`` (per checkpoint: +0.00234, ...)`` for a check decided over several checkpoints."""
-    parts = [", ".join(f"{v:+.5f}" for v in getattr(r, f"{n}_each")) for n in names
-             if len(getattr(r, f"{n}_each")) > 1]  # fmt: skip
+    parts = [
+        ", ".join(f"{v:+.5f}" for v in getattr(r, f"{n}_each"))
+        for n in names
+        if len(getattr(r, f"{n}_each")) > 1
+    ]
     return f" (per checkpoint: {'; '.join(parts)})" if parts else ""
 
 

@@ -32,8 +32,10 @@ def choices_text(paths: list[str]) -> str:
         if choice["method"] in CHOICE_NAMES:
             setting = float(choice["setting"])
             edge = at_an_end(setting, choice.get("candidates", []))
-            chosen.append(CHOICE_NAMES[choice["method"]].format(setting)
-                          + (" (an end of its candidates)" if edge else ""))  # fmt: skip
+            chosen.append(
+                CHOICE_NAMES[choice["method"]].format(setting)
+                + (" (an end of its candidates)" if edge else "")
+            )
     return ", ".join(chosen)
 
 
@@ -75,7 +77,10 @@ def claim6(baseline_scores: pd.DataFrame, chosen: str = "") -> Claim:
         "points): the same perturbation size, Gaussian instead of two-point."
     )
     return Claim(
-        6, "LPE-BSR is better than the training-free Gaussian-noise and MC-dropout baselines.",
-        checks, note, basis="one trained model (the first checkpoint of baselines.model)",
+        6,
+        "LPE-BSR is better than the training-free Gaussian-noise and MC-dropout baselines.",
+        checks,
+        note,
+        basis="one trained model (the first checkpoint of baselines.model)",
         parts=tuple(c.claim_part for c in checks),
-    )  # fmt: skip
+    )

@@ -50,8 +50,10 @@ def claim4(bma_scores: pd.DataFrame, fmt: str, hessian: dict[str, float] | None 
         lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
         bma = run[run["method"] == bma_method(optimizer)]
         if lpe.empty or bma.empty:
-            checks += [Check(f"{optimizer}: no LPE-BSR {shown} or BMA scores", (), part)
-                       for part in ("equal size", "equal memory")]  # fmt: skip
+            checks += [
+                Check(f"{optimizer}: no LPE-BSR {shown} or BMA scores", (), part)
+                for part in ("equal size", "equal memory")
+            ]
             continue
         size = int(min(lpe["members"].max(), bma["members"].max()))
         lpe_nll, lpe_sd, lpe_band = _mean_band(lpe[lpe["members"] == size])

@@ -32,8 +32,10 @@ def counts(checks: list[Check]) -> str:
     within = [c for c in checks if c.outcome == "within noise"]
     against = sum(c.leaning == "against" for c in within)
     # the same words whatever the counts: another rounding moves numbers, not the sentence
-    return (f"{held} of {decided} decided checks hold; {len(within)} within noise, "
-            f"{against} leaning against")  # fmt: skip
+    return (
+        f"{held} of {decided} decided checks hold; {len(within)} within noise, "
+        f"{against} leaning against"
+    )
 
 
 @dataclass
@@ -90,8 +92,10 @@ class Claim:
             "",
         ]
         if self.parts:
-            lines += [f"- part *{part}*: **{verdict}** ({counts(self.part_checks(part))})"
-                      for part, verdict in self.part_verdicts().items()] + [""]  # fmt: skip
+            lines += [
+                f"- part *{part}*: **{verdict}** ({counts(self.part_checks(part))})"
+                for part, verdict in self.part_verdicts().items()
+            ] + [""]
         lines += [check.markdown() for check in self.checks]
         if self.note:
             lines += ["", self.note]

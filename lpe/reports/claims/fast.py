@@ -52,11 +52,17 @@ def checkpoint_spread(
         gains = []
         for run in checkpoints:
             first = run.loc[run["method"] == "lpe-bsr", "seed"].min()
-            bsr = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)
-                      & (run["seed"] == first) & (run["members"] == members)]  # fmt: skip
+            bsr = run[
+                (run["method"] == "lpe-bsr")
+                & (run["precision"] == fmt)
+                & (run["seed"] == first)
+                & (run["members"] == members)
+            ]
             if bsr.empty:
-                raise ValueError(f"a checkpoint's scores have no LPE-BSR {fmt} ensemble of "
-                                 f"{members} members (claim 5's copies per source)")  # fmt: skip
+                raise ValueError(
+                    f"a checkpoint's scores have no LPE-BSR {fmt} ensemble of "
+                    f"{members} members (claim 5's copies per source)"
+                )
             gains.append(run.loc[run["method"] == "fp32", metric].iloc[0] - bsr[metric].iloc[0])
         spreads[metric] = NOISE_SE * float(pd.Series(gains).std(ddof=1))
     text = (
@@ -101,8 +107,7 @@ def claim5(
             bands = (draws**2 + spreads.get(metric, 0.0) ** 2) ** 0.5
             margins = alone[metric] - with_lpe
             last = alone.index.max()
-            parts = tuple(zip(margins.tolist(), bands.reindex(margins.index).tolist(),
-                              strict=True))  # fmt: skip
+            parts = tuple(zip(margins.tolist(), bands.reindex(margins.index).tolist(), strict=True))
             better = sum(outcome_of(m, b) == "holds" for m, b in parts)
             checks.append(
                 Check(
@@ -119,11 +124,18 @@ def claim5(
         "runs exist (c = 1..K); LPE-BSR adds none. One margin per budget (source alone - with "
         "LPE-BSR, mean over LPE-BSR seeds): a check holds when LPE-BSR helps at every budget. "
         "The copies cost memory: k INT-b members per source. "
-        + (spread_text or "The bands cover the draws only: the starting model was not "
-           "retrained (train_noise).")
-    )  # fmt: skip
+        + (
+            spread_text
+            or "The bands cover the draws only: the starting model was not retrained (train_noise)."
+        )
+    )
     if rates:
         note += f" Chosen on the validation split from the configured candidates: {rates}."
-    return Claim(5, "Adding LPE-BSR to SSE, CSGLD, DE or MultiIVON improves NLL/ECE at equal "
-                 "training budget.", checks, note,
-                 basis="one training run per fast method", parts=("NLL", "ECE"))  # fmt: skip
+    return Claim(
+        5,
+        "Adding LPE-BSR to SSE, CSGLD, DE or MultiIVON improves NLL/ECE at equal training budget.",
+        checks,
+        note,
+        basis="one training run per fast method",
+        parts=("NLL", "ECE"),
+    )

@@ -54,12 +54,18 @@ def claim2(s: pd.DataFrame) -> Claim:
     for precision, at in s.groupby("precision", sort=False):
         at = at.sort_values("params")
         gains = [decided(r, "gain", r.bsr_band, r.gain) for r in at.itertuples()]
-        listed = ", ".join(f"{r.model} {g:+.5f}" for r, (g, _) in zip(at.itertuples(), gains,
-                                                                        strict=True))  # fmt: skip
-        steps = [(b - a, joint_band(band_a, band_b))
-                 for (a, band_a), (b, band_b) in zip(gains, gains[1:], strict=False)]  # fmt: skip
-        checks.append(Check(f"{precision.upper()}: gain grows with model size ({listed})",
-                            tuple(steps), "size"))  # fmt: skip
+        listed = ", ".join(
+            f"{r.model} {g:+.5f}" for r, (g, _) in zip(at.itertuples(), gains, strict=True)
+        )
+        steps = [
+            (b - a, joint_band(band_a, band_b))
+            for (a, band_a), (b, band_b) in zip(gains, gains[1:], strict=False)
+        ]
+        checks.append(
+            Check(
+                f"{precision.upper()}: gain grows with model size ({listed})", tuple(steps), "size"
+            )
+        )
     ordered = sorted(s["precision"].unique(), key=sort_key)
     high, low = ordered[0], ordered[-1]
     for model, mine in s.groupby("model", sort=False):
@@ -69,11 +75,15 @@ def claim2(s: pd.DataFrame) -> Claim:
             Check.of(
                 f"{model}: gain at {low.upper()} {g.gain[low]:+.5f} > at {high.upper()} "
                 f"{g.gain[high]:+.5f}" + per_checkpoint(r, "step"),
-                *decided(r, "step", joint_band(g.bsr_band[low], g.bsr_band[high]),
-                         g.gain[low] - g.gain[high]),
+                *decided(
+                    r,
+                    "step",
+                    joint_band(g.bsr_band[low], g.bsr_band[high]),
+                    g.gain[low] - g.gain[high],
+                ),
                 "precision",
             )
-        )  # fmt: skip
+        )
     note = (
         "Gain = NLL(RTN) - NLL(LPE-BSR), absolute; the gains listed are the main run's, the "
         "margins those over the trained checkpoints (see the head of the report). A size check "
@@ -81,8 +91,13 @@ def claim2(s: pd.DataFrame) -> Claim:
         "grows at every step. The claim has two parts, each decided on its own checks: size "
         "(a check per precision) and precision (a check per model)."
     )
-    return Claim(2, "The LPE-BSR gain over RTN grows with model size and as precision drops.",
-                 checks, note, parts=("size", "precision"))  # fmt: skip
+    return Claim(
+        2,
+        "The LPE-BSR gain over RTN grows with model size and as precision drops.",
+        checks,
+        note,
+        parts=("size", "precision"),
+    )
 
 
 CLAIM3_PARTS = ("the ensemble beats FP32", "each member is worse")
@@ -92,16 +107,22 @@ def claim3(s: pd.DataFrame) -> Claim:
     checks = []
     for r in s.itertuples():
         where = f"{r.model} {r.precision.upper()}"
-        checks.append(Check.of(
-            f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs FP32 {r.fp32:.5f}"
-            + per_checkpoint(r, "fp32_gap"),
-            *decided(r, "fp32_gap", r.bsr_band, r.fp32 - r.bsr), CLAIM3_PARTS[0],
-        ))  # fmt: skip
-        checks.append(Check.of(
-            f"{where}: LPE-BSR members' average loss {r.bsr_avg_loss:.5f} vs FP32 {r.fp32:.5f} "
-            f"(ambiguity {r.bsr_amb:.5f})" + per_checkpoint(r, "avg_rise"),
-            *decided(r, "avg_rise", r.avg_loss_band, r.bsr_avg_loss - r.fp32), CLAIM3_PARTS[1],
-        ))  # fmt: skip
+        checks.append(
+            Check.of(
+                f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs FP32 {r.fp32:.5f}"
+                + per_checkpoint(r, "fp32_gap"),
+                *decided(r, "fp32_gap", r.bsr_band, r.fp32 - r.bsr),
+                CLAIM3_PARTS[0],
+            )
+        )
+        checks.append(
+            Check.of(
+                f"{where}: LPE-BSR members' average loss {r.bsr_avg_loss:.5f} vs FP32 {r.fp32:.5f} "
+                f"(ambiguity {r.bsr_amb:.5f})" + per_checkpoint(r, "avg_rise"),
+                *decided(r, "avg_rise", r.avg_loss_band, r.bsr_avg_loss - r.fp32),
+                CLAIM3_PARTS[1],
+            )
+        )
     note = (
         "Two parts, each decided on its own checks: the ensemble is better than FP32 (margin "
         "FP32 - LPE-BSR) and each member is worse (margin average member loss - FP32)."
@@ -135,8 +156,12 @@ def claim7(s: pd.DataFrame) -> Claim:
         "RTN loss), so that all of LPE-BSR's gain over RTN, where there is one, comes from "
         "ambiguity: the members disagree in ways that averaging turns into a better prediction."
     )
-    return Claim(7, "The gain of LPE-BSR over RTN comes from ambiguity, not from better "
-                 "members.", checks, note)  # fmt: skip
+    return Claim(
+        7,
+        "The gain of LPE-BSR over RTN comes from ambiguity, not from better members.",
+        checks,
+        note,
+    )
 
 
 def claim8(s: pd.DataFrame) -> Claim:
@@ -174,16 +199,22 @@ def claim9(s: pd.DataFrame) -> Claim:
     for r in s.itertuples():
         where = f"{r.model} {label(r.precision)}"
         fp32 = f"temperature-scaled FP32 {r.fp32_ts:.5f} (T = {r.fp32_t:.3f})"
-        checks.append(Check.of(
-            f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs {fp32}"
-            + per_checkpoint(r, "ts_gap"),
-            *decided(r, "ts_gap", r.bsr_band, r.fp32_ts - r.bsr), CLAIM9_PARTS[0],
-        ))  # fmt: skip
-        checks.append(Check.of(
-            f"{where}: temperature-scaled LPE-BSR (M={r.members}) NLL {r.bsr_ts:.5f} (T = "
-            f"{r.bsr_t:.3f}) vs {fp32}" + per_checkpoint(r, "ts_both"),
-            *decided(r, "ts_both", r.bsr_ts_band, r.fp32_ts - r.bsr_ts), CLAIM9_PARTS[1],
-        ))  # fmt: skip
+        checks.append(
+            Check.of(
+                f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs {fp32}"
+                + per_checkpoint(r, "ts_gap"),
+                *decided(r, "ts_gap", r.bsr_band, r.fp32_ts - r.bsr),
+                CLAIM9_PARTS[0],
+            )
+        )
+        checks.append(
+            Check.of(
+                f"{where}: temperature-scaled LPE-BSR (M={r.members}) NLL {r.bsr_ts:.5f} (T = "
+                f"{r.bsr_t:.3f}) vs {fp32}" + per_checkpoint(r, "ts_both"),
+                *decided(r, "ts_both", r.bsr_ts_band, r.fp32_ts - r.bsr_ts),
+                CLAIM9_PARTS[1],
+            )
+        )
     note = (
         "The control a reviewer asks of claim 3: part of an ensemble's NLL gain is often what one "
         "temperature buys. Each temperature is fit on the validation split (NLL, "

@@ -63,8 +63,13 @@ def members_in_fp32_memory(scores: pd.DataFrame) -> list[str]:
     return found
 
 
-def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, fmt: str,
-            fast_scores: pd.DataFrame | None, fast_fmt: str) -> Claim:  # fmt: skip
+def claim10(
+    scores: pd.DataFrame,
+    bma_scores: pd.DataFrame | None,
+    fmt: str,
+    fast_scores: pd.DataFrame | None,
+    fast_fmt: str,
+) -> Claim:
     """Beyond the paper: LPE-BSR stored as one shared base, at equal memory."""
     checks = []
     if bma_scores is not None:
@@ -74,11 +79,13 @@ def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, fmt: str,
             lpe = run[(run["method"] == "lpe-bsr") & (run["precision"] == fmt)]
             bma = run[run["method"] == bma_method(optimizer)]
             if len(lpe) and len(bma) and has_shared_memory(lpe):
-                checks.append(_at_shared_memory(f"{optimizer.upper()} BMA", lpe, bma,
-                                                f"LPE-BSR {shown}"))  # fmt: skip
+                checks.append(
+                    _at_shared_memory(f"{optimizer.upper()} BMA", lpe, bma, f"LPE-BSR {shown}")
+                )
     if fast_scores is not None:
-        lpe = fast_scores[(fast_scores["method"] == "lpe-bsr")
-                          & (fast_scores["precision"] == fast_fmt)]  # fmt: skip
+        lpe = fast_scores[
+            (fast_scores["method"] == "lpe-bsr") & (fast_scores["precision"] == fast_fmt)
+        ]
         around = f"LPE-BSR {precision_label(fast_fmt)} (SGD solution)"
         for method, name in FAST_NAMES.items():
             alone = budget_points(fast_scores, method)
@@ -94,10 +101,14 @@ def claim10(scores: pd.DataFrame, bma_scores: pd.DataFrame | None, fmt: str,
         "ensemble of the other method that fits in the same memory (its members are FP32 "
         "models: nothing of theirs is shared). Bands: the draws' seeds; the fast methods and "
         "the fine-tuning runs are one training run each, whose own noise is not in the band. "
-        + (f"LPE-BSR members that fit in one FP32 model's memory: {'; '.join(fit)}." if fit
-           else "")
-    )  # fmt: skip
-    return Claim(10, "(beyond the paper) Stored as one shared base, an LPE-BSR ensemble beats "
-                 "the largest BMA, SSE, CSGLD, DE or MultiIVON ensemble that fits in its "
-                 "memory.", checks, note,
-                 basis="one fine-tuning or training run per method")  # fmt: skip
+        + (f"LPE-BSR members that fit in one FP32 model's memory: {'; '.join(fit)}." if fit else "")
+    )
+    return Claim(
+        10,
+        "(beyond the paper) Stored as one shared base, an LPE-BSR ensemble beats "
+        "the largest BMA, SSE, CSGLD, DE or MultiIVON ensemble that fits in its "
+        "memory.",
+        checks,
+        note,
+        basis="one fine-tuning or training run per method",
+    )

@@ -79,8 +79,10 @@ def gate_section(checkpoints: list[str]) -> tuple[str, list[str]]:
     for path in checkpoints:
         info = checkpoint_info(path)
         gain, rise, passed = convergence_gate(path)
-        rows.append(f"| {info.model} | {-100 * gain:+.2f}% | {100 * rise:+.2f}% | "
-                    f"{'passes' if passed else 'FAILS'} |")  # fmt: skip
+        rows.append(
+            f"| {info.model} | {-100 * gain:+.2f}% | {100 * rise:+.2f}% | "
+            f"{'passes' if passed else 'FAILS'} |"
+        )
         failing += [] if passed else [info.model]
     lines = [
         "## Convergence gate",
@@ -96,10 +98,13 @@ def gate_section(checkpoints: list[str]) -> tuple[str, list[str]]:
         *rows,
     ]
     if failing:
-        lines += ["", f"**GATE FAILED for {', '.join(failing)}: the claims on these models are "
-                  "about models either still improving (train longer: train.epochs) or trained "
-                  "far past their best (train shorter), not the paper's well-trained "
-                  "ones.**"]  # fmt: skip
+        lines += [
+            "",
+            f"**GATE FAILED for {', '.join(failing)}: the claims on these models are "
+            "about models either still improving (train longer: train.epochs) or trained "
+            "far past their best (train shorter), not the paper's well-trained "
+            "ones.**",
+        ]
     return "\n".join(lines) + "\n", failing
 
 
@@ -129,14 +134,17 @@ def _training_note(s: pd.DataFrame) -> str:
         "seeds and one draw's noise each, combined in quadrature with the main run's band over "
         "its BSR seeds. Each check lists the margin of every trained model, the main run's first. "
         "So another rounding of the same training (another CPU) is another draw inside the bands"
-        + (f"; {', '.join(others)} trained once, their bands cover the draws only" if others
-           else "")
+        + (
+            f"; {', '.join(others)} trained once, their bands cover the draws only"
+            if others
+            else ""
+        )
         + ". Claim 8's checks are on the first trained model (its formats are not retrained), "
         f"their bands widened by {NOISE_SE:g} standard deviations of the INT-b margins over the "
         "trained models. Claim 5's bands also hold the spread of its starting checkpoint (see "
         "its note). Claims 4, 5, 6 and 10 rest on one fine-tuning or training run per method "
         "(their verdict lines say so): retraining those is beyond the mini budget."
-    )  # fmt: skip
+    )
 
 
 def report(
@@ -161,8 +169,11 @@ def report(
     if bma_scores is not None:
         claims.append(claim4(bma_scores, fmt, hessian))
     if fast_scores is not None:
-        spread = (checkpoint_spread(list(fast_checkpoints), copies_per_source(fast_scores),
-                                    fast_fmt) if fast_checkpoints else ({}, ""))  # fmt: skip
+        spread = (
+            checkpoint_spread(list(fast_checkpoints), copies_per_source(fast_scores), fast_fmt)
+            if fast_checkpoints
+            else ({}, "")
+        )
         claims.append(claim5(fast_scores, fast_fmt, rates, spread))
     if baseline_scores is not None:
         claims.append(claim6(baseline_scores, chosen))
@@ -240,8 +251,12 @@ CLAIMS_SETTINGS = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
-    parser.add_argument("--checkpoints", nargs="*", default=[],
-                        help="Table 1's checkpoints, for the convergence gate")  # fmt: skip
+    parser.add_argument(
+        "--checkpoints",
+        nargs="*",
+        default=[],
+        help="Table 1's checkpoints, for the convergence gate",
+    )
     parser.add_argument("--bma-scores", help="bma/scores.csv, for claim 4")
     parser.add_argument("--bma-format", default="int5", help="LPE-BSR members' format of claim 4")
     parser.add_argument("--ivon-posterior", help="IVON's posterior file: how far it moved")
@@ -253,17 +268,32 @@ def main(argv: list[str] | None = None) -> None:
         help="the baselines' choice files (settings chosen on validation)",
     )
     parser.add_argument("--fast-scores", help="fast/scores.csv, for claim 5")
-    parser.add_argument("--fast-sources", nargs="*", default=[],
-                        help="sources folders whose peak rate was chosen (SSE, CSGLD)")  # fmt: skip
-    parser.add_argument("--retrained-scores", nargs="*", default=[],
-                        help="scores of one Table 1 model retrained with other seeds")  # fmt: skip
+    parser.add_argument(
+        "--fast-sources",
+        nargs="*",
+        default=[],
+        help="sources folders whose peak rate was chosen (SSE, CSGLD)",
+    )
+    parser.add_argument(
+        "--retrained-scores",
+        nargs="*",
+        default=[],
+        help="scores of one Table 1 model retrained with other seeds",
+    )
     parser.add_argument("--fast-format", default="int5", help="LPE-BSR copies' format of claim 5")
-    parser.add_argument("--fast-checkpoint-scores", nargs="*", default=[],
-                        help="scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
-                        "ensembles' starting model: claim 5's checkpoint band")  # fmt: skip
+    parser.add_argument(
+        "--fast-checkpoint-scores",
+        nargs="*",
+        default=[],
+        help="scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
+        "ensembles' starting model: claim 5's checkpoint band",
+    )
     parser.add_argument("--format-scores", help="formats/scores.csv, for claim 8 (the outlook)")
-    parser.add_argument("--model-choice", help="bma/model_choice.md: its line is repeated here "
-                        "when the rule chose another model than bma.model")  # fmt: skip
+    parser.add_argument(
+        "--model-choice",
+        help="bma/model_choice.md: its line is repeated here "
+        "when the rule chose another model than bma.model",
+    )
     parser.add_argument("--out", required=True)
     apply_settings(parser, argv, CLAIMS_SETTINGS)
     args = parser.parse_args(argv)
@@ -275,14 +305,21 @@ def main(argv: list[str] | None = None) -> None:
         meta = read_metadata(args.ivon_posterior, "posterior file")
         hessian = json.loads(meta["hessian_moved"]) if "hessian_moved" in meta else None
     text = report(
-        pd.read_csv(args.scores), bma, args.bma_format, baselines, fast, fast_fmt=args.fast_format,
-        checkpoints=args.checkpoints, hessian=hessian, chosen=choices_text(args.baseline_choices),
+        pd.read_csv(args.scores),
+        bma,
+        args.bma_format,
+        baselines,
+        fast,
+        fast_fmt=args.fast_format,
+        checkpoints=args.checkpoints,
+        hessian=hessian,
+        chosen=choices_text(args.baseline_choices),
         retrained=[pd.read_csv(p) for p in args.retrained_scores],
         rates=rate_choices(args.fast_sources),
         format_scores=pd.read_csv(args.format_scores) if args.format_scores else None,
         fast_checkpoints=[pd.read_csv(p) for p in args.fast_checkpoint_scores],
         choice_note=disagreement(args.model_choice) if args.model_choice else "",
-    )  # fmt: skip
+    )
     write_text(args.out, text)
     print(text)
     if "GATE FAILED" in text:

@@ -39,11 +39,13 @@ def _choice_moved(where: str, lines: list[str], report: Report) -> bool:
         return False
     shown = "\n".join(f"    {line}" for line in lines)
     if all(WITHIN_TIE_BAND in line for line in said):
-        report.verdicts_moved.append(f"{where}: the rule's model choice moved within its tie "
-                                     f"band\n{shown}")  # fmt: skip
+        report.verdicts_moved.append(
+            f"{where}: the rule's model choice moved within its tie band\n{shown}"
+        )
     else:
-        report.problems.append(f"{where}: the rule chose another model than bma.model, outside "
-                               f"its tie band\n{shown}")  # fmt: skip
+        report.problems.append(
+            f"{where}: the rule chose another model than bma.model, outside its tie band\n{shown}"
+        )
     return True
 
 
@@ -151,8 +153,10 @@ def compare_text(name: str, ref: str, act: str, report: Report) -> None:
         if noise and ref_line != act_line and _same_gate_line(ref_line, act_line):
             # the gate's announcement in both trees, naming other models: which model a
             # borderline gate fails follows its numbers (the gate table, judged as numbers)
-            report.verdicts_moved.append(f"{name} line {n} (the gate's announcement names other "
-                                         f"models): {ref_line} -> {act_line}")  # fmt: skip
+            report.verdicts_moved.append(
+                f"{name} line {n} (the gate's announcement names other "
+                f"models): {ref_line} -> {act_line}"
+            )
             continue
         if (
             noise

@@ -168,8 +168,10 @@ def print_summary(args: argparse.Namespace, report: Report) -> None:
             for moved in report.verdicts_moved:
                 print(f"  - {moved}")
         if report.tail:
-            print(f"numbers moved by {args.units:g} to {args.tail_units:g} units, within the tail "
-                  f"allowance ({len(report.tail)}):")  # fmt: skip
+            print(
+                f"numbers moved by {args.units:g} to {args.tail_units:g} units, within the tail "
+                f"allowance ({len(report.tail)}):"
+            )
             for moved in report.tail:
                 print(f"  - {moved}")
 
@@ -184,8 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     for root in (args.reference, args.actual, args.checkpoint_noise_from):
         if root is not None and not root.is_dir():
             parser.error(f"{root}: no such folder")
-    report = Report(mode=args.mode, units=args.units, floor_rel=args.floor_rel,
-                    tail_units=args.tail_units, tail_share=args.tail_share)  # fmt: skip
+    report = Report(
+        mode=args.mode,
+        units=args.units,
+        floor_rel=args.floor_rel,
+        tail_units=args.tail_units,
+        tail_share=args.tail_share,
+    )
     if args.mode == "noise":
         report.checkpoint = Units(measure(args.checkpoint_noise_from or args.reference, args.paths))
         print(
