@@ -25,7 +25,6 @@ import numpy as np
 
 from lpe.core.artifacts import write_with
 from lpe.evaluation.spine import Evaluated
-from lpe.members.sets import listed_format
 from lpe.methods import rounding_run
 from lpe.models.factory import count_params
 
@@ -36,7 +35,7 @@ def member_run(manifest: dict) -> dict:
     and each member's bits under the shared-base accounting when it has them."""
     run = {
         "method": rounding_run(manifest["method"]),
-        "format": listed_format(manifest),
+        "format": manifest["format"],
         "bits": manifest["bits"],
         "seed": manifest["seed"],
     }

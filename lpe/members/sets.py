@@ -129,11 +129,6 @@ def generate(
     return manifest
 
 
-def listed_format(manifest: dict) -> str:
-    """The format a manifest names."""
-    return manifest["format"]
-
-
 def folder_members(
     folder, checkpoint, checkpoint_sha256: str, progress: str = ""
 ) -> tuple[dict, Iterator[Member]]:
@@ -146,7 +141,7 @@ def folder_members(
             f"members in {folder} were made from another checkpoint than {checkpoint}; "
             "delete the folder and rerun the workflow"
         )
-    said = (manifest["method"], listed_format(manifest), manifest["bits"])
+    said = (manifest["method"], manifest["format"], manifest["bits"])
 
     def checked(member: Member, where) -> Member:
         if (member.method, member.fmt.name, member.fmt.code_bits) != said:
