@@ -97,6 +97,7 @@ rule table1:
         " --out {params.prefix} > {log} 2>&1"
 
 
+# Table 1's figures, one rule each from one template (lpe.reports.figures, its --layout)
 rule figure_nll_vs_ensemble_size:
     input:
         results("scores.csv"),
@@ -112,14 +113,14 @@ rule figure_nll_vs_ensemble_size:
         ENV
     threads: 1
     params:
+        layout="table1",
         prefix=lambda w, output: os.path.splitext(output[0])[0],
     shell:
-        "python -m lpe.reports.figures --scores {input} --out {params.prefix} > {log} 2>&1"
+        "python -m lpe.reports.figures --scores {input} --layout {params.layout}"
+        " --out {params.prefix} > {log} 2>&1"
 
 
-rule figure_nll_vs_inference_time:
-    input:
-        results("scores.csv"),
+use rule figure_nll_vs_ensemble_size as figure_nll_vs_inference_time with:
     output:
         report(
             multiext(figures("nll_vs_inference_time"), ".png", ".pdf"),
@@ -128,14 +129,9 @@ rule figure_nll_vs_inference_time:
         ),
     log:
         work("logs/figure_nll_vs_inference_time.log"),
-    conda:
-        ENV
-    threads: 1
     params:
+        layout="inference",
         prefix=lambda w, output: os.path.splitext(output[0])[0],
-    shell:
-        "python -m lpe.reports.figures --scores {input} --layout inference --out {params.prefix}"
-        " > {log} 2>&1"
 
 
 rule claims:
