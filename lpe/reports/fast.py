@@ -31,6 +31,7 @@ from lpe.methods import family
 from lpe.models.checkpoints import checkpoint_info
 from lpe.reports.plotting import plt, save_figure, sns
 from lpe.reports.tabulate import (
+    DIVERSITY_METRICS,
     budget_points,
     cell,
     control_columns,
@@ -114,14 +115,6 @@ def curves(scores: pd.DataFrame, methods: list[str], fmt: str, pretrain: int, ti
     return fig
 
 
-METRICS = {
-    "avg_loss": ("Avg loss", 4),
-    "ambiguity": ("AMB", 4),
-    "ens_loss": ("Ens loss", 4),
-    "nll": ("NLL", 4),
-    "err": ("ERR (%)", 2),
-    "ece": ("ECE", 4),
-}
 ROW_NAMES = {"fp32": "MAP", "batchensemble": "BatchEnsemble", "de": "DE", "lpe-bsr": "LPE-BSR"}
 
 
@@ -142,7 +135,7 @@ def table5(scores: pd.DataFrame, fmt: str, runs: int, sizes: list[int]) -> pd.Da
         if pick.empty:
             raise ValueError(f"Table 5: no scores for {name} in the scores file")
     chosen = pd.concat(picks)
-    table = over_seeds(chosen, ["method", "members"], [*METRICS, *controls(chosen)])
+    table = over_seeds(chosen, ["method", "members"], [*DIVERSITY_METRICS, *controls(chosen)])
     budget = chosen.groupby(["method", "members"])["backward_passes"].max()
     # the same group order as over_seeds; the column before "seeds"
     table.insert(table.columns.get_loc("seeds"), "backward_passes", budget.to_numpy())
@@ -153,7 +146,7 @@ def table5(scores: pd.DataFrame, fmt: str, runs: int, sizes: list[int]) -> pd.Da
     table = table.sort_values(
         ["method", "members"], key=lambda c: c.map(order.index) if c.name == "method" else c
     ).reset_index(drop=True)
-    return with_controls(table, METRICS)
+    return with_controls(table, DIVERSITY_METRICS)
 
 
 def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
@@ -164,7 +157,7 @@ def formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "M": table["members"],
             **{
                 label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
-                for m, (label, digits) in METRICS.items()
+                for m, (label, digits) in DIVERSITY_METRICS.items()
             },
             **memory_columns(table),
             "Backward passes": table["backward_passes"],

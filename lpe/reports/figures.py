@@ -94,14 +94,8 @@ def nll_vs_inference_time(scores: pd.DataFrame) -> plt.Figure:
                     label=f"{name} + TS",
                 )
             rtn = here[(here["precision"] == precision) & (here["method"] == "rtn")]
-            ax.plot(
-                rtn["infer_us"],
-                rtn["nll"],
-                "s",
-                color=f"C{i}",
-                markersize=6,
-                label=f"RTN {format_label(precision)}",
-            )
+            rtn_name = f"RTN {format_label(precision)}"
+            ax.plot(rtn["infer_us"], rtn["nll"], "s", color=f"C{i}", markersize=6, label=rtn_name)
         fp32 = here[here["method"] == "fp32"]
         ax.plot(fp32["infer_us"], fp32["nll"], "*", color="k", markersize=10, label="FP32")
         if calibrated:

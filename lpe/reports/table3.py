@@ -17,6 +17,7 @@ import pandas as pd
 
 from lpe.formats.names import label
 from lpe.reports.tabulate import (
+    DIVERSITY_METRICS,
     METHOD_NAMES,
     METHOD_ORDER,
     RUN_KEYS,
@@ -32,23 +33,14 @@ from lpe.reports.tabulate import (
     write_table,
 )
 
-TABLE3_METRICS = {
-    "avg_loss": ("Avg loss", 4),
-    "ambiguity": ("AMB", 4),
-    "ens_loss": ("Ens loss", 4),
-    "nll": ("NLL", 4),
-    "err": ("ERR (%)", 2),
-    "ece": ("ECE", 4),
-}
-
 
 def table3(scores: pd.DataFrame) -> pd.DataFrame:
     """Table 3 (large models): per model x method, the six metrics and the ensemble size."""
     runs = final_ensembles(scores)
-    table = over_seeds(runs, RUN_KEYS, [*TABLE3_METRICS, *controls(runs)])
+    table = over_seeds(runs, RUN_KEYS, [*DIVERSITY_METRICS, *controls(runs)])
     table = table.assign(_m=lambda t: t["method"].map(METHOD_ORDER))
     table = table.sort_values(["params", "_m"]).drop(columns="_m").reset_index(drop=True)
-    return with_controls(table, TABLE3_METRICS)
+    return with_controls(table, DIVERSITY_METRICS)
 
 
 def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
@@ -61,7 +53,7 @@ def formatted3(table: pd.DataFrame, pm: str) -> pd.DataFrame:
             "M": table["members"],
             **{
                 label: table.apply(cell, axis=1, metric=m, digits=digits, pm=pm)
-                for m, (label, digits) in TABLE3_METRICS.items()
+                for m, (label, digits) in DIVERSITY_METRICS.items()
             },
             "Memory (Mbit)": table["memory_mbit"].map(lambda b: f"{b:.1f}"),
             **control_columns(table, pm),

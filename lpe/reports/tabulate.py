@@ -47,6 +47,15 @@ def over_seeds(runs: pd.DataFrame, keys: list[str], metrics) -> pd.DataFrame:
 
 
 RUN_KEYS = ["model", "params", "precision", "method", "members"]
+# the columns of the tables that show the loss decomposition (Tables 3 and 5): label, digits
+DIVERSITY_METRICS = {
+    "avg_loss": ("Avg loss", 4),
+    "ambiguity": ("AMB", 4),
+    "ens_loss": ("Ens loss", 4),
+    "nll": ("NLL", 4),
+    "err": ("ERR (%)", 2),
+    "ece": ("ECE", 4),
+}
 # the shared-base accounting (lpe.members.shared_base), beside the paper's (M full members)
 SHARED_LABEL = "Memory, shared base (Mbit)"
 

@@ -23,6 +23,7 @@ alone (only choose), then ``--setting-file C.json --seeds 1 --out P1.npz``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -249,20 +250,22 @@ def run(job: BaselinesJob) -> None:
     )
     baseline = BASELINES[job.method]
     bits = baseline.storage(model, state, chosen, job.members)
+    # the chosen ensemble, evaluated on the split (and the calibration split) per seed
+    of_seed = functools.partial(
+        ensemble,
+        model,
+        state,
+        job.method,
+        chosen,
+        job.members,
+        x=x,
+        batch_size=job.batch_size,
+        device=device,
+        calib_x=calib_x,
+    )
     for seed, out in zip(job.seeds, job.out, strict=True):
         with autocast(device, job.dtype):
-            done = ensemble(
-                model,
-                state,
-                job.method,
-                chosen,
-                job.members,
-                seed=seed,
-                x=x,
-                batch_size=job.batch_size,
-                device=device,
-                calib_x=calib_x,
-            )
+            done = of_seed(seed=seed)
         precision = int(chosen) if baseline.rounded else 0  # 0: FP32
         record = {
             "method": job.method,

@@ -248,52 +248,34 @@ CLAIMS_SETTINGS = {
 }
 
 
+# the options that take lists of files
+LISTS = {
+    "--checkpoints": "Table 1's checkpoints, for the convergence gate",
+    "--baseline-choices": "the baselines' choice files (settings chosen on validation)",
+    "--fast-sources": "sources folders whose peak rate was chosen (SSE, CSGLD)",
+    "--retrained-scores": "scores of one Table 1 model retrained with other seeds",
+    "--fast-checkpoint-scores": "scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
+    "ensembles' starting model: claim 5's checkpoint band",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True)
-    parser.add_argument(
-        "--checkpoints",
-        nargs="*",
-        default=[],
-        help="Table 1's checkpoints, for the convergence gate",
-    )
     parser.add_argument("--bma-scores", help="bma/scores.csv, for claim 4")
     parser.add_argument("--bma-format", default="int5", help="LPE-BSR members' format of claim 4")
     parser.add_argument("--ivon-posterior", help="IVON's posterior file: how far it moved")
     parser.add_argument("--baseline-scores", help="baselines/scores.csv, for claim 6")
-    parser.add_argument(
-        "--baseline-choices",
-        nargs="*",
-        default=[],
-        help="the baselines' choice files (settings chosen on validation)",
-    )
     parser.add_argument("--fast-scores", help="fast/scores.csv, for claim 5")
-    parser.add_argument(
-        "--fast-sources",
-        nargs="*",
-        default=[],
-        help="sources folders whose peak rate was chosen (SSE, CSGLD)",
-    )
-    parser.add_argument(
-        "--retrained-scores",
-        nargs="*",
-        default=[],
-        help="scores of one Table 1 model retrained with other seeds",
-    )
     parser.add_argument("--fast-format", default="int5", help="LPE-BSR copies' format of claim 5")
-    parser.add_argument(
-        "--fast-checkpoint-scores",
-        nargs="*",
-        default=[],
-        help="scores (FP32, LPE-BSR) of each trained checkpoint of the fast "
-        "ensembles' starting model: claim 5's checkpoint band",
-    )
     parser.add_argument("--format-scores", help="formats/scores.csv, for claim 8 (the outlook)")
     parser.add_argument(
         "--model-choice",
         help="bma/model_choice.md: its line is repeated here "
         "when the rule chose another model than bma.model",
     )
+    for flag, files in LISTS.items():  # each takes any number of files, none by default
+        parser.add_argument(flag, nargs="*", default=[], help=files)
     parser.add_argument("--out", required=True)
     apply_settings(parser, argv, CLAIMS_SETTINGS)
     args = parser.parse_args(argv)
