@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from lpe.core.checks import Check
 from lpe.core.selection import NOISE_SE, band, joint_band
 from lpe.formats.names import sort_key
 from lpe.reports.tabulate import final_ensembles
@@ -180,6 +181,14 @@ def decided(r, name: str, draws: float, margin: float) -> tuple[float, float]:
     if len(getattr(r, f"{name}_each")) > 1:
         return getattr(r, f"{name}_mean"), joint_band(getattr(r, f"{name}_band"), draws)
     return margin, draws
+
+
+def checkpoints_check(
+    r, text: str, name: str, draws: float, margin: float, part: str = ""
+) -> Check:
+    """A check of row ``r`` decided by :func:`decided` (over the trained checkpoints where there
+    are several), its text followed by each checkpoint's margin (:func:`per_checkpoint`)."""
+    return Check.of(text + per_checkpoint(r, name), *decided(r, name, draws, margin), part)
 
 
 def per_checkpoint(r, *names: str) -> str:

@@ -8,10 +8,7 @@ import pandas as pd
 from lpe.core.checks import Check
 from lpe.core.selection import joint_band
 from lpe.formats.names import label, sort_key
-from lpe.reports.claims.bands import (
-    decided,
-    per_checkpoint,
-)
+from lpe.reports.claims.bands import checkpoints_check, decided, per_checkpoint
 from lpe.reports.claims.claim import Claim
 
 
@@ -32,10 +29,13 @@ def _gain_checks(s: pd.DataFrame) -> list[Check]:
 def _gain_checks_over_checkpoints(s: pd.DataFrame) -> list[Check]:
     """Per row of :func:`over_checkpoints`: LPE-BSR's NLL gain over RTN over the checkpoints."""
     return [
-        Check.of(
+        checkpoints_check(
+            r,
             f"{r.model} {label(r.precision)}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} ± "
-            f"{r.bsr_std:.5f} vs RTN {r.rtn:.5f} (gain {r.gain:+.5f})" + per_checkpoint(r, "gain"),
-            *decided(r, "gain", r.bsr_band, r.gain),
+            f"{r.bsr_std:.5f} vs RTN {r.rtn:.5f} (gain {r.gain:+.5f})",
+            "gain",
+            r.bsr_band,
+            r.gain,
         )
         for r in s.itertuples()
     ]
@@ -108,18 +108,23 @@ def claim3(s: pd.DataFrame) -> Claim:
     for r in s.itertuples():
         where = f"{r.model} {r.precision.upper()}"
         checks.append(
-            Check.of(
-                f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs FP32 {r.fp32:.5f}"
-                + per_checkpoint(r, "fp32_gap"),
-                *decided(r, "fp32_gap", r.bsr_band, r.fp32 - r.bsr),
+            checkpoints_check(
+                r,
+                f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs FP32 {r.fp32:.5f}",
+                "fp32_gap",
+                r.bsr_band,
+                r.fp32 - r.bsr,
                 CLAIM3_PARTS[0],
             )
         )
         checks.append(
-            Check.of(
+            checkpoints_check(
+                r,
                 f"{where}: LPE-BSR members' average loss {r.bsr_avg_loss:.5f} vs FP32 {r.fp32:.5f} "
-                f"(ambiguity {r.bsr_amb:.5f})" + per_checkpoint(r, "avg_rise"),
-                *decided(r, "avg_rise", r.avg_loss_band, r.bsr_avg_loss - r.fp32),
+                f"(ambiguity {r.bsr_amb:.5f})",
+                "avg_rise",
+                r.avg_loss_band,
+                r.bsr_avg_loss - r.fp32,
                 CLAIM3_PARTS[1],
             )
         )
@@ -140,13 +145,15 @@ def claim3(s: pd.DataFrame) -> Claim:
 def claim7(s: pd.DataFrame) -> Claim:
     """The gain over RTN is ambiguity: the members alone are no better than RTN."""
     checks = [
-        Check.of(
+        checkpoints_check(
+            r,
             f"{r.model} {r.precision.upper()}: RTN {r.rtn:.5f}, LPE-BSR members' average loss "
             f"{r.bsr_avg_loss:.5f} ({r.bsr_avg_loss - r.rtn:+.5f}), AMB {r.bsr_amb:.5f}, "
             f"ensemble {r.bsr:.5f} (gain over RTN {r.gain:+.5f} = "
-            f"{r.rtn - r.bsr_avg_loss:+.5f} from the members + {r.bsr_amb:.5f} AMB)"
-            + per_checkpoint(r, "avg_vs_rtn"),
-            *decided(r, "avg_vs_rtn", r.avg_loss_band, r.bsr_avg_loss - r.rtn),
+            f"{r.rtn - r.bsr_avg_loss:+.5f} from the members + {r.bsr_amb:.5f} AMB)",
+            "avg_vs_rtn",
+            r.avg_loss_band,
+            r.bsr_avg_loss - r.rtn,
         )
         for r in s.itertuples()
     ]
@@ -200,18 +207,23 @@ def claim9(s: pd.DataFrame) -> Claim:
         where = f"{r.model} {label(r.precision)}"
         fp32 = f"temperature-scaled FP32 {r.fp32_ts:.5f} (T = {r.fp32_t:.3f})"
         checks.append(
-            Check.of(
-                f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs {fp32}"
-                + per_checkpoint(r, "ts_gap"),
-                *decided(r, "ts_gap", r.bsr_band, r.fp32_ts - r.bsr),
+            checkpoints_check(
+                r,
+                f"{where}: LPE-BSR (M={r.members}) NLL {r.bsr:.5f} vs {fp32}",
+                "ts_gap",
+                r.bsr_band,
+                r.fp32_ts - r.bsr,
                 CLAIM9_PARTS[0],
             )
         )
         checks.append(
-            Check.of(
+            checkpoints_check(
+                r,
                 f"{where}: temperature-scaled LPE-BSR (M={r.members}) NLL {r.bsr_ts:.5f} (T = "
-                f"{r.bsr_t:.3f}) vs {fp32}" + per_checkpoint(r, "ts_both"),
-                *decided(r, "ts_both", r.bsr_ts_band, r.fp32_ts - r.bsr_ts),
+                f"{r.bsr_t:.3f}) vs {fp32}",
+                "ts_both",
+                r.bsr_ts_band,
+                r.fp32_ts - r.bsr_ts,
                 CLAIM9_PARTS[1],
             )
         )
