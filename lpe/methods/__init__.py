@@ -147,6 +147,11 @@ BY_NAME = {s.name: s for s in SOURCES}
 LPE_SUFFIX = "+lpe-bsr"
 
 
+def with_lpe(source: str) -> str:
+    """The run name of fast source ``source`` with LPE-BSR copies of its members."""
+    return f"{source}{LPE_SUFFIX}"
+
+
 def family(name: str) -> list[Source]:
     return [s for s in SOURCES if s.family == name]
 
@@ -197,7 +202,7 @@ def rounding_run(rounding: str) -> str:
 def run_names() -> list[str]:
     """Every ``method`` a predictions file may hold, as the score CSVs hold it: the registry's
     names and the fast sources' LPE-BSR variants."""
-    return [s.name for s in SOURCES] + [f"{m}{LPE_SUFFIX}" for m in fast_with_lpe()]
+    return [s.name for s in SOURCES] + [with_lpe(m) for m in fast_with_lpe()]
 
 
 def load(name: str) -> ModuleType:

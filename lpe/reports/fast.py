@@ -27,7 +27,7 @@ import argparse
 import pandas as pd
 
 from lpe.formats.names import label as precision_label
-from lpe.methods import family
+from lpe.methods import family, with_lpe
 from lpe.models.checkpoints import checkpoint_info
 from lpe.reports.plotting import plt, save_figure, sns
 from lpe.reports.tabulate import (
@@ -71,7 +71,7 @@ def curves(scores: pd.DataFrame, methods: list[str], fmt: str, pretrain: int, ti
     for row, method in zip(axes, methods, strict=True):
         for variant, label, colour in (
             (method, f"{NAMES[method]} (FP32)", "C0"),
-            (f"{method}+lpe-bsr", f"{NAMES[method]} + LPE-BSR {precision_label(fmt)}", "C1"),
+            (with_lpe(method), f"{NAMES[method]} + LPE-BSR {precision_label(fmt)}", "C1"),
         ):
             points = budget_points(scores, variant).copy()
             if points.empty:

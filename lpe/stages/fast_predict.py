@@ -30,7 +30,7 @@ from lpe.evaluation.spine import Evaluated, batches
 from lpe.formats.number_formats import FORMATS
 from lpe.members.files import derive_seed
 from lpe.members.sets import MemberFormat, generate, seed_runs_problem
-from lpe.methods import BY_NAME, fast_sources
+from lpe.methods import BY_NAME, fast_sources, with_lpe
 from lpe.methods.batchensemble import batch_ensemble_bits, load_batch_ensemble, per_member, repeated
 from lpe.models.checkpoints import checkpoint_info
 
@@ -193,7 +193,7 @@ def run(job: FastPredictJob) -> None:
                 calib_x=calib_x,
             )
         record = {
-            "method": f"{manifest['method']}+lpe-bsr",
+            "method": with_lpe(manifest["method"]),
             "bits": fmt.code_bits,
             "seed": seed,
             "member_shared_bits": np.asarray(shared, dtype=np.int64),

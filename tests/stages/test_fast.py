@@ -56,9 +56,15 @@ def test_de_reuses_an_identical_run_zero_and_refuses_another(tmp_path, checkpoin
     made = train(checkpoint, data, tmp_path / "made", "de", "--runs", 2)
     reused = train(checkpoint, data, tmp_path / "reused", "de", "--runs", 2, "--reuse", sgd)
     assert budgets(made) == budgets(reused) == [RUN, 2 * RUN]
-    for a, b in zip(made["sources"], reused["sources"], strict=True):  # the same runs
-        assert torch.equal(weights(tmp_path / "made" / a["file"]),
-                           weights(tmp_path / "reused" / b["file"]))  # fmt: skip
+    # the same runs, up to the first training run in a process, which can differ from a later
+    # identical one by ~1e-10 (one float32 ulp; see the CSGLD test below): made's run 0 and the
+    # reused SGD run are such a pair whenever this test is the first to train in its worker;
+    # another run (another seed, rate or start) differs by far more
+    for a, b in zip(made["sources"], reused["sources"], strict=True):
+        made_w, reused_w = (
+            weights(tmp_path / d / s["file"]) for d, s in (("made", a), ("reused", b))
+        )
+        torch.testing.assert_close(made_w, reused_w, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="is not run 0 of this method.*'lr'"):
         train(checkpoint, data, tmp_path / "x", "de", "--runs", 2, "--reuse", sgd, "--lr", 0.5)
     assert not (tmp_path / "x").exists()  # nothing written

@@ -9,7 +9,7 @@ from lpe.core.artifacts import read_manifest
 from lpe.core.checks import Check, outcome_of
 from lpe.core.selection import NOISE_SE
 from lpe.formats.names import label as precision_label
-from lpe.methods import BY_NAME, fast_with_lpe
+from lpe.methods import BY_NAME, LPE_SUFFIX, fast_with_lpe, with_lpe
 from lpe.reports.claims.claim import Claim
 from lpe.reports.tabulate import budget_points
 
@@ -77,7 +77,7 @@ def checkpoint_spread(
 def copies_per_source(fast_scores: pd.DataFrame) -> int:
     """k, the LPE-BSR copies of each fast source: the members with LPE-BSR at the first budget
     (one source) of any method."""
-    method = next(m for m in fast_scores["method"].unique() if m.endswith("+lpe-bsr"))
+    method = next(m for m in fast_scores["method"].unique() if m.endswith(LPE_SUFFIX))
     points = budget_points(fast_scores, method)
     return int(points.loc[points["backward_passes"].idxmin(), "members"])
 
@@ -98,14 +98,14 @@ def claim5(
     checks = []
     for method, name in FAST_NAMES.items():
         alone = budget_points(fast_scores, method).set_index("backward_passes")
-        copies = budget_points(fast_scores, f"{method}+lpe-bsr").groupby("backward_passes")
+        copies = budget_points(fast_scores, with_lpe(method)).groupby("backward_passes")
         if alone.empty or not len(copies):
             continue
         for metric in ("nll", "ece"):
-            with_lpe = copies[metric].mean()
+            copied = copies[metric].mean()
             draws = copies[metric].std().fillna(0.0) * NOISE_SE / copies[metric].count() ** 0.5
             bands = (draws**2 + spreads.get(metric, 0.0) ** 2) ** 0.5
-            margins = alone[metric] - with_lpe
+            margins = alone[metric] - copied
             last = alone.index.max()
             parts = tuple(zip(margins.tolist(), bands.reindex(margins.index).tolist(), strict=True))
             better = sum(outcome_of(m, b) == "holds" for m, b in parts)
@@ -113,7 +113,7 @@ def claim5(
                 Check(
                     f"{name} {metric.upper()}: + LPE-BSR {shown} better at {better} of "
                     f"{len(parts)} training budgets; with all {int(alone.loc[last, 'members'])}"
-                    f" sources {alone.loc[last, metric]:.5f} alone vs {with_lpe[last]:.5f} with "
+                    f" sources {alone.loc[last, metric]:.5f} alone vs {copied[last]:.5f} with "
                     f"LPE-BSR ({int(copies['members'].max()[last])} members)",
                     parts,
                     metric.upper(),
