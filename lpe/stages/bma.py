@@ -44,7 +44,7 @@ class BmaJob(Evaluation):
     checkpoint: str = setting(help="the fine-tuned solution")
     posterior: str = setting(help="its posterior file (lpe.stages.finetune)")
     members: int = setting(20, "posterior draws per ensemble", config="bma.ensemble_size")
-    seeds: tuple[int, ...] = setting(help="one ensemble per seed")
+    seeds: tuple[int, ...] = setting((0, 1, 2), "one ensemble per seed", config="bma.seeds")
     swag_scale: float = setting(0.5, "covariance scale of SWAG's draws", config="bma.swag.scale")
     out: tuple[str, ...] = setting(help="predictions file per seed")
 

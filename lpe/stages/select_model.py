@@ -112,7 +112,7 @@ class SelectModelJob(MemberFormat, StageData, Device):
         (0, 1, 2), "ensemble seeds; the gains are averaged over them", config="lpe.seeds"
     )
     batch_size: int = setting(1000, "examples per forward pass", config="predict.batch_size")
-    configured: str = setting(help="the config's bma.model")
+    configured: str = setting("vit_mini_s", "the config's bma.model", config="bma.model")
     out: str = setting(help="the Markdown record of the choice")
 
     def __post_init__(self) -> None:

@@ -67,15 +67,16 @@ rule select_bma_model:
     params:
         data=DATA,
         settings=settings(
-            HOLDOUT, QUANT, ("lpe.ensemble_size", "lpe.seeds", "predict.batch_size")
+            HOLDOUT,
+            QUANT,
+            ("lpe.ensemble_size", "lpe.seeds", "predict.batch_size", "bma.model"),
         ),
         fmt=FAST_FORMAT,
-        configured=BMA_MODEL,
     shell:
         "python -m lpe.stages.select_model --checkpoints {input.checkpoints}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
         " --format {params.fmt}"
-        " --configured {params.configured} --threads {threads}"
+        " --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -153,12 +154,10 @@ rule predict_bma:
     threads: 1
     params:
         data=DATA,
-        settings=settings(PREDICT, ("bma.ensemble_size", "bma.swag.scale")),
-        seeds=BMA_SEEDS,
+        settings=settings(PREDICT, ("bma.ensemble_size", "bma.swag.scale", "bma.seeds")),
     shell:
         "python -m lpe.stages.bma --checkpoint {input.checkpoint} --posterior {input.posterior}"
         " --data {params.data:q} --workers {threads} --settings {params.settings:q}"
-        " --seeds {params.seeds}"
         " --threads {threads}"
         " --out {output} > {log} 2>&1"
 
