@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from lpe.core.runtime import DTYPES
-from lpe.formats.names import FP32, unknown_problem
+from lpe.formats.names import low_precision_problem
 from lpe.formats.number_formats import FORMATS
 
 FORMAT_NAMES = f"{', '.join(FORMATS)} (and int2..int16)"  # what --format takes
@@ -42,8 +42,6 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, inference: bool = Tru
 def format_name(value: str) -> str:
     """An argparse ``type``: a number format's name (lower-cased), or a one-line reason."""
     name = value.strip().lower()
-    if problem := unknown_problem(name):
+    if problem := low_precision_problem(name):
         raise argparse.ArgumentTypeError(problem)
-    if name == FP32:
-        raise argparse.ArgumentTypeError("fp32 is the reference, not a low precision format")
     return name

@@ -55,6 +55,13 @@ def unknown_problem(precision: str) -> str | None:
     return f"unknown number format {precision!r}; known: {', '.join(CATALOGUE)} (and int2..int16)"
 
 
+def low_precision_problem(precision: str) -> str | None:
+    """Why ``precision`` is no low precision format (unknown, or fp32); None when it is one."""
+    if precision == FP32:
+        return "fp32 is the reference, not a low precision format"
+    return unknown_problem(precision)
+
+
 def parse(precision: str) -> tuple[str, int, str]:
     """``(family, code bits, element)`` of a format name: ``fp8_e4m3 -> ("fp", 8, "E4M3")``."""
     match = NAME.fullmatch(precision)

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from lpe.formats.names import FP32, int_name, known, unknown_problem
+from lpe.formats.names import FP32, int_bits, int_name, low_precision_problem, unknown_problem
 from lpe.models.clip_towers import ZEROSHOT_SUFFIX, pairing_problems
 
 
@@ -137,15 +137,14 @@ def _normalise_formats(config: dict) -> list[str]:
             continue
         names = [n.strip().lower() for n in listed]
         config[section][key] = names if isinstance(value, list) else names[0]
-        problems += [f"'{path}': {p}" for n in names if (p := unknown_problem(n))]
-        if path in INT_KEYS:
-            problems += [
-                f"'{path}': {n!r} is not an INT-b format (int2, int3, ...)"
-                for n in names
-                if known(n) and not n.startswith("int")
-            ]
-        if FP32 in names:
-            problems.append(f"'{path}': fp32 is the reference, not a low precision format")
+        for name in names:
+            if problem := low_precision_problem(name):
+                problems.append(f"'{path}': {problem}")
+            elif path in INT_KEYS:
+                try:
+                    int_bits(name)
+                except ValueError as err:
+                    problems.append(f"'{path}': {err}")
     return problems
 
 
